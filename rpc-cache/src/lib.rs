@@ -1,0 +1,1 @@
+//! rpc-cache: see the workspace README.

@@ -1,0 +1,344 @@
+//! Why a call got no answer, and what the client is told.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::error_object::codes;
+use crate::ErrorObject;
+
+/// Whether a failed request may have reached the backend.
+///
+/// Retrying or failing over a request that *may have been sent* is only safe
+/// for methods that can be repeated (reads, transaction broadcasts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// The request certainly did not leave this process: repeating it is safe.
+    NotSent,
+    /// The request may have reached the backend and may have been executed.
+    MaybeSent,
+}
+
+/// A boxed error, as tower's stock middleware produce.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Every way a call can end without an answer from a backend.
+///
+/// A backend that answers with a JSON-RPC error object is *not* an `RpcError`:
+/// that is a successful [`Response`](crate::Response). Each variant knows
+/// whether the request may have been delivered ([`delivery`](Self::delivery)),
+/// whether repeating it can help ([`is_retryable`](Self::is_retryable)), and
+/// which single error object and HTTP status the client sees
+/// ([`to_error_object`](Self::to_error_object), [`http_status`](Self::http_status)).
+///
+/// Backends are referred to by name; an `RpcError` never holds a URL, because
+/// URLs carry API keys.
+///
+/// | variant | delivery | retryable | code | HTTP |
+/// |---|---|---|---|---|
+/// | `Connect` | not sent | yes | -32011 | 503 |
+/// | `Timeout` | maybe sent | yes | -32015 | 504 |
+/// | `DeadlineExceeded` | not sent | no | -32015 | 504 |
+/// | `HttpStatus` | maybe sent | 408, 429, 5xx but 501 | -32011 | 503 |
+/// | `ConnectionClosed` | maybe sent | yes | -32011 | 503 |
+/// | `InvalidResponse` | maybe sent | yes | -32011 | 503 |
+/// | `ResponseTooLarge` | maybe sent | no | -32020 | 502 |
+/// | `NoBackendAvailable` | not sent | yes | -32011 | 503 |
+/// | `MethodNotAllowed` | not sent | no | -32601 | 403 |
+/// | `InvalidParams` | not sent | no | -32602 | 400 |
+/// | `RateLimited` | not sent | after `retry_after` | -32016 | 429 |
+/// | `Overloaded` | not sent | yes | -32011 | 503 |
+/// | `QuorumNotReached` | maybe sent | no | -32019 | 502 |
+/// | `Internal` | maybe sent | no | -32603 | 500 |
+///
+/// ```
+/// use http::StatusCode;
+/// use rpc_core::{Delivery, RpcError};
+///
+/// let err = RpcError::Connect { backend: "alchemy".into(), source: "connection refused".into() };
+/// assert_eq!(err.delivery(), Delivery::NotSent);
+/// assert!(err.is_retryable());
+/// assert_eq!(err.to_error_object().code(), -32011);
+/// assert_eq!(err.http_status(), StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(err.to_string(), "backend `alchemy`: connect failed: connection refused");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// The connection to the backend could not be established.
+    #[error("backend `{backend}`: connect failed: {source}")]
+    Connect {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// The transport error (never includes the URL).
+        source: BoxError,
+    },
+
+    /// No answer within the backend's timeout.
+    #[error("{}: timed out after {elapsed:?}", backend_label(backend))]
+    Timeout {
+        /// The backend's name, or `None` when the whole stack timed out.
+        backend: Option<Arc<str>>,
+        /// How long the call waited.
+        elapsed: Duration,
+    },
+
+    /// The call's [`Deadline`](crate::Deadline) had passed before it could be sent.
+    #[error("deadline passed before the call was sent")]
+    DeadlineExceeded,
+
+    /// The backend answered with a non-success HTTP status.
+    #[error("backend `{backend}`: HTTP status {status}")]
+    HttpStatus {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The backend's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+
+    /// The connection closed before a complete answer arrived.
+    #[error("backend `{backend}`: connection closed: {source}")]
+    ConnectionClosed {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// The transport error.
+        source: BoxError,
+    },
+
+    /// The backend's answer is not a valid JSON-RPC response to this call.
+    #[error("backend `{backend}`: invalid response: {reason}")]
+    InvalidResponse {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The backend's answer is over the configured size limit.
+    #[error("backend `{backend}`: response larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// No backend in the group can take the call now.
+    #[error("no backend available{}", retry_after.map(|d| format!(" (retry in {d:?})")).unwrap_or_default())]
+    NoBackendAvailable {
+        /// When one is expected back, if known.
+        retry_after: Option<Duration>,
+    },
+
+    /// A policy (method filter) refused the method.
+    #[error("method not allowed: {message}")]
+    MethodNotAllowed {
+        /// The message the client sees.
+        message: Arc<str>,
+    },
+
+    /// The params failed one of our own checks.
+    #[error("invalid params: {message}")]
+    InvalidParams {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The client is over its rate limit.
+    #[error("rate limited")]
+    RateLimited {
+        /// When the client may try again.
+        retry_after: Option<Duration>,
+    },
+
+    /// A layer shed the call because the service is at capacity.
+    #[error("overloaded")]
+    Overloaded,
+
+    /// Not enough backends agreed on an answer.
+    #[error("quorum not reached: {reason}")]
+    QuorumNotReached {
+        /// What happened (how many answered, how many agreed).
+        reason: String,
+    },
+
+    /// A bug or an unexpected condition inside the stack.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn backend_label(backend: &Option<Arc<str>>) -> String {
+    match backend {
+        Some(name) => format!("backend `{name}`"),
+        None => "call".to_owned(),
+    }
+}
+
+impl RpcError {
+    /// Whether the request may have reached a backend.
+    pub fn delivery(&self) -> Delivery {
+        match self {
+            RpcError::Connect { .. }
+            | RpcError::DeadlineExceeded
+            | RpcError::NoBackendAvailable { .. }
+            | RpcError::MethodNotAllowed { .. }
+            | RpcError::InvalidParams { .. }
+            | RpcError::RateLimited { .. }
+            | RpcError::Overloaded => Delivery::NotSent,
+            RpcError::Timeout { .. }
+            | RpcError::HttpStatus { .. }
+            | RpcError::ConnectionClosed { .. }
+            | RpcError::InvalidResponse { .. }
+            | RpcError::ResponseTooLarge { .. }
+            | RpcError::QuorumNotReached { .. }
+            | RpcError::Internal(_) => Delivery::MaybeSent,
+        }
+    }
+
+    /// Whether trying again (later, or on another backend) can succeed.
+    ///
+    /// This says nothing about whether repeating is *safe*; combine it with
+    /// [`delivery`](Self::delivery) and the method's classification.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RpcError::Connect { .. }
+            | RpcError::Timeout { .. }
+            | RpcError::ConnectionClosed { .. }
+            | RpcError::InvalidResponse { .. }
+            | RpcError::NoBackendAvailable { .. }
+            | RpcError::RateLimited { .. }
+            | RpcError::Overloaded => true,
+            RpcError::HttpStatus { status, .. } => {
+                *status == StatusCode::REQUEST_TIMEOUT
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || (status.is_server_error() && *status != StatusCode::NOT_IMPLEMENTED)
+            }
+            RpcError::DeadlineExceeded
+            | RpcError::ResponseTooLarge { .. }
+            | RpcError::MethodNotAllowed { .. }
+            | RpcError::InvalidParams { .. }
+            | RpcError::QuorumNotReached { .. }
+            | RpcError::Internal(_) => false,
+        }
+    }
+
+    /// How long to wait before trying again, when the cause said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RpcError::HttpStatus { retry_after, .. }
+            | RpcError::NoBackendAvailable { retry_after }
+            | RpcError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The backend this error concerns, if one.
+    pub fn backend(&self) -> Option<&str> {
+        match self {
+            RpcError::Connect { backend, .. }
+            | RpcError::HttpStatus { backend, .. }
+            | RpcError::ConnectionClosed { backend, .. }
+            | RpcError::InvalidResponse { backend, .. }
+            | RpcError::ResponseTooLarge { backend, .. } => Some(backend),
+            RpcError::Timeout { backend, .. } => backend.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The error object the client sees. It never names a backend or a URL.
+    pub fn to_error_object(&self) -> ErrorObject {
+        match self {
+            RpcError::Connect { .. } => {
+                ErrorObject::new(codes::NO_BACKEND, "upstream unavailable: connect failed")
+            }
+            RpcError::Timeout { .. } | RpcError::DeadlineExceeded => {
+                ErrorObject::new(codes::GATEWAY_TIMEOUT, "gateway timeout")
+            }
+            RpcError::HttpStatus { status, .. } => ErrorObject::new(
+                codes::NO_BACKEND,
+                format!("upstream unavailable: HTTP status {}", status.as_u16()),
+            ),
+            RpcError::ConnectionClosed { .. } => {
+                ErrorObject::new(codes::NO_BACKEND, "upstream unavailable: connection closed")
+            }
+            RpcError::InvalidResponse { .. } => {
+                ErrorObject::new(codes::NO_BACKEND, "upstream unavailable: invalid response")
+            }
+            RpcError::ResponseTooLarge { .. } => {
+                ErrorObject::new(codes::RESPONSE_TOO_LARGE, "backend response too large")
+            }
+            RpcError::NoBackendAvailable { .. } => {
+                ErrorObject::new(codes::NO_BACKEND, "no backend available")
+            }
+            RpcError::MethodNotAllowed { message } => {
+                ErrorObject::new(codes::METHOD_NOT_FOUND, message.to_string())
+            }
+            RpcError::InvalidParams { message } => {
+                ErrorObject::new(codes::INVALID_PARAMS, format!("invalid params: {message}"))
+            }
+            RpcError::RateLimited { .. } => {
+                ErrorObject::new(codes::RATE_LIMITED, "over rate limit")
+            }
+            RpcError::Overloaded => ErrorObject::new(codes::NO_BACKEND, "server overloaded"),
+            RpcError::QuorumNotReached { .. } => {
+                ErrorObject::new(codes::QUORUM_NOT_REACHED, "backends did not agree")
+            }
+            RpcError::Internal(_) => ErrorObject::internal_error(),
+        }
+    }
+
+    /// The HTTP status for a single (non-batch) call that failed this way.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            RpcError::Connect { .. }
+            | RpcError::HttpStatus { .. }
+            | RpcError::ConnectionClosed { .. }
+            | RpcError::InvalidResponse { .. }
+            | RpcError::NoBackendAvailable { .. }
+            | RpcError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            RpcError::Timeout { .. } | RpcError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            RpcError::ResponseTooLarge { .. } | RpcError::QuorumNotReached { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            RpcError::MethodNotAllowed { .. } => StatusCode::FORBIDDEN,
+            RpcError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
+            RpcError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RpcError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Converts the boxed error of a stock tower middleware into an `RpcError`,
+    /// so stacks such as `ServiceBuilder::new().map_err(RpcError::from_boxed).timeout(..)`
+    /// stay [`JsonRpcService`](crate::JsonRpcService)s.
+    ///
+    /// `tower::timeout::error::Elapsed` becomes [`RpcError::Timeout`],
+    /// `tower::load_shed::error::Overloaded` becomes [`RpcError::Overloaded`], an
+    /// `RpcError` inside the box is returned as it is, and anything else becomes
+    /// [`RpcError::Internal`].
+    ///
+    /// ```
+    /// use rpc_core::RpcError;
+    ///
+    /// let boxed: rpc_core::BoxError = Box::new(RpcError::Overloaded);
+    /// assert!(matches!(RpcError::from_boxed(boxed), RpcError::Overloaded));
+    /// ```
+    pub fn from_boxed(err: BoxError) -> RpcError {
+        let err = match err.downcast::<RpcError>() {
+            Ok(e) => return *e,
+            Err(e) => e,
+        };
+        if err.is::<tower::timeout::error::Elapsed>() {
+            return RpcError::Timeout {
+                backend: None,
+                elapsed: Duration::ZERO,
+            };
+        }
+        if err.is::<tower::load_shed::error::Overloaded>() {
+            return RpcError::Overloaded;
+        }
+        RpcError::Internal(err.to_string())
+    }
+}

@@ -1,0 +1,584 @@
+//! A named JSON-RPC backend reached over HTTP(S).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
+use http::{HeaderMap, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+use tower::Service;
+
+use crate::parse::parse_response;
+use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError};
+
+/// Which backend answered a call; put in the [`Response`]'s extensions by
+/// backends (for a `served-by` header, logs and metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedBy(pub Arc<str>);
+
+/// A JSON-RPC backend over HTTP or HTTPS: a [`JsonRpcService`](crate::JsonRpcService)
+/// on a pooled, keep-alive hyper client with rustls (no OpenSSL).
+///
+/// Every call has a deadline (the backend's timeout, or the request's
+/// [`Deadline`](crate::Deadline) if sooner) and a response size limit. Failures map to
+/// [`RpcError`]: a refused connection is `Connect` (not sent), a non-2xx status
+/// is `HttpStatus` (with `Retry-After`), a body that is not a JSON-RPC answer to
+/// this call is `InvalidResponse`. A JSON-RPC error object from the backend is a
+/// successful [`Response`].
+///
+/// On the wire each call gets the backend's own numeric id, and the client's id is
+/// restored on the answer, so odd client ids (`1.0`, long strings) never reach
+/// the backend and an answer to another call is caught.
+///
+/// The backend is referred to by its name in errors and logs; its URL, which
+/// may carry an API key, is never shown.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use rpc_core::{HttpBackend, Request};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = HttpBackend::builder("alchemy", "https://eth-mainnet.example/v2/KEY")
+///     .timeout(Duration::from_secs(5))
+///     .header("x-client", "my-app")?
+///     .build()?;
+/// let resp = backend.oneshot(Request::new("eth_chainId").with_id(1u64.into())).await?;
+/// println!("{:?}", resp.result_json());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HttpBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    uri: Uri,
+    headers: HeaderMap,
+    timeout: Duration,
+    max_response_bytes: usize,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for HttpBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL is left out on purpose: it may hold an API key.
+        f.debug_struct("HttpBackend")
+            .field("name", &self.inner.name)
+            .field("timeout", &self.inner.timeout)
+            .field("max_response_bytes", &self.inner.max_response_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpBackend {
+    /// Starts a builder for a backend called `name` at `url`
+    /// (`http://` or `https://`; `user:password@` in the URL becomes basic auth).
+    pub fn builder(name: impl Into<Arc<str>>, url: impl Into<String>) -> HttpBackendBuilder {
+        HttpBackendBuilder {
+            name: name.into(),
+            url: url.into(),
+            timeout: HttpBackendBuilder::DEFAULT_TIMEOUT,
+            connect_timeout: HttpBackendBuilder::DEFAULT_CONNECT_TIMEOUT,
+            max_response_bytes: HttpBackendBuilder::DEFAULT_MAX_RESPONSE_BYTES,
+            pool_idle_timeout: HttpBackendBuilder::DEFAULT_POOL_IDLE_TIMEOUT,
+            pool_max_idle_per_host: HttpBackendBuilder::DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            headers: HeaderMap::new(),
+            basic_auth: None,
+            tls: None,
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+}
+
+/// Builds an [`HttpBackend`]. Every setting has a documented default.
+#[must_use]
+pub struct HttpBackendBuilder {
+    name: Arc<str>,
+    url: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_response_bytes: usize,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+    headers: HeaderMap,
+    basic_auth: Option<(String, String)>,
+    tls: Option<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for HttpBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpBackendBuilder")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an [`HttpBackend`] could not be built. Never contains the URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The name is empty.
+    #[error("backend name is empty")]
+    EmptyName,
+    /// The URL does not parse, or is not http/https.
+    #[error("backend `{backend}`: invalid URL: {reason}")]
+    InvalidUrl {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// What is wrong (without the URL itself).
+        reason: &'static str,
+    },
+    /// A header name or value is not valid HTTP.
+    #[error("backend `{backend}`: invalid header `{header}`")]
+    InvalidHeader {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// The header's name as given.
+        header: String,
+    },
+    /// The TLS set-up failed.
+    #[error("backend `{backend}`: TLS set-up failed: {reason}")]
+    Tls {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// The error.
+        reason: String,
+    },
+}
+
+impl HttpBackendBuilder {
+    /// Default for [`timeout`](Self::timeout): 10 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default for [`connect_timeout`](Self::connect_timeout): 3 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Default for [`max_response_size`](Self::max_response_size): 32 MiB.
+    pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+    /// Default for [`pool_idle_timeout`](Self::pool_idle_timeout): 90 s.
+    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Default for [`pool_max_idle_per_host`](Self::pool_max_idle_per_host): 64.
+    pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
+
+    /// The longest a call may take, from sending to the last byte of the answer.
+    /// A request's own [`Deadline`](crate::Deadline) shortens it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest a TCP connect may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest response body accepted; a larger one fails the call with
+    /// [`RpcError::ResponseTooLarge`].
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// How long an idle pooled connection is kept.
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// How many idle connections are kept.
+    pub fn pool_max_idle_per_host(mut self, n: usize) -> Self {
+        self.pool_max_idle_per_host = n;
+        self
+    }
+
+    /// Adds a header sent with every call (an API key header, for example).
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, BuildError> {
+        let invalid = || BuildError::InvalidHeader {
+            backend: self.name.clone(),
+            header: name.to_owned(),
+        };
+        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let mut header_value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        header_value.set_sensitive(true);
+        self.headers.append(header_name, header_value);
+        Ok(self)
+    }
+
+    /// Sends HTTP basic auth with every call.
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Uses this rustls configuration for `https://` (custom roots, client
+    /// certificates). Default: the Mozilla roots from `webpki-roots`, ring.
+    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Builds the backend. Needs no runtime; connections open on first use.
+    pub fn build(self) -> Result<HttpBackend, BuildError> {
+        if self.name.trim().is_empty() {
+            return Err(BuildError::EmptyName);
+        }
+        let name = self.name;
+        let invalid = |reason| BuildError::InvalidUrl {
+            backend: name.clone(),
+            reason,
+        };
+        let uri: Uri = self
+            .url
+            .trim()
+            .parse()
+            .map_err(|_| invalid("not a valid URL"))?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            Some(_) => return Err(invalid("the scheme must be http or https")),
+            None => return Err(invalid("missing http:// or https://")),
+        }
+        let authority = uri.authority().ok_or_else(|| invalid("missing host"))?;
+        if authority.host().is_empty() {
+            return Err(invalid("missing host"));
+        }
+
+        let mut headers = self.headers;
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut basic_auth = self.basic_auth;
+        // `user:password@` in the URL: move it to a header and out of the URI.
+        let uri = match authority.as_str().rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                basic_auth.get_or_insert((percent_decode(user), percent_decode(password)));
+                let mut parts = uri.clone().into_parts();
+                parts.authority = Some(host.parse().map_err(|_| invalid("invalid host"))?);
+                Uri::from_parts(parts).map_err(|_| invalid("not a valid URL"))?
+            }
+            None => uri,
+        };
+        if let Some((user, password)) = basic_auth {
+            let token = base64_encode(format!("{user}:{password}").as_bytes());
+            let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+                .map_err(|_| invalid("invalid credentials"))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(self.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let tls_error = |e: rustls::Error| BuildError::Tls {
+            backend: name.clone(),
+            reason: e.to_string(),
+        };
+        let connector = match self.tls {
+            Some(config) => HttpsConnectorBuilder::new().with_tls_config(config),
+            None => HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+                .map_err(tls_error)?,
+        }
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+
+        Ok(HttpBackend {
+            inner: Arc::new(Inner {
+                name,
+                uri,
+                headers,
+                timeout: self.timeout,
+                max_response_bytes: self.max_response_bytes,
+                client,
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+}
+
+impl Service<Request> for HttpBackend {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pool has no fixed capacity; bound concurrency with a layer
+        // (`tower::limit::ConcurrencyLimitLayer`) where a backend needs it.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // One allocation per call for the future: an HTTP round trip dwarfs it.
+        Box::pin(self.inner.clone().call(req))
+    }
+}
+
+impl Inner {
+    async fn call(self: Arc<Self>, req: Request) -> Result<Response, RpcError> {
+        let started = Instant::now();
+        let mut deadline = started + self.timeout;
+        if let Some(call_deadline) = req.deadline() {
+            if call_deadline <= started {
+                return Err(RpcError::DeadlineExceeded);
+            }
+            deadline = deadline.min(call_deadline);
+        }
+        let wire_id = (!req.is_notification())
+            .then(|| Id::from(self.next_id.fetch_add(1, Ordering::Relaxed)));
+
+        match tokio::time::timeout_at(deadline, self.exchange(&req, wire_id.as_ref())).await {
+            Ok(Ok(payload)) => {
+                let id = req.id().cloned().unwrap_or(Id::Null);
+                let mut resp = Response::new(id, payload);
+                resp.extensions_mut().insert(ServedBy(self.name.clone()));
+                Ok(resp)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(RpcError::Timeout {
+                backend: Some(self.name.clone()),
+                elapsed: started.elapsed(),
+            }),
+        }
+    }
+
+    async fn exchange(&self, req: &Request, wire_id: Option<&Id>) -> Result<Payload, RpcError> {
+        let mut body = Vec::with_capacity(req.encoded_len_hint());
+        req.write_json(wire_id, &mut body);
+        let mut http_req = http::Request::new(Full::new(Bytes::from(body)));
+        *http_req.method_mut() = http::Method::POST;
+        *http_req.uri_mut() = self.uri.clone();
+        *http_req.headers_mut() = self.headers.clone();
+
+        let resp = self.client.request(http_req).await.map_err(|e| {
+            let source: BoxError = error_chain(&e).into();
+            if e.is_connect() {
+                RpcError::Connect {
+                    backend: self.name.clone(),
+                    source,
+                }
+            } else {
+                RpcError::ConnectionClosed {
+                    backend: self.name.clone(),
+                    source,
+                }
+            }
+        })?;
+
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let status_error = || RpcError::HttpStatus {
+            backend: self.name.clone(),
+            status,
+            retry_after,
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(status_error());
+        }
+        let too_large = || RpcError::ResponseTooLarge {
+            backend: self.name.clone(),
+            limit: self.max_response_bytes,
+        };
+        let declared = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_response_bytes as u64) {
+            return Err(too_large());
+        }
+        let bytes = Limited::new(resp.into_body(), self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    too_large()
+                } else {
+                    RpcError::ConnectionClosed {
+                        backend: self.name.clone(),
+                        source: error_chain(&*e).into(),
+                    }
+                }
+            })?
+            .to_bytes();
+
+        let Some(wire_id) = wire_id else {
+            // A notification: the backend owes no answer; any 2xx will do.
+            return if status.is_success() {
+                Ok(Payload::Result(RawJson::NULL))
+            } else {
+                Err(status_error())
+            };
+        };
+        let parsed = parse_response(&bytes, wire_id);
+        if status.is_success() {
+            return parsed.map_err(|reason| RpcError::InvalidResponse {
+                backend: self.name.clone(),
+                reason,
+            });
+        }
+        // Another non-2xx status carrying a JSON-RPC error object (some providers
+        // answer invalid params with a 400) is the backend's answer.
+        match parsed {
+            Ok(payload @ Payload::Error(_)) => Ok(payload),
+            _ => Err(status_error()),
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is ignored).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// An error and its sources as one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn base64_encode(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn url_errors_never_show_the_url() {
+        let secret = "ftp://user:sekret@host/key-abc123";
+        let err = HttpBackend::builder("paid", secret).build().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("paid"), "{text}");
+        assert!(
+            !text.contains("sekret") && !text.contains("abc123"),
+            "{text}"
+        );
+
+        let err = HttpBackend::builder("paid", "not a url key-abc123")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("abc123"));
+        assert!(matches!(
+            HttpBackend::builder(" ", "http://h").build(),
+            Err(BuildError::EmptyName)
+        ));
+    }
+
+    #[test]
+    fn userinfo_moves_to_basic_auth() {
+        let b = HttpBackend::builder("n", "http://alice:p%40ss@127.0.0.1:9/x")
+            .build()
+            .expect("ok");
+        assert_eq!(b.inner.uri.to_string(), "http://127.0.0.1:9/x");
+        let auth = b.inner.headers.get(AUTHORIZATION).expect("auth header");
+        assert_eq!(
+            auth.to_str().expect("ascii"),
+            format!("Basic {}", base64_encode(b"alice:p@ss"))
+        );
+        assert!(!format!("{b:?}").contains("alice"));
+    }
+}

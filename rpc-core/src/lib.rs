@@ -1,0 +1,58 @@
+//! # rpc-core
+//!
+//! The foundation of a crate family for resilient JSON-RPC: the types every
+//! layer passes around, the one service trait they all speak, an HTTP backend,
+//! an HTTP front and a method filter.
+//!
+//! * [`Request`], [`Response`], [`Id`], [`ErrorObject`] and [`RawJson`]: params
+//!   and results stay raw JSON, zero-copy slices of the bytes they arrived in.
+//! * [`RpcError`]: every way a call can end without an answer, with whether it
+//!   may have been delivered, whether a retry can help, and the one error the
+//!   client sees.
+//! * [`JsonRpcService`]: a trait alias over `tower::Service<Request>`;
+//!   [`BoxJsonRpcService`] is its type-erased form.
+//! * [`HttpBackend`]: a named backend on a pooled hyper client (http and https).
+//! * [`server`]: an HTTP front that turns HTTP bodies (single calls and
+//!   batches) into calls of any `JsonRpcService`, usable on its own or mounted
+//!   in axum.
+//! * [`filter::MethodFilterLayer`]: allow- and deny-lists of methods.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use rpc_core::filter::{MethodFilter, MethodFilterLayer};
+//! use rpc_core::server::{serve, ServerConfig};
+//! use rpc_core::HttpBackend;
+//! use tower::ServiceBuilder;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = HttpBackend::builder("node", "http://127.0.0.1:8545")
+//!     .timeout(Duration::from_secs(10))
+//!     .build()?;
+//! let stack = ServiceBuilder::new()
+//!     .layer(MethodFilterLayer::new(MethodFilter::allow(["eth_*", "net_version"])?))
+//!     .service(backend);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8546").await?;
+//! serve(listener, stack, ServerConfig::default(), std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod error_object;
+pub mod filter;
+mod http_backend;
+mod id;
+pub mod parse;
+mod raw;
+mod request;
+mod response;
+pub mod server;
+mod service;
+
+pub use error::{BoxError, Delivery, RpcError};
+pub use error_object::{codes, ErrorObject};
+pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder, ServedBy};
+pub use id::Id;
+pub use raw::RawJson;
+pub use request::{Deadline, RemoteAddr, Request};
+pub use response::{Payload, Response};
+pub use service::{BoxJsonRpcService, JsonRpcService};

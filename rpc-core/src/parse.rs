@@ -1,0 +1,336 @@
+//! Parsing incoming JSON-RPC messages and backend responses without building
+//! JSON trees: params, results and ids stay zero-copy slices of the body.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::{ErrorObject, Id, Payload, RawJson, Request, Response};
+
+/// A parsed HTTP body: one call or a batch of them.
+///
+/// Each call is parsed on its own, so one invalid item in a batch does not spoil
+/// the others: it becomes an [`InvalidCall`] answered in its place.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A single call (the body was a JSON object).
+    Single(Result<Request, InvalidCall>),
+    /// A batch (the body was a non-empty JSON array), items in request order.
+    Batch(Vec<Result<Request, InvalidCall>>),
+}
+
+/// A call that is not valid JSON-RPC 2.0: the error to answer with, and the id
+/// to answer it under (the call's own id when it could be read, else `null`).
+#[derive(Debug, Clone)]
+pub struct InvalidCall {
+    /// The id to answer under.
+    pub id: Id,
+    /// The error to answer with (`-32600` or `-32602`).
+    pub error: ErrorObject,
+}
+
+impl InvalidCall {
+    fn new(id: Id, error: ErrorObject) -> Self {
+        InvalidCall { id, error }
+    }
+
+    /// The error response for this call.
+    pub fn into_response(self) -> Response {
+        Response::error(self.id, self.error)
+    }
+}
+
+/// A body that cannot be answered call by call: the whole request fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Not JSON, invalid UTF-8, trailing garbage or a truncated body: `-32700`.
+    #[error("parse error")]
+    Parse,
+    /// Valid JSON but neither an object nor an array (`1`, `"x"`): `-32600`.
+    #[error("invalid request: expected an object or an array")]
+    NotACall,
+    /// `[]`: `-32600`.
+    #[error("invalid request: empty batch")]
+    EmptyBatch,
+    /// More calls than allowed: `-32014`.
+    #[error("batch of {len} calls is over the limit of {max}")]
+    BatchTooLarge {
+        /// Calls in the batch.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl MessageError {
+    /// The error object to answer with (under id `null`).
+    pub fn to_error_object(&self) -> ErrorObject {
+        match self {
+            MessageError::Parse => ErrorObject::parse_error(),
+            MessageError::NotACall => {
+                ErrorObject::invalid_request("invalid request: expected an object or an array")
+            }
+            MessageError::EmptyBatch => {
+                ErrorObject::invalid_request("invalid request: empty batch")
+            }
+            MessageError::BatchTooLarge { max, .. } => ErrorObject::batch_too_large(*max),
+        }
+    }
+
+    /// The HTTP status to answer with.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            MessageError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Parses an HTTP body holding one JSON-RPC call or a batch.
+///
+/// The batch size is checked while the array is scanned, before any item is
+/// parsed, and items past `max_batch` are skipped without being stored.
+///
+/// ```
+/// use bytes::Bytes;
+/// use rpc_core::parse::{parse_message, Incoming};
+///
+/// let body = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 7]"#);
+/// let Ok(Incoming::Batch(items)) = parse_message(body, 100) else { panic!() };
+/// assert_eq!(items[0].as_ref().unwrap().method(), "a");
+/// assert_eq!(items[1].as_ref().unwrap_err().error.code(), -32600);
+/// ```
+pub fn parse_message(body: Bytes, max_batch: usize) -> Result<Incoming, MessageError> {
+    match body.iter().copied().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {
+            let raw: &RawValue = serde_json::from_slice(&body).map_err(|_| MessageError::Parse)?;
+            Ok(Incoming::Single(parse_call(&body, raw)))
+        }
+        Some(b'[') => {
+            let mut de = serde_json::Deserializer::from_slice(&body);
+            let scan = (&mut de)
+                .deserialize_seq(BatchVisitor { max: max_batch })
+                .map_err(|_| MessageError::Parse)?;
+            de.end().map_err(|_| MessageError::Parse)?;
+            match scan {
+                BatchScan::Items(items) if items.is_empty() => Err(MessageError::EmptyBatch),
+                BatchScan::Items(items) => Ok(Incoming::Batch(
+                    items
+                        .into_iter()
+                        .map(|raw| parse_call(&body, raw))
+                        .collect(),
+                )),
+                BatchScan::TooLarge(len) => Err(MessageError::BatchTooLarge {
+                    len,
+                    max: max_batch,
+                }),
+            }
+        }
+        _ => match serde_json::from_slice::<IgnoredAny>(&body) {
+            Ok(_) => Err(MessageError::NotACall),
+            Err(_) => Err(MessageError::Parse),
+        },
+    }
+}
+
+/// The result of scanning a batch array: raw items, or only a count once the
+/// limit is passed.
+enum BatchScan<'a> {
+    Items(Vec<&'a RawValue>),
+    TooLarge(usize),
+}
+
+/// Scans a batch array, keeping at most `max` raw items.
+struct BatchVisitor {
+    max: usize,
+}
+
+impl<'de> Visitor<'de> for BatchVisitor {
+    type Value = BatchScan<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC batch")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let cap = seq.size_hint().unwrap_or(0).min(self.max).min(1024);
+        let mut items = Vec::with_capacity(cap);
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.max {
+                // Count the rest without storing it.
+                let mut len = self.max + 1;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    len += 1;
+                }
+                return Ok(BatchScan::TooLarge(len));
+            }
+            items.push(item);
+        }
+        Ok(BatchScan::Items(items))
+    }
+}
+
+/// Deserialises a field as `Some(raw)` even when it is `null` (serde would
+/// otherwise turn `null` into `None`).
+pub(crate) fn some_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct WireCall<'a> {
+    #[serde(borrow, default, deserialize_with = "some_raw")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "some_raw")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "some_raw")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "some_raw")]
+    params: Option<&'a RawValue>,
+}
+
+/// Parses and validates one call borrowed from `body`.
+pub(crate) fn parse_call(body: &Bytes, raw: &RawValue) -> Result<Request, InvalidCall> {
+    let wire: WireCall<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+        let why = if raw.get().starts_with('{') {
+            format!("invalid request: {e}")
+        } else {
+            "invalid request: a call must be an object".to_owned()
+        };
+        InvalidCall::new(Id::Null, ErrorObject::invalid_request(why))
+    })?;
+
+    let id = match wire.id {
+        None => None,
+        Some(raw_id) => match Id::from_raw(body, raw_id) {
+            Some(id) => Some(id),
+            None => {
+                return Err(InvalidCall::new(
+                    Id::Null,
+                    ErrorObject::invalid_request(
+                        "invalid request: id must be a string, a number or null",
+                    ),
+                ))
+            }
+        },
+    };
+    let fail = |why: &'static str| {
+        InvalidCall::new(
+            id.clone().unwrap_or(Id::Null),
+            ErrorObject::invalid_request(why),
+        )
+    };
+
+    match wire.jsonrpc {
+        Some(v) if v.get() == "\"2.0\"" => {}
+        Some(_) => return Err(fail("invalid request: jsonrpc must be \"2.0\"")),
+        None => return Err(fail("invalid request: missing jsonrpc \"2.0\"")),
+    }
+
+    let method: Arc<str> = match wire.method {
+        Some(m) if m.get().starts_with('"') => {
+            let name: Arc<str> = if m.get().contains('\\') {
+                serde_json::from_str::<String>(m.get())
+                    .map_err(|_| fail("invalid request: method must be a string"))?
+                    .into()
+            } else {
+                // No escapes: the text between the quotes is the name.
+                Arc::from(&m.get()[1..m.get().len() - 1])
+            };
+            if name.is_empty() {
+                return Err(fail("invalid request: method is empty"));
+            }
+            name
+        }
+        Some(_) => return Err(fail("invalid request: method must be a string")),
+        None => return Err(fail("invalid request: missing method")),
+    };
+
+    let params = match wire.params {
+        None => None,
+        Some(p) => match p.get().as_bytes().first() {
+            Some(b'[' | b'{') => Some(RawJson::slice_of(body, p)),
+            Some(b'n') => None,
+            _ => {
+                return Err(InvalidCall::new(
+                    id.unwrap_or(Id::Null),
+                    ErrorObject::new(
+                        crate::error_object::codes::INVALID_PARAMS,
+                        "invalid params: params must be an array or an object",
+                    ),
+                ))
+            }
+        },
+    };
+
+    let mut req = Request::new(method);
+    if let Some(id) = id {
+        req = req.with_id(id);
+    }
+    if let Some(params) = params {
+        req = req.with_params(params);
+    }
+    Ok(req)
+}
+
+#[derive(Deserialize)]
+struct WireResponse<'a> {
+    #[serde(borrow, default, deserialize_with = "some_raw")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "some_raw")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "some_raw")]
+    error: Option<&'a RawValue>,
+}
+
+/// Parses a backend's answer to one call sent with id `wire_id`.
+///
+/// Tolerant of what real providers send (a missing `jsonrpc`, extra fields,
+/// `"error": null` beside a result, an error answered under id `null`), strict
+/// about what would make the answer wrong (another call's id, a batch, neither
+/// or both of result and error). The result stays a zero-copy slice of `body`.
+///
+/// Returns the reason on failure, for [`RpcError::InvalidResponse`](crate::RpcError::InvalidResponse).
+pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
+    let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'{') => {}
+        Some(b'[') => return Err("a batch answer to a single call".to_owned()),
+        None => return Err("empty body".to_owned()),
+        Some(_) => return Err("not a JSON-RPC response object".to_owned()),
+    }
+    let wire: WireResponse<'_> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    // `"error": null` beside a result, and `"result": null` beside an error,
+    // are common and harmless; two real values are not.
+    let error = wire.error.filter(|e| e.get() != "null");
+    let result = match (wire.result, error) {
+        (Some(r), Some(_)) if r.get() == "null" => None,
+        (result, _) => result,
+    };
+    let payload = match (result, error) {
+        (Some(result), None) => Payload::Result(RawJson::slice_of(body, result)),
+        (None, Some(error)) => match ErrorObject::from_raw(body, error) {
+            Some(obj) => Payload::Error(obj),
+            None => return Err("malformed error object".to_owned()),
+        },
+        (Some(_), Some(_)) => return Err("both result and error".to_owned()),
+        (None, None) => return Err("neither result nor error".to_owned()),
+    };
+    let id_ok = match wire.id {
+        Some(id) => {
+            id.get().as_bytes() == wire_id.as_json()
+                || matches!(payload, Payload::Error(_)) && id.get() == "null"
+        }
+        None => matches!(payload, Payload::Error(_)),
+    };
+    if !id_ok {
+        return Err("id does not match the request".to_owned());
+    }
+    Ok(payload)
+}

@@ -1,0 +1,177 @@
+//! Raw JSON values kept as bytes.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+/// One complete JSON value kept as the exact bytes it arrived in.
+///
+/// `params` and `result` travel through the stack as `RawJson`: the proxy never
+/// builds a `serde_json::Value` tree for data it only forwards. Values parsed by
+/// this crate are zero-copy slices of the received body, so cloning a `RawJson`
+/// (for a retry, a fan-out or a cache entry) is a reference-count bump.
+///
+/// The bytes are always valid UTF-8 JSON: every constructor checks it or takes it
+/// from a parser that did.
+///
+/// ```
+/// use rpc_core::RawJson;
+///
+/// let params = RawJson::from_serialize(&["0x1", true]).unwrap();
+/// assert_eq!(params.as_bytes(), br#"["0x1",true]"#);
+///
+/// let parsed: (String, bool) = params.deserialize().unwrap();
+/// assert_eq!(parsed, ("0x1".to_string(), true));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RawJson(Bytes);
+
+impl RawJson {
+    /// The JSON value `null`.
+    pub const NULL: RawJson = RawJson(Bytes::from_static(b"null"));
+
+    /// Wraps bytes after checking that they hold exactly one JSON value
+    /// (surrounding whitespace is kept as it is).
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Result<Self, serde_json::Error> {
+        let bytes = bytes.into();
+        serde_json::from_slice::<&RawValue>(&bytes)?;
+        Ok(RawJson(bytes))
+    }
+
+    /// Serialises `value` to compact JSON.
+    pub fn from_serialize<T: serde::Serialize + ?Sized>(
+        value: &T,
+    ) -> Result<Self, serde_json::Error> {
+        serde_json::to_vec(value).map(|v| RawJson(Bytes::from(v)))
+    }
+
+    /// A static JSON text such as `"[]"`; checked.
+    ///
+    /// # Errors
+    /// When `text` is not exactly one JSON value.
+    pub fn from_static(text: &'static str) -> Result<Self, serde_json::Error> {
+        Self::from_bytes(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// Takes a slice of `body` that a serde_json parser borrowed from it.
+    ///
+    /// `raw` must point into `body`; when it does not (which would be a bug in
+    /// the caller) the value is copied instead, so the result is still right.
+    pub(crate) fn slice_of(body: &Bytes, raw: &RawValue) -> Self {
+        let text = raw.get().as_bytes();
+        let start = body.as_ptr() as usize;
+        let at = text.as_ptr() as usize;
+        if at >= start && at + text.len() <= start + body.len() {
+            RawJson(body.slice_ref(text))
+        } else {
+            RawJson(Bytes::copy_from_slice(text))
+        }
+    }
+
+    /// Wraps bytes this crate produced or validated itself.
+    pub(crate) fn from_trusted(bytes: Bytes) -> Self {
+        RawJson(bytes)
+    }
+
+    /// The JSON text as bytes, exactly as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The JSON text as the underlying shared buffer.
+    pub fn as_shared_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Length of the JSON text in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// `true` for an empty buffer, which a valid `RawJson` never is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `true` when the value is the JSON literal `null`.
+    pub fn is_null(&self) -> bool {
+        self.first_byte() == Some(b'n')
+    }
+
+    /// The first non-whitespace byte: `{`, `[`, `"`, `t`, `f`, `n`, `-` or a digit.
+    pub fn first_byte(&self) -> Option<u8> {
+        self.0.iter().copied().find(|b| !b.is_ascii_whitespace())
+    }
+
+    /// Parses the value into any deserialisable type.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.0)
+    }
+}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Valid UTF-8 by construction; `from_utf8_lossy` borrows in that case.
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Display for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl From<&RawValue> for RawJson {
+    fn from(raw: &RawValue) -> Self {
+        RawJson(Bytes::copy_from_slice(raw.get().as_bytes()))
+    }
+}
+
+impl From<Box<RawValue>> for RawJson {
+    fn from(raw: Box<RawValue>) -> Self {
+        let boxed: Box<str> = raw.into();
+        RawJson(Bytes::from(boxed.into_boxed_bytes()))
+    }
+}
+
+impl From<serde_json::Value> for RawJson {
+    fn from(value: serde_json::Value) -> Self {
+        // Serialising a `Value` cannot fail: its map keys are strings.
+        RawJson(Bytes::from(value.to_string().into_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_of_is_zero_copy() {
+        let body = Bytes::from_static(br#"{"params":[1,2,3]}"#);
+        #[derive(serde::Deserialize)]
+        struct P<'a> {
+            #[serde(borrow)]
+            params: &'a RawValue,
+        }
+        let p: P<'_> = serde_json::from_slice(&body).expect("valid");
+        let raw = RawJson::slice_of(&body, p.params);
+        assert_eq!(raw.as_bytes(), b"[1,2,3]");
+        assert_eq!(raw.as_bytes().as_ptr(), body[10..].as_ptr());
+    }
+
+    #[test]
+    fn from_bytes_rejects_invalid_json() {
+        assert!(RawJson::from_bytes(&b"{"[..]).is_err());
+        assert!(RawJson::from_bytes(&b"1 2"[..]).is_err());
+        assert!(RawJson::from_bytes(&b" [1] "[..]).is_ok());
+    }
+
+    #[test]
+    fn null_detection() {
+        assert!(RawJson::NULL.is_null());
+        assert!(!RawJson::from_static("0").expect("valid").is_null());
+    }
+}

@@ -1,0 +1,123 @@
+use std::time::Duration;
+
+/// Limits and timeouts of the HTTP front. Every setting has a documented
+/// default; `ServerConfig::default()` is a sane production start.
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::server::ServerConfig;
+///
+/// let config = ServerConfig::default()
+///     .max_body_size(1024 * 1024)
+///     .max_batch_len(50)
+///     .request_timeout(Duration::from_secs(10));
+/// assert_eq!(config.max_batch(), 50);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) batch_concurrency: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) health_path: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_batch: Self::DEFAULT_MAX_BATCH,
+            batch_concurrency: Self::DEFAULT_BATCH_CONCURRENCY,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            body_read_timeout: Self::DEFAULT_BODY_READ_TIMEOUT,
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
+            health_path: "/healthz".to_owned(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Default request body limit: 10 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+    /// Default batch limit: 100 calls.
+    pub const DEFAULT_MAX_BATCH: usize = 100;
+    /// Default number of calls of one batch run at once: 16.
+    pub const DEFAULT_BATCH_CONCURRENCY: usize = 16;
+    /// Default deadline of each call: 30 s.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default time allowed to receive a request body: 10 s.
+    pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default time allowed to receive request headers (HTTP/1.1): 10 s.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default time in-flight calls get to finish on shutdown: 10 s.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The largest request body accepted, in bytes.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The most calls one batch may hold (at least 1).
+    pub fn max_batch_len(mut self, calls: usize) -> Self {
+        self.max_batch = calls.max(1);
+        self
+    }
+
+    /// How many calls of one batch run at once (at least 1).
+    pub fn batch_concurrency(mut self, calls: usize) -> Self {
+        self.batch_concurrency = calls.max(1);
+        self
+    }
+
+    /// The deadline of each call, from the moment its body was parsed. Put in
+    /// the call's extensions as a [`Deadline`](crate::Deadline) for the layers below.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send the body (slow-loris protection).
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// How long an HTTP/1.1 client may take to send the request headers.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long [`serve`](super::serve) lets in-flight calls finish after the
+    /// shutdown signal before closing their connections.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The health-check path answered to `GET` (default `/healthz`).
+    pub fn health_path(mut self, path: impl Into<String>) -> Self {
+        self.health_path = path.into();
+        self
+    }
+
+    /// The body limit in bytes.
+    pub fn max_body(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// The batch limit.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// The shutdown deadline.
+    pub fn shutdown(&self) -> Duration {
+        self.shutdown_timeout
+    }
+}

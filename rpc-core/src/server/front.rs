@@ -1,0 +1,370 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{stream, FutureExt, StreamExt};
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tower::{Service, ServiceExt};
+
+use super::ServerConfig;
+use crate::parse::{parse_message, Incoming};
+use crate::{
+    BoxError, Deadline, ErrorObject, Id, JsonRpcService, RemoteAddr, Request, Response, RpcError,
+};
+
+/// The body of every response of the front.
+pub type ResponseBody = Full<Bytes>;
+
+/// The HTTP front as a plain tower service: `http::Request<B>` in,
+/// `http::Response<Full<Bytes>>` out, never an error.
+///
+/// Clone it per connection or request; clones share the config and clone the
+/// inner service. See the [module docs](super) for what it answers.
+///
+/// ```
+/// use rpc_core::server::{HttpFront, ServerConfig};
+/// use rpc_core::{RawJson, Request, Response, RpcError};
+/// use tower::{service_fn, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let inner = service_fn(|req: Request| async move {
+///     Ok::<_, RpcError>(Response::result(req.id().cloned().unwrap_or_default(), RawJson::NULL))
+/// });
+/// let front = HttpFront::new(inner, ServerConfig::default());
+/// let http_req = http::Request::post("/")
+///     .header("content-type", "application/json")
+///     .body(http_body_util::Full::new(bytes::Bytes::from_static(
+///         br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
+///     )))
+///     .unwrap();
+/// let resp = front.oneshot(http_req).await.unwrap();
+/// assert_eq!(resp.status(), 200);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpFront<S> {
+    inner: S,
+    config: Arc<ServerConfig>,
+    remote: Option<RemoteAddr>,
+}
+
+impl<S> HttpFront<S> {
+    /// A front calling `inner` for every JSON-RPC call.
+    pub fn new(inner: S, config: ServerConfig) -> Self {
+        HttpFront {
+            inner,
+            config: Arc::new(config),
+            remote: None,
+        }
+    }
+
+    /// Sets the client address put in each call's extensions as [`RemoteAddr`].
+    /// [`serve`](super::serve) does this per connection; a
+    /// [`RemoteAddr`] in the HTTP request's extensions is used otherwise.
+    pub fn with_remote_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.remote = Some(RemoteAddr(addr));
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for HttpFront<S>
+where
+    S: JsonRpcService,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Calls reach the inner service through `oneshot` on clones, which wait
+        // for its readiness each time.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+impl<S: JsonRpcService> HttpFront<S> {
+    async fn handle<B>(self, req: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        let config = &self.config;
+        if parts.method == Method::GET && parts.uri.path() == config.health_path {
+            return json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
+        }
+        if parts.method != Method::POST {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorObject::invalid_request("invalid request: use POST"),
+            );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+        if !is_json_content_type(&parts.headers) {
+            return error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorObject::invalid_request(
+                    "invalid request: Content-Type must be application/json",
+                ),
+            );
+        }
+        let too_large = || {
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorObject::request_too_large(config.max_body_bytes),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+            return too_large();
+        }
+        let read = Limited::new(body, config.max_body_bytes).collect();
+        let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(),
+            Ok(Err(_)) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorObject::new(
+                        crate::codes::PARSE_ERROR,
+                        "parse error: body could not be read",
+                    ),
+                )
+            }
+            Err(_) => {
+                let mut resp = error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorObject::invalid_request("invalid request: body not received in time"),
+                );
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return resp;
+            }
+        };
+
+        let ctx = CallContext {
+            deadline: match parts.extensions.get::<Deadline>() {
+                Some(d) => (*d).min(Deadline::after(config.request_timeout)),
+                None => Deadline::after(config.request_timeout),
+            },
+            remote: self
+                .remote
+                .or_else(|| parts.extensions.get::<RemoteAddr>().copied()),
+            timeout: config.request_timeout,
+        };
+
+        match parse_message(bytes, config.max_batch) {
+            Err(e) => error_response(e.http_status(), e.to_error_object()),
+            Ok(Incoming::Single(Err(invalid))) => {
+                let status = StatusCode::BAD_REQUEST;
+                json_response(status, Bytes::from(invalid.into_response().to_json()))
+            }
+            Ok(Incoming::Single(Ok(req))) => {
+                let notification = req.is_notification();
+                match ctx.call(self.inner.clone(), req).await {
+                    None if notification => no_content(),
+                    None => unreachable_answer(),
+                    Some(Answer::Ok(resp)) => {
+                        json_response(StatusCode::OK, Bytes::from(resp.to_json()))
+                    }
+                    Some(Answer::Failed(resp, err)) => {
+                        let mut http_resp =
+                            json_response(err.http_status(), Bytes::from(resp.to_json()));
+                        if let Some(after) = err.retry_after() {
+                            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                            http_resp
+                                .headers_mut()
+                                .insert(RETRY_AFTER, HeaderValue::from(secs));
+                        }
+                        http_resp
+                    }
+                }
+            }
+            Ok(Incoming::Batch(items)) => {
+                let inner = &self.inner;
+                let ctx = &ctx;
+                let answers: Vec<Option<Response>> = stream::iter(items)
+                    .map(|item| async move {
+                        match item {
+                            Err(invalid) => Some(invalid.into_response()),
+                            Ok(req) => ctx
+                                .call(inner.clone(), req)
+                                .await
+                                .map(Answer::into_response),
+                        }
+                    })
+                    .buffered(config.batch_concurrency)
+                    .collect()
+                    .await;
+                let answers: Vec<Response> = answers.into_iter().flatten().collect();
+                if answers.is_empty() {
+                    return no_content();
+                }
+                let cap = answers
+                    .iter()
+                    .map(|r| r.encoded_len_hint() + 1)
+                    .sum::<usize>()
+                    + 2;
+                let mut out = Vec::with_capacity(cap);
+                out.push(b'[');
+                for (i, resp) in answers.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    resp.write_json(&mut out);
+                }
+                out.push(b']');
+                json_response(StatusCode::OK, Bytes::from(out))
+            }
+        }
+    }
+}
+
+/// What the front learned from one call.
+enum Answer {
+    Ok(Response),
+    Failed(Response, RpcError),
+}
+
+impl Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Ok(r) | Answer::Failed(r, _) => r,
+        }
+    }
+}
+
+struct CallContext {
+    deadline: Deadline,
+    remote: Option<RemoteAddr>,
+    timeout: std::time::Duration,
+}
+
+impl CallContext {
+    /// Runs one call under the deadline, catching panics; `None` for a notification.
+    async fn call<S: JsonRpcService>(&self, svc: S, mut req: Request) -> Option<Answer> {
+        let id = req.id().cloned();
+        let method = req.method_arc().clone();
+        req.extensions_mut().insert(self.deadline);
+        if let Some(remote) = self.remote {
+            req.extensions_mut().insert(remote);
+        }
+        let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
+        let result = match tokio::time::timeout_at(self.deadline.0, fut).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_panic)) => {
+                tracing::error!(%method, "the service panicked while handling a call");
+                Err(RpcError::Internal("the service panicked".to_owned()))
+            }
+            Err(_) => Err(RpcError::Timeout {
+                backend: None,
+                elapsed: self.timeout,
+            }),
+        };
+        if let Err(e) = &result {
+            tracing::debug!(%method, error = %e, "call failed");
+        }
+        // A notification gets no answer, whatever happened.
+        let id = id?;
+        Some(match result {
+            Ok(mut resp) => {
+                // The client's id, whatever a layer below did with it.
+                resp.set_id(id);
+                Answer::Ok(resp)
+            }
+            Err(err) => Answer::Failed(Response::error(id, err.to_error_object()), err),
+        })
+    }
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mime = value.split(';').next().unwrap_or("").trim();
+    mime.eq_ignore_ascii_case("application/json")
+        || mime.eq_ignore_ascii_case("application/json-rpc")
+        || mime.eq_ignore_ascii_case("application/jsonrequest")
+        || (mime.len() > "application/+json".len()
+            && mime[..12].eq_ignore_ascii_case("application/")
+            && mime[mime.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> http::Response<ResponseBody> {
+    let mut resp = http::Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error_response(status: StatusCode, error: ErrorObject) -> http::Response<ResponseBody> {
+    json_response(
+        status,
+        Bytes::from(Response::error(Id::Null, error).to_json()),
+    )
+}
+
+fn no_content() -> http::Response<ResponseBody> {
+    let mut resp = http::Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+/// A call with an id always yields an answer; this keeps the match total.
+fn unreachable_answer() -> http::Response<ResponseBody> {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorObject::internal_error(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let check = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(v));
+            is_json_content_type(&h)
+        };
+        assert!(check("application/json"));
+        assert!(check("Application/JSON; charset=utf-8"));
+        assert!(check("application/vnd.api+json"));
+        assert!(!check("text/plain"));
+        assert!(!check("application/x-www-form-urlencoded"));
+        assert!(!check("+json"));
+        assert!(is_json_content_type(&HeaderMap::new()));
+    }
+}

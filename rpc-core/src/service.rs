@@ -1,0 +1,70 @@
+//! The one service trait every layer and backend speaks.
+
+use std::future::Future;
+
+use tower::util::BoxCloneSyncService;
+use tower::Service;
+
+use crate::{Request, Response, RpcError};
+
+/// A tower service that answers one JSON-RPC call.
+///
+/// This is a trait alias: every `tower::Service<Request, Response = Response,
+/// Error = RpcError>` that is `Clone + Send + Sync + 'static` and returns a
+/// `Send + 'static` future implements it automatically. Backends
+/// ([`HttpBackend`](crate::HttpBackend), the Electrum backend), our layers, stock
+/// tower layers and users' own layers all compose through it, and
+/// `poll_ready` backpressure is kept.
+///
+/// Stock tower middleware whose error is `BoxError` (timeout, load-shed, ...)
+/// is brought back to `RpcError` with
+/// [`map_err(RpcError::from_boxed)`](RpcError::from_boxed).
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::{JsonRpcService, Request, Response, RpcError, RawJson};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// fn assert_json_rpc<S: JsonRpcService>(_: &S) {}
+///
+/// let echo = service_fn(|req: Request| async move {
+///     Ok::<_, RpcError>(Response::result(req.id().cloned().unwrap_or_default(), RawJson::NULL))
+/// });
+/// let stack = ServiceBuilder::new()
+///     .map_err(RpcError::from_boxed)
+///     .timeout(Duration::from_secs(5))
+///     .service(echo);
+/// assert_json_rpc(&stack);
+/// ```
+pub trait JsonRpcService:
+    Service<
+        Request,
+        Response = Response,
+        Error = RpcError,
+        Future: Future<Output = Result<Response, RpcError>> + Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> JsonRpcService for S
+where
+    S: Service<Request, Response = Response, Error = RpcError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+}
+
+/// A type-erased [`JsonRpcService`], for stacks built at run time (from a
+/// config file) or groups that mix backend types. Costs one allocation per
+/// call for the boxed future.
+///
+/// ```
+/// use rpc_core::{BoxJsonRpcService, HttpBackend};
+///
+/// let backend = HttpBackend::builder("local", "http://127.0.0.1:8545").build().unwrap();
+/// let boxed: BoxJsonRpcService = BoxJsonRpcService::new(backend);
+/// # drop(boxed);
+/// ```
+pub type BoxJsonRpcService = BoxCloneSyncService<Request, Response, RpcError>;

@@ -1,0 +1,1 @@
+//! rpc-electrum: see the workspace README.

@@ -1,0 +1,1 @@
+//! rpc-failover: see the workspace README.

@@ -1,0 +1,1 @@
+//! rpc-metrics: see the workspace README.
