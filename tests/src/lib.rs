@@ -1,1 +1,404 @@
-//! tests
+//! Helpers for the cross-crate integration tests: the shipped binaries started
+//! as processes, real peers (anvil), and a small HTTP upstream that injects the
+//! faults a real node cannot produce on demand.
+//!
+//! Every helper has a deadline: a process that does not come up in time fails
+//! the test with its captured output instead of hanging it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary, built (once per test process) with the same
+/// cargo that runs the tests, so the test always runs the current code.
+pub fn binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().expect("lock");
+    if let Some((_, path)) = built.iter().find(|(name, _)| name == bin) {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "-p",
+            package,
+            "--bin",
+            bin,
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(out.status.success(), "cargo build -p {package} failed");
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no executable for {bin}"));
+    built.push((bin.to_owned(), path.clone()));
+    path
+}
+
+/// A child process killed when dropped, with its output kept for diagnostics.
+pub struct Process {
+    child: Child,
+    /// Lines the process printed (stdout and stderr), in arrival order.
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `cmd` and waits up to `within` for a stdout or stderr line that
+    /// `ready` accepts; returns the process and what `ready` extracted.
+    pub fn start<T>(
+        mut cmd: Command,
+        within: Duration,
+        ready: impl Fn(&str) -> Option<T>,
+    ) -> (Process, T) {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for reader in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let (tx, output) = (tx.clone(), output.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    output.lock().expect("lock").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let deadline = Instant::now() + within;
+        let mut process = Process { child, output };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(v) = ready(&line) {
+                        return (process, v);
+                    }
+                }
+                Err(_) => {
+                    let status = process.child.try_wait().ok().flatten();
+                    let _ = process.child.kill();
+                    panic!(
+                        "{cmd:?} not ready within {within:?} (exit status {status:?}); output:\n{}",
+                        process.output.lock().expect("lock").join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits up to `within` for the process to exit; `None` if it did not.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything printed so far, joined.
+    pub fn output_text(&self) -> String {
+        self.output.lock().expect("lock").join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the shipped `rpc-proxy` on an ephemeral port with `args` and returns
+/// it with the address it printed.
+pub fn start_proxy(args: &[&str]) -> (Process, SocketAddr) {
+    let mut cmd = Command::new(binary("rpc-proxy", "rpc-proxy"));
+    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    Process::start(cmd, Duration::from_secs(20), |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Where the anvil binary from the npm package is: `$ANVIL_BIN`, then
+/// `tests/node_modules/.bin/anvil` (installed by `npm ci --prefix tests`), then `PATH`.
+pub fn anvil_path() -> PathBuf {
+    if let Ok(p) = std::env::var("ANVIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let local = workspace_root().join("tests/node_modules/.bin/anvil");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("anvil")
+}
+
+/// Starts a real Ethereum dev node (anvil) on an ephemeral loopback port.
+pub fn start_anvil() -> (Process, SocketAddr) {
+    let path = anvil_path();
+    let mut cmd = Command::new(&path);
+    cmd.args(["--host", "127.0.0.1", "--port", "0"]);
+    if path == Path::new("anvil") && Command::new("anvil").arg("--version").output().is_err() {
+        panic!("anvil not found: run `npm ci --prefix tests` (or set ANVIL_BIN)");
+    }
+    Process::start(cmd, Duration::from_secs(30), |line| {
+        line.split("Listening on ").nth(1)?.trim().parse().ok()
+    })
+}
+
+/// A tiny HTTP client for the tests: one POST, a deadline, the raw answer.
+pub async fn post(
+    addr: SocketAddr,
+    body: impl Into<Bytes>,
+) -> (StatusCode, http::HeaderMap, String) {
+    post_with(addr, body, &[("content-type", "application/json")]).await
+}
+
+/// [`post`] with explicit headers.
+pub async fn post_with(
+    addr: SocketAddr,
+    body: impl Into<Bytes>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, String) {
+    let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::post("/");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req = req.header("host", addr.to_string());
+    let req = req.body(Full::new(body.into())).expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .expect("answer within 30 s")
+        .expect("response");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect())
+        .await
+        .expect("body within 30 s")
+        .expect("body")
+        .to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One JSON-RPC call; returns the HTTP status and the parsed body.
+pub async fn call(addr: SocketAddr, method: &str, params: Value) -> (StatusCode, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let (status, _, text) = post(addr, body.to_string()).await;
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, value)
+}
+
+/// An in-repo HTTP upstream that answers JSON-RPC and injects faults by method
+/// name. Anything else is echoed as `{"method": .., "params": ..}`.
+///
+/// | method | answer |
+/// |---|---|
+/// | `fault_status` `[code]` | that HTTP status, text body |
+/// | `fault_429` | 429 with `Retry-After: 3` |
+/// | `fault_garbage` | 200 with an HTML body |
+/// | `fault_truncated` | 200 with half a JSON object |
+/// | `fault_wrong_id` | 200, answer under another id |
+/// | `fault_slow` `[ms]` | echo after the delay |
+/// | `fault_drop` | connection closed without an answer |
+/// | `fault_huge` `[bytes]` | a string result of that size |
+/// | `fault_rpc_error` | 200 with error object code 3 |
+/// | `fault_400_rpc_error` | 400 with a `-32602` error object |
+pub struct FaultUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Calls received, by anyone.
+    pub calls: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultUpstream {
+    /// Starts it on an ephemeral loopback port.
+    pub async fn start() -> FaultUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let counter = counter.clone();
+                        async move { fault_answer(req, &counter).await }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FaultUpstream { addr, calls, task }
+    }
+
+    /// `http://` URL of the upstream.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
+
+async fn fault_answer(req: http::Request<hyper::body::Incoming>, counter: &AtomicUsize) -> Answer {
+    counter.fetch_add(1, Ordering::SeqCst);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    // Read id and method without building a tree, so deeply nested params
+    // (which `Value` refuses past 128 levels) are still answered.
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+        method: Option<String>,
+        #[serde(borrow)]
+        params: Option<&'a serde_json::value::RawValue>,
+    }
+    let head: Head<'_> = serde_json::from_slice(&body).unwrap_or(Head {
+        id: None,
+        method: None,
+        params: None,
+    });
+    let id: Value = head.id.map_or(Value::Null, |raw| {
+        serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+    });
+    let method = head.method.unwrap_or_default();
+    let params_bytes = head.params.map_or(0, |p| p.get().len());
+    let params: Value = head
+        .params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or(Value::Null);
+    let arg = params[0].as_u64().unwrap_or(0);
+    let reply = |status: u16, body: String| -> Answer {
+        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = StatusCode::from_u16(status).map_err(std::io::Error::other)?;
+        resp.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(resp)
+    };
+    let ok = |result: Value| {
+        reply(
+            200,
+            json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+        )
+    };
+    match method.as_str() {
+        "fault_status" => reply(arg as u16, "upstream trouble".to_owned()),
+        "fault_429" => {
+            let mut resp = reply(429, "slow down".to_owned())?;
+            resp.headers_mut().insert("retry-after", http::HeaderValue::from_static("3"));
+            Ok(resp)
+        }
+        "fault_garbage" => reply(200, "<html><body>502 Bad Gateway</body></html>".to_owned()),
+        "fault_truncated" => reply(200, format!(r#"{{"jsonrpc":"2.0","id":{id},"resu"#)),
+        "fault_wrong_id" => reply(200, json!({"jsonrpc": "2.0", "id": 424242, "result": 1}).to_string()),
+        "fault_slow" => {
+            tokio::time::sleep(Duration::from_millis(arg)).await;
+            ok(json!({"method": method, "params": params}))
+        }
+        "fault_drop" => Err(std::io::Error::other("dropping the connection on purpose")),
+        "fault_huge" => ok(Value::String("x".repeat(arg as usize))),
+        "fault_rpc_error" => reply(
+            200,
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}}).to_string(),
+        ),
+        "fault_400_rpc_error" => reply(
+            400,
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "invalid argument 0"}}).to_string(),
+        ),
+        _ => ok(json!({"method": method, "params": params, "params_bytes": params_bytes})),
+    }
+}
+
+/// Raw TCP: writes `bytes`, then reads the answer until the peer closes or
+/// `within` passes. For malformed HTTP and partial bodies.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
