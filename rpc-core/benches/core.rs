@@ -1,1 +1,113 @@
+//! Hot-path costs of rpc-core. Run: `cargo bench -p rpc-core --bench core`.
 
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use http_body_util::{BodyExt, Full};
+use rpc_core::parse::parse_message;
+use rpc_core::server::{serve, HttpFront, ServerConfig};
+use rpc_core::{HttpBackend, Id, RawJson, Request, Response, RpcError};
+use tower::{service_fn, ServiceExt};
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"eth_call","params":[{"to":"0x6b175474e89094c44da98b954eedeac495271d0f","data":"0x70a08231000000000000000000000000f977814e90da44bfa03b6295a0616a897441acec"},"latest"]}"#;
+
+fn batch(n: usize) -> String {
+    format!("[{}]", vec![CALL; n].join(","))
+}
+
+fn noop() -> impl rpc_core::JsonRpcService {
+    service_fn(|req: Request| async move {
+        Ok::<_, RpcError>(Response::result(
+            req.id().cloned().unwrap_or_default(),
+            RawJson::NULL,
+        ))
+    })
+}
+
+fn parsing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    let single = Bytes::from_static(CALL.as_bytes());
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("single_call", |b| {
+        b.iter(|| parse_message(black_box(single.clone()), 100))
+    });
+    let body = Bytes::from(batch(100));
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("batch_100", |b| {
+        b.iter(|| parse_message(black_box(body.clone()), 100))
+    });
+    g.finish();
+}
+
+fn writing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("write");
+    // A typical eth_getBlockByNumber-sized result (~2 KB).
+    let result = RawJson::from_bytes(format!(r#"{{"hash":"0x{}","transactions":[{}]}}"#, "ab".repeat(32), vec![r#""0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff""#; 28].join(","))).expect("json");
+    let resp = Response::result(Id::from(42u64), result);
+    g.throughput(Throughput::Bytes(resp.to_json().len() as u64));
+    g.bench_function("response_2kb", |b| b.iter(|| black_box(&resp).to_json()));
+    let Ok(rpc_core::parse::Incoming::Single(Ok(req))) = parse_message(Bytes::from_static(CALL.as_bytes()), 1) else {
+        unreachable!()
+    };
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("request", |b| b.iter(|| black_box(&req).to_json()));
+    g.bench_function("clone_request", |b| b.iter(|| black_box(&req).clone()));
+    g.finish();
+}
+
+fn front(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let front = HttpFront::new(noop(), ServerConfig::default());
+    let mut g = c.benchmark_group("front");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("single_call_noop_service", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let req = http::Request::post("/")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(CALL.as_bytes())))
+                    .expect("request");
+                let resp = front.clone().oneshot(req).await.expect("infallible");
+                resp.into_body().collect().await.expect("body").to_bytes()
+            })
+        })
+    });
+    let body = Bytes::from(batch(100));
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("batch_100_noop_service", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let req = http::Request::post("/").body(Full::new(body.clone())).expect("request");
+                let resp = front.clone().oneshot(req).await.expect("infallible");
+                resp.into_body().collect().await.expect("body").to_bytes()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn loopback(c: &mut Criterion) {
+    // HttpBackend -> TCP loopback -> serve/HttpFront -> no-op: one full hop.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let addr = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve(listener, noop(), ServerConfig::default(), std::future::pending()));
+        addr
+    });
+    let backend = HttpBackend::builder("bench", format!("http://{addr}")).build().expect("backend");
+    let req = Request::new("eth_blockNumber").with_id(Id::from(1u64));
+    let mut g = c.benchmark_group("http_backend");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("loopback_round_trip", |b| {
+        b.iter(|| rt.block_on(backend.clone().oneshot(req.clone())).expect("answer"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsing, writing, front, loopback);
+criterion_main!(benches);

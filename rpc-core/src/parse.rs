@@ -109,8 +109,18 @@ impl MessageError {
 pub fn parse_message(body: Bytes, max_batch: usize) -> Result<Incoming, MessageError> {
     match body.iter().copied().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {
-            let raw: &RawValue = serde_json::from_slice(&body).map_err(|_| MessageError::Parse)?;
-            Ok(Incoming::Single(parse_call(&body, raw)))
+            // One pass: the call's fields straight from the body.
+            let mut de = serde_json::Deserializer::from_slice(&body);
+            let wire = WireCall::deserialize(&mut de).and_then(|w| de.end().map(|()| w));
+            match wire {
+                Ok(wire) => Ok(Incoming::Single(validate_call(&body, wire))),
+                // Valid JSON but not a valid call object (a duplicate field).
+                Err(e) if e.is_data() => Ok(Incoming::Single(Err(InvalidCall::new(
+                    Id::Null,
+                    ErrorObject::invalid_request(format!("invalid request: {e}")),
+                )))),
+                Err(_) => Err(MessageError::Parse),
+            }
         }
         Some(b'[') => {
             let mut de = serde_json::Deserializer::from_slice(&body);
@@ -204,7 +214,12 @@ pub(crate) fn parse_call(body: &Bytes, raw: &RawValue) -> Result<Request, Invali
         };
         InvalidCall::new(Id::Null, ErrorObject::invalid_request(why))
     })?;
+    validate_call(body, wire)
+}
 
+/// Checks a call's fields and builds the request; ids, params and method are
+/// slices of `body`.
+fn validate_call(body: &Bytes, wire: WireCall<'_>) -> Result<Request, InvalidCall> {
     let id = match wire.id {
         None => None,
         Some(raw_id) => match Id::from_raw(body, raw_id) {
