@@ -45,11 +45,19 @@ fn parsing(c: &mut Criterion) {
 fn writing(c: &mut Criterion) {
     let mut g = c.benchmark_group("write");
     // A typical eth_getBlockByNumber-sized result (~2 KB).
-    let result = RawJson::from_bytes(format!(r#"{{"hash":"0x{}","transactions":[{}]}}"#, "ab".repeat(32), vec![r#""0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff""#; 28].join(","))).expect("json");
+    let result = RawJson::from_bytes(format!(
+        r#"{{"hash":"0x{}","transactions":[{}]}}"#,
+        "ab".repeat(32),
+        vec![r#""0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff""#; 28]
+            .join(",")
+    ))
+    .expect("json");
     let resp = Response::result(Id::from(42u64), result);
     g.throughput(Throughput::Bytes(resp.to_json().len() as u64));
     g.bench_function("response_2kb", |b| b.iter(|| black_box(&resp).to_json()));
-    let Ok(rpc_core::parse::Incoming::Single(Ok(req))) = parse_message(Bytes::from_static(CALL.as_bytes()), 1) else {
+    let Ok(rpc_core::parse::Incoming::Single(Ok(req))) =
+        parse_message(Bytes::from_static(CALL.as_bytes()), 1)
+    else {
         unreachable!()
     };
     g.throughput(Throughput::Elements(1));
@@ -59,7 +67,10 @@ fn writing(c: &mut Criterion) {
 }
 
 fn front(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let front = HttpFront::new(noop(), ServerConfig::default());
     let mut g = c.benchmark_group("front");
     g.throughput(Throughput::Elements(1));
@@ -80,7 +91,9 @@ fn front(c: &mut Criterion) {
     g.bench_function("batch_100_noop_service", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let req = http::Request::post("/").body(Full::new(body.clone())).expect("request");
+                let req = http::Request::post("/")
+                    .body(Full::new(body.clone()))
+                    .expect("request");
                 let resp = front.clone().oneshot(req).await.expect("infallible");
                 resp.into_body().collect().await.expect("body").to_bytes()
             })
@@ -91,20 +104,36 @@ fn front(c: &mut Criterion) {
 
 fn loopback(c: &mut Criterion) {
     // HttpBackend -> TCP loopback -> serve/HttpFront -> no-op: one full hop.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let addr = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve(listener, noop(), ServerConfig::default(), std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            noop(),
+            ServerConfig::default(),
+            std::future::pending(),
+        ));
         addr
     });
-    let backend = HttpBackend::builder("bench", format!("http://{addr}")).build().expect("backend");
+    let backend = HttpBackend::builder("bench", format!("http://{addr}"))
+        .build()
+        .expect("backend");
     let req = Request::new("eth_blockNumber").with_id(Id::from(1u64));
     let mut g = c.benchmark_group("http_backend");
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("loopback_round_trip", |b| {
-        b.iter(|| rt.block_on(backend.clone().oneshot(req.clone())).expect("answer"))
+        b.iter(|| {
+            rt.block_on(backend.clone().oneshot(req.clone()))
+                .expect("answer")
+        })
     });
     g.finish();
 }

@@ -316,7 +316,7 @@ impl RpcError {
     ///
     /// `tower::timeout::error::Elapsed` becomes [`RpcError::Timeout`],
     /// `tower::load_shed::error::Overloaded` becomes [`RpcError::Overloaded`], an
-    /// `RpcError` inside the box is returned as it is, and anything else becomes
+    /// `RpcError` (boxed or not) is returned as it is, and anything else becomes
     /// [`RpcError::Internal`].
     ///
     /// ```
@@ -325,8 +325,8 @@ impl RpcError {
     /// let boxed: rpc_core::BoxError = Box::new(RpcError::Overloaded);
     /// assert!(matches!(RpcError::from_boxed(boxed), RpcError::Overloaded));
     /// ```
-    pub fn from_boxed(err: BoxError) -> RpcError {
-        let err = match err.downcast::<RpcError>() {
+    pub fn from_boxed(err: impl Into<BoxError>) -> RpcError {
+        let err = match err.into().downcast::<RpcError>() {
             Ok(e) => return *e,
             Err(e) => e,
         };

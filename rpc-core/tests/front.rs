@@ -296,7 +296,9 @@ fn failing(make: fn() -> RpcError) -> impl JsonRpcService {
 
 #[tokio::test]
 async fn every_rpc_error_maps_to_its_documented_code_and_status() {
-    let cases: Vec<(fn() -> RpcError, u16, i64)> = vec![
+    /// A way to fail, the HTTP status and the code the client must see.
+    type Case = (fn() -> RpcError, u16, i64);
+    let cases: Vec<Case> = vec![
         (
             || RpcError::Connect {
                 backend: "b".into(),

@@ -5,6 +5,10 @@
 //! Every helper has a deadline: a process that does not come up in time fails
 //! the test with its captured output instead of hanging it.
 
+/// The README's code examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -209,7 +209,7 @@ async fn bad_input_at_the_binary() {
         addr,
         format!(
             "[{}]",
-            vec![r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#; 11].join(",")
+            [r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#; 11].join(",")
         ),
     )
     .await;
