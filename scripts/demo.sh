@@ -22,7 +22,7 @@ fi
 
 if [ ! -x tests/node_modules/.bin/anvil ]; then
   say "Installing anvil (npm package @foundry-rs/anvil) into tests/node_modules"
-  npm ci --prefix tests --no-audit --no-fund --loglevel=error
+  npm install --prefix tests --no-audit --no-fund --loglevel=error
 fi
 
 say "Building rpc-proxy (release)"

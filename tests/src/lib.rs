@@ -181,7 +181,7 @@ pub fn start_proxy(args: &[&str]) -> (Process, SocketAddr) {
 }
 
 /// Where the anvil binary from the npm package is: `$ANVIL_BIN`, then
-/// `tests/node_modules/.bin/anvil` (installed by `npm ci --prefix tests`), then `PATH`.
+/// `tests/node_modules/.bin/anvil` (installed by `npm install --prefix tests`), then `PATH`.
 pub fn anvil_path() -> PathBuf {
     if let Ok(p) = std::env::var("ANVIL_BIN") {
         return PathBuf::from(p);
@@ -199,7 +199,7 @@ pub fn start_anvil() -> (Process, SocketAddr) {
     let mut cmd = Command::new(&path);
     cmd.args(["--host", "127.0.0.1", "--port", "0"]);
     if path == Path::new("anvil") && Command::new("anvil").arg("--version").output().is_err() {
-        panic!("anvil not found: run `npm ci --prefix tests` (or set ANVIL_BIN)");
+        panic!("anvil not found: run `npm install --prefix tests` (or set ANVIL_BIN)");
     }
     Process::start(cmd, Duration::from_secs(30), |line| {
         line.split("Listening on ").nth(1)?.trim().parse().ok()
@@ -271,11 +271,14 @@ pub async fn call(addr: SocketAddr, method: &str, params: Value) -> (StatusCode,
 /// | `fault_huge` `[bytes]` | a string result of that size |
 /// | `fault_rpc_error` | 200 with error object code 3 |
 /// | `fault_400_rpc_error` | 400 with a `-32602` error object |
+/// | `echo_request` | the request's headers and raw body |
 pub struct FaultUpstream {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Calls received, by anyone.
     pub calls: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -291,12 +294,15 @@ impl FaultUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let calls = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -309,7 +315,12 @@ impl FaultUpstream {
                 });
             }
         });
-        FaultUpstream { addr, calls, task }
+        FaultUpstream {
+            addr,
+            calls,
+            connections,
+            task,
+        }
     }
 
     /// `http://` URL of the upstream.
@@ -322,6 +333,16 @@ type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
 
 async fn fault_answer(req: http::Request<hyper::body::Incoming>, counter: &AtomicUsize) -> Answer {
     counter.fetch_add(1, Ordering::SeqCst);
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value::String(v.to_str().unwrap_or("").to_owned()),
+            )
+        })
+        .collect();
     let body = req
         .into_body()
         .collect()
@@ -392,6 +413,10 @@ async fn fault_answer(req: http::Request<hyper::body::Incoming>, counter: &Atomi
             400,
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "invalid argument 0"}}).to_string(),
         ),
+        "echo_request" => ok(json!({
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        })),
         _ => ok(json!({"method": method, "params": params, "params_bytes": params_bytes})),
     }
 }

@@ -277,3 +277,33 @@ async fn bad_input_at_the_binary() {
         proxy.output_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_is_served() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let upstream = FaultUpstream::start().await;
+    let (_proxy, addr) = start_proxy(&["--upstream", &upstream.url()]);
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{addr}/"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"over_h2"}"#,
+        )))
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("in time")
+        .expect("response");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["result"]["method"], "over_h2");
+}

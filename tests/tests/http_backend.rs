@@ -1,0 +1,184 @@
+//! `HttpBackend` against a real HTTP server on loopback: what goes on the wire
+//! (headers, auth, ids), connection reuse, deadlines and limits.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rpc_core::{Deadline, Delivery, HttpBackend, Id, RawJson, Request, RpcError, ServedBy};
+use serde_json::Value;
+use tests::FaultUpstream;
+use tower::ServiceExt;
+
+fn request(method: &str, id: Id) -> Request {
+    Request::new(method)
+        .with_id(id)
+        .with_params(RawJson::from_static("[]").expect("json"))
+}
+
+#[tokio::test]
+async fn headers_basic_auth_and_rewritten_ids_on_the_wire() {
+    let upstream = FaultUpstream::start().await;
+    let url = format!("http://alice:s%40cret@{}/v2/path", upstream.addr);
+    let backend = HttpBackend::builder("primary", url)
+        .header("x-api-key", "k-123")
+        .expect("valid header")
+        .build()
+        .expect("backend");
+    let resp = backend
+        .clone()
+        .oneshot(request("echo_request", Id::from("client-id-1.0")))
+        .await
+        .expect("answer");
+    assert_eq!(
+        resp.id(),
+        &Id::from("client-id-1.0"),
+        "the client's id is restored"
+    );
+    assert_eq!(
+        resp.extensions().get::<ServedBy>().map(|s| &*s.0),
+        Some("primary")
+    );
+    let seen: Value = resp
+        .result_json()
+        .expect("result")
+        .deserialize()
+        .expect("json");
+    assert_eq!(
+        seen["headers"]["authorization"], "Basic YWxpY2U6c0BjcmV0",
+        "alice:s@cret"
+    );
+    assert_eq!(seen["headers"]["x-api-key"], "k-123");
+    assert_eq!(seen["headers"]["content-type"], "application/json");
+    let wire: Value = serde_json::from_str(seen["body"].as_str().expect("body")).expect("json");
+    assert!(
+        wire["id"].is_u64(),
+        "the backend sees its own numeric id: {wire}"
+    );
+    assert_eq!(wire["method"], "echo_request");
+    assert_eq!(wire["params"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn connections_are_kept_alive_and_reused() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .build()
+        .expect("backend");
+    for i in 0..20u64 {
+        let resp = backend
+            .clone()
+            .oneshot(request("ping", Id::from(i)))
+            .await
+            .expect("answer");
+        assert_eq!(resp.id(), &Id::from(i));
+    }
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 20);
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        1,
+        "one pooled connection for sequential calls"
+    );
+}
+
+#[tokio::test]
+async fn a_passed_deadline_is_not_sent() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .build()
+        .expect("backend");
+    let mut req = request("ping", Id::from(1u64));
+    req.extensions_mut().insert(Deadline(
+        tokio::time::Instant::now() - Duration::from_millis(1),
+    ));
+    let err = backend.oneshot(req).await.expect_err("deadline passed");
+    assert!(matches!(err, RpcError::DeadlineExceeded), "{err}");
+    assert_eq!(err.delivery(), Delivery::NotSent);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn the_request_deadline_shortens_the_backend_timeout() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("slowpoke", upstream.url())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("backend");
+    let mut req = Request::new("fault_slow")
+        .with_id(Id::from(1u64))
+        .with_params(RawJson::from_static("[5000]").expect("json"));
+    req.extensions_mut()
+        .insert(Deadline::after(Duration::from_millis(300)));
+    let started = std::time::Instant::now();
+    let err = backend.oneshot(req).await.expect_err("times out");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        matches!(&err, RpcError::Timeout { backend: Some(b), .. } if &**b == "slowpoke"),
+        "{err}"
+    );
+    assert_eq!(err.delivery(), Delivery::MaybeSent);
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn failures_carry_delivery_and_retry_facts() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .max_response_size(1000)
+        .build()
+        .expect("backend");
+    let call = |method: &'static str, params: &'static str| {
+        let backend = backend.clone();
+        async move {
+            let req = Request::new(method)
+                .with_id(Id::from(1u64))
+                .with_params(RawJson::from_static(params).expect("json"));
+            backend.oneshot(req).await.expect_err("fails")
+        }
+    };
+    let e = call("fault_429", "[]").await;
+    assert!(matches!(e, RpcError::HttpStatus { status, .. } if status == 429));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+    assert!(e.is_retryable());
+    let e = call("fault_status", "[501]").await;
+    assert!(!e.is_retryable(), "501 Not Implemented will not get better");
+    let e = call("fault_garbage", "[]").await;
+    assert!(matches!(e, RpcError::InvalidResponse { .. }), "{e}");
+    let e = call("fault_huge", "[5000]").await;
+    assert!(
+        matches!(e, RpcError::ResponseTooLarge { limit: 1000, .. }),
+        "{e}"
+    );
+    let e = call("fault_drop", "[]").await;
+    assert!(matches!(e, RpcError::ConnectionClosed { .. }), "{e}");
+    assert_eq!(e.delivery(), Delivery::MaybeSent);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dead = HttpBackend::builder("dead", format!("http://127.0.0.1:{port}/key-xyz"))
+        .build()
+        .expect("backend");
+    let e = dead
+        .oneshot(request("ping", Id::from(1u64)))
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, RpcError::Connect { .. }), "{e}");
+    assert_eq!(e.delivery(), Delivery::NotSent);
+    assert!(!e.to_string().contains("key-xyz"), "no URL in errors: {e}");
+}
+
+#[tokio::test]
+async fn notifications_are_sent_without_an_id() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .build()
+        .expect("backend");
+    let resp = backend
+        .oneshot(Request::new("notify_me"))
+        .await
+        .expect("any 2xx is fine");
+    assert_eq!(resp.id(), &Id::Null);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
+}
