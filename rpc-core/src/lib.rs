@@ -32,7 +32,7 @@
 //!     .layer(MethodFilterLayer::new(MethodFilter::allow(["eth_*", "net_version"])?))
 //!     .service(backend);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8546").await?;
-//! serve(listener, stack, ServerConfig::default(), std::future::pending()).await?;
+//! serve(listener, stack, ServerConfig::default(), std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 

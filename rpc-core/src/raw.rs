@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 /// ```
 /// use rpc_core::RawJson;
 ///
-/// let params = RawJson::from_serialize(&["0x1", true]).unwrap();
+/// let params = RawJson::from_serialize(&("0x1", true)).unwrap();
 /// assert_eq!(params.as_bytes(), br#"["0x1",true]"#);
 ///
 /// let parsed: (String, bool) = params.deserialize().unwrap();

@@ -220,6 +220,16 @@ pub async fn post_with(
     body: impl Into<Bytes>,
     headers: &[(&str, &str)],
 ) -> (StatusCode, http::HeaderMap, String) {
+    post_to(addr, "/", body, headers).await
+}
+
+/// A POST to `path` with explicit headers.
+pub async fn post_to(
+    addr: SocketAddr,
+    path: &str,
+    body: impl Into<Bytes>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, String) {
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .expect("connect in time")
@@ -228,7 +238,7 @@ pub async fn post_with(
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let mut req = http::Request::post("/");
+    let mut req = http::Request::post(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -291,6 +301,15 @@ impl Drop for FaultUpstream {
 impl FaultUpstream {
     /// Starts it on an ephemeral loopback port.
     pub async fn start() -> FaultUpstream {
+        Self::start_with(None).await
+    }
+
+    /// Starts it serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with `tls`.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> FaultUpstream {
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> FaultUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let calls = Arc::new(AtomicUsize::new(0));
@@ -304,14 +323,26 @@ impl FaultUpstream {
                 };
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let counter = counter.clone();
                         async move { fault_answer(req, &counter).await }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(tls) => {
+                            let handshake =
+                                tokio::time::timeout(Duration::from_secs(5), tls.accept(stream));
+                            if let Ok(Ok(stream)) = handshake.await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });

@@ -182,3 +182,79 @@ async fn notifications_are_sent_without_an_id() {
     assert_eq!(resp.id(), &Id::Null);
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
 }
+
+/// A self-signed certificate for `localhost` / 127.0.0.1 and the matching
+/// server config and client config (trusting only that certificate).
+fn tls_pair() -> (std::sync::Arc<rustls::ServerConfig>, rustls::ClientConfig) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("cert");
+    let cert_der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key)
+        .expect("server config");
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (std::sync::Arc::new(server), client)
+}
+
+#[tokio::test]
+async fn https_with_a_custom_root() {
+    let (server, client) = tls_pair();
+    let upstream = FaultUpstream::start_tls(server).await;
+    let backend = HttpBackend::builder(
+        "tls",
+        format!("https://localhost:{}/", upstream.addr.port()),
+    )
+    .tls_config(client)
+    .build()
+    .expect("backend");
+    for i in 0..3u64 {
+        let resp = backend
+            .clone()
+            .oneshot(request("over_tls", Id::from(i)))
+            .await
+            .expect("answer over TLS");
+        let v: Value = resp
+            .result_json()
+            .expect("result")
+            .deserialize()
+            .expect("json");
+        assert_eq!(v["method"], "over_tls");
+    }
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        1,
+        "the TLS connection is reused"
+    );
+}
+
+#[tokio::test]
+async fn https_to_an_untrusted_certificate_fails_to_connect() {
+    let (server, _) = tls_pair();
+    let upstream = FaultUpstream::start_tls(server).await;
+    // Default roots (webpki) do not trust the self-signed certificate.
+    let backend = HttpBackend::builder(
+        "tls",
+        format!("https://localhost:{}/", upstream.addr.port()),
+    )
+    .build()
+    .expect("backend");
+    let err = backend
+        .oneshot(request("over_tls", Id::from(1u64)))
+        .await
+        .expect_err("untrusted");
+    assert!(matches!(err, RpcError::Connect { .. }), "{err}");
+    assert_eq!(err.delivery(), Delivery::NotSent);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 0);
+}
