@@ -9,11 +9,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{
-    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -21,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tower::Service;
 
+use crate::body::{read_limited, ReadError};
 use crate::parse::parse_response;
 use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError};
 
@@ -403,32 +402,19 @@ impl Inner {
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(status_error());
         }
-        let too_large = || RpcError::ResponseTooLarge {
-            backend: self.name.clone(),
-            limit: self.max_response_bytes,
-        };
-        let declared = resp
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_response_bytes as u64) {
-            return Err(too_large());
-        }
-        let bytes = Limited::new(resp.into_body(), self.max_response_bytes)
-            .collect()
+        let (parts, body) = resp.into_parts();
+        let bytes = read_limited(&parts.headers, body, self.max_response_bytes)
             .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    too_large()
-                } else {
-                    RpcError::ConnectionClosed {
-                        backend: self.name.clone(),
-                        source: error_chain(&*e).into(),
-                    }
-                }
-            })?
-            .to_bytes();
+            .map_err(|e| match e {
+                ReadError::TooLarge => RpcError::ResponseTooLarge {
+                    backend: self.name.clone(),
+                    limit: self.max_response_bytes,
+                },
+                ReadError::Failed(e) => RpcError::ConnectionClosed {
+                    backend: self.name.clone(),
+                    source: error_chain(&*e).into(),
+                },
+            })?;
 
         let Some(wire_id) = wire_id else {
             // A notification: the backend owes no answer; any 2xx will do.

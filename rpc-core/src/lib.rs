@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+mod body;
 mod error;
 mod error_object;
 pub mod filter;

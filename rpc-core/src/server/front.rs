@@ -7,12 +7,13 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{stream, FutureExt, StreamExt};
-use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use tower::{Service, ServiceExt};
 
 use super::ServerConfig;
+use crate::body::{read_limited, ReadError};
 use crate::parse::{parse_message, Incoming};
 use crate::{
     BoxError, Deadline, ErrorObject, Id, JsonRpcService, RemoteAddr, Request, Response, RpcError,
@@ -130,25 +131,16 @@ impl<S: JsonRpcService> HttpFront<S> {
                 ),
             );
         }
-        let too_large = || {
-            error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorObject::request_too_large(config.max_body_bytes),
-            )
-        };
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
-            return too_large();
-        }
-        let read = Limited::new(body, config.max_body_bytes).collect();
+        let read = read_limited(&parts.headers, body, config.max_body_bytes);
         let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(),
-            Ok(Err(_)) => {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(ReadError::TooLarge)) => {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorObject::request_too_large(config.max_body_bytes),
+                )
+            }
+            Ok(Err(ReadError::Failed(_))) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     ErrorObject::new(
@@ -186,10 +178,9 @@ impl<S: JsonRpcService> HttpFront<S> {
                 json_response(status, Bytes::from(invalid.into_response().to_json()))
             }
             Ok(Incoming::Single(Ok(req))) => {
-                let notification = req.is_notification();
                 match ctx.call(self.inner.clone(), req).await {
-                    None if notification => no_content(),
-                    None => unreachable_answer(),
+                    // Only a notification has no answer.
+                    None => no_content(),
                     Some(Answer::Ok(resp)) => {
                         json_response(StatusCode::OK, Bytes::from(resp.to_json()))
                     }
@@ -338,14 +329,6 @@ fn no_content() -> http::Response<ResponseBody> {
     let mut resp = http::Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;
     resp
-}
-
-/// A call with an id always yields an answer; this keeps the match total.
-fn unreachable_answer() -> http::Response<ResponseBody> {
-    error_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorObject::internal_error(),
-    )
 }
 
 #[cfg(test)]
