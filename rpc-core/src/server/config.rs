@@ -11,7 +11,7 @@ use std::time::Duration;
 ///     .max_body_size(1024 * 1024)
 ///     .max_batch_len(50)
 ///     .request_timeout(Duration::from_secs(10));
-/// assert_eq!(config.max_batch(), 50);
+/// # drop(config);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -104,20 +104,5 @@ impl ServerConfig {
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
         self.health_path = path.into();
         self
-    }
-
-    /// The body limit in bytes.
-    pub fn max_body(&self) -> usize {
-        self.max_body_bytes
-    }
-
-    /// The batch limit.
-    pub fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
-    /// The shutdown deadline.
-    pub fn shutdown(&self) -> Duration {
-        self.shutdown_timeout
     }
 }

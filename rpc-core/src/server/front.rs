@@ -72,11 +72,6 @@ impl<S> HttpFront<S> {
         self.remote = Some(RemoteAddr(addr));
         self
     }
-
-    /// The config.
-    pub fn config(&self) -> &ServerConfig {
-        &self.config
-    }
 }
 
 impl<S, B> Service<http::Request<B>> for HttpFront<S>

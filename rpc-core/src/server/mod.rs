@@ -8,8 +8,9 @@
 //! What the front does with a request:
 //!
 //! * `GET /healthz` (configurable) answers `200 {"status":"ok"}`.
-//! * Anything but `POST` is `405`; a `Content-Type` other than JSON is `415`
-//!   (a missing one is accepted, for `curl` users).
+//! * A `POST` on any path is JSON-RPC (so the front can be mounted under a
+//!   prefix); any other method is `405`. A `Content-Type` other than JSON is
+//!   `415` (a missing one is accepted, for `curl` users).
 //! * A body over the limit is `413` with `-32021`, checked against
 //!   `Content-Length` first and enforced while reading; a body not received
 //!   within the read timeout is `408` and the connection is closed.
