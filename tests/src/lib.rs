@@ -354,6 +354,18 @@ impl FaultUpstream {
         }
     }
 
+    /// Waits (up to 10 s) until at least `n` calls have arrived.
+    pub async fn wait_for_calls(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.calls.load(Ordering::SeqCst) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fewer than {n} calls arrived within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// `http://` URL of the upstream.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

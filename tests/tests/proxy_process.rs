@@ -71,7 +71,7 @@ async fn sigterm_drains_in_flight_calls_then_exits_zero() {
             start_proxy(&["--upstream", &upstream.url(), "--shutdown-timeout", "10"]);
         // A call that takes 1.5 s upstream is in flight when the signal arrives.
         let slow = tokio::spawn(async move { call(addr, "fault_slow", json!([1500])).await });
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        upstream.wait_for_calls(1).await;
         proxy.signal(signal);
         let (status, body) = slow.await.expect("task");
         assert_eq!(
@@ -115,7 +115,7 @@ async fn shutdown_deadline_bounds_a_stuck_call() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    upstream.wait_for_calls(1).await;
     proxy.signal("TERM");
     let started = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
