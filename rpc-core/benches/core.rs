@@ -63,6 +63,17 @@ fn writing(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("request", |b| b.iter(|| black_box(&req).to_json()));
     g.bench_function("clone_request", |b| b.iter(|| black_box(&req).clone()));
+    // As the front hands it down: with a deadline and the client address.
+    let mut with_ext = req.clone();
+    with_ext
+        .extensions_mut()
+        .insert(rpc_core::Deadline(tokio::time::Instant::now()));
+    with_ext
+        .extensions_mut()
+        .insert(rpc_core::RemoteAddr(([127, 0, 0, 1], 9).into()));
+    g.bench_function("clone_request_with_extensions", |b| {
+        b.iter(|| black_box(&with_ext).clone())
+    });
     g.finish();
 }
 
