@@ -205,7 +205,7 @@ struct WireCall<'a> {
 }
 
 /// Parses and validates one call borrowed from `body`.
-pub(crate) fn parse_call(body: &Bytes, raw: &RawValue) -> Result<Request, InvalidCall> {
+fn parse_call(body: &Bytes, raw: &RawValue) -> Result<Request, InvalidCall> {
     let wire: WireCall<'_> = serde_json::from_str(raw.get()).map_err(|e| {
         let why = if raw.get().starts_with('{') {
             format!("invalid request: {e}")
