@@ -115,10 +115,7 @@ pub fn parse_message(body: Bytes, max_batch: usize) -> Result<Incoming, MessageE
             match wire {
                 Ok(wire) => Ok(Incoming::Single(validate_call(&body, wire))),
                 // Valid JSON but not a valid call object (a duplicate field).
-                Err(e) if e.is_data() => Ok(Incoming::Single(Err(InvalidCall::new(
-                    Id::Null,
-                    ErrorObject::invalid_request(format!("invalid request: {e}")),
-                )))),
+                Err(e) if e.is_data() => Ok(Incoming::Single(Err(malformed_object(&e)))),
                 Err(_) => Err(MessageError::Parse),
             }
         }
@@ -207,14 +204,25 @@ struct WireCall<'a> {
 /// Parses and validates one call borrowed from `body`.
 fn parse_call(body: &Bytes, raw: &RawValue) -> Result<Request, InvalidCall> {
     let wire: WireCall<'_> = serde_json::from_str(raw.get()).map_err(|e| {
-        let why = if raw.get().starts_with('{') {
-            format!("invalid request: {e}")
+        if raw.get().starts_with('{') {
+            malformed_object(&e)
         } else {
-            "invalid request: a call must be an object".to_owned()
-        };
-        InvalidCall::new(Id::Null, ErrorObject::invalid_request(why))
+            InvalidCall::new(
+                Id::Null,
+                ErrorObject::invalid_request("invalid request: a call must be an object"),
+            )
+        }
     })?;
     validate_call(body, wire)
+}
+
+/// An object that is valid JSON but cannot be read as a call (a duplicate
+/// field): `-32600` under id `null`, since the id cannot be trusted.
+fn malformed_object(e: &serde_json::Error) -> InvalidCall {
+    InvalidCall::new(
+        Id::Null,
+        ErrorObject::invalid_request(format!("invalid request: {e}")),
+    )
 }
 
 /// Checks a call's fields and builds the request; ids, params and method are
