@@ -30,7 +30,16 @@ async fn reads_writes_and_errors_through_the_proxy() {
     .await;
     assert_eq!(s, 200, "{sent}");
     let hash = sent["result"].as_str().expect("tx hash").to_owned();
-    let (_, receipt) = call(addr, "eth_getTransactionReceipt", json!([hash])).await;
+    // Anvil mines asynchronously: the receipt can lag the hash by a moment,
+    // so wait for it (bounded) as any client would.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let receipt = loop {
+        let (_, receipt) = call(addr, "eth_getTransactionReceipt", json!([hash])).await;
+        if !receipt["result"].is_null() || tokio::time::Instant::now() >= deadline {
+            break receipt;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(receipt["result"]["status"], "0x1", "{receipt}");
     // 10000 ETH at genesis plus the 1 ETH sent.
     let (_, balance) = call(addr, "eth_getBalance", json!([to, "latest"])).await;
