@@ -159,15 +159,41 @@ pub enum RpcError {
     Overloaded,
 
     /// Not enough backends agreed on an answer.
-    #[error("quorum not reached: {reason}")]
+    #[error("quorum not reached: {reason}{}", format_votes(votes))]
     QuorumNotReached {
         /// What happened (how many answered, how many agreed).
         reason: String,
+        /// What each asked backend said, by name (never by URL).
+        votes: Vec<QuorumVote>,
     },
 
     /// A bug or an unexpected condition inside the stack.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What one backend said in a quorum call that did not reach agreement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumVote {
+    /// The backend's name.
+    pub backend: Arc<str>,
+    /// A short description of its answer: `result <first bytes>`,
+    /// `error <code>: <message>`, `failed: <reason>` or `no answer`.
+    pub answer: String,
+}
+
+fn format_votes(votes: &[QuorumVote]) -> String {
+    let mut out = String::new();
+    for (i, v) in votes.iter().enumerate() {
+        out.push_str(if i == 0 { " (" } else { "; " });
+        out.push_str(&v.backend);
+        out.push_str(": ");
+        out.push_str(&v.answer);
+    }
+    if !out.is_empty() {
+        out.push(')');
+    }
+    out
 }
 
 fn backend_label(backend: &Option<Arc<str>>) -> String {
@@ -248,7 +274,9 @@ impl RpcError {
         }
     }
 
-    /// The error object the client sees. It never names a backend or a URL.
+    /// The error object the client sees. It never holds a URL; only
+    /// `QuorumNotReached` names backends (in `data.votes`), so a client can
+    /// see which backends disagreed.
     pub fn to_error_object(&self) -> ErrorObject {
         match self {
             RpcError::Connect { .. } => {
@@ -283,8 +311,33 @@ impl RpcError {
                 ErrorObject::new(codes::RATE_LIMITED, "over rate limit")
             }
             RpcError::Overloaded => ErrorObject::new(codes::NO_BACKEND, "server overloaded"),
-            RpcError::QuorumNotReached { .. } => {
-                ErrorObject::new(codes::QUORUM_NOT_REACHED, "backends did not agree")
+            RpcError::QuorumNotReached { votes, .. } => {
+                let obj = ErrorObject::new(codes::QUORUM_NOT_REACHED, "backends did not agree");
+                if votes.is_empty() {
+                    return obj;
+                }
+                #[derive(serde::Serialize)]
+                struct Data<'a> {
+                    votes: Vec<Vote<'a>>,
+                }
+                #[derive(serde::Serialize)]
+                struct Vote<'a> {
+                    backend: &'a str,
+                    answer: &'a str,
+                }
+                let data = Data {
+                    votes: votes
+                        .iter()
+                        .map(|v| Vote {
+                            backend: &v.backend,
+                            answer: &v.answer,
+                        })
+                        .collect(),
+                };
+                match crate::RawJson::from_serialize(&data) {
+                    Ok(raw) => obj.with_data(raw),
+                    Err(_) => obj,
+                }
             }
             RpcError::Internal(_) => ErrorObject::internal_error(),
         }

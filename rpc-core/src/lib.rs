@@ -49,7 +49,7 @@ mod response;
 pub mod server;
 mod service;
 
-pub use error::{BoxError, Delivery, RpcError};
+pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
 pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder, ServedBy};
 pub use id::Id;

@@ -379,6 +379,7 @@ async fn every_rpc_error_maps_to_its_documented_code_and_status() {
         (
             || RpcError::QuorumNotReached {
                 reason: "1 of 3".into(),
+                votes: Vec::new(),
             },
             502,
             -32019,

@@ -1,1 +1,59 @@
-//! rpc-failover: see the workspace README.
+//! Failover, retry, quorum and hedging over groups of JSON-RPC backends, as
+//! tower layers.
+//!
+//! * [`FailoverLayer`] — a group of [`Member`]s tried in priority order, with
+//!   out-of-service windows, half-open recovery and optional load spreading.
+//! * [`HedgeLayer`] — a failover group that races a slow read against the
+//!   next member.
+//! * [`QuorumLayer`] — asks *n* members at once and answers as soon as *k*
+//!   agree.
+//! * [`RetryLayer`] — waits and tries again (backoff with jitter,
+//!   `Retry-After`, deadline, budget).
+//!
+//! All of them share one rule: a call that may already have reached a
+//! backend is repeated only if its method is safe to repeat ([`Classifier`],
+//! with [`MethodRules`] for Ethereum and Electrum).
+//!
+//! ```
+//! use std::time::Duration;
+//! use rpc_core::{HttpBackend, JsonRpcService};
+//! use rpc_failover::{FailoverLayer, Member, RetryLayer};
+//! use tower::ServiceBuilder;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let members = ["http://127.0.0.1:8545", "http://127.0.0.1:8546"]
+//!     .iter()
+//!     .enumerate()
+//!     .map(|(i, url)| {
+//!         let name = format!("node{i}");
+//!         Ok(Member::new(name.clone(), HttpBackend::builder(name, *url).build()?))
+//!     })
+//!     .collect::<Result<Vec<_>, rpc_core::BuildError>>()?;
+//!
+//! let group = FailoverLayer::new()
+//!     .out_of_service(Duration::from_secs(5))
+//!     .build(members)?;
+//! let service = ServiceBuilder::new()
+//!     .layer(RetryLayer::new().max_retries(2))
+//!     .service(group);
+//! # fn check(_: impl JsonRpcService) {}
+//! # check(service);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod classify;
+pub mod failover;
+mod group;
+pub mod hedge;
+mod member;
+pub mod quorum;
+pub mod retry;
+
+pub use classify::{Classifier, FailureRules, Idempotency, MethodRules};
+pub use failover::{Failover, FailoverLayer};
+pub use group::{GroupError, MemberStatus, Spread, WhenAllDown, MAX_MEMBERS};
+pub use hedge::{HedgeLayer, HedgePolicy};
+pub use member::Member;
+pub use quorum::{Quorum, QuorumLayer};
+pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy};

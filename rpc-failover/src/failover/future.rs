@@ -1,0 +1,209 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rpc_core::{JsonRpcService, Request, Response, RpcError};
+use tokio::time::Instant;
+
+use crate::classify::Idempotency;
+use crate::group::{Core, Outcome, Pick};
+use crate::hedge::LatencyTracker;
+
+type BoxedCall = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>;
+
+/// The future of a group call ([`Failover`](super::Failover), [`Quorum`](crate::Quorum)).
+///
+/// One allocation per call: the attempt loop is an `async` block. Next to a
+/// network round trip that is noise (see BENCHMARKS.md for the measured
+/// overhead of a healthy group).
+pub struct ResponseFuture {
+    inner: BoxedCall,
+}
+
+impl ResponseFuture {
+    pub(crate) fn new(inner: BoxedCall) -> Self {
+        ResponseFuture { inner }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response, RpcError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+pub(crate) async fn run<S: JsonRpcService>(
+    core: Arc<Core<S>>,
+    hedge: Option<Arc<LatencyTracker>>,
+    request: Request,
+) -> Result<Response, RpcError> {
+    let class = core.classify(&request);
+    match hedge {
+        Some(tracker) if class == Idempotency::Read && core.len() > 1 => {
+            run_hedged(&core, &tracker, request).await
+        }
+        _ => run_sequential(&core, request, class.is_safe_to_repeat()).await,
+    }
+}
+
+/// What to answer when no member produced an answer.
+fn finish<S>(core: &Core<S>, last: Option<Outcome>) -> Result<Response, RpcError> {
+    match last {
+        // The backend refused (rate limit, ...): its own words are the answer.
+        Some(Outcome::Refused(response)) | Some(Outcome::Answer(response)) => Ok(response),
+        Some(Outcome::Failed(err)) => Err(err),
+        Some(Outcome::Busy) | None => Err(RpcError::NoBackendAvailable {
+            retry_after: core.soonest_retry_after(),
+        }),
+    }
+}
+
+fn deadline_passed(request: &Request) -> bool {
+    request.deadline().is_some_and(|d| Instant::now() >= d)
+}
+
+pub(crate) async fn run_sequential<S: JsonRpcService>(
+    core: &Core<S>,
+    request: Request,
+    safe_to_repeat: bool,
+) -> Result<Response, RpcError> {
+    let started = Instant::now();
+    let mut tried = 0u64;
+    let mut busy = 0u64;
+    let mut last = None;
+    loop {
+        if deadline_passed(&request) {
+            return match last {
+                None => Err(RpcError::DeadlineExceeded),
+                last => finish(core, last),
+            };
+        }
+        let (pick, wait_ready) = match core.pick(tried) {
+            Some(pick) => (pick, false),
+            // Only saturated members are left: wait for the first of them.
+            None if busy != 0 => {
+                let index = busy.trailing_zeros() as usize;
+                busy &= !(1 << index);
+                (Pick { index, probe: false }, true)
+            }
+            None => return finish(core, last),
+        };
+        tried |= 1 << pick.index;
+        match core.attempt(pick, request.clone(), wait_ready, started).await {
+            Outcome::Answer(response) => return Ok(response),
+            Outcome::Busy => busy |= 1 << pick.index,
+            outcome => {
+                if !core.may_move_on(&outcome, safe_to_repeat) {
+                    return finish(core, Some(outcome));
+                }
+                tracing::debug!(
+                    backend = %core.name(pick.index),
+                    method = request.method(),
+                    "moving the call to the next backend"
+                );
+                last = Some(outcome);
+            }
+        }
+    }
+}
+
+/// Starts one attempt; a named function so every attempt has the same type.
+pub(crate) fn launch<'a, S: JsonRpcService>(
+    core: &'a Core<S>,
+    pick: Pick,
+    request: Request,
+    call_started: Instant,
+) -> impl Future<Output = (Pick, Outcome, Instant)> + Send + 'a {
+    let attempt_started = Instant::now();
+    async move {
+        let outcome = core.attempt(pick, request, true, call_started).await;
+        (pick, outcome, attempt_started)
+    }
+}
+
+enum Event {
+    Done((Pick, Outcome, Instant)),
+    Hedge,
+}
+
+async fn run_hedged<S: JsonRpcService>(
+    core: &Core<S>,
+    tracker: &LatencyTracker,
+    request: Request,
+) -> Result<Response, RpcError> {
+    let started = Instant::now();
+    let method = request.method_arc().clone();
+    let delay = tracker.delay(&method);
+    let mut in_flight = FuturesUnordered::new();
+    let mut tried = 0u64;
+    let mut hedges = 0;
+    let mut last = None;
+    let mut sleep = std::pin::pin!(tokio::time::sleep(delay));
+    loop {
+        if in_flight.is_empty() {
+            // Nothing running: fail over to the next member, if any.
+            if deadline_passed(&request) {
+                return match last {
+                    None => Err(RpcError::DeadlineExceeded),
+                    last => finish(core, last),
+                };
+            }
+            let Some(pick) = core.pick(tried) else {
+                return finish(core, last);
+            };
+            tried |= 1 << pick.index;
+            in_flight.push(launch(core, pick, request.clone(), started));
+            sleep.as_mut().reset(Instant::now() + delay);
+        }
+        let may_hedge = hedges < tracker.max_hedges() && tried.count_ones() < core.len() as u32;
+        let event = std::future::poll_fn(|cx| {
+            if let Poll::Ready(Some(done)) = in_flight.poll_next_unpin(cx) {
+                return Poll::Ready(Event::Done(done));
+            }
+            if may_hedge && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Hedge);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Done((pick, outcome, attempt_started)) => match outcome {
+                Outcome::Answer(response) => {
+                    tracker.record(&method, attempt_started.elapsed());
+                    // Returning drops the other attempts: they are cancelled.
+                    return Ok(response);
+                }
+                outcome => {
+                    if !core.may_move_on(&outcome, true) {
+                        return finish(core, Some(outcome));
+                    }
+                    tracing::debug!(backend = %core.name(pick.index), "hedged attempt failed");
+                    last = Some(outcome);
+                }
+            },
+            Event::Hedge => {
+                hedges += 1;
+                match core.pick(tried) {
+                    Some(pick) => {
+                        tried |= 1 << pick.index;
+                        tracing::debug!(backend = %core.name(pick.index), method = &*method, "hedging");
+                        in_flight.push(launch(core, pick, request.clone(), started));
+                        sleep.as_mut().reset(Instant::now() + delay);
+                    }
+                    None => hedges = tracker.max_hedges(),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::Failover;
+use crate::classify::{Classifier, FailureRules};
+use crate::group::{GroupError, GroupPolicy, Spread, WhenAllDown};
+use crate::hedge::HedgePolicy;
+use crate::member::Member;
+
+/// Builds a [`Failover`] group from a `Vec` of [`Member`]s.
+///
+/// Every setting has a documented default (see the [module](crate::failover)).
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::HttpBackend;
+/// use rpc_failover::{FailoverLayer, Member, MethodRules, Spread};
+/// use tower::Layer;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let members = vec![
+///     Member::new("a", HttpBackend::builder("a", "http://127.0.0.1:8545").build()?),
+///     Member::new("b", HttpBackend::builder("b", "http://127.0.0.1:8546").build()?),
+/// ];
+/// let group = FailoverLayer::new()
+///     .out_of_service(Duration::from_secs(10))
+///     .spread(Spread::RoundRobin)
+///     .classifier(MethodRules::ethereum())
+///     .build(members)?;
+/// assert_eq!(group.members().count(), 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct FailoverLayer {
+    pub(crate) policy: GroupPolicy,
+    pub(crate) hedge: Option<HedgePolicy>,
+}
+
+impl FailoverLayer {
+    /// A layer with the defaults.
+    pub fn new() -> Self {
+        FailoverLayer::default()
+    }
+
+    /// Consecutive failures that take a member out of service (default 2;
+    /// 0 is treated as 1). A failed trial call after the window takes it out
+    /// again at once.
+    pub fn failure_threshold(mut self, n: u32) -> Self {
+        self.policy.failure_threshold = n.max(1);
+        self
+    }
+
+    /// How long a failing member is out of service before a trial call
+    /// (default 5 s).
+    pub fn out_of_service(mut self, window: Duration) -> Self {
+        self.policy.out_of_service = window;
+        self
+    }
+
+    /// What to do when every member is out of service (default: try the one
+    /// due back soonest).
+    pub fn when_all_down(mut self, policy: WhenAllDown) -> Self {
+        self.policy.when_all_down = policy;
+        self
+    }
+
+    /// How to spread calls among healthy members of equal priority (default:
+    /// off, the first healthy member takes every call).
+    pub fn spread(mut self, spread: Spread) -> Self {
+        self.policy.spread = spread;
+        self
+    }
+
+    /// Which methods may be repeated (default: [`MethodRules::ethereum`](crate::MethodRules::ethereum)).
+    pub fn classifier(mut self, classifier: impl Classifier) -> Self {
+        self.policy.classifier = Arc::new(classifier);
+        self
+    }
+
+    /// Which error objects count against a backend (default:
+    /// [`FailureRules::default`]).
+    pub fn failure_rules(mut self, rules: FailureRules) -> Self {
+        self.policy.failure_rules = Arc::new(rules);
+        self
+    }
+
+    /// Hedge reads: race a slow member against the next one (default: off).
+    /// See [`hedge`](crate::hedge).
+    pub fn hedge(mut self, policy: HedgePolicy) -> Self {
+        self.hedge = Some(policy);
+        self
+    }
+
+    /// Builds the group, or says why it cannot be built (more than
+    /// [`MAX_MEMBERS`](crate::MAX_MEMBERS) members, duplicate names).
+    pub fn build<S>(&self, members: Vec<Member<S>>) -> Result<Failover<S>, GroupError> {
+        Failover::new(members, self.clone())
+    }
+}
+
+impl<S> Layer<Vec<Member<S>>> for FailoverLayer {
+    type Service = Failover<S>;
+
+    /// # Panics
+    ///
+    /// If the members cannot form a group (see [`FailoverLayer::build`], which
+    /// returns the error instead).
+    fn layer(&self, members: Vec<Member<S>>) -> Failover<S> {
+        match self.build(members) {
+            Ok(group) => group,
+            Err(e) => panic!("FailoverLayer: {e}"),
+        }
+    }
+}

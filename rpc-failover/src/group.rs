@@ -1,0 +1,555 @@
+//! The shared core of every group layer: members, their health (atomics),
+//! picking the next member, and making one attempt.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+
+use crate::classify::{Classifier, FailureRules, MethodRules};
+use crate::member::Member;
+
+/// The most members one group holds. Nest groups for more.
+pub const MAX_MEMBERS: usize = 64;
+
+/// How calls are spread among healthy members of equal priority.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Spread {
+    /// No spreading: the first healthy member in the given order takes every
+    /// call (the default).
+    #[default]
+    Off,
+    /// Rotate the starting member call by call.
+    RoundRobin,
+    /// The member with the lowest peak-EWMA latency × (in-flight + 1), in the
+    /// manner of Finagle's and tower's peak-EWMA balancers. Latencies decay
+    /// with the given time constant.
+    LeastLatency {
+        /// How fast old latency samples fade (10 s is a good start).
+        decay: Duration,
+    },
+}
+
+impl Spread {
+    /// Least latency with a 10 s decay.
+    pub fn least_latency() -> Self {
+        Spread::LeastLatency {
+            decay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a group does when every member is out of service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenAllDown {
+    /// Try the member whose out-of-service window ends soonest (the default):
+    /// a flapping backend may well be back.
+    #[default]
+    TrySoonest,
+    /// Fail at once with [`RpcError::NoBackendAvailable`], whose
+    /// `retry_after` says when the first member is due back.
+    FailFast,
+}
+
+/// A member's health as seen now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The member's name.
+    pub name: Arc<str>,
+    /// Whether calls go to it (`false` while its out-of-service window runs).
+    pub in_service: bool,
+    /// How long until its window ends (`None` when in service; zero when the
+    /// window has ended and a trial call will decide).
+    pub out_for: Option<Duration>,
+    /// Failures since its last success.
+    pub consecutive_failures: u32,
+}
+
+/// The health and health policy shared by every group layer.
+#[derive(Clone)]
+pub(crate) struct GroupPolicy {
+    pub(crate) failure_threshold: u32,
+    pub(crate) out_of_service: Duration,
+    pub(crate) when_all_down: WhenAllDown,
+    pub(crate) spread: Spread,
+    pub(crate) classifier: Arc<dyn Classifier>,
+    pub(crate) failure_rules: Arc<FailureRules>,
+}
+
+impl Default for GroupPolicy {
+    fn default() -> Self {
+        GroupPolicy {
+            failure_threshold: 2,
+            out_of_service: Duration::from_secs(5),
+            when_all_down: WhenAllDown::TrySoonest,
+            spread: Spread::Off,
+            classifier: Arc::new(MethodRules::ethereum()),
+            failure_rules: Arc::new(FailureRules::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for GroupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupPolicy")
+            .field("failure_threshold", &self.failure_threshold)
+            .field("out_of_service", &self.out_of_service)
+            .field("when_all_down", &self.when_all_down)
+            .field("spread", &self.spread)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The atomics behind one member's health. Times are nanoseconds since the
+/// group's base instant, plus one, so that 0 can mean "none".
+#[derive(Default)]
+struct Health {
+    failures: AtomicU32,
+    out_until: AtomicU64,
+    probing: AtomicBool,
+    inflight: AtomicU32,
+    ewma_ns: AtomicU64,
+    ewma_at: AtomicU64,
+}
+
+/// Members, health and policy, behind one `Arc` shared by all clones.
+pub(crate) struct Core<S> {
+    members: Box<[Member<S>]>,
+    health: Box<[Health]>,
+    /// Index ranges of members with equal priority, best first.
+    tiers: Box<[(usize, usize)]>,
+    rr: AtomicUsize,
+    base: Instant,
+    pub(crate) policy: GroupPolicy,
+}
+
+/// Errors building a group.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// More members than [`MAX_MEMBERS`].
+    #[error("a group holds at most {MAX_MEMBERS} members, got {0}; nest groups for more")]
+    TooManyMembers(usize),
+    /// Two members share a name (names label logs and metrics).
+    #[error("two members are named `{0}`")]
+    DuplicateName(Arc<str>),
+    /// A quorum that can never be reached or is meaningless.
+    #[error("quorum {k} of {n} is impossible (need 1 <= k <= n <= members)")]
+    BadQuorum {
+        /// Agreeing answers required.
+        k: usize,
+        /// Members asked.
+        n: usize,
+    },
+}
+
+/// The member chosen for an attempt.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pick {
+    pub(crate) index: usize,
+    /// This call is the half-open trial that decides whether it is back.
+    pub(crate) probe: bool,
+}
+
+/// How one attempt ended.
+pub(crate) enum Outcome {
+    /// An answer to pass on (a result or an ordinary error object).
+    Answer(Response),
+    /// An error object that counts against the backend (rate limit, ...).
+    Refused(Response),
+    /// No answer.
+    Failed(RpcError),
+    /// The member was not ready and the caller asked not to wait.
+    Busy,
+}
+
+impl<S> Core<S> {
+    pub(crate) fn new(mut members: Vec<Member<S>>, policy: GroupPolicy) -> Result<Self, GroupError> {
+        if members.len() > MAX_MEMBERS {
+            return Err(GroupError::TooManyMembers(members.len()));
+        }
+        for (i, m) in members.iter().enumerate() {
+            if members[..i].iter().any(|o| o.name == m.name) {
+                return Err(GroupError::DuplicateName(m.name.clone()));
+            }
+        }
+        // Stable: equal priorities keep the order given.
+        members.sort_by_key(|m| m.priority);
+        let mut tiers = Vec::new();
+        let mut start = 0;
+        for i in 1..=members.len() {
+            if i == members.len() || members[i].priority != members[start].priority {
+                tiers.push((start, i));
+                start = i;
+            }
+        }
+        let health = members.iter().map(|_| Health::default()).collect();
+        Ok(Core {
+            members: members.into_boxed_slice(),
+            health,
+            tiers: tiers.into_boxed_slice(),
+            rr: AtomicUsize::new(0),
+            base: Instant::now(),
+            policy,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub(crate) fn name(&self, index: usize) -> &Arc<str> {
+        &self.members[index].name
+    }
+
+    fn now(&self) -> u64 {
+        self.ticks(Instant::now())
+    }
+
+    fn ticks(&self, at: Instant) -> u64 {
+        let ns = at.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    pub(crate) fn status(&self) -> impl Iterator<Item = MemberStatus> + '_ {
+        let now = self.now();
+        self.members.iter().zip(self.health.iter()).map(move |(m, h)| {
+            let until = h.out_until.load(Ordering::Acquire);
+            MemberStatus {
+                name: m.name.clone(),
+                in_service: until == 0,
+                out_for: (until != 0).then(|| Duration::from_nanos(until.saturating_sub(now))),
+                consecutive_failures: h.failures.load(Ordering::Relaxed),
+            }
+        })
+    }
+
+    /// The next member to try, skipping those in `tried`. Never allocates;
+    /// the work is one pass over the members.
+    pub(crate) fn pick(&self, tried: u64) -> Option<Pick> {
+        let now = self.now();
+        for &(start, end) in self.tiers.iter() {
+            let found = match self.policy.spread {
+                Spread::Off => self.first_available(start, end, 0, tried, now),
+                Spread::RoundRobin => {
+                    let offset = self.rr.fetch_add(1, Ordering::Relaxed) % (end - start);
+                    self.first_available(start, end, offset, tried, now)
+                }
+                Spread::LeastLatency { decay } => {
+                    self.least_loaded(start, end, tried, now, decay)
+                }
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        match self.policy.when_all_down {
+            WhenAllDown::TrySoonest => self.soonest_back(tried).map(|index| Pick {
+                index,
+                probe: false,
+            }),
+            WhenAllDown::FailFast => None,
+        }
+    }
+
+    /// When the first out-of-service member is due back.
+    pub(crate) fn soonest_retry_after(&self) -> Option<Duration> {
+        let now = self.now();
+        self.health
+            .iter()
+            .map(|h| h.out_until.load(Ordering::Acquire))
+            .filter(|&u| u != 0)
+            .min()
+            .map(|u| Duration::from_nanos(u.saturating_sub(now)))
+    }
+
+    fn first_available(&self, start: usize, end: usize, offset: usize, tried: u64, now: u64) -> Option<Pick> {
+        let len = end - start;
+        (0..len)
+            .map(|k| start + (offset + k) % len)
+            .filter(|&i| tried & (1 << i) == 0)
+            .find_map(|i| self.try_take(i, now))
+    }
+
+    /// `Some` if member `i` is in service, or if its window has ended and this
+    /// call won the right to make the trial call.
+    fn try_take(&self, i: usize, now: u64) -> Option<Pick> {
+        let h = &self.health[i];
+        let until = h.out_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Some(Pick { index: i, probe: false });
+        }
+        if now >= until
+            && h
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(Pick { index: i, probe: true });
+        }
+        None
+    }
+
+    fn least_loaded(&self, start: usize, end: usize, tried: u64, now: u64, decay: Duration) -> Option<Pick> {
+        let mut best: Option<(usize, f64)> = None;
+        for i in start..end {
+            if tried & (1 << i) != 0 {
+                continue;
+            }
+            let h = &self.health[i];
+            let until = h.out_until.load(Ordering::Acquire);
+            if until != 0 {
+                // A member whose window ended gets its trial call first.
+                if let Some(pick) = self.try_take(i, now) {
+                    return Some(pick);
+                }
+                continue;
+            }
+            let cost = self.cost(h, now, decay);
+            if best.is_none_or(|(_, c)| cost < c) {
+                best = Some((i, cost));
+            }
+        }
+        best.map(|(index, _)| Pick { index, probe: false })
+    }
+
+    fn cost(&self, h: &Health, now: u64, decay: Duration) -> f64 {
+        let ewma = decayed(h, now, decay);
+        let pending = f64::from(h.inflight.load(Ordering::Relaxed));
+        ewma * (pending + 1.0)
+    }
+
+    fn soonest_back(&self, tried: u64) -> Option<usize> {
+        (0..self.members.len())
+            .filter(|&i| tried & (1 << i) == 0)
+            .min_by_key(|&i| self.health[i].out_until.load(Ordering::Acquire))
+    }
+
+    fn on_success(&self, pick: Pick) {
+        let h = &self.health[pick.index];
+        h.failures.store(0, Ordering::Relaxed);
+        if h.out_until.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!(backend = %self.members[pick.index].name, "backend back in service");
+        }
+        if pick.probe {
+            h.probing.store(false, Ordering::Release);
+        }
+    }
+
+    fn on_failure(&self, pick: Pick, reason: &dyn std::fmt::Display) {
+        let h = &self.health[pick.index];
+        let failures = h.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if pick.probe || failures >= self.policy.failure_threshold {
+            let until = self.now().saturating_add(duration_ns(self.policy.out_of_service));
+            let was = h.out_until.swap(until, Ordering::AcqRel);
+            if was == 0 || pick.probe {
+                tracing::warn!(
+                    backend = %self.members[pick.index].name,
+                    failures,
+                    window = ?self.policy.out_of_service,
+                    %reason,
+                    "backend out of service"
+                );
+            }
+        }
+        if pick.probe {
+            h.probing.store(false, Ordering::Release);
+        }
+    }
+
+    fn observe_latency(&self, index: usize, elapsed: Duration) {
+        let Spread::LeastLatency { decay } = self.policy.spread else {
+            return;
+        };
+        let h = &self.health[index];
+        let now = self.now();
+        let sample = elapsed.as_nanos() as f64;
+        let current = decayed(h, now, decay);
+        // Peak-sensitive: a slower sample replaces the average at once.
+        let next = if sample > current {
+            sample
+        } else {
+            let w = weight(h.ewma_at.load(Ordering::Relaxed), now, decay);
+            current * w + sample * (1.0 - w)
+        };
+        // Racing updates may lose one sample; the estimate stays sound.
+        h.ewma_ns.store(next.to_bits(), Ordering::Relaxed);
+        h.ewma_at.store(now, Ordering::Relaxed);
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2)
+}
+
+fn weight(at: u64, now: u64, decay: Duration) -> f64 {
+    let dt = now.saturating_sub(at) as f64;
+    let tau = (duration_ns(decay) as f64).max(1.0);
+    (-dt / tau).exp()
+}
+
+fn decayed(h: &Health, now: u64, decay: Duration) -> f64 {
+    let ewma = f64::from_bits(h.ewma_ns.load(Ordering::Relaxed));
+    ewma * weight(h.ewma_at.load(Ordering::Relaxed), now, decay).max(f64::MIN_POSITIVE)
+}
+
+/// Clears the half-open flag and the in-flight count if an attempt is
+/// dropped before it finishes (a hedge that lost, a cancelled client).
+struct AttemptGuard<'a> {
+    health: &'a Health,
+    probe: bool,
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        self.health.inflight.fetch_sub(1, Ordering::Relaxed);
+        if self.probe {
+            self.health.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The verdict on an error: does it count against the backend?
+fn counts_against_backend(err: &RpcError) -> bool {
+    matches!(
+        err,
+        RpcError::Connect { .. }
+            | RpcError::Timeout { .. }
+            | RpcError::HttpStatus { .. }
+            | RpcError::ConnectionClosed { .. }
+            | RpcError::InvalidResponse { .. }
+            | RpcError::NoBackendAvailable { .. }
+    )
+}
+
+impl<S: JsonRpcService> Core<S> {
+    /// One attempt on one member, recording the member's health.
+    ///
+    /// `call_started` is when the whole call began: a timeout counts against
+    /// the member unless the attempt started with less than half of the call's
+    /// time left (then earlier attempts, not this member, used the time).
+    pub(crate) async fn attempt(
+        &self,
+        pick: Pick,
+        request: Request,
+        wait_ready: bool,
+        call_started: Instant,
+    ) -> Outcome {
+        let member = &self.members[pick.index];
+        let health = &self.health[pick.index];
+        let deadline = request.deadline();
+        let mut svc = member.service.clone();
+
+        health.inflight.fetch_add(1, Ordering::Relaxed);
+        let mut guard = AttemptGuard {
+            health,
+            probe: pick.probe,
+        };
+
+        // Readiness: a saturated member must not stall the group.
+        let ready = match svc.ready().now_or_never() {
+            Some(r) => r.map(|_| ()),
+            None if !wait_ready => return Outcome::Busy,
+            None => match deadline {
+                Some(d) => match tokio::time::timeout_at(d, svc.ready()).await {
+                    Ok(r) => r.map(|_| ()),
+                    Err(_) => Err(RpcError::DeadlineExceeded),
+                },
+                None => svc.ready().await.map(|_| ()),
+            },
+        };
+        if let Err(err) = ready {
+            // Not ready is not a fault of the backend's answers; not counted.
+            return Outcome::Failed(err);
+        }
+
+        let started = Instant::now();
+        let result = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, svc.call(request)).await {
+                Ok(r) => r,
+                Err(_) => Err(RpcError::Timeout {
+                    backend: Some(member.name.clone()),
+                    elapsed: started.elapsed(),
+                }),
+            },
+            None => svc.call(request).await,
+        };
+        let elapsed = started.elapsed();
+        // The attempt finished: the guard must not clear a probe flag that
+        // on_success / on_failure now own.
+        guard.probe = false;
+        drop(guard);
+
+        match result {
+            Ok(mut response) => {
+                self.observe_latency(pick.index, elapsed);
+                if response.extensions().get::<ServedBy>().is_none() {
+                    response
+                        .extensions_mut()
+                        .insert(ServedBy(member.name.clone()));
+                }
+                if self.policy.failure_rules.is_backend_failure(&response) {
+                    let reason = response
+                        .error_object()
+                        .map(|e| format!("error {}: {}", e.code(), e.message()))
+                        .unwrap_or_default();
+                    self.on_failure(pick, &reason);
+                    Outcome::Refused(response)
+                } else {
+                    self.on_success(pick);
+                    Outcome::Answer(response)
+                }
+            }
+            Err(err) => {
+                let counted = match (&err, deadline) {
+                    (RpcError::Timeout { .. }, Some(d)) => {
+                        let total = d.saturating_duration_since(call_started);
+                        let budget = d.saturating_duration_since(started);
+                        budget * 2 >= total
+                    }
+                    _ => counts_against_backend(&err),
+                };
+                if counted {
+                    self.observe_latency(pick.index, elapsed);
+                    self.on_failure(pick, &err);
+                } else if pick.probe {
+                    // The trial did not decide anything; let another call try.
+                    self.health[pick.index]
+                        .probing
+                        .store(false, Ordering::Release);
+                }
+                Outcome::Failed(err)
+            }
+        }
+    }
+
+    /// Whether a call that ended this way may go to another member.
+    pub(crate) fn may_move_on(&self, outcome: &Outcome, safe_to_repeat: bool) -> bool {
+        match outcome {
+            Outcome::Answer(_) => false,
+            Outcome::Busy => true,
+            Outcome::Refused(_) => safe_to_repeat,
+            Outcome::Failed(err) => match err {
+                RpcError::DeadlineExceeded
+                | RpcError::ResponseTooLarge { .. }
+                | RpcError::MethodNotAllowed { .. }
+                | RpcError::InvalidParams { .. }
+                | RpcError::QuorumNotReached { .. }
+                | RpcError::Internal(_) => false,
+                _ => match err.delivery() {
+                    rpc_core::Delivery::NotSent => true,
+                    rpc_core::Delivery::MaybeSent => safe_to_repeat,
+                },
+            },
+        }
+    }
+
+    pub(crate) fn classify(&self, request: &Request) -> crate::Idempotency {
+        self.policy.classifier.classify(request)
+    }
+}

@@ -1,0 +1,132 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::policy::Settings;
+use super::{RetryBudget, RetryPolicy};
+use crate::classify::{Classifier, FailureRules};
+
+/// A service wrapped by [`RetryLayer`]: tower's retry middleware with our
+/// policy.
+pub type Retry<S> = tower::retry::Retry<RetryPolicy, S>;
+
+/// Retries failed calls with backoff, within the deadline and a budget.
+///
+/// See the [module](crate::retry) for the rules and defaults.
+///
+/// ```
+/// use rpc_core::{HttpBackend, JsonRpcService};
+/// use rpc_failover::RetryLayer;
+/// use tower::ServiceBuilder;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = HttpBackend::builder("node", "http://127.0.0.1:8545").build()?;
+/// let svc = ServiceBuilder::new().layer(RetryLayer::new()).service(backend);
+/// fn assert_service(_: impl JsonRpcService) {}
+/// assert_service(svc);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct RetryLayer {
+    settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for RetryLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.settings;
+        f.debug_struct("RetryLayer")
+            .field("max_retries", &s.max_retries)
+            .field("initial_backoff", &s.initial_backoff)
+            .field("max_backoff", &s.max_backoff)
+            .field("jitter", &s.jitter)
+            .field("max_retry_after", &s.max_retry_after)
+            .field("budget", &s.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryLayer {
+    /// A layer with the defaults.
+    pub fn new() -> Self {
+        RetryLayer::default()
+    }
+
+    fn settings(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
+    }
+
+    /// Retries after the first attempt (default 3; 0 turns retrying off).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.settings().max_retries = n;
+        self
+    }
+
+    /// The first wait and the cap; each retry doubles the wait (default 250 ms
+    /// and 2 s).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        let s = self.settings();
+        s.initial_backoff = initial;
+        s.max_backoff = max.max(initial);
+        self
+    }
+
+    /// How much of each wait is random (`0.0..=1.0`, default 0.5: a wait is
+    /// 50–100 % of the schedule). 0 makes the schedule exact.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.settings().jitter = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// The longest `Retry-After` honoured (default 5 s); longer ones are
+    /// clamped to this.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.settings().max_retry_after = max;
+        self
+    }
+
+    /// The budget, shared by every service this layer (and its clones) builds
+    /// (default: [`RetryBudget::default`]).
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.settings().budget = Some(Arc::new(budget));
+        self
+    }
+
+    /// No budget: only `max_retries` and the deadline limit retries.
+    pub fn no_budget(mut self) -> Self {
+        self.settings().budget = None;
+        self
+    }
+
+    /// Which methods may be repeated once they may have been delivered
+    /// (default: [`MethodRules::ethereum`](crate::MethodRules::ethereum)).
+    pub fn classifier(mut self, classifier: impl Classifier) -> Self {
+        self.settings().classifier = Arc::new(classifier);
+        self
+    }
+
+    /// Which error objects are refusals worth retrying (default:
+    /// [`FailureRules::default`]).
+    pub fn failure_rules(mut self, rules: FailureRules) -> Self {
+        self.settings().failure_rules = rules;
+        self
+    }
+
+    /// The policy this layer gives its services.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy::new(self.settings.clone())
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        tower::retry::Retry::new(self.policy(), inner)
+    }
+}
