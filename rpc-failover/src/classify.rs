@@ -89,7 +89,7 @@ impl<C: Classifier + ?Sized> Classifier for Arc<C> {
 ///     // A private method of our node that only reads:
 ///     .method("myco_getQuote", Idempotency::Read)
 ///     // We consider these unsafe even though the shipped set says read:
-///     .prefix("debug_", Idempotency::Unsafe);
+///     .prefix("debug_trace", Idempotency::Unsafe);
 ///
 /// assert_eq!(rules.classify(&Request::new("eth_call")), Idempotency::Read);
 /// assert_eq!(rules.classify(&Request::new("eth_sendRawTransaction")), Idempotency::Idempotent);
@@ -260,7 +260,7 @@ impl MethodRules {
         self.prefixes.retain(|(p, _)| *p != prefix);
         self.prefixes.push((prefix, class));
         // Longest first, so the first match is the most specific.
-        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         self
     }
 
@@ -308,9 +308,9 @@ impl Classifier for MethodRules {
 /// use rpc_failover::FailureRules;
 ///
 /// let rules = FailureRules::default().code(-32098);
-/// let limited = Response::error(Id::from(1), ErrorObject::new(-32005, "daily request count exceeded, request rate limited"));
-/// let reverted = Response::error(Id::from(1), ErrorObject::new(3, "execution reverted"));
-/// let custom = Response::error(Id::from(1), ErrorObject::new(-32098, "capacity"));
+/// let limited = Response::error(Id::from(1u64), ErrorObject::new(-32005, "daily request count exceeded, request rate limited"));
+/// let reverted = Response::error(Id::from(1u64), ErrorObject::new(3, "execution reverted"));
+/// let custom = Response::error(Id::from(1u64), ErrorObject::new(-32098, "capacity"));
 /// assert!(rules.is_backend_failure(&limited));
 /// assert!(!rules.is_backend_failure(&reverted));
 /// assert!(rules.is_backend_failure(&custom));
@@ -437,7 +437,10 @@ mod tests {
 
     #[test]
     fn case_insensitive_message_match() {
-        assert!(contains_ignore_ascii_case("Too Many Requests!", "too many requests"));
+        assert!(contains_ignore_ascii_case(
+            "Too Many Requests!",
+            "too many requests"
+        ));
         assert!(!contains_ignore_ascii_case("too many", "too many requests"));
     }
 }

@@ -10,7 +10,6 @@ use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-
 use crate::classify::{Classifier, FailureRules, MethodRules};
 use crate::member::Member;
 
@@ -169,7 +168,10 @@ pub(crate) enum Outcome {
 }
 
 impl<S> Core<S> {
-    pub(crate) fn new(mut members: Vec<Member<S>>, policy: GroupPolicy) -> Result<Self, GroupError> {
+    pub(crate) fn new(
+        mut members: Vec<Member<S>>,
+        policy: GroupPolicy,
+    ) -> Result<Self, GroupError> {
         if members.len() > MAX_MEMBERS {
             return Err(GroupError::TooManyMembers(members.len()));
         }
@@ -218,15 +220,18 @@ impl<S> Core<S> {
 
     pub(crate) fn status(&self) -> impl Iterator<Item = MemberStatus> + '_ {
         let now = self.now();
-        self.members.iter().zip(self.health.iter()).map(move |(m, h)| {
-            let until = h.out_until.load(Ordering::Acquire);
-            MemberStatus {
-                name: m.name.clone(),
-                in_service: until == 0,
-                out_for: (until != 0).then(|| Duration::from_nanos(until.saturating_sub(now))),
-                consecutive_failures: h.failures.load(Ordering::Relaxed),
-            }
-        })
+        self.members
+            .iter()
+            .zip(self.health.iter())
+            .map(move |(m, h)| {
+                let until = h.out_until.load(Ordering::Acquire);
+                MemberStatus {
+                    name: m.name.clone(),
+                    in_service: until == 0,
+                    out_for: (until != 0).then(|| Duration::from_nanos(until.saturating_sub(now))),
+                    consecutive_failures: h.failures.load(Ordering::Relaxed),
+                }
+            })
     }
 
     /// The next member to try, skipping those in `tried`. Never allocates;
@@ -240,9 +245,7 @@ impl<S> Core<S> {
                     let offset = self.rr.fetch_add(1, Ordering::Relaxed) % (end - start);
                     self.first_available(start, end, offset, tried, now)
                 }
-                Spread::LeastLatency { decay } => {
-                    self.least_loaded(start, end, tried, now, decay)
-                }
+                Spread::LeastLatency { decay } => self.least_loaded(start, end, tried, now, decay),
             };
             if found.is_some() {
                 return found;
@@ -268,7 +271,14 @@ impl<S> Core<S> {
             .map(|u| Duration::from_nanos(u.saturating_sub(now)))
     }
 
-    fn first_available(&self, start: usize, end: usize, offset: usize, tried: u64, now: u64) -> Option<Pick> {
+    fn first_available(
+        &self,
+        start: usize,
+        end: usize,
+        offset: usize,
+        tried: u64,
+        now: u64,
+    ) -> Option<Pick> {
         let len = end - start;
         (0..len)
             .map(|k| start + (offset + k) % len)
@@ -282,20 +292,32 @@ impl<S> Core<S> {
         let h = &self.health[i];
         let until = h.out_until.load(Ordering::Acquire);
         if until == 0 {
-            return Some(Pick { index: i, probe: false });
+            return Some(Pick {
+                index: i,
+                probe: false,
+            });
         }
         if now >= until
-            && h
-                .probing
+            && h.probing
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            return Some(Pick { index: i, probe: true });
+            return Some(Pick {
+                index: i,
+                probe: true,
+            });
         }
         None
     }
 
-    fn least_loaded(&self, start: usize, end: usize, tried: u64, now: u64, decay: Duration) -> Option<Pick> {
+    fn least_loaded(
+        &self,
+        start: usize,
+        end: usize,
+        tried: u64,
+        now: u64,
+        decay: Duration,
+    ) -> Option<Pick> {
         let mut best: Option<(usize, f64)> = None;
         for i in start..end {
             if tried & (1 << i) != 0 {
@@ -315,7 +337,10 @@ impl<S> Core<S> {
                 best = Some((i, cost));
             }
         }
-        best.map(|(index, _)| Pick { index, probe: false })
+        best.map(|(index, _)| Pick {
+            index,
+            probe: false,
+        })
     }
 
     fn cost(&self, h: &Health, now: u64, decay: Duration) -> f64 {
@@ -345,7 +370,9 @@ impl<S> Core<S> {
         let h = &self.health[pick.index];
         let failures = h.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         if pick.probe || failures >= self.policy.failure_threshold {
-            let until = self.now().saturating_add(duration_ns(self.policy.out_of_service));
+            let until = self
+                .now()
+                .saturating_add(duration_ns(self.policy.out_of_service));
             let was = h.out_until.swap(until, Ordering::AcqRel);
             if was == 0 || pick.probe {
                 tracing::warn!(

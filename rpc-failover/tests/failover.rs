@@ -16,7 +16,9 @@ async fn call(group: &Group, method: &str) -> Result<rpc_core::Response, RpcErro
 }
 
 fn group(layer: FailoverLayer, mocks: &[&Mock]) -> Group {
-    layer.build(mocks.iter().map(|m| m.member()).collect()).expect("valid group")
+    layer
+        .build(mocks.iter().map(|m| m.member()).collect())
+        .expect("valid group")
 }
 
 #[tokio::test(start_paused = true)]
@@ -47,10 +49,18 @@ async fn moves_on_when_the_first_member_refuses_and_marks_it_out_after_the_thres
 #[tokio::test(start_paused = true)]
 async fn after_the_window_one_trial_call_decides() {
     // a fails twice, then works.
-    let a = Mock::new("a", |n| if n < 2 { Step::Refused } else { Step::Ok("\"a\"") });
+    let a = Mock::new("a", |n| {
+        if n < 2 {
+            Step::Refused
+        } else {
+            Step::Ok("\"a\"")
+        }
+    });
     let b = Mock::ok("b", "\"b\"");
     let g = group(
-        FailoverLayer::new().failure_threshold(2).out_of_service(Duration::from_secs(5)),
+        FailoverLayer::new()
+            .failure_threshold(2)
+            .out_of_service(Duration::from_secs(5)),
         &[&a, &b],
     );
     call(&g, "eth_chainId").await.expect("answer");
@@ -58,13 +68,22 @@ async fn after_the_window_one_trial_call_decides() {
     assert!(!g.members().next().expect("a").in_service);
 
     tokio::time::advance(Duration::from_millis(4_999)).await;
-    assert_eq!(result_of(&call(&g, "eth_chainId").await.expect("answer")), "\"b\"");
+    assert_eq!(
+        result_of(&call(&g, "eth_chainId").await.expect("answer")),
+        "\"b\""
+    );
     assert_eq!(a.calls(), 2, "window not over yet");
 
     tokio::time::advance(Duration::from_millis(2)).await;
-    assert_eq!(result_of(&call(&g, "eth_chainId").await.expect("answer")), "\"a\"");
+    assert_eq!(
+        result_of(&call(&g, "eth_chainId").await.expect("answer")),
+        "\"a\""
+    );
     assert_eq!(a.calls(), 3, "the trial call");
-    assert!(g.members().next().expect("a").in_service, "the trial succeeded");
+    assert!(
+        g.members().next().expect("a").in_service,
+        "the trial succeeded"
+    );
     assert_eq!(g.members().next().expect("a").consecutive_failures, 0);
 }
 
@@ -73,7 +92,9 @@ async fn a_failed_trial_takes_the_member_out_again_at_once() {
     let a = Mock::new("a", |_| Step::Status(503, None));
     let b = Mock::ok("b", "\"b\"");
     let g = group(
-        FailoverLayer::new().failure_threshold(3).out_of_service(Duration::from_secs(2)),
+        FailoverLayer::new()
+            .failure_threshold(3)
+            .out_of_service(Duration::from_secs(2)),
         &[&a, &b],
     );
     for _ in 0..3 {
@@ -94,10 +115,18 @@ async fn a_failed_trial_takes_the_member_out_again_at_once() {
 #[tokio::test(start_paused = true)]
 async fn only_one_trial_call_while_the_window_has_ended() {
     // The trial takes 1 s; concurrent calls meanwhile go to b.
-    let a = Mock::new("a", |n| if n == 0 { Step::Refused } else { slow(1_000, Step::Ok("\"a\"")) });
+    let a = Mock::new("a", |n| {
+        if n == 0 {
+            Step::Refused
+        } else {
+            slow(1_000, Step::Ok("\"a\""))
+        }
+    });
     let b = Mock::ok("b", "\"b\"");
     let g = group(
-        FailoverLayer::new().failure_threshold(1).out_of_service(Duration::from_secs(1)),
+        FailoverLayer::new()
+            .failure_threshold(1)
+            .out_of_service(Duration::from_secs(1)),
         &[&a, &b],
     );
     call(&g, "eth_chainId").await.expect("b");
@@ -109,7 +138,10 @@ async fn only_one_trial_call_while_the_window_has_ended() {
     });
     tokio::task::yield_now().await;
     for _ in 0..5 {
-        assert_eq!(result_of(&call(&g, "eth_chainId").await.expect("b")), "\"b\"");
+        assert_eq!(
+            result_of(&call(&g, "eth_chainId").await.expect("b")),
+            "\"b\""
+        );
     }
     assert_eq!(a.calls(), 2, "exactly one trial in flight");
     let r = trial.await.expect("join").expect("a answers");
@@ -122,7 +154,9 @@ async fn a_cancelled_trial_frees_the_trial_slot() {
     let a = Mock::new("a", |n| if n == 0 { Step::Refused } else { Step::Hang });
     let b = Mock::ok("b", "\"b\"");
     let g = group(
-        FailoverLayer::new().failure_threshold(1).out_of_service(Duration::from_secs(1)),
+        FailoverLayer::new()
+            .failure_threshold(1)
+            .out_of_service(Duration::from_secs(1)),
         &[&a, &b],
     );
     call(&g, "eth_chainId").await.expect("b");
@@ -143,7 +177,9 @@ async fn maybe_sent_calls_of_unsafe_methods_are_not_moved() {
     let b = Mock::ok("b", "\"b\"");
     let g = group(FailoverLayer::new(), &[&a, &b]);
 
-    let err = call(&g, "eth_sendTransaction").await.expect_err("not repeated");
+    let err = call(&g, "eth_sendTransaction")
+        .await
+        .expect_err("not repeated");
     assert!(matches!(err, RpcError::ConnectionClosed { .. }), "{err}");
     assert_eq!(b.calls(), 0, "never sent twice");
 
@@ -178,7 +214,9 @@ async fn an_ordinary_error_object_is_an_answer() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rate_limit_error_object_counts_and_moves_on() {
-    let a = Mock::new("a", |_| Step::Error(-32005, "daily request count exceeded, request rate limited"));
+    let a = Mock::new("a", |_| {
+        Step::Error(-32005, "daily request count exceeded, request rate limited")
+    });
     let b = Mock::ok("b", "\"b\"");
     let g = group(FailoverLayer::new().failure_threshold(1), &[&a, &b]);
     let r = call(&g, "eth_call").await.expect("answer");
@@ -188,16 +226,32 @@ async fn a_rate_limit_error_object_counts_and_moves_on() {
     // When nobody else can answer, the provider's own refusal is passed on.
     let solo = Mock::new("solo", |_| Step::Error(429, "Too Many Requests"));
     let g = group(FailoverLayer::new(), &[&solo]);
-    let r = call(&g, "eth_call").await.expect("the refusal is an answer");
+    let r = call(&g, "eth_call")
+        .await
+        .expect("the refusal is an answer");
     assert_eq!(r.error_object().map(|e| e.code()), Some(429));
 }
 
 #[tokio::test(start_paused = true)]
 async fn when_all_are_down_try_the_one_back_soonest() {
-    let a = Mock::new("a", |n| if n == 0 { Step::Refused } else { Step::Ok("\"a\"") });
-    let b = Mock::new("b", |n| if n == 0 { Step::Refused } else { Step::Ok("\"b\"") });
+    let a = Mock::new("a", |n| {
+        if n == 0 {
+            Step::Refused
+        } else {
+            Step::Ok("\"a\"")
+        }
+    });
+    let b = Mock::new("b", |n| {
+        if n == 0 {
+            Step::Refused
+        } else {
+            Step::Ok("\"b\"")
+        }
+    });
     let g = group(
-        FailoverLayer::new().failure_threshold(1).out_of_service(Duration::from_secs(10)),
+        FailoverLayer::new()
+            .failure_threshold(1)
+            .out_of_service(Duration::from_secs(10)),
         &[&a, &b],
     );
     // a fails at t=0, b at t=1: a is due back first.
@@ -238,7 +292,10 @@ async fn priorities_decide_the_order() {
     let g = FailoverLayer::new()
         .build(vec![a.member().priority(5), b.member().priority(1)])
         .expect("group");
-    assert_eq!(result_of(&call(&g, "eth_chainId").await.expect("answer")), "\"b\"");
+    assert_eq!(
+        result_of(&call(&g, "eth_chainId").await.expect("answer")),
+        "\"b\""
+    );
     let names: Vec<_> = g.members().map(|m| m.name.to_string()).collect();
     assert_eq!(names, ["b", "a"]);
 }
@@ -262,7 +319,10 @@ async fn round_robin_spreads_over_equal_priority_only() {
 async fn least_latency_prefers_the_faster_member() {
     let a = Mock::new("a", |_| slow(50, Step::Ok("\"a\"")));
     let b = Mock::new("b", |_| slow(5, Step::Ok("\"b\"")));
-    let g = group(FailoverLayer::new().spread(Spread::least_latency()), &[&a, &b]);
+    let g = group(
+        FailoverLayer::new().spread(Spread::least_latency()),
+        &[&a, &b],
+    );
     for _ in 0..20 {
         call(&g, "eth_chainId").await.expect("answer");
     }
@@ -275,7 +335,10 @@ async fn a_saturated_member_is_skipped_not_waited_for() {
     let a = Mock::new("a", |_| slow(10_000, Step::Ok("\"a\"")));
     let b = Mock::ok("b", "\"b\"");
     let members = vec![
-        Member::new("a", rpc_core::BoxJsonRpcService::new(ConcurrencyLimit::new(a.clone(), 1))),
+        Member::new(
+            "a",
+            rpc_core::BoxJsonRpcService::new(ConcurrencyLimit::new(a.clone(), 1)),
+        ),
         Member::new("b", rpc_core::BoxJsonRpcService::new(b.clone())),
     ];
     let g = FailoverLayer::new().build(members).expect("group");
@@ -284,10 +347,17 @@ async fn a_saturated_member_is_skipped_not_waited_for() {
     tokio::task::yield_now().await;
     assert_eq!(a.calls(), 1);
     let started = tokio::time::Instant::now();
-    let r = g.clone().oneshot(req("eth_chainId")).await.expect("b answers");
+    let r = g
+        .clone()
+        .oneshot(req("eth_chainId"))
+        .await
+        .expect("b answers");
     assert_eq!(result_of(&r), "\"b\"");
     assert_eq!(started.elapsed(), Duration::ZERO, "did not wait for a");
-    assert!(g.members().next().expect("a").in_service, "busy is not a failure");
+    assert!(
+        g.members().next().expect("a").in_service,
+        "busy is not a failure"
+    );
     busy.abort();
 }
 
@@ -297,15 +367,18 @@ async fn a_frozen_member_is_cut_at_the_deadline_and_counted() {
     let b = Mock::ok("b", "\"b\"");
     let g = group(FailoverLayer::new().failure_threshold(1), &[&a, &b]);
     let mut request = req("eth_chainId");
-    request
-        .extensions_mut()
-        .insert(Deadline(tokio::time::Instant::now() + Duration::from_secs(2)));
+    request.extensions_mut().insert(Deadline(
+        tokio::time::Instant::now() + Duration::from_secs(2),
+    ));
     let started = tokio::time::Instant::now();
     let err = g.clone().oneshot(request).await.expect_err("deadline");
     assert!(matches!(err, RpcError::Timeout { .. }), "{err}");
     assert_eq!(started.elapsed(), Duration::from_secs(2));
     assert_eq!(b.calls(), 0, "no time left for b");
-    assert!(!g.members().next().expect("a").in_service, "the frozen member is out");
+    assert!(
+        !g.members().next().expect("a").in_service,
+        "the frozen member is out"
+    );
     // The next call skips it.
     call(&g, "eth_chainId").await.expect("b answers");
     assert_eq!(a.calls(), 1);
@@ -318,9 +391,9 @@ async fn an_attempt_that_got_little_time_is_not_blamed() {
     let b = Mock::new("b", |_| Step::Hang);
     let g = group(FailoverLayer::new().failure_threshold(1), &[&a, &b]);
     let mut request = req("eth_chainId");
-    request
-        .extensions_mut()
-        .insert(Deadline(tokio::time::Instant::now() + Duration::from_secs(2)));
+    request.extensions_mut().insert(Deadline(
+        tokio::time::Instant::now() + Duration::from_secs(2),
+    ));
     let err = g.clone().oneshot(request).await.expect_err("deadline");
     assert!(matches!(err, RpcError::Timeout { .. }));
     let status: Vec<_> = g.members().collect();
@@ -340,11 +413,18 @@ async fn errors_that_are_the_same_everywhere_are_returned_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn empty_and_oversized_groups() {
-    let g: Group = FailoverLayer::new().build(Vec::new()).expect("empty is allowed");
+    let g: Group = FailoverLayer::new()
+        .build(Vec::new())
+        .expect("empty is allowed");
     let err = call(&g, "eth_chainId").await.expect_err("nobody");
-    assert!(matches!(err, RpcError::NoBackendAvailable { retry_after: None }));
+    assert!(matches!(
+        err,
+        RpcError::NoBackendAvailable { retry_after: None }
+    ));
 
-    let many: Vec<_> = (0..65).map(|i| Mock::ok(&format!("m{i}"), "1").member()).collect();
+    let many: Vec<_> = (0..65)
+        .map(|i| Mock::ok(&format!("m{i}"), "1").member())
+        .collect();
     let err = FailoverLayer::new().build(many).expect_err("too many");
     assert!(err.to_string().contains("at most 64"), "{err}");
 
@@ -363,7 +443,11 @@ async fn groups_nest() {
             Member::new("b", rpc_core::BoxJsonRpcService::new(b.clone())),
         ])
         .expect("group");
-    let r = outer.clone().oneshot(req("eth_chainId")).await.expect("answer");
+    let r = outer
+        .clone()
+        .oneshot(req("eth_chainId"))
+        .await
+        .expect("answer");
     assert_eq!(result_of(&r), "\"b\"");
     assert_eq!(a.calls(), 1);
     let mut svc = outer.clone();

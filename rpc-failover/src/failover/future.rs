@@ -95,12 +95,21 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
             None if busy != 0 => {
                 let index = busy.trailing_zeros() as usize;
                 busy &= !(1 << index);
-                (Pick { index, probe: false }, true)
+                (
+                    Pick {
+                        index,
+                        probe: false,
+                    },
+                    true,
+                )
             }
             None => return finish(core, last),
         };
         tried |= 1 << pick.index;
-        match core.attempt(pick, request.clone(), wait_ready, started).await {
+        match core
+            .attempt(pick, request.clone(), wait_ready, started)
+            .await
+        {
             Outcome::Answer(response) => return Ok(response),
             Outcome::Busy => busy |= 1 << pick.index,
             outcome => {

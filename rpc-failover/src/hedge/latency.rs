@@ -141,23 +141,33 @@ mod tests {
 
     #[test]
     fn quantile_follows_observations() {
-        let t = LatencyTracker::new(HedgePolicy::quantile(0.9).fallback_delay(Duration::from_millis(777)));
+        let t = LatencyTracker::new(
+            HedgePolicy::quantile(0.9).fallback_delay(Duration::from_millis(777)),
+        );
         let m: Arc<str> = "eth_call".into();
-        assert_eq!(t.delay(&m), Duration::from_millis(777), "too few samples: fallback");
+        assert_eq!(
+            t.delay(&m),
+            Duration::from_millis(777),
+            "too few samples: fallback"
+        );
         for i in 0..100u64 {
             // 90 fast calls (10 ms), 10 slow ones (500 ms)
             let d = if i % 10 == 0 { 500 } else { 10 };
             t.record(&m, Duration::from_millis(d));
         }
         let d = t.delay(&m);
-        assert!(d >= Duration::from_millis(10) && d < Duration::from_millis(13), "{d:?}");
+        assert!(
+            d >= Duration::from_millis(10) && d < Duration::from_millis(13),
+            "{d:?}"
+        );
         let other: Arc<str> = "eth_getLogs".into();
         assert_eq!(t.delay(&other), Duration::from_millis(777), "per method");
     }
 
     #[test]
     fn min_delay_applies() {
-        let t = LatencyTracker::new(HedgePolicy::quantile(0.5).min_delay(Duration::from_millis(50)));
+        let t =
+            LatencyTracker::new(HedgePolicy::quantile(0.5).min_delay(Duration::from_millis(50)));
         let m: Arc<str> = "m".into();
         for _ in 0..50 {
             t.record(&m, Duration::from_millis(1));
@@ -173,6 +183,9 @@ mod tests {
         }
         assert!(h.total.load(Ordering::Relaxed) < WINDOW);
         let q = h.quantile(0.5).expect("enough samples");
-        assert!(q >= Duration::from_millis(3) && q < Duration::from_millis(4), "{q:?}");
+        assert!(
+            q >= Duration::from_millis(3) && q < Duration::from_millis(4),
+            "{q:?}"
+        );
     }
 }

@@ -157,7 +157,9 @@ async fn run<S: JsonRpcService>(q: Quorum<S>, request: Request) -> Result<Respon
             },
             None => in_flight.next().await,
         };
-        let Some((pick, outcome, _)) = next else { break };
+        let Some((pick, outcome, _)) = next else {
+            break;
+        };
         votes.push((pick.index, describe(&outcome)));
         if let Outcome::Answer(response) = outcome {
             match tallies.iter_mut().find(|(r, _)| same_answer(r, &response)) {
@@ -193,7 +195,13 @@ async fn run<S: JsonRpcService>(q: Quorum<S>, request: Request) -> Result<Respon
         });
     }
     let best = tallies.iter().map(|(_, c)| *c).max().unwrap_or(0);
-    tracing::warn!(k = q.k, asked, best, method = request.method(), "quorum not reached");
+    tracing::warn!(
+        k = q.k,
+        asked,
+        best,
+        method = request.method(),
+        "quorum not reached"
+    );
     Err(RpcError::QuorumNotReached {
         reason: format!("{best} of {asked} agreed, {} needed", q.k),
         votes: report,

@@ -39,7 +39,11 @@ impl RetryBudget {
     /// second, with a reserve of at most 100 retries. The budget starts with
     /// the per-second allowance.
     pub fn new(ratio: f64) -> Self {
-        let ratio = if ratio.is_finite() { ratio.max(0.0) } else { 0.0 };
+        let ratio = if ratio.is_finite() {
+            ratio.max(0.0)
+        } else {
+            0.0
+        };
         RetryBudget {
             ratio_milli: (ratio * UNIT as f64) as i64,
             per_second_milli: 10 * UNIT,

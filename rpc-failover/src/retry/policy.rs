@@ -132,7 +132,11 @@ impl RetryPolicy {
             }
         };
         if delivery == Delivery::MaybeSent
-            && !self.settings.classifier.classify(request).is_safe_to_repeat()
+            && !self
+                .settings
+                .classifier
+                .classify(request)
+                .is_safe_to_repeat()
         {
             return None;
         }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct Mock {
     pub name: Arc<str>,
     pub calls: Arc<AtomicU32>,
     pub finished: Arc<AtomicU32>,
+    /// When each call arrived.
+    pub times: Arc<Mutex<Vec<tokio::time::Instant>>>,
     script: Script,
 }
 
@@ -53,6 +55,7 @@ impl Mock {
             name: name.into(),
             calls: Arc::default(),
             finished: Arc::default(),
+            times: Arc::default(),
             script: Arc::new(script),
         }
     }
@@ -71,6 +74,12 @@ impl Mock {
         self.finished.load(Ordering::SeqCst)
     }
 
+    /// Offsets of the calls' arrival from `start`, in milliseconds.
+    pub fn call_times_ms(&self, start: tokio::time::Instant) -> Vec<u128> {
+        let times = self.times.lock().expect("not poisoned");
+        times.iter().map(|t| (*t - start).as_millis()).collect()
+    }
+
     pub fn member(&self) -> Member<Mock> {
         Member::new(self.name.clone(), self.clone())
     }
@@ -80,7 +89,10 @@ fn outcome(name: &Arc<str>, id: Id, step: Step) -> BoxFut {
     let name = name.clone();
     Box::pin(async move {
         match step {
-            Step::Ok(raw) => Ok(Response::result(id, RawJson::from_static(raw).expect("valid JSON"))),
+            Step::Ok(raw) => Ok(Response::result(
+                id,
+                RawJson::from_static(raw).expect("valid JSON"),
+            )),
             Step::Error(code, msg) => Ok(Response::error(id, ErrorObject::new(code, msg))),
             Step::Refused => Err(RpcError::Connect {
                 backend: name,
@@ -115,6 +127,10 @@ impl Service<Request> for Mock {
 
     fn call(&mut self, req: Request) -> BoxFut {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.times
+            .lock()
+            .expect("not poisoned")
+            .push(tokio::time::Instant::now());
         let step = (self.script)(n);
         let fut = outcome(&self.name, req.id().cloned().unwrap_or_default(), step);
         let finished = self.finished.clone();
