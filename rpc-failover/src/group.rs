@@ -237,15 +237,15 @@ impl<S> Core<S> {
     /// The next member to try, skipping those in `tried`. Never allocates;
     /// the work is one pass over the members.
     pub(crate) fn pick(&self, tried: u64) -> Option<Pick> {
-        let now = self.now();
+        let now = LazyNow::new(self);
         for &(start, end) in self.tiers.iter() {
             let found = match self.policy.spread {
-                Spread::Off => self.first_available(start, end, 0, tried, now),
+                Spread::Off => self.first_available(start, end, 0, tried, &now),
                 Spread::RoundRobin => {
                     let offset = self.rr.fetch_add(1, Ordering::Relaxed) % (end - start);
-                    self.first_available(start, end, offset, tried, now)
+                    self.first_available(start, end, offset, tried, &now)
                 }
-                Spread::LeastLatency { decay } => self.least_loaded(start, end, tried, now, decay),
+                Spread::LeastLatency { decay } => self.least_loaded(start, end, tried, &now, decay),
             };
             if found.is_some() {
                 return found;
@@ -277,7 +277,7 @@ impl<S> Core<S> {
         end: usize,
         offset: usize,
         tried: u64,
-        now: u64,
+        now: &LazyNow<'_, S>,
     ) -> Option<Pick> {
         let len = end - start;
         (0..len)
@@ -288,7 +288,7 @@ impl<S> Core<S> {
 
     /// `Some` if member `i` is in service, or if its window has ended and this
     /// call won the right to make the trial call.
-    fn try_take(&self, i: usize, now: u64) -> Option<Pick> {
+    fn try_take(&self, i: usize, now: &LazyNow<'_, S>) -> Option<Pick> {
         let h = &self.health[i];
         let until = h.out_until.load(Ordering::Acquire);
         if until == 0 {
@@ -297,7 +297,7 @@ impl<S> Core<S> {
                 probe: false,
             });
         }
-        if now >= until
+        if now.get() >= until
             && h.probing
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -315,7 +315,7 @@ impl<S> Core<S> {
         start: usize,
         end: usize,
         tried: u64,
-        now: u64,
+        now: &LazyNow<'_, S>,
         decay: Duration,
     ) -> Option<Pick> {
         let mut best: Option<(usize, f64)> = None;
@@ -332,7 +332,7 @@ impl<S> Core<S> {
                 }
                 continue;
             }
-            let cost = self.cost(h, now, decay);
+            let cost = self.cost(h, now.get(), decay);
             if best.is_none_or(|(_, c)| cost < c) {
                 best = Some((i, cost));
             }
@@ -357,8 +357,11 @@ impl<S> Core<S> {
 
     fn on_success(&self, pick: Pick) {
         let h = &self.health[pick.index];
-        h.failures.store(0, Ordering::Relaxed);
-        if h.out_until.swap(0, Ordering::AcqRel) != 0 {
+        if h.failures.load(Ordering::Relaxed) != 0 {
+            h.failures.store(0, Ordering::Relaxed);
+        }
+        // A plain load first: the common case (in service) writes nothing shared.
+        if h.out_until.load(Ordering::Relaxed) != 0 && h.out_until.swap(0, Ordering::AcqRel) != 0 {
             tracing::info!(backend = %self.members[pick.index].name, "backend back in service");
         }
         if pick.probe {
@@ -425,6 +428,29 @@ fn decayed(h: &Health, now: u64, decay: Duration) -> f64 {
     ewma * weight(h.ewma_at.load(Ordering::Relaxed), now, decay).max(f64::MIN_POSITIVE)
 }
 
+/// The group clock, read at most once per pick and only when needed (most
+/// picks meet no out-of-service member and never read it).
+struct LazyNow<'a, S> {
+    core: &'a Core<S>,
+    now: std::cell::Cell<u64>,
+}
+
+impl<'a, S> LazyNow<'a, S> {
+    fn new(core: &'a Core<S>) -> Self {
+        LazyNow {
+            core,
+            now: std::cell::Cell::new(0),
+        }
+    }
+
+    fn get(&self) -> u64 {
+        if self.now.get() == 0 {
+            self.now.set(self.core.now());
+        }
+        self.now.get()
+    }
+}
+
 /// Clears the half-open flag and the in-flight count if an attempt is
 /// dropped before it finishes (a hedge that lost, a cancelled client).
 struct AttemptGuard<'a> {
@@ -465,7 +491,7 @@ impl<S: JsonRpcService> Core<S> {
         pick: Pick,
         request: Request,
         wait_ready: bool,
-        call_started: Instant,
+        call_started: Option<Instant>,
     ) -> Outcome {
         let member = &self.members[pick.index];
         let health = &self.health[pick.index];
@@ -495,18 +521,20 @@ impl<S: JsonRpcService> Core<S> {
             return Outcome::Failed(err);
         }
 
-        let started = Instant::now();
+        // The clock is read only when something needs it.
+        let timed = deadline.is_some() || matches!(self.policy.spread, Spread::LeastLatency { .. });
+        let started = if timed { Some(Instant::now()) } else { None };
         let result = match deadline {
             Some(d) => match tokio::time::timeout_at(d, svc.call(request)).await {
                 Ok(r) => r,
                 Err(_) => Err(RpcError::Timeout {
                     backend: Some(member.name.clone()),
-                    elapsed: started.elapsed(),
+                    elapsed: started.map(|s| s.elapsed()).unwrap_or_default(),
                 }),
             },
             None => svc.call(request).await,
         };
-        let elapsed = started.elapsed();
+        let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
         // The attempt finished: the guard must not clear a probe flag that
         // on_success / on_failure now own.
         guard.probe = false;
@@ -533,9 +561,9 @@ impl<S: JsonRpcService> Core<S> {
                 }
             }
             Err(err) => {
-                let counted = match (&err, deadline) {
-                    (RpcError::Timeout { .. }, Some(d)) => {
-                        let total = d.saturating_duration_since(call_started);
+                let counted = match (&err, deadline, started) {
+                    (RpcError::Timeout { .. }, Some(d), Some(started)) => {
+                        let total = d.saturating_duration_since(call_started.unwrap_or(started));
                         let budget = d.saturating_duration_since(started);
                         budget * 2 >= total
                     }

@@ -78,7 +78,8 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
     request: Request,
     safe_to_repeat: bool,
 ) -> Result<Response, RpcError> {
-    let started = Instant::now();
+    // Only a deadline needs to know when the call began.
+    let started = request.deadline().map(|_| Instant::now());
     let mut tried = 0u64;
     let mut busy = 0u64;
     let mut last = None;
@@ -132,7 +133,7 @@ pub(crate) fn launch<'a, S: JsonRpcService>(
     core: &'a Core<S>,
     pick: Pick,
     request: Request,
-    call_started: Instant,
+    call_started: Option<Instant>,
 ) -> impl Future<Output = (Pick, Outcome, Instant)> + Send + 'a {
     let attempt_started = Instant::now();
     async move {
@@ -151,7 +152,7 @@ async fn run_hedged<S: JsonRpcService>(
     tracker: &LatencyTracker,
     request: Request,
 ) -> Result<Response, RpcError> {
-    let started = Instant::now();
+    let started = Some(Instant::now());
     let method = request.method_arc().clone();
     let delay = tracker.delay(&method);
     let mut in_flight = FuturesUnordered::new();

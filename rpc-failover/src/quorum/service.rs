@@ -136,7 +136,7 @@ async fn run<S: JsonRpcService>(q: Quorum<S>, request: Request) -> Result<Respon
     for _ in 0..q.n {
         let Some(pick) = core.pick(tried) else { break };
         tried |= 1 << pick.index;
-        in_flight.push(launch(core, pick, request.clone(), started));
+        in_flight.push(launch(core, pick, request.clone(), Some(started)));
     }
     let asked = in_flight.len();
     if asked < q.k {
