@@ -180,24 +180,40 @@ pub fn start_proxy(args: &[&str]) -> (Process, SocketAddr) {
     })
 }
 
-/// Where the anvil binary from the npm package is: `$ANVIL_BIN`, then
-/// `tests/node_modules/.bin/anvil` (installed by `npm install --prefix tests`), then `PATH`.
+/// Where the anvil binary is: `$ANVIL_BIN`; then the native binary of the
+/// npm package's platform sub-package (`tests/node_modules/@foundry-rs/anvil-<platform>/bin/anvil`,
+/// installed by `npm install --prefix tests`); then `PATH`.
+///
+/// The native binary, not the package's `.bin/anvil` Node wrapper: signals
+/// (`KILL`, `STOP`) must reach the node itself, and killing the wrapper
+/// would orphan the node.
 pub fn anvil_path() -> PathBuf {
     if let Ok(p) = std::env::var("ANVIL_BIN") {
         return PathBuf::from(p);
     }
-    let local = workspace_root().join("tests/node_modules/.bin/anvil");
-    if local.exists() {
-        return local;
+    let packages = workspace_root().join("tests/node_modules/@foundry-rs");
+    if let Ok(entries) = std::fs::read_dir(&packages) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let native = entry.path().join("bin/anvil");
+            if name.to_string_lossy().starts_with("anvil-") && native.is_file() {
+                return native;
+            }
+        }
     }
     PathBuf::from("anvil")
 }
 
 /// Starts a real Ethereum dev node (anvil) on an ephemeral loopback port.
 pub fn start_anvil() -> (Process, SocketAddr) {
+    start_anvil_with(&[])
+}
+
+/// Starts anvil with extra arguments (e.g. `["--chain-id", "5"]`).
+pub fn start_anvil_with(args: &[&str]) -> (Process, SocketAddr) {
     let path = anvil_path();
     let mut cmd = Command::new(&path);
-    cmd.args(["--host", "127.0.0.1", "--port", "0"]);
+    cmd.args(["--host", "127.0.0.1", "--port", "0"]).args(args);
     if path == Path::new("anvil") && Command::new("anvil").arg("--version").output().is_err() {
         panic!("anvil not found: run `npm install --prefix tests` (or set ANVIL_BIN)");
     }
@@ -301,15 +317,24 @@ impl Drop for FaultUpstream {
 impl FaultUpstream {
     /// Starts it on an ephemeral loopback port.
     pub async fn start() -> FaultUpstream {
-        Self::start_with(None).await
+        Self::start_with(None, None).await
+    }
+
+    /// Starts one that treats *every* call as `method` (e.g. `fault_garbage`:
+    /// a backend that only ever answers garbage).
+    pub async fn start_always(method: &'static str) -> FaultUpstream {
+        Self::start_with(None, Some(method)).await
     }
 
     /// Starts it serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with `tls`.
     pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> FaultUpstream {
-        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls))).await
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls)), None).await
     }
 
-    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> FaultUpstream {
+    async fn start_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        always: Option<&'static str>,
+    ) -> FaultUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let calls = Arc::new(AtomicUsize::new(0));
@@ -327,7 +352,7 @@ impl FaultUpstream {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let counter = counter.clone();
-                        async move { fault_answer(req, &counter).await }
+                        async move { fault_answer(req, &counter, always).await }
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -374,7 +399,11 @@ impl FaultUpstream {
 
 type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
 
-async fn fault_answer(req: http::Request<hyper::body::Incoming>, counter: &AtomicUsize) -> Answer {
+async fn fault_answer(
+    req: http::Request<hyper::body::Incoming>,
+    counter: &AtomicUsize,
+    always: Option<&'static str>,
+) -> Answer {
     counter.fetch_add(1, Ordering::SeqCst);
     let headers: serde_json::Map<String, Value> = req
         .headers()
@@ -410,7 +439,7 @@ async fn fault_answer(req: http::Request<hyper::body::Incoming>, counter: &Atomi
     let id: Value = head.id.map_or(Value::Null, |raw| {
         serde_json::from_str(raw.get()).unwrap_or(Value::Null)
     });
-    let method = head.method.unwrap_or_default();
+    let method = always.map_or_else(|| head.method.unwrap_or_default(), str::to_owned);
     let params_bytes = head.params.map_or(0, |p| p.get().len());
     let params: Value = head
         .params

@@ -1,12 +1,14 @@
 //! `rpc-proxy`: a resilient JSON-RPC proxy built by stacking the rpc-* layers.
 //!
 //! ```text
-//! rpc-proxy --listen 127.0.0.1:8545 --upstream http://127.0.0.1:9000
+//! rpc-proxy --listen 127.0.0.1:8545 \
+//!     --upstream a=http://127.0.0.1:9001 --upstream b=http://127.0.0.1:9002
 //! ```
 //!
-//! For now it forwards every call through the HTTP front, an optional method
-//! filter and one `HttpBackend`. Failover groups, retries, caching and metrics
-//! join the stack as their crates land.
+//! The stack, outermost first: the HTTP front (`rpc_core::server`), an
+//! optional method filter, the retry layer, then a group of `HttpBackend`s —
+//! a failover group (optionally spreading load or hedging reads) or a quorum.
+//! Caching and metrics join the stack as their crates land.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,20 +16,29 @@ use std::time::Duration;
 
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::server::{serve, ServerConfig};
-use rpc_core::{HttpBackend, HttpBackendBuilder};
+use rpc_core::{BoxJsonRpcService, HttpBackend, HttpBackendBuilder};
+use rpc_failover::{FailoverLayer, HedgePolicy, Member, QuorumLayer, RetryLayer, Spread};
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
 rpc-proxy: a resilient JSON-RPC proxy
 
 USAGE:
-    rpc-proxy --upstream URL [OPTIONS]
+    rpc-proxy --upstream [NAME=]URL [--upstream [NAME=]URL ...] [OPTIONS]
 
 OPTIONS:
     --listen ADDR             address to listen on [default: 127.0.0.1:8545]
-    --upstream URL            the backend (http:// or https://; user:pass@ becomes basic auth)
-    --name NAME               the backend's name in logs and errors [default: upstream]
+    --upstream [NAME=]URL     a backend (http:// or https://; user:pass@ becomes basic auth);
+                              repeat for a failover group, tried in the order given
+    --name NAME               the name of a single unnamed backend [default: upstream;
+                              several unnamed backends are upstream-1, upstream-2, ...]
     --timeout SECS            backend timeout per call [default: 10]
+    --retries N               retries after a failed attempt, with backoff (0: none) [default: 3]
+    --failure-threshold N     consecutive failures that take a backend out of service [default: 2]
+    --out-of-service SECS     how long a failing backend is skipped before a trial call [default: 5]
+    --spread MODE             off | round-robin | least-latency among backends [default: off]
+    --hedge SECS              race a read still unanswered after SECS against the next backend
+    --quorum K                ask every backend, answer when K agree (reads and broadcasts)
     --request-timeout SECS    deadline of each client call [default: 30]
     --max-body BYTES          largest request body [default: 10485760]
     --max-batch N             most calls per batch [default: 100]
@@ -44,9 +55,15 @@ Logs go to stderr; set RUST_LOG (e.g. `info`, `rpc_core=debug`) to change the le
 /// Everything the command line can say.
 struct Args {
     listen: SocketAddr,
-    upstream: String,
-    name: String,
+    /// (name, URL), in priority order.
+    upstreams: Vec<(String, String)>,
     timeout: Duration,
+    retries: u32,
+    failure_threshold: u32,
+    out_of_service: Duration,
+    spread: Spread,
+    hedge: Option<Duration>,
+    quorum: Option<usize>,
     request_timeout: Duration,
     max_body: usize,
     max_batch: usize,
@@ -68,6 +85,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
     let mut upstreams = Vec::new();
     let mut name = None;
     let mut timeout = HttpBackendBuilder::DEFAULT_TIMEOUT;
+    let mut retries = 3;
+    let mut failure_threshold = 2;
+    let mut out_of_service = Duration::from_secs(5);
+    let mut spread = Spread::Off;
+    let mut hedge = None;
+    let mut quorum = None;
     let mut request_timeout = ServerConfig::DEFAULT_REQUEST_TIMEOUT;
     let mut max_body = ServerConfig::DEFAULT_MAX_BODY_BYTES;
     let mut max_batch = ServerConfig::DEFAULT_MAX_BATCH;
@@ -99,6 +122,26 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             "--upstream" => upstreams.push(value()?),
             "--name" => name = Some(value()?),
             "--timeout" => timeout = seconds(&flag, &value()?)?,
+            "--retries" => retries = whole(&flag, &value()?)?,
+            "--failure-threshold" => {
+                failure_threshold = u32::try_from(positive(&flag, &value()?)?)
+                    .map_err(|_| format!("{flag}: too large"))?;
+            }
+            "--out-of-service" => out_of_service = seconds(&flag, &value()?)?,
+            "--spread" => {
+                spread = match value()?.as_str() {
+                    "off" => Spread::Off,
+                    "round-robin" => Spread::RoundRobin,
+                    "least-latency" => Spread::least_latency(),
+                    v => {
+                        return Err(format!(
+                            "--spread: `{v}` is not one of off, round-robin, least-latency"
+                        ))
+                    }
+                }
+            }
+            "--hedge" => hedge = Some(seconds(&flag, &value()?)?),
+            "--quorum" => quorum = Some(positive(&flag, &value()?)?),
             "--request-timeout" => request_timeout = seconds(&flag, &value()?)?,
             "--shutdown-timeout" => shutdown_timeout = seconds(&flag, &value()?)?,
             "--max-body" => max_body = positive(&flag, &value()?)?,
@@ -110,20 +153,56 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             other => return Err(format!("unknown argument `{other}` (see --help)")),
         }
     }
-    let upstream = match upstreams.len() {
-        0 => return Err("missing --upstream URL (see --help)".to_owned()),
-        1 => upstreams.remove(0),
-        n => {
-            return Err(format!(
-                "{n} --upstream given; this build forwards to one backend (failover groups come with rpc-failover)"
-            ))
+    if upstreams.is_empty() {
+        return Err("missing --upstream URL (see --help)".to_owned());
+    }
+    if name.is_some() && upstreams.len() > 1 {
+        return Err(
+            "--name names a single backend; name several with --upstream NAME=URL".to_owned(),
+        );
+    }
+    let count = upstreams.len();
+    let mut named = Vec::with_capacity(count);
+    for (i, spec) in upstreams.into_iter().enumerate() {
+        let (n, url) = match spec.split_once('=') {
+            Some((n, url)) if !n.contains("://") && url.contains("://") => {
+                if n.is_empty() {
+                    return Err(format!("--upstream: empty name in `{spec}`"));
+                }
+                (n.to_owned(), url.to_owned())
+            }
+            _ if count == 1 => (name.clone().unwrap_or_else(|| "upstream".to_owned()), spec),
+            _ => (format!("upstream-{}", i + 1), spec),
+        };
+        if named
+            .iter()
+            .any(|(other, _): &(String, String)| *other == n)
+        {
+            return Err(format!("--upstream: the name `{n}` is used twice"));
         }
-    };
+        named.push((n, url));
+    }
+    if let Some(k) = quorum {
+        if k > count {
+            return Err(format!("--quorum {k}: only {count} --upstream given"));
+        }
+        if hedge.is_some() || spread != Spread::Off {
+            return Err(
+                "--quorum asks every backend; it does not combine with --hedge or --spread"
+                    .to_owned(),
+            );
+        }
+    }
     Ok(Command::Run(Box::new(Args {
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8545))),
-        upstream,
-        name: name.unwrap_or_else(|| "upstream".to_owned()),
+        upstreams: named,
         timeout,
+        retries,
+        failure_threshold,
+        out_of_service,
+        spread,
+        hedge,
+        quorum,
         request_timeout,
         max_body,
         max_batch,
@@ -140,6 +219,11 @@ fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
         Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
         _ => Err(format!("{flag}: `{v}` is not a positive number of seconds")),
     }
+}
+
+fn whole(flag: &str, v: &str) -> Result<u32, String> {
+    v.parse::<u32>()
+        .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
 }
 
 fn positive(flag: &str, v: &str) -> Result<usize, String> {
@@ -185,12 +269,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// The group of backends: failover (the default) or quorum.
+fn backend_group(args: &Args) -> Result<BoxJsonRpcService, String> {
+    let mut members = Vec::with_capacity(args.upstreams.len());
+    for (name, url) in &args.upstreams {
+        let backend = HttpBackend::builder(name.as_str(), url.as_str())
+            .timeout(args.timeout)
+            .max_response_size(args.max_response)
+            .build()
+            .map_err(|e| format!("--upstream {name}: {e}"))?;
+        members.push(Member::new(name.as_str(), backend));
+    }
+    let group = FailoverLayer::new()
+        .failure_threshold(args.failure_threshold)
+        .out_of_service(args.out_of_service)
+        .spread(args.spread);
+    if let Some(k) = args.quorum {
+        let quorum = QuorumLayer::new(k).group(group).build(members);
+        return quorum
+            .map(BoxJsonRpcService::new)
+            .map_err(|e| e.to_string());
+    }
+    let group = match args.hedge {
+        Some(delay) => group.hedge(HedgePolicy::fixed(delay)),
+        None => group,
+    };
+    group
+        .build(members)
+        .map(BoxJsonRpcService::new)
+        .map_err(|e| e.to_string())
+}
+
 async fn run(args: Args) -> Result<(), String> {
-    let backend = HttpBackend::builder(args.name.as_str(), args.upstream)
-        .timeout(args.timeout)
-        .max_response_size(args.max_response)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let backends = backend_group(&args)?;
 
     let filter = if args.allow.is_empty() && args.deny.is_empty() {
         None
@@ -207,11 +318,12 @@ async fn run(args: Args) -> Result<(), String> {
         )
     };
 
-    // The stack, outermost first. Later layers (metrics, cache, retry,
-    // failover) slot in here.
+    // The stack, outermost first. Metrics and caching slot in here as their
+    // crates land.
     let stack = ServiceBuilder::new()
         .option_layer(filter.map(MethodFilterLayer::new))
-        .service(backend);
+        .layer(RetryLayer::new().max_retries(args.retries))
+        .service(backends);
 
     let config = ServerConfig::default()
         .max_body_size(args.max_body)
@@ -225,9 +337,19 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // Scripts and tests read this line to find the port (with --listen …:0).
+    let names: Vec<String> = args
+        .upstreams
+        .iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect();
+    let mode = match (args.quorum, args.upstreams.len()) {
+        (Some(k), n) => format!("quorum {k} of {n}"),
+        (None, 1) => "backend".to_owned(),
+        (None, _) => "failover".to_owned(),
+    };
     println!(
-        "rpc-proxy listening on http://{local} (backend `{}`)",
-        args.name
+        "rpc-proxy listening on http://{local} ({mode} {})",
+        names.join(", ")
     );
 
     serve(listener, stack, config, shutdown_signal()).await;
@@ -299,8 +421,53 @@ mod tests {
             panic!("should parse")
         };
         assert_eq!(a.listen.port(), 0);
-        assert_eq!(a.upstream, "http://h:1");
+        assert_eq!(
+            a.upstreams,
+            [("upstream".to_owned(), "http://h:1".to_owned())]
+        );
         assert_eq!((a.allow.len(), a.max_batch), (1, 5));
+        assert_eq!((a.retries, a.failure_threshold), (3, 2));
+    }
+
+    #[test]
+    fn several_upstreams_form_a_group() {
+        let Ok(Command::Run(a)) = parse(&[
+            "--upstream",
+            "alpha=http://a:1",
+            "--upstream",
+            "http://b:2",
+            "--upstream",
+            "https://user:p=w@c:3",
+            "--spread",
+            "round-robin",
+            "--hedge",
+            "0.25",
+            "--retries",
+            "0",
+        ]) else {
+            panic!("should parse")
+        };
+        let names: Vec<&str> = a.upstreams.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["alpha", "upstream-2", "upstream-3"]);
+        assert_eq!(
+            a.upstreams[2].1, "https://user:p=w@c:3",
+            "`=` inside a URL is not a name"
+        );
+        assert_eq!(a.spread, Spread::RoundRobin);
+        assert_eq!(a.hedge, Some(Duration::from_millis(250)));
+        assert_eq!(a.retries, 0);
+
+        let Ok(Command::Run(a)) = parse(&[
+            "--upstream",
+            "http://a",
+            "--upstream",
+            "http://b",
+            "--quorum",
+            "2",
+        ]) else {
+            panic!("should parse")
+        };
+        assert_eq!(a.quorum, Some(2));
     }
 
     #[test]
@@ -323,6 +490,43 @@ mod tests {
             (
                 &["--upstream", "http://a", "--max-batch", "0"][..],
                 "--max-batch",
+            ),
+            (&["--upstream", "http://a", "--quorum", "2"][..], "--quorum"),
+            (
+                &["--upstream", "a=http://a", "--upstream", "a=http://b"][..],
+                "used twice",
+            ),
+            (
+                &[
+                    "--upstream",
+                    "http://a",
+                    "--upstream",
+                    "http://b",
+                    "--name",
+                    "x",
+                ][..],
+                "--name",
+            ),
+            (
+                &["--upstream", "http://a", "--spread", "random"][..],
+                "--spread",
+            ),
+            (
+                &[
+                    "--upstream",
+                    "http://a",
+                    "--upstream",
+                    "http://b",
+                    "--quorum",
+                    "2",
+                    "--hedge",
+                    "1",
+                ][..],
+                "--quorum",
+            ),
+            (
+                &["--upstream", "http://a", "--retries", "x"][..],
+                "--retries",
             ),
         ] {
             let Err(reason) = parse(args) else {
