@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The main job: rpc-proxy in front of a real Ethereum dev node (anvil), with a
-# few calls that show what the proxy answers. Keeps running until Ctrl-C.
+# The main job: rpc-proxy in front of two real Ethereum dev nodes (anvil) as a
+# failover group, with calls that show what the proxy answers, then the primary
+# node killed while calls keep being answered. Keeps running until Ctrl-C.
 #
 #   ./scripts/demo.sh           # run, then keep the proxy up for your own curl
 #   ./scripts/demo.sh --once    # run the showcase and exit (used by CI)
 #
-# Ports: PROXY_PORT (default 8545) and NODE_PORT (default 8546), on 127.0.0.1.
+# Ports: PROXY_PORT (default 8545), NODE_PORT (default 8546) and NODE_PORT+1
+# for the backup node, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROXY_PORT="${PROXY_PORT:-8545}"
 NODE_PORT="${NODE_PORT:-8546}"
+BACKUP_PORT=$((NODE_PORT + 1))
 ONCE=0
 [ "${1:-}" = "--once" ] && ONCE=1
 
@@ -20,10 +23,15 @@ else
   say() { printf '\n== %s\n' "$*"; }
 fi
 
-if [ ! -x tests/node_modules/.bin/anvil ]; then
+# The package's native binary (not its Node wrapper, which would leave the
+# node running when killed).
+anvil_bin() { ls tests/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1; }
+if [ -z "$(anvil_bin)" ]; then
   say "Installing anvil (npm package @foundry-rs/anvil) into tests/node_modules"
   npm install --prefix tests --no-audit --no-fund --loglevel=error
 fi
+ANVIL="$(anvil_bin)"
+[ -x "$ANVIL" ] || { echo "anvil binary not found under tests/node_modules/@foundry-rs" >&2; exit 1; }
 
 say "Building rpc-proxy (release)"
 cargo build --release --quiet -p rpc-proxy
@@ -35,20 +43,26 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-say "Starting anvil on 127.0.0.1:$NODE_PORT"
-tests/node_modules/.bin/anvil --host 127.0.0.1 --port "$NODE_PORT" --silent &
+say "Starting two anvil nodes: primary on 127.0.0.1:$NODE_PORT, backup on 127.0.0.1:$BACKUP_PORT"
+"$ANVIL" --host 127.0.0.1 --port "$NODE_PORT" --silent &
+primary=$!
+pids+=($primary)
+"$ANVIL" --host 127.0.0.1 --port "$BACKUP_PORT" --silent &
 pids+=($!)
 
-say "Starting rpc-proxy on 127.0.0.1:$PROXY_PORT -> anvil (admin_* and debug_* refused)"
-target/release/rpc-proxy --listen "127.0.0.1:$PROXY_PORT" --upstream "http://127.0.0.1:$NODE_PORT" \
-  --name anvil --deny 'admin_*' --deny 'debug_*' &
+say "Starting rpc-proxy on 127.0.0.1:$PROXY_PORT -> failover group [primary, backup] (admin_* and debug_* refused)"
+target/release/rpc-proxy --listen "127.0.0.1:$PROXY_PORT" \
+  --upstream "primary=http://127.0.0.1:$NODE_PORT" --upstream "backup=http://127.0.0.1:$BACKUP_PORT" \
+  --deny 'admin_*' --deny 'debug_*' &
 pids+=($!)
 
-# Wait (bounded) until both answer.
+# Wait (bounded) until all three answer.
+up() {
+  curl -s -o /dev/null -H 'content-type: application/json' \
+    -d '{"jsonrpc":"2.0","id":0,"method":"eth_chainId"}' "http://127.0.0.1:$1"
+}
 for _ in $(seq 1 100); do
-  if curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/healthz" &&
-     curl -s -o /dev/null -H 'content-type: application/json' \
-       -d '{"jsonrpc":"2.0","id":0,"method":"eth_chainId"}' "http://127.0.0.1:$NODE_PORT"; then
+  if curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/healthz" && up "$NODE_PORT" && up "$BACKUP_PORT"; then
     break
   fi
   sleep 0.1
@@ -72,14 +86,24 @@ rpc '{"jsonrpc":"2.0","id":3,"method":"admin_nodeInfo"}'
 say "Malformed input (-32700, HTTP 400)"
 rpc '{"jsonrpc":"2.0","id":4,'
 
-if [ "$ONCE" = 1 ]; then
-  # The showcase must have worked: a real answer from the node through the proxy.
+say "Killing the primary node (kill -9): the next calls fail over to the backup"
+kill -9 "$primary"
+wait "$primary" 2>/dev/null || true
+failed=0
+for i in $(seq 1 20); do
   out=$(curl -s --max-time 10 -H 'content-type: application/json' \
-    -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}' "$URL")
-  [ "$out" = '{"jsonrpc":"2.0","id":1,"result":"0x7a69"}' ] || { echo "demo check failed: $out" >&2; exit 1; }
+    -d "{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"eth_chainId\"}" "$URL")
+  [ "$out" = "{\"jsonrpc\":\"2.0\",\"id\":$i,\"result\":\"0x7a69\"}" ] || { failed=$((failed + 1)); echo "  call $i: $out"; }
+done
+echo "  20 calls after the kill: $((20 - failed)) answered, $failed failed"
+
+if [ "$ONCE" = 1 ]; then
+  # The showcase must have worked: real answers through the proxy, before and
+  # after the primary died.
+  [ "$failed" = 0 ] || { echo "demo check failed: $failed calls failed after the kill" >&2; exit 1; }
   say "Demo OK"
   exit 0
 fi
 
-say "rpc-proxy is serving at $URL (health: $URL/healthz). Try your own curl; Ctrl-C stops both."
+say "rpc-proxy is serving at $URL (health: $URL/healthz), now from the backup. Try your own curl; Ctrl-C stops it."
 wait
