@@ -59,6 +59,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// let err = RpcError::Connect { backend: "alchemy".into(), source: "connection refused".into() };
 /// assert_eq!(err.delivery(), Delivery::NotSent);
 /// assert!(err.is_retryable());
+/// assert!(err.is_backend_fault());
+/// assert!(!RpcError::DeadlineExceeded.is_backend_fault());
 /// assert_eq!(err.to_error_object().code(), -32011);
 /// assert_eq!(err.http_status(), StatusCode::SERVICE_UNAVAILABLE);
 /// assert_eq!(err.to_string(), "backend `alchemy`: connect failed: connection refused");
@@ -249,6 +251,27 @@ impl RpcError {
             | RpcError::QuorumNotReached { .. }
             | RpcError::Internal(_) => false,
         }
+    }
+
+    /// Whether the failure is the backend's fault (it could not be reached,
+    /// did not answer in time, or answered with something that is not a
+    /// JSON-RPC response), so a failover group counts it against that
+    /// backend's health. The call's own problems (`DeadlineExceeded`,
+    /// `ResponseTooLarge`, a refused method, bad params), a saturated local
+    /// layer (`Overloaded`, `RateLimited`) and bugs (`Internal`) are not.
+    ///
+    /// A nested group's `NoBackendAvailable` is its fault as seen from the
+    /// outer group.
+    pub fn is_backend_fault(&self) -> bool {
+        matches!(
+            self,
+            RpcError::Connect { .. }
+                | RpcError::Timeout { .. }
+                | RpcError::HttpStatus { .. }
+                | RpcError::ConnectionClosed { .. }
+                | RpcError::InvalidResponse { .. }
+                | RpcError::NoBackendAvailable { .. }
+        )
     }
 
     /// How long to wait before trying again, when the cause said so.

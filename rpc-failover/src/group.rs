@@ -467,19 +467,6 @@ impl Drop for AttemptGuard<'_> {
     }
 }
 
-/// The verdict on an error: does it count against the backend?
-fn counts_against_backend(err: &RpcError) -> bool {
-    matches!(
-        err,
-        RpcError::Connect { .. }
-            | RpcError::Timeout { .. }
-            | RpcError::HttpStatus { .. }
-            | RpcError::ConnectionClosed { .. }
-            | RpcError::InvalidResponse { .. }
-            | RpcError::NoBackendAvailable { .. }
-    )
-}
-
 impl<S: JsonRpcService> Core<S> {
     /// One attempt on one member, recording the member's health.
     ///
@@ -567,7 +554,7 @@ impl<S: JsonRpcService> Core<S> {
                         let budget = d.saturating_duration_since(started);
                         budget * 2 >= total
                     }
-                    _ => counts_against_backend(&err),
+                    _ => err.is_backend_fault(),
                 };
                 if counted {
                     self.observe_latency(pick.index, elapsed);
