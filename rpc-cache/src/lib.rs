@@ -1,1 +1,78 @@
-//! rpc-cache: see the workspace README.
+//! A method-aware JSON-RPC response cache with in-flight coalescing, as a
+//! tower layer.
+//!
+//! A wrong cache entry is a correctness bug, so what is cached is decided per
+//! method, and for many methods per call, by [`CacheRules`]: shipped sets for
+//! [Ethereum](CacheRules::ethereum) (block tags, numbers, hashes, EIP-1898
+//! objects, log filters, receipts by their block) and
+//! [Electrum](CacheRules::electrum) (heights, raw transactions), overridable
+//! per method. Keys ([`CacheKey`]) are the method and the params normalised
+//! (whitespace, object key order, hex case); the id is never part of a key
+//! and every hit is answered under the caller's id.
+//!
+//! Identical cacheable calls in flight share one upstream call; if it fails,
+//! every waiter gets the error. Each response carries a [`CacheStatus`] in
+//! its extensions (for metrics and an `X-Cache`-style header).
+//!
+//! ```
+//! use rpc_cache::{CacheLayer, CacheRules, CacheStatus};
+//! use rpc_core::{Id, RawJson, Request, Response, RpcError};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), RpcError> {
+//! let node = service_fn(|req: Request| async move {
+//!     let id = req.id().cloned().unwrap_or_default();
+//!     Ok::<_, RpcError>(Response::result(id, RawJson::from_static("\"0x1\"").expect("json")))
+//! });
+//! let cached = CacheLayer::new(CacheRules::ethereum()).layer(node);
+//!
+//! let first = cached.clone().oneshot(Request::new("eth_chainId").with_id(Id::from(1u64))).await?;
+//! let second = cached.clone().oneshot(Request::new("eth_chainId").with_id(Id::from(2u64))).await?;
+//! assert_eq!(first.extensions().get::<CacheStatus>(), Some(&CacheStatus::Miss));
+//! assert_eq!(second.extensions().get::<CacheStatus>(), Some(&CacheStatus::Hit));
+//! assert_eq!(second.id(), &Id::from(2u64));
+//! # Ok(())
+//! # }
+//! ```
+
+mod key;
+mod layer;
+mod rules;
+mod service;
+mod store;
+
+pub use key::CacheKey;
+pub use layer::CacheLayer;
+pub use rules::{CacheRules, Rule};
+pub use service::{Cache, ResponseFuture};
+pub use store::{CacheStore, MemoryStore};
+
+/// How a call met the cache; in every [`Response`](rpc_core::Response)'s
+/// extensions after a [`CacheLayer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheStatus {
+    /// Answered from the store.
+    Hit,
+    /// Cacheable, not stored: this call went upstream (and stored the answer
+    /// if the rules allow).
+    Miss,
+    /// Cacheable, not stored, but an identical call was already in flight:
+    /// this call shared its answer.
+    Coalesced,
+    /// Not cacheable (rule `Never`, a notification, params that cannot be
+    /// keyed): passed through.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// `HIT`, `MISS`, `COALESCED` or `BYPASS`, for a header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Coalesced => "COALESCED",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+}

@@ -61,6 +61,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// assert!(err.is_retryable());
 /// assert!(err.is_backend_fault());
 /// assert!(!RpcError::DeadlineExceeded.is_backend_fault());
+/// assert_eq!(err.clone().to_string(), err.to_string());
 /// assert_eq!(err.to_error_object().code(), -32011);
 /// assert_eq!(err.http_status(), StatusCode::SERVICE_UNAVAILABLE);
 /// assert_eq!(err.to_string(), "backend `alchemy`: connect failed: connection refused");
@@ -172,6 +173,81 @@ pub enum RpcError {
     /// A bug or an unexpected condition inside the stack.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A transport error's message, standing in for the original in a clone.
+#[derive(Debug)]
+struct ClonedSource(String);
+
+impl std::fmt::Display for ClonedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClonedSource {}
+
+fn clone_source(source: &BoxError) -> BoxError {
+    Box::new(ClonedSource(source.to_string()))
+}
+
+/// Clones share one failure among several waiters (a coalesced cache miss,
+/// a hedged call). A transport `source` is cloned as its message: the clone
+/// displays the same text but its `source` can no longer be downcast to the
+/// original type.
+impl Clone for RpcError {
+    fn clone(&self) -> Self {
+        match self {
+            RpcError::Connect { backend, source } => RpcError::Connect {
+                backend: backend.clone(),
+                source: clone_source(source),
+            },
+            RpcError::Timeout { backend, elapsed } => RpcError::Timeout {
+                backend: backend.clone(),
+                elapsed: *elapsed,
+            },
+            RpcError::DeadlineExceeded => RpcError::DeadlineExceeded,
+            RpcError::HttpStatus {
+                backend,
+                status,
+                retry_after,
+            } => RpcError::HttpStatus {
+                backend: backend.clone(),
+                status: *status,
+                retry_after: *retry_after,
+            },
+            RpcError::ConnectionClosed { backend, source } => RpcError::ConnectionClosed {
+                backend: backend.clone(),
+                source: clone_source(source),
+            },
+            RpcError::InvalidResponse { backend, reason } => RpcError::InvalidResponse {
+                backend: backend.clone(),
+                reason: reason.clone(),
+            },
+            RpcError::ResponseTooLarge { backend, limit } => RpcError::ResponseTooLarge {
+                backend: backend.clone(),
+                limit: *limit,
+            },
+            RpcError::NoBackendAvailable { retry_after } => RpcError::NoBackendAvailable {
+                retry_after: *retry_after,
+            },
+            RpcError::MethodNotAllowed { message } => RpcError::MethodNotAllowed {
+                message: message.clone(),
+            },
+            RpcError::InvalidParams { message } => RpcError::InvalidParams {
+                message: message.clone(),
+            },
+            RpcError::RateLimited { retry_after } => RpcError::RateLimited {
+                retry_after: *retry_after,
+            },
+            RpcError::Overloaded => RpcError::Overloaded,
+            RpcError::QuorumNotReached { reason, votes } => RpcError::QuorumNotReached {
+                reason: reason.clone(),
+                votes: votes.clone(),
+            },
+            RpcError::Internal(message) => RpcError::Internal(message.clone()),
+        }
+    }
 }
 
 /// What one backend said in a quorum call that did not reach agreement.

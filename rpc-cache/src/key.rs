@@ -1,0 +1,193 @@
+//! Cache keys: the method and the params, normalised so that formatting does
+//! not cause misses.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// A cache key: the method name and the call's params in a canonical form
+/// (no whitespace, object keys sorted, hex strings lowercased when the rule
+/// set says hex case is meaningless). The id is never part of it.
+///
+/// ```
+/// use rpc_cache::CacheKey;
+/// use rpc_core::{RawJson, Request};
+///
+/// let a = Request::new("eth_getBalance").with_params(RawJson::from_static(
+///     r#"["0xAbC0000000000000000000000000000000000001", {"blockNumber": "0x1", "requireCanonical": true}]"#,
+/// )?);
+/// let b = Request::new("eth_getBalance").with_params(RawJson::from_static(
+///     r#"[ "0xabc0000000000000000000000000000000000001",{"requireCanonical":true,"blockNumber":"0x1"} ]"#,
+/// )?);
+/// assert_eq!(CacheKey::for_request(&a, true), CacheKey::for_request(&b, true));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(Bytes);
+
+impl CacheKey {
+    /// The key of `request`, or `None` when its params cannot be normalised
+    /// safely (not JSON, nested too deeply, or holding a number that is not
+    /// an exact integer, whose text could not be kept).
+    pub fn for_request(request: &rpc_core::Request, lowercase_hex: bool) -> Option<CacheKey> {
+        let params = parse_params(request)?;
+        Some(Self::from_parts(request.method(), &params, lowercase_hex))
+    }
+
+    pub(crate) fn from_parts(method: &str, params: &Value, lowercase_hex: bool) -> CacheKey {
+        let mut out = Vec::with_capacity(method.len() + 64);
+        out.extend_from_slice(method.as_bytes());
+        out.push(b'\n');
+        write_canonical(params, lowercase_hex, &mut out);
+        CacheKey(Bytes::from(out))
+    }
+
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The key's size in bytes, for memory accounting.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the key is empty (never, for a key built from a request).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// The params as a tree (absent params are `[]`), or `None` when they cannot
+/// be keyed exactly.
+pub(crate) fn parse_params(request: &rpc_core::Request) -> Option<Value> {
+    let params = match request.params() {
+        None => Value::Array(Vec::new()),
+        Some(raw) => serde_json::from_slice(raw.as_bytes()).ok()?,
+    };
+    exact(&params).then_some(params)
+}
+
+/// Whether every number is an integer serde_json holds exactly (a float or a
+/// huge integer would be rewritten, and two different texts could collide).
+fn exact(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::Array(a) => a.iter().all(exact),
+        Value::Object(o) => o.values().all(exact),
+        _ => true,
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn write_canonical(v: &Value, lowercase_hex: bool, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(o) => {
+            // serde_json's Map is ordered by key (no `preserve_order`).
+            out.push(b'{');
+            for (i, (k, v)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(k, false, out);
+                out.push(b':');
+                write_canonical(v, lowercase_hex, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, lowercase_hex, out);
+            }
+            out.push(b']');
+        }
+        Value::String(s) => write_string(s, lowercase_hex && is_hex(s), out),
+        other => {
+            // null, booleans and exact integers: their compact text.
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+fn write_string(s: &str, lowercase: bool, out: &mut Vec<u8>) {
+    if lowercase {
+        let lower = s.to_ascii_lowercase();
+        let _ = serde_json::to_writer(&mut *out, &lower);
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rpc_core::{RawJson, Request};
+
+    fn key(method: &str, params: &'static str, hex: bool) -> Option<CacheKey> {
+        CacheKey::for_request(
+            &Request::new(method).with_params(RawJson::from_static(params).expect("json")),
+            hex,
+        )
+    }
+
+    #[test]
+    fn formatting_does_not_matter() {
+        assert_eq!(
+            key("m", r#"[1, {"b":2,"a":"x"}]"#, false),
+            key("m", r#"[1,{"a":"x","b":2}]"#, false)
+        );
+        assert_eq!(
+            key("m", r#"["0xABcd"]"#, true),
+            key("m", r#"["0xabcd"]"#, true)
+        );
+        assert_eq!(key("m", r#"["ABCD"]"#, true), key("m", r#"["abcd"]"#, true));
+        assert_eq!(
+            key("m", r#"["a\u0062"]"#, false),
+            key("m", r#"["ab"]"#, false)
+        );
+        let none = CacheKey::for_request(&Request::new("m"), true);
+        assert_eq!(none, key("m", "[]", true), "absent params are []");
+    }
+
+    #[test]
+    fn meaning_does() {
+        assert_ne!(
+            key("m", r#"["0xAB"]"#, false),
+            key("m", r#"["0xab"]"#, false)
+        );
+        assert_ne!(
+            key("m", r#"["Hello"]"#, true),
+            key("m", r#"["hello"]"#, true),
+            "not hex"
+        );
+        assert_ne!(key("m", "[1]", true), key("n", "[1]", true));
+        assert_ne!(key("m", "[1]", true), key("m", r#"["1"]"#, true));
+        assert_ne!(key("m", "[[1,2]]", true), key("m", "[[2,1]]", true));
+    }
+
+    #[test]
+    fn inexact_numbers_are_not_keyed() {
+        assert!(key("m", "[1.5]", true).is_none());
+        assert!(key("m", "[1e3]", true).is_none());
+        assert!(key("m", "[100000000000000000000000]", true).is_none());
+        assert!(key("m", "[-5, 18446744073709551615]", true).is_some());
+    }
+}

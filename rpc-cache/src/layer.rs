@@ -1,0 +1,118 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use crate::service::{Cache, State};
+use crate::{CacheRules, CacheStore, MemoryStore};
+
+/// Caches answers per [`CacheRules`], coalescing identical calls in flight.
+///
+/// | setting | default |
+/// |---|---|
+/// | rules | given to [`new`](Self::new) ([`CacheRules::ethereum`] or [`CacheRules::electrum`]) |
+/// | [`store`](Self::store) | [`MemoryStore::new`] (100 000 entries, 64 MiB) |
+/// | [`coalesce`](Self::coalesce) | on |
+/// | [`negative_ttl`](Self::negative_ttl) | off: `null` results and error objects are not cached |
+///
+/// Services built by one layer share its store; each has its own in-flight
+/// table and learned head (build the stack once and clone it, as servers do).
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_cache::{CacheLayer, CacheRules, MemoryStore};
+/// use rpc_core::{HttpBackend, JsonRpcService};
+/// use tower::ServiceBuilder;
+///
+/// # fn main() -> Result<(), rpc_core::BuildError> {
+/// let backend = HttpBackend::builder("node", "http://127.0.0.1:8545").build()?;
+/// let cached = ServiceBuilder::new()
+///     .layer(
+///         CacheLayer::new(CacheRules::ethereum())
+///             .store(MemoryStore::new().max_bytes(128 << 20))
+///             .negative_ttl(Duration::from_millis(250)),
+///     )
+///     .service(backend);
+/// # fn check(_: impl JsonRpcService) {}
+/// # check(cached);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct CacheLayer<St = MemoryStore> {
+    rules: Arc<CacheRules>,
+    store: Arc<St>,
+    coalesce: bool,
+    negative_ttl: Option<Duration>,
+}
+
+impl<St> Clone for CacheLayer<St> {
+    fn clone(&self) -> Self {
+        CacheLayer {
+            rules: self.rules.clone(),
+            store: self.store.clone(),
+            coalesce: self.coalesce,
+            negative_ttl: self.negative_ttl,
+        }
+    }
+}
+
+impl CacheLayer<MemoryStore> {
+    /// A cache with these rules and the default in-memory store.
+    pub fn new(rules: CacheRules) -> Self {
+        CacheLayer {
+            rules: Arc::new(rules),
+            store: Arc::new(MemoryStore::new()),
+            coalesce: true,
+            negative_ttl: None,
+        }
+    }
+}
+
+impl<St: CacheStore> CacheLayer<St> {
+    /// Uses another store.
+    pub fn store<T: CacheStore>(self, store: T) -> CacheLayer<T> {
+        self.shared_store(Arc::new(store))
+    }
+
+    /// Uses a store shared with other layers (or kept to inspect it).
+    pub fn shared_store<T: CacheStore>(self, store: Arc<T>) -> CacheLayer<T> {
+        CacheLayer {
+            rules: self.rules,
+            store,
+            coalesce: self.coalesce,
+            negative_ttl: self.negative_ttl,
+        }
+    }
+
+    /// Whether identical cacheable calls in flight share one upstream call
+    /// (default on).
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.coalesce = on;
+        self
+    }
+
+    /// Also cache `null` results and error objects, for at most this long
+    /// (default: not cached). Refusals that pass with time (codes 429,
+    /// -32005, -32011, -32015, -32016) are never cached.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+}
+
+impl<S, St: CacheStore> Layer<S> for CacheLayer<St> {
+    type Service = Cache<S, St>;
+
+    fn layer(&self, inner: S) -> Cache<S, St> {
+        Cache::new(
+            inner,
+            Arc::new(State::new(
+                self.rules.clone(),
+                self.store.clone(),
+                self.coalesce,
+                self.negative_ttl,
+            )),
+        )
+    }
+}

@@ -1,0 +1,317 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use rpc_core::{JsonRpcService, Payload, Request, Response, RpcError};
+use tower::{Service, ServiceExt};
+
+use crate::key::{parse_params, CacheKey};
+use crate::rules::{is_negative, Plan};
+use crate::{CacheRules, CacheStatus, CacheStore, MemoryStore};
+
+type Flight = Shared<BoxFuture<'static, Result<Response, RpcError>>>;
+
+struct InFlight {
+    generation: u64,
+    flight: Flight,
+    waiters: usize,
+}
+
+/// What every clone of a [`Cache`] service shares.
+pub(crate) struct State<St> {
+    rules: Arc<CacheRules>,
+    store: Arc<St>,
+    coalesce: bool,
+    negative_ttl: Option<Duration>,
+    head: AtomicU64,
+    in_flight: Mutex<HashMap<CacheKey, InFlight>>,
+    generation: AtomicU64,
+}
+
+impl<St: CacheStore> State<St> {
+    pub(crate) fn new(
+        rules: Arc<CacheRules>,
+        store: Arc<St>,
+        coalesce: bool,
+        negative_ttl: Option<Duration>,
+    ) -> Self {
+        State {
+            rules,
+            store,
+            coalesce,
+            negative_ttl,
+            head: AtomicU64::new(0),
+            in_flight: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Learns the head from an answer and stores it if the plan says so.
+    async fn keep(&self, method: &str, key: CacheKey, plan: Plan, response: &Response) {
+        if let Some(h) = self.rules.head_in(method, response) {
+            self.head.fetch_max(h, Ordering::Relaxed);
+        }
+        let head = self.head.load(Ordering::Relaxed);
+        let ttl = match plan {
+            Plan::Skip => return,
+            Plan::Store(ttl) => ttl,
+            Plan::AfterResult => match self.rules.after_result(response, head) {
+                Some(ttl) => ttl,
+                None => return,
+            },
+        };
+        let payload = response.payload();
+        let ttl = if is_negative(payload) {
+            let Some(neg) = self.negative_ttl else { return };
+            if let Payload::Error(e) = payload {
+                if matches!(e.code(), 429 | -32005 | -32011 | -32015 | -32016) {
+                    return;
+                }
+            }
+            Some(ttl.map_or(neg, |t| t.min(neg)))
+        } else {
+            ttl
+        };
+        self.store.put(key, payload.clone(), ttl).await;
+    }
+
+    /// Drops the in-flight entry of `generation` (when it finishes or its
+    /// last waiter leaves).
+    fn finish(&self, key: &CacheKey, generation: u64) {
+        if let Ok(mut map) = self.in_flight.lock() {
+            if map.get(key).is_some_and(|f| f.generation == generation) {
+                map.remove(key);
+            }
+        }
+    }
+}
+
+/// Leaves the in-flight table when a waiter goes; the last one to leave an
+/// unfinished call cancels it.
+struct Waiter<'a, St: CacheStore> {
+    state: &'a State<St>,
+    key: &'a CacheKey,
+    generation: u64,
+}
+
+impl<St: CacheStore> Drop for Waiter<'_, St> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.state.in_flight.lock() {
+            if let Some(f) = map.get_mut(self.key) {
+                if f.generation == self.generation {
+                    f.waiters -= 1;
+                    if f.waiters == 0 {
+                        map.remove(self.key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A caching service; built by [`CacheLayer`](crate::CacheLayer).
+///
+/// `poll_ready` is always ready: hits do not wait for the inner service, and
+/// misses call it through `oneshot` on a clone.
+pub struct Cache<S, St = MemoryStore> {
+    inner: S,
+    state: Arc<State<St>>,
+}
+
+impl<S, St> Cache<S, St> {
+    pub(crate) fn new(inner: S, state: Arc<State<St>>) -> Self {
+        Cache { inner, state }
+    }
+
+    /// The highest chain head seen in answers (0: none yet).
+    pub fn head(&self) -> u64 {
+        self.state.head.load(Ordering::Relaxed)
+    }
+
+    /// Tells the cache about a head learned elsewhere (a head tracker), so
+    /// calls pinned to blocks below it by the confirmation depth are kept
+    /// forever. The head only moves up.
+    pub fn observe_head(&self, head: u64) {
+        self.state.head.fetch_max(head, Ordering::Relaxed);
+    }
+
+    /// The store.
+    pub fn store(&self) -> &St {
+        &self.state.store
+    }
+}
+
+impl<S: Clone, St> Clone for Cache<S, St> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<S, St> fmt::Debug for Cache<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("rules", &self.state.rules)
+            .field("coalesce", &self.state.coalesce)
+            .field("negative_ttl", &self.state.negative_ttl)
+            .field("head", &self.head())
+            .finish_non_exhaustive()
+    }
+}
+
+fn tagged(mut response: Response, status: CacheStatus) -> Response {
+    response.extensions_mut().insert(status);
+    response
+}
+
+impl<S: JsonRpcService, St: CacheStore> Service<Request> for Cache<S, St> {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> ResponseFuture {
+        let inner = self.inner.clone();
+        let state = self.state.clone();
+        ResponseFuture {
+            inner: Box::pin(run(inner, state, request)),
+        }
+    }
+}
+
+async fn bypass<S: JsonRpcService>(inner: S, request: Request) -> Result<Response, RpcError> {
+    let response = inner.oneshot(request).await?;
+    Ok(tagged(response, CacheStatus::Bypass))
+}
+
+async fn run<S: JsonRpcService, St: CacheStore>(
+    inner: S,
+    state: Arc<State<St>>,
+    request: Request,
+) -> Result<Response, RpcError> {
+    if request.is_notification() {
+        return bypass(inner, request).await;
+    }
+    let Some(params) = parse_params(&request) else {
+        return bypass(inner, request).await;
+    };
+    let plan = state
+        .rules
+        .plan(&request, &params, state.head.load(Ordering::Relaxed));
+    if plan == Plan::Skip {
+        return bypass(inner, request).await;
+    }
+    let key = CacheKey::from_parts(request.method(), &params, state.rules.lowercases_hex());
+    drop(params);
+    let id = request.id().cloned().unwrap_or_default();
+
+    if let Some(payload) = state.store.get(&key).await {
+        return Ok(tagged(Response::new(id, payload), CacheStatus::Hit));
+    }
+
+    if !state.coalesce {
+        let method = request.method_arc().clone();
+        let response = inner.oneshot(request).await?;
+        state.keep(&method, key, plan, &response).await;
+        return Ok(tagged(response, CacheStatus::Miss));
+    }
+
+    let deadline = request.deadline();
+    let (flight, generation, leader) = {
+        let mut map = state
+            .in_flight
+            .lock()
+            .map_err(|_| RpcError::Internal("cache in-flight table poisoned".into()))?;
+        match map.get_mut(&key) {
+            Some(f) => {
+                f.waiters += 1;
+                (f.flight.clone(), f.generation, false)
+            }
+            None => {
+                let generation = state.generation.fetch_add(1, Ordering::Relaxed);
+                let flight = upstream(inner, state.clone(), key.clone(), plan, generation, request)
+                    .boxed()
+                    .shared();
+                map.insert(
+                    key.clone(),
+                    InFlight {
+                        generation,
+                        flight: flight.clone(),
+                        waiters: 1,
+                    },
+                );
+                (flight, generation, true)
+            }
+        }
+    };
+    let _waiter = Waiter {
+        state: &state,
+        key: &key,
+        generation,
+    };
+    let result = match deadline {
+        Some(at) => match tokio::time::timeout_at(at, flight).await {
+            Ok(result) => result,
+            Err(_) => Err(RpcError::DeadlineExceeded),
+        },
+        None => flight.await,
+    };
+    let mut response = result?;
+    response.set_id(id);
+    let status = if leader {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Coalesced
+    };
+    Ok(tagged(response, status))
+}
+
+/// The one upstream call behind a flight: stores the answer, then leaves the
+/// in-flight table.
+async fn upstream<S: JsonRpcService, St: CacheStore>(
+    inner: S,
+    state: Arc<State<St>>,
+    key: CacheKey,
+    plan: Plan,
+    generation: u64,
+    request: Request,
+) -> Result<Response, RpcError> {
+    let method = request.method_arc().clone();
+    let result = inner.oneshot(request).await;
+    if let Ok(response) = &result {
+        state.keep(&method, key.clone(), plan, response).await;
+    }
+    state.finish(&key, generation);
+    result
+}
+
+/// The future of a [`Cache`] call (boxed: a hit awaits the store, a miss the
+/// inner service).
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response, RpcError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,542 @@
+//! The cache layer under paused time with a counting upstream.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rpc_cache::{Cache, CacheLayer, CacheRules, CacheStatus, MemoryStore, Rule};
+use rpc_core::{Deadline, ErrorObject, Id, Payload, RawJson, Request, Response, RpcError};
+use tower::{Layer, Service, ServiceExt};
+
+type Answer = Arc<dyn Fn(&Request) -> Result<Response, RpcError> + Send + Sync>;
+
+/// Counts calls per method; answers with `answer` after `delay`.
+#[derive(Clone)]
+struct Upstream {
+    calls: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<String>>>,
+    delay: Duration,
+    answer: Answer,
+}
+
+impl Upstream {
+    fn new(
+        answer: impl Fn(&Request) -> Result<Response, RpcError> + Send + Sync + 'static,
+    ) -> Self {
+        Upstream {
+            calls: Arc::default(),
+            seen: Arc::default(),
+            delay: Duration::ZERO,
+            answer: Arc::new(answer),
+        }
+    }
+
+    /// Answers every call with this raw result.
+    fn result(raw: &'static str) -> Self {
+        Upstream::new(move |r| Ok(ok(r, raw)))
+    }
+
+    fn slow(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn ok(r: &Request, raw: &'static str) -> Response {
+    Response::result(
+        r.id().cloned().unwrap_or_default(),
+        RawJson::from_static(raw).expect("json"),
+    )
+}
+
+impl Service<Request> for Upstream {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(req.method().to_owned());
+        let (delay, answer) = (self.delay, self.answer.clone());
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            answer(&req)
+        })
+    }
+}
+
+fn req(id: u64, method: &str, params: &'static str) -> Request {
+    Request::new(method)
+        .with_id(Id::from(id))
+        .with_params(RawJson::from_static(params).expect("json"))
+}
+
+fn status(r: &Response) -> CacheStatus {
+    *r.extensions().get::<CacheStatus>().expect("tagged")
+}
+
+fn cache(up: &Upstream) -> Cache<Upstream> {
+    CacheLayer::new(CacheRules::ethereum()).layer(up.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn hit_miss_and_expiry_of_a_tip_answer() {
+    let up = Upstream::result("\"0x10\"");
+    let c = cache(&up);
+    let r = c
+        .clone()
+        .oneshot(req(1, "eth_blockNumber", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Miss);
+    let r = c
+        .clone()
+        .oneshot(req(2, "eth_blockNumber", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!((status(&r), r.id()), (CacheStatus::Hit, &Id::from(2u64)));
+    assert_eq!(up.calls(), 1);
+
+    tokio::time::advance(Duration::from_millis(999)).await;
+    let r = c
+        .clone()
+        .oneshot(req(3, "eth_blockNumber", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Hit);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let r = c
+        .clone()
+        .oneshot(req(4, "eth_blockNumber", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Miss, "the 1 s tip TTL ran out");
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn forever_answers_stay_and_formatting_does_not_miss() {
+    let up = Upstream::result("{\"number\":\"0x1\"}");
+    let c = cache(&up);
+    let hash = "0xAB00000000000000000000000000000000000000000000000000000000000001";
+    let a = Request::new("eth_getBlockByHash")
+        .with_id(Id::from(1u64))
+        .with_params(RawJson::from_bytes(format!("[\"{hash}\", false]")).expect("json"));
+    let b = Request::new("eth_getBlockByHash")
+        .with_id(Id::from("b"))
+        .with_params(
+            RawJson::from_bytes(format!("[ \"{}\" ,false ]", hash.to_lowercase())).expect("json"),
+        );
+    c.clone().oneshot(a).await.expect("answer");
+    tokio::time::advance(Duration::from_secs(86_400)).await;
+    let r = c.clone().oneshot(b).await.expect("answer");
+    assert_eq!((status(&r), r.id()), (CacheStatus::Hit, &Id::from("b")));
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_and_unknown_methods_pass_through() {
+    let up = Upstream::result("\"0xabc\"");
+    let c = cache(&up);
+    for _ in 0..3 {
+        for m in [
+            "eth_sendRawTransaction",
+            "eth_sendTransaction",
+            "eth_newFilter",
+            "who_knows",
+        ] {
+            let r = c
+                .clone()
+                .oneshot(req(1, m, "[\"0x00\"]"))
+                .await
+                .expect("answer");
+            assert_eq!(status(&r), CacheStatus::Bypass, "{m}");
+        }
+    }
+    assert_eq!(up.calls(), 12);
+    // Params that cannot be keyed exactly are not cached either.
+    for _ in 0..2 {
+        let r = c
+            .clone()
+            .oneshot(req(1, "eth_chainId", "[1.5]"))
+            .await
+            .expect("answer");
+        assert_eq!(status(&r), CacheStatus::Bypass);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_and_nulls_are_not_cached_by_default() {
+    let up = Upstream::new(|r| {
+        Ok(match r.method() {
+            "eth_getBalance" => Response::error(
+                r.id().cloned().unwrap_or_default(),
+                ErrorObject::new(-32000, "header not found"),
+            ),
+            _ => ok(r, "null"),
+        })
+    });
+    let c = cache(&up);
+    for _ in 0..2 {
+        let r = c
+            .clone()
+            .oneshot(req(1, "eth_getBalance", r#"["0x1","0x5"]"#))
+            .await
+            .expect("answer");
+        assert_eq!(status(&r), CacheStatus::Miss);
+        let r = c
+            .clone()
+            .oneshot(req(1, "eth_getBlockByHash", HASH_PARAMS))
+            .await
+            .expect("answer");
+        assert_eq!(status(&r), CacheStatus::Miss);
+    }
+    assert_eq!(up.calls(), 4);
+
+    let failing = Upstream::new(|r| {
+        Err(RpcError::Connect {
+            backend: "n".into(),
+            source: format!("refused {}", r.method()).into(),
+        })
+    });
+    let c = cache(&failing);
+    for _ in 0..2 {
+        assert!(c
+            .clone()
+            .oneshot(req(1, "eth_chainId", "[]"))
+            .await
+            .is_err());
+    }
+    assert_eq!(failing.calls(), 2, "a failure is never cached");
+}
+
+const HASH_PARAMS: &str =
+    r#"["0xab00000000000000000000000000000000000000000000000000000000000001",false]"#;
+
+#[tokio::test(start_paused = true)]
+async fn negative_caching_has_its_own_short_ttl_and_skips_refusals() {
+    let up = Upstream::new(|r| {
+        let id = r.id().cloned().unwrap_or_default();
+        Ok(match r.method() {
+            "eth_getBlockByHash" => ok(r, "null"),
+            "eth_call" => Response::error(id, ErrorObject::new(3, "execution reverted")),
+            _ => Response::error(id, ErrorObject::new(429, "rate limited")),
+        })
+    });
+    let c = CacheLayer::new(CacheRules::ethereum())
+        .negative_ttl(Duration::from_millis(200))
+        .layer(up.clone());
+    let calls = [
+        ("eth_getBlockByHash", HASH_PARAMS),
+        ("eth_call", r#"[{"to":"0x1"},"0x1"]"#),
+        ("eth_chainId", "[]"),
+    ];
+    for (m, p) in calls {
+        c.clone().oneshot(req(1, m, p)).await.expect("answer");
+    }
+    let mut statuses = Vec::new();
+    for (m, p) in calls {
+        statuses.push(status(
+            &c.clone().oneshot(req(1, m, p)).await.expect("answer"),
+        ));
+    }
+    assert_eq!(
+        statuses,
+        [CacheStatus::Hit, CacheStatus::Hit, CacheStatus::Miss],
+        "429 is never cached"
+    );
+    tokio::time::advance(Duration::from_millis(200)).await;
+    let r = c
+        .clone()
+        .oneshot(req(1, calls[0].0, calls[0].1))
+        .await
+        .expect("answer");
+    assert_eq!(
+        status(&r),
+        CacheStatus::Miss,
+        "negative entries expire after 200 ms, not forever"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_identical_calls_share_one_upstream_call() {
+    let up = Upstream::result("\"0x2a\"").slow(Duration::from_millis(100));
+    let c = cache(&up);
+    let calls: Vec<_> = (0..100u64)
+        .map(|i| {
+            tokio::spawn(
+                c.clone()
+                    .oneshot(req(i, "eth_getBalance", r#"["0x1","latest"]"#)),
+            )
+        })
+        .collect();
+    let mut misses = 0;
+    for (i, call) in calls.into_iter().enumerate() {
+        let r = call.await.expect("join").expect("answer");
+        assert_eq!(r.id(), &Id::from(i as u64), "each caller's own id");
+        match status(&r) {
+            CacheStatus::Miss => misses += 1,
+            CacheStatus::Coalesced => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((up.calls(), misses), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_shared_call_fails_every_waiter_gets_the_error() {
+    let up = Upstream::new(|_| {
+        Err(RpcError::Timeout {
+            backend: Some("n".into()),
+            elapsed: Duration::from_secs(1),
+        })
+    })
+    .slow(Duration::from_millis(100));
+    let c = cache(&up);
+    let calls: Vec<_> = (0..20u64)
+        .map(|i| tokio::spawn(c.clone().oneshot(req(i, "eth_blockNumber", "[]"))))
+        .collect();
+    for call in calls {
+        let err = call.await.expect("join").expect_err("shared failure");
+        assert!(matches!(err, RpcError::Timeout { .. }), "{err}");
+    }
+    assert_eq!(up.calls(), 1);
+    // Not cached, not stuck in flight: the next call goes upstream again.
+    let _ = c.clone().oneshot(req(99, "eth_blockNumber", "[]")).await;
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_with_an_earlier_deadline_leaves_without_hurting_the_others() {
+    let up = Upstream::result("\"0x1\"").slow(Duration::from_secs(2));
+    let c = cache(&up);
+    let patient = tokio::spawn(c.clone().oneshot(req(1, "eth_blockNumber", "[]")));
+    tokio::task::yield_now().await;
+    let mut hurried = req(2, "eth_blockNumber", "[]");
+    hurried.extensions_mut().insert(Deadline(
+        tokio::time::Instant::now() + Duration::from_millis(500),
+    ));
+    let err = c.clone().oneshot(hurried).await.expect_err("its deadline");
+    assert!(matches!(err, RpcError::DeadlineExceeded));
+    let r = patient.await.expect("join").expect("answer");
+    assert_eq!(status(&r), CacheStatus::Miss);
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_waiter_leaves_the_upstream_call_is_cancelled() {
+    let up = Upstream::result("\"0x1\"").slow(Duration::from_secs(10));
+    let c = cache(&up);
+    let r = tokio::time::timeout(
+        Duration::from_millis(10),
+        c.clone().oneshot(req(1, "eth_blockNumber", "[]")),
+    )
+    .await;
+    assert!(r.is_err(), "the caller gave up");
+    // A new call starts a new flight instead of joining an abandoned one.
+    let started = tokio::time::Instant::now();
+    c.clone()
+        .oneshot(req(2, "eth_blockNumber", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(up.calls(), 2);
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_head_seen_makes_deep_blocks_permanent() {
+    let up = Upstream::new(|r| {
+        Ok(match r.method() {
+            "eth_blockNumber" => ok(r, "\"0x100\""),
+            _ => ok(r, "{\"number\":\"0x10\"}"),
+        })
+    });
+    let c = cache(&up);
+    let deep = r#"["0x10",false]"#;
+    let shallow = r#"["0xf0",false]"#;
+    // Head unknown: even an old block gets only the tip TTL.
+    c.clone()
+        .oneshot(req(1, "eth_getBlockByNumber", deep))
+        .await
+        .expect("answer");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let r = c
+        .clone()
+        .oneshot(req(1, "eth_getBlockByNumber", deep))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Miss);
+
+    c.clone()
+        .oneshot(req(1, "eth_blockNumber", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(c.head(), 0x100);
+    // (The entry stored with the tip TTL runs out first; the next miss
+    // stores the block for good.)
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for p in [deep, shallow] {
+        c.clone()
+            .oneshot(req(1, "eth_getBlockByNumber", p))
+            .await
+            .expect("answer");
+    }
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let r = c
+        .clone()
+        .oneshot(req(1, "eth_getBlockByNumber", deep))
+        .await
+        .expect("answer");
+    assert_eq!(
+        status(&r),
+        CacheStatus::Hit,
+        "0x10 is 240 blocks deep: kept"
+    );
+    let r = c
+        .clone()
+        .oneshot(req(1, "eth_getBlockByNumber", shallow))
+        .await
+        .expect("answer");
+    assert_eq!(
+        status(&r),
+        CacheStatus::Miss,
+        "0xf0 is 16 deep (< 64): tip TTL"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn electrum_rules() {
+    let up = Upstream::new(|r| {
+        Ok(match r.method() {
+            "blockchain.headers.subscribe" => ok(r, r#"{"height":1000,"hex":"00"}"#),
+            "blockchain.transaction.get" => ok(r, "\"0100000001\""),
+            _ => ok(r, "\"00000020\""),
+        })
+    });
+    let c = CacheLayer::new(CacheRules::electrum()).layer(up.clone());
+    let txid = r#"["AB00000000000000000000000000000000000000000000000000000000000001"]"#;
+    let txid_lower = r#"["ab00000000000000000000000000000000000000000000000000000000000001"]"#;
+    c.clone()
+        .oneshot(req(1, "blockchain.headers.subscribe", "[]"))
+        .await
+        .expect("answer");
+    c.clone()
+        .oneshot(req(1, "blockchain.transaction.get", txid))
+        .await
+        .expect("answer");
+    c.clone()
+        .oneshot(req(1, "blockchain.block.header", "[990]"))
+        .await
+        .expect("answer");
+    c.clone()
+        .oneshot(req(1, "server.features", "[]"))
+        .await
+        .expect("answer");
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let r = c
+        .clone()
+        .oneshot(req(2, "blockchain.transaction.get", txid_lower))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Hit);
+    let r = c
+        .clone()
+        .oneshot(req(2, "blockchain.block.header", "[990]"))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Hit, "10 deep, 6 needed");
+    let r = c
+        .clone()
+        .oneshot(req(2, "server.features", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(
+        status(&r),
+        CacheStatus::Bypass,
+        "per-server answers are never shared"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn user_rules_override_the_shipped_ones() {
+    let up = Upstream::result("\"0x1\"");
+    let c = CacheLayer::new(
+        CacheRules::ethereum()
+            .method("eth_chainId", Rule::Never)
+            .method("myco_price", Rule::Ttl(Duration::from_secs(5))),
+    )
+    .layer(up.clone());
+    for _ in 0..2 {
+        c.clone()
+            .oneshot(req(1, "eth_chainId", "[]"))
+            .await
+            .expect("answer");
+        c.clone()
+            .oneshot(req(1, "myco_price", "[]"))
+            .await
+            .expect("answer");
+    }
+    assert_eq!(up.calls(), 3);
+}
+
+#[test]
+fn the_store_is_bounded_by_bytes_and_entries_evicting_least_recently_used() {
+    let key = |i: u32| {
+        rpc_cache::CacheKey::for_request(
+            &req(1, "m", "[]")
+                .with_params(RawJson::from_bytes(format!("[\"{i:036}\"]")).expect("json")),
+            false,
+        )
+        .expect("key")
+    };
+    let value = Payload::Result(RawJson::from_static("\"12345\"").expect("json"));
+    // The size one entry is counted at (key + answer + bookkeeping).
+    let probe = MemoryStore::new().shards(1);
+    probe.put_now(key(0), value.clone(), None);
+    let size = probe.bytes();
+    let store = MemoryStore::new()
+        .shards(1)
+        .max_bytes(4 * size)
+        .max_entries(1000);
+    for i in 0..4 {
+        store.put_now(key(i), value.clone(), None);
+    }
+    assert_eq!(store.len(), 4);
+    assert!(store.get_now(&key(0)).is_some(), "touch 0: now most recent");
+    store.put_now(key(4), value.clone(), None);
+    assert_eq!(store.len(), 4);
+    assert!(
+        store.get_now(&key(1)).is_none(),
+        "1 was least recently used"
+    );
+    assert!(store.get_now(&key(0)).is_some());
+    assert!(store.bytes() <= 4 * size);
+
+    let counted = MemoryStore::new().shards(1).max_entries(3);
+    for i in 0..10 {
+        counted.put_now(key(i), value.clone(), None);
+    }
+    assert_eq!(counted.len(), 3);
+    assert!(counted.get_now(&key(9)).is_some() && counted.get_now(&key(6)).is_none());
+
+    // An answer larger than the whole budget is not stored (and evicts nothing).
+    let big =
+        Payload::Result(RawJson::from_bytes(format!("\"{}\"", "x".repeat(10_000))).expect("json"));
+    store.put_now(key(50), big, None);
+    assert!(store.get_now(&key(50)).is_none());
+    assert_eq!(store.len(), 4);
+}
