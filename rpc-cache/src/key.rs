@@ -40,7 +40,8 @@ impl CacheKey {
         out.extend_from_slice(method.as_bytes());
         out.push(b'\n');
         write_canonical(params, lowercase_hex, &mut out);
-        CacheKey(Bytes::from(out))
+        // Exact size: a key lives as long as its entry.
+        CacheKey(Bytes::from(out.into_boxed_slice()))
     }
 
     /// The key's bytes.

@@ -75,6 +75,26 @@ impl RawJson {
         RawJson(bytes)
     }
 
+    /// A copy in its own exact-size buffer.
+    ///
+    /// A `RawJson` is usually a slice of the whole body it arrived in, and
+    /// keeps that body alive. Anything that keeps a value for long (a cache)
+    /// should detach it, so a 20-byte result does not pin a 64 KiB read
+    /// buffer.
+    ///
+    /// ```
+    /// use rpc_core::RawJson;
+    ///
+    /// let body = bytes::Bytes::from_static(br#"{"result":"0x1","padding":"..."}"#);
+    /// let slice = RawJson::from_bytes(body.slice(10..15))?;
+    /// let own = slice.detached();
+    /// assert_eq!(own.as_bytes(), b"\"0x1\"");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn detached(&self) -> RawJson {
+        RawJson(Bytes::copy_from_slice(&self.0))
+    }
+
     /// The JSON text as bytes, exactly as received.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -326,6 +326,12 @@ impl FaultUpstream {
         Self::start_with(None, Some(method)).await
     }
 
+    /// Starts one that answers every call (as [`start`](Self::start) does)
+    /// only after `delay`: keeps calls in flight, e.g. to see them coalesce.
+    pub async fn start_delayed(delay: Duration) -> FaultUpstream {
+        Self::start_full(None, None, delay).await
+    }
+
     /// Starts it serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with `tls`.
     pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> FaultUpstream {
         Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls)), None).await
@@ -334,6 +340,14 @@ impl FaultUpstream {
     async fn start_with(
         tls: Option<tokio_rustls::TlsAcceptor>,
         always: Option<&'static str>,
+    ) -> FaultUpstream {
+        Self::start_full(tls, always, Duration::ZERO).await
+    }
+
+    async fn start_full(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        always: Option<&'static str>,
+        delay: Duration,
     ) -> FaultUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -352,7 +366,10 @@ impl FaultUpstream {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let counter = counter.clone();
-                        async move { fault_answer(req, &counter, always).await }
+                        async move {
+                            tokio::time::sleep(delay).await;
+                            fault_answer(req, &counter, always).await
+                        }
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

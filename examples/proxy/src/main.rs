@@ -6,14 +6,15 @@
 //! ```
 //!
 //! The stack, outermost first: the HTTP front (`rpc_core::server`), an
-//! optional method filter, the retry layer, then a group of `HttpBackend`s —
-//! a failover group (optionally spreading load or hedging reads) or a quorum.
-//! Caching and metrics join the stack as their crates land.
+//! optional method filter, an optional cache, the retry layer, then a group of
+//! `HttpBackend`s — a failover group (optionally spreading load or hedging
+//! reads) or a quorum. Metrics join the stack with their crate.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use rpc_cache::{CacheLayer, CacheRules, MemoryStore};
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::server::{serve, ServerConfig};
 use rpc_core::{BoxJsonRpcService, HttpBackend, HttpBackendBuilder};
@@ -39,6 +40,8 @@ OPTIONS:
     --spread MODE             off | round-robin | least-latency among backends [default: off]
     --hedge SECS              race a read still unanswered after SECS against the next backend
     --quorum K                ask every backend, answer when K agree (reads and broadcasts)
+    --cache RULES             cache answers by the ethereum or electrum rule set [default: off]
+    --cache-mb N              memory for cached answers, in MiB [default: 64]
     --request-timeout SECS    deadline of each client call [default: 30]
     --max-body BYTES          largest request body [default: 10485760]
     --max-batch N             most calls per batch [default: 100]
@@ -64,6 +67,8 @@ struct Args {
     spread: Spread,
     hedge: Option<Duration>,
     quorum: Option<usize>,
+    cache: Option<CacheRules>,
+    cache_mb: usize,
     request_timeout: Duration,
     max_body: usize,
     max_batch: usize,
@@ -91,6 +96,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
     let mut spread = Spread::Off;
     let mut hedge = None;
     let mut quorum = None;
+    let mut cache = None;
+    let mut cache_mb = 64;
     let mut request_timeout = ServerConfig::DEFAULT_REQUEST_TIMEOUT;
     let mut max_body = ServerConfig::DEFAULT_MAX_BODY_BYTES;
     let mut max_batch = ServerConfig::DEFAULT_MAX_BATCH;
@@ -142,6 +149,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             }
             "--hedge" => hedge = Some(seconds(&flag, &value()?)?),
             "--quorum" => quorum = Some(positive(&flag, &value()?)?),
+            "--cache" => {
+                cache = Some(match value()?.as_str() {
+                    "ethereum" => CacheRules::ethereum(),
+                    "electrum" => CacheRules::electrum(),
+                    v => return Err(format!("--cache: `{v}` is not one of ethereum, electrum")),
+                })
+            }
+            "--cache-mb" => cache_mb = positive(&flag, &value()?)?,
             "--request-timeout" => request_timeout = seconds(&flag, &value()?)?,
             "--shutdown-timeout" => shutdown_timeout = seconds(&flag, &value()?)?,
             "--max-body" => max_body = positive(&flag, &value()?)?,
@@ -203,6 +218,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
         spread,
         hedge,
         quorum,
+        cache,
+        cache_mb,
         request_timeout,
         max_body,
         max_batch,
@@ -318,10 +335,14 @@ async fn run(args: Args) -> Result<(), String> {
         )
     };
 
-    // The stack, outermost first. Metrics and caching slot in here as their
-    // crates land.
+    // The stack, outermost first. Metrics slot in here with their crate.
+    let cache = args.cache.clone().map(|rules| {
+        CacheLayer::new(rules)
+            .store(MemoryStore::new().max_bytes(args.cache_mb.saturating_mul(1 << 20)))
+    });
     let stack = ServiceBuilder::new()
         .option_layer(filter.map(MethodFilterLayer::new))
+        .option_layer(cache)
         .layer(RetryLayer::new().max_retries(args.retries))
         .service(backends);
 
