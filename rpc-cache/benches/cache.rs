@@ -41,7 +41,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// `threads` OS threads, each with its own runtime, each making `per_thread`
 /// hits on clones of one cache; returns the wall time.
-fn parallel_hits(svc: &(impl JsonRpcService + Clone), threads: usize, per_thread: u64) -> Duration {
+fn parallel_hits(svc: &impl JsonRpcService, threads: usize, per_thread: u64) -> Duration {
     let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
