@@ -47,7 +47,13 @@ async fn a_hundred_concurrent_identical_calls_reach_the_upstream_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_forwards_only_its_uncached_calls() {
     let upstream = FaultUpstream::start().await;
-    let (_proxy, addr) = start_proxy(&["--upstream", &upstream.url(), "--cache", "ethereum"]);
+    let (_proxy, addr) = start_proxy(&[
+        "--upstream",
+        &upstream.url(),
+        "--cache",
+        "ethereum",
+        "--cache-header",
+    ]);
     let hash = format!("0x{}", "ab".repeat(32));
 
     // Warm two entries.
@@ -80,4 +86,22 @@ async fn a_batch_forwards_only_its_uncached_calls() {
     // Writes are never cached.
     call(addr, "eth_sendRawTransaction", json!(["0x00"])).await;
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 5);
+
+    // `--cache-header` says what happened to a single call.
+    let x_cache = |headers: &http::HeaderMap| {
+        headers
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (_, headers, _) = post(addr, r#"{"jsonrpc":"2.0","id":9,"method":"eth_chainId"}"#).await;
+    assert_eq!(x_cache(&headers).as_deref(), Some("HIT"));
+    let (_, headers, _) = post(addr, r#"{"jsonrpc":"2.0","id":9,"method":"eth_gasPrice"}"#).await;
+    assert_eq!(x_cache(&headers).as_deref(), Some("MISS"));
+    let (_, headers, _) = post(
+        addr,
+        r#"{"jsonrpc":"2.0","id":9,"method":"eth_sendRawTransaction","params":["0x01"]}"#,
+    )
+    .await;
+    assert_eq!(x_cache(&headers).as_deref(), Some("BYPASS"));
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rpc_cache::{CacheLayer, CacheRules, MemoryStore};
+use rpc_cache::{CacheLayer, CacheRules, CacheStatus, MemoryStore};
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::server::{serve, ServerConfig};
 use rpc_core::{BoxJsonRpcService, HttpBackend, HttpBackendBuilder};
@@ -42,6 +42,7 @@ OPTIONS:
     --quorum K                ask every backend, answer when K agree (reads and broadcasts)
     --cache RULES             cache answers by the ethereum or electrum rule set [default: off]
     --cache-mb N              memory for cached answers, in MiB [default: 64]
+    --cache-header            answer single calls with `x-cache: HIT|MISS|COALESCED|BYPASS`
     --request-timeout SECS    deadline of each client call [default: 30]
     --max-body BYTES          largest request body [default: 10485760]
     --max-batch N             most calls per batch [default: 100]
@@ -69,6 +70,7 @@ struct Args {
     quorum: Option<usize>,
     cache: Option<CacheRules>,
     cache_mb: usize,
+    cache_header: bool,
     request_timeout: Duration,
     max_body: usize,
     max_batch: usize,
@@ -98,6 +100,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
     let mut quorum = None;
     let mut cache = None;
     let mut cache_mb = 64;
+    let mut cache_header = false;
     let mut request_timeout = ServerConfig::DEFAULT_REQUEST_TIMEOUT;
     let mut max_body = ServerConfig::DEFAULT_MAX_BODY_BYTES;
     let mut max_batch = ServerConfig::DEFAULT_MAX_BATCH;
@@ -157,6 +160,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
                 })
             }
             "--cache-mb" => cache_mb = positive(&flag, &value()?)?,
+            "--cache-header" => cache_header = true,
             "--request-timeout" => request_timeout = seconds(&flag, &value()?)?,
             "--shutdown-timeout" => shutdown_timeout = seconds(&flag, &value()?)?,
             "--max-body" => max_body = positive(&flag, &value()?)?,
@@ -220,6 +224,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
         quorum,
         cache,
         cache_mb,
+        cache_header,
         request_timeout,
         max_body,
         max_batch,
@@ -346,7 +351,15 @@ async fn run(args: Args) -> Result<(), String> {
         .layer(RetryLayer::new().max_retries(args.retries))
         .service(backends);
 
-    let config = ServerConfig::default()
+    let mut config = ServerConfig::default();
+    if args.cache_header {
+        config = config.response_headers(|answer, headers| {
+            if let Some(status) = answer.extensions().get::<CacheStatus>() {
+                headers.insert("x-cache", http::HeaderValue::from_static(status.as_str()));
+            }
+        });
+    }
+    let config = config
         .max_body_size(args.max_body)
         .max_batch_len(args.max_batch)
         .request_timeout(args.request_timeout)

@@ -1,4 +1,22 @@
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use http::HeaderMap;
+
+use crate::Response;
+
+type HeaderFn = dyn Fn(&Response, &mut HeaderMap) + Send + Sync;
+
+/// Adds HTTP headers from a call's answer (see [`ServerConfig::response_headers`]).
+#[derive(Clone)]
+pub(crate) struct HeaderHook(pub(crate) Arc<HeaderFn>);
+
+impl fmt::Debug for HeaderHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeaderHook(..)")
+    }
+}
 
 /// Limits and timeouts of the HTTP front. Every setting has a documented
 /// default; `ServerConfig::default()` is a sane production start.
@@ -23,6 +41,7 @@ pub struct ServerConfig {
     pub(crate) header_read_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) health_path: String,
+    pub(crate) response_headers: Option<HeaderHook>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +55,7 @@ impl Default for ServerConfig {
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
             health_path: "/healthz".to_owned(),
+            response_headers: None,
         }
     }
 }
@@ -55,6 +75,33 @@ impl ServerConfig {
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     /// Default time in-flight calls get to finish on shutdown: 10 s.
     pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Lets the answer of a single call set HTTP headers, from what layers
+    /// left in its extensions (a cache status, the backend that served it).
+    /// Not applied to batches (one HTTP response, many answers) nor to
+    /// failed calls. Default: none.
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use rpc_core::server::ServerConfig;
+    /// use rpc_core::ServedBy;
+    ///
+    /// let config = ServerConfig::default().response_headers(|answer, headers| {
+    ///     if let Some(ServedBy(name)) = answer.extensions().get::<ServedBy>() {
+    ///         if let Ok(v) = HeaderValue::from_str(name) {
+    ///             headers.insert("x-served-by", v);
+    ///         }
+    ///     }
+    /// });
+    /// # drop(config);
+    /// ```
+    pub fn response_headers(
+        mut self,
+        hook: impl Fn(&Response, &mut HeaderMap) + Send + Sync + 'static,
+    ) -> Self {
+        self.response_headers = Some(HeaderHook(Arc::new(hook)));
+        self
+    }
 
     /// The largest request body accepted, in bytes.
     pub fn max_body_size(mut self, bytes: usize) -> Self {

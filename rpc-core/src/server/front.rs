@@ -177,7 +177,12 @@ impl<S: JsonRpcService> HttpFront<S> {
                     // Only a notification has no answer.
                     None => no_content(),
                     Some(Answer::Ok(resp)) => {
-                        json_response(StatusCode::OK, Bytes::from(resp.to_json()))
+                        let mut http_resp =
+                            json_response(StatusCode::OK, Bytes::from(resp.to_json()));
+                        if let Some(hook) = &config.response_headers {
+                            (hook.0)(&resp, http_resp.headers_mut());
+                        }
+                        http_resp
                     }
                     Some(Answer::Failed(resp, err)) => {
                         let mut http_resp =
