@@ -13,7 +13,7 @@ use tower::{Service, ServiceExt};
 
 use crate::key::{parse_params, CacheKey};
 use crate::rules::{is_negative, Plan};
-use crate::{CacheRules, CacheStatus, CacheStore, MemoryStore};
+use crate::{CacheRules, CacheStatus, CacheStore, MemoryStore, Rule};
 
 type Flight = Shared<BoxFuture<'static, Result<Response, RpcError>>>;
 
@@ -200,7 +200,9 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     state: Arc<State<St>>,
     request: Request,
 ) -> Result<Response, RpcError> {
-    if request.is_notification() {
+    // Decided by the method alone first: uncacheable calls (a broadcast with
+    // a large payload) are never parsed.
+    if request.is_notification() || state.rules.rule(request.method()) == Rule::Never {
         return bypass(inner, request).await;
     }
     let Some(params) = parse_params(&request) else {
