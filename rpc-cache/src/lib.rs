@@ -48,31 +48,4 @@ pub use rules::{CacheRules, Rule};
 pub use service::{Cache, ResponseFuture};
 pub use store::{CacheStore, MemoryStore};
 
-/// How a call met the cache; in every [`Response`](rpc_core::Response)'s
-/// extensions after a [`CacheLayer`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CacheStatus {
-    /// Answered from the store.
-    Hit,
-    /// Cacheable, not stored: this call went upstream (and stored the answer
-    /// if the rules allow).
-    Miss,
-    /// Cacheable, not stored, but an identical call was already in flight:
-    /// this call shared its answer.
-    Coalesced,
-    /// Not cacheable (rule `Never`, a notification, params that cannot be
-    /// keyed): passed through.
-    Bypass,
-}
-
-impl CacheStatus {
-    /// `HIT`, `MISS`, `COALESCED` or `BYPASS`, for a header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Miss => "MISS",
-            CacheStatus::Coalesced => "COALESCED",
-            CacheStatus::Bypass => "BYPASS",
-        }
-    }
-}
+pub use rpc_core::CacheStatus;

@@ -21,12 +21,7 @@ use tower::Service;
 
 use crate::body::{read_limited, ReadError};
 use crate::parse::parse_response;
-use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError};
-
-/// Which backend answered a call; put in the [`Response`]'s extensions by
-/// backends (for a `served-by` header, logs and metrics).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServedBy(pub Arc<str>);
+use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
 
 /// A JSON-RPC backend over HTTP or HTTPS: a [`JsonRpcService`](crate::JsonRpcService)
 /// on a pooled, keep-alive hyper client with rustls (no OpenSSL).

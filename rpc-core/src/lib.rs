@@ -39,6 +39,7 @@
 mod body;
 mod error;
 mod error_object;
+mod ext;
 pub mod filter;
 mod http_backend;
 mod id;
@@ -51,7 +52,8 @@ mod service;
 
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
-pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder, ServedBy};
+pub use ext::{Attempts, BatchPosition, CacheStatus, ServedBy};
+pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::RawJson;
 pub use request::{Deadline, RemoteAddr, Request};

@@ -12,6 +12,7 @@ use tower::ServiceExt;
 
 use crate::classify::{Classifier, FailureRules, MethodRules};
 use crate::member::Member;
+use crate::names;
 
 /// The most members one group holds. Nest groups for more.
 pub const MAX_MEMBERS: usize = 64;
@@ -191,6 +192,9 @@ impl<S> Core<S> {
             }
         }
         let health = members.iter().map(|_| Health::default()).collect();
+        for m in &members {
+            metrics::gauge!(names::IN_SERVICE, "backend" => m.name.clone()).set(1.0);
+        }
         Ok(Core {
             members: members.into_boxed_slice(),
             health,
@@ -362,7 +366,9 @@ impl<S> Core<S> {
         }
         // A plain load first: the common case (in service) writes nothing shared.
         if h.out_until.load(Ordering::Relaxed) != 0 && h.out_until.swap(0, Ordering::AcqRel) != 0 {
-            tracing::info!(backend = %self.members[pick.index].name, "backend back in service");
+            let name = &self.members[pick.index].name;
+            metrics::gauge!(names::IN_SERVICE, "backend" => name.clone()).set(1.0);
+            tracing::info!(backend = %name, "backend back in service");
         }
         if pick.probe {
             h.probing.store(false, Ordering::Release);
@@ -377,6 +383,11 @@ impl<S> Core<S> {
                 .now()
                 .saturating_add(duration_ns(self.policy.out_of_service));
             let was = h.out_until.swap(until, Ordering::AcqRel);
+            if was == 0 {
+                let name = &self.members[pick.index].name;
+                metrics::counter!(names::OUT_OF_SERVICE, "backend" => name.clone()).increment(1);
+                metrics::gauge!(names::IN_SERVICE, "backend" => name.clone()).set(0.0);
+            }
             if was == 0 || pick.probe {
                 tracing::warn!(
                     backend = %self.members[pick.index].name,

@@ -47,6 +47,7 @@ pub mod failover;
 mod group;
 pub mod hedge;
 mod member;
+pub mod names;
 pub mod quorum;
 pub mod retry;
 

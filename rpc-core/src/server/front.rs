@@ -16,7 +16,8 @@ use super::ServerConfig;
 use crate::body::{read_limited, ReadError};
 use crate::parse::{parse_message, Incoming};
 use crate::{
-    BoxError, Deadline, ErrorObject, Id, JsonRpcService, RemoteAddr, Request, Response, RpcError,
+    BatchPosition, BoxError, Deadline, ErrorObject, Id, JsonRpcService, RemoteAddr, Request,
+    Response, RpcError,
 };
 
 /// The body of every response of the front.
@@ -200,14 +201,17 @@ impl<S: JsonRpcService> HttpFront<S> {
             Ok(Incoming::Batch(items)) => {
                 let inner = &self.inner;
                 let ctx = &ctx;
-                let answers: Vec<Option<Response>> = stream::iter(items)
-                    .map(|item| async move {
+                let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+                let answers: Vec<Option<Response>> = stream::iter(items.into_iter().zip(0u32..))
+                    .map(|(item, index)| async move {
                         match item {
                             Err(invalid) => Some(invalid.into_response()),
-                            Ok(req) => ctx
-                                .call(inner.clone(), req)
-                                .await
-                                .map(Answer::into_response),
+                            Ok(mut req) => {
+                                req.extensions_mut().insert(BatchPosition { index, len });
+                                ctx.call(inner.clone(), req)
+                                    .await
+                                    .map(Answer::into_response)
+                            }
                         }
                     })
                     .buffered(config.batch_concurrency)

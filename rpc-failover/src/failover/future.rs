@@ -5,12 +5,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use rpc_core::{JsonRpcService, Request, Response, RpcError};
+use rpc_core::{Attempts, JsonRpcService, Request, Response, RpcError};
 use tokio::time::Instant;
 
 use crate::classify::Idempotency;
 use crate::group::{Core, Outcome, Pick};
 use crate::hedge::LatencyTracker;
+use crate::names;
+
+fn with_attempts(mut response: Response, tried: u64) -> Response {
+    response
+        .extensions_mut()
+        .insert(Attempts(tried.count_ones()));
+    response
+}
 
 type BoxedCall = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>;
 
@@ -122,6 +130,8 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
                     method = request.method(),
                     "moving the call to the next backend"
                 );
+                metrics::counter!(names::FAILOVERS, "backend" => core.name(pick.index).clone())
+                    .increment(1);
                 last = Some(outcome);
             }
         }
@@ -192,13 +202,15 @@ async fn run_hedged<S: JsonRpcService>(
                 Outcome::Answer(response) => {
                     tracker.record(&method, attempt_started.elapsed());
                     // Returning drops the other attempts: they are cancelled.
-                    return Ok(response);
+                    return Ok(with_attempts(response, tried));
                 }
                 outcome => {
                     if !core.may_move_on(&outcome, true) {
                         return finish(core, Some(outcome));
                     }
                     tracing::debug!(backend = %core.name(pick.index), "hedged attempt failed");
+                    metrics::counter!(names::FAILOVERS, "backend" => core.name(pick.index).clone())
+                        .increment(1);
                     last = Some(outcome);
                 }
             },
@@ -208,6 +220,7 @@ async fn run_hedged<S: JsonRpcService>(
                     Some(pick) => {
                         tried |= 1 << pick.index;
                         tracing::debug!(backend = %core.name(pick.index), method = &*method, "hedging");
+                        metrics::counter!(names::HEDGES).increment(1);
                         in_flight.push(launch(core, pick, request.clone(), started));
                         sleep.as_mut().reset(Instant::now() + delay);
                     }

@@ -168,10 +168,12 @@ impl Policy<Request, Response, RpcError> for RetryPolicy {
         if let Some(budget) = &self.settings.budget {
             if !budget.withdraw() {
                 tracing::debug!(method = request.method(), "retry budget spent");
+                metrics::counter!(crate::names::RETRY_BUDGET_EXHAUSTED).increment(1);
                 return None;
             }
         }
         self.retries += 1;
+        metrics::counter!(crate::names::RETRIES).increment(1);
         tracing::debug!(
             method = request.method(),
             retry = self.retries,

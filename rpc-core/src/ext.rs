@@ -1,0 +1,55 @@
+//! Small types that layers leave in request and response extensions for each
+//! other: the shared vocabulary of the crate family (a feature crate never
+//! depends on another, so what one writes and another reads lives here).
+
+use std::sync::Arc;
+
+/// Which backend answered a call; put in the [`Response`](crate::Response)'s
+/// extensions by backends and groups (for a `served-by` header, logs and
+/// metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedBy(pub Arc<str>);
+
+/// How many backends a group tried for this answer (1 when the first one
+/// answered); in the response's extensions after a failover or hedged group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempts(pub u32);
+
+/// Where a call sits in the client's batch; in the request's extensions when
+/// the HTTP front split a batch (absent for single calls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchPosition {
+    /// 0-based position in the batch.
+    pub index: u32,
+    /// Number of calls in the batch.
+    pub len: u32,
+}
+
+/// How a call met a cache; in every [`Response`](crate::Response)'s
+/// extensions after `rpc_cache::CacheLayer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheStatus {
+    /// Answered from the store.
+    Hit,
+    /// Cacheable, not stored: this call went upstream (and stored the answer
+    /// if the rules allow).
+    Miss,
+    /// Cacheable, not stored, but an identical call was already in flight:
+    /// this call shared its answer.
+    Coalesced,
+    /// Not cacheable (a `Never` rule, a notification, params that cannot be
+    /// keyed): passed through.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// `HIT`, `MISS`, `COALESCED` or `BYPASS`, for a header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Coalesced => "COALESCED",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+}

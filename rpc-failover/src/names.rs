@@ -1,0 +1,29 @@
+//! The metrics this crate records through the [`metrics`] facade (it never
+//! installs a recorder). The full table, with the client- and backend-side
+//! metrics, is in `rpc_metrics`' documentation; `rpc_metrics::describe()`
+//! registers descriptions for all of them.
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `rpc_backend_in_service` | gauge (1/0) | `backend` |
+//! | `rpc_backend_out_of_service_total` | counter | `backend` |
+//! | `rpc_failovers_total` | counter | `backend` (the one the call left) |
+//! | `rpc_hedges_total` | counter | — |
+//! | `rpc_quorum_failures_total` | counter | — |
+//! | `rpc_retries_total` | counter | — |
+//! | `rpc_retry_budget_exhausted_total` | counter | — |
+
+/// Gauge: 1 while a member is in service, 0 while its out-of-service window runs.
+pub const IN_SERVICE: &str = "rpc_backend_in_service";
+/// Counter: a member went out of service.
+pub const OUT_OF_SERVICE: &str = "rpc_backend_out_of_service_total";
+/// Counter: a call moved on from this member to the next.
+pub const FAILOVERS: &str = "rpc_failovers_total";
+/// Counter: a hedge was sent.
+pub const HEDGES: &str = "rpc_hedges_total";
+/// Counter: a quorum call ended without agreement.
+pub const QUORUM_FAILURES: &str = "rpc_quorum_failures_total";
+/// Counter: a retry was made.
+pub const RETRIES: &str = "rpc_retries_total";
+/// Counter: a retry was refused because the budget was spent.
+pub const RETRY_BUDGET_EXHAUSTED: &str = "rpc_retry_budget_exhausted_total";
