@@ -8,7 +8,8 @@
 //! The stack, outermost first: the HTTP front (`rpc_core::server`), an
 //! optional method filter, an optional cache, the retry layer, then a group of
 //! `HttpBackend`s — a failover group (optionally spreading load or hedging
-//! reads) or a quorum. Metrics join the stack with their crate.
+//! reads) or a quorum. Client-side metrics sit at the top; each backend has
+//! its own metrics layer, labelled with its name.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,8 +18,10 @@ use std::time::Duration;
 use rpc_cache::{CacheLayer, CacheRules, CacheStatus, MemoryStore};
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::server::{serve, ServerConfig};
-use rpc_core::{BoxJsonRpcService, HttpBackend, HttpBackendBuilder};
+use rpc_core::{BoxJsonRpcService, HttpBackend, HttpBackendBuilder, ServedBy};
 use rpc_failover::{FailoverLayer, HedgePolicy, Member, QuorumLayer, RetryLayer, Spread};
+use rpc_metrics::{MethodLabels, MetricsLayer};
+use tower::Layer;
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
@@ -43,6 +46,9 @@ OPTIONS:
     --cache RULES             cache answers by the ethereum or electrum rule set [default: off]
     --cache-mb N              memory for cached answers, in MiB [default: 64]
     --cache-header            answer single calls with `x-cache: HIT|MISS|COALESCED|BYPASS`
+    --served-by-header        answer single calls with `x-served-by: NAME` (the backend's name)
+    --metrics-listen ADDR     serve Prometheus metrics at http://ADDR/metrics [default: off]
+    --log-format FORMAT       text or json (one JSON object per line) [default: text]
     --request-timeout SECS    deadline of each client call [default: 30]
     --max-body BYTES          largest request body [default: 10485760]
     --max-batch N             most calls per batch [default: 100]
@@ -71,6 +77,9 @@ struct Args {
     cache: Option<CacheRules>,
     cache_mb: usize,
     cache_header: bool,
+    served_by_header: bool,
+    metrics_listen: Option<SocketAddr>,
+    log_json: bool,
     request_timeout: Duration,
     max_body: usize,
     max_batch: usize,
@@ -101,6 +110,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
     let mut cache = None;
     let mut cache_mb = 64;
     let mut cache_header = false;
+    let mut served_by_header = false;
+    let mut metrics_listen = None;
+    let mut log_json = false;
     let mut request_timeout = ServerConfig::DEFAULT_REQUEST_TIMEOUT;
     let mut max_body = ServerConfig::DEFAULT_MAX_BODY_BYTES;
     let mut max_batch = ServerConfig::DEFAULT_MAX_BATCH;
@@ -161,6 +173,20 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             }
             "--cache-mb" => cache_mb = positive(&flag, &value()?)?,
             "--cache-header" => cache_header = true,
+            "--served-by-header" => served_by_header = true,
+            "--metrics-listen" => {
+                let v = value()?;
+                metrics_listen = Some(v.parse().map_err(|_| {
+                    format!("--metrics-listen: `{v}` is not an address like 127.0.0.1:9100")
+                })?);
+            }
+            "--log-format" => {
+                log_json = match value()?.as_str() {
+                    "text" => false,
+                    "json" => true,
+                    v => return Err(format!("--log-format: `{v}` is not one of text, json")),
+                }
+            }
             "--request-timeout" => request_timeout = seconds(&flag, &value()?)?,
             "--shutdown-timeout" => shutdown_timeout = seconds(&flag, &value()?)?,
             "--max-body" => max_body = positive(&flag, &value()?)?,
@@ -225,6 +251,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
         cache,
         cache_mb,
         cache_header,
+        served_by_header,
+        metrics_listen,
+        log_json,
         request_timeout,
         max_body,
         max_batch,
@@ -271,7 +300,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging();
+    init_logging(args.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -300,6 +329,7 @@ fn backend_group(args: &Args) -> Result<BoxJsonRpcService, String> {
             .max_response_size(args.max_response)
             .build()
             .map_err(|e| format!("--upstream {name}: {e}"))?;
+        let backend = MetricsLayer::backend(name.as_str()).layer(backend);
         members.push(Member::new(name.as_str(), backend));
     }
     let group = FailoverLayer::new()
@@ -323,6 +353,10 @@ fn backend_group(args: &Args) -> Result<BoxJsonRpcService, String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // The recorder comes first: layers register their handles on first use.
+    if let Some(addr) = args.metrics_listen {
+        start_metrics(addr).await?;
+    }
     let backends = backend_group(&args)?;
 
     let filter = if args.allow.is_empty() && args.deny.is_empty() {
@@ -345,17 +379,34 @@ async fn run(args: Args) -> Result<(), String> {
         CacheLayer::new(rules)
             .store(MemoryStore::new().max_bytes(args.cache_mb.saturating_mul(1 << 20)))
     });
+    let labels =
+        MethodLabels::default().with(args.allow.iter().filter(|p| !p.contains('*')).cloned());
     let stack = ServiceBuilder::new()
+        .layer(MetricsLayer::client().method_labels(labels))
         .option_layer(filter.map(MethodFilterLayer::new))
         .option_layer(cache)
         .layer(RetryLayer::new().max_retries(args.retries))
         .service(backends);
 
     let mut config = ServerConfig::default();
-    if args.cache_header {
-        config = config.response_headers(|answer, headers| {
-            if let Some(status) = answer.extensions().get::<CacheStatus>() {
+    let (cache_header, served_by_header) = (args.cache_header, args.served_by_header);
+    if cache_header || served_by_header {
+        config = config.response_headers(move |answer, headers| {
+            if let Some(status) = answer
+                .extensions()
+                .get::<CacheStatus>()
+                .filter(|_| cache_header)
+            {
                 headers.insert("x-cache", http::HeaderValue::from_static(status.as_str()));
+            }
+            if let Some(ServedBy(name)) = answer
+                .extensions()
+                .get::<ServedBy>()
+                .filter(|_| served_by_header)
+            {
+                if let Ok(v) = http::HeaderValue::from_str(name) {
+                    headers.insert("x-served-by", v);
+                }
             }
         });
     }
@@ -391,6 +442,79 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Installs the Prometheus recorder and serves `GET /metrics` on `addr`.
+async fn start_metrics(addr: SocketAddr) -> Result<(), String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    // Histograms (not summaries): buckets for latencies and batch sizes.
+    let seconds = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let sizes = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("rpc_batch_size".into()), &sizes))
+        .map_err(|e| format!("metrics: {e}"))?
+        .install_recorder()
+        .map_err(|e| format!("metrics: {e}"))?;
+    rpc_metrics::describe();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("rpc-proxy metrics on http://{local}/metrics");
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let handle = handle.clone();
+                        async move {
+                            let (status, body) = if req.uri().path() != "/metrics" {
+                                (
+                                    http::StatusCode::NOT_FOUND,
+                                    "not found: try /metrics\n".to_owned(),
+                                )
+                            } else if req.method() != http::Method::GET {
+                                (http::StatusCode::METHOD_NOT_ALLOWED, "use GET\n".to_owned())
+                            } else {
+                                (http::StatusCode::OK, handle.render())
+                            };
+                            let mut resp = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body),
+                            ));
+                            *resp.status_mut() = status;
+                            resp.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                            );
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(Duration::from_secs(10))
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                // A scrape is small; a connection that lingers is cut.
+                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+            });
+        }
+    });
+    Ok(())
+}
+
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -415,7 +539,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
@@ -423,14 +547,18 @@ fn init_logging() {
         .ok()
         .and_then(|v| v.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .with(filter)
-        .init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    if json {
+        tracing_subscriber::registry()
+            .with(fmt.json().with_current_span(true).with_span_list(false))
+            .with(filter)
+            .init();
+    } else {
+        tracing_subscriber::registry()
+            .with(fmt.with_ansi(std::io::stderr().is_terminal()))
+            .with(filter)
+            .init();
+    }
 }
 
 #[cfg(test)]

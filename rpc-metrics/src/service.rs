@@ -1,0 +1,360 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use metrics::{Counter, Gauge, Histogram, SharedString};
+use pin_project_lite::pin_project;
+use rpc_core::{
+    Attempts, BatchPosition, CacheStatus, Payload, Request, Response, RpcError, ServedBy,
+};
+use tower::Service;
+use tracing::instrument::Instrumented;
+use tracing::{field, Instrument, Span};
+
+use crate::labels::CodeLabels;
+use crate::{names, MethodLabels};
+
+#[derive(Clone, Debug)]
+pub(crate) enum Scope {
+    Client,
+    Backend(SharedString),
+}
+
+/// Outcome counters and the latency histogram of one method label.
+struct Handles {
+    ok: Counter,
+    error: Counter,
+    failed: Counter,
+    rejected: Counter,
+    duration: Histogram,
+}
+
+/// Per method label: handles registered on first use, so methods nobody
+/// calls create no series.
+#[derive(Default)]
+struct MethodSlot {
+    handles: OnceLock<Handles>,
+    cache: OnceLock<[Counter; 4]>,
+}
+
+pub(crate) struct State {
+    scope: Scope,
+    labels: MethodLabels,
+    slots: HashMap<SharedString, MethodSlot>,
+    other: MethodSlot,
+    codes: CodeLabels,
+    in_flight: OnceLock<Gauge>,
+    batch: OnceLock<Histogram>,
+}
+
+impl State {
+    pub(crate) fn new(scope: Scope, labels: MethodLabels) -> Self {
+        let slots = labels
+            .names()
+            .map(|n| (n.clone(), MethodSlot::default()))
+            .collect();
+        State {
+            scope,
+            labels,
+            slots,
+            other: MethodSlot::default(),
+            codes: CodeLabels::new(),
+            in_flight: OnceLock::new(),
+            batch: OnceLock::new(),
+        }
+    }
+
+    fn slot(&self, label: &SharedString) -> &MethodSlot {
+        self.slots.get(label).unwrap_or(&self.other)
+    }
+
+    fn handles(&self, label: &SharedString) -> &Handles {
+        self.slot(label).handles.get_or_init(|| {
+            let m = label.clone();
+            match &self.scope {
+                Scope::Client => Handles {
+                    ok: metrics::counter!(names::REQUESTS, "method" => m.clone(), "outcome" => "ok"),
+                    error: metrics::counter!(names::REQUESTS, "method" => m.clone(), "outcome" => "error"),
+                    failed: metrics::counter!(names::REQUESTS, "method" => m.clone(), "outcome" => "failed"),
+                    rejected: metrics::counter!(names::REQUESTS, "method" => m.clone(), "outcome" => "rejected"),
+                    duration: metrics::histogram!(names::REQUEST_DURATION, "method" => m),
+                },
+                Scope::Backend(b) => Handles {
+                    ok: metrics::counter!(names::BACKEND_REQUESTS, "backend" => b.clone(), "method" => m.clone(), "outcome" => "ok"),
+                    error: metrics::counter!(names::BACKEND_REQUESTS, "backend" => b.clone(), "method" => m.clone(), "outcome" => "error"),
+                    failed: metrics::counter!(names::BACKEND_REQUESTS, "backend" => b.clone(), "method" => m.clone(), "outcome" => "failed"),
+                    // A backend does not reject; a layer above it does.
+                    rejected: metrics::counter!(names::BACKEND_REQUESTS, "backend" => b.clone(), "method" => m.clone(), "outcome" => "failed"),
+                    duration: metrics::histogram!(names::BACKEND_DURATION, "backend" => b.clone(), "method" => m),
+                },
+            }
+        })
+    }
+
+    fn cache_counter(&self, label: &SharedString, status: CacheStatus) -> &Counter {
+        let counters = self.slot(label).cache.get_or_init(|| {
+            let c = |s: &'static str| {
+                metrics::counter!(names::CACHE, "method" => label.clone(), "status" => s)
+            };
+            [c("hit"), c("miss"), c("coalesced"), c("bypass")]
+        });
+        &counters[match status {
+            CacheStatus::Hit => 0,
+            CacheStatus::Miss => 1,
+            CacheStatus::Coalesced => 2,
+            CacheStatus::Bypass => 3,
+        }]
+    }
+
+    fn in_flight(&self) -> &Gauge {
+        self.in_flight
+            .get_or_init(|| metrics::gauge!(names::IN_FLIGHT))
+    }
+
+    /// Records a finished call.
+    fn finish(
+        &self,
+        label: &SharedString,
+        result: &Result<Response, RpcError>,
+        elapsed: f64,
+        span: &Span,
+    ) {
+        let h = self.handles(label);
+        h.duration.record(elapsed);
+        match &self.scope {
+            Scope::Client => self.finish_client(label, h, result, span, elapsed),
+            Scope::Backend(backend) => self.finish_backend(backend, label, h, result, elapsed),
+        }
+    }
+
+    fn finish_client(
+        &self,
+        label: &SharedString,
+        h: &Handles,
+        result: &Result<Response, RpcError>,
+        span: &Span,
+        elapsed: f64,
+    ) {
+        let code = match result {
+            Ok(resp) => {
+                if let Some(status) = resp.extensions().get::<CacheStatus>() {
+                    self.cache_counter(label, *status).increment(1);
+                    span.record("cache", status.as_str());
+                }
+                if let Some(ServedBy(name)) = resp.extensions().get::<ServedBy>() {
+                    span.record("backend", &**name);
+                }
+                if let Some(Attempts(n)) = resp.extensions().get::<Attempts>() {
+                    span.record("attempts", n);
+                }
+                match resp.payload() {
+                    Payload::Result(_) => {
+                        h.ok.increment(1);
+                        None
+                    }
+                    Payload::Error(e) => {
+                        h.error.increment(1);
+                        Some(e.code())
+                    }
+                }
+            }
+            Err(err) => {
+                match err {
+                    RpcError::MethodNotAllowed { .. }
+                    | RpcError::InvalidParams { .. }
+                    | RpcError::RateLimited { .. } => h.rejected.increment(1),
+                    _ => h.failed.increment(1),
+                }
+                if let Some(b) = err.backend() {
+                    span.record("backend", b);
+                }
+                Some(err.to_error_object().code())
+            }
+        };
+        if let Some(code) = code {
+            metrics::counter!(names::RESPONSE_ERRORS, "method" => label.clone(), "code" => self.codes.label(code)).increment(1);
+            span.record("code", code);
+        }
+        span.record("ms", elapsed * 1e3);
+        tracing::debug!(parent: span, "call answered");
+    }
+
+    fn finish_backend(
+        &self,
+        backend: &SharedString,
+        label: &SharedString,
+        h: &Handles,
+        result: &Result<Response, RpcError>,
+        elapsed: f64,
+    ) {
+        match result {
+            Ok(resp) => match resp.payload() {
+                Payload::Result(_) => {
+                    h.ok.increment(1);
+                    tracing::debug!(backend = &**backend, ms = elapsed * 1e3, "backend answered");
+                }
+                Payload::Error(e) => {
+                    h.error.increment(1);
+                    metrics::counter!(names::BACKEND_ERRORS, "backend" => backend.clone(), "method" => label.clone(), "code" => self.codes.label(e.code())).increment(1);
+                    tracing::debug!(
+                        backend = &**backend,
+                        code = e.code(),
+                        ms = elapsed * 1e3,
+                        "backend answered with an error"
+                    );
+                }
+            },
+            Err(err) => {
+                h.failed.increment(1);
+                let reason = failure_reason(err);
+                metrics::counter!(names::BACKEND_FAILURES, "backend" => backend.clone(), "reason" => reason).increment(1);
+                tracing::debug!(backend = &**backend, reason, error = %err, ms = elapsed * 1e3, "backend failed");
+            }
+        }
+    }
+}
+
+/// A bounded label for why a backend gave no answer.
+fn failure_reason(err: &RpcError) -> &'static str {
+    match err {
+        RpcError::Connect { .. } => "connect",
+        RpcError::Timeout { .. } => "timeout",
+        RpcError::HttpStatus { .. } => "http_status",
+        RpcError::ConnectionClosed { .. } => "closed",
+        RpcError::InvalidResponse { .. } => "invalid_response",
+        RpcError::ResponseTooLarge { .. } => "too_large",
+        RpcError::DeadlineExceeded => "deadline",
+        _ => "other",
+    }
+}
+
+/// A metrics-recording service; built by [`MetricsLayer`](crate::MetricsLayer).
+pub struct Metrics<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+impl<S> Metrics<S> {
+    pub(crate) fn new(inner: S, state: Arc<State>) -> Self {
+        Metrics { inner, state }
+    }
+}
+
+impl<S: Clone> Clone for Metrics<S> {
+    fn clone(&self) -> Self {
+        Metrics {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Metrics<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("scope", &self.state.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrements the in-flight gauge when the call ends or is dropped.
+struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+impl<S> Service<Request> for Metrics<S>
+where
+    S: Service<Request, Response = Response, Error = RpcError>,
+{
+    type Response = Response;
+    type Error = RpcError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let state = self.state.clone();
+        let label = state.labels.label(request.method());
+        let (span, in_flight) = match &state.scope {
+            Scope::Client => {
+                if let Some(BatchPosition { index: 0, len }) =
+                    request.extensions().get::<BatchPosition>()
+                {
+                    state
+                        .batch
+                        .get_or_init(|| metrics::histogram!(names::BATCH_SIZE))
+                        .record(f64::from(*len));
+                }
+                let gauge = state.in_flight().clone();
+                gauge.increment(1.0);
+                let span = tracing::debug_span!(
+                    "rpc.call",
+                    method = request.method(),
+                    id = request.id().map(field::display),
+                    backend = field::Empty,
+                    attempts = field::Empty,
+                    cache = field::Empty,
+                    code = field::Empty,
+                    ms = field::Empty,
+                );
+                (span, Some(InFlight(gauge)))
+            }
+            Scope::Backend(_) => (Span::none(), None),
+        };
+        let inner = self.inner.call(request).instrument(span.clone());
+        ResponseFuture {
+            inner,
+            state,
+            label,
+            span,
+            start: Instant::now(),
+            _in_flight: in_flight,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Metrics`] call.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        state: Arc<State>,
+        label: SharedString,
+        span: Span,
+        start: Instant,
+        _in_flight: Option<InFlight>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("method", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response, RpcError>>,
+{
+    type Output = Result<Response, RpcError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let elapsed = this.start.elapsed().as_secs_f64();
+        this.state.finish(this.label, &result, elapsed, this.span);
+        Poll::Ready(result)
+    }
+}
