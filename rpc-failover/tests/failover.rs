@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{req, result_of, slow, Mock, Step};
-use rpc_core::{Deadline, Id, RpcError, ServedBy};
+use rpc_core::{Attempts, Deadline, Id, RpcError, ServedBy};
 use rpc_failover::{FailoverLayer, Member, Spread, WhenAllDown};
 use tower::{Service, ServiceExt};
 
@@ -32,6 +32,7 @@ async fn moves_on_when_the_first_member_refuses_and_marks_it_out_after_the_thres
         assert_eq!(result_of(&r), "\"0xb\"");
         assert_eq!(r.id(), &Id::from(7u64));
         assert_eq!(r.extensions().get::<ServedBy>().map(|s| &*s.0), Some("b"));
+        assert_eq!(r.extensions().get::<Attempts>(), Some(&Attempts(2)));
     }
     assert_eq!(a.calls(), 2);
     let status: Vec<_> = g.members().collect();

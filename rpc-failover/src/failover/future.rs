@@ -119,7 +119,7 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
             .attempt(pick, request.clone(), wait_ready, started)
             .await
         {
-            Outcome::Answer(response) => return Ok(response),
+            Outcome::Answer(response) => return Ok(with_attempts(response, tried)),
             Outcome::Busy => busy |= 1 << pick.index,
             outcome => {
                 if !core.may_move_on(&outcome, safe_to_repeat) {
