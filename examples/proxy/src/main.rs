@@ -690,6 +690,18 @@ mod tests {
                 &["--upstream", "http://a", "--retries", "x"][..],
                 "--retries",
             ),
+            (
+                &["--upstream", "http://a", "--log-format", "xml"][..],
+                "--log-format",
+            ),
+            (
+                &["--upstream", "http://a", "--metrics-listen", "9100"][..],
+                "--metrics-listen",
+            ),
+            (
+                &["--upstream", "http://a", "--cache", "redis"][..],
+                "--cache",
+            ),
         ] {
             let Err(reason) = parse(args) else {
                 panic!("{args:?} should fail")
