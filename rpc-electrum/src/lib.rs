@@ -1,1 +1,18 @@
-//! rpc-electrum: see the workspace README.
+//! A resilient Electrum protocol backend for the JSON-RPC tower stack.
+//!
+//! [`ElectrumBackend`] speaks the Electrum protocol (newline-delimited
+//! JSON-RPC 2.0 over TCP or TLS) to one server over one long-lived,
+//! multiplexed connection, and is a [`JsonRpcService`](rpc_core::JsonRpcService):
+//! put several in a `rpc_failover` group for a pool. It never hangs: a dead
+//! or silent server is detected within seconds, calls in flight fail at once
+//! as "maybe delivered", calls made while it is down fail at once as "not
+//! sent", and every call has a deadline.
+
+mod backend;
+mod config;
+mod tls;
+mod worker;
+
+pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture};
+pub use config::{BuildError, TlsVerify};
+pub use worker::Notification;

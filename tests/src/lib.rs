@@ -520,3 +520,139 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> S
     let _ = tokio::time::timeout(within, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A pool of real ElectrumX servers over the deterministic fake bitcoind
+/// (`tests/electrumx/start.sh`), stopped (by recorded pid) on drop.
+pub struct ElectrumX {
+    /// TCP port of each server.
+    pub tcp_ports: Vec<u16>,
+    /// TLS port of each server (empty unless started with TLS).
+    pub ssl_ports: Vec<u16>,
+    /// Process id of each server.
+    pub pids: Vec<u32>,
+    /// The fake bitcoind's JSON-RPC port (mining and other test controls).
+    pub daemon_port: u16,
+    /// The self-signed certificate (PEM) when started with TLS.
+    pub cert: Option<PathBuf>,
+    state: PathBuf,
+}
+
+/// Options for [`ElectrumX::start`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ElectrumXOptions {
+    /// Number of servers (at least 1).
+    pub instances: usize,
+    /// Also serve TLS with a self-signed certificate.
+    pub tls: bool,
+    /// Bitcoin Cash instead of Bitcoin.
+    pub bch: bool,
+}
+
+static EX_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+impl ElectrumX {
+    /// Starts the pool on free loopback ports (each test gets its own state
+    /// directory and ports; retried on a port clash).
+    pub fn start(opts: ElectrumXOptions) -> ElectrumX {
+        let script = workspace_root().join("tests/electrumx/start.sh");
+        let n = opts.instances.max(1);
+        let mut last_err = String::new();
+        for _ in 0..6 {
+            let slot = EX_SLOT.fetch_add(1, Ordering::SeqCst);
+            // Spread test processes and tests over 40000..60000.
+            let base = 40_000 + ((std::process::id() as usize * 7 + slot * 131) % 950) * 20;
+            let state = std::env::temp_dir().join(format!("rpc-ex-{}-{slot}", std::process::id()));
+            let out = Command::new("bash")
+                .arg(&script)
+                .env("EX_INSTANCES", n.to_string())
+                .env("EX_BASE_PORT", base.to_string())
+                .env("EX_ADMIN_BASE", (base + 2 * n + 2).to_string())
+                .env("EX_DAEMON_PORT", (base + 2 * n + 2 + n + 1).to_string())
+                .env("EX_SSL", if opts.tls { "1" } else { "0" })
+                .env("EX_COIN", if opts.bch { "bch" } else { "btc" })
+                .env("EX_STATE", &state)
+                .output()
+                .expect("run tests/electrumx/start.sh");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if !out.status.success() {
+                last_err = format!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
+                let _ = Command::new("bash")
+                    .arg(workspace_root().join("tests/electrumx/stop.sh"))
+                    .env("EX_STATE", &state)
+                    .output();
+                continue;
+            }
+            let var = |k: &str| -> String {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let list = |k: &str| -> Vec<u16> {
+                var(k).split(',').filter_map(|p| p.parse().ok()).collect()
+            };
+            let cert = var("ELECTRUMX_CERT");
+            return ElectrumX {
+                tcp_ports: list("ELECTRUMX_TCP_PORTS"),
+                ssl_ports: list("ELECTRUMX_SSL_PORTS"),
+                pids: var("ELECTRUMX_PIDS")
+                    .split(',')
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
+                daemon_port: var("FAKE_BITCOIND_PORT").parse().expect("daemon port"),
+                cert: (!cert.is_empty()).then(|| PathBuf::from(cert)),
+                state,
+            };
+        }
+        panic!("ElectrumX did not start: {last_err}");
+    }
+
+    /// `tcp://127.0.0.1:PORT` of server `i`.
+    pub fn tcp_url(&self, i: usize) -> String {
+        format!("tcp://127.0.0.1:{}", self.tcp_ports[i])
+    }
+
+    /// `tls://localhost:PORT` of server `i`.
+    pub fn tls_url(&self, i: usize) -> String {
+        format!("tls://localhost:{}", self.ssl_ports[i])
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, `KILL`, ...) to server `i`.
+    pub fn signal(&self, i: usize, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pids[i].to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{name} {} failed", self.pids[i]);
+    }
+
+    /// Calls the fake bitcoind (`generate`, `fake_send`, `fake_info`, ...).
+    pub async fn daemon(&self, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.daemon_port));
+        let (status, _, text) = post_with(
+            addr,
+            body.to_string(),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Basic dTpw"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("daemon JSON");
+        v["result"].clone()
+    }
+}
+
+impl Drop for ElectrumX {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace_root().join("tests/electrumx/stop.sh"))
+            .env("EX_STATE", &self.state)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}

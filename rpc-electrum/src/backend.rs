@@ -1,0 +1,322 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rpc_core::{Request, Response, RpcError};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::PollSemaphore;
+use tower::Service;
+
+use crate::config::{BuildError, Config, TlsVerify};
+use crate::worker::{self, Command, Notification, Shared, CONNECTED, DISCONNECTED};
+
+/// An Electrum server as a [`JsonRpcService`](rpc_core::JsonRpcService):
+/// newline-delimited JSON-RPC 2.0 over one long-lived TCP or TLS connection,
+/// owned by a worker task and shared by every clone.
+///
+/// * Many calls are in flight at once on the connection; ids are rewritten
+///   to internal numbers and the caller's id is restored.
+/// * `poll_ready` applies backpressure: at most `max_in_flight` calls.
+/// * Every (re)connect negotiates the protocol (`server.version`, 1.4 to 1.6
+///   by default) and re-establishes subscriptions; `server.ping` keeps the
+///   connection alive and a silent server (a frozen process, a dropped
+///   network) is declared dead after `ping_interval + ping_timeout`.
+/// * When the connection drops, calls in flight fail at once with
+///   [`RpcError::ConnectionClosed`] (maybe delivered); while it is down, calls
+///   fail at once with [`RpcError::Connect`] (not sent), so a failover group
+///   moves on. Reconnects back off exponentially with jitter.
+/// * Every call has a deadline: the request's [`Deadline`](rpc_core::Deadline)
+///   or `request_timeout`, whichever is sooner.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`client_name`](ElectrumBackendBuilder::client_name) | `rpc-electrum/<version>` |
+/// | [`protocol`](ElectrumBackendBuilder::protocol) | `1.4` to `1.6` |
+/// | [`connect_timeout`](ElectrumBackendBuilder::connect_timeout) | 5 s (TCP, TLS and handshake) |
+/// | [`request_timeout`](ElectrumBackendBuilder::request_timeout) | 10 s |
+/// | [`ping_interval`](ElectrumBackendBuilder::ping_interval) / [`ping_timeout`](ElectrumBackendBuilder::ping_timeout) | 5 s / 5 s |
+/// | [`backoff`](ElectrumBackendBuilder::backoff) | 250 ms doubling to 30 s, with jitter |
+/// | [`max_line`](ElectrumBackendBuilder::max_line) | 8 MiB |
+/// | [`max_in_flight`](ElectrumBackendBuilder::max_in_flight) | 1024 |
+/// | [`tls`](ElectrumBackendBuilder::tls) | `tls://`: web PKI roots; `tcp://`: none |
+///
+/// ```no_run
+/// use rpc_core::{Id, Request};
+/// use rpc_electrum::{ElectrumBackend, TlsVerify};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = ElectrumBackend::builder("fulcrum-1", "tls://electrum.example.org:50002")
+///     .tls(TlsVerify::Pinned("4f:2a:...".into()))
+///     .build()?;
+/// let tip = server
+///     .clone()
+///     .oneshot(Request::new("blockchain.headers.subscribe").with_id(Id::from(1u64)))
+///     .await?;
+/// # let _ = tip; Ok(()) }
+/// ```
+pub struct ElectrumBackend {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Command>,
+    semaphore: PollSemaphore,
+    permit: Option<OwnedSemaphorePermit>,
+    request_timeout: Duration,
+}
+
+impl Clone for ElectrumBackend {
+    fn clone(&self) -> Self {
+        ElectrumBackend {
+            shared: self.shared.clone(),
+            tx: self.tx.clone(),
+            semaphore: self.semaphore.clone(),
+            permit: None,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+impl fmt::Debug for ElectrumBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElectrumBackend")
+            .field("name", &self.shared.name)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`ElectrumBackend`]; see its table of defaults.
+#[derive(Debug)]
+pub struct ElectrumBackendBuilder {
+    config: Result<Config, BuildError>,
+}
+
+impl ElectrumBackend {
+    /// A backend named `name` (for logs, errors and metrics; never the
+    /// address) at `tcp://host:port` or `tls://host:port`.
+    pub fn builder(name: impl Into<Arc<str>>, address: &str) -> ElectrumBackendBuilder {
+        ElectrumBackendBuilder {
+            config: Config::parse(name.into(), address),
+        }
+    }
+
+    /// Whether the connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.state.load(Ordering::Acquire) == CONNECTED
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many times the connection has been (re)established.
+    pub fn connects(&self) -> u64 {
+        self.shared.connects.load(Ordering::Relaxed)
+    }
+
+    /// The server's software and negotiated protocol version, from the last
+    /// handshake.
+    pub fn server_version(&self) -> Option<(String, String)> {
+        self.shared.server.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Notifications from the server: `blockchain.headers.subscribe` (new
+    /// tips) and `blockchain.scripthash.subscribe` (status changes) for the
+    /// subscriptions made through this backend, plus any other notification.
+    ///
+    /// Subscriptions are re-established after a reconnect; if a status changed
+    /// while disconnected, a notification with the new status is delivered,
+    /// so a subscriber never silently misses an update. A receiver that falls
+    /// more than 1024 notifications behind gets `Lagged` and should re-query.
+    pub fn notifications(&self) -> broadcast::Receiver<Notification> {
+        self.shared.notifications.subscribe()
+    }
+}
+
+impl ElectrumBackendBuilder {
+    fn set(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        if let Ok(c) = &mut self.config {
+            f(c);
+        }
+        self
+    }
+
+    /// How a `tls://` server is verified (default: web PKI roots). Has no
+    /// effect on `tcp://`.
+    pub fn tls(self, verify: TlsVerify) -> Self {
+        self.set(|c| {
+            if c.tls.is_some() {
+                c.tls = Some(verify);
+            }
+        })
+    }
+
+    /// The client name sent in `server.version`.
+    pub fn client_name(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.set(|c| c.client_name = name)
+    }
+
+    /// The protocol range offered in `server.version`.
+    pub fn protocol(self, min: impl Into<String>, max: impl Into<String>) -> Self {
+        let (min, max) = (min.into(), max.into());
+        self.set(|c| {
+            c.protocol_min = min;
+            c.protocol_max = max;
+        })
+    }
+
+    /// Time for TCP connect, TLS and the version handshake together.
+    pub fn connect_timeout(self, d: Duration) -> Self {
+        self.set(|c| c.connect_timeout = d)
+    }
+
+    /// The longest a call waits for its answer (a request `Deadline` can
+    /// shorten it).
+    pub fn request_timeout(self, d: Duration) -> Self {
+        self.set(|c| c.request_timeout = d)
+    }
+
+    /// After this long without a byte from the server, send `server.ping`.
+    pub fn ping_interval(self, d: Duration) -> Self {
+        self.set(|c| c.ping_interval = d)
+    }
+
+    /// A ping unanswered for this long (and nothing else received) means the
+    /// server is gone.
+    pub fn ping_timeout(self, d: Duration) -> Self {
+        self.set(|c| c.ping_timeout = d)
+    }
+
+    /// Reconnect backoff: first wait and cap (each wait is jittered 50–100 %).
+    pub fn backoff(self, min: Duration, max: Duration) -> Self {
+        self.set(|c| {
+            c.backoff_min = min;
+            c.backoff_max = max.max(min);
+        })
+    }
+
+    /// The longest line accepted from the server (and sent to it).
+    pub fn max_line(self, bytes: usize) -> Self {
+        self.set(|c| c.max_line = bytes.max(1024))
+    }
+
+    /// Calls in flight at once before `poll_ready` waits.
+    pub fn max_in_flight(self, n: usize) -> Self {
+        self.set(|c| c.max_in_flight = n.max(1))
+    }
+
+    /// Starts the connection's worker task and returns the backend.
+    ///
+    /// Must be called inside a Tokio runtime (the worker is spawned on it);
+    /// the first connection is made in the background, and calls made before
+    /// it is up wait for it (bounded by their deadline).
+    pub fn build(self) -> Result<ElectrumBackend, BuildError> {
+        let config = self.config?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let tls = match &config.tls {
+            Some(v) => Some(crate::tls::client_config(v)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(config.name.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let semaphore = PollSemaphore::new(Arc::new(Semaphore::new(config.max_in_flight)));
+        let request_timeout = config.request_timeout;
+        handle.spawn(worker::run(config, tls, shared.clone(), rx));
+        Ok(ElectrumBackend {
+            shared,
+            tx,
+            semaphore,
+            permit: None,
+            request_timeout,
+        })
+    }
+}
+
+impl Service<Request> for ElectrumBackend {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        if self.permit.is_none() {
+            match self.semaphore.poll_acquire(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(p)) => self.permit = Some(p),
+                Poll::Ready(None) => {
+                    return Poll::Ready(Err(RpcError::Internal("semaphore closed".into())))
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> ResponseFuture {
+        let name = self.shared.name.clone();
+        let permit = self.permit.take();
+        let not_sent = |name: &Arc<str>, why: &str| RpcError::Connect {
+            backend: name.clone(),
+            source: why.to_owned().into(),
+        };
+        let early = if permit.is_none() {
+            Some(RpcError::Overloaded)
+        } else if self.shared.state.load(Ordering::Acquire) == DISCONNECTED {
+            Some(not_sent(&name, "not connected (reconnecting)"))
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let deadline = match request.deadline() {
+            Some(d) => d.min(started + self.request_timeout),
+            None => started + self.request_timeout,
+        };
+        let (reply, answer) = oneshot::channel();
+        let sent = early.is_none() && self.tx.send(Command { request, reply }).is_ok();
+        ResponseFuture {
+            inner: Box::pin(async move {
+                let _permit = permit;
+                if let Some(err) = early {
+                    return Err(err);
+                }
+                if !sent {
+                    return Err(not_sent(&name, "the connection worker has stopped"));
+                }
+                match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(RpcError::ConnectionClosed {
+                        backend: name,
+                        source: "the connection worker stopped".into(),
+                    }),
+                    Err(_) => Err(RpcError::Timeout {
+                        backend: Some(name),
+                        elapsed: started.elapsed(),
+                    }),
+                }
+            }),
+        }
+    }
+}
+
+/// The future of an [`ElectrumBackend`] call.
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response, RpcError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,364 @@
+//! `ElectrumBackend` against real ElectrumX servers (tests/electrumx) over
+//! the deterministic regtest chain: the protocol, subscriptions with live
+//! notifications, TLS, and servers that die, freeze and come back.
+
+use std::time::Duration;
+
+use rpc_core::{Deadline, Id, RawJson, Request, Response, RpcError};
+use rpc_electrum::{ElectrumBackend, TlsVerify};
+use rpc_failover::{FailoverLayer, Member, MethodRules};
+use serde_json::{json, Value};
+use tests::{ElectrumX, ElectrumXOptions};
+use tower::ServiceExt;
+
+/// Address A of the fixed chain (see tests/electrumx).
+const A_SCRIPTHASH: &str = "3d4d2ea7c2eb16116423852a609a7dd47130c2fa9f099c1ae90610533f768ba8";
+const OP_TRUE_SCRIPTHASH: &str = "6032c38c0bc0e91e726f1e55e1832e434509001a7aed5cfd881b6ef07215e84a";
+const GENESIS: &str = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
+
+fn req(id: u64, method: &str, params: Value) -> Request {
+    Request::new(method)
+        .with_id(Id::from(id))
+        .with_params(RawJson::from_bytes(params.to_string()).expect("json"))
+}
+
+fn result(r: &Response) -> Value {
+    serde_json::from_slice(r.result_json().expect("a result").as_bytes()).expect("json")
+}
+
+async fn call(b: &ElectrumBackend, method: &str, params: Value) -> Result<Value, RpcError> {
+    let r = b.clone().oneshot(req(7, method, params)).await?;
+    assert_eq!(r.id(), &Id::from(7u64), "the caller's id is restored");
+    match r.result_json() {
+        Some(raw) => Ok(serde_json::from_slice(raw.as_bytes()).expect("json")),
+        None => Ok(json!({"error": r.error_object().map(|e| e.code())})),
+    }
+}
+
+fn fast(name: &str, url: &str) -> ElectrumBackend {
+    ElectrumBackend::builder(name, url)
+        .ping_interval(Duration::from_millis(500))
+        .ping_timeout(Duration::from_millis(1000))
+        .backoff(Duration::from_millis(100), Duration::from_millis(500))
+        .request_timeout(Duration::from_secs(5))
+        .build()
+        .expect("backend")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_against_the_known_chain() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let b = fast("ex", &ex.tcp_url(0));
+
+    let balance = call(
+        &b,
+        "blockchain.scripthash.get_balance",
+        json!([A_SCRIPTHASH]),
+    )
+    .await
+    .expect("balance");
+    assert_eq!(
+        balance,
+        json!({"confirmed": 6_100_000_000u64, "unconfirmed": 50_000_000})
+    );
+    let (software, protocol) = b.server_version().expect("handshake done");
+    assert!(software.starts_with("ElectrumX"), "{software}");
+    assert!(
+        ["1.4", "1.5", "1.6"].contains(&protocol.as_str()),
+        "{protocol}"
+    );
+
+    let tip = call(&b, "blockchain.headers.subscribe", json!([]))
+        .await
+        .expect("tip");
+    assert_eq!(tip["height"], 10);
+    let features = call(&b, "server.features", json!([]))
+        .await
+        .expect("features");
+    assert_eq!(features["genesis_hash"], GENESIS);
+    let history = call(
+        &b,
+        "blockchain.scripthash.get_history",
+        json!([A_SCRIPTHASH]),
+    )
+    .await
+    .expect("history");
+    let txids: Vec<&str> = history
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|h| h["tx_hash"].as_str())
+        .collect();
+    assert!(txids.len() >= 3, "{history}");
+    let raw = call(&b, "blockchain.transaction.get", json!([txids[0]]))
+        .await
+        .expect("raw tx");
+    assert!(raw.as_str().is_some_and(|h| h.len() > 100));
+    let header = call(&b, "blockchain.block.header", json!([0]))
+        .await
+        .expect("genesis header");
+    assert_eq!(header.as_str().map(str::len), Some(160));
+    // An unknown transaction is the server's own error (a small code), not a failure.
+    let missing = call(&b, "blockchain.transaction.get", json!(["00".repeat(32)]))
+        .await
+        .expect("answer");
+    assert!(missing["error"].as_i64().is_some(), "{missing}");
+
+    // Many calls in flight on the one connection, each with its own id back.
+    let calls: Vec<_> = (0..200u64)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let r = b
+                    .oneshot(req(
+                        i,
+                        "blockchain.scripthash.get_balance",
+                        json!([A_SCRIPTHASH]),
+                    ))
+                    .await
+                    .expect("answer");
+                assert_eq!(r.id(), &Id::from(i));
+                result(&r)["confirmed"].as_u64()
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.expect("task"), Some(6_100_000_000));
+    }
+    assert_eq!(b.connects(), 1, "one connection for everything");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_blocks_and_payments_are_notified() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let b = fast("ex", &ex.tcp_url(0));
+    let mut notes = b.notifications();
+    let tip = call(&b, "blockchain.headers.subscribe", json!([]))
+        .await
+        .expect("tip");
+    assert_eq!(tip["height"], 10);
+    let status = call(&b, "blockchain.scripthash.subscribe", json!([A_SCRIPTHASH]))
+        .await
+        .expect("status");
+    assert!(status.is_string());
+
+    ex.daemon("generate", json!([1])).await;
+    ex.daemon("fake_send", json!(["A", 12345])).await;
+    let mut saw_tip = false;
+    let mut saw_status = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(saw_tip && saw_status) {
+        let n = tokio::time::timeout_at(deadline, notes.recv())
+            .await
+            .expect("notifications within 20 s")
+            .expect("not lagged");
+        let params: Value = serde_json::from_slice(n.params.as_bytes()).expect("json");
+        match &*n.method {
+            "blockchain.headers.subscribe" => {
+                assert_eq!(params[0]["height"], 11);
+                saw_tip = true;
+            }
+            "blockchain.scripthash.subscribe" => {
+                assert_eq!(params[0], A_SCRIPTHASH);
+                assert_ne!(params[1], status, "a new status");
+                saw_status = true;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_pinned_self_signed_certificate() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        tls: true,
+        ..Default::default()
+    });
+    let cert = ex.cert.clone().expect("cert");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pin = text
+        .trim()
+        .rsplit('=')
+        .next()
+        .expect("fingerprint")
+        .to_owned();
+
+    let pinned = ElectrumBackend::builder("pinned", &ex.tls_url(0))
+        .tls(TlsVerify::Pinned(pin.clone()))
+        .build()
+        .expect("backend");
+    let balance = call(
+        &pinned,
+        "blockchain.scripthash.get_balance",
+        json!([A_SCRIPTHASH]),
+    )
+    .await
+    .expect("over TLS");
+    assert_eq!(balance["confirmed"], 6_100_000_000u64);
+
+    let insecure = ElectrumBackend::builder("any", &ex.tls_url(0))
+        .tls(TlsVerify::InsecureAcceptAny)
+        .build()
+        .expect("backend");
+    call(&insecure, "server.ping", json!([]))
+        .await
+        .expect("accepted");
+
+    // The wrong pin and the public roots both refuse the self-signed cert.
+    let wrong = ElectrumBackend::builder("wrong", &ex.tls_url(0))
+        .tls(TlsVerify::Pinned("00".repeat(32)))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("backend");
+    let public = ElectrumBackend::builder("public", &ex.tls_url(0))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("backend");
+    for b in [wrong, public] {
+        let mut request = req(1, "server.ping", json!([]));
+        request
+            .extensions_mut()
+            .insert(Deadline::after(Duration::from_secs(3)));
+        let err = b.clone().oneshot(request).await.expect_err("refused");
+        assert!(
+            matches!(err, RpcError::Connect { .. } | RpcError::Timeout { .. }),
+            "{err}"
+        );
+        assert!(!b.is_connected());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_detected_and_a_thawed_one_is_used_again() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let b = fast("ex", &ex.tcp_url(0));
+    call(&b, "server.ping", json!([])).await.expect("up");
+
+    ex.signal(0, "STOP");
+    // A call in flight on the frozen connection ends (no hang): either its
+    // deadline or the liveness check (0.5 s + 1 s) answers.
+    let started = std::time::Instant::now();
+    let mut request = req(
+        1,
+        "blockchain.scripthash.get_balance",
+        json!([A_SCRIPTHASH]),
+    );
+    request
+        .extensions_mut()
+        .insert(Deadline::after(Duration::from_secs(4)));
+    let err = b.clone().oneshot(request).await.expect_err("frozen");
+    assert!(
+        matches!(
+            err,
+            RpcError::ConnectionClosed { .. } | RpcError::Timeout { .. }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The connection is declared dead; while it cannot be re-established,
+    // calls fail fast as not sent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = std::time::Instant::now();
+        match b.clone().oneshot(req(2, "server.ping", json!([]))).await {
+            Err(RpcError::Connect { .. }) => {
+                assert!(started.elapsed() < Duration::from_millis(500), "fast");
+                break;
+            }
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still waiting: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    ex.signal(0, "CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if call(&b, "server.ping", json!([])).await.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reconnects after the thaw"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(b.connects() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_pool_keeps_answering_while_servers_die_and_freeze() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 3,
+        ..Default::default()
+    });
+    let members: Vec<_> = (0..3)
+        .map(|i| Member::new(format!("ex{i}"), fast(&format!("ex{i}"), &ex.tcp_url(i))))
+        .collect();
+    let pool = FailoverLayer::new()
+        .classifier(MethodRules::electrum())
+        .failure_threshold(1)
+        .out_of_service(Duration::from_secs(30))
+        .build(members)
+        .expect("pool");
+
+    let load = |pool: rpc_failover::Failover<ElectrumBackend>, rounds: u64| async move {
+        let mut failures = Vec::new();
+        for i in 0..rounds {
+            let mut request = req(
+                i,
+                "blockchain.scripthash.get_balance",
+                json!([OP_TRUE_SCRIPTHASH]),
+            );
+            request
+                .extensions_mut()
+                .insert(Deadline::after(Duration::from_secs(8)));
+            match pool.clone().oneshot(request).await {
+                Ok(r) if r.result_json().is_some() => {}
+                other => failures.push(format!("{i}: {other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        failures
+    };
+    let clients: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(load(pool.clone(), 20)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ex.signal(0, "KILL");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ex.signal(1, "STOP");
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.expect("client"));
+    }
+    ex.signal(1, "CONT");
+    assert!(
+        failures.is_empty(),
+        "calls failed while a server was healthy: {failures:#?}"
+    );
+    let status: Vec<_> = pool
+        .members()
+        .map(|m| (m.name.to_string(), m.in_service))
+        .collect();
+    assert_eq!(status[2], ("ex2".to_owned(), true), "{status:?}");
+}
