@@ -8,6 +8,7 @@
 //! as "maybe delivered", calls made while it is down fail at once as "not
 //! sent", and every call has a deadline.
 
+pub mod address;
 mod backend;
 mod config;
 mod tls;
