@@ -238,7 +238,10 @@ fn segwit(address: &str, hrp: &str) -> Result<Vec<u8>, AddressError> {
         return Err(invalid("witness version"));
     }
     let program = convert_bits(&payload[1..], 5, 8, false).ok_or(invalid("witness program"))?;
-    if program.len() < 2 || program.len() > 40 || (version == 0 && program.len() != 20 && program.len() != 32) {
+    if program.len() < 2
+        || program.len() > 40
+        || (version == 0 && program.len() != 20 && program.len() != 32)
+    {
         return Err(invalid("witness program length"));
     }
     let op = if version == 0 { 0 } else { 0x50 + version };
@@ -287,7 +290,8 @@ fn cashaddr(lower: &str, prefix: &str) -> Result<Vec<u8>, AddressError> {
     if cashaddr_polymod(&values) != 0 {
         return Err(invalid("cashaddr checksum"));
     }
-    let bytes = convert_bits(&data[..data.len() - 8], 5, 8, false).ok_or(invalid("cashaddr payload"))?;
+    let bytes =
+        convert_bits(&data[..data.len() - 8], 5, 8, false).ok_or(invalid("cashaddr payload"))?;
     let (version, hash) = bytes.split_first().ok_or(invalid("cashaddr payload"))?;
     if hash.len() != 20 {
         return Err(invalid("only 160-bit cashaddr hashes are supported"));
@@ -310,34 +314,97 @@ mod tests {
     #[test]
     fn the_fixed_chains_address_a() {
         let want = "3d4d2ea7c2eb16116423852a609a7dd47130c2fa9f099c1ae90610533f768ba8";
-        assert_eq!(scripthash("myxkh5cD5UFyCRdMv6btddc3AY3Zwg5zjm", Network::Regtest).as_deref(), Ok(want));
-        assert_eq!(scripthash("bchreg:qr99xe9h87llfuw7sperpt44ethul3882gzjpf4pht", Network::Regtest).as_deref(), Ok(want));
-        assert_eq!(scripthash("qr99xe9h87llfuw7sperpt44ethul3882gzjpf4pht", Network::Regtest).as_deref(), Ok(want));
-        assert_eq!(scripthash("BCHREG:QR99XE9H87LLFUW7SPERPT44ETHUL3882GZJPF4PHT", Network::Regtest).as_deref(), Ok(want));
-        assert_eq!(script_to_scripthash(&[0x51]), "6032c38c0bc0e91e726f1e55e1832e434509001a7aed5cfd881b6ef07215e84a");
+        assert_eq!(
+            scripthash("myxkh5cD5UFyCRdMv6btddc3AY3Zwg5zjm", Network::Regtest).as_deref(),
+            Ok(want)
+        );
+        assert_eq!(
+            scripthash(
+                "bchreg:qr99xe9h87llfuw7sperpt44ethul3882gzjpf4pht",
+                Network::Regtest
+            )
+            .as_deref(),
+            Ok(want)
+        );
+        assert_eq!(
+            scripthash(
+                "qr99xe9h87llfuw7sperpt44ethul3882gzjpf4pht",
+                Network::Regtest
+            )
+            .as_deref(),
+            Ok(want)
+        );
+        assert_eq!(
+            scripthash(
+                "BCHREG:QR99XE9H87LLFUW7SPERPT44ETHUL3882GZJPF4PHT",
+                Network::Regtest
+            )
+            .as_deref(),
+            Ok(want)
+        );
+        assert_eq!(
+            script_to_scripthash(&[0x51]),
+            "6032c38c0bc0e91e726f1e55e1832e434509001a7aed5cfd881b6ef07215e84a"
+        );
     }
 
     #[test]
     fn bip173_and_bip350_vectors() {
-        let v0 = script_pubkey("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4", Network::Mainnet).expect("v0");
+        let v0 = script_pubkey(
+            "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",
+            Network::Mainnet,
+        )
+        .expect("v0");
         assert_eq!(hex(&v0), "0014751e76e8199196d454941c45d1b3a323f1433bd6");
-        let v1 = script_pubkey("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0", Network::Mainnet).expect("taproot");
-        assert_eq!(hex(&v1), "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798");
+        let v1 = script_pubkey(
+            "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0",
+            Network::Mainnet,
+        )
+        .expect("taproot");
+        assert_eq!(
+            hex(&v1),
+            "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+        );
         // A v0 address with a bech32m checksum, and a v1 with bech32: refused.
-        assert!(script_pubkey("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kemeawh", Network::Mainnet).is_err());
-        assert!(script_pubkey("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd", Network::Mainnet).is_err());
-        assert_eq!(script_pubkey("tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx", Network::Mainnet), Err(AddressError::WrongNetwork));
+        assert!(script_pubkey(
+            "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kemeawh",
+            Network::Mainnet
+        )
+        .is_err());
+        assert!(script_pubkey(
+            "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd",
+            Network::Mainnet
+        )
+        .is_err());
+        assert_eq!(
+            script_pubkey(
+                "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx",
+                Network::Mainnet
+            ),
+            Err(AddressError::WrongNetwork)
+        );
     }
 
     #[test]
     fn base58_vectors() {
         // The genesis coinbase address and a well-known P2SH.
-        let p2pkh = script_pubkey("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", Network::Mainnet).expect("p2pkh");
-        assert_eq!(hex(&p2pkh), "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac");
-        let p2sh = script_pubkey("3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy", Network::Mainnet).expect("p2sh");
+        let p2pkh =
+            script_pubkey("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", Network::Mainnet).expect("p2pkh");
+        assert_eq!(
+            hex(&p2pkh),
+            "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac"
+        );
+        let p2sh =
+            script_pubkey("3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy", Network::Mainnet).expect("p2sh");
         assert_eq!(hex(&p2sh), "a914b472a266d0bd89c13706a4132ccfb16f7c3b9fcb87");
-        assert_eq!(script_pubkey("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb", Network::Mainnet), Err(AddressError::Invalid("base58 checksum")));
-        assert_eq!(script_pubkey("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", Network::Testnet), Err(AddressError::WrongNetwork));
+        assert_eq!(
+            script_pubkey("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb", Network::Mainnet),
+            Err(AddressError::Invalid("base58 checksum"))
+        );
+        assert_eq!(
+            script_pubkey("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", Network::Testnet),
+            Err(AddressError::WrongNetwork)
+        );
         assert!(script_pubkey("0OIl", Network::Mainnet).is_err());
         assert!(script_pubkey("", Network::Mainnet).is_err());
     }
@@ -345,10 +412,25 @@ mod tests {
     #[test]
     fn cashaddr_vectors() {
         // The same hash as 1BpEi6DfDAUFd7GtittLSdBeYJvcoaVggu.
-        let a = script_pubkey("bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a", Network::Mainnet).expect("cashaddr");
-        let b = script_pubkey("1BpEi6DfDAUFd7GtittLSdBeYJvcoaVggu", Network::Mainnet).expect("legacy");
+        let a = script_pubkey(
+            "bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a",
+            Network::Mainnet,
+        )
+        .expect("cashaddr");
+        let b =
+            script_pubkey("1BpEi6DfDAUFd7GtittLSdBeYJvcoaVggu", Network::Mainnet).expect("legacy");
         assert_eq!(a, b);
-        assert!(script_pubkey("bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6b", Network::Mainnet).is_err());
-        assert_eq!(script_pubkey("bchtest:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a", Network::Mainnet), Err(AddressError::WrongNetwork));
+        assert!(script_pubkey(
+            "bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6b",
+            Network::Mainnet
+        )
+        .is_err());
+        assert_eq!(
+            script_pubkey(
+                "bchtest:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a",
+                Network::Mainnet
+            ),
+            Err(AddressError::WrongNetwork)
+        );
     }
 }

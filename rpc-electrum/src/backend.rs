@@ -14,6 +14,7 @@ use tower::Service;
 
 use crate::config::{BuildError, Config, TlsVerify};
 use crate::worker::{self, Command, Notification, Shared, CONNECTED, DISCONNECTED};
+use crate::TipBoard;
 
 /// An Electrum server as a [`JsonRpcService`](rpc_core::JsonRpcService):
 /// newline-delimited JSON-RPC 2.0 over one long-lived TCP or TLS connection,
@@ -66,6 +67,7 @@ pub struct ElectrumBackend {
     semaphore: PollSemaphore,
     permit: Option<OwnedSemaphorePermit>,
     request_timeout: Duration,
+    stale: Option<(TipBoard, u64)>,
 }
 
 impl Clone for ElectrumBackend {
@@ -76,6 +78,7 @@ impl Clone for ElectrumBackend {
             semaphore: self.semaphore.clone(),
             permit: None,
             request_timeout: self.request_timeout,
+            stale: self.stale.clone(),
         }
     }
 }
@@ -117,6 +120,23 @@ impl ElectrumBackend {
     /// How many times the connection has been (re)established.
     pub fn connects(&self) -> u64 {
         self.shared.connects.load(Ordering::Relaxed)
+    }
+
+    /// The server's tip height, once known (it is followed from the first
+    /// connection on).
+    pub fn tip(&self) -> Option<u64> {
+        match self.shared.tip.load(Ordering::Relaxed) {
+            0 => None,
+            h => Some(h),
+        }
+    }
+
+    /// How far this server is behind the best tip on its [`TipBoard`], when
+    /// that is more than allowed.
+    fn blocks_behind(&self) -> Option<u64> {
+        let (board, max) = self.stale.as_ref()?;
+        let behind = board.best().saturating_sub(self.tip()?);
+        (behind > *max).then_some(behind)
     }
 
     /// The server's software and negotiated protocol version, from the last
@@ -206,6 +226,22 @@ impl ElectrumBackendBuilder {
         self.set(|c| c.max_line = bytes.max(1024))
     }
 
+    /// Refuse a server on another network: after each handshake,
+    /// `server.features` must report this genesis block hash (hex), or the
+    /// connection is dropped and retried later, and calls fail as not sent.
+    pub fn expect_genesis(self, hash: impl Into<String>) -> Self {
+        let hash = hash.into();
+        self.set(|c| c.expect_genesis = Some(hash))
+    }
+
+    /// Compare this server's tip with the others posting to `board`: while it
+    /// is more than `max_behind` blocks behind the best (a server whose node
+    /// stopped still answers pings), calls fail at once as not sent, so a
+    /// failover group uses another server and takes this one out of service.
+    pub fn tip_board(self, board: TipBoard, max_behind: u64) -> Self {
+        self.set(|c| c.tip_board = Some((board, max_behind)))
+    }
+
     /// Calls in flight at once before `poll_ready` waits.
     pub fn max_in_flight(self, n: usize) -> Self {
         self.set(|c| c.max_in_flight = n.max(1))
@@ -223,7 +259,9 @@ impl ElectrumBackendBuilder {
             Some(v) => Some(crate::tls::client_config(v)?),
             None => None,
         };
-        let shared = Arc::new(Shared::new(config.name.clone()));
+        let board = config.tip_board.as_ref().map(|(b, _)| b.clone());
+        let max_behind = config.tip_board.as_ref().map(|(_, n)| *n);
+        let shared = Arc::new(Shared::new(config.name.clone(), board.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let semaphore = PollSemaphore::new(Arc::new(Semaphore::new(config.max_in_flight)));
         let request_timeout = config.request_timeout;
@@ -234,6 +272,7 @@ impl ElectrumBackendBuilder {
             semaphore,
             permit: None,
             request_timeout,
+            stale: board.zip(max_behind),
         })
     }
 }
@@ -267,6 +306,11 @@ impl Service<Request> for ElectrumBackend {
             Some(RpcError::Overloaded)
         } else if self.shared.state.load(Ordering::Acquire) == DISCONNECTED {
             Some(not_sent(&name, "not connected (reconnecting)"))
+        } else if let Some(behind) = self.blocks_behind() {
+            Some(not_sent(
+                &name,
+                &format!("stale tip: {behind} blocks behind the pool"),
+            ))
         } else {
             None
         };

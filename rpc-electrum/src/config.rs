@@ -36,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) backoff_max: Duration,
     pub(crate) max_line: usize,
     pub(crate) max_in_flight: usize,
+    pub(crate) expect_genesis: Option<String>,
+    pub(crate) tip_board: Option<(crate::TipBoard, u64)>,
 }
 
 /// Errors building an [`ElectrumBackend`](crate::ElectrumBackend).
@@ -92,6 +94,8 @@ impl Config {
             backoff_max: Duration::from_secs(30),
             max_line: 8 << 20,
             max_in_flight: 1024,
+            expect_genesis: None,
+            tip_board: None,
         })
     }
 }

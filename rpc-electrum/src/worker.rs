@@ -45,11 +45,16 @@ pub(crate) struct Shared {
     subs: Mutex<HashMap<String, Sub>>,
     pub(crate) connects: AtomicU64,
     pub(crate) server: Mutex<Option<(String, String)>>,
+    /// The server's tip height (0: not known yet).
+    pub(crate) tip: AtomicU64,
+    board: Option<crate::TipBoard>,
 }
 
 impl Shared {
-    pub(crate) fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(name: Arc<str>, board: Option<crate::TipBoard>) -> Self {
         Shared {
+            tip: AtomicU64::new(0),
+            board,
             name,
             state: AtomicU8::new(CONNECTING),
             notifications: broadcast::channel(1024).0,
@@ -61,6 +66,20 @@ impl Shared {
 
     fn set_state(&self, s: u8) {
         self.state.store(s, Ordering::Release);
+    }
+
+    /// Records a header (`{"height": n, ..}`) the server reported.
+    fn saw_header(&self, header: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct H {
+            height: u64,
+        }
+        if let Ok(h) = serde_json::from_slice::<H>(header) {
+            self.tip.store(h.height, Ordering::Relaxed);
+            if let Some(board) = &self.board {
+                board.post(h.height);
+            }
+        }
     }
 
     fn publish(&self, method: Arc<str>, params: RawJson) {
@@ -216,6 +235,9 @@ async fn connect(
                     if let Ok(mut s) = shared.server.lock() {
                         *s = Some((software, protocol));
                     }
+                    if let Some(want) = &config.expect_genesis {
+                        check_genesis(&mut lines, &mut writer, want).await?;
+                    }
                     return Ok((lines, writer));
                 }
                 Ok(rpc_core::Payload::Error(e)) => {
@@ -236,6 +258,40 @@ async fn connect(
             "no connection and handshake within {:?}",
             config.connect_timeout
         )),
+    }
+}
+
+/// Asks `server.features` and refuses a server on another network.
+async fn check_genesis(lines: &mut Lines, writer: &mut Writer, want: &str) -> Result<(), String> {
+    const ID: u64 = u64::MAX;
+    let ask = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{ID},\"method\":\"server.features\",\"params\":[]}}\n"
+    );
+    writer
+        .write_all(ask.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let Some(line) = lines.next().await? else {
+            return Err("closed while asking server.features".to_owned());
+        };
+        let Ok(rpc_core::Payload::Result(raw)) = parse_response(&line, &Id::from(ID)) else {
+            continue;
+        };
+        #[derive(serde::Deserialize)]
+        struct Features {
+            genesis_hash: String,
+        }
+        let got: Features = raw
+            .deserialize()
+            .map_err(|e| format!("server.features: {e}"))?;
+        if !got.genesis_hash.eq_ignore_ascii_case(want) {
+            return Err(format!(
+                "wrong network: genesis {} (expected {want})",
+                got.genesis_hash
+            ));
+        }
+        return Ok(());
     }
 }
 
@@ -308,6 +364,15 @@ async fn session(
     let mut last_rx = Instant::now();
     let mut ping_sent: Option<Instant> = None;
 
+    // The backend always follows the tip (for `tip()` and stale-tip checks).
+    if let Ok(mut subs) = shared.subs.lock() {
+        subs.entry("blockchain.headers.subscribe".to_owned())
+            .or_insert_with(|| Sub {
+                method: Arc::from("blockchain.headers.subscribe"),
+                params: RawJson::from_static("[]").unwrap_or(RawJson::NULL),
+                last: None,
+            });
+    }
     // Re-establish subscriptions first, so no update is missed.
     let resubs: Vec<(String, Arc<str>, RawJson)> = shared
         .subs
@@ -473,6 +538,9 @@ fn handle_line(shared: &Shared, pending: &mut HashMap<u64, Pending>, line: Bytes
             let result = match payload {
                 Ok(payload) => {
                     if let (Some(key), rpc_core::Payload::Result(raw)) = (&sub, &payload) {
+                        if key == "blockchain.headers.subscribe" {
+                            shared.saw_header(raw.as_bytes());
+                        }
                         if let Ok(mut subs) = shared.subs.lock() {
                             if let Some(s) = subs.get_mut(key) {
                                 s.last = Some(raw.detached());
@@ -492,6 +560,9 @@ fn handle_line(shared: &Shared, pending: &mut HashMap<u64, Pending>, line: Bytes
             let Ok(rpc_core::Payload::Result(now)) = payload else {
                 return;
             };
+            if key == "blockchain.headers.subscribe" {
+                shared.saw_header(now.as_bytes());
+            }
             let changed = {
                 let Ok(mut subs) = shared.subs.lock() else {
                     return;
@@ -562,6 +633,11 @@ fn notification(shared: &Shared, method: &str, params: Option<Result<RawJson, se
                 })
             }
         };
+        if method == "blockchain.headers.subscribe" {
+            if let Some(header) = &status {
+                shared.saw_header(header.as_bytes());
+            }
+        }
         if let (Some(status), Ok(mut subs)) = (status, shared.subs.lock()) {
             if let Some(s) = subs.get_mut(&key) {
                 s.last = Some(status);

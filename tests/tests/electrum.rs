@@ -362,3 +362,186 @@ async fn a_failover_pool_keeps_answering_while_servers_die_and_freeze() {
         .collect();
     assert_eq!(status[2], ("ex2".to_owned(), true), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_another_network_is_refused() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let mainnet = "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f";
+    let wrong = ElectrumBackend::builder("wrong-net", &ex.tcp_url(0))
+        .expect_genesis(mainnet)
+        .backoff(Duration::from_millis(100), Duration::from_millis(200))
+        .build()
+        .expect("backend");
+    let right = ElectrumBackend::builder("right-net", &ex.tcp_url(0))
+        .expect_genesis(GENESIS)
+        .build()
+        .expect("backend");
+    call(&right, "server.ping", json!([]))
+        .await
+        .expect("same network");
+    let mut request = req(1, "server.ping", json!([]));
+    request
+        .extensions_mut()
+        .insert(Deadline::after(Duration::from_secs(5)));
+    let err = wrong
+        .clone()
+        .oneshot(request)
+        .await
+        .expect_err("wrong network");
+    assert!(matches!(err, RpcError::Connect { .. }), "{err}");
+    assert!(!wrong.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_tip_stopped_is_avoided() {
+    // Two deployments, each with its own node, on the same deterministic chain.
+    let stuck = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let moving = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let board = rpc_electrum::TipBoard::new();
+    let backend = |name: &str, url: String| {
+        ElectrumBackend::builder(name, &url)
+            .tip_board(board.clone(), 1)
+            .build()
+            .expect("backend")
+    };
+    let a = backend("stuck", stuck.tcp_url(0));
+    let b = backend("moving", moving.tcp_url(0));
+    let pool = FailoverLayer::new()
+        .classifier(MethodRules::electrum())
+        .failure_threshold(1)
+        .build(vec![
+            Member::new("stuck", a.clone()),
+            Member::new("moving", b.clone()),
+        ])
+        .expect("pool");
+    let r = pool
+        .clone()
+        .oneshot(req(1, "server.ping", json!([])))
+        .await
+        .expect("answer");
+    assert_eq!(
+        r.extensions().get::<rpc_core::ServedBy>().map(|s| &*s.0),
+        Some("stuck"),
+        "first in order"
+    );
+
+    moving.daemon("generate", json!([3])).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.tip() != Some(13) {
+        assert!(std::time::Instant::now() < deadline, "tip {:?}", b.tip());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.tip(), Some(10));
+    let r = pool
+        .clone()
+        .oneshot(req(2, "blockchain.headers.subscribe", json!([])))
+        .await
+        .expect("answer");
+    assert_eq!(
+        r.extensions().get::<rpc_core::ServedBy>().map(|s| &*s.0),
+        Some("moving")
+    );
+    assert_eq!(result(&r)["height"], 13, "the client sees the real tip");
+    let status: Vec<_> = pool
+        .members()
+        .map(|m| (m.name.to_string(), m.in_service))
+        .collect();
+    assert_eq!(status[0], ("stuck".to_owned(), false), "{status:?}");
+}
+
+/// A transaction spending an anyone-can-spend output of the fixed chain.
+fn spend_op_true(txid_hex: &str, vout: u32, value: u64) -> String {
+    let mut tx = Vec::new();
+    tx.extend_from_slice(&2u32.to_le_bytes());
+    tx.push(1);
+    let mut prev: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&txid_hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    prev.reverse();
+    tx.extend_from_slice(&prev);
+    tx.extend_from_slice(&vout.to_le_bytes());
+    tx.push(0); // empty scriptSig: OP_TRUE needs nothing
+    tx.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
+    tx.push(1);
+    tx.extend_from_slice(&(value - 10_000).to_le_bytes());
+    tx.extend_from_slice(&[1, 0x51]);
+    tx.extend_from_slice(&0u32.to_le_bytes());
+    tx.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_transaction_is_broadcast() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let b = fast("ex", &ex.tcp_url(0));
+    let utxos = call(
+        &b,
+        "blockchain.scripthash.listunspent",
+        json!([OP_TRUE_SCRIPTHASH]),
+    )
+    .await
+    .expect("utxos");
+    let utxo = utxos
+        .as_array()
+        .and_then(|u| {
+            u.iter()
+                .find(|u| u["height"].as_u64().is_some_and(|h| h > 0))
+        })
+        .expect("a confirmed anyone-can-spend output");
+    let raw = spend_op_true(
+        utxo["tx_hash"].as_str().expect("hash"),
+        u32::try_from(utxo["tx_pos"].as_u64().expect("pos")).expect("small"),
+        utxo["value"].as_u64().expect("value"),
+    );
+    let txid = call(&b, "blockchain.transaction.broadcast", json!([raw]))
+        .await
+        .expect("broadcast");
+    let txid = txid.as_str().expect("a txid").to_owned();
+    assert_eq!(txid.len(), 64);
+    let back = call(&b, "blockchain.transaction.get", json!([txid]))
+        .await
+        .expect("in the mempool");
+    assert_eq!(back.as_str(), Some(raw.as_str()));
+    // Spending it again is the node's own refusal, passed through as an answer.
+    let again = call(&b, "blockchain.transaction.broadcast", json!([raw]))
+        .await
+        .expect("an answer");
+    assert!(
+        again["error"].as_i64().is_some() || again.as_str() == Some(txid.as_str()),
+        "{again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitcoin_cash_mode_with_a_cashaddr() {
+    use rpc_electrum::address::{scripthash, Network};
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        bch: true,
+        ..Default::default()
+    });
+    let b = fast("bch", &ex.tcp_url(0));
+    let sh = scripthash(
+        "bchreg:qr99xe9h87llfuw7sperpt44ethul3882gzjpf4pht",
+        Network::Regtest,
+    )
+    .expect("cashaddr");
+    assert_eq!(sh, A_SCRIPTHASH);
+    let balance = call(&b, "blockchain.scripthash.get_balance", json!([sh]))
+        .await
+        .expect("balance");
+    assert_eq!(balance["confirmed"], 6_100_000_000u64);
+    let (software, _) = b.server_version().expect("handshake");
+    assert!(software.starts_with("ElectrumX"));
+}
