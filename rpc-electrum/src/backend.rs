@@ -306,13 +306,13 @@ impl Service<Request> for ElectrumBackend {
             Some(RpcError::Overloaded)
         } else if self.shared.state.load(Ordering::Acquire) == DISCONNECTED {
             Some(not_sent(&name, "not connected (reconnecting)"))
-        } else if let Some(behind) = self.blocks_behind() {
-            Some(not_sent(
-                &name,
-                &format!("stale tip: {behind} blocks behind the pool"),
-            ))
         } else {
-            None
+            self.blocks_behind().map(|behind| {
+                not_sent(
+                    &name,
+                    &format!("stale tip: {behind} blocks behind the pool"),
+                )
+            })
         };
         let started = Instant::now();
         let deadline = match request.deadline() {
