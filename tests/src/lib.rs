@@ -628,6 +628,56 @@ impl ElectrumX {
         assert!(ok, "kill -{name} {} failed", self.pids[i]);
     }
 
+    /// Starts server `i` again after it was killed, on the same ports and
+    /// database (the environment `start.sh` recorded), and waits (up to 30 s)
+    /// until it answers.
+    pub fn restart(&mut self, i: usize) {
+        let env_file = self.state.join(format!("electrumx-{}.env", i + 1));
+        let vars = std::fs::read_to_string(&env_file).expect("the recorded environment");
+        let venv = workspace_root().join("tests/electrumx/.venv/bin/electrumx_server");
+        let log = std::fs::File::create(
+            self.state
+                .join(format!("logs/electrumx-{}-restart.log", i + 1)),
+        )
+        .expect("log file");
+        let mut cmd = Command::new(venv);
+        cmd.env_clear();
+        for line in vars.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart electrumx");
+        self.pids[i] = child.id();
+        // stop.sh stops what the pid files name.
+        let _ = std::fs::write(
+            self.state.join(format!("pids/electrumx-{}.pid", i + 1)),
+            child.id().to_string(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.tcp_ports[i])) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let hello = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server.version\",\"params\":[\"t\",\"1.4\"]}\n";
+                let mut buf = [0u8; 256];
+                if s.write_all(hello).is_ok() && s.read(&mut buf).is_ok_and(|n| n > 0) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ElectrumX #{i} did not come back"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Calls the fake bitcoind (`generate`, `fake_send`, `fake_info`, ...).
     pub async fn daemon(&self, method: &str, params: Value) -> Value {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});

@@ -545,3 +545,66 @@ async fn bitcoin_cash_mode_with_a_cashaddr() {
     let (software, _) = b.server_version().expect("handshake");
     assert!(software.starts_with("ElectrumX"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_subscriptions_resume_and_the_missed_block_is_reported() {
+    let mut ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let b = fast("ex", &ex.tcp_url(0));
+    let mut notes = b.notifications();
+    let tip = call(&b, "blockchain.headers.subscribe", json!([]))
+        .await
+        .expect("tip");
+    assert_eq!(tip["height"], 10);
+
+    // A call in flight when the server dies fails at once; calls while it is
+    // down fail fast as not sent.
+    let in_flight = tokio::spawn(b.clone().oneshot(req(
+        1,
+        "blockchain.scripthash.get_history",
+        json!([A_SCRIPTHASH]),
+    )));
+    ex.signal(0, "KILL");
+    match in_flight.await.expect("task") {
+        Ok(_) => {} // it may have been answered before the kill landed
+        Err(e) => assert!(
+            matches!(
+                e,
+                RpcError::ConnectionClosed { .. } | RpcError::Connect { .. }
+            ),
+            "{e}"
+        ),
+    }
+    // A block is mined while the server is down: the subscriber must still
+    // learn about it.
+    ex.daemon("generate", json!([1])).await;
+    ex.restart(0);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = tokio::time::timeout_at(deadline, notes.recv())
+            .await
+            .expect("the missed block is reported after the reconnect")
+            .expect("not lagged");
+        let params: Value = serde_json::from_slice(n.params.as_bytes()).expect("json");
+        if &*n.method == "blockchain.headers.subscribe" && params[0]["height"] == 11 {
+            break;
+        }
+    }
+    assert!(b.connects() >= 2);
+    assert_eq!(b.tip(), Some(11));
+    let balance = call(
+        &b,
+        "blockchain.scripthash.get_balance",
+        json!([A_SCRIPTHASH]),
+    )
+    .await
+    .expect("serving again");
+    // Block 11 mined the mempool's 0.5 to A.
+    assert_eq!(
+        balance,
+        json!({"confirmed": 6_150_000_000u64, "unconfirmed": 0})
+    );
+}
