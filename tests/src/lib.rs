@@ -535,6 +535,8 @@ pub struct ElectrumX {
     /// The self-signed certificate (PEM) when started with TLS.
     pub cert: Option<PathBuf>,
     state: PathBuf,
+    /// Servers started again by [`restart`](Self::restart), reaped on drop.
+    restarted: Vec<Child>,
 }
 
 /// Options for [`ElectrumX::start`].
@@ -602,6 +604,7 @@ impl ElectrumX {
                 daemon_port: var("FAKE_BITCOIND_PORT").parse().expect("daemon port"),
                 cert: (!cert.is_empty()).then(|| PathBuf::from(cert)),
                 state,
+                restarted: Vec::new(),
             };
         }
         panic!("ElectrumX did not start: {last_err}");
@@ -703,6 +706,10 @@ impl Drop for ElectrumX {
             .arg(workspace_root().join("tests/electrumx/stop.sh"))
             .env("EX_STATE", &self.state)
             .output();
+        for mut child in self.restarted.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.state);
     }
 }
