@@ -650,17 +650,19 @@ impl ElectrumX {
                 cmd.env(k, v);
             }
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("restart electrumx");
-        self.pids[i] = child.id();
+        self.restarted.push(
+            cmd.stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("restart electrumx"),
+        );
+        let pid = self.restarted.last().map_or(0, Child::id);
+        self.pids[i] = pid;
         // stop.sh stops what the pid files name.
         let _ = std::fs::write(
             self.state.join(format!("pids/electrumx-{}.pid", i + 1)),
-            child.id().to_string(),
+            pid.to_string(),
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
