@@ -11,11 +11,13 @@
 pub mod address;
 mod backend;
 mod config;
+mod pool;
 mod tls;
 mod worker;
 
 pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture};
 pub use config::{BuildError, TlsVerify};
+pub use pool::PoolSubscriptions;
 pub use worker::Notification;
 
 /// The best tip height among a pool of servers, shared by their backends

@@ -608,3 +608,129 @@ async fn after_a_restart_subscriptions_resume_and_the_missed_block_is_reported()
         json!({"confirmed": 6_150_000_000u64, "unconfirmed": 0})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_subscriptions_survive_the_death_of_a_server() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 2,
+        ..Default::default()
+    });
+    let servers = vec![fast("ex0", &ex.tcp_url(0)), fast("ex1", &ex.tcp_url(1))];
+    let mut subs = rpc_electrum::PoolSubscriptions::new(servers);
+    let tip = subs
+        .subscribe(
+            "blockchain.headers.subscribe",
+            RawJson::from_static("[]").expect("json"),
+        )
+        .await
+        .expect("subscribed");
+    assert_eq!(result(&tip)["height"], 10);
+    subs.subscribe(
+        "blockchain.scripthash.subscribe",
+        RawJson::from_bytes(format!("[\"{A_SCRIPTHASH}\"]")).expect("json"),
+    )
+    .await
+    .expect("subscribed");
+
+    // The server that answered first dies; updates keep coming from the other.
+    ex.signal(0, "KILL");
+    ex.daemon("generate", json!([1])).await;
+    let mut heights = Vec::new();
+    let mut statuses = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while heights.is_empty() || statuses == 0 {
+        let n = tokio::time::timeout_at(deadline, subs.next())
+            .await
+            .expect("updates within 20 s")
+            .expect("open");
+        let params: Value = serde_json::from_slice(n.params.as_bytes()).expect("json");
+        match &*n.method {
+            "blockchain.headers.subscribe" => heights.push(params[0]["height"].clone()),
+            "blockchain.scripthash.subscribe" => statuses += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(heights, [json!(11)], "block 11 once, not once per server");
+    // No duplicate of either update arrives from the other subscriptions.
+    let extra = tokio::time::timeout(Duration::from_secs(2), subs.next()).await;
+    assert!(extra.is_err(), "a duplicate: {extra:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_method_of_the_protocol_answers() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let b = fast("ex", &ex.tcp_url(0));
+    let mempool = call(
+        &b,
+        "blockchain.scripthash.get_mempool",
+        json!([A_SCRIPTHASH]),
+    )
+    .await
+    .expect("mempool");
+    assert_eq!(
+        mempool.as_array().map(Vec::len),
+        Some(1),
+        "the 0.5 to A waits in the mempool: {mempool}"
+    );
+    let headers = call(&b, "blockchain.block.headers", json!([0, 5]))
+        .await
+        .expect("headers");
+    assert_eq!(headers["count"], 5);
+    // Protocol 1.4 answers one hex string; 1.6 a list of headers.
+    let total: usize = match (headers["hex"].as_str(), headers["headers"].as_array()) {
+        (Some(hex), _) => hex.len(),
+        (None, Some(list)) => list.iter().filter_map(Value::as_str).map(str::len).sum(),
+        _ => 0,
+    };
+    assert_eq!(total, 5 * 160, "{headers}");
+    let history = call(
+        &b,
+        "blockchain.scripthash.get_history",
+        json!([A_SCRIPTHASH]),
+    )
+    .await
+    .expect("history");
+    let confirmed = history
+        .as_array()
+        .and_then(|h| {
+            h.iter()
+                .find(|t| t["height"].as_i64().is_some_and(|h| h > 0))
+        })
+        .cloned()
+        .expect("a confirmed tx");
+    let merkle = call(
+        &b,
+        "blockchain.transaction.get_merkle",
+        json!([confirmed["tx_hash"], confirmed["height"]]),
+    )
+    .await
+    .expect("merkle");
+    assert_eq!(merkle["block_height"], confirmed["height"]);
+    let txid = call(
+        &b,
+        "blockchain.transaction.id_from_pos",
+        json!([confirmed["height"], merkle["pos"]]),
+    )
+    .await
+    .expect("id");
+    assert_eq!(txid, confirmed["tx_hash"]);
+    for (method, params) in [
+        ("blockchain.estimatefee", json!([2])),
+        ("mempool.get_fee_histogram", json!([])),
+        ("server.banner", json!([])),
+        ("server.donation_address", json!([])),
+        ("server.peers.subscribe", json!([])),
+    ] {
+        let v = call(&b, method, params).await.expect(method);
+        assert!(v.get("error").is_none(), "{method}: {v}");
+    }
+    // Removed from the protocol in 1.6 (negotiated by default): the server's
+    // own "method not found" is an answer, passed through.
+    let gone = call(&b, "blockchain.relayfee", json!([]))
+        .await
+        .expect("an answer");
+    assert!(gone.get("error").is_some() || gone.is_number(), "{gone}");
+}
