@@ -1,7 +1,5 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -184,9 +182,7 @@ impl<S: JsonRpcService, St: CacheStore> Service<Request> for Cache<S, St> {
     fn call(&mut self, request: Request) -> ResponseFuture {
         let inner = self.inner.clone();
         let state = self.state.clone();
-        ResponseFuture {
-            inner: Box::pin(run(inner, state, request)),
-        }
+        ResponseFuture::new(run(inner, state, request))
     }
 }
 
@@ -300,20 +296,4 @@ async fn upstream<S: JsonRpcService, St: CacheStore>(
 
 /// The future of a [`Cache`] call (boxed: a hit awaits the store, a miss the
 /// inner service).
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>,
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response, RpcError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
+pub type ResponseFuture = rpc_core::BoxedResponseFuture;

@@ -68,3 +68,46 @@ where
 /// # drop(boxed);
 /// ```
 pub type BoxJsonRpcService = BoxCloneSyncService<Request, Response, RpcError>;
+
+/// A boxed, `Send` response future: the `Future` of layers and backends whose
+/// logic is an `async` block (groups, the cache, the Electrum backend). One
+/// allocation per call; a named type, so it can change without breaking users.
+///
+/// ```
+/// use rpc_core::{BoxedResponseFuture, Id, RawJson, Response};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let fut = BoxedResponseFuture::new(async { Ok(Response::result(Id::Null, RawJson::NULL)) });
+/// assert!(fut.await.is_ok());
+/// # }
+/// ```
+pub struct BoxedResponseFuture {
+    inner: std::pin::Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>,
+}
+
+impl BoxedResponseFuture {
+    /// Boxes `future`.
+    pub fn new(future: impl Future<Output = Result<Response, RpcError>> + Send + 'static) -> Self {
+        BoxedResponseFuture {
+            inner: Box::pin(future),
+        }
+    }
+}
+
+impl Future for BoxedResponseFuture {
+    type Output = Result<Response, RpcError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for BoxedResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoxedResponseFuture")
+            .finish_non_exhaustive()
+    }
+}

@@ -1,6 +1,4 @@
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -321,46 +319,28 @@ impl Service<Request> for ElectrumBackend {
         };
         let (reply, answer) = oneshot::channel();
         let sent = early.is_none() && self.tx.send(Command { request, reply }).is_ok();
-        ResponseFuture {
-            inner: Box::pin(async move {
-                let _permit = permit;
-                if let Some(err) = early {
-                    return Err(err);
-                }
-                if !sent {
-                    return Err(not_sent(&name, "the connection worker has stopped"));
-                }
-                match tokio::time::timeout_at(deadline, answer).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_)) => Err(RpcError::ConnectionClosed {
-                        backend: name,
-                        source: "the connection worker stopped".into(),
-                    }),
-                    Err(_) => Err(RpcError::Timeout {
-                        backend: Some(name),
-                        elapsed: started.elapsed(),
-                    }),
-                }
-            }),
-        }
+        ResponseFuture::new(async move {
+            let _permit = permit;
+            if let Some(err) = early {
+                return Err(err);
+            }
+            if !sent {
+                return Err(not_sent(&name, "the connection worker has stopped"));
+            }
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(RpcError::ConnectionClosed {
+                    backend: name,
+                    source: "the connection worker stopped".into(),
+                }),
+                Err(_) => Err(RpcError::Timeout {
+                    backend: Some(name),
+                    elapsed: started.elapsed(),
+                }),
+            }
+        })
     }
 }
 
 /// The future of an [`ElectrumBackend`] call.
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>,
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response, RpcError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
+pub type ResponseFuture = rpc_core::BoxedResponseFuture;

@@ -1,8 +1,6 @@
-use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rpc_core::{Attempts, JsonRpcService, Request, Response, RpcError};
@@ -20,36 +18,11 @@ fn with_attempts(mut response: Response, tried: u64) -> Response {
     response
 }
 
-type BoxedCall = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>;
-
-/// The future of a group call ([`Failover`](super::Failover), [`Quorum`](crate::Quorum)).
-///
-/// One allocation per call: the attempt loop is an `async` block. Next to a
-/// network round trip that is noise (see BENCHMARKS.md for the measured
-/// overhead of a healthy group).
-pub struct ResponseFuture {
-    inner: BoxedCall,
-}
-
-impl ResponseFuture {
-    pub(crate) fn new(inner: BoxedCall) -> Self {
-        ResponseFuture { inner }
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response, RpcError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
+/// The future of a group call ([`Failover`](super::Failover),
+/// [`Quorum`](crate::Quorum)): the attempt loop is an `async` block, boxed
+/// once per call. Next to a network round trip that is noise (see
+/// BENCHMARKS.md for the measured overhead of a healthy group).
+pub type ResponseFuture = rpc_core::BoxedResponseFuture;
 
 pub(crate) async fn run<S: JsonRpcService>(
     core: Arc<Core<S>>,

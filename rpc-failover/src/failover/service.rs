@@ -67,10 +67,10 @@ impl<S: JsonRpcService> Service<Request> for Failover<S> {
     }
 
     fn call(&mut self, request: Request) -> ResponseFuture {
-        ResponseFuture::new(Box::pin(super::future::run(
+        ResponseFuture::new(super::future::run(
             self.core.clone(),
             self.hedge.clone(),
             request,
-        )))
+        ))
     }
 }

@@ -80,7 +80,7 @@ impl<S: JsonRpcService> Service<Request> for Quorum<S> {
     }
 
     fn call(&mut self, request: Request) -> ResponseFuture {
-        ResponseFuture::new(Box::pin(run(self.clone(), request)))
+        ResponseFuture::new(run(self.clone(), request))
     }
 }
 
