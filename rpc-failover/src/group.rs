@@ -462,18 +462,34 @@ impl<'a, S> LazyNow<'a, S> {
     }
 }
 
-/// Clears the half-open flag and the in-flight count if an attempt is
-/// dropped before it finishes (a hedge that lost, a cancelled client).
-struct AttemptGuard<'a> {
+/// A member reserved for one attempt: counts it in flight and holds its
+/// half-open trial, both released on drop. Made when the member is picked,
+/// so an attempt dropped before it ever ran (a hedge or quorum call that
+/// finished first) still gives the trial back.
+pub(crate) struct Reservation<'a> {
     health: &'a Health,
-    probe: bool,
+    pick: Pick,
+    probe_held: bool,
 }
 
-impl Drop for AttemptGuard<'_> {
+impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.health.inflight.fetch_sub(1, Ordering::Relaxed);
-        if self.probe {
+        if self.probe_held {
             self.health.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl<S> Core<S> {
+    /// Reserves the picked member for an attempt.
+    pub(crate) fn reserve(&self, pick: Pick) -> Reservation<'_> {
+        let health = &self.health[pick.index];
+        health.inflight.fetch_add(1, Ordering::Relaxed);
+        Reservation {
+            health,
+            pick,
+            probe_held: pick.probe,
         }
     }
 }
@@ -486,21 +502,15 @@ impl<S: JsonRpcService> Core<S> {
     /// time left (then earlier attempts, not this member, used the time).
     pub(crate) async fn attempt(
         &self,
-        pick: Pick,
+        mut reservation: Reservation<'_>,
         request: Request,
         wait_ready: bool,
         call_started: Option<Instant>,
     ) -> Outcome {
+        let pick = reservation.pick;
         let member = &self.members[pick.index];
-        let health = &self.health[pick.index];
         let deadline = request.deadline();
         let mut svc = member.service.clone();
-
-        health.inflight.fetch_add(1, Ordering::Relaxed);
-        let mut guard = AttemptGuard {
-            health,
-            probe: pick.probe,
-        };
 
         // Readiness: a saturated member must not stall the group.
         let ready = match svc.ready().now_or_never() {
@@ -535,8 +545,8 @@ impl<S: JsonRpcService> Core<S> {
         let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
         // The attempt finished: the guard must not clear a probe flag that
         // on_success / on_failure now own.
-        guard.probe = false;
-        drop(guard);
+        reservation.probe_held = false;
+        drop(reservation);
 
         match result {
             Ok(mut response) => {
@@ -604,5 +614,37 @@ impl<S: JsonRpcService> Core<S> {
 
     pub(crate) fn classify(&self, request: &Request) -> crate::Idempotency {
         self.policy.classifier.classify(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Core<()> {
+        let policy = GroupPolicy {
+            failure_threshold: 1,
+            out_of_service: Duration::from_secs(1),
+            when_all_down: WhenAllDown::FailFast,
+            ..GroupPolicy::default()
+        };
+        Core::new(vec![Member::new("a", ())], policy).expect("core")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_reserved_but_never_run_is_given_back() {
+        let core = core();
+        core.on_failure(Pick { index: 0, probe: false }, &"refused");
+        assert!(core.pick(0).is_none(), "out of service");
+        tokio::time::advance(Duration::from_secs(1)).await;
+
+        let trial = core.pick(0).expect("the trial");
+        assert!(trial.probe);
+        assert!(core.pick(0).is_none(), "one trial at a time");
+        // A hedge or quorum attempt reserved and then dropped unpolled.
+        drop(core.reserve(trial));
+        let again = core.pick(0).expect("the trial is free again");
+        assert!(again.probe);
+        assert_eq!(core.health[0].inflight.load(Ordering::Relaxed), 0);
     }
 }

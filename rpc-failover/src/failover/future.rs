@@ -89,7 +89,7 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
         };
         tried |= 1 << pick.index;
         match core
-            .attempt(pick, request.clone(), wait_ready, started)
+            .attempt(core.reserve(pick), request.clone(), wait_ready, started)
             .await
         {
             Outcome::Answer(response) => return Ok(with_attempts(response, tried)),
@@ -119,8 +119,11 @@ pub(crate) fn launch<'a, S: JsonRpcService>(
     call_started: Option<Instant>,
 ) -> impl Future<Output = (Pick, Outcome, Instant)> + Send + 'a {
     let attempt_started = Instant::now();
+    // Reserved now, not when first polled: dropped unpolled, it still
+    // releases the member.
+    let reservation = core.reserve(pick);
     async move {
-        let outcome = core.attempt(pick, request, true, call_started).await;
+        let outcome = core.attempt(reservation, request, true, call_started).await;
         (pick, outcome, attempt_started)
     }
 }
