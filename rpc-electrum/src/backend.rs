@@ -11,7 +11,7 @@ use tokio_util::sync::PollSemaphore;
 use tower::Service;
 
 use crate::config::{BuildError, Config, TlsVerify};
-use crate::worker::{self, Command, Notification, Shared, CONNECTED, DISCONNECTED};
+use crate::worker::{self, Command, Notification, Shared, CONNECTED, CONNECTING, DISCONNECTED};
 use crate::TipBoard;
 
 /// An Electrum server as a [`JsonRpcService`](rpc_core::JsonRpcService):
@@ -26,9 +26,11 @@ use crate::TipBoard;
 ///   connection alive and a silent server (a frozen process, a dropped
 ///   network) is declared dead after `ping_interval + ping_timeout`.
 /// * When the connection drops, calls in flight fail at once with
-///   [`RpcError::ConnectionClosed`] (maybe delivered); while it is down, calls
-///   fail at once with [`RpcError::Connect`] (not sent), so a failover group
-///   moves on. Reconnects back off exponentially with jitter.
+///   [`RpcError::ConnectionClosed`] (maybe delivered); while it is down or
+///   being re-established, calls fail at once with [`RpcError::Connect`] (not
+///   sent), so a failover group moves on. Only calls made before the very
+///   first connection wait for it. Reconnects back off exponentially with
+///   jitter.
 /// * Every call has a deadline: the request's [`Deadline`](rpc_core::Deadline)
 ///   or `request_timeout`, whichever is sooner.
 ///
@@ -118,6 +120,18 @@ impl ElectrumBackend {
     /// How many times the connection has been (re)established.
     pub fn connects(&self) -> u64 {
         self.shared.connects.load(Ordering::Relaxed)
+    }
+
+    /// Down: waiting out a backoff, or trying to reconnect after having been
+    /// connected. Only calls made before the very first connection wait for
+    /// it; later ones fail fast, so a pool never waits on a server that is
+    /// being reconnected (a connect can hang up to `connect_timeout`).
+    fn is_down(&self) -> bool {
+        match self.shared.state.load(Ordering::Acquire) {
+            DISCONNECTED => true,
+            CONNECTING => self.connects() > 0,
+            _ => false,
+        }
     }
 
     /// The server's tip height, once known (it is followed from the first
@@ -302,7 +316,7 @@ impl Service<Request> for ElectrumBackend {
         };
         let early = if permit.is_none() {
             Some(RpcError::Overloaded)
-        } else if self.shared.state.load(Ordering::Acquire) == DISCONNECTED {
+        } else if self.is_down() {
             Some(not_sent(&name, "not connected (reconnecting)"))
         } else {
             self.blocks_behind().map(|behind| {

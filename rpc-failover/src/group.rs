@@ -634,7 +634,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_trial_reserved_but_never_run_is_given_back() {
         let core = core();
-        core.on_failure(Pick { index: 0, probe: false }, &"refused");
+        core.on_failure(
+            Pick {
+                index: 0,
+                probe: false,
+            },
+            &"refused",
+        );
         assert!(core.pick(0).is_none(), "out of service");
         tokio::time::advance(Duration::from_secs(1)).await;
 
