@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use rpc_core::{Payload, Request, Response};
+use rpc_core::{Payload, Response};
 use serde_json::Value;
 
 /// How one method is cached.
@@ -267,15 +267,16 @@ impl CacheRules {
         }
     }
 
-    /// What to do with a call, before it is made.
-    pub(crate) fn plan(&self, request: &Request, params: &Value, head: u64) -> Plan {
+    /// What to do with a call under `rule` (its method's [`rule`](Self::rule)),
+    /// before it is made.
+    pub(crate) fn plan(&self, rule: Rule, params: &Value, head: u64) -> Plan {
         let arg = |i: usize| -> Option<&Value> {
             match params {
                 Value::Array(a) => a.get(i),
                 _ => None,
             }
         };
-        match self.rule(request.method()) {
+        match rule {
             Rule::Never => Plan::Skip,
             Rule::Forever => Plan::Store(None),
             Rule::Ttl(d) => Plan::Store(Some(d)),
@@ -428,7 +429,7 @@ mod tests {
     use serde_json::json;
 
     fn plan(rules: &CacheRules, method: &str, params: Value, head: u64) -> Plan {
-        rules.plan(&Request::new(method), &params, head)
+        rules.plan(rules.rule(method), &params, head)
     }
 
     const S: Option<Duration> = Some(Duration::from_secs(1));

@@ -198,7 +198,8 @@ async fn run<S: JsonRpcService, St: CacheStore>(
 ) -> Result<Response, RpcError> {
     // Decided by the method alone first: uncacheable calls (a broadcast with
     // a large payload) are never parsed.
-    if request.is_notification() || state.rules.rule(request.method()) == Rule::Never {
+    let rule = state.rules.rule(request.method());
+    if request.is_notification() || rule == Rule::Never {
         return bypass(inner, request).await;
     }
     let Some(params) = parse_params(&request) else {
@@ -206,7 +207,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     };
     let plan = state
         .rules
-        .plan(&request, &params, state.head.load(Ordering::Relaxed));
+        .plan(rule, &params, state.head.load(Ordering::Relaxed));
     if plan == Plan::Skip {
         return bypass(inner, request).await;
     }
