@@ -57,18 +57,30 @@ impl Drop for PoolSubscriptions {
     }
 }
 
+/// What a subscription is about: the method, plus the scripthash (the first
+/// param, as JSON text) for address subscriptions. The same for a
+/// subscribe call's params and for the server's notification params.
+fn subject(method: &str, params: &RawJson) -> String {
+    if method != "blockchain.scripthash.subscribe" {
+        return method.to_owned();
+    }
+    let args: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(params.as_bytes()).unwrap_or_default();
+    format!("{method}{}", args.first().map_or("", |a| a.get()))
+}
+
 /// The subject and status of a notification, for de-duplication.
 fn identity(n: &Notification) -> (String, Vec<u8>) {
-    let args: Vec<&serde_json::value::RawValue> =
-        serde_json::from_slice(n.params.as_bytes()).unwrap_or_default();
-    match &*n.method {
-        "blockchain.scripthash.subscribe" => (
-            format!("{}{}", n.method, args.first().map_or("", |a| a.get())),
+    let status = match &*n.method {
+        "blockchain.scripthash.subscribe" => {
+            let args: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(n.params.as_bytes()).unwrap_or_default();
             args.get(1)
-                .map_or(Vec::new(), |s| s.get().as_bytes().to_vec()),
-        ),
-        _ => (n.method.to_string(), n.params.as_bytes().to_vec()),
-    }
+                .map_or(Vec::new(), |s| s.get().as_bytes().to_vec())
+        }
+        _ => n.params.as_bytes().to_vec(),
+    };
+    (subject(&n.method, &n.params), status)
 }
 
 impl PoolSubscriptions {
@@ -133,14 +145,7 @@ impl PoolSubscriptions {
         let response = first.ok_or(last_err)?;
         // The current status counts as seen: only changes are delivered.
         if let Some(raw) = response.result_json() {
-            let subject = match method {
-                "blockchain.scripthash.subscribe" => {
-                    let args: Vec<&serde_json::value::RawValue> =
-                        serde_json::from_slice(params.as_bytes()).unwrap_or_default();
-                    format!("{method}{}", args.first().map_or("", |a| a.get()))
-                }
-                _ => method.to_owned(),
-            };
+            let key = subject(method, &params);
             let status = match method {
                 "blockchain.headers.subscribe" => {
                     format!("[{}]", String::from_utf8_lossy(raw.as_bytes())).into_bytes()
@@ -148,7 +153,7 @@ impl PoolSubscriptions {
                 _ => raw.as_bytes().to_vec(),
             };
             if let Ok(mut seen) = self.seen.lock() {
-                seen.insert(subject, status);
+                seen.insert(key, status);
             }
         }
         Ok(response)
