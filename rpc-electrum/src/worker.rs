@@ -16,6 +16,12 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::Config;
 
+/// Empty positional params, `[]`.
+fn no_params() -> RawJson {
+    // "[]" is valid JSON; the fallback is never taken.
+    RawJson::from_static("[]").unwrap_or(RawJson::NULL)
+}
+
 pub(crate) const CONNECTING: u8 = 0;
 pub(crate) const CONNECTED: u8 = 1;
 pub(crate) const DISCONNECTED: u8 = 2;
@@ -369,7 +375,7 @@ async fn session(
         subs.entry("blockchain.headers.subscribe".to_owned())
             .or_insert_with(|| Sub {
                 method: Arc::from("blockchain.headers.subscribe"),
-                params: RawJson::from_static("[]").unwrap_or(RawJson::NULL),
+                params: no_params(),
                 last: None,
             });
     }
@@ -429,7 +435,7 @@ async fn session(
                         } else {
                             subs.entry(key.clone()).or_insert_with(|| Sub {
                                 method: request.method_arc().clone(),
-                                params: request.params().cloned().unwrap_or_else(|| RawJson::from_static("[]").unwrap_or(RawJson::NULL)),
+                                params: request.params().cloned().unwrap_or_else(no_params),
                                 last: None,
                             });
                         }
@@ -604,7 +610,7 @@ fn missed_params(method: &str, sub_params: &RawJson, now: &RawJson) -> Option<Ra
 fn notification(shared: &Shared, method: &str, params: Option<Result<RawJson, serde_json::Error>>) {
     let params = match params {
         Some(Ok(p)) => p,
-        _ => RawJson::from_static("[]").unwrap_or(RawJson::NULL),
+        _ => no_params(),
     };
     // Remember the status, so a reconnect can tell whether it changed.
     let key = match method {
