@@ -44,15 +44,18 @@ pub mod filter;
 mod http_backend;
 mod id;
 pub mod parse;
+#[cfg(feature = "rate-limit")]
+pub mod ratelimit;
 mod raw;
 mod request;
 mod response;
+pub mod route;
 pub mod server;
 mod service;
 
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
-pub use ext::{Attempts, BatchPosition, CacheStatus, ServedBy};
+pub use ext::{ApiKey, Attempts, BatchPosition, CacheStatus, ServedBy};
 pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::RawJson;

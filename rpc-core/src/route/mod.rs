@@ -1,0 +1,296 @@
+//! Per-method routing: each call goes to the service registered for its
+//! method, so that, say, `eth_sendRawTransaction` reaches a sequencer group
+//! while reads go to a pool of providers.
+//!
+//! Patterns are the [filter](crate::filter)'s: exact names (`eth_call`) or
+//! prefixes ending in `*` (`eth_*`, `debug_*`). An exact name wins over any
+//! prefix and a longer prefix over a shorter one, whatever the order routes
+//! were added in. A method that matches no route goes to the default service,
+//! or, without one, is answered with `-32601` (HTTP 403) without calling
+//! anything.
+//!
+//! [`MethodRouter`] is a service, not a layer: it sits above several stacks
+//! (each usually a failover group with its own retry and cache), and layers
+//! that should see every call (metrics, filter, rate limit) go above it.
+//!
+//! ```
+//! use rpc_core::route::MethodRouter;
+//! use rpc_core::{RawJson, Request, Response, RpcError, BoxJsonRpcService};
+//! use tower::{service_fn, ServiceExt};
+//!
+//! fn answering(text: &'static str) -> BoxJsonRpcService {
+//!     BoxJsonRpcService::new(service_fn(move |req: Request| async move {
+//!         let result = RawJson::from_bytes(format!("\"{text}\"")).unwrap();
+//!         Ok::<_, RpcError>(Response::result(req.id().cloned().unwrap_or_default(), result))
+//!     }))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let router = MethodRouter::builder()
+//!     .route("eth_sendRawTransaction", answering("sequencer"))
+//!     .unwrap()
+//!     .route("debug_*", answering("archive"))
+//!     .unwrap()
+//!     .default_service(answering("providers"))
+//!     .build();
+//!
+//! let call = |m: &str| Request::new(m).with_id(1u64.into());
+//! let resp = router.clone().oneshot(call("eth_sendRawTransaction")).await.unwrap();
+//! assert_eq!(resp.result_json().unwrap().as_bytes(), b"\"sequencer\"");
+//! let resp = router.clone().oneshot(call("debug_traceTransaction")).await.unwrap();
+//! assert_eq!(resp.result_json().unwrap().as_bytes(), b"\"archive\"");
+//! let resp = router.oneshot(call("eth_blockNumber")).await.unwrap();
+//! assert_eq!(resp.result_json().unwrap().as_bytes(), b"\"providers\"");
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
+
+use crate::filter::{PatternError, ResponseFuture};
+use crate::{Request, Response, RpcError};
+
+/// The message of a call no route and no default took.
+pub const NO_ROUTE_MESSAGE: &str = "method not supported";
+
+/// Sends each call to the service registered for its method (see the
+/// [module docs](self)). Clones share the routing table.
+#[derive(Debug)]
+pub struct MethodRouter<S> {
+    table: Arc<Table<S>>,
+}
+
+impl<S> Clone for MethodRouter<S> {
+    fn clone(&self) -> Self {
+        MethodRouter {
+            table: self.table.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Table<S> {
+    services: Vec<S>,
+    exact: HashMap<Box<str>, usize>,
+    /// Longest prefix first.
+    prefixes: Vec<(Box<str>, usize)>,
+    default: Option<usize>,
+    no_route: Arc<str>,
+}
+
+impl<S> Table<S> {
+    fn lookup(&self, method: &str) -> Option<usize> {
+        if let Some(&i) = self.exact.get(method) {
+            return Some(i);
+        }
+        self.prefixes
+            .iter()
+            .find(|(p, _)| method.starts_with(&**p))
+            .map(|&(_, i)| i)
+            .or(self.default)
+    }
+}
+
+impl<S> MethodRouter<S> {
+    /// An empty builder: no routes, no default.
+    pub fn builder() -> MethodRouterBuilder<S> {
+        MethodRouterBuilder {
+            table: Table {
+                services: Vec::new(),
+                exact: HashMap::new(),
+                prefixes: Vec::new(),
+                default: None,
+                no_route: Arc::from(NO_ROUTE_MESSAGE),
+            },
+        }
+    }
+
+    /// The service `method` would be sent to, if any.
+    pub fn service_for(&self, method: &str) -> Option<&S> {
+        self.table.lookup(method).map(|i| &self.table.services[i])
+    }
+}
+
+/// Builds a [`MethodRouter`].
+#[derive(Debug)]
+pub struct MethodRouterBuilder<S> {
+    table: Table<S>,
+}
+
+impl<S> MethodRouterBuilder<S> {
+    /// Sends methods matching `pattern` to `service`. A pattern given twice
+    /// keeps its first service.
+    pub fn route(self, pattern: &str, service: S) -> Result<Self, PatternError> {
+        self.routes([pattern], service)
+    }
+
+    /// Sends methods matching any of `patterns` to one `service` (stored
+    /// once, so its state is shared by all of them).
+    pub fn routes<I, P>(mut self, patterns: I, service: S) -> Result<Self, PatternError>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        let index = self.table.services.len();
+        let mut parsed = Vec::new();
+        for p in patterns {
+            let p = p.as_ref().trim();
+            if p.is_empty() {
+                return Err(PatternError::Empty);
+            }
+            match p.find('*') {
+                None => parsed.push((p.to_owned(), false)),
+                Some(i) if i == p.len() - 1 => parsed.push((p[..i].to_owned(), true)),
+                Some(_) => return Err(PatternError::InnerWildcard(p.to_owned())),
+            }
+        }
+        for (p, prefix) in parsed {
+            if prefix {
+                if !self.table.prefixes.iter().any(|(q, _)| **q == *p) {
+                    self.table.prefixes.push((p.into(), index));
+                }
+            } else {
+                self.table.exact.entry(p.into()).or_insert(index);
+            }
+        }
+        self.table.services.push(service);
+        // Longest prefix first; a stable sort keeps insertion order for ties.
+        self.table
+            .prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Ok(self)
+    }
+
+    /// Sends methods no route matches to `service`. Without a default they are
+    /// answered with `-32601`.
+    pub fn default_service(mut self, service: S) -> Self {
+        self.table.default = Some(self.table.services.len());
+        self.table.services.push(service);
+        self
+    }
+
+    /// The message of the `-32601` answer to a method no route takes
+    /// (default [`NO_ROUTE_MESSAGE`]).
+    pub fn no_route_message(mut self, message: impl Into<Arc<str>>) -> Self {
+        self.table.no_route = message.into();
+        self
+    }
+
+    /// The router.
+    pub fn build(self) -> MethodRouter<S> {
+        MethodRouter {
+            table: Arc::new(self.table),
+        }
+    }
+}
+
+impl<S> Service<Request> for MethodRouter<S>
+where
+    S: Service<Request, Response = Response, Error = RpcError> + Clone,
+{
+    type Response = Response;
+    type Error = RpcError;
+    type Future = ResponseFuture<Oneshot<S, Request>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The target is known only with the call; it is called through
+        // `oneshot`, which waits for its readiness.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match self.table.lookup(req.method()) {
+            Some(i) => ResponseFuture::inner(self.table.services[i].clone().oneshot(req)),
+            None => ResponseFuture::rejected(RpcError::MethodNotAllowed {
+                message: self.table.no_route.clone(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RawJson;
+    use tower::service_fn;
+
+    type Svc = crate::BoxJsonRpcService;
+
+    fn named(name: &'static str) -> Svc {
+        Svc::new(service_fn(move |req: Request| async move {
+            let result = RawJson::from_bytes(format!("\"{name}\""))
+                .map_err(|e| RpcError::Internal(e.to_string()))?;
+            Ok::<_, RpcError>(Response::result(
+                req.id().cloned().unwrap_or_default(),
+                result,
+            ))
+        }))
+    }
+
+    async fn target(router: &MethodRouter<Svc>, method: &str) -> Result<String, RpcError> {
+        let resp = router
+            .clone()
+            .oneshot(Request::new(method).with_id(1u64.into()))
+            .await?;
+        Ok(resp
+            .result_json()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn exact_beats_prefix_and_longer_prefix_beats_shorter() {
+        let router = MethodRouter::builder()
+            .route("eth_*", named("eth"))
+            .unwrap()
+            .route("eth_get*", named("get"))
+            .unwrap()
+            .routes(["eth_getLogs", "trace_*"], named("archive"))
+            .unwrap()
+            .build();
+        assert_eq!(target(&router, "eth_call").await.unwrap(), "\"eth\"");
+        assert_eq!(target(&router, "eth_getBalance").await.unwrap(), "\"get\"");
+        assert_eq!(target(&router, "eth_getLogs").await.unwrap(), "\"archive\"");
+        assert_eq!(target(&router, "trace_block").await.unwrap(), "\"archive\"");
+        let err = target(&router, "net_version").await.unwrap_err();
+        assert!(
+            matches!(&err, RpcError::MethodNotAllowed { message } if &**message == NO_ROUTE_MESSAGE),
+            "{err:?}"
+        );
+        assert_eq!(err.to_error_object().code(), -32601);
+    }
+
+    #[tokio::test]
+    async fn unmatched_methods_go_to_the_default() {
+        let router = MethodRouter::builder()
+            .route("eth_sendRawTransaction", named("sequencer"))
+            .unwrap()
+            .default_service(named("providers"))
+            .build();
+        assert_eq!(
+            target(&router, "eth_sendRawTransaction").await.unwrap(),
+            "\"sequencer\""
+        );
+        assert_eq!(
+            target(&router, "eth_chainId").await.unwrap(),
+            "\"providers\""
+        );
+        assert!(router.service_for("anything").is_some());
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(matches!(
+            MethodRouter::<Svc>::builder().route("", named("x")),
+            Err(PatternError::Empty)
+        ));
+        assert!(matches!(
+            MethodRouter::<Svc>::builder().route("eth_*Logs", named("x")),
+            Err(PatternError::InnerWildcard(_))
+        ));
+    }
+}
