@@ -4,6 +4,12 @@
 
 use std::sync::Arc;
 
+/// The API key a client presented, in each call's extensions when the HTTP
+/// front is configured with [`ServerConfig::api_key_header`](crate::server::ServerConfig::api_key_header)
+/// and the request carried that header (for rate limits and metrics per key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ApiKey(pub Arc<str>);
+
 /// Which backend answered a call; put in the [`Response`](crate::Response)'s
 /// extensions by backends and groups (for a `served-by` header, logs and
 /// metrics).

@@ -42,6 +42,7 @@ pub struct ServerConfig {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) health_path: String,
     pub(crate) response_headers: Option<HeaderHook>,
+    pub(crate) api_key_header: Option<http::HeaderName>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +57,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
             health_path: "/healthz".to_owned(),
             response_headers: None,
+            api_key_header: None,
         }
     }
 }
@@ -144,6 +146,22 @@ impl ServerConfig {
     /// shutdown signal before closing their connections.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Reads the client's API key from this request header and puts it in
+    /// every call's extensions as [`ApiKey`](crate::ApiKey), for layers that
+    /// limit or count per key. Default: none (no key is read). A value that is
+    /// not visible ASCII, or longer than 256 bytes, is ignored.
+    ///
+    /// ```
+    /// use rpc_core::server::ServerConfig;
+    ///
+    /// let config = ServerConfig::default().api_key_header(http::HeaderName::from_static("x-api-key"));
+    /// # drop(config);
+    /// ```
+    pub fn api_key_header(mut self, name: http::HeaderName) -> Self {
+        self.api_key_header = Some(name);
         self
     }
 

@@ -16,8 +16,8 @@ use super::ServerConfig;
 use crate::body::{read_limited, ReadError};
 use crate::parse::{parse_message, Incoming};
 use crate::{
-    BatchPosition, BoxError, Deadline, ErrorObject, Id, JsonRpcService, RemoteAddr, Request,
-    Response, RpcError,
+    ApiKey, BatchPosition, BoxError, Deadline, ErrorObject, Id, JsonRpcService, RemoteAddr,
+    Request, Response, RpcError,
 };
 
 /// The body of every response of the front.
@@ -165,6 +165,14 @@ impl<S: JsonRpcService> HttpFront<S> {
                 .remote
                 .or_else(|| parts.extensions.get::<RemoteAddr>().copied()),
             timeout: config.request_timeout,
+            api_key: config
+                .api_key_header
+                .as_ref()
+                .and_then(|name| parts.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 256)
+                .map(|v| ApiKey(Arc::from(v))),
         };
 
         match parse_message(bytes, config.max_batch) {
@@ -259,6 +267,7 @@ struct CallContext {
     deadline: Deadline,
     remote: Option<RemoteAddr>,
     timeout: std::time::Duration,
+    api_key: Option<ApiKey>,
 }
 
 impl CallContext {
@@ -269,6 +278,9 @@ impl CallContext {
         req.extensions_mut().insert(self.deadline);
         if let Some(remote) = self.remote {
             req.extensions_mut().insert(remote);
+        }
+        if let Some(key) = &self.api_key {
+            req.extensions_mut().insert(key.clone());
         }
         let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
         let result = match tokio::time::timeout_at(self.deadline.0, fut).await {

@@ -37,4 +37,4 @@ mod serve;
 
 pub use config::ServerConfig;
 pub use front::{HttpFront, ResponseBody};
-pub use serve::serve;
+pub use serve::{serve, serve_with_layer};

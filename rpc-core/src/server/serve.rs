@@ -1,14 +1,17 @@
 use std::future::Future;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::layer::util::Identity;
+use tower::{Layer, Service};
 
 use super::{HttpFront, ServerConfig};
-use crate::JsonRpcService;
+use crate::{BoxError, JsonRpcService};
 
 /// Serves `service` over HTTP/1.1 and h2c on `listener` until `shutdown`
 /// completes, then stops accepting, lets in-flight calls finish for up to
@@ -33,6 +36,45 @@ where
     S: JsonRpcService,
     F: Future<Output = ()>,
 {
+    serve_with_layer(listener, service, config, Identity::new(), shutdown).await;
+}
+
+/// Like [`serve`], with an HTTP-level `layer` around the [`HttpFront`] of
+/// each connection: CORS, compression, request ids or any other
+/// `tower-http` middleware that speaks `http::Request` / `http::Response`.
+///
+/// ```no_run
+/// use rpc_core::server::{serve_with_layer, ServerConfig};
+/// use rpc_core::HttpBackend;
+/// use tower::layer::util::Identity;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = HttpBackend::builder("node", "http://127.0.0.1:8545").build()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8546").await?;
+/// let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+/// // Put e.g. `tower_http::cors::CorsLayer::permissive()` here.
+/// let http_layer = Identity::new();
+/// serve_with_layer(listener, backend, ServerConfig::default(), http_layer, shutdown).await;
+/// # Ok(()) }
+/// ```
+pub async fn serve_with_layer<S, L, B, F>(
+    listener: TcpListener,
+    service: S,
+    config: ServerConfig,
+    layer: L,
+    shutdown: F,
+) where
+    S: JsonRpcService,
+    L: Layer<HttpFront<S>>,
+    L::Service:
+        Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    <L::Service as Service<http::Request<Incoming>>>::Future: Send + 'static,
+    <L::Service as Service<http::Request<Incoming>>>::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    F: Future<Output = ()>,
+{
     let shutdown_timeout = config.shutdown_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -54,7 +96,9 @@ where
                 Ok((stream, addr)) => {
                     // Latency matters more than packet count for small JSON-RPC bodies.
                     let _ = stream.set_nodelay(true);
-                    let svc = TowerToHyperService::new(front.clone().with_remote_addr(addr));
+                    let svc = TowerToHyperService::new(
+                        layer.layer(front.clone().with_remote_addr(addr)),
+                    );
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

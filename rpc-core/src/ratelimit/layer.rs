@@ -1,0 +1,87 @@
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::{Limit, Limiter, RateLimit};
+
+/// Rate limits per client IP and per API key (see the [module docs](super)).
+///
+/// Defaults: no per-IP limit, no keys (nothing is limited until one is set),
+/// every method weighs 1.
+///
+/// ```
+/// use rpc_core::ratelimit::{Limit, RateLimitLayer};
+/// use rpc_core::HttpBackend;
+/// use tower::ServiceBuilder;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = HttpBackend::builder("node", "http://127.0.0.1:8545").build()?;
+/// let service = ServiceBuilder::new()
+///     .layer(RateLimitLayer::new().per_ip(Limit::per_second(50).burst(100)).weight("eth_getLogs", 5))
+///     .service(backend);
+/// # drop(service); Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    pub(super) per_ip: Option<Limit>,
+    pub(super) keys: HashMap<Arc<str>, Limit>,
+    pub(super) weights: HashMap<Box<str>, NonZeroU32>,
+    pub(super) default_weight: NonZeroU32,
+}
+
+impl Default for RateLimitLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RateLimitLayer {
+    /// No limits yet; add them with the methods below.
+    pub fn new() -> Self {
+        RateLimitLayer {
+            per_ip: None,
+            keys: HashMap::new(),
+            weights: HashMap::new(),
+            default_weight: NonZeroU32::MIN,
+        }
+    }
+
+    /// The budget of each client IP (IPv6: each /64) without a known key.
+    pub fn per_ip(mut self, limit: Limit) -> Self {
+        self.per_ip = Some(limit);
+        self
+    }
+
+    /// A known API key and its own budget. Calls with this key are charged
+    /// here, not to their IP. Adding a key twice keeps the last limit.
+    pub fn key(mut self, key: impl Into<Arc<str>>, limit: Limit) -> Self {
+        self.keys.insert(key.into(), limit);
+        self
+    }
+
+    /// What a call of `method` costs (at least 1). Default: the default weight.
+    pub fn weight(mut self, method: impl Into<Box<str>>, weight: u32) -> Self {
+        self.weights.insert(
+            method.into(),
+            NonZeroU32::new(weight).unwrap_or(NonZeroU32::MIN),
+        );
+        self
+    }
+
+    /// What a call of a method without its own weight costs (at least 1;
+    /// default 1).
+    pub fn default_weight(mut self, weight: u32) -> Self {
+        self.default_weight = NonZeroU32::new(weight).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, Arc::new(Limiter::from_layer(self)))
+    }
+}

@@ -1,0 +1,378 @@
+//! Rate limits per client IP and per API key, with per-method weights
+//! (cargo feature `rate-limit`, on by default).
+//!
+//! [`RateLimitLayer`] charges each call its method's weight (default 1)
+//! against a budget that refills continuously (GCRA, from the `governor`
+//! crate): `rate` units per second with bursts of up to `burst` units.
+//!
+//! * A call carrying a **known API key** ([`ApiKey`](crate::ApiKey) in its
+//!   extensions, put there by the HTTP front, see
+//!   [`ServerConfig::api_key_header`](crate::server::ServerConfig::api_key_header))
+//!   is charged to that key's own budget and not to its IP.
+//! * Any other call, including one with an unknown key, is charged to its
+//!   **client IP** ([`RemoteAddr`](crate::RemoteAddr)); IPv6 clients are
+//!   grouped by their /64 network, the block one subscriber usually holds.
+//!   A call without an address (not from the HTTP front) is not limited.
+//! * A refused call fails with [`RpcError::RateLimited`] without touching the
+//!   inner service: `-32016`, HTTP 429 with a `Retry-After` header (whole
+//!   seconds, rounded up) for a single call; in a batch, each refused call
+//!   gets its own `-32016` answer.
+//!
+//! Per-IP state is kept for clients seen recently and swept as the table
+//! grows, so memory stays bounded by the number of active clients.
+//!
+//! ```
+//! use rpc_core::ratelimit::{Limit, RateLimitLayer};
+//!
+//! let layer = RateLimitLayer::new()
+//!     .per_ip(Limit::per_second(20).burst(40))
+//!     .key("k-partner-1", Limit::per_second(500).burst(1000))
+//!     .weight("eth_getLogs", 10)
+//!     .weight("debug_traceTransaction", 50);
+//! # drop(layer);
+//! ```
+
+mod layer;
+mod service;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+
+pub use layer::RateLimitLayer;
+pub use service::RateLimit;
+
+use crate::{ApiKey, RemoteAddr, Request, RpcError};
+
+/// A budget: `rate` weight units per second, bursts up to `burst` units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    rate: NonZeroU32,
+    burst: NonZeroU32,
+}
+
+impl Limit {
+    /// `rate` units per second (at least 1), with a burst of the same size.
+    pub fn per_second(rate: u32) -> Self {
+        let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+        Limit { rate, burst: rate }
+    }
+
+    /// Sets the burst: how many units may be spent at once after a quiet
+    /// period (at least 1; default: the rate).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+
+    /// The rate, units per second.
+    pub fn rate(&self) -> u32 {
+        self.rate.get()
+    }
+
+    /// The burst, units.
+    pub fn burst_size(&self) -> u32 {
+        self.burst.get()
+    }
+
+    fn quota(self) -> Quota {
+        Quota::per_second(self.rate).allow_burst(self.burst)
+    }
+}
+
+/// How often (in calls) the per-IP table is considered for a sweep.
+const SWEEP_EVERY: u32 = 4096;
+/// The per-IP table is swept only above this many clients.
+const SWEEP_ABOVE: usize = 1024;
+
+/// The shared state of a [`RateLimit`] service.
+pub(crate) struct Limiter {
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    keys: HashMap<Arc<str>, DefaultDirectRateLimiter>,
+    weights: HashMap<Box<str>, NonZeroU32>,
+    default_weight: NonZeroU32,
+    clock: DefaultClock,
+    calls: AtomicU32,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("per_ip", &self.per_ip.is_some())
+            .field("keys", &self.keys.len())
+            .field("weights", &self.weights)
+            .field("default_weight", &self.default_weight)
+            .finish()
+    }
+}
+
+impl Limiter {
+    pub(crate) fn from_layer(layer: &RateLimitLayer) -> Self {
+        Limiter {
+            per_ip: layer
+                .per_ip
+                .map(|l| DefaultKeyedRateLimiter::dashmap(l.quota())),
+            keys: layer
+                .keys
+                .iter()
+                .map(|(k, l)| (k.clone(), DefaultDirectRateLimiter::direct(l.quota())))
+                .collect(),
+            weights: layer.weights.clone(),
+            default_weight: layer.default_weight,
+            clock: DefaultClock::default(),
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    fn weight(&self, method: &str) -> NonZeroU32 {
+        self.weights
+            .get(method)
+            .copied()
+            .unwrap_or(self.default_weight)
+    }
+
+    /// `Ok` when the call may pass; the error to answer with otherwise.
+    pub(crate) fn check(&self, req: &Request) -> Result<(), RpcError> {
+        let weight = self.weight(req.method());
+        let outcome = match req
+            .extensions()
+            .get::<ApiKey>()
+            .and_then(|k| self.keys.get(&k.0))
+        {
+            Some(limiter) => limiter.check_n(weight),
+            None => {
+                let (Some(per_ip), Some(RemoteAddr(addr))) =
+                    (&self.per_ip, req.extensions().get::<RemoteAddr>())
+                else {
+                    return Ok(());
+                };
+                self.maybe_sweep(per_ip);
+                per_ip.check_key_n(&client_ip(addr.ip()), weight)
+            }
+        };
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(RpcError::RateLimited {
+                retry_after: Some(not_until.wait_time_from(self.clock.now())),
+            }),
+            // The call's weight exceeds the whole burst: it can never pass.
+            Err(_) => Err(RpcError::RateLimited { retry_after: None }),
+        }
+    }
+
+    fn maybe_sweep(&self, per_ip: &DefaultKeyedRateLimiter<IpAddr>) {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 && per_ip.len() > SWEEP_ABOVE {
+            // Drops clients whose budget is full again: forgetting them
+            // changes nothing.
+            per_ip.retain_recent();
+            per_ip.shrink_to_fit();
+        }
+    }
+}
+
+/// The address a client is limited by: itself for IPv4, its /64 for IPv6
+/// (an IPv4-mapped address counts as IPv4).
+fn client_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
+/// The time a refused client is told to wait, rounded up to whole seconds
+/// as `Retry-After` has it.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BoxJsonRpcService, Response};
+    use std::net::SocketAddr;
+    use tower::{service_fn, Layer, ServiceExt};
+
+    fn ok_service() -> BoxJsonRpcService {
+        BoxJsonRpcService::new(service_fn(|req: Request| async move {
+            Ok::<_, RpcError>(Response::result(
+                req.id().cloned().unwrap_or_default(),
+                crate::RawJson::NULL,
+            ))
+        }))
+    }
+
+    fn call(method: &str, ip: &str, key: Option<&str>) -> Request {
+        let mut req = Request::new(method).with_id(1u64.into());
+        let addr: SocketAddr = format!("{ip}:5000")
+            .parse()
+            .or_else(|_| format!("[{ip}]:5000").parse())
+            .expect("test address");
+        req.extensions_mut().insert(RemoteAddr(addr));
+        if let Some(k) = key {
+            req.extensions_mut().insert(ApiKey(Arc::from(k)));
+        }
+        req
+    }
+
+    async fn passes(svc: &RateLimit<BoxJsonRpcService>, req: Request) -> Result<(), RpcError> {
+        svc.clone().oneshot(req).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_burst_passes_then_calls_are_refused_with_a_wait() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(3))
+            .layer(ok_service());
+        for _ in 0..3 {
+            passes(&svc, call("eth_call", "10.0.0.1", None))
+                .await
+                .unwrap();
+        }
+        let err = passes(&svc, call("eth_call", "10.0.0.1", None))
+            .await
+            .unwrap_err();
+        let RpcError::RateLimited {
+            retry_after: Some(wait),
+        } = err
+        else {
+            panic!("expected RateLimited with a wait, got {err:?}")
+        };
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after_secs(wait), 1);
+        assert_eq!(err.to_error_object().code(), -32016);
+        assert_eq!(err.http_status(), http::StatusCode::TOO_MANY_REQUESTS);
+        // Another client has its own budget.
+        passes(&svc, call("eth_call", "10.0.0.2", None))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn weights_charge_expensive_methods_more() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(10))
+            .weight("eth_getLogs", 4)
+            .layer(ok_service());
+        passes(&svc, call("eth_getLogs", "10.0.0.1", None))
+            .await
+            .unwrap();
+        passes(&svc, call("eth_getLogs", "10.0.0.1", None))
+            .await
+            .unwrap();
+        // 8 spent, 2 left: a third eth_getLogs is refused, two cheap calls pass.
+        assert!(passes(&svc, call("eth_getLogs", "10.0.0.1", None))
+            .await
+            .is_err());
+        passes(&svc, call("eth_chainId", "10.0.0.1", None))
+            .await
+            .unwrap();
+        passes(&svc, call("eth_chainId", "10.0.0.1", None))
+            .await
+            .unwrap();
+        assert!(passes(&svc, call("eth_chainId", "10.0.0.1", None))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_weight_above_the_burst_is_refused_without_a_wait() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(5))
+            .weight("debug_traceBlock", 50)
+            .layer(ok_service());
+        let err = passes(&svc, call("debug_traceBlock", "10.0.0.1", None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RpcError::RateLimited { retry_after: None }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn known_keys_have_their_own_budget_and_unknown_keys_count_as_the_ip() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(1))
+            .key("partner", Limit::per_second(1).burst(3))
+            .layer(ok_service());
+        for _ in 0..3 {
+            passes(&svc, call("eth_call", "10.0.0.1", Some("partner")))
+                .await
+                .unwrap();
+        }
+        assert!(passes(&svc, call("eth_call", "10.0.0.9", Some("partner")))
+            .await
+            .is_err());
+        // The key's spending did not touch the IP's budget...
+        passes(&svc, call("eth_call", "10.0.0.1", None))
+            .await
+            .unwrap();
+        // ...and an invented key is charged to the IP, now empty.
+        assert!(passes(&svc, call("eth_call", "10.0.0.1", Some("made-up")))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_share_their_slash_64() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(1))
+            .layer(ok_service());
+        passes(&svc, call("eth_call", "2001:db8:1:2::1", None))
+            .await
+            .unwrap();
+        assert!(passes(&svc, call("eth_call", "2001:db8:1:2::ffff", None))
+            .await
+            .is_err());
+        passes(&svc, call("eth_call", "2001:db8:1:3::1", None))
+            .await
+            .unwrap();
+        assert_eq!(
+            client_ip("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_without_an_address_are_not_limited() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(1))
+            .layer(ok_service());
+        for _ in 0..5 {
+            passes(&svc, Request::new("eth_call").with_id(1u64.into()))
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_budget_refills() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1000).burst(1))
+            .layer(ok_service());
+        passes(&svc, call("eth_call", "10.0.0.1", None))
+            .await
+            .unwrap();
+        assert!(passes(&svc, call("eth_call", "10.0.0.1", None))
+            .await
+            .is_err());
+        // One unit comes back every millisecond; wait for a few.
+        std::thread::sleep(Duration::from_millis(20));
+        passes(&svc, call("eth_call", "10.0.0.1", None))
+            .await
+            .unwrap();
+    }
+}
