@@ -1,0 +1,413 @@
+//! From a validated [`Config`] to a running proxy: the whole stack, built
+//! with the crates' public builders only. Read this file to see how the
+//! layers fit together.
+//!
+//! ```text
+//! HTTP front (rpc-core::server)   [+ CORS, an HTTP-level tower-http layer]
+//!   MetricsLayer::client          every call, with its method and outcome
+//!   MethodFilterLayer             [methods] allow / deny, before any cost
+//!   RateLimitLayer                [rate_limit] per IP / per API key, weighted
+//!   CacheLayer                    [cache], shared by every group
+//!   MethodRouter                  [routing] method pattern -> group
+//!     RetryLayer                  [retry], one budget per group
+//!       Failover | Quorum         [groups.NAME]
+//!         MetricsLayer::backend   per backend
+//!           HttpBackend           [backends.NAME]
+//! ```
+
+use std::net::SocketAddr;
+
+use rpc_cache::{CacheLayer, CacheRules, CacheStatus, MemoryStore, Rule};
+use rpc_core::filter::{MethodFilter, MethodFilterLayer};
+use rpc_core::ratelimit::{Limit, RateLimitLayer};
+use rpc_core::route::MethodRouter;
+use rpc_core::server::{serve_with_layer, ServerConfig};
+use rpc_core::{BoxJsonRpcService, HttpBackend, ServedBy};
+use rpc_failover::{
+    FailoverLayer, HedgePolicy, Member, MethodRules, QuorumLayer, RetryBudget, RetryLayer, Spread,
+};
+use rpc_metrics::{MethodLabels, MetricsLayer};
+use tower::{Layer, ServiceBuilder};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::{CacheRule, Config, Group, Protocol, Strategy, WhenAllDown};
+
+/// Everything `serve` needs.
+pub struct Built {
+    pub service: BoxJsonRpcService,
+    pub server: ServerConfig,
+    pub cors: Option<CorsLayer>,
+    /// One line for the start-up message: groups and routes.
+    pub summary: String,
+}
+
+/// Builds the stack described by `config` (which must have been validated).
+pub fn build(config: &Config) -> Result<Built, String> {
+    let groups = config.effective_groups();
+    let mut router = MethodRouter::builder();
+    let mut built_groups = Vec::with_capacity(groups.len());
+    for (name, group) in &groups {
+        built_groups.push((name.clone(), group_stack(config, name, group)?));
+    }
+    let service_of = |name: &str| {
+        built_groups
+            .iter()
+            .find(|(g, _)| g == name)
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| format!("no group named `{name}`"))
+    };
+    // One route per group, with all its patterns (the group's state is shared).
+    for (gname, _) in &groups {
+        let patterns: Vec<&str> = config
+            .routing
+            .methods
+            .iter()
+            .filter(|(_, g)| g.get_ref() == gname)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        if !patterns.is_empty() {
+            router = router
+                .routes(patterns, service_of(gname)?)
+                .map_err(|e| format!("routing.methods: {e}"))?;
+        }
+    }
+    if let Some(default) = config.default_group() {
+        router = router.default_service(service_of(&default)?);
+    }
+    let router = router.build();
+
+    let filter = method_filter(config)?;
+    let rate_limit = rate_limit(config);
+    let cache = cache(config);
+    let labels = match config.protocol {
+        Protocol::Generic => MethodLabels::none(),
+        _ => MethodLabels::default(),
+    }
+    .with(
+        config
+            .methods
+            .allow
+            .iter()
+            .flat_map(|l| l.get_ref().iter())
+            .filter(|p| !p.contains('*'))
+            .cloned(),
+    );
+    let service = BoxJsonRpcService::new(
+        ServiceBuilder::new()
+            .layer(MetricsLayer::client().method_labels(labels))
+            .option_layer(filter)
+            .option_layer(rate_limit)
+            .option_layer(cache)
+            .service(router),
+    );
+
+    let summary = groups
+        .iter()
+        .map(|(name, g)| {
+            let members: Vec<&str> = g
+                .members
+                .get_ref()
+                .iter()
+                .map(|m| m.get_ref().as_str())
+                .collect();
+            let mode = match g.strategy {
+                Strategy::Quorum => format!(
+                    "quorum {} of {}",
+                    g.quorum.as_ref().map_or(0, |k| *k.get_ref()),
+                    members.len()
+                ),
+                Strategy::Failover if members.len() == 1 => "backend".to_owned(),
+                s => format!("{s:?}").to_lowercase(),
+            };
+            format!("{name}: {mode} {}", members.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+
+    Ok(Built {
+        service,
+        server: server_config(config),
+        cors: config.server.cors.as_ref().map(|c| cors(config, c)),
+        summary,
+    })
+}
+
+/// One group: retry over a failover group or quorum of metered backends.
+fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpcService, String> {
+    let mut members = Vec::with_capacity(group.members.get_ref().len());
+    for name in group.members.get_ref() {
+        let name = name.get_ref().as_str();
+        let backend = config
+            .backends
+            .get(name)
+            .ok_or_else(|| format!("groups.{gname}: no backend named `{name}`"))?
+            .get_ref();
+        let mut b = HttpBackend::builder(name, backend.url.get_ref().0.as_str());
+        if let Some(t) = backend.timeout {
+            b = b.timeout(t.0);
+        }
+        if let Some(t) = backend.connect_timeout {
+            b = b.connect_timeout(t.0);
+        }
+        if let Some(n) = backend.max_response_bytes {
+            b = b.max_response_size(n);
+        }
+        for (header, value) in &backend.headers {
+            b = b
+                .header(header, &value.get_ref().0)
+                .map_err(|e| format!("backends.{name}.headers.{header}: {e}"))?;
+        }
+        if let Some(auth) = &backend.basic_auth {
+            b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
+        }
+        let backend = b.build().map_err(|e| format!("backends.{name}: {e}"))?;
+        members.push(Member::new(
+            name,
+            MetricsLayer::backend(name).layer(backend),
+        ));
+    }
+
+    let mut failover = FailoverLayer::new()
+        .failure_threshold(group.failure_threshold)
+        .out_of_service(group.out_of_service.0)
+        .when_all_down(match group.when_all_down {
+            WhenAllDown::TrySoonest => rpc_failover::WhenAllDown::TrySoonest,
+            WhenAllDown::FailFast => rpc_failover::WhenAllDown::FailFast,
+        })
+        .classifier(classifier(config.protocol));
+    failover = match group.strategy {
+        Strategy::RoundRobin => failover.spread(Spread::RoundRobin),
+        Strategy::LeastLatency => failover.spread(Spread::least_latency()),
+        Strategy::Hedged => failover.hedge(match (&group.hedge_quantile, group.hedge_delay) {
+            (Some(q), _) => HedgePolicy::quantile(*q.get_ref()),
+            (None, Some(d)) => HedgePolicy::fixed(d.0),
+            (None, None) => HedgePolicy::fixed(crate::config::defaults::HEDGE_DELAY),
+        }),
+        Strategy::Failover | Strategy::Quorum => failover,
+    };
+    let group_service = if group.strategy == Strategy::Quorum {
+        let k = group.quorum.as_ref().map_or(1, |k| *k.get_ref());
+        let mut quorum = QuorumLayer::new(k).group(failover);
+        if let Some(t) = group.quorum_timeout {
+            quorum = quorum.timeout(t.0);
+        }
+        BoxJsonRpcService::new(
+            quorum
+                .build(members)
+                .map_err(|e| format!("groups.{gname}: {e}"))?,
+        )
+    } else {
+        BoxJsonRpcService::new(
+            failover
+                .build(members)
+                .map_err(|e| format!("groups.{gname}: {e}"))?,
+        )
+    };
+
+    let r = &config.retry;
+    let retry = RetryLayer::new()
+        .max_retries(group.max_retries.unwrap_or(r.max_retries))
+        .backoff(r.initial_backoff.0, r.max_backoff.0)
+        .jitter(*r.jitter.get_ref())
+        .max_retry_after(r.max_retry_after.0)
+        .budget(
+            RetryBudget::new(*r.budget_ratio.get_ref())
+                .min_per_second(r.budget_min_per_second)
+                .max_reserve(r.budget_max_reserve),
+        )
+        .classifier(classifier(config.protocol));
+    Ok(BoxJsonRpcService::new(retry.layer(group_service)))
+}
+
+fn classifier(protocol: Protocol) -> MethodRules {
+    match protocol {
+        Protocol::Ethereum => MethodRules::ethereum(),
+        Protocol::Electrum => MethodRules::electrum(),
+        Protocol::Generic => MethodRules::empty(),
+    }
+}
+
+fn method_filter(config: &Config) -> Result<Option<MethodFilterLayer>, String> {
+    let m = &config.methods;
+    if m.allow.is_none() && m.deny.is_none() {
+        return Ok(None);
+    }
+    let mut filter = match &m.allow {
+        Some(list) => {
+            MethodFilter::allow(list.get_ref()).map_err(|e| format!("methods.allow: {e}"))?
+        }
+        None => MethodFilter::allow_all(),
+    };
+    if let Some(list) = &m.deny {
+        filter = filter
+            .deny(list.get_ref())
+            .map_err(|e| format!("methods.deny: {e}"))?;
+    }
+    if let Some(message) = &m.message {
+        filter = filter.message(message.clone());
+    }
+    Ok(Some(MethodFilterLayer::new(filter)))
+}
+
+fn rate_limit(config: &Config) -> Option<RateLimitLayer> {
+    let rl = &config.rate_limit;
+    if rl.per_ip.is_none() && rl.keys.is_empty() {
+        return None;
+    }
+    let limit =
+        |rate: u32, burst: Option<u32>| Limit::per_second(rate).burst(burst.unwrap_or(rate));
+    let mut layer = RateLimitLayer::new().default_weight(rl.default_weight);
+    if let Some(p) = &rl.per_ip {
+        layer = layer.per_ip(limit(
+            *p.rate.get_ref(),
+            p.burst.as_ref().map(|b| *b.get_ref()),
+        ));
+    }
+    for k in &rl.keys {
+        layer = layer.key(
+            k.key.get_ref().0.as_str(),
+            limit(*k.rate.get_ref(), k.burst.as_ref().map(|b| *b.get_ref())),
+        );
+    }
+    for (method, w) in &rl.weights {
+        layer = layer.weight(method.as_str(), *w.get_ref());
+    }
+    Some(layer)
+}
+
+fn cache(config: &Config) -> Option<CacheLayer> {
+    let c = &config.cache;
+    if !c.enabled {
+        return None;
+    }
+    let mut rules = match config.protocol {
+        Protocol::Ethereum => CacheRules::ethereum(),
+        Protocol::Electrum => CacheRules::electrum(),
+        Protocol::Generic => CacheRules::empty(),
+    };
+    if let Some(ttl) = c.tip_ttl {
+        rules = rules.tip_ttl(ttl.0);
+    }
+    if let Some(n) = c.confirmations {
+        rules = rules.confirmations(n);
+    }
+    for (method, rule) in &c.methods {
+        rules = rules.method(
+            method.as_str(),
+            match *rule.get_ref() {
+                CacheRule::Never => Rule::Never,
+                CacheRule::Forever => Rule::Forever,
+                CacheRule::Tip => Rule::Tip,
+                CacheRule::Ttl(d) => Rule::Ttl(d),
+            },
+        );
+    }
+    let store = MemoryStore::new()
+        .max_bytes(c.max_mb.saturating_mul(1 << 20))
+        .max_entries(c.max_entries);
+    let mut layer = CacheLayer::new(rules).store(store).coalesce(c.coalesce);
+    if let Some(ttl) = c.negative_ttl {
+        layer = layer.negative_ttl(ttl.0);
+    }
+    Some(layer)
+}
+
+fn server_config(config: &Config) -> ServerConfig {
+    let s = &config.server;
+    let mut server = ServerConfig::default()
+        .max_body_size(s.max_body_bytes)
+        .max_batch_len(s.max_batch)
+        .batch_concurrency(s.batch_concurrency)
+        .request_timeout(s.request_timeout.0)
+        .body_read_timeout(s.body_timeout.0)
+        .header_read_timeout(s.header_timeout.0)
+        .shutdown_timeout(s.shutdown_timeout.0)
+        .health_path(s.health_path.clone());
+    if !config.rate_limit.keys.is_empty() {
+        if let Ok(name) =
+            http::HeaderName::from_bytes(config.rate_limit.key_header.get_ref().as_bytes())
+        {
+            server = server.api_key_header(name);
+        }
+    }
+    let (cache_header, served_by_header) = (s.cache_header, s.served_by_header);
+    if cache_header || served_by_header {
+        server = server.response_headers(move |answer, headers| {
+            if let Some(status) = answer
+                .extensions()
+                .get::<CacheStatus>()
+                .filter(|_| cache_header)
+            {
+                headers.insert("x-cache", http::HeaderValue::from_static(status.as_str()));
+            }
+            if let Some(ServedBy(name)) = answer
+                .extensions()
+                .get::<ServedBy>()
+                .filter(|_| served_by_header)
+            {
+                if let Ok(v) = http::HeaderValue::from_str(name) {
+                    headers.insert("x-served-by", v);
+                }
+            }
+        });
+    }
+    server
+}
+
+fn cors(config: &Config, c: &crate::config::Cors) -> CorsLayer {
+    let origins = c.allow_origins.get_ref();
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| http::HeaderValue::from_str(o).ok()),
+        )
+    };
+    let mut headers = vec![http::header::CONTENT_TYPE];
+    if let Ok(h) = http::HeaderName::from_bytes(config.rate_limit.key_header.get_ref().as_bytes()) {
+        headers.push(h);
+    }
+    headers.extend(
+        c.allow_headers
+            .iter()
+            .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+    );
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([http::Method::POST, http::Method::GET, http::Method::OPTIONS])
+        .allow_headers(headers)
+        .expose_headers([
+            http::header::RETRY_AFTER,
+            http::HeaderName::from_static("x-cache"),
+            http::HeaderName::from_static("x-served-by"),
+        ])
+        .max_age(c.max_age.0)
+}
+
+/// Binds, prints the start-up line and serves until `shutdown` completes.
+/// Returns the bound address through `on_bound` before serving.
+pub async fn run(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), String> {
+    let built = build(config)?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Scripts and tests read this line to find the port (with `listen = "…:0"`).
+    println!("rpc-proxy listening on http://{local} ({})", built.summary);
+    on_bound(local);
+    serve_with_layer(
+        listener,
+        built.service,
+        built.server,
+        tower::util::option_layer(built.cors),
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
