@@ -710,7 +710,11 @@ impl Config {
         let de = toml::de::Deserializer::parse(text)
             .map_err(|e| src.error(e.span(), "", first_line(e.message())))?;
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            // Spanned values add an internal segment to the path; drop it.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let key = if key == "." { String::new() } else { key };
             let inner = e.into_inner();
             src.error(inner.span(), key, first_line(inner.message()))
@@ -1150,4 +1154,193 @@ impl Group {
 
 fn first_line(message: &str) -> String {
     message.trim().lines().next().unwrap_or("").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config = Config::from_toml("test.toml", text)?;
+        config.validate(&Source {
+            file: "test.toml",
+            text,
+        })?;
+        Ok(config)
+    }
+
+    fn error(text: &str) -> ConfigError {
+        match parse(text) {
+            Ok(_) => panic!("should fail:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    const ONE: &str = "[backends.a]\nurl = \"http://127.0.0.1:1\"\n";
+
+    #[test]
+    fn the_example_file_is_valid_and_documents_every_section() {
+        let text = include_str!("../proxy.toml");
+        let config = Config::from_toml("proxy.toml", text);
+        // Its secrets come from the environment, which the test does not set.
+        let err = config.expect_err("PRIMARY_API_KEY is unset in tests");
+        assert!(err.message.contains("PRIMARY_API_KEY"), "{err}");
+        let text = text.replace("${PRIMARY_API_KEY}", "k").replace("${PARTNER_API_KEY}", "p");
+        let config = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.groups.len(), 2);
+        assert_eq!(config.default_group().as_deref(), Some("main"));
+        assert_eq!(config.rate_limit.keys.len(), 1);
+        assert!(config.server.cors.is_some());
+        for section in [
+            "[server]", "[server.cors]", "[log]", "[metrics]", "[backends.", "[groups.", "[routing]",
+            "[methods]", "[retry]", "[cache]", "[rate_limit]", "[[rate_limit.keys]]",
+        ] {
+            assert!(text.contains(section), "{section} is not documented");
+        }
+    }
+
+    #[test]
+    fn a_minimal_file_gets_the_documented_defaults() {
+        let c = parse(ONE).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8545".parse().unwrap());
+        assert_eq!(c.server.request_timeout, Secs(Duration::from_secs(30)));
+        assert_eq!(c.retry.max_retries, 3);
+        assert!(!c.cache.enabled);
+        assert_eq!(c.protocol, Protocol::Ethereum);
+        let groups = c.effective_groups();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].0, "default");
+        assert_eq!(groups[0].1.failure_threshold, 2);
+        assert_eq!(c.default_group().as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e = error("[server]\nlisten = \"127.0.0.1:0\"\nmax_bodyy = 5\n[backends.a]\nurl = \"http://h\"\n");
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        assert!(e.message.contains("max_bodyy"), "{e}");
+        assert!(e.to_string().starts_with("test.toml:3:"), "{e}");
+        let e = error(&format!("{ONE}timeoutt = \"1s\"\n"));
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        assert!(e.message.contains("timeoutt"), "{e}");
+        let e = error(&format!("bogus = 1\n{ONE}"));
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_line() {
+        let e = error(&format!("{ONE}[server]\nmax_batch = \"many\"\n"));
+        assert_eq!(e.key, "server.max_batch", "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
+        let e = error(&format!("{ONE}[retry]\ninitial_backoff = \"soon\"\n"));
+        assert_eq!(e.key, "retry.initial_backoff", "{e}");
+        assert!(e.message.contains("soon"), "{e}");
+        let e = error(&format!("{ONE}[groups.g]\nmembers = [\"a\"]\nstrategy = \"fastest\"\n"));
+        assert_eq!(e.key, "groups.g.strategy", "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(5), "{e}");
+        let e = error("[server]\nlisten = \"localhost\"\n");
+        assert_eq!(e.key, "server.listen", "{e}");
+    }
+
+    #[test]
+    fn references_between_sections_are_checked() {
+        let two = "[backends.a]\nurl = \"http://h\"\n[backends.b]\nurl = \"http://h\"\n";
+        let e = error(two);
+        assert_eq!(e.key, "groups", "{e}");
+        assert!(e.message.contains("members = [\"a\", \"b\"]"), "{e}");
+
+        let e = error(&format!("{two}[groups.g]\nmembers = [\"a\", \"c\"]\n"));
+        assert_eq!(e.key, "groups.g.members[1]", "{e}");
+        assert_eq!(e.position, Some((6, 17)), "{e}");
+        assert!(e.message.contains("no backend named `c`"), "{e}");
+
+        let e = error(&format!("{two}[groups.g]\nmembers = [\"a\", \"a\"]\n"));
+        assert!(e.message.contains("twice"), "{e}");
+
+        let groups = "[groups.g]\nmembers = [\"a\"]\n[groups.h]\nmembers = [\"b\"]\n";
+        let e = error(&format!("{two}{groups}"));
+        assert_eq!(e.key, "routing.default", "{e}");
+        let e = error(&format!("{two}{groups}[routing]\ndefault = \"x\"\n"));
+        assert_eq!((e.key.as_str(), e.position.map(|p| p.0)), ("routing.default", Some(10)), "{e}");
+        let e = error(&format!(
+            "{two}{groups}[routing]\ndefault = \"g\"\nmethods = {{ \"eth_send*\" = \"nope\" }}\n"
+        ));
+        assert!(e.key.starts_with("routing.methods"), "{e}");
+        assert!(e.message.contains("no group named `nope`"), "{e}");
+        let e = error(&format!(
+            "{two}{groups}[routing]\ndefault = \"g\"\nmethods = {{ \"eth_*send\" = \"h\" }}\n"
+        ));
+        assert!(e.message.contains("only allowed at the end"), "{e}");
+        let ok = parse(&format!(
+            "{two}{groups}[routing]\ndefault = \"g\"\nmethods = {{ \"eth_send*\" = \"h\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.default_group().as_deref(), Some("g"));
+    }
+
+    #[test]
+    fn strategies_are_checked() {
+        let g = |extra: &str| format!("{ONE}[groups.g]\nmembers = [\"a\"]\n{extra}");
+        assert!(error(&g("strategy = \"quorum\"\n")).message.contains("quorum = K"));
+        assert_eq!(error(&g("strategy = \"quorum\"\nquorum = 2\n")).key, "groups.g.quorum");
+        assert_eq!(error(&g("quorum = 1\n")).key, "groups.g.quorum");
+        assert!(error(&g("hedge_delay = \"1s\"\n")).message.contains("hedged"));
+        assert_eq!(
+            error(&g("strategy = \"hedged\"\nhedge_quantile = 1.5\n")).key,
+            "groups.g.hedge_quantile"
+        );
+        parse(&g("strategy = \"hedged\"\nhedge_quantile = 0.9\n")).unwrap();
+        parse(&g("strategy = \"quorum\"\nquorum = 1\nquorum_timeout = 2\n")).unwrap();
+    }
+
+    #[test]
+    fn env_variables_are_expanded_and_missing_ones_reported() {
+        let env = |name: &str| (name == "SET").then(|| "value".to_owned());
+        assert_eq!(expand_env("a${SET}b", env).unwrap(), "avalueb");
+        assert_eq!(expand_env("${UNSET:-dflt}", env).unwrap(), "dflt");
+        assert_eq!(expand_env("$${SET} $5", env).unwrap(), "${SET} $5");
+        assert!(expand_env("${UNSET}", env).unwrap_err().contains("`UNSET` is not set"));
+        assert!(expand_env("${SET", env).unwrap_err().contains("unclosed"));
+        assert!(expand_env("${A B}", env).unwrap_err().contains("not a variable name"));
+
+        let e = error("[backends.a]\nurl = \"http://h/${RPC_PROXY_TEST_SURELY_UNSET}\"\n");
+        assert_eq!(e.key, "backends.a.url", "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+        assert!(e.message.contains("RPC_PROXY_TEST_SURELY_UNSET"), "{e}");
+        // A secret never reaches Debug output.
+        let c = parse("[backends.a]\nurl = \"http://h/${PATH}\"\n").unwrap();
+        assert!(!format!("{c:?}").contains(&std::env::var("PATH").unwrap_or_default()));
+    }
+
+    #[test]
+    fn values_are_range_checked() {
+        for (extra, key) in [
+            ("[retry]\njitter = 1.5\n", "retry.jitter"),
+            ("[retry]\ninitial_backoff = \"5s\"\nmax_backoff = \"1s\"\n", "retry.initial_backoff"),
+            ("[rate_limit]\nper_ip = { rate = 0 }\n", "rate_limit.per_ip.rate"),
+            ("[rate_limit]\nweights = { eth_call = 0 }\n", "rate_limit.weights.eth_call"),
+            ("[rate_limit]\nkey_header = \"bad header\"\n", "rate_limit.key_header"),
+            ("[server.cors]\nallow_origins = [\"*\", \"https://a\"]\n", "server.cors.allow_origins"),
+            ("[cache]\nmethods = { eth_call = \"sometimes\" }\n", "cache.methods.eth_call"),
+            ("[log]\nlevel = \"rpc=loud\"\n", "log.level"),
+            ("[server]\nhealth_path = \"health\"\n", "server.health_path"),
+        ] {
+            let e = error(&format!("{ONE}{extra}"));
+            assert_eq!(e.key, key, "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        for bad in ["", "s", "-1s", "0", "1d", "fast"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let c = parse(&format!("{ONE}[server]\nrequest_timeout = 2.5\n")).unwrap();
+        assert_eq!(c.server.request_timeout, Secs(Duration::from_millis(2500)));
+    }
 }
