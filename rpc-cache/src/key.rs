@@ -44,6 +44,17 @@ impl CacheKey {
         CacheKey(Bytes::from(out.into_boxed_slice()))
     }
 
+    /// This key within tip epoch `epoch`: answers that follow the tip are
+    /// keyed by the epoch, so a new head or a write makes them unreachable at
+    /// once (they age out of the store on their own).
+    pub(crate) fn in_epoch(self, epoch: u64) -> CacheKey {
+        let mut out = Vec::with_capacity(self.0.len() + 21);
+        out.extend_from_slice(&self.0);
+        out.push(b'\n');
+        out.extend_from_slice(epoch.to_string().as_bytes());
+        CacheKey(Bytes::from(out.into_boxed_slice()))
+    }
+
     /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -10,6 +10,16 @@
 //! (whitespace, object key order, hex case); the id is never part of a key
 //! and every hit is answered under the caller's id.
 //!
+//! Answers kept for a TTL (those that follow the chain tip) are never served
+//! across a change the cache can see: a higher head (learned from
+//! `eth_blockNumber` / `blockchain.headers.subscribe` answers or
+//! [`Cache::observe_head`]) or a successful write passing through
+//! ([`CacheRules::write`]: `eth_sendRawTransaction`, dev-node controls,
+//! `blockchain.transaction.broadcast`) starts a new *tip epoch*, and such
+//! answers are keyed by their epoch. A client that sends a transaction and
+//! then reads its balance or the block number sees the new state, not a copy
+//! from before its write (found by the `viem` end-to-end test).
+//!
 //! Identical cacheable calls in flight share one upstream call; if it fails,
 //! every waiter gets the error. Each response carries a [`CacheStatus`] in
 //! its extensions (for metrics and an `X-Cache`-style header).

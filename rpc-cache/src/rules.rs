@@ -74,6 +74,9 @@ pub struct CacheRules {
     confirmations: u64,
     lowercase_hex: bool,
     head_from: Option<(Box<str>, HeadFormat)>,
+    /// Methods (exact, or prefixes when ending in `*`) whose success makes
+    /// every tip answer stale: writes.
+    writes: Vec<Box<str>>,
 }
 
 impl fmt::Debug for CacheRules {
@@ -96,6 +99,7 @@ impl CacheRules {
             confirmations: 64,
             lowercase_hex: false,
             head_from: None,
+            writes: Vec::new(),
         }
     }
 
@@ -117,6 +121,19 @@ impl CacheRules {
         let mut r = CacheRules::empty();
         r.lowercase_hex = true;
         r.head_from = Some(("eth_blockNumber".into(), HeadFormat::HexQuantity));
+        r.writes = [
+            "eth_sendRawTransaction",
+            "eth_sendRawTransactionConditional",
+            "eth_sendRawTransactionSync",
+            "eth_sendTransaction",
+            // Dev-node controls that change the chain (anvil, hardhat, ganache).
+            "evm_*",
+            "anvil_*",
+            "hardhat_*",
+        ]
+        .into_iter()
+        .map(Box::from)
+        .collect();
         for m in ["eth_chainId", "net_version"] {
             r.methods.insert(m.into(), Rule::Forever);
         }
@@ -181,6 +198,7 @@ impl CacheRules {
             "blockchain.headers.subscribe".into(),
             HeadFormat::HeightField,
         ));
+        r.writes = vec!["blockchain.transaction.broadcast".into()];
         r.methods.insert(
             "blockchain.transaction.get".into(),
             Rule::ElectrumTransaction,
@@ -236,6 +254,26 @@ impl CacheRules {
     pub fn lowercase_hex(mut self, on: bool) -> Self {
         self.lowercase_hex = on;
         self
+    }
+
+    /// Marks `pattern` (an exact method name, or a prefix ending in `*`) as a
+    /// write: once such a call succeeds, every answer cached by a TTL (the
+    /// tip's, or a method's own) is treated as stale, so a client reads its
+    /// own writes. Shipped: Ethereum's `eth_sendRawTransaction`,
+    /// `eth_sendRawTransactionConditional`, `eth_sendRawTransactionSync`,
+    /// `eth_sendTransaction` and the dev-node `evm_*`, `anvil_*`,
+    /// `hardhat_*`; Electrum's `blockchain.transaction.broadcast`.
+    pub fn write(mut self, pattern: impl Into<Box<str>>) -> Self {
+        self.writes.push(pattern.into());
+        self
+    }
+
+    /// Whether a successful `method` makes cached tip answers stale.
+    pub fn is_write(&self, method: &str) -> bool {
+        self.writes.iter().any(|w| match w.strip_suffix('*') {
+            Some(prefix) => method.starts_with(prefix),
+            None => **w == *method,
+        })
     }
 
     /// The rule for `method`.

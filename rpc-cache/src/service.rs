@@ -30,6 +30,9 @@ pub(crate) struct State<St> {
     head: AtomicU64,
     in_flight: Mutex<HashMap<CacheKey, InFlight>>,
     generation: AtomicU64,
+    /// Bumped when the head moves up or a write succeeds; answers kept for a
+    /// TTL are keyed by it.
+    tip_epoch: AtomicU64,
 }
 
 impl<St: CacheStore> State<St> {
@@ -47,14 +50,32 @@ impl<St: CacheStore> State<St> {
             head: AtomicU64::new(0),
             in_flight: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            tip_epoch: AtomicU64::new(0),
         }
     }
 
     /// Learns the head from an answer and stores it if the plan says so.
-    async fn keep(&self, method: &str, key: CacheKey, plan: Plan, response: &Response) {
-        if let Some(h) = self.rules.head_in(method, response) {
-            self.head.fetch_max(h, Ordering::Relaxed);
-        }
+    async fn keep(&self, method: &str, slot: &Slot, plan: Plan, response: &Response) {
+        let epoch_before = self.tip_epoch.load(Ordering::Relaxed);
+        let raised = match self.rules.head_in(method, response) {
+            Some(h) => self.raise_head(h),
+            None => false,
+        };
+        let key = match slot.epoch {
+            None => slot.key.clone(),
+            Some(asked_in) => {
+                // Stored in the epoch it is fresh for: the one its own head
+                // started, or the one it was asked in. If anything else
+                // moved the epoch meanwhile (a write, a newer head), the
+                // answer may be stale already: not stored.
+                let now = self.tip_epoch.load(Ordering::Relaxed);
+                let expected = asked_in + u64::from(raised);
+                if now != expected || epoch_before != asked_in {
+                    return;
+                }
+                slot.base.clone().in_epoch(now)
+            }
+        };
         let head = self.head.load(Ordering::Relaxed);
         let ttl = match plan {
             Plan::Skip => return,
@@ -88,6 +109,26 @@ impl<St: CacheStore> State<St> {
             }
         }
     }
+}
+
+impl<St> State<St> {
+    /// Raises the head; a higher head starts a new tip epoch (`true`).
+    fn raise_head(&self, head: u64) -> bool {
+        let raised = self.head.fetch_max(head, Ordering::Relaxed) < head;
+        if raised {
+            self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+        }
+        raised
+    }
+}
+
+/// Where an answer is looked up and kept: `key` (the lookup and in-flight
+/// key) is `base` within tip epoch `epoch` for answers kept for a TTL.
+#[derive(Clone)]
+struct Slot {
+    key: CacheKey,
+    base: CacheKey,
+    epoch: Option<u64>,
 }
 
 /// Leaves the in-flight table when a waiter goes; the last one to leave an
@@ -134,9 +175,10 @@ impl<S, St> Cache<S, St> {
 
     /// Tells the cache about a head learned elsewhere (a head tracker), so
     /// calls pinned to blocks below it by the confirmation depth are kept
-    /// forever. The head only moves up.
+    /// forever. The head only moves up; a higher one makes every answer kept
+    /// for a TTL stale (see [`CacheRules::write`] for the other trigger).
     pub fn observe_head(&self, head: u64) {
-        self.state.head.fetch_max(head, Ordering::Relaxed);
+        self.state.raise_head(head);
     }
 
     /// The store.
@@ -186,8 +228,17 @@ impl<S: JsonRpcService, St: CacheStore> Service<Request> for Cache<S, St> {
     }
 }
 
-async fn bypass<S: JsonRpcService>(inner: S, request: Request) -> Result<Response, RpcError> {
+async fn bypass<S: JsonRpcService, St: CacheStore>(
+    inner: S,
+    state: &State<St>,
+    request: Request,
+) -> Result<Response, RpcError> {
+    let write = state.rules.is_write(request.method());
     let response = inner.oneshot(request).await?;
+    if write && response.result_json().is_some() {
+        // The chain (or a mempool) changed: tip answers are stale now.
+        state.tip_epoch.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(tagged(response, CacheStatus::Bypass))
 }
 
@@ -200,19 +251,38 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     // a large payload) are never parsed.
     let rule = state.rules.rule(request.method());
     if request.is_notification() || rule == Rule::Never {
-        return bypass(inner, request).await;
+        return bypass(inner, &state, request).await;
     }
     let Some(params) = parse_params(&request) else {
-        return bypass(inner, request).await;
+        return bypass(inner, &state, request).await;
     };
     let plan = state
         .rules
         .plan(rule, &params, state.head.load(Ordering::Relaxed));
     if plan == Plan::Skip {
-        return bypass(inner, request).await;
+        return bypass(inner, &state, request).await;
     }
     let key = CacheKey::from_parts(request.method(), &params, state.rules.lowercases_hex());
     drop(params);
+    // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
+    // new head or a write makes them unreachable at once. Answers kept
+    // forever, or decided by their result (mined transactions), are not.
+    let slot = match plan {
+        Plan::Store(Some(_)) => {
+            let epoch = state.tip_epoch.load(Ordering::Relaxed);
+            Slot {
+                key: key.clone().in_epoch(epoch),
+                base: key,
+                epoch: Some(epoch),
+            }
+        }
+        _ => Slot {
+            key: key.clone(),
+            base: key,
+            epoch: None,
+        },
+    };
+    let key = slot.key.clone();
     let id = request.id().cloned().unwrap_or_default();
 
     if let Some(payload) = state.store.get(&key).await {
@@ -222,7 +292,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     if !state.coalesce {
         let method = request.method_arc().clone();
         let response = inner.oneshot(request).await?;
-        state.keep(&method, key, plan, &response).await;
+        state.keep(&method, &slot, plan, &response).await;
         return Ok(tagged(response, CacheStatus::Miss));
     }
 
@@ -239,7 +309,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
             }
             None => {
                 let generation = state.generation.fetch_add(1, Ordering::Relaxed);
-                let flight = upstream(inner, state.clone(), key.clone(), plan, generation, request)
+                let flight = upstream(inner, state.clone(), slot, plan, generation, request)
                     .boxed()
                     .shared();
                 map.insert(
@@ -281,7 +351,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
 async fn upstream<S: JsonRpcService, St: CacheStore>(
     inner: S,
     state: Arc<State<St>>,
-    key: CacheKey,
+    slot: Slot,
     plan: Plan,
     generation: u64,
     request: Request,
@@ -289,9 +359,9 @@ async fn upstream<S: JsonRpcService, St: CacheStore>(
     let method = request.method_arc().clone();
     let result = inner.oneshot(request).await;
     if let Ok(response) = &result {
-        state.keep(&method, key.clone(), plan, response).await;
+        state.keep(&method, &slot, plan, response).await;
     }
-    state.finish(&key, generation);
+    state.finish(&slot.key, generation);
     result
 }
 

@@ -540,3 +540,126 @@ fn the_store_is_bounded_by_bytes_and_entries_evicting_least_recently_used() {
     assert!(store.get_now(&key(50)).is_none());
     assert_eq!(store.len(), 4);
 }
+
+/// The statuses of calls made one after the other.
+async fn statuses(c: &Cache<Upstream>, calls: &[(&str, &'static str)]) -> Vec<CacheStatus> {
+    let mut out = Vec::new();
+    for (i, (method, params)) in calls.iter().enumerate() {
+        let r = c
+            .clone()
+            .oneshot(req(i as u64, method, params))
+            .await
+            .expect("answer");
+        out.push(status(&r));
+    }
+    out
+}
+
+const BALANCE: (&str, &str) = (
+    "eth_getBalance",
+    r#"["0x0000000000000000000000000000000000000001","latest"]"#,
+);
+
+#[tokio::test(start_paused = true)]
+async fn a_write_makes_tip_answers_stale_at_once() {
+    use CacheStatus::*;
+    let up = Upstream::new(|r| {
+        Ok(match r.method() {
+            "eth_blockNumber" => ok(r, "\"0x10\""),
+            "eth_chainId" => ok(r, "\"0x1\""),
+            _ => ok(r, "\"0xabc\""),
+        })
+    });
+    let c = cache(&up);
+    let write = ("eth_sendRawTransaction", r#"["0x02f8"]"#);
+    let chain_id = ("eth_chainId", "[]");
+    assert_eq!(
+        statuses(
+            &c,
+            &[BALANCE, BALANCE, chain_id, write, BALANCE, BALANCE, chain_id]
+        )
+        .await,
+        [Miss, Hit, Miss, Bypass, Miss, Hit, Hit],
+        "after the write the balance is asked again; answers kept forever stay"
+    );
+    // Dev-node controls count as writes too.
+    assert_eq!(
+        statuses(&c, &[("evm_mine", "[]"), BALANCE]).await,
+        [Bypass, Miss]
+    );
+    // A failed write changes nothing.
+    let failing = Upstream::new(|r| {
+        Ok(match r.method() {
+            "eth_sendRawTransaction" => Response::error(
+                r.id().cloned().unwrap_or_default(),
+                ErrorObject::new(-32000, "nonce too low"),
+            ),
+            _ => ok(r, "\"0xabc\""),
+        })
+    });
+    let c = cache(&failing);
+    assert_eq!(
+        statuses(&c, &[BALANCE, write, BALANCE]).await,
+        [Miss, Bypass, Hit]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_higher_head_makes_tip_answers_stale_but_its_own_answer_is_kept() {
+    use CacheStatus::*;
+    let head = Arc::new(AtomicUsize::new(0x10));
+    let h = head.clone();
+    let up = Upstream::new(move |r| {
+        Ok(match r.method() {
+            "eth_blockNumber" => Response::result(
+                r.id().cloned().unwrap_or_default(),
+                RawJson::from_bytes(format!("\"{:#x}\"", h.load(Ordering::SeqCst))).expect("json"),
+            ),
+            _ => ok(r, "\"0xabc\""),
+        })
+    });
+    let c = cache(&up);
+    let block_number = ("eth_blockNumber", "[]");
+    assert_eq!(
+        statuses(&c, &[block_number, BALANCE, block_number, BALANCE]).await,
+        [Miss, Miss, Hit, Hit]
+    );
+    // A new block, learned when the head's TTL runs out.
+    head.store(0x11, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_millis(1000)).await;
+    assert_eq!(
+        statuses(&c, &[block_number, block_number, BALANCE]).await,
+        [Miss, Hit, Miss],
+        "the new head is kept; the balance from the old head is not used"
+    );
+    assert_eq!(c.head(), 0x11);
+    // A head learned elsewhere does the same.
+    c.observe_head(0x12);
+    assert_eq!(statuses(&c, &[BALANCE, block_number]).await, [Miss, Miss]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_in_flight_during_a_write_is_not_kept_for_later() {
+    use CacheStatus::*;
+    let up = Upstream::result("\"0xabc\"").slow(Duration::from_millis(100));
+    let c = cache(&up);
+    // The write is sent first and lands while the read is still in flight.
+    let write = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.oneshot(req(1, "eth_sendRawTransaction", r#"["0x02"]"#))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let read = c
+        .clone()
+        .oneshot(req(2, BALANCE.0, BALANCE.1))
+        .await
+        .expect("read");
+    assert_eq!(status(&read), Miss);
+    assert_eq!(status(&write.await.expect("join").expect("write")), Bypass);
+    // The read may have seen the state before the write: asked again.
+    assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Hit]);
+    assert_eq!(up.calls(), 3);
+}

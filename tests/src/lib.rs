@@ -180,6 +180,39 @@ pub fn start_proxy(args: &[&str]) -> (Process, SocketAddr) {
     })
 }
 
+/// Writes `toml` to a fresh file under the target directory and returns its
+/// path (for `rpc-proxy --config`).
+pub fn write_config(name: &str, toml: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = workspace_root().join("target").join("test-configs");
+    std::fs::create_dir_all(&dir).expect("create target/test-configs");
+    let path = dir.join(format!(
+        "{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// Starts the shipped `rpc-proxy` with `--config` on a file holding `toml`
+/// (which should say `listen = "127.0.0.1:0"`) and returns it with the
+/// address it printed.
+pub fn start_proxy_config(toml: &str) -> (Process, SocketAddr) {
+    start_proxy_config_env(toml, &[])
+}
+
+/// [`start_proxy_config`] with extra environment variables.
+pub fn start_proxy_config_env(toml: &str, env: &[(&str, &str)]) -> (Process, SocketAddr) {
+    let path = write_config("proxy.toml", toml);
+    let mut cmd = Command::new(binary("rpc-proxy", "rpc-proxy"));
+    cmd.arg("--config").arg(&path).envs(env.iter().copied());
+    Process::start(cmd, Duration::from_secs(20), |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
 /// Where the anvil binary is: `$ANVIL_BIN`; then the native binary of the
 /// npm package's platform sub-package (`tests/node_modules/@foundry-rs/anvil-<platform>/bin/anvil`,
 /// installed by `npm install --prefix tests`); then `PATH`.

@@ -11,7 +11,6 @@ use tests::{binary, call, start_proxy, FaultUpstream};
 fn bad_arguments_exit_non_zero_with_one_line() {
     for args in [
         &["--upstream"][..],
-        &[][..],
         &["--upstream", "ftp://example/key123"][..],
         &[
             "--upstream",

@@ -1185,15 +1185,27 @@ mod tests {
         // Its secrets come from the environment, which the test does not set.
         let err = config.expect_err("PRIMARY_API_KEY is unset in tests");
         assert!(err.message.contains("PRIMARY_API_KEY"), "{err}");
-        let text = text.replace("${PRIMARY_API_KEY}", "k").replace("${PARTNER_API_KEY}", "p");
+        let text = text
+            .replace("${PRIMARY_API_KEY}", "k")
+            .replace("${PARTNER_API_KEY}", "p");
         let config = parse(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.groups.len(), 2);
         assert_eq!(config.default_group().as_deref(), Some("main"));
         assert_eq!(config.rate_limit.keys.len(), 1);
         assert!(config.server.cors.is_some());
         for section in [
-            "[server]", "[server.cors]", "[log]", "[metrics]", "[backends.", "[groups.", "[routing]",
-            "[methods]", "[retry]", "[cache]", "[rate_limit]", "[[rate_limit.keys]]",
+            "[server]",
+            "[server.cors]",
+            "[log]",
+            "[metrics]",
+            "[backends.",
+            "[groups.",
+            "[routing]",
+            "[methods]",
+            "[retry]",
+            "[cache]",
+            "[rate_limit]",
+            "[[rate_limit.keys]]",
         ] {
             assert!(text.contains(section), "{section} is not documented");
         }
@@ -1216,7 +1228,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {
-        let e = error("[server]\nlisten = \"127.0.0.1:0\"\nmax_bodyy = 5\n[backends.a]\nurl = \"http://h\"\n");
+        let e = error(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_bodyy = 5\n[backends.a]\nurl = \"http://h\"\n",
+        );
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
         assert!(e.message.contains("max_bodyy"), "{e}");
         assert!(e.to_string().starts_with("test.toml:3:"), "{e}");
@@ -1235,7 +1249,9 @@ mod tests {
         let e = error(&format!("{ONE}[retry]\ninitial_backoff = \"soon\"\n"));
         assert_eq!(e.key, "retry.initial_backoff", "{e}");
         assert!(e.message.contains("soon"), "{e}");
-        let e = error(&format!("{ONE}[groups.g]\nmembers = [\"a\"]\nstrategy = \"fastest\"\n"));
+        let e = error(&format!(
+            "{ONE}[groups.g]\nmembers = [\"a\"]\nstrategy = \"fastest\"\n"
+        ));
         assert_eq!(e.key, "groups.g.strategy", "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(5), "{e}");
         let e = error("[server]\nlisten = \"localhost\"\n");
@@ -1261,7 +1277,11 @@ mod tests {
         let e = error(&format!("{two}{groups}"));
         assert_eq!(e.key, "routing.default", "{e}");
         let e = error(&format!("{two}{groups}[routing]\ndefault = \"x\"\n"));
-        assert_eq!((e.key.as_str(), e.position.map(|p| p.0)), ("routing.default", Some(10)), "{e}");
+        assert_eq!(
+            (e.key.as_str(), e.position.map(|p| p.0)),
+            ("routing.default", Some(10)),
+            "{e}"
+        );
         let e = error(&format!(
             "{two}{groups}[routing]\ndefault = \"g\"\nmethods = {{ \"eth_send*\" = \"nope\" }}\n"
         ));
@@ -1281,16 +1301,26 @@ mod tests {
     #[test]
     fn strategies_are_checked() {
         let g = |extra: &str| format!("{ONE}[groups.g]\nmembers = [\"a\"]\n{extra}");
-        assert!(error(&g("strategy = \"quorum\"\n")).message.contains("quorum = K"));
-        assert_eq!(error(&g("strategy = \"quorum\"\nquorum = 2\n")).key, "groups.g.quorum");
+        assert!(error(&g("strategy = \"quorum\"\n"))
+            .message
+            .contains("quorum = K"));
+        assert_eq!(
+            error(&g("strategy = \"quorum\"\nquorum = 2\n")).key,
+            "groups.g.quorum"
+        );
         assert_eq!(error(&g("quorum = 1\n")).key, "groups.g.quorum");
-        assert!(error(&g("hedge_delay = \"1s\"\n")).message.contains("hedged"));
+        assert!(error(&g("hedge_delay = \"1s\"\n"))
+            .message
+            .contains("hedged"));
         assert_eq!(
             error(&g("strategy = \"hedged\"\nhedge_quantile = 1.5\n")).key,
             "groups.g.hedge_quantile"
         );
         parse(&g("strategy = \"hedged\"\nhedge_quantile = 0.9\n")).unwrap();
-        parse(&g("strategy = \"quorum\"\nquorum = 1\nquorum_timeout = 2\n")).unwrap();
+        parse(&g(
+            "strategy = \"quorum\"\nquorum = 1\nquorum_timeout = 2\n",
+        ))
+        .unwrap();
     }
 
     #[test]
@@ -1299,9 +1329,13 @@ mod tests {
         assert_eq!(expand_env("a${SET}b", env).unwrap(), "avalueb");
         assert_eq!(expand_env("${UNSET:-dflt}", env).unwrap(), "dflt");
         assert_eq!(expand_env("$${SET} $5", env).unwrap(), "${SET} $5");
-        assert!(expand_env("${UNSET}", env).unwrap_err().contains("`UNSET` is not set"));
+        assert!(expand_env("${UNSET}", env)
+            .unwrap_err()
+            .contains("`UNSET` is not set"));
         assert!(expand_env("${SET", env).unwrap_err().contains("unclosed"));
-        assert!(expand_env("${A B}", env).unwrap_err().contains("not a variable name"));
+        assert!(expand_env("${A B}", env)
+            .unwrap_err()
+            .contains("not a variable name"));
 
         let e = error("[backends.a]\nurl = \"http://h/${RPC_PROXY_TEST_SURELY_UNSET}\"\n");
         assert_eq!(e.key, "backends.a.url", "{e}");
@@ -1316,12 +1350,30 @@ mod tests {
     fn values_are_range_checked() {
         for (extra, key) in [
             ("[retry]\njitter = 1.5\n", "retry.jitter"),
-            ("[retry]\ninitial_backoff = \"5s\"\nmax_backoff = \"1s\"\n", "retry.initial_backoff"),
-            ("[rate_limit]\nper_ip = { rate = 0 }\n", "rate_limit.per_ip.rate"),
-            ("[rate_limit]\nweights = { eth_call = 0 }\n", "rate_limit.weights.eth_call"),
-            ("[rate_limit]\nkey_header = \"bad header\"\n", "rate_limit.key_header"),
-            ("[server.cors]\nallow_origins = [\"*\", \"https://a\"]\n", "server.cors.allow_origins"),
-            ("[cache]\nmethods = { eth_call = \"sometimes\" }\n", "cache.methods.eth_call"),
+            (
+                "[retry]\ninitial_backoff = \"5s\"\nmax_backoff = \"1s\"\n",
+                "retry.initial_backoff",
+            ),
+            (
+                "[rate_limit]\nper_ip = { rate = 0 }\n",
+                "rate_limit.per_ip.rate",
+            ),
+            (
+                "[rate_limit]\nweights = { eth_call = 0 }\n",
+                "rate_limit.weights.eth_call",
+            ),
+            (
+                "[rate_limit]\nkey_header = \"bad header\"\n",
+                "rate_limit.key_header",
+            ),
+            (
+                "[server.cors]\nallow_origins = [\"*\", \"https://a\"]\n",
+                "server.cors.allow_origins",
+            ),
+            (
+                "[cache]\nmethods = { eth_call = \"sometimes\" }\n",
+                "cache.methods.eth_call",
+            ),
             ("[log]\nlevel = \"rpc=loud\"\n", "log.level"),
             ("[server]\nhealth_path = \"health\"\n", "server.health_path"),
         ] {

@@ -1,0 +1,82 @@
+//! A real Ethereum client library (viem, from npm) against the shipped
+//! `rpc-proxy` (cache, retry and failover on) in front of a real anvil node:
+//! chain id, block number, balances and two signed transfers in a row.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::{call, start_anvil, start_proxy_config, workspace_root};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viem_reads_and_sends_transactions_through_the_proxy() {
+    let (_anvil, node) = start_anvil();
+    let (_proxy, addr) = start_proxy_config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.anvil]
+url = "http://{node}"
+[cache]
+enabled = true
+[methods]
+deny = ["eth_sendTransaction", "eth_sign*"]
+"#
+    ));
+    let script = workspace_root().join("tests/clients/viem-check.mjs");
+    let mut child = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (install Node.js; scripts/test.sh does): {e}"));
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let read = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut r, &mut s).await;
+        s
+    };
+    let (out, err, status) = tokio::time::timeout(Duration::from_secs(90), async {
+        let (out, err) = tokio::join!(read(Box::new(stdout)), read(Box::new(stderr)));
+        (out, err, child.wait().await)
+    })
+    .await
+    .expect("viem finished within 90 s");
+    let status = status.expect("node exit status");
+    assert!(
+        status.success(),
+        "viem failed (did `npm install --prefix tests` run?):\n{err}\n{out}"
+    );
+    let seen: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+
+    assert_eq!(seen["chainId"], 31337, "{seen}");
+    assert_eq!(seen["senderBalance"], "10000000000000000000000", "{seen}");
+    assert_eq!(seen["recipientGain"], "3000000000000000000", "{seen}");
+    let receipts = seen["receipts"].as_array().expect("receipts");
+    assert_eq!(receipts.len(), 2);
+    for r in receipts {
+        assert_eq!(r["status"], "success", "{seen}");
+    }
+    assert!(
+        seen["blockAfter"].as_u64() >= receipts[1]["block"].as_u64(),
+        "the block number moved with the chain: {seen}"
+    );
+
+    // The node agrees: the transfers happened, once each.
+    let (_, v) = call(
+        node,
+        "eth_getBalance",
+        json!(["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "latest"]),
+    )
+    .await;
+    assert_eq!(v["result"], "0x21e4382edd5a86c0000", "10003 ETH: {v}");
+    let (_, v) = call(
+        node,
+        "eth_getTransactionCount",
+        json!(["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "latest"]),
+    )
+    .await;
+    assert_eq!(v["result"], "0x2", "{v}");
+}
