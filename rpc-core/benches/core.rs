@@ -113,6 +113,53 @@ fn front(c: &mut Criterion) {
     g.finish();
 }
 
+/// Per-call cost of the router and the rate limiter over a no-op service.
+fn layers(c: &mut Criterion) {
+    use rpc_core::ratelimit::{Limit, RateLimitLayer};
+    use rpc_core::route::MethodRouter;
+    use rpc_core::{BoxJsonRpcService, RemoteAddr};
+    use tower::Layer;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let call = || {
+        let mut req = Request::new("eth_call").with_id(Id::from(1u64));
+        req.extensions_mut()
+            .insert(RemoteAddr(([10, 0, 0, 1], 4000).into()));
+        req
+    };
+    let mut g = c.benchmark_group("layers");
+    g.throughput(Throughput::Elements(1));
+    let bare = BoxJsonRpcService::new(noop());
+    g.bench_function("boxed_noop", |b| {
+        b.iter(|| rt.block_on(bare.clone().oneshot(call())).expect("answer"))
+    });
+    let router = MethodRouter::builder()
+        .route("eth_sendRawTransaction", BoxJsonRpcService::new(noop()))
+        .expect("pattern")
+        .route("debug_*", BoxJsonRpcService::new(noop()))
+        .expect("pattern")
+        .default_service(BoxJsonRpcService::new(noop()))
+        .build();
+    g.bench_function("method_router_default_route", |b| {
+        b.iter(|| rt.block_on(router.clone().oneshot(call())).expect("answer"))
+    });
+    // A budget that never runs out during the run: the cost of the check.
+    let limited = RateLimitLayer::new()
+        .per_ip(Limit::per_second(u32::MAX).burst(u32::MAX))
+        .weight("eth_getLogs", 10)
+        .layer(BoxJsonRpcService::new(noop()));
+    g.bench_function("rate_limit_per_ip_check", |b| {
+        b.iter(|| {
+            rt.block_on(limited.clone().oneshot(call()))
+                .expect("answer")
+        })
+    });
+    g.finish();
+}
+
 fn loopback(c: &mut Criterion) {
     // HttpBackend -> TCP loopback -> serve/HttpFront -> no-op: one full hop.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -149,5 +196,5 @@ fn loopback(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsing, writing, front, loopback);
+criterion_group!(benches, parsing, writing, front, layers, loopback);
 criterion_main!(benches);

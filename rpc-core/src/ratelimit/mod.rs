@@ -5,12 +5,12 @@
 //! against a budget that refills continuously (GCRA, from the `governor`
 //! crate): `rate` units per second with bursts of up to `burst` units.
 //!
-//! * A call carrying a **known API key** ([`ApiKey`](crate::ApiKey) in its
+//! * A call carrying a **known API key** ([`ApiKey`] in its
 //!   extensions, put there by the HTTP front, see
 //!   [`ServerConfig::api_key_header`](crate::server::ServerConfig::api_key_header))
 //!   is charged to that key's own budget and not to its IP.
 //! * Any other call, including one with an unknown key, is charged to its
-//!   **client IP** ([`RemoteAddr`](crate::RemoteAddr)); IPv6 clients are
+//!   **client IP** ([`RemoteAddr`]); IPv6 clients are
 //!   grouped by their /64 network, the block one subscriber usually holds.
 //!   A call without an address (not from the HTTP front) is not limited.
 //! * A refused call fails with [`RpcError::RateLimited`] without touching the

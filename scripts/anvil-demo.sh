@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job: rpc-proxy in front of two real Ethereum dev nodes (anvil) as a
-# failover group, with calls that show what the proxy answers, then the primary
-# node killed while calls keep being answered. Keeps running until Ctrl-C.
+# The second demo (the main job is `rpc-proxy --demo`): rpc-proxy in front of
+# two real Ethereum dev nodes (anvil) as a failover group, with calls that show
+# what the proxy answers, then the primary node killed while calls keep being
+# answered. Keeps running until Ctrl-C.
 #
-#   ./scripts/demo.sh           # run, then keep the proxy up for your own curl
-#   ./scripts/demo.sh --once    # run the showcase and exit (used by CI)
+#   ./scripts/anvil-demo.sh           # run, then keep the proxy up for your own curl
+#   ./scripts/anvil-demo.sh --once    # run the showcase and exit (used by CI)
 #
 # Ports: PROXY_PORT (default 8545), NODE_PORT (default 8546) and NODE_PORT+1
 # for the backup node, on 127.0.0.1.
