@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use rpc_core::{JsonRpcService, Payload, Request, Response, RpcError};
+use rpc_core::{ChainHead, JsonRpcService, Payload, Request, Response, RpcError};
 use tower::{Service, ServiceExt};
 
 use crate::key::{parse_params, CacheKey};
@@ -57,10 +57,20 @@ impl<St: CacheStore> State<St> {
     /// Learns the head from an answer and stores it if the plan says so.
     async fn keep(&self, method: &str, slot: &Slot, plan: Plan, response: &Response) {
         let epoch_before = self.tip_epoch.load(Ordering::Relaxed);
-        let raised = match self.rules.head_in(method, response) {
+        // The head this answer came from, when a group with head tracking
+        // (or an adapter) says so.
+        let answer_head = response.extensions().get::<ChainHead>().map(|h| h.0);
+        let raised = match self.rules.head_in(method, response).max(answer_head) {
             Some(h) => self.raise_head(h),
             None => false,
         };
+        if slot.epoch.is_some()
+            && answer_head.is_some_and(|h| h < self.head.load(Ordering::Relaxed))
+        {
+            // From a backend behind the head already seen: passed on to its
+            // caller, never kept for others.
+            return;
+        }
         let key = match slot.epoch {
             None => slot.key.clone(),
             Some(asked_in) => {

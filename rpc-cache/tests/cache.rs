@@ -663,3 +663,26 @@ async fn a_read_in_flight_during_a_write_is_not_kept_for_later() {
     assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Hit]);
     assert_eq!(up.calls(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn answers_from_a_backend_behind_the_known_head_are_not_kept() {
+    use rpc_core::ChainHead;
+    use CacheStatus::*;
+    // The group below says which head each answer comes from.
+    let head = Arc::new(AtomicUsize::new(100));
+    let h = head.clone();
+    let up = Upstream::new(move |r| {
+        let mut resp = ok(r, "\"0xabc\"");
+        resp.extensions_mut()
+            .insert(ChainHead(h.load(Ordering::SeqCst) as u64));
+        Ok(resp)
+    });
+    let c = cache(&up);
+    assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Hit]);
+    assert_eq!(c.head(), 100, "learned from the answer's ChainHead");
+    c.observe_head(105);
+    // Served by a member still at 100: passed on, not kept.
+    assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Miss]);
+    head.store(105, Ordering::SeqCst);
+    assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Hit]);
+}

@@ -59,3 +59,30 @@ impl CacheStatus {
         }
     }
 }
+
+/// The chain head (block number or height) of the backend that produced an
+/// answer, as far as the layer that set it knows; in a
+/// [`Response`](crate::Response)'s extensions. Adapters that follow the tip
+/// themselves (Electrum's header subscription) set it; a group with head
+/// tracking sets it from its tracker. Consistency layers and caches read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChainHead(pub u64);
+
+/// The lowest chain head a call may be answered from; in a
+/// [`Request`](crate::Request)'s extensions. Set by a read-your-head layer
+/// from what the client's session has already seen; a group with head
+/// tracking sends the call only to members at or above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MinHead(pub u64);
+
+/// A client session named by the client (a header configured with
+/// [`ServerConfig::session_header`](crate::server::ServerConfig::session_header));
+/// in each call's extensions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(pub Arc<str>);
+
+/// The client connection a call arrived on (a number unique within the
+/// process); in each call's extensions when served by
+/// [`serve`](crate::server::serve).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub u64);

@@ -55,7 +55,10 @@ mod service;
 
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
-pub use ext::{ApiKey, Attempts, BatchPosition, CacheStatus, ServedBy};
+pub use ext::{
+    ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ConnectionId, MinHead, ServedBy,
+    SessionId,
+};
 pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::RawJson;

@@ -333,6 +333,7 @@ impl Service<Request> for ElectrumBackend {
         };
         let (reply, answer) = oneshot::channel();
         let sent = early.is_none() && self.tx.send(Command { request, reply }).is_ok();
+        let shared = self.shared.clone();
         ResponseFuture::new(async move {
             let _permit = permit;
             if let Some(err) = early {
@@ -342,7 +343,15 @@ impl Service<Request> for ElectrumBackend {
                 return Err(not_sent(&name, "the connection worker has stopped"));
             }
             match tokio::time::timeout_at(deadline, answer).await {
-                Ok(Ok(result)) => result,
+                Ok(Ok(result)) => result.map(|mut response| {
+                    // The server's tip as of this answer (followed through
+                    // header notifications), for head trackers above.
+                    let tip = shared.tip.load(Ordering::Relaxed);
+                    if tip != 0 {
+                        response.extensions_mut().insert(rpc_core::ChainHead(tip));
+                    }
+                    response
+                }),
                 Ok(Err(_)) => Err(RpcError::ConnectionClosed {
                     backend: name,
                     source: "the connection worker stopped".into(),

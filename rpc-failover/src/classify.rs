@@ -66,11 +66,24 @@ impl Idempotency {
 pub trait Classifier: Send + Sync + 'static {
     /// How `request` may be repeated.
     fn classify(&self, request: &Request) -> Idempotency;
+
+    /// The lowest chain head that can answer `request`: the explicit block
+    /// number or height it names, if any (`None` for `latest`, hashes and
+    /// methods without a block). A head-tracking group sends the call only to
+    /// members that have that block, when one does. Default: `None`.
+    fn min_head(&self, request: &Request) -> Option<u64> {
+        let _ = request;
+        None
+    }
 }
 
 impl<C: Classifier + ?Sized> Classifier for Arc<C> {
     fn classify(&self, request: &Request) -> Idempotency {
         (**self).classify(request)
+    }
+
+    fn min_head(&self, request: &Request) -> Option<u64> {
+        (**self).min_head(request)
     }
 }
 
@@ -103,6 +116,8 @@ pub struct MethodRules {
     exact: HashMap<Box<str>, Idempotency>,
     prefixes: Vec<(Box<str>, Idempotency)>,
     default: Idempotency,
+    /// Method → index of its block-number (or height) param.
+    block_params: HashMap<Box<str>, usize>,
 }
 
 impl fmt::Debug for MethodRules {
@@ -205,6 +220,7 @@ impl MethodRules {
             exact: HashMap::new(),
             prefixes: Vec::new(),
             default: Idempotency::Unsafe,
+            block_params: HashMap::new(),
         }
     }
 
@@ -223,6 +239,9 @@ impl MethodRules {
         }
         for m in ETHEREUM_BROADCASTS {
             rules.exact.insert((*m).into(), Idempotency::Idempotent);
+        }
+        for (m, i) in ETHEREUM_BLOCK_PARAMS {
+            rules.block_params.insert((*m).into(), *i);
         }
         rules
             .prefix("debug_trace", Idempotency::Read)
@@ -244,7 +263,24 @@ impl MethodRules {
             "blockchain.transaction.broadcast".into(),
             Idempotency::Idempotent,
         );
+        for (m, i) in [
+            ("blockchain.block.header", 0),
+            ("blockchain.block.headers", 0),
+            ("blockchain.transaction.id_from_pos", 0),
+        ] {
+            rules.block_params.insert(m.into(), i);
+        }
         rules
+    }
+
+    /// Names the param (by index) of `method` that is a block number or
+    /// height, for [`Classifier::min_head`]. The shipped sets know
+    /// Ethereum's `eth_getBalance`, `eth_call`, `eth_getBlockByNumber`, ...
+    /// and Electrum's `blockchain.block.header(s)` and
+    /// `blockchain.transaction.id_from_pos`.
+    pub fn block_param(mut self, method: impl Into<Box<str>>, index: usize) -> Self {
+        self.block_params.insert(method.into(), index);
+        self
     }
 
     /// Classifies one method by its exact name (overrides any prefix rule).
@@ -289,7 +325,63 @@ impl Classifier for MethodRules {
     fn classify(&self, request: &Request) -> Idempotency {
         self.class_of(request.method())
     }
+
+    fn min_head(&self, request: &Request) -> Option<u64> {
+        let index = *self.block_params.get(request.method())?;
+        let params = request.params()?;
+        // Borrowed: only the one param is looked at.
+        let list: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(params.as_bytes()).ok()?;
+        block_number(list.get(index)?.get())
+    }
 }
+
+/// An explicit block number in a param: `"0x10f"`, `271`, or an EIP-1898
+/// `{"blockNumber": "0x10f"}`; `None` for tags, hashes and anything else.
+fn block_number(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    if let Ok(n) = raw.parse::<u64>() {
+        return Some(n);
+    }
+    if raw.starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct ByNumber<'a> {
+            #[serde(rename = "blockNumber", borrow)]
+            block_number: Option<&'a str>,
+        }
+        let by: ByNumber<'_> = serde_json::from_str(raw).ok()?;
+        return hex_quantity(by.block_number?);
+    }
+    let text: &str = serde_json::from_str(raw).ok()?;
+    hex_quantity(text)
+}
+
+fn hex_quantity(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("0x")?;
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// Ethereum methods with a block param, and its index.
+const ETHEREUM_BLOCK_PARAMS: &[(&str, usize)] = &[
+    ("eth_getBalance", 1),
+    ("eth_getCode", 1),
+    ("eth_getTransactionCount", 1),
+    ("eth_getStorageAt", 2),
+    ("eth_call", 1),
+    ("eth_estimateGas", 1),
+    ("eth_createAccessList", 1),
+    ("eth_getProof", 2),
+    ("eth_getBlockByNumber", 0),
+    ("eth_getBlockReceipts", 0),
+    ("eth_getBlockTransactionCountByNumber", 0),
+    ("eth_getTransactionByBlockNumberAndIndex", 0),
+    ("eth_getUncleByBlockNumberAndIndex", 0),
+    ("eth_getUncleCountByBlockNumber", 0),
+    ("eth_feeHistory", 1),
+];
 
 /// Which JSON-RPC error objects mean *the backend could not serve the call*
 /// (so it counts against the backend and the call may move on), as opposed to
@@ -382,6 +474,56 @@ fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explicit_blocks_are_read_from_params() {
+        let eth = MethodRules::ethereum();
+        let with = |m: &str, p: &'static str| {
+            Request::new(m).with_params(rpc_core::RawJson::from_static(p).expect("json"))
+        };
+        for (method, params, expected) in [
+            ("eth_getBlockByNumber", r#"["0x10f",false]"#, Some(0x10f)),
+            ("eth_getBalance", r#"["0xabc","0x20"]"#, Some(0x20)),
+            (
+                "eth_call",
+                r#"[{"to":"0x1"},{"blockNumber":"0x30"}]"#,
+                Some(0x30),
+            ),
+            ("eth_call", r#"[{"to":"0x1"},{"blockHash":"0xaa"}]"#, None),
+            ("eth_getBalance", r#"["0xabc","latest"]"#, None),
+            ("eth_getBalance", r#"["0xabc"]"#, None),
+            ("eth_getStorageAt", r#"["0xabc","0x0","0x40"]"#, Some(0x40)),
+            ("eth_getBlockByNumber", r#"["0x",false]"#, None),
+            (
+                "eth_getBlockByNumber",
+                r#"["0x1ffffffffffffffff",false]"#,
+                None,
+            ),
+            ("eth_blockNumber", "[]", None),
+            ("eth_getBlockByNumber", r#"{"not":"a list"}"#, None),
+        ] {
+            assert_eq!(
+                eth.min_head(&with(method, params)),
+                expected,
+                "{method} {params}"
+            );
+        }
+        let electrum = MethodRules::electrum();
+        assert_eq!(
+            electrum.min_head(&with("blockchain.block.header", "[271]")),
+            Some(271)
+        );
+        assert_eq!(
+            electrum.min_head(&with("blockchain.block.headers", "[100, 5]")),
+            Some(100)
+        );
+        assert_eq!(
+            electrum.min_head(&with("blockchain.scripthash.get_balance", r#"["ab"]"#)),
+            None
+        );
+        let custom = MethodRules::empty().block_param("myco_at", 0);
+        assert_eq!(custom.min_head(&with("myco_at", r#"["0x5"]"#)), Some(5));
+    }
 
     #[test]
     fn ethereum_table() {

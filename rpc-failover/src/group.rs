@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
+use rpc_core::{ChainHead, JsonRpcService, Request, Response, RpcError, ServedBy};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::classify::{Classifier, FailureRules, MethodRules};
+use crate::head::{HeadPolicy, Heads, Need};
 use crate::member::Member;
 use crate::names;
 
@@ -68,6 +69,10 @@ pub struct MemberStatus {
     pub out_for: Option<Duration>,
     /// Failures since its last success.
     pub consecutive_failures: u32,
+    /// Its chain head, with head tracking on and once learned.
+    pub head: Option<u64>,
+    /// Out of rotation for being behind (head tracking).
+    pub lagging: bool,
 }
 
 /// The health and health policy shared by every group layer.
@@ -79,6 +84,7 @@ pub(crate) struct GroupPolicy {
     pub(crate) spread: Spread,
     pub(crate) classifier: Arc<dyn Classifier>,
     pub(crate) failure_rules: Arc<FailureRules>,
+    pub(crate) head: Option<HeadPolicy>,
 }
 
 impl Default for GroupPolicy {
@@ -90,6 +96,7 @@ impl Default for GroupPolicy {
             spread: Spread::Off,
             classifier: Arc::new(MethodRules::ethereum()),
             failure_rules: Arc::new(FailureRules::default()),
+            head: None,
         }
     }
 }
@@ -101,6 +108,7 @@ impl std::fmt::Debug for GroupPolicy {
             .field("out_of_service", &self.out_of_service)
             .field("when_all_down", &self.when_all_down)
             .field("spread", &self.spread)
+            .field("head", &self.head)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +134,8 @@ pub(crate) struct Core<S> {
     rr: AtomicUsize,
     base: Instant,
     pub(crate) policy: GroupPolicy,
+    pub(crate) heads: Option<Heads>,
+    prober: AtomicBool,
 }
 
 /// Errors building a group.
@@ -195,6 +205,7 @@ impl<S> Core<S> {
         for m in &members {
             metrics::gauge!(names::IN_SERVICE, "backend" => m.name.clone()).set(1.0);
         }
+        let heads = policy.head.clone().map(|p| Heads::new(p, members.len()));
         Ok(Core {
             members: members.into_boxed_slice(),
             health,
@@ -202,6 +213,8 @@ impl<S> Core<S> {
             rr: AtomicUsize::new(0),
             base: Instant::now(),
             policy,
+            heads,
+            prober: AtomicBool::new(false),
         })
     }
 
@@ -213,7 +226,7 @@ impl<S> Core<S> {
         &self.members[index].name
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.ticks(Instant::now())
     }
 
@@ -227,15 +240,57 @@ impl<S> Core<S> {
         self.members
             .iter()
             .zip(self.health.iter())
-            .map(move |(m, h)| {
+            .enumerate()
+            .map(move |(i, (m, h))| {
                 let until = h.out_until.load(Ordering::Acquire);
                 MemberStatus {
                     name: m.name.clone(),
                     in_service: until == 0,
                     out_for: (until != 0).then(|| Duration::from_nanos(until.saturating_sub(now))),
                     consecutive_failures: h.failures.load(Ordering::Relaxed),
+                    head: self.heads.as_ref().map(|hs| hs.head(i)).filter(|&h| h != 0),
+                    lagging: self.heads.as_ref().is_some_and(|hs| hs.lagging(i, now)),
                 }
             })
+    }
+
+    /// What `request` needs of a member's head (nothing without tracking).
+    pub(crate) fn need(&self, request: &Request) -> Need {
+        match &self.heads {
+            Some(_) => crate::head::need_of(request, &*self.policy.classifier),
+            None => Need::default(),
+        }
+    }
+
+    /// [`pick`](Self::pick), leaving out members that lag or lack the head
+    /// the call needs, as long as another member can take it: first only
+    /// members in rotation that have everything; then lagging ones; then
+    /// ones without the explicit block. Members below the session's head are
+    /// never picked (the caller waits for one instead).
+    pub(crate) fn pick_with(&self, tried: u64, need: &Need) -> Option<Pick> {
+        let Some(heads) = &self.heads else {
+            return self.pick(tried);
+        };
+        let m = heads.masks(self.now(), need);
+        self.pick(tried | m.lagging | m.below_session | m.below_block)
+            .or_else(|| self.pick(tried | m.below_session | m.below_block))
+            .or_else(|| self.pick(tried | m.below_session))
+    }
+
+    /// Waits (up to the call's deadline and the policy's consistency wait)
+    /// for a member to reach the session head `need`; `true` if one did.
+    pub(crate) async fn wait_for_head(&self, need: &Need, deadline: Option<Instant>) -> bool {
+        let Some(heads) = &self.heads else {
+            return false;
+        };
+        if need.session == 0 {
+            return false;
+        }
+        let mut until = Instant::now() + heads.policy.consistency_wait;
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        heads.wait_for(need.session, until).await
     }
 
     /// The next member to try, skipping those in `tried`. Never allocates;
@@ -424,6 +479,28 @@ impl<S> Core<S> {
     }
 }
 
+/// One probe of member `i`: its head, or nothing (a failed probe changes no
+/// health: live calls decide that).
+async fn probe<S: JsonRpcService>(core: std::sync::Weak<Core<S>>, i: usize) {
+    let (svc, request, timeout) = {
+        let Some(core) = core.upgrade() else { return };
+        let Some(heads) = &core.heads else { return };
+        (
+            core.members[i].service.clone(),
+            heads.probe_request(),
+            heads.policy.probe_timeout,
+        )
+    };
+    let Ok(Ok(response)) = tokio::time::timeout(timeout, svc.oneshot(request)).await else {
+        return;
+    };
+    let Some(core) = core.upgrade() else { return };
+    let Some(heads) = &core.heads else { return };
+    if let Some(h) = heads.head_in(heads.policy.probe.method(), &response) {
+        heads.observe(i, h, core.now(), &core.members[i].name);
+    }
+}
+
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2)
 }
@@ -511,6 +588,7 @@ impl<S: JsonRpcService> Core<S> {
         let member = &self.members[pick.index];
         let deadline = request.deadline();
         let mut svc = member.service.clone();
+        let method = self.heads.as_ref().map(|_| request.method_arc().clone());
 
         // Readiness: a saturated member must not stall the group.
         let ready = match svc.ready().now_or_never() {
@@ -556,6 +634,17 @@ impl<S: JsonRpcService> Core<S> {
                         .extensions_mut()
                         .insert(ServedBy(member.name.clone()));
                 }
+                if let (Some(heads), Some(method)) = (&self.heads, &method) {
+                    // Learn the member's head from its answer, and tell the
+                    // layers above which head this answer comes from.
+                    if let Some(h) = heads.head_in(method, &response) {
+                        heads.observe(pick.index, h, self.now(), &member.name);
+                    }
+                    let head = heads.head(pick.index);
+                    if head != 0 {
+                        response.extensions_mut().insert(ChainHead(head));
+                    }
+                }
                 if self.policy.failure_rules.is_backend_failure(&response) {
                     let reason = response
                         .error_object()
@@ -589,6 +678,43 @@ impl<S: JsonRpcService> Core<S> {
                 Outcome::Failed(err)
             }
         }
+    }
+
+    /// Starts the head prober (once; only with head tracking and inside a
+    /// Tokio runtime). It holds the group weakly and ends with it.
+    pub(crate) fn ensure_prober(self: &Arc<Self>) {
+        if self.heads.is_none() || self.prober.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.prober.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let wanted = self.heads.as_ref().map(|h| h.wanted.clone());
+        runtime.spawn(async move {
+            let Some(wanted) = wanted else { return };
+            loop {
+                let tick = {
+                    let Some(core) = weak.upgrade() else { return };
+                    let Some(heads) = &core.heads else { return };
+                    let now = core.now();
+                    let due = heads.due(now);
+                    for i in 0..core.members.len() {
+                        if due & (1 << i) != 0 {
+                            tokio::spawn(probe(Arc::downgrade(&core), i));
+                        }
+                    }
+                    heads.publish(now, |i| core.members[i].name.clone());
+                    (heads.policy.probe_interval / 4).max(Duration::from_millis(5))
+                };
+                // A call waiting for a head wakes the prober early.
+                tokio::select! {
+                    () = tokio::time::sleep(tick) => {}
+                    () = wanted.notified() => {}
+                }
+            }
+        });
     }
 
     /// Whether a call that ended this way may go to another member.

@@ -45,6 +45,7 @@
 pub mod classify;
 pub mod failover;
 mod group;
+pub mod head;
 pub mod hedge;
 mod member;
 pub mod names;
@@ -54,6 +55,7 @@ pub mod retry;
 pub use classify::{Classifier, FailureRules, Idempotency, MethodRules};
 pub use failover::{Failover, FailoverLayer};
 pub use group::{GroupError, MemberStatus, Spread, WhenAllDown, MAX_MEMBERS};
+pub use head::{ConsistencyLayer, HeadPolicy, HeadProbe};
 pub use hedge::{HedgeLayer, HedgePolicy};
 pub use member::Member;
 pub use quorum::{Quorum, QuorumLayer};

@@ -12,6 +12,9 @@
 //! | `rpc_quorum_failures_total` | counter | — |
 //! | `rpc_retries_total` | counter | — |
 //! | `rpc_retry_budget_exhausted_total` | counter | — |
+//! | `rpc_backend_head` | gauge | `backend` (head tracking) |
+//! | `rpc_backend_head_lag` | gauge (blocks behind the best) | `backend` |
+//! | `rpc_backend_lagging` | gauge (1/0) | `backend` |
 
 /// Gauge: 1 while a member is in service, 0 while its out-of-service window runs.
 pub const IN_SERVICE: &str = "rpc_backend_in_service";
@@ -27,3 +30,9 @@ pub const QUORUM_FAILURES: &str = "rpc_quorum_failures_total";
 pub const RETRIES: &str = "rpc_retries_total";
 /// Counter: a retry was refused because the budget was spent.
 pub const RETRY_BUDGET_EXHAUSTED: &str = "rpc_retry_budget_exhausted_total";
+/// Gauge: a member's chain head, as the group's head tracker knows it.
+pub const HEAD: &str = "rpc_backend_head";
+/// Gauge: blocks a member is behind the best head of its group.
+pub const HEAD_LAG: &str = "rpc_backend_head_lag";
+/// Gauge: 1 while a member is out of rotation for lagging, else 0.
+pub const LAGGING: &str = "rpc_backend_lagging";

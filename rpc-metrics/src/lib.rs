@@ -27,6 +27,9 @@
 //! | `rpc_quorum_failures_total` | counter | — | quorum calls without agreement (rpc-failover) |
 //! | `rpc_retries_total` | counter | — | retries made (rpc-failover) |
 //! | `rpc_retry_budget_exhausted_total` | counter | — | retries refused by the budget (rpc-failover) |
+//! | `rpc_backend_head` | gauge | `backend` | a member's chain head (rpc-failover head tracking) |
+//! | `rpc_backend_head_lag` | gauge | `backend` | blocks a member is behind its group's best head |
+//! | `rpc_backend_lagging` | gauge | `backend` | 1 while a member is out of rotation for lagging or stalling |
 //!
 //! Labels are bounded: `method` is a known method name ([`MethodLabels`]) or
 //! `other`; `code` is one of the first 64 distinct codes a layer saw, then

@@ -42,6 +42,9 @@ pub(crate) const ALL: &[(&str, Kind, &str)] = &[
     ("rpc_quorum_failures_total", Kind::Counter, "Quorum calls that ended without agreement (rpc-failover)."),
     ("rpc_retries_total", Kind::Counter, "Retries made (rpc-failover)."),
     ("rpc_retry_budget_exhausted_total", Kind::Counter, "Retries refused because the retry budget was spent (rpc-failover)."),
+    ("rpc_backend_head", Kind::Gauge, "A group member's chain head, as its group's head tracker knows it (rpc-failover)."),
+    ("rpc_backend_head_lag", Kind::Gauge, "Blocks a group member is behind the best head of its group (rpc-failover)."),
+    ("rpc_backend_lagging", Kind::Gauge, "1 while a group member is out of rotation for lagging or stalling, else 0 (rpc-failover)."),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

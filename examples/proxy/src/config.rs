@@ -142,6 +142,8 @@ pub struct Config {
     pub cache: Cache,
     #[serde(default)]
     pub rate_limit: RateLimit,
+    #[serde(default)]
+    pub consistency: ConsistencySpec,
 }
 
 /// Which method tables (safety, cache rules, metric labels) apply.
@@ -332,6 +334,78 @@ pub struct Group {
     /// Overrides `retry.max_retries` for this group.
     #[serde(default)]
     pub max_retries: Option<u32>,
+    /// Head tracking (present: on).
+    #[serde(default)]
+    pub head: Option<Spanned<HeadSpec>>,
+}
+
+/// `[groups.NAME.head]`: keep members that are behind out of rotation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    #[serde(default = "default_max_lag")]
+    pub max_lag: u64,
+    #[serde(default = "default_max_stall")]
+    pub max_stall: Secs,
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval: Secs,
+    #[serde(default = "default_max_probes")]
+    pub max_probes_per_second: Spanned<f64>,
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: Secs,
+    #[serde(default = "default_consistency_wait")]
+    pub consistency_wait: Secs,
+}
+
+fn default_max_lag() -> u64 {
+    3
+}
+fn default_max_stall() -> Secs {
+    Secs(Duration::from_secs(30))
+}
+fn default_probe_interval() -> Secs {
+    Secs(Duration::from_secs(2))
+}
+fn default_max_probes() -> Spanned<f64> {
+    Spanned::new(0..0, 1.0)
+}
+fn default_probe_timeout() -> Secs {
+    Secs(Duration::from_secs(2))
+}
+fn default_consistency_wait() -> Secs {
+    Secs(Duration::from_secs(2))
+}
+
+/// `[consistency]`: read-your-head for clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencySpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub per_connection: bool,
+    #[serde(default = "default_session_header")]
+    pub session_header: Spanned<String>,
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+}
+
+impl Default for ConsistencySpec {
+    fn default() -> Self {
+        ConsistencySpec {
+            enabled: false,
+            per_connection: true,
+            session_header: default_session_header(),
+            max_sessions: default_max_sessions(),
+        }
+    }
+}
+
+fn default_session_header() -> Spanned<String> {
+    Spanned::new(0..0, "x-session-id".to_owned())
+}
+fn default_max_sessions() -> usize {
+    100_000
 }
 
 fn default_failure_threshold() -> u32 {
@@ -902,6 +976,30 @@ impl Config {
                     );
                 }
             }
+            if let Some(head) = &g.head {
+                if self.protocol == Protocol::Generic {
+                    return err(
+                        head.span(),
+                        key("head"),
+                        "head tracking needs `protocol = \"ethereum\"` or `\"electrum\"` (to know how to ask a head)".into(),
+                    );
+                }
+                if g.strategy == Strategy::Quorum {
+                    return err(
+                        head.span(),
+                        key("head"),
+                        "head tracking works with failover strategies, not quorum".into(),
+                    );
+                }
+                let p = &head.get_ref().max_probes_per_second;
+                if !(p.get_ref().is_finite() && *p.get_ref() >= 0.0) {
+                    return err(
+                        p.span(),
+                        key("head.max_probes_per_second"),
+                        "must be 0 or more".into(),
+                    );
+                }
+            }
             if g.failure_threshold == 0 {
                 return err(
                     group.span(),
@@ -1117,6 +1215,23 @@ impl Config {
                 );
             }
         }
+        let c = &self.consistency;
+        if c.enabled {
+            if !self.groups.values().any(|g| g.get_ref().head.is_some()) {
+                return err(
+                    0..0,
+                    "consistency.enabled".into(),
+                    "read-your-head needs head tracking: add [groups.NAME.head] to a group".into(),
+                );
+            }
+            if http::HeaderName::from_bytes(c.session_header.get_ref().as_bytes()).is_err() {
+                return err(
+                    c.session_header.span(),
+                    "consistency.session_header".into(),
+                    "is not a header name".into(),
+                );
+            }
+        }
         if let Some(level) = &self.log.level {
             if level
                 .get_ref()
@@ -1148,6 +1263,7 @@ impl Group {
             out_of_service: Secs(defaults::OUT_OF_SERVICE),
             when_all_down: WhenAllDown::TrySoonest,
             max_retries: None,
+            head: None,
         }
     }
 }
@@ -1376,10 +1492,43 @@ mod tests {
             ),
             ("[log]\nlevel = \"rpc=loud\"\n", "log.level"),
             ("[server]\nhealth_path = \"health\"\n", "server.health_path"),
+            ("[consistency]\nenabled = true\n", "consistency.enabled"),
         ] {
             let e = error(&format!("{ONE}{extra}"));
             assert_eq!(e.key, key, "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn head_tracking_and_consistency_are_checked() {
+        let e = error(&format!(
+            "protocol = \"generic\"\n{ONE}[groups.g]\nmembers = [\"a\"]\n[groups.g.head]\n"
+        ));
+        assert_eq!(e.key, "groups.g.head", "{e}");
+        let e = error(&format!(
+            "{ONE}[groups.g]\nmembers = [\"a\"]\nstrategy = \"quorum\"\nquorum = 1\n[groups.g.head]\n"
+        ));
+        assert_eq!(e.key, "groups.g.head", "{e}");
+        let e = error(&format!(
+            "{ONE}[groups.g]\nmembers = [\"a\"]\n[groups.g.head]\nmax_lagg = 2\n"
+        ));
+        assert!(e.message.contains("max_lagg"), "{e}");
+        let c = parse(&format!(
+            "{ONE}[groups.g]\nmembers = [\"a\"]\n[groups.g.head]\nmax_lag = 5\n[consistency]\nenabled = true\n"
+        ))
+        .unwrap();
+        let head = c.groups["g"]
+            .get_ref()
+            .head
+            .as_ref()
+            .expect("head")
+            .get_ref()
+            .clone();
+        assert_eq!(
+            (head.max_lag, head.probe_interval),
+            (5, Secs(Duration::from_secs(2)))
+        );
+        assert!(c.consistency.enabled && c.consistency.per_connection);
     }
 
     #[test]

@@ -60,19 +60,30 @@ listen = "{metrics}"
 url = "http://{a}"
 timeout = "1s"
 
-[backends.slow-limited]    # 10-20 ms, a 1.5 s stall every 40th call, 429 over 120 calls/s
-url = "http://{b}"
-timeout = "1s"
-
 [backends.laggy]           # 30 blocks behind, cuts one call in 25
 url = "http://{c}"
 timeout = "1s"
 
+[backends.slow-limited]    # 10-20 ms, a 1.5 s stall every 40th call, 429 over 300 calls/s
+url = "http://{b}"
+timeout = "1s"
+
+# laggy comes second: without head tracking it would take the calls whenever
+# flappy is down; with it, it is out of rotation while 30 blocks behind.
 [groups.main]
-members = ["flappy", "slow-limited", "laggy"]
+members = ["flappy", "laggy", "slow-limited"]
 strategy = "failover"
 failure_threshold = 2
 out_of_service = "2s"
+
+[groups.main.head]
+max_lag = 3
+probe_interval = "1s"
+max_probes_per_second = 2.0
+
+# Each client connection never sees the chain go backwards.
+[consistency]
+enabled = true
 
 [methods]
 deny = ["eth_sendTransaction", "personal_*", "admin_*", "debug_*"]
@@ -95,6 +106,8 @@ tip_ttl = "1s"
 /// Live numbers shared by the client workers.
 #[derive(Default)]
 struct Stats {
+    /// `eth_blockNumber` answers lower than one the same connection saw before.
+    backwards: AtomicUsize,
     sent: AtomicUsize,
     ok: AtomicUsize,
     errors: AtomicUsize,
@@ -177,7 +190,7 @@ pub async fn run(args: DemoArgs) -> Result<bool, String> {
                 base: Duration::from_millis(10),
                 stall_every: 40,
                 stall: Duration::from_millis(1500),
-                max_per_second: 120,
+                max_per_second: 300,
             },
             chain,
         )
@@ -401,19 +414,38 @@ fn summary(stats: &Stats, upstreams: &[Upstream], elapsed: Duration) {
         ms(stats.latency.quantile(0.99)),
         ms(stats.latency.quantile(1.0)),
     );
-    println!("  upstreams            calls  cut  5xx  429  stalled  stale-head");
+    println!(
+        "  chain seen going back {} times by a client connection (head tracking + read-your-head)",
+        stats.backwards.load(Ordering::Relaxed)
+    );
+    println!(
+        "  upstreams            calls  probes  cut  5xx  429  stalled  stale blockNumber answers"
+    );
     for u in upstreams {
         let c = &u.counters;
         println!(
-            "    {:<16} {:>7} {:>4} {:>4} {:>4} {:>8} {:>11}",
+            "    {:<16} {:>7} {:>7} {:>4} {:>4} {:>4} {:>8} {:>6}",
             u.name,
             c.calls.load(Ordering::Relaxed),
+            c.probes.load(Ordering::Relaxed),
             c.cut.load(Ordering::Relaxed),
             c.unavailable.load(Ordering::Relaxed),
             c.limited.load(Ordering::Relaxed),
             c.stalled.load(Ordering::Relaxed),
             c.stale.load(Ordering::Relaxed),
         );
+    }
+    for u in upstreams {
+        let (calls, probes) = (
+            u.counters.calls.load(Ordering::Relaxed),
+            u.counters.probes.load(Ordering::Relaxed),
+        );
+        if probes > 0 && calls == probes {
+            println!(
+                "  {} received only head probes ({probes}): out of rotation while behind",
+                u.name
+            );
+        }
     }
     let faults: u64 = upstreams.iter().map(|u| u.counters.faults()).sum();
     println!("  {faults} upstream faults were absorbed by failover and retry; {errors} reached a client.");
@@ -429,6 +461,7 @@ async fn worker(
     started: Instant,
 ) {
     let mut conn: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
+    let mut highest_head = 0u64;
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         if i >= total {
@@ -438,13 +471,20 @@ async fn worker(
         let due = started + Duration::from_micros(i as u64 * 1_000_000 / CALLS_PER_SECOND);
         tokio::time::sleep_until(due.into()).await;
         let (body, cacheable) = call_for(i);
+        let asks_head = body.contains("\"eth_blockNumber\"");
         let t0 = Instant::now();
         let outcome = send(addr, &mut conn, body).await;
         stats.latency.record(t0.elapsed());
         stats.sent.fetch_add(1, Ordering::Relaxed);
         match outcome {
-            Ok((hit, _)) => {
+            Ok((hit, body)) => {
                 stats.ok.fetch_add(1, Ordering::Relaxed);
+                if let Some(head) = block_number_in(&body).filter(|_| asks_head) {
+                    if head < highest_head {
+                        stats.backwards.fetch_add(1, Ordering::Relaxed);
+                    }
+                    highest_head = highest_head.max(head);
+                }
                 if cacheable {
                     stats.cacheable.fetch_add(1, Ordering::Relaxed);
                 }
@@ -457,16 +497,32 @@ async fn worker(
                 let mut first = stats.first_error.lock().unwrap_or_else(|p| p.into_inner());
                 first.get_or_insert(e);
                 conn = None;
+                // A new connection is a new session.
+                highest_head = 0;
             }
         }
     }
+}
+
+/// The head in an `eth_blockNumber` answer (`{"result":"0x..."}`), if it is one.
+fn block_number_in(body: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Option<&'a str>,
+    }
+    let a: Answer<'_> = serde_json::from_slice(body).ok()?;
+    let hex = a.result?.strip_prefix("0x")?;
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// The `i`-th call of the load: a realistic mix of a dapp's reads.
 fn call_for(i: usize) -> (String, bool) {
     let r = sim::mix(i as u64) % 100;
     let (method, params, cacheable) = match r {
-        0..=29 => ("eth_blockNumber", "[]".to_owned(), true),
+        // Without params: the proxy's head probes send `[]`, which is how the
+        // simulation tells them apart from client calls.
+        0..=29 => ("eth_blockNumber", String::new(), true),
         30..=44 => ("eth_chainId", "[]".to_owned(), true),
         45..=64 => (
             "eth_getBalance",
@@ -493,7 +549,13 @@ fn call_for(i: usize) -> (String, bool) {
         _ => ("eth_gasPrice", "[]".to_owned(), false),
     };
     (
-        format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"{method}\",\"params\":{params}}}"),
+        if params.is_empty() {
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"{method}\"}}")
+        } else {
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"{method}\",\"params\":{params}}}"
+            )
+        },
         cacheable,
     )
 }

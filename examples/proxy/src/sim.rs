@@ -46,8 +46,10 @@ pub struct Counters {
     pub limited: AtomicU64,
     /// Answers held back for longer than a backend timeout.
     pub stalled: AtomicU64,
-    /// Answers from a head behind the chain.
+    /// `eth_blockNumber` answers to clients from a head behind the chain.
     pub stale: AtomicU64,
+    /// Head probes (`eth_blockNumber` with `[]` params, as the proxy sends them).
+    pub probes: AtomicU64,
 }
 
 impl Counters {
@@ -248,7 +250,11 @@ fn answer(call: &Value, head: u64, state: &State, lag: u64) -> Value {
         "net_version" => json!(CHAIN_ID.to_string()),
         "eth_gasPrice" => json!("0x3b9aca00"),
         "eth_blockNumber" => {
-            if lag > 0 {
+            // The proxy's head probes send `"params":[]`; the demo's clients
+            // send no params.
+            if params == json!([]) {
+                state.counters.probes.fetch_add(1, Ordering::Relaxed);
+            } else if lag > 0 {
                 state.counters.stale.fetch_add(1, Ordering::Relaxed);
             }
             json!(format!("{head:#x}"))

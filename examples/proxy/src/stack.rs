@@ -24,7 +24,8 @@ use rpc_core::route::MethodRouter;
 use rpc_core::server::{serve_with_layer, ServerConfig};
 use rpc_core::{BoxJsonRpcService, HttpBackend, ServedBy};
 use rpc_failover::{
-    FailoverLayer, HedgePolicy, Member, MethodRules, QuorumLayer, RetryBudget, RetryLayer, Spread,
+    ConsistencyLayer, FailoverLayer, HeadPolicy, HedgePolicy, Member, MethodRules, QuorumLayer,
+    RetryBudget, RetryLayer, Spread,
 };
 use rpc_metrics::{MethodLabels, MetricsLayer};
 use tower::{Layer, ServiceBuilder};
@@ -78,6 +79,11 @@ pub fn build(config: &Config) -> Result<Built, String> {
 
     let filter = method_filter(config)?;
     let rate_limit = rate_limit(config);
+    let consistency = config.consistency.enabled.then(|| {
+        ConsistencyLayer::new()
+            .per_connection(config.consistency.per_connection)
+            .max_sessions(config.consistency.max_sessions)
+    });
     let cache = cache(config);
     let labels = match config.protocol {
         Protocol::Generic => MethodLabels::none(),
@@ -97,6 +103,7 @@ pub fn build(config: &Config) -> Result<Built, String> {
             .layer(MetricsLayer::client().method_labels(labels))
             .option_layer(filter)
             .option_layer(rate_limit)
+            .option_layer(consistency)
             .option_layer(cache)
             .service(router),
     );
@@ -119,7 +126,12 @@ pub fn build(config: &Config) -> Result<Built, String> {
                 Strategy::Failover if members.len() == 1 => "backend".to_owned(),
                 s => format!("{s:?}").to_lowercase(),
             };
-            format!("{name}: {mode} {}", members.join(", "))
+            let tracked = if g.head.is_some() {
+                " (head-tracked)"
+            } else {
+                ""
+            };
+            format!("{name}: {mode}{tracked} {}", members.join(", "))
         })
         .collect::<Vec<_>>()
         .join("; ");
@@ -185,6 +197,22 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpc
         }),
         Strategy::Failover | Strategy::Quorum => failover,
     };
+    if let Some(head) = &group.head {
+        let h = head.get_ref();
+        let policy = match config.protocol {
+            Protocol::Electrum => HeadPolicy::electrum(),
+            _ => HeadPolicy::ethereum(),
+        };
+        failover = failover.head_tracking(
+            policy
+                .max_lag(h.max_lag)
+                .max_stall(h.max_stall.0)
+                .probe_interval(h.probe_interval.0)
+                .max_probes_per_second(*h.max_probes_per_second.get_ref())
+                .probe_timeout(h.probe_timeout.0)
+                .consistency_wait(h.consistency_wait.0),
+        );
+    }
     let group_service = if group.strategy == Strategy::Quorum {
         let k = group.quorum.as_ref().map_or(1, |k| *k.get_ref());
         let mut quorum = QuorumLayer::new(k).group(failover);
@@ -323,6 +351,13 @@ fn server_config(config: &Config) -> ServerConfig {
         .header_read_timeout(s.header_timeout.0)
         .shutdown_timeout(s.shutdown_timeout.0)
         .health_path(s.health_path.clone());
+    if config.consistency.enabled {
+        if let Ok(name) =
+            http::HeaderName::from_bytes(config.consistency.session_header.get_ref().as_bytes())
+        {
+            server = server.session_header(name);
+        }
+    }
     if !config.rate_limit.keys.is_empty() {
         if let Ok(name) =
             http::HeaderName::from_bytes(config.rate_limit.key_header.get_ref().as_bytes())
@@ -366,6 +401,13 @@ fn cors(config: &Config, c: &crate::config::Cors) -> CorsLayer {
         )
     };
     let mut headers = vec![http::header::CONTENT_TYPE];
+    if config.consistency.enabled {
+        if let Ok(h) =
+            http::HeaderName::from_bytes(config.consistency.session_header.get_ref().as_bytes())
+        {
+            headers.push(h);
+        }
+    }
     if let Ok(h) = http::HeaderName::from_bytes(config.rate_limit.key_header.get_ref().as_bytes()) {
         headers.push(h);
     }

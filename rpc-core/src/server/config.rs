@@ -43,6 +43,7 @@ pub struct ServerConfig {
     pub(crate) health_path: String,
     pub(crate) response_headers: Option<HeaderHook>,
     pub(crate) api_key_header: Option<http::HeaderName>,
+    pub(crate) session_header: Option<http::HeaderName>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +59,7 @@ impl Default for ServerConfig {
             health_path: "/healthz".to_owned(),
             response_headers: None,
             api_key_header: None,
+            session_header: None,
         }
     }
 }
@@ -162,6 +164,16 @@ impl ServerConfig {
     /// ```
     pub fn api_key_header(mut self, name: http::HeaderName) -> Self {
         self.api_key_header = Some(name);
+        self
+    }
+
+    /// Reads a client-chosen session name from this request header and puts
+    /// it in every call's extensions as [`SessionId`](crate::SessionId), so
+    /// a read-your-head layer can keep a session's view of the chain across
+    /// connections. Default: none. Values that are not visible ASCII, or
+    /// longer than 128 bytes, are ignored.
+    pub fn session_header(mut self, name: http::HeaderName) -> Self {
+        self.session_header = Some(name);
         self
     }
 

@@ -16,8 +16,8 @@ use super::ServerConfig;
 use crate::body::{read_limited, ReadError};
 use crate::parse::{parse_message, Incoming};
 use crate::{
-    ApiKey, BatchPosition, BoxError, Deadline, ErrorObject, Id, JsonRpcService, RemoteAddr,
-    Request, Response, RpcError,
+    ApiKey, BatchPosition, BoxError, ConnectionId, Deadline, ErrorObject, Id, JsonRpcService,
+    RemoteAddr, Request, Response, RpcError, SessionId,
 };
 
 /// The body of every response of the front.
@@ -54,6 +54,7 @@ pub struct HttpFront<S> {
     inner: S,
     config: Arc<ServerConfig>,
     remote: Option<RemoteAddr>,
+    connection: Option<ConnectionId>,
 }
 
 impl<S> HttpFront<S> {
@@ -63,6 +64,7 @@ impl<S> HttpFront<S> {
             inner,
             config: Arc::new(config),
             remote: None,
+            connection: None,
         }
     }
 
@@ -71,6 +73,13 @@ impl<S> HttpFront<S> {
     /// [`RemoteAddr`] in the HTTP request's extensions is used otherwise.
     pub fn with_remote_addr(mut self, addr: std::net::SocketAddr) -> Self {
         self.remote = Some(RemoteAddr(addr));
+        self
+    }
+
+    /// Sets the connection id put in each call's extensions as
+    /// [`ConnectionId`]; [`serve`](super::serve) numbers its connections.
+    pub fn with_connection_id(mut self, id: u64) -> Self {
+        self.connection = Some(ConnectionId(id));
         self
     }
 }
@@ -173,6 +182,15 @@ impl<S: JsonRpcService> HttpFront<S> {
                 .map(str::trim)
                 .filter(|v| !v.is_empty() && v.len() <= 256)
                 .map(|v| ApiKey(Arc::from(v))),
+            session: config
+                .session_header
+                .as_ref()
+                .and_then(|name| parts.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 128)
+                .map(|v| SessionId(Arc::from(v))),
+            connection: self.connection,
         };
 
         match parse_message(bytes, config.max_batch) {
@@ -268,6 +286,8 @@ struct CallContext {
     remote: Option<RemoteAddr>,
     timeout: std::time::Duration,
     api_key: Option<ApiKey>,
+    session: Option<SessionId>,
+    connection: Option<ConnectionId>,
 }
 
 impl CallContext {
@@ -281,6 +301,12 @@ impl CallContext {
         }
         if let Some(key) = &self.api_key {
             req.extensions_mut().insert(key.clone());
+        }
+        if let Some(session) = &self.session {
+            req.extensions_mut().insert(session.clone());
+        }
+        if let Some(connection) = self.connection {
+            req.extensions_mut().insert(connection);
         }
         let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
         let result = match tokio::time::timeout_at(self.deadline.0, fut).await {

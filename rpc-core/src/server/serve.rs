@@ -1,6 +1,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -12,6 +14,9 @@ use tower::{Layer, Service};
 
 use super::{HttpFront, ServerConfig};
 use crate::{BoxError, JsonRpcService};
+
+/// Connection numbers, unique within the process.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// Serves `service` over HTTP/1.1 and h2c on `listener` until `shutdown`
 /// completes, then stops accepting, lets in-flight calls finish for up to
@@ -96,9 +101,13 @@ pub async fn serve_with_layer<S, L, B, F>(
                 Ok((stream, addr)) => {
                     // Latency matters more than packet count for small JSON-RPC bodies.
                     let _ = stream.set_nodelay(true);
-                    let svc = TowerToHyperService::new(
-                        layer.layer(front.clone().with_remote_addr(addr)),
-                    );
+                    let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+                    let svc = TowerToHyperService::new(layer.layer(
+                        front
+                            .clone()
+                            .with_remote_addr(addr)
+                            .with_connection_id(connection),
+                    ));
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

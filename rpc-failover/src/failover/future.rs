@@ -61,6 +61,8 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
 ) -> Result<Response, RpcError> {
     // Only a deadline needs to know when the call began.
     let started = request.deadline().map(|_| Instant::now());
+    let need = core.need(&request);
+    let mut waited = false;
     let mut tried = 0u64;
     let mut busy = 0u64;
     let mut last = None;
@@ -71,8 +73,18 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
                 last => finish(core, last),
             };
         }
-        let (pick, wait_ready) = match core.pick(tried) {
+        let (pick, wait_ready) = match core.pick_with(tried, &need) {
             Some(pick) => (pick, false),
+            // No member has the head this session has seen: wait for one.
+            None if need.session != 0 && last.is_none() && busy == 0 && !waited => {
+                waited = true;
+                if core.wait_for_head(&need, request.deadline()).await {
+                    continue;
+                }
+                return Err(RpcError::NoBackendAvailable {
+                    retry_after: Some(std::time::Duration::from_secs(1)),
+                });
+            }
             // Only saturated members are left: wait for the first of them.
             None if busy != 0 => {
                 let index = busy.trailing_zeros() as usize;
@@ -139,6 +151,7 @@ async fn run_hedged<S: JsonRpcService>(
     request: Request,
 ) -> Result<Response, RpcError> {
     let started = Some(Instant::now());
+    let need = core.need(&request);
     let method = request.method_arc().clone();
     let delay = tracker.delay(&method);
     let mut in_flight = FuturesUnordered::new();
@@ -155,7 +168,7 @@ async fn run_hedged<S: JsonRpcService>(
                     last => finish(core, last),
                 };
             }
-            let Some(pick) = core.pick(tried) else {
+            let Some(pick) = core.pick_with(tried, &need) else {
                 return finish(core, last);
             };
             tried |= 1 << pick.index;
@@ -192,7 +205,7 @@ async fn run_hedged<S: JsonRpcService>(
             },
             Event::Hedge => {
                 hedges += 1;
-                match core.pick(tried) {
+                match core.pick_with(tried, &need) {
                     Some(pick) => {
                         tried |= 1 << pick.index;
                         tracing::debug!(backend = %core.name(pick.index), method = &*method, "hedging");

@@ -6,6 +6,7 @@ use tower::Layer;
 use super::Failover;
 use crate::classify::{Classifier, FailureRules};
 use crate::group::{GroupError, GroupPolicy, Spread, WhenAllDown};
+use crate::head::HeadPolicy;
 use crate::hedge::HedgePolicy;
 use crate::member::Member;
 
@@ -91,6 +92,15 @@ impl FailoverLayer {
     /// See [`hedge`](crate::hedge).
     pub fn hedge(mut self, policy: HedgePolicy) -> Self {
         self.hedge = Some(policy);
+        self
+    }
+
+    /// Tracks each member's chain head and keeps lagging or frozen members
+    /// out of rotation, routes explicit-block calls to members that have the
+    /// block, and honours [`MinHead`](rpc_core::MinHead) for read-your-head
+    /// consistency (default: off). See [`head`](crate::head).
+    pub fn head_tracking(mut self, policy: HeadPolicy) -> Self {
+        self.policy.head = Some(policy);
         self
     }
 

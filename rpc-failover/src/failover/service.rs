@@ -38,6 +38,14 @@ impl<S> Failover<S> {
     }
 }
 
+impl<S: JsonRpcService> Failover<S> {
+    /// Starts probing members' heads now rather than at the first call
+    /// (with head tracking on; must run inside a Tokio runtime). Idempotent.
+    pub fn start_head_probes(&self) {
+        self.core.ensure_prober();
+    }
+}
+
 impl<S> Clone for Failover<S> {
     fn clone(&self) -> Self {
         Failover {
@@ -67,6 +75,7 @@ impl<S: JsonRpcService> Service<Request> for Failover<S> {
     }
 
     fn call(&mut self, request: Request) -> ResponseFuture {
+        self.core.ensure_prober();
         ResponseFuture::new(super::future::run(
             self.core.clone(),
             self.hedge.clone(),
