@@ -33,6 +33,9 @@ use crate::TipBoard;
 ///   jitter.
 /// * Every call has a deadline: the request's [`Deadline`](rpc_core::Deadline)
 ///   or `request_timeout`, whichever is sooner.
+/// * Every answer carries the server's tip as [`ChainHead`](rpc_core::ChainHead)
+///   (followed through header notifications), so a head-tracking failover
+///   group learns each server's head from live traffic, without probes.
 ///
 /// | setting | default |
 /// |---|---|

@@ -205,7 +205,10 @@ impl<S> Core<S> {
         for m in &members {
             metrics::gauge!(names::IN_SERVICE, "backend" => m.name.clone()).set(1.0);
         }
-        let heads = policy.head.clone().map(|p| Heads::new(p, members.len()));
+        let heads = policy
+            .head
+            .clone()
+            .map(|p| Heads::new(p, members.iter().map(|m| m.name.clone()).collect()));
         Ok(Core {
             members: members.into_boxed_slice(),
             health,
@@ -248,7 +251,7 @@ impl<S> Core<S> {
                     in_service: until == 0,
                     out_for: (until != 0).then(|| Duration::from_nanos(until.saturating_sub(now))),
                     consecutive_failures: h.failures.load(Ordering::Relaxed),
-                    head: self.heads.as_ref().map(|hs| hs.head(i)).filter(|&h| h != 0),
+                    head: self.heads.as_ref().and_then(|hs| hs.head(i)),
                     lagging: self.heads.as_ref().is_some_and(|hs| hs.lagging(i, now)),
                 }
             })
@@ -491,13 +494,21 @@ async fn probe<S: JsonRpcService>(core: std::sync::Weak<Core<S>>, i: usize) {
             heads.policy.probe_timeout,
         )
     };
-    let Ok(Ok(response)) = tokio::time::timeout(timeout, svc.oneshot(request)).await else {
-        return;
+    let response = match tokio::time::timeout(timeout, svc.oneshot(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "head probe failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(?timeout, "head probe timed out");
+            return;
+        }
     };
     let Some(core) = core.upgrade() else { return };
     let Some(heads) = &core.heads else { return };
     if let Some(h) = heads.head_in(heads.policy.probe.method(), &response) {
-        heads.observe(i, h, core.now(), &core.members[i].name);
+        heads.observe(i, h, core.now());
     }
 }
 
@@ -638,10 +649,9 @@ impl<S: JsonRpcService> Core<S> {
                     // Learn the member's head from its answer, and tell the
                     // layers above which head this answer comes from.
                     if let Some(h) = heads.head_in(method, &response) {
-                        heads.observe(pick.index, h, self.now(), &member.name);
+                        heads.observe(pick.index, h, self.now());
                     }
-                    let head = heads.head(pick.index);
-                    if head != 0 {
+                    if let Some(head) = heads.head(pick.index) {
                         response.extensions_mut().insert(ChainHead(head));
                     }
                 }
@@ -702,10 +712,11 @@ impl<S: JsonRpcService> Core<S> {
                     let due = heads.due(now);
                     for i in 0..core.members.len() {
                         if due & (1 << i) != 0 {
+                            tracing::trace!(backend = %core.members[i].name, "probing the head");
                             tokio::spawn(probe(Arc::downgrade(&core), i));
                         }
                     }
-                    heads.publish(now, |i| core.members[i].name.clone());
+                    heads.publish(now);
                     (heads.policy.probe_interval / 4).max(Duration::from_millis(5))
                 };
                 // A call waiting for a head wakes the prober early.

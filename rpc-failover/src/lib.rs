@@ -9,6 +9,10 @@
 //!   agree.
 //! * [`RetryLayer`] — waits and tries again (backoff with jitter,
 //!   `Retry-After`, deadline, budget).
+//! * [Head tracking](head) ([`FailoverLayer::head_tracking`]) — members that
+//!   answer but are behind (or frozen behind) leave rotation; explicit blocks
+//!   go to members that have them; [`ConsistencyLayer`] keeps each client
+//!   session from seeing the chain go backwards.
 //!
 //! All of them share one rule: a call that may already have reached a
 //! backend is repeated only if its method is safe to repeat ([`Classifier`],

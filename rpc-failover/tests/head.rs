@@ -380,3 +380,22 @@ async fn the_prober_stops_with_its_group() {
         "probes after the group was dropped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_run_on_a_real_clock_too() {
+    let (a, b) = (Node::new("a", 100), Node::new("b", 110));
+    let g = group(
+        &[&a, &b],
+        HeadPolicy::ethereum()
+            .probe_interval(Duration::from_millis(50))
+            .max_probes_per_second(100.0),
+    );
+    g.start_head_probes();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        a.probes() >= 3 && b.probes() >= 3,
+        "a {} b {}",
+        a.probes(),
+        b.probes()
+    );
+}

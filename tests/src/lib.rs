@@ -365,6 +365,13 @@ impl FaultUpstream {
         Self::start_full(None, None, delay).await
     }
 
+    /// Starts one whose node is at `head`: `eth_blockNumber` answers it (as
+    /// a hex quantity), everything else as [`start`](Self::start) does. For
+    /// a backend that is connected and answering but behind.
+    pub async fn start_at_head(head: Arc<std::sync::atomic::AtomicU64>) -> FaultUpstream {
+        Self::start_inner(None, None, Duration::ZERO, Some(head)).await
+    }
+
     /// Starts it serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with `tls`.
     pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> FaultUpstream {
         Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls)), None).await
@@ -382,6 +389,15 @@ impl FaultUpstream {
         always: Option<&'static str>,
         delay: Duration,
     ) -> FaultUpstream {
+        Self::start_inner(tls, always, delay, None).await
+    }
+
+    async fn start_inner(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        always: Option<&'static str>,
+        delay: Duration,
+        head: Option<Arc<std::sync::atomic::AtomicU64>>,
+    ) -> FaultUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let calls = Arc::new(AtomicUsize::new(0));
@@ -396,12 +412,14 @@ impl FaultUpstream {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
                 let tls = tls.clone();
+                let head = head.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let counter = counter.clone();
+                        let head = head.clone();
                         async move {
                             tokio::time::sleep(delay).await;
-                            fault_answer(req, &counter, always).await
+                            fault_answer(req, &counter, always, head.as_deref()).await
                         }
                     });
                     let builder =
@@ -453,6 +471,7 @@ async fn fault_answer(
     req: http::Request<hyper::body::Incoming>,
     counter: &AtomicUsize,
     always: Option<&'static str>,
+    node_head: Option<&std::sync::atomic::AtomicU64>,
 ) -> Answer {
     counter.fetch_add(1, Ordering::SeqCst);
     let headers: serde_json::Map<String, Value> = req
@@ -512,6 +531,10 @@ async fn fault_answer(
         )
     };
     match method.as_str() {
+        "eth_blockNumber" if node_head.is_some() => ok(json!(format!(
+            "{:#x}",
+            node_head.map_or(0, |h| h.load(Ordering::SeqCst))
+        ))),
         "fault_status" => reply(arg as u16, "upstream trouble".to_owned()),
         "fault_429" => {
             let mut resp = reply(429, "slow down".to_owned())?;

@@ -458,6 +458,107 @@ async fn a_server_whose_tip_stopped_is_avoided() {
     assert_eq!(status[0], ("stuck".to_owned(), false), "{status:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_tracking_pool_leaves_a_server_whose_daemon_stopped_and_returns_to_it() {
+    // Two deployments on the same deterministic chain; only one daemon mines
+    // (the other's is, in effect, frozen).
+    let stuck = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let moving = ElectrumX::start(ElectrumXOptions {
+        instances: 1,
+        ..Default::default()
+    });
+    let backend = |name: &str, url: String| {
+        ElectrumBackend::builder(name, &url)
+            .build()
+            .expect("backend")
+    };
+    let pool = FailoverLayer::new()
+        .classifier(MethodRules::electrum())
+        .head_tracking(
+            rpc_failover::HeadPolicy::electrum()
+                .max_lag(2)
+                .max_stall(Duration::from_secs(3))
+                .probe_interval(Duration::from_millis(500)),
+        )
+        .build(vec![
+            Member::new("stuck", backend("stuck", stuck.tcp_url(0))),
+            Member::new("moving", backend("moving", moving.tcp_url(0))),
+        ])
+        .expect("pool");
+    pool.start_head_probes();
+    let served_by = |r: &Response| {
+        r.extensions()
+            .get::<rpc_core::ServedBy>()
+            .map(|s| s.0.to_string())
+            .unwrap_or_default()
+    };
+    let ask = |pool: &rpc_failover::Failover<ElectrumBackend>, id| {
+        pool.clone()
+            .oneshot(req(id, "blockchain.block.header", json!([1])))
+    };
+    let r = ask(&pool, 1).await.expect("answer");
+    assert_eq!(served_by(&r), "stuck", "first in order while level");
+    // Each answer carries its server's tip, learned from header notifications.
+    assert_eq!(
+        r.extensions().get::<rpc_core::ChainHead>(),
+        Some(&rpc_core::ChainHead(10))
+    );
+
+    // One block ahead (within max_lag): stuck keeps the calls until it has
+    // been stalled behind for max_stall (3 s).
+    moving.daemon("generate", json!([1])).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut id = 2;
+    loop {
+        let r = ask(&pool, id).await.expect("answer");
+        id += 1;
+        if served_by(&r) == "moving" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never left the stalled server"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stuck_status = pool
+        .members()
+        .find(|m| &*m.name == "stuck")
+        .expect("member");
+    assert_eq!((stuck_status.head, stuck_status.lagging), (Some(10), true));
+    assert!(
+        stuck_status.in_service,
+        "it never failed a call: lagging, not down"
+    );
+
+    // A header only the moving server has goes there.
+    let r = pool
+        .clone()
+        .oneshot(req(id, "blockchain.block.header", json!([11])))
+        .await
+        .expect("answer");
+    assert_eq!(served_by(&r), "moving");
+
+    // The stuck daemon catches up (it mines two blocks: now the highest).
+    stuck.daemon("generate", json!([2])).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        id += 1;
+        let r = ask(&pool, id).await.expect("answer");
+        if served_by(&r) == "stuck" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never went back to the caught-up server"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A transaction spending an anyone-can-spend output of the fixed chain.
 fn spend_op_true(txid_hex: &str, vout: u32, value: u64) -> String {
     let mut tx = Vec::new();

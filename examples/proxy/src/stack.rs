@@ -225,11 +225,13 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpc
                 .map_err(|e| format!("groups.{gname}: {e}"))?,
         )
     } else {
-        BoxJsonRpcService::new(
-            failover
-                .build(members)
-                .map_err(|e| format!("groups.{gname}: {e}"))?,
-        )
+        let group = failover
+            .build(members)
+            .map_err(|e| format!("groups.{gname}: {e}"))?;
+        // Heads are known before the first call (a no-op without head
+        // tracking, or outside a runtime as in `check`).
+        group.start_head_probes();
+        BoxJsonRpcService::new(group)
     };
 
     let r = &config.retry;

@@ -202,7 +202,9 @@ impl HeadPolicy {
     }
 }
 
-/// One member's head, in atomics. Times are group ticks (0 = never).
+/// One member's head, in atomics. Heads are stored plus one, so that a
+/// chain at genesis (height 0) is not "unknown" (0). Times are group ticks
+/// (0 = never).
 #[derive(Default)]
 struct MemberHead {
     head: AtomicU64,
@@ -218,6 +220,7 @@ struct MemberHead {
 pub(crate) struct Heads {
     pub(crate) policy: HeadPolicy,
     members: Box<[MemberHead]>,
+    names: Box<[std::sync::Arc<str>]>,
     best: AtomicU64,
     /// Woken when any head moves up.
     moved: Notify,
@@ -246,10 +249,11 @@ pub(crate) struct Masks {
 }
 
 impl Heads {
-    pub(crate) fn new(policy: HeadPolicy, len: usize) -> Self {
+    pub(crate) fn new(policy: HeadPolicy, names: Vec<std::sync::Arc<str>>) -> Self {
         Heads {
             policy,
-            members: (0..len).map(|_| MemberHead::default()).collect(),
+            members: names.iter().map(|_| MemberHead::default()).collect(),
+            names: names.into_boxed_slice(),
             best: AtomicU64::new(0),
             moved: Notify::new(),
             wanted: std::sync::Arc::new(Notify::new()),
@@ -257,49 +261,53 @@ impl Heads {
         }
     }
 
-    pub(crate) fn best(&self) -> u64 {
-        self.best.load(Ordering::Relaxed)
+    /// Member `i`'s head, once learned.
+    pub(crate) fn head(&self, i: usize) -> Option<u64> {
+        self.members[i].head.load(Ordering::Relaxed).checked_sub(1)
     }
 
-    pub(crate) fn head(&self, i: usize) -> u64 {
-        self.members[i].head.load(Ordering::Relaxed)
+    /// Whether member `i` is known to be at `head` or above.
+    fn has(&self, i: usize, head: u64) -> bool {
+        self.head(i).is_some_and(|h| h >= head)
     }
 
     /// Records that member `i` is at `head` (at group tick `now`).
-    pub(crate) fn observe(&self, i: usize, head: u64, now: u64, name: &std::sync::Arc<str>) {
+    pub(crate) fn observe(&self, i: usize, head: u64, now: u64) {
         let m = &self.members[i];
         m.seen_at.store(now, Ordering::Relaxed);
-        let prev = m.head.fetch_max(head, Ordering::Relaxed);
-        if head <= prev {
+        let stored = head.saturating_add(1);
+        let prev = m.head.fetch_max(stored, Ordering::Relaxed);
+        if stored <= prev {
             return;
         }
-        let prev_best = self.best.fetch_max(head, Ordering::Relaxed);
+        let prev_best = self.best.fetch_max(stored, Ordering::Relaxed);
         // It moved: behind or not, its stall clock restarts.
         m.passed_at
-            .store(if head < prev_best { now } else { 0 }, Ordering::Relaxed);
-        if head > prev_best {
+            .store(if stored < prev_best { now } else { 0 }, Ordering::Relaxed);
+        if stored > prev_best {
             // The others are behind now; start their clocks.
             for (j, o) in self.members.iter().enumerate() {
-                if j != i && o.head.load(Ordering::Relaxed) < head {
+                if j != i && o.head.load(Ordering::Relaxed) < stored {
                     let _ =
                         o.passed_at
                             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
                 }
             }
         }
-        metrics::gauge!(names::HEAD, "backend" => name.clone()).set(head as f64);
+        metrics::gauge!(names::HEAD, "backend" => self.names[i].clone()).set(head as f64);
+        self.publish(now);
         self.moved.notify_waiters();
     }
 
     /// Whether member `i` is out of rotation for its head.
     pub(crate) fn lagging(&self, i: usize, now: u64) -> bool {
         let m = &self.members[i];
-        let head = m.head.load(Ordering::Relaxed);
-        if head == 0 {
+        let stored = m.head.load(Ordering::Relaxed);
+        if stored == 0 {
             // Not known yet: no reason to avoid it.
             return false;
         }
-        let lag = self.best().saturating_sub(head);
+        let lag = self.best.load(Ordering::Relaxed).saturating_sub(stored);
         if lag > self.policy.max_lag {
             return true;
         }
@@ -310,29 +318,29 @@ impl Heads {
     pub(crate) fn masks(&self, now: u64, need: &Need) -> Masks {
         let mut masks = Masks::default();
         for i in 0..self.members.len() {
-            let head = self.head(i);
             if self.lagging(i, now) {
                 masks.lagging |= 1 << i;
             }
-            if need.session > head {
+            if need.session != 0 && !self.has(i, need.session) {
                 masks.below_session |= 1 << i;
             }
-            if need.block > head {
+            if need.block != 0 && !self.has(i, need.block) {
                 masks.below_block |= 1 << i;
             }
         }
         masks
     }
 
-    /// Publishes the gauges of every member (lag and lagging).
-    pub(crate) fn publish(&self, now: u64, names_of: impl Fn(usize) -> std::sync::Arc<str>) {
-        let best = self.best();
+    /// Publishes the gauges of every member (lag and lagging): when a head
+    /// moves, and on every prober tick (a stall is a matter of time).
+    pub(crate) fn publish(&self, now: u64) {
+        let best = self.best.load(Ordering::Relaxed);
         for i in 0..self.members.len() {
-            let head = self.head(i);
+            let head = self.members[i].head.load(Ordering::Relaxed);
             if head == 0 {
                 continue;
             }
-            let name = names_of(i);
+            let name = self.names[i].clone();
             metrics::gauge!(names::HEAD_LAG, "backend" => name.clone())
                 .set(best.saturating_sub(head) as f64);
             metrics::gauge!(names::LAGGING, "backend" => name).set(if self.lagging(i, now) {
@@ -351,11 +359,11 @@ impl Heads {
             let moved = self.moved.notified();
             tokio::pin!(moved);
             moved.as_mut().enable();
-            if (0..self.members.len()).any(|i| self.head(i) >= head) {
+            if (0..self.members.len()).any(|i| self.has(i, head)) {
                 return true;
             }
             if tokio::time::timeout_at(until, moved).await.is_err() {
-                return (0..self.members.len()).any(|i| self.head(i) >= head);
+                return (0..self.members.len()).any(|i| self.has(i, head));
             }
         }
     }
@@ -373,7 +381,7 @@ impl Heads {
         for (i, m) in self.members.iter().enumerate() {
             let seen = m.seen_at.load(Ordering::Relaxed);
             let stale = seen == 0 || now.saturating_sub(seen) >= interval;
-            let wanted = want > m.head.load(Ordering::Relaxed);
+            let wanted = want != 0 && !self.has(i, want);
             let probed = m.probed_at.load(Ordering::Relaxed);
             let allowed = probed == 0 || now.saturating_sub(probed) >= gap;
             if (stale || wanted) && allowed {
@@ -381,7 +389,7 @@ impl Heads {
                 due |= 1 << i;
             }
         }
-        if want != 0 && (0..self.members.len()).any(|i| self.head(i) >= want) {
+        if want != 0 && (0..self.members.len()).any(|i| self.has(i, want)) {
             let _ = self
                 .want
                 .compare_exchange(want, 0, Ordering::Relaxed, Ordering::Relaxed);
