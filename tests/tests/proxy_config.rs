@@ -419,7 +419,8 @@ fn config_errors_name_the_file_line_and_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains(": ok") && stdout.contains("main: failover primary, secondary, local"),
+        stdout.contains(": ok")
+            && stdout.contains("main: failover (head-tracked) primary, secondary, local"),
         "{stdout}"
     );
 }
