@@ -771,3 +771,63 @@ impl Drop for ElectrumX {
         let _ = std::fs::remove_dir_all(&self.state);
     }
 }
+
+/// A raw transaction (hex) spending output `vout` (worth `value` sat) of
+/// `txid_hex`, an anyone-can-spend (`OP_TRUE`) output of the ElectrumX test
+/// chain, to `OP_TRUE` again, leaving 10 000 sat of fee.
+pub fn spend_op_true(txid_hex: &str, vout: u32, value: u64) -> String {
+    let mut tx = Vec::new();
+    tx.extend_from_slice(&2u32.to_le_bytes());
+    tx.push(1);
+    let mut prev: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&txid_hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    prev.reverse();
+    tx.extend_from_slice(&prev);
+    tx.extend_from_slice(&vout.to_le_bytes());
+    tx.push(0); // empty scriptSig: OP_TRUE needs nothing
+    tx.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
+    tx.push(1);
+    tx.extend_from_slice(&(value - 10_000).to_le_bytes());
+    tx.extend_from_slice(&[1, 0x51]);
+    tx.extend_from_slice(&0u32.to_le_bytes());
+    tx.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts the shipped `electrum-gateway` on an ephemeral port with `args`
+/// and returns it with the address it printed.
+pub fn start_gateway(args: &[&str]) -> (Process, SocketAddr) {
+    let mut cmd = Command::new(binary("electrum-gateway", "electrum-gateway"));
+    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    Process::start(cmd, Duration::from_secs(30), |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// One `GET path`; the status and the body.
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .expect("answer within 30 s")
+        .expect("response");
+    let status = resp.status();
+    let body = tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect())
+        .await
+        .expect("body within 30 s")
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}

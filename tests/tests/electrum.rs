@@ -8,7 +8,7 @@ use rpc_core::{Deadline, Id, RawJson, Request, Response, RpcError};
 use rpc_electrum::{ElectrumBackend, TlsVerify};
 use rpc_failover::{FailoverLayer, Member, MethodRules};
 use serde_json::{json, Value};
-use tests::{ElectrumX, ElectrumXOptions};
+use tests::{spend_op_true, ElectrumX, ElectrumXOptions};
 use tower::ServiceExt;
 
 /// Address A of the fixed chain (see tests/electrumx).
@@ -557,26 +557,6 @@ async fn a_head_tracking_pool_leaves_a_server_whose_daemon_stopped_and_returns_t
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// A transaction spending an anyone-can-spend output of the fixed chain.
-fn spend_op_true(txid_hex: &str, vout: u32, value: u64) -> String {
-    let mut tx = Vec::new();
-    tx.extend_from_slice(&2u32.to_le_bytes());
-    tx.push(1);
-    let mut prev: Vec<u8> = (0..32)
-        .map(|i| u8::from_str_radix(&txid_hex[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect();
-    prev.reverse();
-    tx.extend_from_slice(&prev);
-    tx.extend_from_slice(&vout.to_le_bytes());
-    tx.push(0); // empty scriptSig: OP_TRUE needs nothing
-    tx.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
-    tx.push(1);
-    tx.extend_from_slice(&(value - 10_000).to_le_bytes());
-    tx.extend_from_slice(&[1, 0x51]);
-    tx.extend_from_slice(&0u32.to_le_bytes());
-    tx.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,155 @@
+//! `--config gateway.toml`: the same settings as the flags, in a file
+//! (`examples/electrum-gateway/gateway.toml` documents every key). Unknown
+//! keys and wrong types are refused with the file, line and key.
+
+use std::net::SocketAddr;
+
+use rpc_electrum::address::Network;
+use serde::Deserialize;
+
+use crate::args::Args;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    listen: Option<SocketAddr>,
+    network: Option<NetworkName>,
+    /// Seconds.
+    request_timeout: Option<f64>,
+    broadcast_to: Option<usize>,
+    #[serde(default)]
+    allow: Vec<String>,
+    insecure_tls: Option<bool>,
+    log_format: Option<LogFormat>,
+    #[serde(default)]
+    servers: Vec<Server>,
+    head: Option<Head>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Server {
+    name: String,
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Head {
+    max_lag: Option<u64>,
+    /// Seconds.
+    max_stall: Option<f64>,
+    /// Seconds.
+    probe_interval: Option<f64>,
+    max_probes_per_second: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum NetworkName {
+    Mainnet,
+    Testnet,
+    Regtest,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Reads and parses `path`; errors name the file, line and key.
+pub fn load(path: &str) -> Result<File, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
+    parse(path, &text)
+}
+
+fn parse(path: &str, text: &str) -> Result<File, String> {
+    let de = toml::de::Deserializer::parse(text).map_err(|e| format!("{path}: {e}"))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(line) => format!("{path}:{line}: `{key}`: {}", inner.message().trim()),
+            None => format!("{path}: `{key}`: {}", inner.message().trim()),
+        }
+    })
+}
+
+impl File {
+    /// Puts the file's settings into `args` (flags are applied after).
+    pub fn apply(self, args: &mut Args, specs: &mut Vec<String>) -> Result<(), String> {
+        let secs = |key: &str, v: f64| crate::args::seconds(key, &v.to_string());
+        if let Some(l) = self.listen {
+            args.listen = l;
+        }
+        if let Some(n) = self.network {
+            args.network = match n {
+                NetworkName::Mainnet => Network::Mainnet,
+                NetworkName::Testnet => Network::Testnet,
+                NetworkName::Regtest => Network::Regtest,
+            };
+        }
+        if let Some(t) = self.request_timeout {
+            args.request_timeout = secs("request_timeout", t)?;
+        }
+        if let Some(n) = self.broadcast_to {
+            args.broadcast_to = n.max(1);
+        }
+        args.allow.extend(self.allow);
+        if let Some(b) = self.insecure_tls {
+            args.insecure_tls = b;
+        }
+        if let Some(f) = self.log_format {
+            args.log_json = matches!(f, LogFormat::Json);
+        }
+        for s in self.servers {
+            specs.push(format!("{}={}", s.name, s.url));
+        }
+        if let Some(h) = self.head {
+            if let Some(n) = h.max_lag {
+                args.max_lag = n;
+            }
+            if let Some(s) = h.max_stall {
+                args.max_stall = secs("head.max_stall", s)?;
+            }
+            if let Some(s) = h.probe_interval {
+                args.probe_interval = secs("head.probe_interval", s)?;
+            }
+            if let Some(n) = h.max_probes_per_second {
+                if !(n.is_finite() && n >= 0.0) {
+                    return Err("head.max_probes_per_second: must be 0 or more".to_owned());
+                }
+                args.max_probes_per_second = n;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses() {
+        let f = parse("gateway.toml", include_str!("../gateway.toml")).expect("parses");
+        assert_eq!(f.servers.len(), 2);
+        assert!(f.head.is_some());
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let e = parse("g.toml", "listen = \"127.0.0.1:1\"\n[head]\nmax_lagg = 2\n").unwrap_err();
+        assert!(e.starts_with("g.toml:3:") && e.contains("max_lagg"), "{e}");
+        let e = parse("g.toml", "request_timeout = \"soon\"\n").unwrap_err();
+        assert!(
+            e.starts_with("g.toml:1:") && e.contains("`request_timeout`"),
+            "{e}"
+        );
+    }
+}

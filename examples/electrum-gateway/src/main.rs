@@ -1,0 +1,275 @@
+//! `electrum-gateway`: HTTP JSON-RPC and REST in front of a pool of Electrum
+//! servers, built from the rpc-* crates.
+//!
+//! ```text
+//! electrum-gateway --listen 127.0.0.1:8080 --network mainnet \
+//!     --server a=tls://electrum.example.org:50002 --server b=tcp://10.0.0.5:50001
+//! ```
+//!
+//! The stack, outermost first: the HTTP front (`rpc_core::server`, with this
+//! binary's REST, events, health and metrics routes as an HTTP layer in front
+//! of it), client metrics, the method allow-list, the cache (Electrum rules),
+//! retry, then a failover group with head tracking over metered
+//! `ElectrumBackend`s. Broadcasts go to several servers at once; events come
+//! from subscriptions on every server (`PoolSubscriptions`).
+
+// A binary: `pub` marks what each module offers the others.
+#![allow(unreachable_pub)]
+
+mod args;
+mod config;
+mod events;
+mod http;
+mod rest;
+mod tx;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_cache::{CacheLayer, CacheRules};
+use rpc_core::filter::{MethodFilter, MethodFilterLayer};
+use rpc_core::server::{serve_with_layer, ServerConfig};
+use rpc_core::BoxJsonRpcService;
+use rpc_electrum::ElectrumBackend;
+use rpc_failover::{Failover, FailoverLayer, HeadPolicy, Member, MethodRules, RetryLayer};
+use rpc_metrics::{MethodLabels, MetricsLayer};
+use tower::{Layer, ServiceBuilder};
+
+use args::{parse_args, Args, Command, USAGE};
+
+/// Methods a client may call through `POST /` unless `--allow` adds more:
+/// reads and broadcast; never `server.version` (the gateway negotiates its own
+/// connections), `server.add_peer`, or subscriptions (HTTP has no channel for
+/// their notifications; use `GET /v1/events`).
+pub const DEFAULT_ALLOWED: &[&str] = &[
+    "blockchain.block.header",
+    "blockchain.block.headers",
+    "blockchain.estimatefee",
+    "blockchain.headers.subscribe",
+    "blockchain.relayfee",
+    "blockchain.scripthash.get_balance",
+    "blockchain.scripthash.get_history",
+    "blockchain.scripthash.get_mempool",
+    "blockchain.scripthash.listunspent",
+    "blockchain.transaction.broadcast",
+    "blockchain.transaction.get",
+    "blockchain.transaction.get_merkle",
+    "blockchain.transaction.id_from_pos",
+    "mempool.get_fee_histogram",
+    "server.banner",
+    "server.donation_address",
+    "server.features",
+    "server.ping",
+];
+
+/// What every route shares.
+pub struct Gateway {
+    /// The command line.
+    pub args: Args,
+    /// The whole stack: metrics, allow-list, cache, retry, failover group.
+    pub stack: BoxJsonRpcService,
+    /// The group itself, for its members' health.
+    pub group: Failover<MetricsService>,
+    /// The servers, for broadcasts and health.
+    pub servers: Vec<ElectrumBackend>,
+    /// The subscriptions behind `GET /v1/events`.
+    pub events: events::Hub,
+    /// The Prometheus recorder's handle, for `GET /metrics`.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+type MetricsService = rpc_metrics::Metrics<ElectrumBackend>;
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("electrum-gateway {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(reason) => {
+            eprintln!("electrum-gateway: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(args.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("electrum-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(*args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("electrum-gateway: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let metrics = install_metrics()?;
+    let mut servers = Vec::with_capacity(args.servers.len());
+    let mut members = Vec::with_capacity(args.servers.len());
+    for (name, url) in &args.servers {
+        let mut b = ElectrumBackend::builder(name.as_str(), url)
+            .request_timeout(args.request_timeout)
+            .client_name(concat!("electrum-gateway/", env!("CARGO_PKG_VERSION")));
+        if args.insecure_tls {
+            b = b.tls(rpc_electrum::TlsVerify::InsecureAcceptAny);
+        }
+        let backend = b.build().map_err(|e| format!("--server {name}: {e}"))?;
+        members.push(Member::new(
+            name.as_str(),
+            MetricsLayer::backend(name.as_str()).layer(backend.clone()),
+        ));
+        servers.push(backend);
+    }
+    let group = FailoverLayer::new()
+        .classifier(MethodRules::electrum())
+        .failure_threshold(2)
+        .out_of_service(Duration::from_secs(5))
+        .head_tracking(
+            HeadPolicy::electrum()
+                .max_lag(args.max_lag)
+                .max_stall(args.max_stall)
+                .probe_interval(args.probe_interval)
+                .max_probes_per_second(args.max_probes_per_second),
+        )
+        .build(members)
+        .map_err(|e| e.to_string())?;
+    group.start_head_probes();
+
+    let mut allowed: Vec<String> = DEFAULT_ALLOWED.iter().map(|m| (*m).to_owned()).collect();
+    allowed.extend(args.allow.iter().cloned());
+    let filter = MethodFilter::allow(&allowed)
+        .map_err(|e| format!("--allow: {e}"))?
+        .deny(["server.version", "server.add_peer"])
+        .map_err(|e| e.to_string())?
+        .message("method not allowed through the gateway");
+    let stack = BoxJsonRpcService::new(
+        ServiceBuilder::new()
+            .layer(MetricsLayer::client().method_labels(MethodLabels::default()))
+            .layer(MethodFilterLayer::new(filter))
+            .layer(CacheLayer::new(CacheRules::electrum()))
+            .layer(
+                RetryLayer::new()
+                    .max_retries(2)
+                    .classifier(MethodRules::electrum()),
+            )
+            .service(group.clone()),
+    );
+    let events = events::Hub::start(servers.clone());
+    let gateway = Arc::new(Gateway {
+        args: args.clone(),
+        stack: stack.clone(),
+        group,
+        servers,
+        events,
+        metrics,
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let names: Vec<&str> = args.servers.iter().map(|(n, _)| n.as_str()).collect();
+    // Scripts and tests read this line to find the port.
+    println!(
+        "electrum-gateway listening on http://{local} ({:?}; servers {})",
+        args.network,
+        names.join(", ")
+    );
+    let config = ServerConfig::default()
+        .request_timeout(args.request_timeout + Duration::from_secs(2))
+        .max_batch_len(50)
+        .max_body_size(2 * 1024 * 1024);
+    serve_with_layer(
+        listener,
+        stack,
+        config,
+        http::RoutesLayer::new(gateway),
+        shutdown_signal(),
+    )
+    .await;
+    println!("electrum-gateway stopped");
+    Ok(())
+}
+
+fn install_metrics() -> Result<Option<metrics_exporter_prometheus::PrometheusHandle>, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let seconds = [
+        0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+        .map_err(|e| format!("metrics: {e}"))?
+        .install_recorder()
+        .map_err(|e| format!("metrics: {e}"))?;
+    rpc_metrics::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(Some(handle))
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_logging(json: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    if json {
+        tracing_subscriber::registry()
+            .with(fmt.json())
+            .with(filter)
+            .init();
+    } else {
+        tracing_subscriber::registry()
+            .with(fmt.with_ansi(std::io::stderr().is_terminal()))
+            .with(filter)
+            .init();
+    }
+}

@@ -1,0 +1,448 @@
+//! The REST API under `/v1` (documented in the example's README and
+//! `openapi.yaml`). Reads go through the same stack as JSON-RPC (allow-list,
+//! cache, retry, failover with head tracking); a broadcast goes to several
+//! servers at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use http::StatusCode;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use rpc_core::{Deadline, Id, Payload, RawJson, Request, RpcError};
+use rpc_electrum::address::{self, AddressError};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::http::{error_response, json_response, Body};
+use crate::{tx, Gateway};
+
+/// The largest transaction accepted for broadcast (hex or JSON body).
+const MAX_TX_BODY: usize = 2 * 1024 * 1024;
+
+/// Why a REST call failed, with the HTTP status it maps to.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn into_response(self) -> http::Response<Body> {
+        error_response(self.status, self.code, self.message)
+    }
+
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+type Reply = Result<http::Response<Body>, ApiError>;
+
+pub async fn handle(gw: Arc<Gateway>, req: http::Request<Incoming>) -> http::Response<Body> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let parts: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    let post = req.method() == http::Method::POST;
+    let reply = match (post, parts.as_slice()) {
+        (false, ["address", a, "balance"]) => balance(&gw, a).await,
+        (false, ["address", a, "utxos"]) => utxos(&gw, a).await,
+        (false, ["address", a, "history"]) => history(&gw, a).await,
+        (false, ["tx", txid]) => get_tx(&gw, txid).await,
+        (true, ["tx"]) => broadcast(&gw, req.into_body()).await,
+        (false, ["tip"]) => tip(&gw).await,
+        (false, ["block", height, "header"]) => header(&gw, height).await,
+        (false, ["events"]) => Ok(crate::events::stream(&gw, &query).await),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {path} (see GET /v1/... in the README)"),
+        )),
+    };
+    reply.unwrap_or_else(ApiError::into_response)
+}
+
+/// Percent-decodes a path or query component (cashaddr's `:` may arrive as `%3A`).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The Electrum script hash of an address, or a 400.
+pub fn scripthash_of(gw: &Gateway, address: &str) -> Result<String, ApiError> {
+    let address = percent_decode(address);
+    address::scripthash(&address, gw.args.network).map_err(|e| {
+        let message = match e {
+            AddressError::WrongNetwork => format!(
+                "`{address}` is an address for another network (this gateway serves {:?})",
+                gw.args.network
+            ),
+            other => format!("`{address}`: {other}"),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_address", message)
+    })
+}
+
+/// One call through the stack; the result as JSON.
+async fn call(gw: &Gateway, method: &str, params: Value) -> Result<Value, ApiError> {
+    let params = RawJson::from_serialize(&params)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let mut req = Request::new(method)
+        .with_id(Id::from(1u64))
+        .with_params(params);
+    req.extensions_mut().insert(Deadline::after(
+        gw.args.request_timeout + Duration::from_secs(1),
+    ));
+    match gw.stack.clone().oneshot(req).await {
+        Ok(resp) => match resp.payload() {
+            Payload::Result(raw) => raw.deserialize::<Value>().map_err(|e| {
+                ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", e.to_string())
+            }),
+            Payload::Error(e) => {
+                let message = e.message().to_owned();
+                let lower = message.to_ascii_lowercase();
+                if lower.contains("no such")
+                    || lower.contains("not found")
+                    || lower.contains("height") && lower.contains("out of range")
+                {
+                    Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", message))
+                } else {
+                    Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "server_error",
+                        message,
+                    ))
+                }
+            }
+        },
+        Err(e) => Err(rpc_error(&e)),
+    }
+}
+
+fn rpc_error(e: &RpcError) -> ApiError {
+    let status = match e {
+        RpcError::Timeout { .. } | RpcError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    // The error object's message: names servers, never their addresses.
+    ApiError::new(
+        status,
+        "unavailable",
+        e.to_error_object().message().to_owned(),
+    )
+}
+
+async fn balance(gw: &Gateway, address: &str) -> Reply {
+    let sh = scripthash_of(gw, address)?;
+    let v = call(gw, "blockchain.scripthash.get_balance", json!([sh])).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "address": percent_decode(address),
+            "scripthash": sh,
+            "confirmed": v["confirmed"],
+            "unconfirmed": v["unconfirmed"],
+        }),
+    ))
+}
+
+async fn utxos(gw: &Gateway, address: &str) -> Reply {
+    let sh = scripthash_of(gw, address)?;
+    let v = call(gw, "blockchain.scripthash.listunspent", json!([sh])).await?;
+    let list: Vec<Value> = v
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|u| json!({"txid": u["tx_hash"], "vout": u["tx_pos"], "value": u["value"], "height": u["height"]}))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"address": percent_decode(address), "utxos": list}),
+    ))
+}
+
+async fn history(gw: &Gateway, address: &str) -> Reply {
+    let sh = scripthash_of(gw, address)?;
+    let v = call(gw, "blockchain.scripthash.get_history", json!([sh])).await?;
+    let list: Vec<Value> = v
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|t| {
+                    let mut e = json!({"txid": t["tx_hash"], "height": t["height"]});
+                    if let Some(fee) = t.get("fee") {
+                        e["fee"] = fee.clone();
+                    }
+                    e
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"address": percent_decode(address), "history": list}),
+    ))
+}
+
+fn bad_txid(txid: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_txid",
+        format!("`{txid}` is not a transaction id (64 hex digits)"),
+    )
+}
+
+async fn get_tx(gw: &Gateway, txid: &str) -> Reply {
+    if !tx::is_txid(txid) {
+        return Err(bad_txid(txid));
+    }
+    let txid = txid.to_ascii_lowercase();
+    let v = call(gw, "blockchain.transaction.get", json!([txid, false])).await?;
+    let hex = v.as_str().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_backend_answer",
+            "not a hex string",
+        )
+    })?;
+    let raw = tx::from_hex(hex)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", "not hex"))?;
+    let mut decoded = tx::decode(&raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", e.0))?;
+    if decoded["txid"] != txid.as_str() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_backend_answer",
+            "the server answered with another transaction",
+        ));
+    }
+    decoded["hex"] = Value::String(hex.to_owned());
+    Ok(json_response(StatusCode::OK, &decoded))
+}
+
+async fn tip(gw: &Gateway) -> Reply {
+    let v = call(gw, "blockchain.headers.subscribe", json!([])).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"height": v["height"], "header": v["hex"]}),
+    ))
+}
+
+async fn header(gw: &Gateway, height: &str) -> Reply {
+    let h: u64 = height.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_height",
+            format!("`{height}` is not a block height"),
+        )
+    })?;
+    let v = call(gw, "blockchain.block.header", json!([h])).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"height": h, "header": v}),
+    ))
+}
+
+/// Whether a server's refusal means it already has the transaction (which
+/// counts as accepted: it is not lost).
+fn already_known(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("already in block chain")
+        || m.contains("already known")
+        || m.contains("already-known")
+        || m.contains("already in the mempool")
+        || m.contains("already-in-mempool")
+        || m.contains("txn-already")
+        || m.contains("already have transaction")
+}
+
+/// `POST /v1/tx`: the transaction goes to up to `--broadcast-to` healthy
+/// servers at once; accepted when any accepts it.
+async fn broadcast(gw: &Gateway, body: Incoming) -> Reply {
+    let bytes = Limited::new(body, MAX_TX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a transaction body is at most {MAX_TX_BODY} bytes"),
+            )
+        })?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim();
+    let hex = if text.starts_with('{') {
+        serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v["hex"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_transaction",
+                    "expected {\"hex\": \"...\"}",
+                )
+            })?
+    } else {
+        text.to_owned()
+    };
+    let raw = tx::from_hex(&hex).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_transaction",
+            "the body is not hex",
+        )
+    })?;
+    let decoded = tx::decode(&raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_transaction",
+            format!("not a transaction: {}", e.0),
+        )
+    })?;
+    let txid = decoded["txid"].as_str().unwrap_or_default().to_owned();
+
+    // Healthy servers first (connected, in service, current), in pool order.
+    let status: Vec<_> = gw.group.members().collect();
+    let mut chosen: Vec<&rpc_electrum::ElectrumBackend> = gw
+        .servers
+        .iter()
+        .filter(|s| {
+            s.is_connected()
+                && status
+                    .iter()
+                    .any(|m| &*m.name == s.name() && m.in_service && !m.lagging)
+        })
+        .take(gw.args.broadcast_to)
+        .collect();
+    if chosen.is_empty() {
+        // Nobody looks healthy: try the connected ones anyway.
+        chosen = gw
+            .servers
+            .iter()
+            .filter(|s| s.is_connected())
+            .take(gw.args.broadcast_to)
+            .collect();
+    }
+    if chosen.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no Electrum server is connected",
+        ));
+    }
+    let hex = hex.to_ascii_lowercase();
+    let attempts = chosen.iter().map(|server| {
+        let server = (*server).clone();
+        let hex = hex.clone();
+        let timeout = gw.args.request_timeout;
+        async move {
+            let name = server.name().to_owned();
+            let params = RawJson::from_serialize(&json!([hex]));
+            let outcome = match params {
+                Err(e) => Err(e.to_string()),
+                Ok(params) => {
+                    let mut req = Request::new("blockchain.transaction.broadcast")
+                        .with_id(Id::from(1u64))
+                        .with_params(params);
+                    req.extensions_mut().insert(Deadline::after(timeout));
+                    match tokio::time::timeout(timeout, server.oneshot(req)).await {
+                        Ok(Ok(resp)) => Ok(resp),
+                        Ok(Err(e)) => Err(e.to_error_object().message().to_owned()),
+                        Err(_) => Err("timed out".to_owned()),
+                    }
+                }
+            };
+            (name, outcome)
+        }
+    });
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    let mut unreachable = Vec::new();
+    for (name, outcome) in join_all(attempts).await {
+        match outcome {
+            Ok(resp) => match resp.payload() {
+                Payload::Result(_) => {
+                    accepted.push(json!({"server": name, "already_known": false}))
+                }
+                Payload::Error(e) if already_known(e.message()) => {
+                    accepted.push(json!({"server": name, "already_known": true}))
+                }
+                Payload::Error(e) => rejected.push(json!({"server": name, "message": e.message()})),
+            },
+            Err(why) => unreachable.push(json!({"server": name, "message": why})),
+        }
+    }
+    let body = json!({
+        "txid": txid,
+        "accepted_by": accepted,
+        "rejected_by": rejected,
+        "unreachable": unreachable,
+    });
+    let status = if !accepted.is_empty() {
+        StatusCode::OK
+    } else if !rejected.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(json_response(status, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("bchreg%3Aqr99"), "bchreg:qr99");
+        assert_eq!(percent_decode("abc"), "abc");
+        assert_eq!(percent_decode("a%zz"), "a%zz");
+        assert_eq!(percent_decode("a%"), "a%");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+
+    #[test]
+    fn already_known_refusals_count_as_accepted() {
+        for m in [
+            "the transaction was rejected by network rules.\n\ntransaction already in block chain",
+            "txn-already-known",
+            "txn-already-in-mempool",
+            "Transaction already in the mempool",
+        ] {
+            assert!(already_known(m), "{m}");
+        }
+        assert!(!already_known("bad-txns-inputs-missingorspent"));
+    }
+}
