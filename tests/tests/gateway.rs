@@ -283,6 +283,10 @@ async fn events_stream_new_tips_and_address_changes() {
 
     ex.daemon("generate", json!([1])).await;
     read_events(&mut stream, &mut seen, "\"height\":11").await;
+    // The first server dies: the stream goes on from the other one.
+    ex.signal(0, "KILL");
+    ex.daemon("generate", json!([1])).await;
+    read_events(&mut stream, &mut seen, "\"height\":12").await;
     // A payment to A: its status changes, on every server.
     let before = seen.matches("event: address").count();
     ex.daemon("fake_send", json!(["A", 12_345])).await;
@@ -349,6 +353,36 @@ async fn no_call_fails_while_a_server_is_healthy_even_as_others_die_and_freeze()
     assert!(worst < Duration::from_secs(15), "a call took {worst:?}");
     let (s, v) = get_json(addr, "/healthz").await;
     assert_eq!(s, 200, "one server is still healthy: {v}");
+    // The last one dies too: unhealthy, and calls fail fast and clearly.
+    ex.signal(2, "KILL");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, v) = get_json(addr, "/healthz").await;
+        if s == 503 {
+            assert_eq!(v["status"], "unavailable", "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still healthy with every server down: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t0 = Instant::now();
+    let (s, v) = get_json(addr, "/v1/block/3/header").await;
+    assert_eq!(s, 200, "cached headers are still served: {v}");
+    // Address B's balance was never asked (nothing cached): no server can answer.
+    let b = "0a090df1efe2780add89a840e366df9c527c0d59d7f48079334e59e6924ec513";
+    let (s, v) = rpc(addr, "blockchain.scripthash.get_balance", json!([b])).await;
+    assert!(s == 503 || s == 504, "{s}: {v}");
+    assert!(
+        matches!(v["error"]["code"].as_i64(), Some(-32011 | -32015)),
+        "{v}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "answered within the deadline"
+    );
     ex.signal(0, "CONT");
     eprintln!(
         "{} calls in {:?}, slowest {worst:?}",
