@@ -255,6 +255,15 @@ pub fn start_anvil_with(args: &[&str]) -> (Process, SocketAddr) {
     })
 }
 
+/// Starts anvil on a given port (to restart a killed node where it was).
+pub fn start_anvil_on(port: u16) -> (Process, SocketAddr) {
+    let mut cmd = Command::new(anvil_path());
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    Process::start(cmd, Duration::from_secs(30), |line| {
+        line.split("Listening on ").nth(1)?.trim().parse().ok()
+    })
+}
+
 /// A tiny HTTP client for the tests: one POST, a deadline, the raw answer.
 pub async fn post(
     addr: SocketAddr,

@@ -19,7 +19,9 @@ OPTIONS:
     --server [NAME=]URL     an Electrum server (tcp:// or tls://); repeat for a pool, tried in
                             the order given (unnamed: server-1, server-2, ...)
     --network NET           mainnet | testnet | regtest: which addresses are accepted [default: mainnet]
-    --request-timeout SECS  deadline of each call to a server [default: 10]
+    --request-timeout SECS  time one server gets to answer one attempt [default: 10]
+    --call-timeout SECS     deadline of a client's call, all attempts included
+                            [default: 3 x --request-timeout]
     --max-lag BLOCKS        a server more blocks behind the best leaves rotation [default: 2]
     --max-stall SECS        a server behind whose tip has not moved this long leaves rotation [default: 120]
     --probe-interval SECS   ask a server for its tip when none was learned for this long [default: 5]
@@ -51,6 +53,8 @@ pub struct Args {
     pub servers: Vec<(String, String)>,
     pub network: Network,
     pub request_timeout: Duration,
+    /// The deadline of a client's call (several attempts fit in it).
+    pub call_timeout: Option<Duration>,
     pub max_lag: u64,
     pub max_stall: Duration,
     pub probe_interval: Duration,
@@ -59,6 +63,14 @@ pub struct Args {
     pub allow: Vec<String>,
     pub insecure_tls: bool,
     pub log_json: bool,
+}
+
+impl Args {
+    /// The deadline of a client's call: `--call-timeout`, else three
+    /// attempts' worth, so a call survives two frozen servers in a row.
+    pub fn call_deadline(&self) -> Duration {
+        self.call_timeout.unwrap_or(self.request_timeout * 3)
+    }
 }
 
 pub enum Command {
@@ -73,6 +85,7 @@ pub fn parse_args(it: impl Iterator<Item = String>) -> Result<Command, String> {
         servers: Vec::new(),
         network: Network::Mainnet,
         request_timeout: Duration::from_secs(10),
+        call_timeout: None,
         max_lag: 2,
         max_stall: Duration::from_secs(120),
         probe_interval: Duration::from_secs(5),
@@ -142,6 +155,7 @@ pub fn parse_args(it: impl Iterator<Item = String>) -> Result<Command, String> {
                 }
             }
             "--request-timeout" => args.request_timeout = seconds(&flag, &value()?)?,
+            "--call-timeout" => args.call_timeout = Some(seconds(&flag, &value()?)?),
             "--max-lag" => args.max_lag = whole(&flag, &value()?)?,
             "--max-stall" => args.max_stall = seconds(&flag, &value()?)?,
             "--probe-interval" => args.probe_interval = seconds(&flag, &value()?)?,

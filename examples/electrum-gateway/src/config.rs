@@ -16,6 +16,8 @@ pub struct File {
     network: Option<NetworkName>,
     /// Seconds.
     request_timeout: Option<f64>,
+    /// Seconds.
+    call_timeout: Option<f64>,
     broadcast_to: Option<usize>,
     #[serde(default)]
     allow: Vec<String>,
@@ -96,6 +98,9 @@ impl File {
         }
         if let Some(t) = self.request_timeout {
             args.request_timeout = secs("request_timeout", t)?;
+        }
+        if let Some(t) = self.call_timeout {
+            args.call_timeout = Some(secs("call_timeout", t)?);
         }
         if let Some(n) = self.broadcast_to {
             args.broadcast_to = n.max(1);

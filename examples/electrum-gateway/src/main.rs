@@ -124,6 +124,10 @@ async fn run(args: Args) -> Result<(), String> {
     for (name, url) in &args.servers {
         let mut b = ElectrumBackend::builder(name.as_str(), url)
             .request_timeout(args.request_timeout)
+            // A frozen server is noticed within about 5 s even without
+            // traffic (ElectrumX answers a ping within its ~1 s hold-back).
+            .ping_interval(Duration::from_secs(2))
+            .ping_timeout(Duration::from_secs(3))
             .client_name(concat!("electrum-gateway/", env!("CARGO_PKG_VERSION")));
         if args.insecure_tls {
             b = b.tls(rpc_electrum::TlsVerify::InsecureAcceptAny);
@@ -191,7 +195,7 @@ async fn run(args: Args) -> Result<(), String> {
         names.join(", ")
     );
     let config = ServerConfig::default()
-        .request_timeout(args.request_timeout + Duration::from_secs(2))
+        .request_timeout(args.call_deadline())
         .max_batch_len(50)
         .max_body_size(2 * 1024 * 1024);
     serve_with_layer(

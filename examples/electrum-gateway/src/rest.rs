@@ -4,7 +4,6 @@
 //! servers at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::StatusCode;
@@ -117,9 +116,8 @@ async fn call(gw: &Gateway, method: &str, params: Value) -> Result<Value, ApiErr
     let mut req = Request::new(method)
         .with_id(Id::from(1u64))
         .with_params(params);
-    req.extensions_mut().insert(Deadline::after(
-        gw.args.request_timeout + Duration::from_secs(1),
-    ));
+    req.extensions_mut()
+        .insert(Deadline::after(gw.args.call_deadline()));
     match gw.stack.clone().oneshot(req).await {
         Ok(resp) => match resp.payload() {
             Payload::Result(raw) => raw.deserialize::<Value>().map_err(|e| {
