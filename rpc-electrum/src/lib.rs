@@ -18,7 +18,7 @@ mod worker;
 pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture};
 pub use config::{BuildError, TlsVerify};
 pub use pool::PoolSubscriptions;
-pub use worker::Notification;
+pub use worker::{parse_line, Line, Notification};
 
 /// The best tip height among a pool of servers, shared by their backends
 /// (see [`ElectrumBackendBuilder::tip_board`]). Lock-free.

@@ -505,6 +505,29 @@ async fn write(config: &Config, writer: &mut Writer, bytes: &[u8]) -> Result<(),
     }
 }
 
+/// What one line from an Electrum server is (see [`parse_line`]).
+#[derive(Debug)]
+pub enum Line {
+    /// An answer to the call sent under this wire id (its payload, or why it
+    /// is not a valid answer).
+    Answer {
+        /// The id the call was sent under.
+        wire_id: u64,
+        /// The result or error object.
+        payload: Result<rpc_core::Payload, String>,
+    },
+    /// A notification (a subscription update).
+    Notification {
+        /// Its method.
+        method: String,
+        /// Its params, raw.
+        params: Option<RawJson>,
+    },
+    /// Neither: not a JSON object, or an answer under an id this client never
+    /// uses (ignored, as a late or foreign line).
+    Ignored,
+}
+
 #[derive(serde::Deserialize)]
 struct Head<'a> {
     #[serde(borrow, default)]
@@ -515,29 +538,46 @@ struct Head<'a> {
     params: Option<&'a RawValue>,
 }
 
-fn handle_line(shared: &Shared, pending: &mut HashMap<u64, Pending>, line: Bytes) {
-    let Ok(head) = serde_json::from_slice::<Head<'_>>(&line) else {
-        if line.iter().any(|b| !b.is_ascii_whitespace()) {
-            tracing::debug!(backend = %shared.name, "ignoring a line that is not a JSON object");
-        }
-        return;
+/// Classifies one line (without its newline) from an Electrum server. Never
+/// panics, whatever the bytes (a fuzz target checks it).
+pub fn parse_line(line: &Bytes) -> Line {
+    let Ok(head) = serde_json::from_slice::<Head<'_>>(line) else {
+        return Line::Ignored;
     };
-    let wire_id = head.id.and_then(|id| id.get().parse::<u64>().ok());
-    let Some(wire_id) = wire_id else {
-        if let (Some(method), None | Some(_)) = (head.method, head.params) {
-            notification(
-                shared,
-                method,
-                head.params
-                    .map(|p| RawJson::from_bytes(Bytes::copy_from_slice(p.get().as_bytes()))),
-            );
+    match head.id.and_then(|id| id.get().parse::<u64>().ok()) {
+        Some(wire_id) => Line::Answer {
+            wire_id,
+            payload: parse_response(line, &Id::from(wire_id)),
+        },
+        None => match head.method {
+            Some(method) => Line::Notification {
+                method: method.to_owned(),
+                params: head.params.and_then(|p| {
+                    RawJson::from_bytes(Bytes::copy_from_slice(p.get().as_bytes())).ok()
+                }),
+            },
+            None => Line::Ignored,
+        },
+    }
+}
+
+fn handle_line(shared: &Shared, pending: &mut HashMap<u64, Pending>, line: Bytes) {
+    let (wire_id, payload) = match parse_line(&line) {
+        Line::Answer { wire_id, payload } => (wire_id, payload),
+        Line::Notification { method, params } => {
+            notification(shared, &method, params.map(Ok));
+            return;
         }
-        return;
+        Line::Ignored => {
+            if line.iter().any(|b| !b.is_ascii_whitespace()) {
+                tracing::debug!(backend = %shared.name, "ignoring a line that is not a JSON-RPC answer or notification");
+            }
+            return;
+        }
     };
     let Some(p) = pending.remove(&wire_id) else {
         return; // a late answer to a call whose caller gave up
     };
-    let payload = parse_response(&line, &Id::from(wire_id));
     match p {
         Pending::Ping => {}
         Pending::Client { reply, id, sub } => {
