@@ -146,23 +146,7 @@ impl CacheRules {
         ] {
             r.methods.insert(m.into(), Rule::Forever);
         }
-        for (m, i) in [
-            ("eth_getBalance", 1),
-            ("eth_getCode", 1),
-            ("eth_getTransactionCount", 1),
-            ("eth_getStorageAt", 2),
-            ("eth_call", 1),
-            ("eth_estimateGas", 1),
-            ("eth_createAccessList", 1),
-            ("eth_getProof", 2),
-            ("eth_getBlockByNumber", 0),
-            ("eth_getBlockReceipts", 0),
-            ("eth_getBlockTransactionCountByNumber", 0),
-            ("eth_getTransactionByBlockNumberAndIndex", 0),
-            ("eth_getUncleByBlockNumberAndIndex", 0),
-            ("eth_getUncleCountByBlockNumber", 0),
-            ("eth_feeHistory", 1),
-        ] {
+        for &(m, i) in rpc_core::methods::ETHEREUM_BLOCK_PARAMS {
             r.methods.insert(m.into(), Rule::BlockParam(i));
         }
         r.methods.insert("eth_getLogs".into(), Rule::LogsFilter);

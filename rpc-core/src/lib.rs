@@ -43,6 +43,7 @@ mod ext;
 pub mod filter;
 mod http_backend;
 mod id;
+pub mod methods;
 pub mod parse;
 #[cfg(feature = "rate-limit")]
 pub mod ratelimit;

@@ -240,8 +240,8 @@ impl MethodRules {
         for m in ETHEREUM_BROADCASTS {
             rules.exact.insert((*m).into(), Idempotency::Idempotent);
         }
-        for (m, i) in ETHEREUM_BLOCK_PARAMS {
-            rules.block_params.insert((*m).into(), *i);
+        for &(m, i) in rpc_core::methods::ETHEREUM_BLOCK_PARAMS {
+            rules.block_params.insert(m.into(), i);
         }
         rules
             .prefix("debug_trace", Idempotency::Read)
@@ -363,25 +363,6 @@ fn hex_quantity(text: &str) -> Option<u64> {
     }
     u64::from_str_radix(digits, 16).ok()
 }
-
-/// Ethereum methods with a block param, and its index.
-const ETHEREUM_BLOCK_PARAMS: &[(&str, usize)] = &[
-    ("eth_getBalance", 1),
-    ("eth_getCode", 1),
-    ("eth_getTransactionCount", 1),
-    ("eth_getStorageAt", 2),
-    ("eth_call", 1),
-    ("eth_estimateGas", 1),
-    ("eth_createAccessList", 1),
-    ("eth_getProof", 2),
-    ("eth_getBlockByNumber", 0),
-    ("eth_getBlockReceipts", 0),
-    ("eth_getBlockTransactionCountByNumber", 0),
-    ("eth_getTransactionByBlockNumberAndIndex", 0),
-    ("eth_getUncleByBlockNumberAndIndex", 0),
-    ("eth_getUncleCountByBlockNumber", 0),
-    ("eth_feeHistory", 1),
-];
 
 /// Which JSON-RPC error objects mean *the backend could not serve the call*
 /// (so it counts against the backend and the call may move on), as opposed to

@@ -203,7 +203,7 @@ async fn run(args: Args) -> Result<(), String> {
         stack,
         config,
         http::RoutesLayer::new(gateway),
-        shutdown_signal(),
+        rpc_core::server::shutdown_signal(),
     )
     .await;
     println!("electrum-gateway stopped");
@@ -230,30 +230,6 @@ fn install_metrics() -> Result<Option<metrics_exporter_prometheus::PrometheusHan
         }
     });
     Ok(Some(handle))
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
 }
 
 fn init_logging(json: bool) {

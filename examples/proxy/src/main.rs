@@ -117,33 +117,9 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Some(addr) = config.metrics.listen {
         metrics_http::start_metrics(addr).await?;
     }
-    stack::run(&config, shutdown_signal(), |_| {}).await?;
+    stack::run(&config, rpc_core::server::shutdown_signal(), |_| {}).await?;
     println!("rpc-proxy stopped");
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) {

@@ -34,7 +34,9 @@
 mod config;
 mod front;
 mod serve;
+mod signal;
 
 pub use config::ServerConfig;
 pub use front::{HttpFront, ResponseBody};
 pub use serve::{serve, serve_with_layer};
+pub use signal::shutdown_signal;
