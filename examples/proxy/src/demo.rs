@@ -368,8 +368,7 @@ fn progress_bar(len: u64) -> ProgressBar {
         ProgressDrawTarget::hidden()
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:24.green/dim} {pos:>5}/{len} calls  {msg}")
+    if let Ok(style) = ProgressStyle::with_template("{bar:16.green/dim} {pos:>5}/{len}  {wide_msg}")
     {
         bar.set_style(style.progress_chars("━╸ "));
     }
@@ -380,7 +379,7 @@ fn live_line(stats: &Stats, upstreams: &[Arc<sim::Counters>]) -> String {
     let faults: u64 = upstreams.iter().map(|c| c.faults()).sum();
     let cacheable = stats.cacheable.load(Ordering::Relaxed).max(1);
     format!(
-        "upstream faults absorbed {faults} · client errors {} · cache hits {:.0}% · p50 {} · p99 {}",
+        "faults absorbed {faults} · client errors {} · cache {:.0}% · p50 {} p99 {}",
         stats.errors.load(Ordering::Relaxed),
         100.0 * stats.cache_hits.load(Ordering::Relaxed) as f64 / cacheable as f64,
         ms(stats.latency.quantile(0.5)),
