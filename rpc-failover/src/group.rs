@@ -693,7 +693,12 @@ impl<S: JsonRpcService> Core<S> {
     /// Starts the head prober (once; only with head tracking and inside a
     /// Tokio runtime). It holds the group weakly and ends with it.
     pub(crate) fn ensure_prober(self: &Arc<Self>) {
-        if self.heads.is_none() || self.prober.swap(true, Ordering::AcqRel) {
+        // Called on every call: a plain load first, so the common case (already
+        // started) writes nothing shared.
+        if self.heads.is_none()
+            || self.prober.load(Ordering::Relaxed)
+            || self.prober.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

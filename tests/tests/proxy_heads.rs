@@ -129,16 +129,12 @@ url = "{}"
     );
 }
 
-async fn mine(node: SocketAddr, blocks: u64) {
-    let (_, v) = call(node, "anvil_mine", json!([format!("{blocks:#x}")])).await;
-    assert!(v.get("error").is_none(), "anvil_mine: {v}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anvil_nodes_behind_are_avoided_and_explicit_blocks_go_to_nodes_that_have_them() {
-    let (_anvil_a, a) = start_anvil();
-    let (_anvil_b, b) = start_anvil();
-    let (_proxy, addr) = start_proxy_config(&format!(
+/// Two anvil nodes (`a` first in priority) behind the binary with head
+/// tracking, plus `extra` config; the nodes, the proxy and its address.
+fn two_anvils_behind_the_proxy(extra: &str) -> ([(Process, SocketAddr); 2], Process, SocketAddr) {
+    let nodes = [start_anvil(), start_anvil()];
+    let (a, b) = (nodes[0].1, nodes[1].1);
+    let (proxy, addr) = start_proxy_config(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -147,8 +143,22 @@ served_by_header = true
 url = "http://{a}"
 [backends.b]
 url = "http://{b}"
-{HEAD_GROUP}"#
+{HEAD_GROUP}
+{extra}
+"#
     ));
+    (nodes, proxy, addr)
+}
+
+async fn mine(node: SocketAddr, blocks: u64) {
+    let (_, v) = call(node, "anvil_mine", json!([format!("{blocks:#x}")])).await;
+    assert!(v.get("error").is_none(), "anvil_mine: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anvil_nodes_behind_are_avoided_and_explicit_blocks_go_to_nodes_that_have_them() {
+    let (nodes, _proxy, addr) = two_anvils_behind_the_proxy("");
+    let (a, b) = (nodes[0].1, nodes[1].1);
     // b is ahead by 2: within max_lag, so a (first) keeps the calls...
     mine(b, 2).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -177,22 +187,8 @@ url = "http://{b}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_never_sees_the_chain_go_backwards() {
-    let (_anvil_a, a) = start_anvil();
-    let (_anvil_b, b) = start_anvil();
-    let (_proxy, addr) = start_proxy_config(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-served_by_header = true
-[backends.a]
-url = "http://{a}"
-[backends.b]
-url = "http://{b}"
-{HEAD_GROUP}
-[consistency]
-enabled = true
-"#
-    ));
+    let (nodes, _proxy, addr) = two_anvils_behind_the_proxy("[consistency]\nenabled = true");
+    let b = nodes[1].1;
     mine(b, 2).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let session = [
