@@ -49,9 +49,9 @@ pub async fn handle(gw: Arc<Gateway>, req: http::Request<Incoming>) -> http::Res
     let parts: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
     let post = req.method() == http::Method::POST;
     let reply = match (post, parts.as_slice()) {
-        (false, ["address", a, "balance"]) => balance(&gw, a).await,
-        (false, ["address", a, "utxos"]) => utxos(&gw, a).await,
-        (false, ["address", a, "history"]) => history(&gw, a).await,
+        (false, ["address", a, "balance"]) => balance(&gw, &percent_decode(a)).await,
+        (false, ["address", a, "utxos"]) => utxos(&gw, &percent_decode(a)).await,
+        (false, ["address", a, "history"]) => history(&gw, &percent_decode(a)).await,
         (false, ["tx", txid]) => get_tx(&gw, txid).await,
         (true, ["tx"]) => broadcast(&gw, req.into_body()).await,
         (false, ["tip"]) => tip(&gw).await,
@@ -94,10 +94,9 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The Electrum script hash of an address, or a 400.
+/// The Electrum script hash of an address (already percent-decoded), or a 400.
 pub fn scripthash_of(gw: &Gateway, address: &str) -> Result<String, ApiError> {
-    let address = percent_decode(address);
-    address::scripthash(&address, gw.args.network).map_err(|e| {
+    address::scripthash(address, gw.args.network).map_err(|e| {
         let message = match e {
             AddressError::WrongNetwork => format!(
                 "`{address}` is an address for another network (this gateway serves {:?})",
@@ -163,7 +162,7 @@ async fn balance(gw: &Gateway, address: &str) -> Reply {
     Ok(json_response(
         StatusCode::OK,
         &json!({
-            "address": percent_decode(address),
+            "address": address,
             "scripthash": sh,
             "confirmed": v["confirmed"],
             "unconfirmed": v["unconfirmed"],
@@ -185,7 +184,7 @@ async fn utxos(gw: &Gateway, address: &str) -> Reply {
         .unwrap_or_default();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"address": percent_decode(address), "utxos": list}),
+        &json!({"address": address, "utxos": list}),
     ))
 }
 
@@ -209,7 +208,7 @@ async fn history(gw: &Gateway, address: &str) -> Reply {
         .unwrap_or_default();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"address": percent_decode(address), "history": list}),
+        &json!({"address": address, "history": list}),
     ))
 }
 
