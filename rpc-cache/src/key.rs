@@ -48,9 +48,20 @@ impl CacheKey {
     /// keyed by the epoch, so a new head or a write makes them unreachable at
     /// once (they age out of the store on their own).
     pub(crate) fn in_epoch(self, epoch: u64) -> CacheKey {
+        self.in_generation(b'\n', epoch)
+    }
+
+    /// This key within settled generation `generation`: answers about
+    /// blocks taken as permanent are keyed by it, so a reorganisation that
+    /// reaches them makes them unreachable at once.
+    pub(crate) fn in_settled(self, generation: u64) -> CacheKey {
+        self.in_generation(b'\r', generation)
+    }
+
+    fn in_generation(self, separator: u8, epoch: u64) -> CacheKey {
         let mut out = Vec::with_capacity(self.0.len() + 21);
         out.extend_from_slice(&self.0);
-        out.push(b'\n');
+        out.push(separator);
         out.extend_from_slice(epoch.to_string().as_bytes());
         CacheKey(Bytes::from(out.into_boxed_slice()))
     }

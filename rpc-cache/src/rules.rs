@@ -291,7 +291,7 @@ impl CacheRules {
 
     /// What to do with a call under `rule` (its method's [`rule`](Self::rule)),
     /// before it is made.
-    pub(crate) fn plan(&self, rule: Rule, params: &Value, head: u64) -> Plan {
+    pub(crate) fn plan(&self, rule: Rule, params: &Value, line: Line) -> Plan {
         let arg = |i: usize| -> Option<&Value> {
             match params {
                 Value::Array(a) => a.get(i),
@@ -303,7 +303,7 @@ impl CacheRules {
             Rule::Forever => Plan::Store(None),
             Rule::Ttl(d) => Plan::Store(Some(d)),
             Rule::Tip => Plan::Store(Some(self.tip_ttl)),
-            Rule::BlockParam(i) => self.by_block(block_ref(arg(i)), head),
+            Rule::BlockParam(i) => self.by_block(block_ref(arg(i)), line),
             Rule::LogsFilter => match arg(0) {
                 Some(Value::Object(filter)) => {
                     if filter.contains_key("blockHash") {
@@ -313,7 +313,7 @@ impl CacheRules {
                     let to = block_ref(filter.get("toBlock"));
                     match (from, to) {
                         (BlockRef::Number(a), BlockRef::Number(b)) => {
-                            self.by_block(BlockRef::Number(a.max(b)), head)
+                            self.by_block(BlockRef::Number(a.max(b)), line)
                         }
                         (BlockRef::Pending, _) | (_, BlockRef::Pending) => Plan::Skip,
                         (BlockRef::Unknown, _) | (_, BlockRef::Unknown) => Plan::Skip,
@@ -324,7 +324,7 @@ impl CacheRules {
             },
             Rule::BlockInResult => Plan::AfterResult,
             Rule::HeightParam(i) => match arg(i).and_then(Value::as_u64) {
-                Some(h) => self.by_height(h, head),
+                Some(h) => self.by_height(h, line),
                 None => Plan::Skip,
             },
             Rule::HeightRange => match (
@@ -332,7 +332,7 @@ impl CacheRules {
                 arg(1).and_then(Value::as_u64),
             ) {
                 (Some(start), Some(count)) if count > 0 => {
-                    self.by_height(start.saturating_add(count - 1), head)
+                    self.by_height(start.saturating_add(count - 1), line)
                 }
                 _ => Plan::Skip,
             },
@@ -345,7 +345,7 @@ impl CacheRules {
     }
 
     /// For [`Plan::AfterResult`]: how long to keep this answer.
-    pub(crate) fn after_result(&self, response: &Response, head: u64) -> Option<Option<Duration>> {
+    pub(crate) fn after_result(&self, response: &Response, line: Line) -> Option<Option<Duration>> {
         let raw = response.result_json()?;
         #[derive(serde::Deserialize)]
         struct Mined<'a> {
@@ -354,31 +354,104 @@ impl CacheRules {
         }
         let mined: Mined<'_> = serde_json::from_slice(raw.as_bytes()).ok()?;
         let n = parse_quantity(mined.block_number?)?;
-        match self.by_block(BlockRef::Number(n), head) {
+        match self.by_block(BlockRef::Number(n), line) {
             Plan::Store(ttl) => Some(ttl),
+            Plan::Settled => Some(None),
             _ => None,
         }
     }
 
-    fn by_block(&self, block: BlockRef, head: u64) -> Plan {
+    fn by_block(&self, block: BlockRef, line: Line) -> Plan {
         match block {
-            BlockRef::Hash | BlockRef::Earliest => Plan::Store(None),
+            BlockRef::Hash => Plan::Store(None),
+            BlockRef::Earliest => Plan::Settled,
             BlockRef::Tip => Plan::Store(Some(self.tip_ttl)),
-            BlockRef::Number(n) => self.by_height(n, head),
+            BlockRef::Number(n) => self.by_height(n, line),
             BlockRef::Pending | BlockRef::Unknown => Plan::Skip,
         }
     }
 
-    fn by_height(&self, height: u64, head: u64) -> Plan {
-        if head != 0 && height.saturating_add(self.confirmations) <= head {
-            Plan::Store(None)
+    fn by_height(&self, height: u64, line: Line) -> Plan {
+        if line.settles(height, self.confirmations) {
+            Plan::Settled
         } else {
             Plan::Store(Some(self.tip_ttl))
         }
     }
 
+    /// The block number an answer shows was mined (receipts' and
+    /// transactions' `blockNumber`, blocks' `number`): after a client holds
+    /// it, no answer from before that block may be served to it.
+    pub(crate) fn block_in(&self, method: &str, response: &Response) -> Option<u64> {
+        let blocks = self.rule(method) == Rule::BlockInResult;
+        let is_block = self
+            .head_from
+            .as_ref()
+            .is_some_and(|(_, f)| *f == HeadFormat::HexQuantity)
+            && matches!(method, "eth_getBlockByNumber" | "eth_getBlockByHash");
+        if !blocks && !is_block {
+            return None;
+        }
+        let raw = response.result_json()?;
+        #[derive(serde::Deserialize)]
+        struct Mined<'a> {
+            #[serde(rename = "blockNumber", borrow)]
+            block_number: Option<&'a str>,
+            #[serde(borrow)]
+            number: Option<&'a str>,
+        }
+        let mined: Mined<'_> = serde_json::from_slice(raw.as_bytes()).ok()?;
+        let text = if blocks {
+            mined.block_number
+        } else {
+            mined.number
+        };
+        parse_quantity(text?)
+    }
+
+    pub(crate) fn confirmations_of(&self) -> u64 {
+        self.confirmations
+    }
+
     pub(crate) fn lowercases_hex(&self) -> bool {
         self.lowercase_hex
+    }
+}
+
+/// Where the cache takes blocks as permanent: at or below the finalized
+/// block when the chain reports one, else `confirmations` below the head.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// The trusted head (0: unknown).
+    pub(crate) head: u64,
+    /// The agreed finalized block, when known.
+    pub(crate) finalized: Option<u64>,
+}
+
+impl Line {
+    /// A line from a head alone (no finality known).
+    #[cfg(test)]
+    pub(crate) fn head(head: u64) -> Line {
+        Line {
+            head,
+            finalized: None,
+        }
+    }
+
+    pub(crate) fn settles(self, height: u64, confirmations: u64) -> bool {
+        match self.finalized {
+            Some(f) => height <= f,
+            None => self.head != 0 && height.saturating_add(confirmations) <= self.head,
+        }
+    }
+
+    /// The highest settled height, if any.
+    pub(crate) fn settled_to(self, confirmations: u64) -> Option<u64> {
+        match self.finalized {
+            Some(f) => Some(f),
+            None if self.head != 0 => self.head.checked_sub(confirmations),
+            None => None,
+        }
     }
 }
 
@@ -387,8 +460,13 @@ impl CacheRules {
 pub(crate) enum Plan {
     /// Do not cache.
     Skip,
-    /// Cache an answer for this long (`None`: until evicted).
+    /// Cache an answer for this long (`None`: until evicted; the answer
+    /// cannot change, e.g. pinned to a block hash).
     Store(Option<Duration>),
+    /// Cache an answer about a block taken as permanent (at or below the
+    /// finalized block, or deep enough) until evicted or until a
+    /// reorganisation reaches it.
+    Settled,
     /// Decide from the result.
     AfterResult,
 }
@@ -451,7 +529,7 @@ mod tests {
     use serde_json::json;
 
     fn plan(rules: &CacheRules, method: &str, params: Value, head: u64) -> Plan {
-        rules.plan(rules.rule(method), &params, head)
+        rules.plan(rules.rule(method), &params, Line::head(head))
     }
 
     const S: Option<Duration> = Some(Duration::from_secs(1));
@@ -486,14 +564,9 @@ mod tests {
                 "eth_getBalance",
                 json!([addr, "earliest"]),
                 100,
-                Plan::Store(None),
+                Plan::Settled,
             ),
-            (
-                "eth_getBalance",
-                json!([addr, "0x10"]),
-                100,
-                Plan::Store(None),
-            ),
+            ("eth_getBalance", json!([addr, "0x10"]), 100, Plan::Settled),
             ("eth_getBalance", json!([addr, "0x60"]), 100, Plan::Store(S)),
             ("eth_getBalance", json!([addr, "0x10"]), 0, Plan::Store(S)),
             (
@@ -506,20 +579,20 @@ mod tests {
                 "eth_getBalance",
                 json!([addr, {"blockNumber": "0x1"}]),
                 100,
-                Plan::Store(None),
+                Plan::Settled,
             ),
             ("eth_getBalance", json!([addr, 7]), 100, Plan::Skip),
             (
                 "eth_call",
                 json!([{"to": addr}, "0x1"]),
                 1000,
-                Plan::Store(None),
+                Plan::Settled,
             ),
             (
                 "eth_getBlockByNumber",
                 json!(["0x1", true]),
                 1000,
-                Plan::Store(None),
+                Plan::Settled,
             ),
             (
                 "eth_getBlockByNumber",
@@ -538,7 +611,7 @@ mod tests {
                 "eth_getLogs",
                 json!([{"fromBlock": "0x1", "toBlock": "0x2"}]),
                 1000,
-                Plan::Store(None),
+                Plan::Settled,
             ),
             (
                 "eth_getLogs",
@@ -597,12 +670,7 @@ mod tests {
                 0,
                 Plan::Store(S),
             ),
-            (
-                "blockchain.block.header",
-                json!([100]),
-                106,
-                Plan::Store(None),
-            ),
+            ("blockchain.block.header", json!([100]), 106, Plan::Settled),
             ("blockchain.block.header", json!([101]), 106, Plan::Store(S)),
             ("blockchain.block.header", json!([100]), 0, Plan::Store(S)),
             ("blockchain.block.header", json!(["x"]), 106, Plan::Skip),
@@ -610,7 +678,7 @@ mod tests {
                 "blockchain.block.headers",
                 json!([90, 11]),
                 106,
-                Plan::Store(None),
+                Plan::Settled,
             ),
             (
                 "blockchain.block.headers",
@@ -623,7 +691,7 @@ mod tests {
                 "blockchain.transaction.get_merkle",
                 json!([txid, 5]),
                 106,
-                Plan::Store(None),
+                Plan::Settled,
             ),
             (
                 "blockchain.scripthash.get_balance",
@@ -673,14 +741,14 @@ mod tests {
             Id::Null,
             RawJson::from_static(r#"{"blockNumber":"0x10","status":"0x1"}"#).expect("json"),
         );
-        assert_eq!(r.after_result(&mined, 1000), Some(None));
-        assert_eq!(r.after_result(&mined, 20), Some(S));
+        assert_eq!(r.after_result(&mined, Line::head(1000)), Some(None));
+        assert_eq!(r.after_result(&mined, Line::head(20)), Some(S));
         let pending = Response::result(
             Id::Null,
             RawJson::from_static(r#"{"blockNumber":null}"#).expect("json"),
         );
-        assert_eq!(r.after_result(&pending, 1000), None);
+        assert_eq!(r.after_result(&pending, Line::head(1000)), None);
         let unknown = Response::result(Id::Null, RawJson::NULL);
-        assert_eq!(r.after_result(&unknown, 1000), None);
+        assert_eq!(r.after_result(&unknown, Line::head(1000)), None);
     }
 }

@@ -6,11 +6,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use rpc_core::{ChainHead, JsonRpcService, Payload, Request, Response, RpcError};
+use rpc_core::{AgreedChain, ChainHead, JsonRpcService, Payload, Request, Response, RpcError};
 use tower::{Service, ServiceExt};
 
 use crate::key::{parse_params, CacheKey};
-use crate::rules::{is_negative, Plan};
+use crate::rules::{is_negative, Line, Plan};
 use crate::{CacheRules, CacheStatus, CacheStore, MemoryStore, Rule};
 
 type Flight = Shared<BoxFuture<'static, Result<Response, RpcError>>>;
@@ -27,12 +27,25 @@ pub(crate) struct State<St> {
     store: Arc<St>,
     coalesce: bool,
     negative_ttl: Option<Duration>,
+    /// The trusted head: a head-tracking group's agreed head when answers
+    /// carry one ([`AgreedChain`]), else the highest head answers showed.
     head: AtomicU64,
+    /// The agreed finalized block + 1 (0: unknown).
+    finalized: AtomicU64,
+    /// The highest block number any answer showed (a receipt's block, a
+    /// head): only moves tip epochs, never decides what is permanent.
+    seen: AtomicU64,
+    /// The group's reorganisation count last seen.
+    reorgs: AtomicU64,
     in_flight: Mutex<HashMap<CacheKey, InFlight>>,
     generation: AtomicU64,
-    /// Bumped when the head moves up or a write succeeds; answers kept for a
-    /// TTL are keyed by it.
+    /// Bumped when the head moves up, a newer block is seen, a write
+    /// succeeds or the chain reorganises; answers kept for a TTL are keyed by
+    /// it.
     tip_epoch: AtomicU64,
+    /// Bumped when a reorganisation reaches blocks taken as permanent;
+    /// answers about them are keyed by it.
+    settled_epoch: AtomicU64,
 }
 
 impl<St: CacheStore> State<St> {
@@ -48,10 +61,68 @@ impl<St: CacheStore> State<St> {
             coalesce,
             negative_ttl,
             head: AtomicU64::new(0),
+            finalized: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
+            reorgs: AtomicU64::new(0),
             in_flight: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             tip_epoch: AtomicU64::new(0),
+            settled_epoch: AtomicU64::new(0),
         }
+    }
+
+    /// Where blocks are taken as permanent now.
+    fn line(&self) -> Line {
+        Line {
+            head: self.head.load(Ordering::Relaxed),
+            finalized: self.finalized.load(Ordering::Relaxed).checked_sub(1),
+        }
+    }
+
+    /// Learns what an answer shows of the chain; returns how many times
+    /// that moved the tip epoch.
+    fn learn(&self, method: &str, response: &Response) -> u64 {
+        let mut moved = 0;
+        match response.extensions().get::<AgreedChain>() {
+            // A head-tracking group vouches for the chain: only its agreed
+            // values steer the cache (one member's word cannot).
+            Some(agreed) => {
+                if self.reorgs.fetch_max(agreed.reorgs, Ordering::AcqRel) < agreed.reorgs {
+                    // Answers about recent blocks may be of replaced ones.
+                    let reached = self
+                        .line()
+                        .settled_to(self.rules.confirmations_of())
+                        .is_some_and(|settled| agreed.reorg_floor <= settled);
+                    if reached {
+                        self.settled_epoch.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.head.store(agreed.head, Ordering::Relaxed);
+                    self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+                    moved += 1;
+                }
+                if agreed.head != 0 && self.raise_head(agreed.head) {
+                    moved += 1;
+                }
+                if let Some(f) = agreed.finalized {
+                    self.finalized.store(f + 1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                let answer_head = response.extensions().get::<ChainHead>().map(|h| h.0);
+                if let Some(h) = self.rules.head_in(method, response).max(answer_head) {
+                    moved += u64::from(self.raise_head(h));
+                }
+            }
+        }
+        // Reads your writes: once a client holds a receipt (or a block) for
+        // block N, nothing cached before N is served.
+        if let Some(n) = self.rules.block_in(method, response) {
+            if self.seen.fetch_max(n, Ordering::Relaxed) < n {
+                self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+                moved += 1;
+            }
+        }
+        moved
     }
 
     /// Learns the head from an answer and stores it if the plan says so.
@@ -60,10 +131,14 @@ impl<St: CacheStore> State<St> {
         // The head this answer came from, when a group with head tracking
         // (or an adapter) says so.
         let answer_head = response.extensions().get::<ChainHead>().map(|h| h.0);
-        let raised = match self.rules.head_in(method, response).max(answer_head) {
-            Some(h) => self.raise_head(h),
-            None => false,
-        };
+        let raised = self.learn(method, response);
+        if slot
+            .settled
+            .is_some_and(|g| g != self.settled_epoch.load(Ordering::Relaxed))
+        {
+            // A reorganisation reached settled blocks meanwhile.
+            return;
+        }
         if slot.epoch.is_some()
             && answer_head.is_some_and(|h| h < self.head.load(Ordering::Relaxed))
         {
@@ -79,18 +154,18 @@ impl<St: CacheStore> State<St> {
                 // moved the epoch meanwhile (a write, a newer head), the
                 // answer may be stale already: not stored.
                 let now = self.tip_epoch.load(Ordering::Relaxed);
-                let expected = asked_in + u64::from(raised);
+                let expected = asked_in + raised;
                 if now != expected || epoch_before != asked_in {
                     return;
                 }
                 slot.base.clone().in_epoch(now)
             }
         };
-        let head = self.head.load(Ordering::Relaxed);
         let ttl = match plan {
             Plan::Skip => return,
             Plan::Store(ttl) => ttl,
-            Plan::AfterResult => match self.rules.after_result(response, head) {
+            Plan::Settled => None,
+            Plan::AfterResult => match self.rules.after_result(response, self.line()) {
                 Some(ttl) => ttl,
                 None => return,
             },
@@ -125,20 +200,24 @@ impl<St> State<St> {
     /// Raises the head; a higher head starts a new tip epoch (`true`).
     fn raise_head(&self, head: u64) -> bool {
         let raised = self.head.fetch_max(head, Ordering::Relaxed) < head;
-        if raised {
+        let newer = self.seen.fetch_max(head, Ordering::Relaxed) < head;
+        if raised || newer {
             self.tip_epoch.fetch_add(1, Ordering::Relaxed);
         }
-        raised
+        raised || newer
     }
 }
 
 /// Where an answer is looked up and kept: `key` (the lookup and in-flight
-/// key) is `base` within tip epoch `epoch` for answers kept for a TTL.
+/// key) is `base` within tip epoch `epoch` for answers kept for a TTL, and
+/// within settled generation `settled` for answers about blocks taken as
+/// permanent.
 #[derive(Clone)]
 struct Slot {
     key: CacheKey,
     base: CacheKey,
     epoch: Option<u64>,
+    settled: Option<u64>,
 }
 
 /// Leaves the in-flight table when a waiter goes; the last one to leave an
@@ -178,7 +257,8 @@ impl<S, St> Cache<S, St> {
         Cache { inner, state }
     }
 
-    /// The highest chain head seen in answers (0: none yet).
+    /// The trusted chain head: a head-tracking group's agreed head, or
+    /// without one the highest head seen in answers (0: none yet).
     pub fn head(&self) -> u64 {
         self.state.head.load(Ordering::Relaxed)
     }
@@ -266,9 +346,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     let Some(params) = parse_params(&request) else {
         return bypass(inner, &state, request).await;
     };
-    let plan = state
-        .rules
-        .plan(rule, &params, state.head.load(Ordering::Relaxed));
+    let plan = state.rules.plan(rule, &params, state.line());
     if plan == Plan::Skip {
         return bypass(inner, &state, request).await;
     }
@@ -284,12 +362,23 @@ async fn run<S: JsonRpcService, St: CacheStore>(
                 key: key.clone().in_epoch(epoch),
                 base: key,
                 epoch: Some(epoch),
+                settled: None,
+            }
+        }
+        Plan::Settled | Plan::AfterResult => {
+            let generation = state.settled_epoch.load(Ordering::Relaxed);
+            Slot {
+                key: key.clone().in_settled(generation),
+                base: key,
+                epoch: None,
+                settled: Some(generation),
             }
         }
         _ => Slot {
             key: key.clone(),
             base: key,
             epoch: None,
+            settled: None,
         },
     };
     let key = slot.key.clone();

@@ -75,6 +75,44 @@ pub struct ChainHead(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MinHead(pub u64);
 
+/// A block a backend reported as its head, with 64-bit fingerprints of its
+/// hash and of its parent's hash (the first eight bytes of each, as the
+/// protocol writes them; `0` where unknown); in a [`Response`](crate::Response)'s
+/// extensions. Adapters that follow the tip themselves (Electrum's header
+/// subscription) set it; a head-tracking group compares these across members
+/// to find forks and reorganisations. Fingerprints are compared, never
+/// shown: two blocks with equal fingerprints at one height are the same block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadBlock {
+    /// Its height (block number).
+    pub number: u64,
+    /// Fingerprint of its hash.
+    pub hash: u64,
+    /// Fingerprint of its parent's hash (`0`: unknown).
+    pub parent: u64,
+}
+
+/// What a head-tracking group believes the chain is, as of one answer; in a
+/// [`Response`](crate::Response)'s extensions (set by
+/// `rpc_failover`'s head tracking, read by caches).
+///
+/// Unlike [`ChainHead`] (one member's head), these are the group's agreed
+/// values: no single member can move them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgreedChain {
+    /// The agreed head (block number or height).
+    pub head: u64,
+    /// The agreed finalized block, when the chain reports finality.
+    pub finalized: Option<u64>,
+    /// How many reorganisations the group has seen (a different block at a
+    /// height it knew, or the agreed head going back). A change means
+    /// answers about recent blocks may be stale.
+    pub reorgs: u64,
+    /// The lowest height the latest reorganisation may have replaced
+    /// (`0`: unknown depth, anything may have changed).
+    pub reorg_floor: u64,
+}
+
 /// A client session named by the client (a header configured with
 /// [`ServerConfig::session_header`](crate::server::ServerConfig::session_header));
 /// in each call's extensions.

@@ -75,6 +75,45 @@ pub trait Classifier: Send + Sync + 'static {
         let _ = request;
         None
     }
+
+    /// The block tag `request` names in its block param (`safe`,
+    /// `finalized`, ...), if any. A head-tracking group sends calls for
+    /// `safe` / `finalized` only to members at or past the group's agreed
+    /// safe / finalized block, when one is. Default: `None`.
+    fn block_tag(&self, request: &Request) -> Option<BlockTag> {
+        let _ = request;
+        None
+    }
+}
+
+/// A named block in a block param.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockTag {
+    /// `latest`.
+    Latest,
+    /// `safe`.
+    Safe,
+    /// `finalized`.
+    Finalized,
+    /// `pending`.
+    Pending,
+    /// `earliest`.
+    Earliest,
+}
+
+impl BlockTag {
+    /// The tag for its name.
+    pub fn parse(name: &str) -> Option<BlockTag> {
+        Some(match name {
+            "latest" => BlockTag::Latest,
+            "safe" => BlockTag::Safe,
+            "finalized" => BlockTag::Finalized,
+            "pending" => BlockTag::Pending,
+            "earliest" => BlockTag::Earliest,
+            _ => return None,
+        })
+    }
 }
 
 impl<C: Classifier + ?Sized> Classifier for Arc<C> {
@@ -84,6 +123,10 @@ impl<C: Classifier + ?Sized> Classifier for Arc<C> {
 
     fn min_head(&self, request: &Request) -> Option<u64> {
         (**self).min_head(request)
+    }
+
+    fn block_tag(&self, request: &Request) -> Option<BlockTag> {
+        (**self).block_tag(request)
     }
 }
 
@@ -334,6 +377,15 @@ impl Classifier for MethodRules {
             serde_json::from_slice(params.as_bytes()).ok()?;
         block_number(list.get(index)?.get())
     }
+
+    fn block_tag(&self, request: &Request) -> Option<BlockTag> {
+        let index = *self.block_params.get(request.method())?;
+        let params = request.params()?;
+        let list: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(params.as_bytes()).ok()?;
+        let text: &str = serde_json::from_str(list.get(index)?.get()).ok()?;
+        BlockTag::parse(text)
+    }
 }
 
 /// An explicit block number in a param: `"0x10f"`, `271`, or an EIP-1898
@@ -350,18 +402,10 @@ fn block_number(raw: &str) -> Option<u64> {
             block_number: Option<&'a str>,
         }
         let by: ByNumber<'_> = serde_json::from_str(raw).ok()?;
-        return hex_quantity(by.block_number?);
+        return rpc_core::methods::hex_quantity(by.block_number?);
     }
     let text: &str = serde_json::from_str(raw).ok()?;
-    hex_quantity(text)
-}
-
-fn hex_quantity(text: &str) -> Option<u64> {
-    let digits = text.strip_prefix("0x")?;
-    if digits.is_empty() || digits.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(digits, 16).ok()
+    rpc_core::methods::hex_quantity(text)
 }
 
 /// Which JSON-RPC error objects mean *the backend could not serve the call*

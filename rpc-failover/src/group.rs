@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use rpc_core::{ChainHead, JsonRpcService, Request, Response, RpcError, ServedBy};
+use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::classify::{Classifier, FailureRules, MethodRules};
-use crate::head::{HeadPolicy, Heads, Need};
+use crate::head::{HeadPolicy, Heads, Need, ProbeKind};
 use crate::member::Member;
 use crate::names;
 
@@ -69,10 +69,13 @@ pub struct MemberStatus {
     pub out_for: Option<Duration>,
     /// Failures since its last success.
     pub consecutive_failures: u32,
-    /// Its chain head, with head tracking on and once learned.
+    /// Its current chain head, with head tracking on and once learned.
     pub head: Option<u64>,
-    /// Out of rotation for being behind (head tracking).
+    /// Out of rotation for being behind the reference head (head tracking).
     pub lagging: bool,
+    /// Why its head is not believed, if it is not (it is then out of
+    /// rotation too).
+    pub suspect: Option<crate::Suspicion>,
 }
 
 /// The health and health policy shared by every group layer.
@@ -252,7 +255,8 @@ impl<S> Core<S> {
                     out_for: (until != 0).then(|| Duration::from_nanos(until.saturating_sub(now))),
                     consecutive_failures: h.failures.load(Ordering::Relaxed),
                     head: self.heads.as_ref().and_then(|hs| hs.head(i)),
-                    lagging: self.heads.as_ref().is_some_and(|hs| hs.lagging(i, now)),
+                    lagging: self.heads.as_ref().is_some_and(|hs| hs.behind(i, now)),
+                    suspect: self.heads.as_ref().and_then(|hs| hs.suspicion(i)),
                 }
             })
     }
@@ -260,7 +264,7 @@ impl<S> Core<S> {
     /// What `request` needs of a member's head (nothing without tracking).
     pub(crate) fn need(&self, request: &Request) -> Need {
         match &self.heads {
-            Some(_) => crate::head::need_of(request, &*self.policy.classifier),
+            Some(heads) => heads.need_of(request, &*self.policy.classifier),
             None => Need::default(),
         }
     }
@@ -278,6 +282,16 @@ impl<S> Core<S> {
         self.pick(tried | m.lagging | m.below_session | m.below_block)
             .or_else(|| self.pick(tried | m.below_session | m.below_block))
             .or_else(|| self.pick(tried | m.below_session))
+    }
+
+    /// Whether member `i`'s answer turned out to fall short of `need`.
+    pub(crate) fn shortfall(
+        &self,
+        i: usize,
+        need: &Need,
+        tried: u64,
+    ) -> Option<crate::head::Shortfall> {
+        self.heads.as_ref()?.shortfall(i, need, tried)
     }
 
     /// Waits (up to the call's deadline and the policy's consistency wait)
@@ -482,18 +496,19 @@ impl<S> Core<S> {
     }
 }
 
-/// One probe of member `i`: its head, or nothing (a failed probe changes no
-/// health: live calls decide that).
-async fn probe<S: JsonRpcService>(core: std::sync::Weak<Core<S>>, i: usize) {
+/// One probe of member `i`: its head (or its finality), or nothing (a
+/// failed probe changes no health: live calls decide that).
+async fn probe<S: JsonRpcService>(core: std::sync::Weak<Core<S>>, i: usize, kind: ProbeKind) {
     let (svc, request, timeout) = {
         let Some(core) = core.upgrade() else { return };
         let Some(heads) = &core.heads else { return };
         (
             core.members[i].service.clone(),
-            heads.probe_request(),
+            heads.probe_request(i, kind),
             heads.policy.probe_timeout,
         )
     };
+    let method = request.method_arc().clone();
     let response = match tokio::time::timeout(timeout, svc.oneshot(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
@@ -507,9 +522,7 @@ async fn probe<S: JsonRpcService>(core: std::sync::Weak<Core<S>>, i: usize) {
     };
     let Some(core) = core.upgrade() else { return };
     let Some(heads) = &core.heads else { return };
-    if let Some(h) = heads.head_in(heads.policy.probe.method(), &response) {
-        heads.observe(i, h, core.now());
-    }
+    heads.learn_probe(i, kind, &method, &response, core.now());
 }
 
 fn duration_ns(d: Duration) -> u64 {
@@ -647,13 +660,10 @@ impl<S: JsonRpcService> Core<S> {
                 }
                 if let (Some(heads), Some(method)) = (&self.heads, &method) {
                     // Learn the member's head from its answer, and tell the
-                    // layers above which head this answer comes from.
-                    if let Some(h) = heads.head_in(method, &response) {
-                        heads.observe(pick.index, h, self.now());
-                    }
-                    if let Some(head) = heads.head(pick.index) {
-                        response.extensions_mut().insert(ChainHead(head));
-                    }
+                    // layers above which head this answer comes from and
+                    // what the group agrees on.
+                    heads.learn(pick.index, method, &response, self.now());
+                    heads.stamp(pick.index, &mut response);
                 }
                 if self.policy.failure_rules.is_backend_failure(&response) {
                     let reason = response
@@ -715,13 +725,19 @@ impl<S: JsonRpcService> Core<S> {
                     let Some(heads) = &core.heads else { return };
                     let now = core.now();
                     let due = heads.due(now);
+                    let finality = heads.finality_due(now);
                     for i in 0..core.members.len() {
                         if due & (1 << i) != 0 {
                             tracing::trace!(backend = %core.members[i].name, "probing the head");
-                            tokio::spawn(probe(Arc::downgrade(&core), i));
+                            tokio::spawn(probe(Arc::downgrade(&core), i, ProbeKind::Head));
+                        }
+                        if finality & (1 << i) != 0 {
+                            for kind in [ProbeKind::Finalized, ProbeKind::Safe] {
+                                tokio::spawn(probe(Arc::downgrade(&core), i, kind));
+                            }
                         }
                     }
-                    heads.publish(now);
+                    heads.tick(now);
                     (heads.policy.probe_interval / 4).max(Duration::from_millis(5))
                 };
                 // A call waiting for a head wakes the prober early.

@@ -56,10 +56,10 @@ pub mod names;
 pub mod quorum;
 pub mod retry;
 
-pub use classify::{Classifier, FailureRules, Idempotency, MethodRules};
+pub use classify::{BlockTag, Classifier, FailureRules, Idempotency, MethodRules};
 pub use failover::{Failover, FailoverLayer};
 pub use group::{GroupError, MemberStatus, Spread, WhenAllDown, MAX_MEMBERS};
-pub use head::{ConsistencyLayer, HeadPolicy, HeadProbe};
+pub use head::{ConsistencyLayer, HeadPolicy, HeadProbe, Suspicion};
 pub use hedge::{HedgeLayer, HedgePolicy};
 pub use member::Member;
 pub use quorum::{Quorum, QuorumLayer};

@@ -14,7 +14,9 @@
 //! | `rpc_retry_budget_exhausted_total` | counter | — |
 //! | `rpc_backend_head` | gauge | `backend` (head tracking) |
 //! | `rpc_backend_head_lag` | gauge (blocks behind the best) | `backend` |
-//! | `rpc_backend_lagging` | gauge (1/0) | `backend` |
+//! | `rpc_backend_lagging` | gauge (1/0: out of rotation for its head) | `backend` |
+//! | `rpc_backend_suspect` | gauge (1/0) | `backend`, `reason` (`ahead`, `unconfirmed`, `fork`) |
+//! | `rpc_chain_reorgs_total` | counter | — |
 
 /// Gauge: 1 while a member is in service, 0 while its out-of-service window runs.
 pub const IN_SERVICE: &str = "rpc_backend_in_service";
@@ -32,7 +34,11 @@ pub const RETRIES: &str = "rpc_retries_total";
 pub const RETRY_BUDGET_EXHAUSTED: &str = "rpc_retry_budget_exhausted_total";
 /// Gauge: a member's chain head, as the group's head tracker knows it.
 pub const HEAD: &str = "rpc_backend_head";
-/// Gauge: blocks a member is behind the best head of its group.
+/// Gauge: blocks a member is behind the reference head of its group.
 pub const HEAD_LAG: &str = "rpc_backend_head_lag";
 /// Gauge: 1 while a member is out of rotation for lagging, else 0.
 pub const LAGGING: &str = "rpc_backend_lagging";
+/// Gauge: 1 while a member's head is not believed, by reason.
+pub const SUSPECT: &str = "rpc_backend_suspect";
+/// Counter: a head-tracking group saw the chain reorganise.
+pub const REORGS: &str = "rpc_chain_reorgs_total";

@@ -13,15 +13,30 @@ use rpc_core::{ChainHead, Id, MinHead, RawJson, Request, Response, RpcError, Ser
 use rpc_failover::{Failover, FailoverLayer, HeadPolicy, Member, Spread};
 use tower::{Service, ServiceExt};
 
-/// A node with a settable head: `eth_blockNumber` answers it, anything else
+/// A node with a settable head, chain (fork) and finality:
+/// `eth_blockNumber` answers its head, `eth_getBlockByNumber` a block of its
+/// chain (hash and parent derived from the fork and number), anything else
 /// answers the node's name.
 #[derive(Clone)]
 struct Node {
     name: Arc<str>,
     head: Arc<AtomicU64>,
+    /// Which chain it is on: blocks above `fork_from` get hashes of this fork.
+    fork: Arc<AtomicU64>,
+    fork_from: Arc<AtomicU64>,
+    /// Finalized block + 1 (0: the node does not report finality).
+    finalized: Arc<AtomicU64>,
     block_number_calls: Arc<AtomicU32>,
     other_calls: Arc<AtomicU32>,
     down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn hash_of(fork: u64, number: u64) -> String {
+    format!(
+        "0x{:016x}{}",
+        fork * 1_000_000_007 + number + 1,
+        "00".repeat(24)
+    )
 }
 
 impl Node {
@@ -29,6 +44,9 @@ impl Node {
         Node {
             name: name.into(),
             head: Arc::new(AtomicU64::new(head)),
+            fork: Arc::default(),
+            fork_from: Arc::default(),
+            finalized: Arc::default(),
             block_number_calls: Arc::default(),
             other_calls: Arc::default(),
             down: Arc::default(),
@@ -37,11 +55,37 @@ impl Node {
     fn set(&self, head: u64) {
         self.head.store(head, Ordering::SeqCst);
     }
+    /// Blocks above `from` are of chain `fork` from now on.
+    fn fork(&self, fork: u64, from: u64) {
+        self.fork_from.store(from, Ordering::SeqCst);
+        self.fork.store(fork, Ordering::SeqCst);
+    }
+    fn finalize(&self, n: u64) {
+        self.finalized.store(n + 1, Ordering::SeqCst);
+    }
+    /// Head requests (probes and clients' `eth_blockNumber`).
     fn probes(&self) -> u32 {
         self.block_number_calls.load(Ordering::SeqCst)
     }
     fn member(&self) -> Member<Node> {
         Member::new(self.name.clone(), self.clone())
+    }
+    fn block(&self, number: u64) -> String {
+        let fork = if number > self.fork_from.load(Ordering::SeqCst) {
+            self.fork.load(Ordering::SeqCst)
+        } else {
+            0
+        };
+        let parent_fork = if number > self.fork_from.load(Ordering::SeqCst) + 1 {
+            fork
+        } else {
+            0
+        };
+        format!(
+            r#"{{"number":"{number:#x}","hash":"{}","parentHash":"{}","transactions":[]}}"#,
+            hash_of(fork, number),
+            hash_of(parent_fork, number.saturating_sub(1))
+        )
     }
 }
 
@@ -65,12 +109,43 @@ impl Service<Request> for Node {
                 })
             });
         }
-        let text = if req.method() == "eth_blockNumber" {
-            self.block_number_calls.fetch_add(1, Ordering::SeqCst);
-            format!("\"{:#x}\"", self.head.load(Ordering::SeqCst))
-        } else {
-            self.other_calls.fetch_add(1, Ordering::SeqCst);
-            format!("\"{}\"", self.name)
+        let params = req
+            .params()
+            .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let head = self.head.load(Ordering::SeqCst);
+        let text = match req.method() {
+            "eth_blockNumber" => {
+                self.block_number_calls.fetch_add(1, Ordering::SeqCst);
+                format!("\"{head:#x}\"")
+            }
+            "eth_getBlockByNumber" if params.contains("latest") => {
+                self.block_number_calls.fetch_add(1, Ordering::SeqCst);
+                self.block(head)
+            }
+            "eth_getBlockByNumber" if params.contains("finalized") || params.contains("safe") => {
+                match self.finalized.load(Ordering::SeqCst) {
+                    0 => "null".to_owned(),
+                    f => self.block(f - 1),
+                }
+            }
+            "eth_getBlockByNumber" => {
+                self.other_calls.fetch_add(1, Ordering::SeqCst);
+                let n = params
+                    .split('"')
+                    .nth(1)
+                    .and_then(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+                    .unwrap_or(0);
+                if n <= head {
+                    self.block(n)
+                } else {
+                    "null".to_owned()
+                }
+            }
+            _ => {
+                self.other_calls.fetch_add(1, Ordering::SeqCst);
+                format!("\"{}\"", self.name)
+            }
         };
         Box::pin(async move {
             Ok(Response::result(
@@ -220,8 +295,8 @@ async fn live_answers_teach_heads_and_probes_skip_members_traffic_covers() {
     }
     assert_eq!(
         status(&g, "b"),
-        (Some(100), false),
-        "a head never goes down"
+        (Some(90), true),
+        "a head is the current one: 10 behind, out of rotation"
     );
     a.set(110);
     for _ in 0..2 {
@@ -398,4 +473,354 @@ async fn probes_run_on_a_real_clock_too() {
         a.probes(),
         b.probes()
     );
+}
+
+// ---- Chain truth: no single witness, current heads, forks, finality ----
+
+fn answer_heads(resp: &Response) -> (Option<u64>, Option<rpc_core::AgreedChain>) {
+    (
+        resp.extensions().get::<ChainHead>().map(|h| h.0),
+        resp.extensions().get::<rpc_core::AgreedChain>().copied(),
+    )
+}
+
+fn suspect(g: &Failover<Node>, name: &str) -> Option<&'static str> {
+    g.members()
+        .find(|m| &*m.name == name)
+        .expect("member")
+        .suspect
+        .map(|s| s.as_str())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_liar_cannot_take_the_traffic_or_poison_the_head() {
+    let (honest, liar) = (Node::new("honest", 0x100), Node::new("liar", 0x100));
+    let g = FailoverLayer::new()
+        .spread(Spread::RoundRobin)
+        .head_tracking(HeadPolicy::ethereum().max_lag(3))
+        .build(vec![honest.member(), liar.member()])
+        .expect("group");
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    // The liar answers one client's eth_blockNumber with a huge head.
+    liar.set(0xffff_ffff);
+    for _ in 0..4 {
+        let _ = g.clone().oneshot(call("eth_blockNumber", "[]")).await;
+    }
+    assert_eq!(suspect(&g, "liar"), Some("ahead"));
+    assert_eq!(
+        status(&g, "honest"),
+        (Some(0x100), false),
+        "honest stays in"
+    );
+    let mut by_liar = 0;
+    for _ in 0..20 {
+        let resp = g
+            .clone()
+            .oneshot(call("eth_getBalance", "[]"))
+            .await
+            .expect("answer");
+        let (head, agreed) = answer_heads(&resp);
+        assert!(head.is_some_and(|h| h <= 0x100), "head {head:?}");
+        assert_eq!(agreed.map(|a| a.head), Some(0x100));
+        if resp.extensions().get::<ServedBy>().map(|s| &*s.0) == Some("liar") {
+            by_liar += 1;
+        }
+    }
+    assert_eq!(by_liar, 0, "the liar got calls");
+    // eth_blockNumber answers never show the lie.
+    for _ in 0..10 {
+        let resp = g
+            .clone()
+            .oneshot(call("eth_blockNumber", "[]"))
+            .await
+            .expect("answer");
+        assert_eq!(
+            resp.result_json().map(|r| r.as_bytes().to_vec()),
+            Some(b"\"0x100\"".to_vec())
+        );
+    }
+    // Back to the truth: believed again, and its head is its current one.
+    liar.set(0x101);
+    honest.set(0x101);
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(suspect(&g, "liar"), None);
+    assert_eq!(status(&g, "liar"), (Some(0x101), false));
+    assert_eq!(status(&g, "honest"), (Some(0x101), false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lie_seen_before_anyone_else_is_not_believed_once_the_others_answer() {
+    let (liar, honest) = (Node::new("liar", 0xffff_ffff), Node::new("honest", 0x100));
+    let g = group(&[&liar, &honest], HeadPolicy::ethereum());
+    // Only the liar has spoken: nothing to compare with yet.
+    let _ = g.clone().oneshot(call("eth_blockNumber", "[]")).await;
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(suspect(&g, "liar"), Some("ahead"));
+    assert_eq!(status(&g, "honest"), (Some(0x100), false));
+    assert_eq!(served_by(&g, call("eth_getBalance", "[]")).await, "honest");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_restored_backwards_leaves_rotation_at_once() {
+    let (a, b) = (Node::new("a", 0x105), Node::new("b", 0x105));
+    let g = FailoverLayer::new()
+        .spread(Spread::RoundRobin)
+        .head_tracking(HeadPolicy::ethereum().max_lag(3))
+        .build(vec![a.member(), b.member()])
+        .expect("group");
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    // b is restored from an old snapshot; the next answer shows it.
+    b.set(0x10);
+    let _ = g.clone().oneshot(call("eth_blockNumber", "[]")).await;
+    let _ = g.clone().oneshot(call("eth_blockNumber", "[]")).await;
+    assert_eq!(status(&g, "b"), (Some(0x10), true));
+    for _ in 0..10 {
+        assert_eq!(served_by(&g, call("eth_getBalance", "[]")).await, "a");
+    }
+    assert_eq!(
+        served_by(&g, call("eth_getBlockByNumber", r#"["0x104",false]"#)).await,
+        "a"
+    );
+    // Without a client call, the probes show it too (a member that goes back
+    // while idle).
+    a.set(0x106);
+    b.set(0x106);
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(status(&g, "b"), (Some(0x106), false));
+    b.set(0x20);
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(status(&g, "b"), (Some(0x20), true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_never_goes_backwards_through_a_rollback() {
+    let (a, b) = (Node::new("a", 0x105), Node::new("b", 0x105));
+    let g = FailoverLayer::new()
+        .spread(Spread::RoundRobin)
+        .head_tracking(HeadPolicy::ethereum().max_lag(3))
+        .build(vec![a.member(), b.member()])
+        .expect("group");
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    let stack = tower::ServiceBuilder::new()
+        .layer(rpc_failover::ConsistencyLayer::new())
+        .service(g.clone());
+    let mut last = 0u64;
+    for i in 0..200u32 {
+        if i == 20 {
+            // b rolls back two blocks (within max_lag: it stays in rotation).
+            b.set(0x103);
+        }
+        if i == 120 {
+            b.set(0x106);
+            a.set(0x106);
+        }
+        let mut req = call("eth_blockNumber", "[]");
+        req.extensions_mut().insert(rpc_core::ConnectionId(7));
+        let resp = stack.clone().oneshot(req).await.expect("answer");
+        let text = String::from_utf8_lossy(resp.result_json().expect("result").as_bytes())
+            .trim_matches('"')
+            .to_owned();
+        let n = u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex");
+        assert!(n >= last, "call {i}: {n:#x} after {last:#x}");
+        last = n;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, 0x106);
+}
+
+#[tokio::test(start_paused = true)]
+async fn eth_block_number_never_goes_below_the_agreed_head_without_sessions() {
+    let (a, b) = (Node::new("a", 0x105), Node::new("b", 0x105));
+    let g = FailoverLayer::new()
+        .spread(Spread::RoundRobin)
+        .head_tracking(HeadPolicy::ethereum().max_lag(3))
+        .build(vec![a.member(), b.member()])
+        .expect("group");
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    b.set(0x103);
+    for _ in 0..50 {
+        let resp = g
+            .clone()
+            .oneshot(call("eth_blockNumber", "[]"))
+            .await
+            .expect("answer");
+        assert_eq!(
+            resp.result_json().map(|r| r.as_bytes().to_vec()),
+            Some(b"\"0x105\"".to_vec()),
+            "served by {:?}",
+            resp.extensions().get::<ServedBy>()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_on_a_minority_fork_leaves_rotation_until_it_agrees() {
+    let (a, b, c) = (
+        Node::new("a", 200),
+        Node::new("b", 200),
+        Node::new("c", 200),
+    );
+    let g = FailoverLayer::new()
+        .spread(Spread::RoundRobin)
+        .head_tracking(HeadPolicy::ethereum())
+        .build(vec![a.member(), b.member(), c.member()])
+        .expect("group");
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(suspect(&g, "a"), None);
+    // c is on another chain from block 199 on, at the same height.
+    c.fork(7, 198);
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(suspect(&g, "c"), Some("fork"));
+    assert_eq!(suspect(&g, "a"), None);
+    for _ in 0..9 {
+        assert_ne!(served_by(&g, call("eth_getBalance", "[]")).await, "c");
+    }
+    // It comes back to the majority chain.
+    c.fork(0, 0);
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(suspect(&g, "c"), None);
+    let mut seen_c = false;
+    for _ in 0..9 {
+        seen_c |= served_by(&g, call("eth_getBalance", "[]")).await == "c";
+    }
+    assert!(seen_c, "c back in rotation");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_even_split_has_no_minority() {
+    let (a, b) = (Node::new("a", 50), Node::new("b", 50));
+    b.fork(3, 0);
+    let g = group(&[&a, &b], HeadPolicy::ethereum());
+    g.start_head_probes();
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(suspect(&g, "a"), None);
+    assert_eq!(suspect(&g, "b"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reorg_is_announced_to_the_layers_above() {
+    let (a, b) = (Node::new("a", 50), Node::new("b", 50));
+    let g = group(&[&a, &b], HeadPolicy::ethereum());
+    g.start_head_probes();
+    run_for(Duration::from_secs(3)).await;
+    let before = answer_heads(
+        &g.clone()
+            .oneshot(call("eth_chainId", "[]"))
+            .await
+            .expect("answer"),
+    )
+    .1
+    .expect("agreed");
+    // Both replace blocks 49 and 50 (anvil_reorg-like: same height).
+    a.fork(5, 48);
+    b.fork(5, 48);
+    run_for(Duration::from_secs(3)).await;
+    let after = answer_heads(
+        &g.clone()
+            .oneshot(call("eth_chainId", "[]"))
+            .await
+            .expect("answer"),
+    )
+    .1
+    .expect("agreed");
+    assert!(after.reorgs > before.reorgs, "{before:?} -> {after:?}");
+    assert!(after.reorg_floor <= 50, "{after:?}");
+    assert_eq!(suspect(&g, "a"), None);
+    assert_eq!(suspect(&g, "b"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lead_the_others_never_confirm_is_not_believed() {
+    let (a, b, liar) = (
+        Node::new("a", 100),
+        Node::new("b", 100),
+        Node::new("liar", 105),
+    );
+    let g = FailoverLayer::new()
+        .head_tracking(
+            HeadPolicy::ethereum()
+                .max_lag(3)
+                .confirm_within(Duration::from_secs(10)),
+        )
+        .build(vec![liar.member(), a.member(), b.member()])
+        .expect("group");
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    // Five ahead is plausible at first: a and b are "behind" the liar.
+    assert_eq!(suspect(&g, "liar"), None);
+    // The chain moves, the liar stays five ahead of it.
+    for h in 101..=115 {
+        a.set(h);
+        b.set(h);
+        liar.set(h + 5);
+        run_for(Duration::from_secs(1)).await;
+    }
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(suspect(&g, "liar"), Some("unconfirmed"));
+    assert_eq!(status(&g, "a"), (Some(115), false));
+    assert_eq!(served_by(&g, call("eth_getBalance", "[]")).await, "a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn finalized_calls_go_to_members_past_the_agreed_finalized_block() {
+    let (slow, a, b) = (
+        Node::new("slow", 100),
+        Node::new("a", 100),
+        Node::new("b", 100),
+    );
+    slow.finalize(60);
+    a.finalize(90);
+    b.finalize(90);
+    let g = FailoverLayer::new()
+        .head_tracking(HeadPolicy::ethereum().finality_interval(Duration::from_secs(1)))
+        .build(vec![slow.member(), a.member(), b.member()])
+        .expect("group");
+    g.start_head_probes();
+    run_for(Duration::from_secs(3)).await;
+    // slow is first in priority and at the head, but its finality lags.
+    assert_eq!(
+        served_by(&g, call("eth_getBalance", r#"["0x01","latest"]"#)).await,
+        "slow"
+    );
+    assert_eq!(
+        served_by(&g, call("eth_getBalance", r#"["0x01","finalized"]"#)).await,
+        "a"
+    );
+    assert_eq!(
+        served_by(&g, call("eth_getBlockByNumber", r#"["safe",false]"#)).await,
+        "a"
+    );
+    let resp = g
+        .clone()
+        .oneshot(call("eth_chainId", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(answer_heads(&resp).1.and_then(|a| a.finalized), Some(90));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_member_group_follows_its_member_down() {
+    let a = Node::new("a", 100);
+    let g = group(&[&a], HeadPolicy::ethereum());
+    g.start_head_probes();
+    run_for(Duration::from_secs(1)).await;
+    a.set(90);
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(status(&g, "a"), (Some(90), false));
+    let resp = g
+        .clone()
+        .oneshot(call("eth_chainId", "[]"))
+        .await
+        .expect("answer");
+    let (head, agreed) = answer_heads(&resp);
+    assert_eq!(head, Some(90));
+    let agreed = agreed.expect("agreed");
+    assert_eq!(agreed.head, 90);
+    assert!(agreed.reorgs >= 1, "the chain went back: {agreed:?}");
 }

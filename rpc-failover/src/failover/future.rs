@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use crate::classify::Idempotency;
 use crate::group::{Core, Outcome, Pick};
+use crate::head::Shortfall;
 use crate::hedge::LatencyTracker;
 use crate::names;
 
@@ -104,7 +105,16 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
             .attempt(core.reserve(pick), request.clone(), wait_ready, started)
             .await
         {
-            Outcome::Answer(response) => return Ok(with_attempts(response, tried)),
+            Outcome::Answer(response) => match core.shortfall(pick.index, &need, tried) {
+                // The answer showed the member below the session's head (it
+                // went back since it was picked): never served; another
+                // member, or the wait, decides.
+                Some(Shortfall::Session) if safe_to_repeat => {}
+                // Below the block the call prefers, which another member
+                // has: kept in case nobody does better.
+                Some(Shortfall::Block) if safe_to_repeat => last = Some(Outcome::Answer(response)),
+                _ => return Ok(with_attempts(response, tried)),
+            },
             Outcome::Busy => busy |= 1 << pick.index,
             outcome => {
                 if !core.may_move_on(&outcome, safe_to_repeat) {
@@ -188,6 +198,12 @@ async fn run_hedged<S: JsonRpcService>(
         .await;
         match event {
             Event::Done((pick, outcome, attempt_started)) => match outcome {
+                Outcome::Answer(response)
+                    if core.shortfall(pick.index, &need, tried) == Some(Shortfall::Session) =>
+                {
+                    // Below the session's head: never served.
+                    drop(response);
+                }
                 Outcome::Answer(response) => {
                     tracker.record(&method, attempt_started.elapsed());
                     // Returning drops the other attempts: they are cancelled.
