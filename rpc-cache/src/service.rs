@@ -324,7 +324,10 @@ async fn bypass<S: JsonRpcService, St: CacheStore>(
     request: Request,
 ) -> Result<Response, RpcError> {
     let write = state.rules.is_write(request.method());
+    let method = request.method_arc().clone();
     let response = inner.oneshot(request).await?;
+    // Uncached answers still show the chain (a head, a reorganisation).
+    state.learn(&method, &response);
     if write && response.result_json().is_some() {
         // The chain (or a mempool) changed: tip answers are stale now.
         state.tip_epoch.fetch_add(1, Ordering::Relaxed);

@@ -686,3 +686,156 @@ async fn answers_from_a_backend_behind_the_known_head_are_not_kept() {
     head.store(105, Ordering::SeqCst);
     assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Hit]);
 }
+
+// ---- Chain truth: the group's agreed chain steers the cache ----
+
+/// An upstream standing for a head-tracking group: every answer carries the
+/// group's [`AgreedChain`](rpc_core::AgreedChain), settable by the test.
+#[derive(Clone, Default)]
+struct Agreed(Arc<Mutex<rpc_core::AgreedChain>>);
+
+impl Agreed {
+    fn set(&self, f: impl FnOnce(&mut rpc_core::AgreedChain)) {
+        f(&mut self.0.lock().expect("lock"));
+    }
+    fn upstream(&self, result: fn(&Request) -> String) -> Upstream {
+        let agreed = self.0.clone();
+        Upstream::new(move |r| {
+            let mut resp = Response::result(
+                r.id().cloned().unwrap_or_default(),
+                RawJson::from_bytes(result(r)).expect("json"),
+            );
+            resp.extensions_mut().insert(*agreed.lock().expect("lock"));
+            Ok(resp)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_s_lie_in_an_answer_does_not_settle_near_tip_blocks() {
+    use CacheStatus::*;
+    let agreed = Agreed::default();
+    agreed.set(|a| a.head = 0x100);
+    // The answering member's eth_blockNumber says 0xffffffff (a liar the
+    // group served as a last resort); the group's agreed head is 0x100.
+    let up = agreed.upstream(|r| match r.method() {
+        "eth_blockNumber" => "\"0xffffffff\"".to_owned(),
+        _ => "\"0x1\"".to_owned(),
+    });
+    let c = cache(&up);
+    let _ = statuses(&c, &[("eth_blockNumber", "[]")]).await;
+    assert_eq!(c.head(), 0x100, "the agreed head, not the member's word");
+    const NEAR_TIP: (&str, &str) = (
+        "eth_getBalance",
+        r#"["0x0000000000000000000000000000000000000001","0xff"]"#,
+    );
+    assert_eq!(statuses(&c, &[NEAR_TIP, NEAR_TIP]).await, [Miss, Hit]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        statuses(&c, &[NEAR_TIP]).await,
+        [Miss],
+        "a block 1 below the head is kept for the tip TTL only"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocks_settle_at_the_agreed_finalized_block() {
+    use CacheStatus::*;
+    let agreed = Agreed::default();
+    agreed.set(|a| {
+        a.head = 1000;
+        a.finalized = Some(900);
+    });
+    let up = agreed.upstream(|_| "\"0x1\"".to_owned());
+    let c = cache(&up);
+    let _ = statuses(&c, &[("eth_chainId", "[]")]).await;
+    const FINAL: (&str, &str) = ("eth_getBlockByNumber", r#"["0x384",false]"#);
+    // 950 is 50 deep (below the 64-block rule would say "not yet"), 920 is
+    // 80 deep but not finalized: finality decides.
+    const NOT_FINAL: (&str, &str) = ("eth_getBlockByNumber", r#"["0x398",false]"#);
+    assert_eq!(statuses(&c, &[FINAL, NOT_FINAL]).await, [Miss, Miss]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(statuses(&c, &[FINAL, NOT_FINAL]).await, [Hit, Miss]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reorganisation_drops_answers_about_replaced_blocks() {
+    use CacheStatus::*;
+    let agreed = Agreed::default();
+    agreed.set(|a| a.head = 100);
+    let up = agreed.upstream(|_| "\"0x1\"".to_owned());
+    let c = cache(&up);
+    let _ = statuses(&c, &[("web3_clientVersion", "[]")]).await;
+    const RECENT: (&str, &str) = ("eth_getBlockByNumber", r#"["0x63",false]"#);
+    const OLD: (&str, &str) = ("eth_getBlockByNumber", r#"["0x10",false]"#);
+    assert_eq!(
+        statuses(&c, &[RECENT, RECENT, OLD, OLD]).await,
+        [Miss, Hit, Miss, Hit]
+    );
+    // A same-height reorganisation of the last blocks: recent answers go.
+    agreed.set(|a| {
+        a.reorgs = 1;
+        a.reorg_floor = 98;
+    });
+    let _ = statuses(&c, &[("web3_clientVersion", "[]")]).await;
+    assert_eq!(statuses(&c, &[RECENT, OLD]).await, [Miss, Hit]);
+    // One of unknown depth (no finality on this chain): settled ones too.
+    agreed.set(|a| {
+        a.reorgs = 2;
+        a.reorg_floor = 0;
+    });
+    let _ = statuses(&c, &[("web3_clientVersion", "[]")]).await;
+    assert_eq!(statuses(&c, &[RECENT, OLD]).await, [Miss, Miss]);
+    assert_eq!(statuses(&c, &[RECENT, OLD]).await, [Hit, Hit]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_after_a_receipt_is_never_answered_from_before_its_block() {
+    use CacheStatus::*;
+    // A chain at block 10 whose next block holds the client's transaction.
+    let mined = Arc::new(AtomicUsize::new(0));
+    let m = mined.clone();
+    let up = Upstream::new(move |r| {
+        let n = m.load(Ordering::SeqCst);
+        let text = match r.method() {
+            "eth_getTransactionReceipt" if n == 0 => "null".to_owned(),
+            "eth_getTransactionReceipt" => {
+                r#"{"blockNumber":"0xb","status":"0x1","transactionHash":"0xaa"}"#.to_owned()
+            }
+            "eth_getBalance" => format!("\"{:#x}\"", 100 - n),
+            _ => "\"0xa\"".to_owned(),
+        };
+        Ok(Response::result(
+            r.id().cloned().unwrap_or_default(),
+            RawJson::from_bytes(text).expect("json"),
+        ))
+    });
+    let c = cache(&up);
+    const RECEIPT: (&str, &str) = (
+        "eth_getTransactionReceipt",
+        r#"["0x00000000000000000000000000000000000000000000000000000000000000aa"]"#,
+    );
+    let _ = statuses(&c, &[("eth_blockNumber", "[]")]).await;
+    let _ = statuses(&c, &[("eth_sendRawTransaction", r#"["0x02"]"#)]).await;
+    // Read before it is mined: cached for the tip TTL.
+    assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Hit]);
+    mined.store(1, Ordering::SeqCst);
+    let receipt = c
+        .clone()
+        .oneshot(req(9, RECEIPT.0, RECEIPT.1))
+        .await
+        .expect("receipt");
+    assert!(receipt.result_json().is_some());
+    // The client holds a receipt for block 11: the balance from block 10
+    // must not come back.
+    let after = c
+        .clone()
+        .oneshot(req(10, BALANCE.0, BALANCE.1))
+        .await
+        .expect("read");
+    assert_eq!(status(&after), Miss);
+    assert_eq!(
+        after.result_json().map(|r| r.as_bytes().to_vec()),
+        Some(b"\"0x63\"".to_vec())
+    );
+}
