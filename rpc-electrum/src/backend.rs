@@ -250,9 +250,11 @@ impl ElectrumBackendBuilder {
     }
 
     /// Compare this server's tip with the others posting to `board`: while it
-    /// is more than `max_behind` blocks behind the best (a server whose node
-    /// stopped still answers pings), calls fail at once as not sent, so a
-    /// failover group uses another server and takes this one out of service.
+    /// is more than `max_behind` blocks behind the best believed tip (a
+    /// server whose node stopped still answers pings; one that rolled back),
+    /// calls fail at once as not sent, so a failover group uses another
+    /// server and takes this one out of service. No single server moves the
+    /// board's tip (see [`TipBoard`]).
     pub fn tip_board(self, board: TipBoard, max_behind: u64) -> Self {
         self.set(|c| c.tip_board = Some((board, max_behind)))
     }
@@ -276,7 +278,10 @@ impl ElectrumBackendBuilder {
         };
         let board = config.tip_board.as_ref().map(|(b, _)| b.clone());
         let max_behind = config.tip_board.as_ref().map(|(_, n)| *n);
-        let shared = Arc::new(Shared::new(config.name.clone(), board.clone()));
+        let shared = Arc::new(Shared::new(
+            config.name.clone(),
+            board.as_ref().map(TipBoard::slot),
+        ));
         let (tx, rx) = mpsc::unbounded_channel();
         let semaphore = PollSemaphore::new(Arc::new(Semaphore::new(config.max_in_flight)));
         let request_timeout = config.request_timeout;
@@ -349,9 +354,19 @@ impl Service<Request> for ElectrumBackend {
                 Ok(Ok(result)) => result.map(|mut response| {
                     // The server's tip as of this answer (followed through
                     // header notifications), for head trackers above.
-                    let tip = shared.tip.load(Ordering::Relaxed);
-                    if tip != 0 {
-                        response.extensions_mut().insert(rpc_core::ChainHead(tip));
+                    match shared.head_block() {
+                        Some(block) => {
+                            response
+                                .extensions_mut()
+                                .insert(rpc_core::ChainHead(block.number));
+                            response.extensions_mut().insert(block);
+                        }
+                        None => {
+                            let tip = shared.tip.load(Ordering::Relaxed);
+                            if tip != 0 {
+                                response.extensions_mut().insert(rpc_core::ChainHead(tip));
+                            }
+                        }
                     }
                     response
                 }),

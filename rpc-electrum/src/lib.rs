@@ -12,42 +12,12 @@ pub mod address;
 mod backend;
 mod config;
 mod pool;
+mod tip;
 mod tls;
 mod worker;
 
 pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture};
 pub use config::{BuildError, TlsVerify};
 pub use pool::PoolSubscriptions;
+pub use tip::{TipBoard, TipSlot};
 pub use worker::{parse_line, Line, Notification};
-
-/// The best tip height among a pool of servers, shared by their backends
-/// (see [`ElectrumBackendBuilder::tip_board`]). Lock-free.
-///
-/// ```
-/// use rpc_electrum::TipBoard;
-///
-/// let board = TipBoard::new();
-/// board.post(100);
-/// board.post(98);
-/// assert_eq!(board.best(), 100);
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct TipBoard(std::sync::Arc<std::sync::atomic::AtomicU64>);
-
-impl TipBoard {
-    /// An empty board (best tip 0).
-    pub fn new() -> Self {
-        TipBoard::default()
-    }
-
-    /// Reports a server's tip.
-    pub fn post(&self, height: u64) {
-        self.0
-            .fetch_max(height, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The best tip reported so far.
-    pub fn best(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}

@@ -53,13 +53,19 @@ pub(crate) struct Shared {
     pub(crate) server: Mutex<Option<(String, String)>>,
     /// The server's tip height (0: not known yet).
     pub(crate) tip: AtomicU64,
-    board: Option<crate::TipBoard>,
+    board: Option<crate::TipSlot>,
+    /// Fingerprints of the tip's hash and its parent's (see
+    /// [`HeadBlock`](rpc_core::HeadBlock)), written before `tip`.
+    pub(crate) tip_hash: AtomicU64,
+    pub(crate) tip_parent: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(name: Arc<str>, board: Option<crate::TipBoard>) -> Self {
+    pub(crate) fn new(name: Arc<str>, board: Option<crate::TipSlot>) -> Self {
         Shared {
             tip: AtomicU64::new(0),
+            tip_hash: AtomicU64::new(0),
+            tip_parent: AtomicU64::new(0),
             board,
             name,
             state: AtomicU8::new(CONNECTING),
@@ -77,15 +83,35 @@ impl Shared {
     /// Records a header (`{"height": n, ..}`) the server reported.
     fn saw_header(&self, header: &[u8]) {
         #[derive(serde::Deserialize)]
-        struct H {
+        struct H<'a> {
             height: u64,
+            #[serde(borrow)]
+            hex: Option<&'a str>,
         }
-        if let Ok(h) = serde_json::from_slice::<H>(header) {
-            self.tip.store(h.height, Ordering::Relaxed);
-            if let Some(board) = &self.board {
-                board.post(h.height);
+        if let Ok(h) = serde_json::from_slice::<H<'_>>(header) {
+            let (hash, parent) = h.hex.and_then(header_fingerprints).unwrap_or((0, 0));
+            self.tip_hash.store(hash, Ordering::Relaxed);
+            self.tip_parent.store(parent, Ordering::Relaxed);
+            self.tip.store(h.height, Ordering::Release);
+            if let Some(slot) = &self.board {
+                slot.post(h.height);
             }
         }
+    }
+
+    /// The tip as a [`HeadBlock`](rpc_core::HeadBlock), when its header was
+    /// seen and not replaced while being read.
+    pub(crate) fn head_block(&self) -> Option<rpc_core::HeadBlock> {
+        let number = self.tip.load(Ordering::Acquire);
+        let hash = self.tip_hash.load(Ordering::Relaxed);
+        let parent = self.tip_parent.load(Ordering::Relaxed);
+        (number != 0 && hash != 0 && self.tip.load(Ordering::Acquire) == number).then_some(
+            rpc_core::HeadBlock {
+                number,
+                hash,
+                parent,
+            },
+        )
     }
 
     fn publish(&self, method: Arc<str>, params: RawJson) {
@@ -691,4 +717,35 @@ fn notification(shared: &Shared, method: &str, params: Option<Result<RawJson, se
         }
     }
     shared.publish(Arc::from(method), params);
+}
+
+/// Fingerprints (first eight bytes, in the header's own byte order) of a
+/// block header's hash (double SHA-256) and of the parent hash it names.
+fn header_fingerprints(hex: &str) -> Option<(u64, u64)> {
+    if hex.len() < 160 {
+        return None;
+    }
+    let mut bytes = [0u8; 80];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    let once = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let twice = ring::digest::digest(&ring::digest::SHA256, once.as_ref());
+    let first8 =
+        |b: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)) };
+    Some((first8(twice.as_ref())?, first8(&bytes[4..12])?))
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    #[test]
+    fn a_header_s_parent_is_its_predecessor_s_hash() {
+        // Bitcoin's genesis header and block 1's header.
+        let genesis = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
+        let one = "010000006fe28c0ab6f1b372c1a6a246ae63f74f931e8365e15a089c68d6190000000000982051fd1e4ba744bbbe680e1fee14677ba1a3c3540bf7b1cdb606e857233e0e61bc6649ffff001d01e36299";
+        let (g, _) = super::header_fingerprints(genesis).expect("genesis");
+        let (_, parent) = super::header_fingerprints(one).expect("block 1");
+        assert_eq!(g, parent);
+        assert!(super::header_fingerprints("00").is_none());
+    }
 }

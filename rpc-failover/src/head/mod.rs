@@ -712,11 +712,14 @@ impl Heads {
     fn recompute(&self, now: u64) {
         let Ok(book) = self.book.lock() else { return };
         let k = self.agree;
+        let agreed_before = self.agreed.load(Ordering::Relaxed);
         let mut heads = [0u64; crate::group::MAX_MEMBERS];
         let mut w = 0;
         for (j, m) in self.members.iter().enumerate() {
             let h = m.head.load(Ordering::Relaxed);
-            if h != 0 && book.forked & (1 << j) == 0 && self.fresh(m, now) {
+            let believable =
+                agreed_before == 0 || h <= agreed_before.saturating_add(self.policy.max_ahead);
+            if h != 0 && believable && book.forked & (1 << j) == 0 && self.fresh(m, now) {
                 heads[w] = h;
                 w += 1;
             }
