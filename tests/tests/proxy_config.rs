@@ -423,6 +423,14 @@ fn config_errors_name_the_file_line_and_key() {
             && stdout.contains("main: failover (head-tracked) primary, secondary, local"),
         "{stdout}"
     );
+    // `check` says which head rule is in effect.
+    assert!(
+        stdout.contains(
+            "head rule: main: agreed head = highest head reached by 2 of 3 members; \
+             not believed: more than 1024 blocks above it"
+        ),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

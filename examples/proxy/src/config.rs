@@ -355,6 +355,26 @@ pub struct HeadSpec {
     pub probe_timeout: Secs,
     #[serde(default = "default_consistency_wait")]
     pub consistency_wait: Secs,
+    /// Members that must reach a head before it is the agreed head (default:
+    /// 1 in a group of one, else 2).
+    #[serde(default)]
+    pub agree: Option<Spanned<usize>>,
+    #[serde(default = "default_max_ahead")]
+    pub max_ahead: u64,
+    #[serde(default = "default_confirm_within")]
+    pub confirm_within: Secs,
+    #[serde(default = "default_finality_interval")]
+    pub finality_interval: Secs,
+}
+
+fn default_max_ahead() -> u64 {
+    1024
+}
+fn default_confirm_within() -> Secs {
+    Secs(Duration::from_secs(30))
+}
+fn default_finality_interval() -> Secs {
+    Secs(Duration::from_secs(30))
 }
 
 fn default_max_lag() -> u64 {
@@ -998,6 +1018,16 @@ impl Config {
                         key("head.max_probes_per_second"),
                         "must be 0 or more".into(),
                     );
+                }
+                if let Some(k) = &head.get_ref().agree {
+                    let n = g.members.get_ref().len();
+                    if *k.get_ref() == 0 || *k.get_ref() > n {
+                        return err(
+                            k.span(),
+                            key("head.agree"),
+                            format!("must be between 1 and the group's {n} member(s)"),
+                        );
+                    }
                 }
             }
             if g.failure_threshold == 0 {

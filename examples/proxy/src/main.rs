@@ -61,6 +61,9 @@ fn main() -> ExitCode {
                 match stack::build(&config) {
                     Ok(built) => {
                         println!("  groups: {}", built.summary);
+                        for rule in &built.head_rules {
+                            println!("  head rule: {rule}");
+                        }
                         println!("  listen: http://{}", config.server.listen);
                         ExitCode::SUCCESS
                     }

@@ -40,6 +40,8 @@ pub struct Built {
     pub cors: Option<CorsLayer>,
     /// One line for the start-up message: groups and routes.
     pub summary: String,
+    /// The head rule in effect, one line per head-tracked group.
+    pub head_rules: Vec<String>,
 }
 
 /// Builds the stack described by `config` (which must have been validated).
@@ -136,12 +138,46 @@ pub fn build(config: &Config) -> Result<Built, String> {
         .collect::<Vec<_>>()
         .join("; ");
 
+    let head_rules = groups
+        .iter()
+        .filter_map(|(name, g)| {
+            let h = g.head.as_ref()?.get_ref();
+            let n = g.members.get_ref().len();
+            Some(format!(
+                "{name}: {}",
+                head_policy(config.protocol, h).describe(n)
+            ))
+        })
+        .collect();
+
     Ok(Built {
         service,
         server: server_config(config),
         cors: config.server.cors.as_ref().map(|c| cors(config, c)),
         summary,
+        head_rules,
     })
+}
+
+/// A group's head-tracking policy from its `[groups.NAME.head]` table.
+fn head_policy(protocol: Protocol, h: &crate::config::HeadSpec) -> HeadPolicy {
+    let policy = match protocol {
+        Protocol::Electrum => HeadPolicy::electrum(),
+        _ => HeadPolicy::ethereum().finality_interval(h.finality_interval.0),
+    };
+    let policy = policy
+        .max_lag(h.max_lag)
+        .max_stall(h.max_stall.0)
+        .probe_interval(h.probe_interval.0)
+        .max_probes_per_second(*h.max_probes_per_second.get_ref())
+        .probe_timeout(h.probe_timeout.0)
+        .consistency_wait(h.consistency_wait.0)
+        .max_ahead(h.max_ahead)
+        .confirm_within(h.confirm_within.0);
+    match &h.agree {
+        Some(k) => policy.agree(*k.get_ref()),
+        None => policy,
+    }
 }
 
 /// One group: retry over a failover group or quorum of metered backends.
@@ -198,20 +234,7 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpc
         Strategy::Failover | Strategy::Quorum => failover,
     };
     if let Some(head) = &group.head {
-        let h = head.get_ref();
-        let policy = match config.protocol {
-            Protocol::Electrum => HeadPolicy::electrum(),
-            _ => HeadPolicy::ethereum(),
-        };
-        failover = failover.head_tracking(
-            policy
-                .max_lag(h.max_lag)
-                .max_stall(h.max_stall.0)
-                .probe_interval(h.probe_interval.0)
-                .max_probes_per_second(*h.max_probes_per_second.get_ref())
-                .probe_timeout(h.probe_timeout.0)
-                .consistency_wait(h.consistency_wait.0),
-        );
+        failover = failover.head_tracking(head_policy(config.protocol, head.get_ref()));
     }
     let group_service = if group.strategy == Strategy::Quorum {
         let k = group.quorum.as_ref().map_or(1, |k| *k.get_ref());
