@@ -324,6 +324,104 @@ pub async fn call(addr: SocketAddr, method: &str, params: Value) -> (StatusCode,
     (status, value)
 }
 
+/// A JSON-RPC call body (id 1).
+pub fn body(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string()
+}
+
+/// One call through the proxy (with `served_by_header` on): who served it,
+/// and the answer.
+pub async fn served_by(addr: SocketAddr, method: &str, params: Value) -> (String, Value) {
+    let (status, headers, text) = post(addr, body(method, params)).await;
+    assert_eq!(status, 200, "{method}: {text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    (
+        headers
+            .get("x-served-by")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        v,
+    )
+}
+
+/// Calls `eth_chainId` until `who` serves it (up to 15 s); panics otherwise.
+pub async fn until_served_by(addr: SocketAddr, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (by, _) = served_by(addr, "eth_chainId", json!([])).await;
+        if by == who {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never served by {who} (last: {by})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The metrics address a proxy printed at start-up.
+pub fn metrics_addr(proxy: &Process) -> SocketAddr {
+    let out = proxy.output_text();
+    out.split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in:\n{out}"))
+}
+
+/// The proxy's `/metrics` text (the whole HTTP exchange).
+pub async fn scrape(addr: SocketAddr) -> String {
+    let req = format!("GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    raw_exchange(addr, req.as_bytes(), Duration::from_secs(5)).await
+}
+
+/// One keep-alive HTTP/1.1 connection to a server, for calls that must
+/// share a connection (per-connection sessions).
+pub struct Connection {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    /// Opens it.
+    pub async fn open(addr: SocketAddr) -> Connection {
+        let stream =
+            tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+                .await
+                .expect("connect in time")
+                .expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        Connection { addr, sender }
+    }
+
+    /// One call on this connection: the headers and the parsed answer.
+    pub async fn call(&mut self, method: &str, params: Value) -> (http::HeaderMap, Value) {
+        let req = http::Request::post("/")
+            .header("content-type", "application/json")
+            .header("host", self.addr.to_string())
+            .body(Full::new(Bytes::from(body(method, params))))
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.sender.send_request(req))
+            .await
+            .expect("answer within 30 s")
+            .expect("response on the same connection");
+        let headers = resp.headers().clone();
+        let bytes = tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect())
+            .await
+            .expect("body within 30 s")
+            .expect("body")
+            .to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+        (headers, v)
+    }
+}
+
 /// An in-repo HTTP upstream that answers JSON-RPC and injects faults by method
 /// name. Anything else is echoed as `{"method": .., "params": ..}`.
 ///
@@ -378,7 +476,14 @@ impl FaultUpstream {
     /// a hex quantity), everything else as [`start`](Self::start) does. For
     /// a backend that is connected and answering but behind.
     pub async fn start_at_head(head: Arc<std::sync::atomic::AtomicU64>) -> FaultUpstream {
-        Self::start_inner(None, None, Duration::ZERO, Some(head)).await
+        Self::start_chain(ScriptedChain::at(head)).await
+    }
+
+    /// Starts one serving a scripted chain (see [`ScriptedChain`]):
+    /// heads, blocks with hashes, forks and finality a test sets at will,
+    /// for nodes that lie, roll back or fork.
+    pub async fn start_chain(chain: ScriptedChain) -> FaultUpstream {
+        Self::start_inner(None, None, Duration::ZERO, Some(chain)).await
     }
 
     /// Starts it serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with `tls`.
@@ -405,7 +510,7 @@ impl FaultUpstream {
         tls: Option<tokio_rustls::TlsAcceptor>,
         always: Option<&'static str>,
         delay: Duration,
-        head: Option<Arc<std::sync::atomic::AtomicU64>>,
+        head: Option<ScriptedChain>,
     ) -> FaultUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -428,7 +533,7 @@ impl FaultUpstream {
                         let head = head.clone();
                         async move {
                             tokio::time::sleep(delay).await;
-                            fault_answer(req, &counter, always, head.as_deref()).await
+                            fault_answer(req, &counter, always, head.as_ref()).await
                         }
                     });
                     let builder =
@@ -476,11 +581,115 @@ impl FaultUpstream {
 
 type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
 
+/// A chain a [`FaultUpstream`] serves, scripted by the test through shared
+/// atomics: its head, which fork its recent blocks are on, its finalized
+/// block. Answers `eth_blockNumber`, `eth_getBlockByNumber` (a tag or a
+/// number: number, hash, parent hash), `eth_getBalance` (a value that names
+/// the block and fork it was read at: `block * 256 + fork`) and
+/// `eth_chainId`; anything else as the plain upstream does.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptedChain {
+    /// The head it reports.
+    pub head: Arc<std::sync::atomic::AtomicU64>,
+    /// The fork blocks above `fork_from` are on (0: the common chain).
+    pub fork: Arc<std::sync::atomic::AtomicU64>,
+    /// The last block of the common chain.
+    pub fork_from: Arc<std::sync::atomic::AtomicU64>,
+    /// Its finalized block + 1 (0: it does not report finality).
+    pub finalized: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ScriptedChain {
+    /// A chain at `head`, on the common chain, without finality.
+    pub fn new(head: u64) -> Self {
+        Self::at(Arc::new(std::sync::atomic::AtomicU64::new(head)))
+    }
+
+    fn at(head: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        ScriptedChain {
+            head,
+            ..Default::default()
+        }
+    }
+
+    /// Moves its head (up or down).
+    pub fn set_head(&self, head: u64) {
+        self.head.store(head, Ordering::SeqCst);
+    }
+
+    /// Its blocks above `from` are on fork `fork` from now on (0: back on
+    /// the common chain).
+    pub fn fork(&self, fork: u64, from: u64) {
+        self.fork_from.store(from, Ordering::SeqCst);
+        self.fork.store(fork, Ordering::SeqCst);
+    }
+
+    /// Reports `n` as finalized (and safe).
+    pub fn finalize(&self, n: u64) {
+        self.finalized.store(n + 1, Ordering::SeqCst);
+    }
+
+    fn fork_at(&self, n: u64) -> u64 {
+        if n > self.fork_from.load(Ordering::SeqCst) {
+            self.fork.load(Ordering::SeqCst)
+        } else {
+            0
+        }
+    }
+
+    /// The hash of block `n` on this chain.
+    pub fn hash(&self, n: u64) -> String {
+        format!(
+            "0x{:016x}{:048x}",
+            self.fork_at(n) * 1_000_000_007 + n + 1,
+            0
+        )
+    }
+
+    fn block(&self, n: u64) -> Value {
+        json!({
+            "number": format!("{n:#x}"),
+            "hash": self.hash(n),
+            "parentHash": self.hash(n.saturating_sub(1)),
+            "timestamp": format!("{:#x}", 1_700_000_000 + n),
+            "transactions": [],
+        })
+    }
+
+    fn block_at(&self, tag: &Value) -> Option<u64> {
+        let head = self.head.load(Ordering::SeqCst);
+        match tag.as_str().unwrap_or("latest") {
+            "latest" | "pending" => Some(head),
+            "earliest" => Some(0),
+            "finalized" | "safe" => self.finalized.load(Ordering::SeqCst).checked_sub(1),
+            hex => u64::from_str_radix(hex.trim_start_matches("0x"), 16)
+                .ok()
+                .filter(|&n| n <= head),
+        }
+    }
+
+    fn answer(&self, method: &str, params: &Value) -> Option<Value> {
+        Some(match method {
+            "eth_blockNumber" => json!(format!("{:#x}", self.head.load(Ordering::SeqCst))),
+            "eth_chainId" => json!("0x1"),
+            "eth_getBlockByNumber" => match self.block_at(&params[0]) {
+                Some(n) => self.block(n),
+                None => Value::Null,
+            },
+            "eth_getBalance" => match self.block_at(&params[1]) {
+                Some(n) => json!(format!("{:#x}", n * 256 + self.fork_at(n))),
+                None => json!({"unknown block": params[1]}),
+            },
+            _ => return None,
+        })
+    }
+}
+
 async fn fault_answer(
     req: http::Request<hyper::body::Incoming>,
     counter: &AtomicUsize,
     always: Option<&'static str>,
-    node_head: Option<&std::sync::atomic::AtomicU64>,
+    chain: Option<&ScriptedChain>,
 ) -> Answer {
     counter.fetch_add(1, Ordering::SeqCst);
     let headers: serde_json::Map<String, Value> = req
@@ -539,11 +748,12 @@ async fn fault_answer(
             json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
         )
     };
+    if let Some(chain) = chain {
+        if let Some(result) = chain.answer(&method, &params) {
+            return ok(result);
+        }
+    }
     match method.as_str() {
-        "eth_blockNumber" if node_head.is_some() => ok(json!(format!(
-            "{:#x}",
-            node_head.map_or(0, |h| h.load(Ordering::SeqCst))
-        ))),
         "fault_status" => reply(arg as u16, "upstream trouble".to_owned()),
         "fault_429" => {
             let mut resp = reply(429, "slow down".to_owned())?;

@@ -6,58 +6,13 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{call, post, post_with, start_anvil, start_proxy_config, FaultUpstream, Process};
-
-fn body(method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string()
-}
-
-async fn served_by(addr: SocketAddr, method: &str, params: Value) -> (String, Value) {
-    let (status, headers, text) = post(addr, body(method, params)).await;
-    assert_eq!(status, 200, "{method}: {text}");
-    let v: Value = serde_json::from_str(&text).expect("JSON");
-    (
-        headers
-            .get("x-served-by")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
-        v,
-    )
-}
-
-/// Calls until `who` serves `method` (up to 15 s); panics otherwise.
-async fn until_served_by(addr: SocketAddr, who: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (by, _) = served_by(addr, "eth_chainId", json!([])).await;
-        if by == who {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never served by {who} (last: {by})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn metrics_addr(proxy: &Process) -> SocketAddr {
-    let out = proxy.output_text();
-    out.split("metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics address in:\n{out}"))
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let req = format!("GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
-    tests::raw_exchange(addr, req.as_bytes(), Duration::from_secs(5)).await
-}
+use tests::{
+    body, call, metrics_addr, post_with, scrape, served_by, start_anvil, start_proxy_config,
+    until_served_by, FaultUpstream, Process,
+};
 
 const HEAD_GROUP: &str = r#"
 [groups.main]
