@@ -14,6 +14,7 @@ use crate::{CacheRules, CacheStore, MemoryStore};
 /// | [`store`](Self::store) | [`MemoryStore::new`] (100 000 entries, 64 MiB) |
 /// | [`coalesce`](Self::coalesce) | on |
 /// | [`negative_ttl`](Self::negative_ttl) | off: `null` results and error objects are not cached |
+/// | [`chain_view`](Self::chain_view) | none: the chain is learned from answers only |
 ///
 /// Services built by one layer share its store; each has its own in-flight
 /// table and learned head (build the stack once and clone it, as servers do).
@@ -44,6 +45,7 @@ pub struct CacheLayer<St = MemoryStore> {
     store: Arc<St>,
     coalesce: bool,
     negative_ttl: Option<Duration>,
+    view: Option<rpc_core::ChainView>,
 }
 
 impl<St> Clone for CacheLayer<St> {
@@ -53,6 +55,7 @@ impl<St> Clone for CacheLayer<St> {
             store: self.store.clone(),
             coalesce: self.coalesce,
             negative_ttl: self.negative_ttl,
+            view: self.view.clone(),
         }
     }
 }
@@ -65,6 +68,7 @@ impl CacheLayer<MemoryStore> {
             store: Arc::new(MemoryStore::new()),
             coalesce: true,
             negative_ttl: None,
+            view: None,
         }
     }
 }
@@ -82,7 +86,20 @@ impl<St: CacheStore> CacheLayer<St> {
             store,
             coalesce: self.coalesce,
             negative_ttl: self.negative_ttl,
+            view: self.view,
         }
+    }
+
+    /// Follows a head-tracking group's live [`ChainView`](rpc_core::ChainView)
+    /// (`Failover::chain_view`): before every lookup the cache checks it, so a
+    /// reorganisation the group saw (through its probes, with no client call
+    /// in between) drops the answers it replaced at once, and blocks settle
+    /// at the group's agreed finalized block. Without it the cache learns the
+    /// same from the [`AgreedChain`](rpc_core::AgreedChain) on answers that
+    /// pass through it.
+    pub fn chain_view(mut self, view: rpc_core::ChainView) -> Self {
+        self.view = Some(view);
+        self
     }
 
     /// Whether identical cacheable calls in flight share one upstream call
@@ -112,6 +129,7 @@ impl<S, St: CacheStore> Layer<S> for CacheLayer<St> {
                 self.store.clone(),
                 self.coalesce,
                 self.negative_ttl,
+                self.view.clone(),
             )),
         )
     }

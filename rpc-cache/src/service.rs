@@ -46,6 +46,8 @@ pub(crate) struct State<St> {
     /// Bumped when a reorganisation reaches blocks taken as permanent;
     /// answers about them are keyed by it.
     settled_epoch: AtomicU64,
+    /// A head-tracking group's live view, read before every lookup.
+    view: Option<rpc_core::ChainView>,
 }
 
 impl<St: CacheStore> State<St> {
@@ -54,8 +56,10 @@ impl<St: CacheStore> State<St> {
         store: Arc<St>,
         coalesce: bool,
         negative_ttl: Option<Duration>,
+        view: Option<rpc_core::ChainView>,
     ) -> Self {
         State {
+            view,
             rules,
             store,
             coalesce,
@@ -79,6 +83,44 @@ impl<St: CacheStore> State<St> {
         }
     }
 
+    /// Follows a group's agreed values; returns how many times that moved
+    /// the tip epoch.
+    fn follow(&self, agreed: &AgreedChain) -> u64 {
+        let mut moved = 0;
+        if self.reorgs.fetch_max(agreed.reorgs, Ordering::AcqRel) < agreed.reorgs {
+            // Answers about recent blocks may be of replaced ones.
+            let reached = self
+                .line()
+                .settled_to(self.rules.confirmations_of())
+                .is_some_and(|settled| agreed.reorg_floor <= settled);
+            if reached {
+                self.settled_epoch.fetch_add(1, Ordering::Relaxed);
+            }
+            self.head.store(agreed.head, Ordering::Relaxed);
+            self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+            moved += 1;
+        }
+        if agreed.head != 0 && self.raise_head(agreed.head) {
+            moved += 1;
+        }
+        if let Some(f) = agreed.finalized {
+            self.finalized.store(f + 1, Ordering::Relaxed);
+        }
+        moved
+    }
+
+    /// Catches up with the group's live view before serving from memory
+    /// (a reorganisation the group saw through its probes).
+    fn sync(&self) {
+        if let Some(view) = &self.view {
+            if view.reorgs() != self.reorgs.load(Ordering::Relaxed)
+                || view.get().head > self.head.load(Ordering::Relaxed)
+            {
+                self.follow(&view.get());
+            }
+        }
+    }
+
     /// Learns what an answer shows of the chain; returns how many times
     /// that moved the tip epoch.
     fn learn(&self, method: &str, response: &Response) -> u64 {
@@ -86,27 +128,7 @@ impl<St: CacheStore> State<St> {
         match response.extensions().get::<AgreedChain>() {
             // A head-tracking group vouches for the chain: only its agreed
             // values steer the cache (one member's word cannot).
-            Some(agreed) => {
-                if self.reorgs.fetch_max(agreed.reorgs, Ordering::AcqRel) < agreed.reorgs {
-                    // Answers about recent blocks may be of replaced ones.
-                    let reached = self
-                        .line()
-                        .settled_to(self.rules.confirmations_of())
-                        .is_some_and(|settled| agreed.reorg_floor <= settled);
-                    if reached {
-                        self.settled_epoch.fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.head.store(agreed.head, Ordering::Relaxed);
-                    self.tip_epoch.fetch_add(1, Ordering::Relaxed);
-                    moved += 1;
-                }
-                if agreed.head != 0 && self.raise_head(agreed.head) {
-                    moved += 1;
-                }
-                if let Some(f) = agreed.finalized {
-                    self.finalized.store(f + 1, Ordering::Relaxed);
-                }
-            }
+            Some(agreed) => moved += self.follow(agreed),
             None => {
                 let answer_head = response.extensions().get::<ChainHead>().map(|h| h.0);
                 if let Some(h) = self.rules.head_in(method, response).max(answer_head) {
@@ -349,6 +371,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     let Some(params) = parse_params(&request) else {
         return bypass(inner, &state, request).await;
     };
+    state.sync();
     let plan = state.rules.plan(rule, &params, state.line());
     if plan == Plan::Skip {
         return bypass(inner, &state, request).await;

@@ -124,3 +124,69 @@ pub struct SessionId(pub Arc<str>);
 /// [`serve`](crate::server::serve).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnectionId(pub u64);
+
+/// A head-tracking group's [`AgreedChain`], shared live: the group publishes
+/// into it whenever its agreed values change (a probe is enough, no client
+/// call needed), and layers above read it before they serve from memory (a
+/// cache checks it before every lookup, so a reorganisation the group saw
+/// drops cached answers at once). Clones share one view. Lock-free.
+///
+/// ```
+/// use rpc_core::{AgreedChain, ChainView};
+///
+/// let view = ChainView::new();
+/// view.publish(AgreedChain { head: 100, finalized: Some(36), reorgs: 1, reorg_floor: 98 });
+/// let seen = view.clone().get();
+/// assert_eq!((seen.head, seen.finalized, seen.reorgs), (100, Some(36), 1));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ChainView(Arc<ViewCell>);
+
+#[derive(Debug, Default)]
+struct ViewCell {
+    head: std::sync::atomic::AtomicU64,
+    /// Finalized + 1 (0: unknown).
+    finalized: std::sync::atomic::AtomicU64,
+    reorg_floor: std::sync::atomic::AtomicU64,
+    reorgs: std::sync::atomic::AtomicU64,
+}
+
+impl ChainView {
+    /// An empty view (nothing agreed yet).
+    pub fn new() -> Self {
+        ChainView::default()
+    }
+
+    /// Publishes the group's current values.
+    pub fn publish(&self, chain: AgreedChain) {
+        use std::sync::atomic::Ordering;
+        let c = &self.0;
+        c.head.store(chain.head, Ordering::Relaxed);
+        c.finalized.store(
+            chain.finalized.map_or(0, |f| f.saturating_add(1)),
+            Ordering::Relaxed,
+        );
+        c.reorg_floor.store(chain.reorg_floor, Ordering::Relaxed);
+        // Last, with release: a reader that sees the new count sees the rest.
+        c.reorgs.store(chain.reorgs, Ordering::Release);
+    }
+
+    /// How many reorganisations the group has seen (one atomic load: cheap
+    /// enough to check on every call).
+    pub fn reorgs(&self) -> u64 {
+        self.0.reorgs.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The values as of now.
+    pub fn get(&self) -> AgreedChain {
+        use std::sync::atomic::Ordering;
+        let c = &self.0;
+        let reorgs = c.reorgs.load(Ordering::Acquire);
+        AgreedChain {
+            head: c.head.load(Ordering::Relaxed),
+            finalized: c.finalized.load(Ordering::Relaxed).checked_sub(1),
+            reorgs,
+            reorg_floor: c.reorg_floor.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -57,8 +57,8 @@ mod service;
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
 pub use ext::{
-    AgreedChain, ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ConnectionId, HeadBlock,
-    MinHead, ServedBy, SessionId,
+    AgreedChain, ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ChainView, ConnectionId,
+    HeadBlock, MinHead, ServedBy, SessionId,
 };
 pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder};
 pub use id::Id;

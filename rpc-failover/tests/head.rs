@@ -740,7 +740,7 @@ async fn a_lead_the_others_never_confirm_is_not_believed() {
     let (a, b, liar) = (
         Node::new("a", 100),
         Node::new("b", 100),
-        Node::new("liar", 105),
+        Node::new("liar", 150),
     );
     let g = FailoverLayer::new()
         .head_tracking(
@@ -752,19 +752,39 @@ async fn a_lead_the_others_never_confirm_is_not_believed() {
         .expect("group");
     g.start_head_probes();
     run_for(Duration::from_secs(1)).await;
-    // Five ahead is plausible at first: a and b are "behind" the liar.
+    // Fifty ahead is plausible at first (within max_ahead): a and b look
+    // behind the liar.
     assert_eq!(suspect(&g, "liar"), None);
-    // The chain moves, the liar stays five ahead of it.
+    // The chain moves a block a second; the liar stays fifty ahead of it, so
+    // none of its claims is reached within 10 s.
     for h in 101..=115 {
         a.set(h);
         b.set(h);
-        liar.set(h + 5);
+        liar.set(h + 50);
         run_for(Duration::from_secs(1)).await;
     }
     run_for(Duration::from_secs(3)).await;
     assert_eq!(suspect(&g, "liar"), Some("unconfirmed"));
     assert_eq!(status(&g, "a"), (Some(115), false));
     assert_eq!(served_by(&g, call("eth_getBalance", "[]")).await, "a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_always_a_block_ahead_stays_believed() {
+    // A fast chain (a block a second): `fast` always sees each block first.
+    let (fast, slow) = (Node::new("fast", 100), Node::new("slow", 99));
+    let g = group(
+        &[&fast, &slow],
+        HeadPolicy::ethereum().confirm_within(Duration::from_secs(10)),
+    );
+    g.start_head_probes();
+    for h in 101..=180 {
+        fast.set(h);
+        slow.set(h - 1);
+        run_for(Duration::from_secs(1)).await;
+    }
+    assert_eq!(suspect(&g, "fast"), None, "each of its claims was reached");
+    assert_eq!(served_by(&g, call("eth_getBalance", "[]")).await, "fast");
 }
 
 #[tokio::test(start_paused = true)]

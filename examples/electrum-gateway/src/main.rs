@@ -165,7 +165,10 @@ async fn run(args: Args) -> Result<(), String> {
         ServiceBuilder::new()
             .layer(MetricsLayer::client().method_labels(MethodLabels::default()))
             .layer(MethodFilterLayer::new(filter))
-            .layer(CacheLayer::new(CacheRules::electrum()))
+            .layer(match group.chain_view() {
+                Some(view) => CacheLayer::new(CacheRules::electrum()).chain_view(view),
+                None => CacheLayer::new(CacheRules::electrum()),
+            })
             .layer(
                 RetryLayer::new()
                     .max_retries(2)

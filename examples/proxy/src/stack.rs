@@ -49,8 +49,13 @@ pub fn build(config: &Config) -> Result<Built, String> {
     let groups = config.effective_groups();
     let mut router = MethodRouter::builder();
     let mut built_groups = Vec::with_capacity(groups.len());
+    let mut views = Vec::new();
     for (name, group) in &groups {
-        built_groups.push((name.clone(), group_stack(config, name, group)?));
+        let (service, view) = group_stack(config, name, group)?;
+        if let Some(view) = view {
+            views.push((name.clone(), view));
+        }
+        built_groups.push((name.clone(), service));
     }
     let service_of = |name: &str| {
         built_groups
@@ -86,7 +91,18 @@ pub fn build(config: &Config) -> Result<Built, String> {
             .per_connection(config.consistency.per_connection)
             .max_sessions(config.consistency.max_sessions)
     });
-    let cache = cache(config);
+    // The cache follows the default group's chain view (else the first
+    // head-tracked group's); answers from other groups still carry theirs.
+    let default_group = config.default_group();
+    let view = views
+        .iter()
+        .find(|(g, _)| Some(g) == default_group.as_ref())
+        .or(views.first())
+        .map(|(_, v)| v.clone());
+    let cache = cache(config).map(|c| match view {
+        Some(view) => c.chain_view(view),
+        None => c,
+    });
     let labels = match config.protocol {
         Protocol::Generic => MethodLabels::none(),
         _ => MethodLabels::default(),
@@ -181,7 +197,11 @@ fn head_policy(protocol: Protocol, h: &crate::config::HeadSpec) -> HeadPolicy {
 }
 
 /// One group: retry over a failover group or quorum of metered backends.
-fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpcService, String> {
+fn group_stack(
+    config: &Config,
+    gname: &str,
+    group: &Group,
+) -> Result<(BoxJsonRpcService, Option<rpc_core::ChainView>), String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
     for name in group.members.get_ref() {
         let name = name.get_ref().as_str();
@@ -236,6 +256,7 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpc
     if let Some(head) = &group.head {
         failover = failover.head_tracking(head_policy(config.protocol, head.get_ref()));
     }
+    let mut view = None;
     let group_service = if group.strategy == Strategy::Quorum {
         let k = group.quorum.as_ref().map_or(1, |k| *k.get_ref());
         let mut quorum = QuorumLayer::new(k).group(failover);
@@ -254,6 +275,7 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpc
         // Heads are known before the first call (a no-op without head
         // tracking, or outside a runtime as in `check`).
         group.start_head_probes();
+        view = group.chain_view();
         BoxJsonRpcService::new(group)
     };
 
@@ -269,7 +291,7 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<BoxJsonRpc
                 .max_reserve(r.budget_max_reserve),
         )
         .classifier(classifier(config.protocol));
-    Ok(BoxJsonRpcService::new(retry.layer(group_service)))
+    Ok((BoxJsonRpcService::new(retry.layer(group_service)), view))
 }
 
 fn classifier(protocol: Protocol) -> MethodRules {

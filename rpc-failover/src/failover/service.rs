@@ -36,6 +36,16 @@ impl<S> Failover<S> {
     pub fn members(&self) -> impl Iterator<Item = MemberStatus> + '_ {
         self.core.status()
     }
+
+    /// What the group agrees on (agreed head, finalized block,
+    /// reorganisations), live, with head tracking on: give it to a cache
+    /// ([`rpc_cache`'s `CacheLayer::chain_view`]) so that what the group
+    /// learns from probes reaches answers kept in memory at once.
+    ///
+    /// [`rpc_cache`'s `CacheLayer::chain_view`]: https://docs.rs/rpc-cache
+    pub fn chain_view(&self) -> Option<rpc_core::ChainView> {
+        self.core.heads.as_ref().map(|h| h.view.clone())
+    }
 }
 
 impl<S: JsonRpcService> Failover<S> {

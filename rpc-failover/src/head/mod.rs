@@ -34,9 +34,10 @@
 //!   it holds still (a group of 1 follows its member).
 //! * **Suspects**: a member whose head is more than `max_ahead` blocks
 //!   above the agreed head (an implausible jump: `0xffffffff`) is not
-//!   believed at once (reason `ahead`); one that stays above the agreed head
-//!   for `confirm_within` while the agreed head moves without ever reaching
-//!   it is not believed either (reason `unconfirmed`); one whose block at a
+//!   believed at once (reason `ahead`); one whose claimed head the agreed
+//!   head does not reach within `confirm_within`, although it moves, is not
+//!   believed either (reason `unconfirmed`; a node always one block ahead
+//!   of the others is fine: each of its claims is reached a block later); one whose block at a
 //!   common height differs from what a strict majority of the members that
 //!   can compare report is on a minority fork (reason `fork`). An even split
 //!   (two members, one block each) has no minority: both stay, and the split
@@ -221,7 +222,7 @@ impl Suspicion {
 /// | `consistency_wait` | 2 s | how long a session waits for its head |
 /// | `agree` | 1 in a group of one, else 2 | one member cannot move the agreed head |
 /// | `max_ahead` | 1 024 blocks | further above the agreed head is not believed at once |
-/// | `confirm_within` | 30 s | a lead the others never reach is a lie |
+/// | `confirm_within` | 30 s | a claimed head the others never reach is a lie |
 /// | `finality_interval` | 30 s (Ethereum; 0 = off) | `finalized` / `safe` move every few minutes |
 #[derive(Clone, Debug)]
 pub struct HeadPolicy {
@@ -326,8 +327,9 @@ impl HeadPolicy {
         self
     }
 
-    /// How long a member may stay above the agreed head while the agreed
-    /// head moves without reaching it (default 30 s).
+    /// How long the agreed head may take to reach a head a member claimed
+    /// above it, while it moves (default 30 s); a claim not reached by then
+    /// is not believed.
     pub fn confirm_within(mut self, d: Duration) -> Self {
         self.confirm_within = d;
         self
@@ -353,8 +355,8 @@ impl HeadPolicy {
         let k = self.agree_of(members);
         format!(
             "agreed head = highest head reached by {k} of {members} member{}; \
-             not believed: more than {} blocks above it, or above it for {:?} \
-             while it moves, or on a minority fork; lagging: more than {} \
+             not believed: more than {} blocks above it, or not reached by it \
+             within {:?} while it moves, or on a minority fork; lagging: more than {} \
              behind or stalled for {:?}",
             if members == 1 { "" } else { "s" },
             self.max_ahead,
@@ -385,8 +387,10 @@ struct MemberHead {
     probed_at: AtomicU64,
     /// When it was last probed for finality.
     finality_at: AtomicU64,
-    /// Since when its head has been above the agreed head.
-    ahead_since: AtomicU64,
+    /// Its oldest head above the agreed head not yet confirmed (+1; 0:
+    /// none), and since when: confirmed once the agreed head reaches it.
+    claim: AtomicU64,
+    claim_at: AtomicU64,
     /// [`Suspicion::code`].
     suspect: AtomicU8,
     /// 1 once it failed to answer a block probe: asked `eth_blockNumber`.
@@ -433,6 +437,8 @@ pub(crate) struct Heads {
     safe: AtomicU64,
     reorgs: AtomicU64,
     reorg_floor: AtomicU64,
+    /// What the group agrees on, published for layers above.
+    pub(crate) view: rpc_core::ChainView,
     book: Mutex<Book>,
     /// Woken when any head moves.
     moved: Notify,
@@ -489,6 +495,7 @@ impl Heads {
             safe: AtomicU64::new(0),
             reorgs: AtomicU64::new(0),
             reorg_floor: AtomicU64::new(0),
+            view: rpc_core::ChainView::new(),
             book: Mutex::new(Book {
                 views: vec![None; n].into_boxed_slice(),
                 ring: vec![(0, 0, 0); RING].into_boxed_slice(),
@@ -626,6 +633,7 @@ impl Heads {
         let current = group.load(Ordering::Relaxed);
         if candidate > current {
             group.store(candidate, Ordering::Relaxed);
+            self.view.publish(self.agreed_chain());
         } else if candidate < current && values.iter().filter(|&&v| v < current).count() >= k {
             // Enough members say finality went back: only a chain reset
             // (a dev chain reverted) does that. Everything may have changed.
@@ -701,9 +709,20 @@ impl Heads {
         }
     }
 
+    /// The group's agreed values now.
+    pub(crate) fn agreed_chain(&self) -> AgreedChain {
+        AgreedChain {
+            head: self.agreed().unwrap_or(0),
+            finalized: self.finalized(),
+            reorgs: self.reorgs.load(Ordering::Acquire),
+            reorg_floor: self.reorg_floor.load(Ordering::Relaxed),
+        }
+    }
+
     fn reorg(&self, floor: u64, why: &'static str) {
         self.reorg_floor.store(floor, Ordering::Relaxed);
         self.reorgs.fetch_add(1, Ordering::Release);
+        self.view.publish(self.agreed_chain());
         metrics::counter!(names::REORGS).increment(1);
         tracing::warn!(floor, why, "chain reorganisation");
     }
@@ -755,20 +774,27 @@ impl Heads {
                 reason = Some(Suspicion::Fork);
             }
             if agreed != 0 && h > agreed {
-                let since = m.ahead_since.load(Ordering::Relaxed);
-                if since == 0 {
-                    m.ahead_since.store(now, Ordering::Relaxed);
+                let claim = m.claim.load(Ordering::Relaxed);
+                if claim == 0 || claim <= agreed {
+                    // No claim, or the last one was confirmed: this head is
+                    // the claim the others must now reach.
+                    m.claim.store(h, Ordering::Relaxed);
+                    m.claim_at.store(now, Ordering::Relaxed);
                 }
                 if reason.is_none() {
+                    let since = m.claim_at.load(Ordering::Relaxed);
                     if h - agreed > self.policy.max_ahead {
                         reason = Some(Suspicion::Ahead);
-                    } else if since != 0 && now.saturating_sub(since) > confirm && moved_at > since
+                    } else if claim > agreed
+                        && now.saturating_sub(since) > confirm
+                        && moved_at > since
                     {
+                        // The agreed head moved since, and never reached it.
                         reason = Some(Suspicion::Unconfirmed);
                     }
                 }
             } else {
-                m.ahead_since.store(0, Ordering::Relaxed);
+                m.claim.store(0, Ordering::Relaxed);
             }
             suspects[j] = Suspicion::code(reason);
             if reason.is_none() && self.fresh(m, now) {
@@ -777,6 +803,7 @@ impl Heads {
         }
         drop(book);
         self.reference.store(reference, Ordering::Relaxed);
+        self.view.publish(self.agreed_chain());
         for (j, m) in self.members.iter().enumerate() {
             let code = suspects[j];
             let was = m.suspect.swap(code, Ordering::Relaxed);
@@ -1068,12 +1095,7 @@ impl Heads {
             };
             response.extensions_mut().insert(ChainHead(capped));
         }
-        response.extensions_mut().insert(AgreedChain {
-            head: self.agreed().unwrap_or(0),
-            finalized: self.finalized(),
-            reorgs: self.reorgs.load(Ordering::Acquire),
-            reorg_floor: self.reorg_floor.load(Ordering::Relaxed),
-        });
+        response.extensions_mut().insert(self.agreed_chain());
     }
 
     /// What `request` needs of a member's head.
