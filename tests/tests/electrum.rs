@@ -2,6 +2,8 @@
 //! the deterministic regtest chain: the protocol, subscriptions with live
 //! notifications, TLS, and servers that die, freeze and come back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_core::{Deadline, Id, RawJson, Request, Response, RpcError};
@@ -814,4 +816,130 @@ async fn every_other_method_of_the_protocol_answers() {
         .await
         .expect("an answer");
     assert!(gone.get("error").is_some() || gone.is_number(), "{gone}");
+}
+
+/// A minimal Electrum server whose tip the test sets: answers
+/// `server.version`, `server.ping`, `blockchain.headers.subscribe` (its tip,
+/// pushed again as a notification whenever the test moves it) and echoes
+/// anything else. For what a real ElectrumX cannot be made to do: report a
+/// tip below the one it reported before (a server restored from an old
+/// state).
+async fn electrum_stub(tip: Arc<AtomicU64>) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tip = tip.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let header = |h: u64| json!({"height": h, "hex": format!("{h:0160x}")});
+                let mut told = u64::MAX;
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                loop {
+                    let out = tokio::select! {
+                        line = lines.next_line() => {
+                            let Ok(Some(line)) = line else { return };
+                            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                            let result = match v["method"].as_str().unwrap_or("") {
+                                "server.version" => json!(["stub 1.0", "1.4"]),
+                                "server.ping" => Value::Null,
+                                "blockchain.headers.subscribe" => {
+                                    told = tip.load(Ordering::SeqCst);
+                                    header(told)
+                                }
+                                _ => v["params"].clone(),
+                            };
+                            json!({"jsonrpc": "2.0", "id": v["id"], "result": result})
+                        }
+                        _ = tick.tick() => {
+                            let now = tip.load(Ordering::SeqCst);
+                            if told == u64::MAX || now == told {
+                                continue;
+                            }
+                            told = now;
+                            json!({"jsonrpc": "2.0", "method": "blockchain.headers.subscribe", "params": [header(now)]})
+                        }
+                    };
+                    if w.write_all(format!("{out}\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("tcp://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_tip_rolls_back_leaves_rotation() {
+    let (rolled_tip, steady_tip) = (Arc::new(AtomicU64::new(10)), Arc::new(AtomicU64::new(10)));
+    let rolled = electrum_stub(rolled_tip.clone()).await;
+    let steady = electrum_stub(steady_tip.clone()).await;
+    let backend = |name: &str, url: String| {
+        ElectrumBackend::builder(name, &url)
+            .build()
+            .expect("backend")
+    };
+    let pool = FailoverLayer::new()
+        .classifier(MethodRules::electrum())
+        .head_tracking(
+            rpc_failover::HeadPolicy::electrum()
+                .max_lag(2)
+                .probe_interval(Duration::from_millis(200)),
+        )
+        .build(vec![
+            Member::new("rolled", backend("rolled", rolled)),
+            Member::new("steady", backend("steady", steady)),
+        ])
+        .expect("pool");
+    pool.start_head_probes();
+    let served_by = |r: &Response| {
+        r.extensions()
+            .get::<rpc_core::ServedBy>()
+            .map(|s| s.0.to_string())
+            .unwrap_or_default()
+    };
+    let ping = |id| pool.clone().oneshot(req(id, "server.ping", json!([])));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        served_by(&ping(1).await.expect("answer")),
+        "rolled",
+        "first while level"
+    );
+    // Restored from an old state: its tip goes 10 -> 7.
+    rolled_tip.store(7, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut id = 2;
+    while served_by(&ping(id).await.expect("answer")) != "steady" {
+        id += 1;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rolled-back server kept the calls: {:?}",
+            pool.members().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = pool
+        .members()
+        .find(|m| &*m.name == "rolled")
+        .expect("member");
+    assert_eq!((status.head, status.lagging), (Some(7), true), "{status:?}");
+    // Both answer from their own view: the pool's answers say which head.
+    let r = ping(100).await.expect("answer");
+    assert_eq!(
+        r.extensions().get::<rpc_core::ChainHead>(),
+        Some(&rpc_core::ChainHead(10))
+    );
+    // It catches up: back in rotation.
+    rolled_tip.store(10, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while served_by(&ping(id).await.expect("answer")) != "rolled" {
+        id += 1;
+        assert!(std::time::Instant::now() < deadline, "never back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -419,3 +419,61 @@ async fn bitcoin_cash_addresses_work_in_cashaddr_form_with_a_config_file() {
         assert_eq!(v["confirmed"].as_u64(), Some(6_100_000_000), "{form}: {v}");
     }
 }
+
+/// The header of block `height` as the daemon has it now (hex).
+async fn daemon_header(ex: &ElectrumX, height: u64) -> String {
+    let hash = ex.daemon("getblockhash", json!([height])).await;
+    let header = ex.daemon("getblockheader", json!([hash, false])).await;
+    header.as_str().expect("hex header").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_reorg_replaces_headers_the_gateway_kept() {
+    let ex = pool(2, false);
+    let (_gw, addr) = gateway(&ex, 2, &[]);
+    ex.daemon("generate", json!([10])).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_json(addr, "/v1/tip").await.1["height"] != 20 {
+        assert!(Instant::now() < deadline, "the gateway never reached 20");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Block 12 is 8 deep: kept for good (6 confirmations), on both routes.
+    let old = daemon_header(&ex, 12).await;
+    for _ in 0..2 {
+        assert_eq!(get_json(addr, "/v1/block/12/header").await.1["header"], old);
+        assert_eq!(
+            rpc(addr, "blockchain.block.header", json!([12])).await.1["result"],
+            old
+        );
+    }
+    // A 9-block reorganisation replaces blocks 12..20 and adds one.
+    ex.daemon("fake_reorg", json!([9, 10])).await;
+    let new = daemon_header(&ex, 12).await;
+    assert_ne!(new, old);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_json(addr, "/v1/tip").await.1["height"] != 21 {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never saw the new chain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Once the gateway has seen the new chain, the orphaned header is gone
+    // (the pool noticed the reorganisation within a probe or two).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rest = get_json(addr, "/v1/block/12/header").await.1["header"].clone();
+        let json_rpc = rpc(addr, "blockchain.block.header", json!([12])).await.1["result"].clone();
+        if rest == new && json_rpc == new {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still the orphaned header: {rest} / {json_rpc}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(get_json(addr, "/v1/block/12/header").await.1["header"], new);
+    }
+}

@@ -194,7 +194,8 @@ pub async fn stream(gw: &Gateway, query: &str) -> http::Response<Body> {
     // Current state first: the tip, and each address's status.
     let mut first = Vec::new();
     let receiver = gw.events.events.subscribe();
-    if let Some((height, header)) = gw.events.tip.lock().ok().and_then(|t| t.clone()) {
+    let current = gw.events.tip.lock().ok().and_then(|t| t.clone());
+    if let Some((height, header)) = &current {
         first.push(frame("tip", &json!({"height": height, "header": header})));
     }
     for (sh, address) in &watched {
@@ -212,13 +213,13 @@ pub async fn stream(gw: &Gateway, query: &str) -> http::Response<Body> {
         first: std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>,
         rx: broadcast::Receiver<Event>,
         watched: HashMap<String, String>,
-        last_tip: u64,
+        last_tip: Option<(u64, String)>,
     }
     let state = State {
         first: first.into_iter(),
         rx: receiver,
         watched,
-        last_tip: 0,
+        last_tip: current,
     };
     let events = futures_util::stream::unfold(state, |mut st| async move {
         if let Some(f) = st.first.next() {
@@ -231,11 +232,18 @@ pub async fn stream(gw: &Gateway, query: &str) -> http::Response<Body> {
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => frame("resync", &json!({})),
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
                 Ok(Ok(Event::Tip { height, header })) => {
-                    if height <= st.last_tip {
+                    // A new height, or another block at the same height (a
+                    // reorganisation that did not lengthen the chain).
+                    let same = st
+                        .last_tip
+                        .as_ref()
+                        .is_some_and(|(h, hex)| height < *h || (height == *h && header == *hex));
+                    if same {
                         continue;
                     }
-                    st.last_tip = height;
-                    frame("tip", &json!({"height": height, "header": header}))
+                    let item = frame("tip", &json!({"height": height, "header": &header}));
+                    st.last_tip = Some((height, header));
+                    item
                 }
                 Ok(Ok(Event::Status { scripthash, status })) => match st.watched.get(&scripthash) {
                     Some(address) => {
