@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rpc_core::{Id, JsonRpcService, RawJson, Request, Response, RpcError};
-use rpc_failover::{FailoverLayer, Member, QuorumLayer, RetryLayer};
+use rpc_failover::{FailoverLayer, HeadPolicy, Member, QuorumLayer, RetryLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
 fn call() -> Request {
@@ -72,7 +72,30 @@ fn healthy_group(c: &mut Criterion) {
     g.bench_function("retry_failover_3", |b| {
         b.iter(|| rt.block_on(stacked.clone().oneshot(call())))
     });
+
+    // Head tracking on (no prober: built outside the runtime's task, heads
+    // learned from live answers): what each call pays for the masks, the
+    // block-param look-up, the answer's ChainHead and AgreedChain.
+    let tracked = FailoverLayer::new()
+        .head_tracking(HeadPolicy::ethereum().max_probes_per_second(0.0))
+        .build(members())
+        .expect("group");
+    rt.block_on(tracked.clone().oneshot(block_number()))
+        .expect("warm");
+    g.bench_function("failover_3_head_tracked", |b| {
+        b.iter(|| rt.block_on(tracked.clone().oneshot(call())))
+    });
+    // A head-method call: its answer is parsed and observed (same head).
+    g.bench_function("failover_3_head_tracked_eth_blockNumber", |b| {
+        b.iter(|| rt.block_on(tracked.clone().oneshot(block_number())))
+    });
     g.finish();
+}
+
+fn block_number() -> Request {
+    Request::new("eth_blockNumber")
+        .with_id(Id::from(1u64))
+        .with_params(RawJson::from_static("[]").expect("json"))
 }
 
 fn quorum_latency(c: &mut Criterion) {

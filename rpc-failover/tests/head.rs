@@ -844,3 +844,88 @@ async fn a_single_member_group_follows_its_member_down() {
     assert_eq!(agreed.head, 90);
     assert!(agreed.reorgs >= 1, "the chain went back: {agreed:?}");
 }
+
+/// What probing costs a paid provider, per member and minute, with the
+/// defaults (BENCHMARKS.md quotes this test's output).
+#[tokio::test(start_paused = true)]
+async fn probe_calls_per_member_per_minute_are_bounded() {
+    #[derive(Clone, Default)]
+    struct Count(Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
+    let idle = Node::new("idle", 100);
+    let busy = Node::new("busy", 100);
+    idle.finalize(36);
+    busy.finalize(36);
+    let calls = Count::default();
+    let counted = |node: &Node| {
+        let (calls, node) = (calls.clone(), node.clone());
+        Member::new(
+            node.name.clone(),
+            tower::service_fn(move |req: Request| {
+                let key = format!(
+                    "{} {} {}",
+                    node.name,
+                    req.method(),
+                    req.params()
+                        .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+                        .unwrap_or_default()
+                );
+                *calls.0.lock().expect("lock").entry(key).or_default() += 1;
+                node.clone().oneshot(req)
+            }),
+        )
+    };
+    // Defaults: probe_interval 2 s, 1 probe/s cap, finality every 30 s.
+    let g = FailoverLayer::new()
+        .spread(Spread::RoundRobin)
+        .head_tracking(HeadPolicy::ethereum())
+        .build(vec![counted(&idle), counted(&busy)])
+        .expect("group");
+    g.start_head_probes();
+    // Settle the first pass, then count one minute. Clients call
+    // eth_blockNumber 5 times a second: with round robin, each member's
+    // head is learned from live answers, so no head probe is needed.
+    run_for(Duration::from_secs(2)).await;
+    calls.0.lock().expect("lock").clear();
+    for _ in 0..300 {
+        let _ = g.clone().oneshot(call("eth_blockNumber", "[]")).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let live = calls.0.lock().expect("lock").clone();
+    calls.0.lock().expect("lock").clear();
+    // The next minute without client traffic: probes alone.
+    run_for(Duration::from_secs(60)).await;
+    let quiet = calls.0.lock().expect("lock").clone();
+    let probes = |seen: &std::collections::HashMap<String, u32>, who: &str| -> (u32, u32) {
+        let mut head = 0;
+        let mut finality = 0;
+        for (k, n) in seen {
+            if !k.starts_with(who) {
+                continue;
+            }
+            if k.contains("finalized") || k.contains("safe") {
+                finality += n;
+            } else if k.contains("latest") {
+                head += n;
+            }
+        }
+        (head, finality)
+    };
+    for who in ["idle", "busy"] {
+        let (head, finality) = probes(&live, who);
+        println!("with live eth_blockNumber traffic: {who}: {head} head probes, {finality} finality probes per minute");
+        assert!(
+            head <= 2,
+            "{who}: {head} head probes while traffic covers it"
+        );
+        assert!((2..=6).contains(&finality), "{who}: {finality}");
+        let (head, finality) = probes(&quiet, who);
+        println!(
+            "without traffic: {who}: {head} head probes, {finality} finality probes per minute"
+        );
+        assert!(
+            (28..=32).contains(&head),
+            "{who}: {head} head probes in a quiet minute"
+        );
+        assert!((2..=6).contains(&finality), "{who}: {finality}");
+    }
+}

@@ -29,7 +29,9 @@
 //! | `rpc_retry_budget_exhausted_total` | counter | — | retries refused by the budget (rpc-failover) |
 //! | `rpc_backend_head` | gauge | `backend` | a member's chain head (rpc-failover head tracking) |
 //! | `rpc_backend_head_lag` | gauge | `backend` | blocks a member is behind its group's best head |
-//! | `rpc_backend_lagging` | gauge | `backend` | 1 while a member is out of rotation for lagging or stalling |
+//! | `rpc_backend_lagging` | gauge | `backend` | 1 while a member is out of rotation for its head (lagging, stalling, or suspect) |
+//! | `rpc_backend_suspect` | gauge | `backend`, `reason` | 1 while a member's head is not believed: `ahead` (far above the agreed head), `unconfirmed` (a claim the agreed head never reached), `fork` (a minority fork) |
+//! | `rpc_chain_reorgs_total` | counter | — | reorganisations a head-tracking group saw (a changed block at an agreed height, or the agreed head going back) |
 //!
 //! Labels are bounded: `method` is a known method name ([`MethodLabels`]) or
 //! `other`; `code` is one of the first 64 distinct codes a layer saw, then

@@ -44,7 +44,9 @@ pub(crate) const ALL: &[(&str, Kind, &str)] = &[
     ("rpc_retry_budget_exhausted_total", Kind::Counter, "Retries refused because the retry budget was spent (rpc-failover)."),
     ("rpc_backend_head", Kind::Gauge, "A group member's chain head, as its group's head tracker knows it (rpc-failover)."),
     ("rpc_backend_head_lag", Kind::Gauge, "Blocks a group member is behind the best head of its group (rpc-failover)."),
-    ("rpc_backend_lagging", Kind::Gauge, "1 while a group member is out of rotation for lagging or stalling, else 0 (rpc-failover)."),
+    ("rpc_backend_lagging", Kind::Gauge, "1 while a group member is out of rotation for its head (lagging, stalling, or suspect), else 0 (rpc-failover)."),
+    ("rpc_backend_suspect", Kind::Gauge, "1 while a group member's head is not believed, by reason: ahead, unconfirmed, fork (rpc-failover)."),
+    ("rpc_chain_reorgs_total", Kind::Counter, "Reorganisations a head-tracking group saw (rpc-failover)."),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -59,6 +59,11 @@ pub struct Args {
     pub max_stall: Duration,
     pub probe_interval: Duration,
     pub max_probes_per_second: f64,
+    /// Servers that must reach a tip before it is agreed (None: the library
+    /// default, 2, or 1 with one server).
+    pub agree: Option<usize>,
+    pub max_ahead: u64,
+    pub confirm_within: Duration,
     pub broadcast_to: usize,
     pub allow: Vec<String>,
     pub insecure_tls: bool,
@@ -90,6 +95,9 @@ pub fn parse_args(it: impl Iterator<Item = String>) -> Result<Command, String> {
         max_stall: Duration::from_secs(120),
         probe_interval: Duration::from_secs(5),
         max_probes_per_second: 0.5,
+        agree: None,
+        max_ahead: 1024,
+        confirm_within: Duration::from_secs(600),
         broadcast_to: 3,
         allow: Vec::new(),
         insecure_tls: false,

@@ -44,6 +44,10 @@ struct Head {
     /// Seconds.
     probe_interval: Option<f64>,
     max_probes_per_second: Option<f64>,
+    agree: Option<usize>,
+    max_ahead: Option<u64>,
+    /// Seconds.
+    confirm_within: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -130,6 +134,18 @@ impl File {
                     return Err("head.max_probes_per_second: must be 0 or more".to_owned());
                 }
                 args.max_probes_per_second = n;
+            }
+            if let Some(k) = h.agree {
+                if k == 0 {
+                    return Err("head.agree: must be at least 1".to_owned());
+                }
+                args.agree = Some(k);
+            }
+            if let Some(n) = h.max_ahead {
+                args.max_ahead = n;
+            }
+            if let Some(s) = h.confirm_within {
+                args.confirm_within = secs("head.confirm_within", s)?;
             }
         }
         Ok(())

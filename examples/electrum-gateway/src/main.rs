@@ -143,13 +143,19 @@ async fn run(args: Args) -> Result<(), String> {
         .classifier(MethodRules::electrum())
         .failure_threshold(2)
         .out_of_service(Duration::from_secs(5))
-        .head_tracking(
-            HeadPolicy::electrum()
+        .head_tracking({
+            let policy = HeadPolicy::electrum()
                 .max_lag(args.max_lag)
                 .max_stall(args.max_stall)
                 .probe_interval(args.probe_interval)
-                .max_probes_per_second(args.max_probes_per_second),
-        )
+                .max_probes_per_second(args.max_probes_per_second)
+                .max_ahead(args.max_ahead)
+                .confirm_within(args.confirm_within);
+            match args.agree {
+                Some(k) => policy.agree(k),
+                None => policy,
+            }
+        })
         .build(members)
         .map_err(|e| e.to_string())?;
     group.start_head_probes();
