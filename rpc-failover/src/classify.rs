@@ -84,6 +84,12 @@ pub trait Classifier: Send + Sync + 'static {
         let _ = request;
         None
     }
+
+    /// [`min_head`](Self::min_head) and [`block_tag`](Self::block_tag) at
+    /// once (implement it to read the params once; the default asks both).
+    fn block(&self, request: &Request) -> (Option<u64>, Option<BlockTag>) {
+        (self.min_head(request), self.block_tag(request))
+    }
 }
 
 /// A named block in a block param.
@@ -127,6 +133,10 @@ impl<C: Classifier + ?Sized> Classifier for Arc<C> {
 
     fn block_tag(&self, request: &Request) -> Option<BlockTag> {
         (**self).block_tag(request)
+    }
+
+    fn block(&self, request: &Request) -> (Option<u64>, Option<BlockTag>) {
+        (**self).block(request)
     }
 }
 
@@ -370,21 +380,38 @@ impl Classifier for MethodRules {
     }
 
     fn min_head(&self, request: &Request) -> Option<u64> {
-        let index = *self.block_params.get(request.method())?;
-        let params = request.params()?;
-        // Borrowed: only the one param is looked at.
-        let list: Vec<&serde_json::value::RawValue> =
-            serde_json::from_slice(params.as_bytes()).ok()?;
-        block_number(list.get(index)?.get())
+        self.block(request).0
     }
 
     fn block_tag(&self, request: &Request) -> Option<BlockTag> {
-        let index = *self.block_params.get(request.method())?;
-        let params = request.params()?;
-        let list: Vec<&serde_json::value::RawValue> =
-            serde_json::from_slice(params.as_bytes()).ok()?;
-        let text: &str = serde_json::from_str(list.get(index)?.get()).ok()?;
-        BlockTag::parse(text)
+        self.block(request).1
+    }
+
+    fn block(&self, request: &Request) -> (Option<u64>, Option<BlockTag>) {
+        let Some(&index) = self.block_params.get(request.method()) else {
+            return (None, None);
+        };
+        let Some(params) = request.params() else {
+            return (None, None);
+        };
+        // Borrowed: only the one param is looked at, once.
+        let Ok(list) =
+            serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(params.as_bytes())
+        else {
+            return (None, None);
+        };
+        let Some(raw) = list.get(index).map(|r| r.get()) else {
+            return (None, None);
+        };
+        match block_number(raw) {
+            Some(n) => (Some(n), None),
+            None => (
+                None,
+                serde_json::from_str::<&str>(raw)
+                    .ok()
+                    .and_then(BlockTag::parse),
+            ),
+        }
     }
 }
 

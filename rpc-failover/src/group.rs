@@ -612,7 +612,7 @@ impl<S: JsonRpcService> Core<S> {
         let member = &self.members[pick.index];
         let deadline = request.deadline();
         let mut svc = member.service.clone();
-        let method = self.heads.as_ref().map(|_| request.method_arc().clone());
+        let learn = self.heads.as_ref().map(|h| h.teaches(&request));
 
         // Readiness: a saturated member must not stall the group.
         let ready = match svc.ready().now_or_never() {
@@ -658,11 +658,11 @@ impl<S: JsonRpcService> Core<S> {
                         .extensions_mut()
                         .insert(ServedBy(member.name.clone()));
                 }
-                if let (Some(heads), Some(method)) = (&self.heads, &method) {
+                if let (Some(heads), Some(learn)) = (&self.heads, learn) {
                     // Learn the member's head from its answer, and tell the
                     // layers above which head this answer comes from and
                     // what the group agrees on.
-                    heads.learn(pick.index, method, &response, self.now());
+                    heads.learn(pick.index, learn, &response, self.now());
                     heads.stamp(pick.index, &mut response);
                 }
                 if self.policy.failure_rules.is_backend_failure(&response) {

@@ -385,6 +385,8 @@ struct MemberHead {
     seen_at: AtomicU64,
     /// When it was last probed for its head.
     probed_at: AtomicU64,
+    /// When its head block (hash) was last learned.
+    block_at: AtomicU64,
     /// When it was last probed for finality.
     finality_at: AtomicU64,
     /// Its oldest head above the agreed head not yet confirmed (+1; 0:
@@ -460,6 +462,17 @@ pub(crate) struct Need {
     /// From a `safe` / `finalized` tag: the group's agreed value (+1) that
     /// a member's own must reach; preferred.
     pub(crate) finality: Option<(ProbeKind, u64)>,
+}
+
+/// What a live answer can teach of its member's head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Learn {
+    /// Only what the adapter put in its extensions.
+    Extensions,
+    /// The head method's result too.
+    HeadMethod,
+    /// The `latest` block in the result too (number, hash, parent).
+    LatestBlock,
 }
 
 /// How an answer turned out to fall short of what its call needed (the
@@ -593,6 +606,7 @@ impl Heads {
             }
         };
         if is_head {
+            self.members[i].block_at.store(now, Ordering::Relaxed);
             self.observe(i, block.number, now);
         } else {
             self.members[i].seen_at.store(now, Ordering::Relaxed);
@@ -960,9 +974,17 @@ impl Heads {
         let gap = (1e9 / self.policy.max_probes_per_second) as u64;
         let want = self.want.load(Ordering::Relaxed);
         let mut due = 0u64;
+        let blocks = self.policy.probe == HeadProbe::Ethereum;
         for (i, m) in self.members.iter().enumerate() {
             let seen = m.seen_at.load(Ordering::Relaxed);
-            let stale = seen == 0 || now.saturating_sub(seen) >= interval;
+            // Numbers learned live (eth_blockNumber) say nothing of forks:
+            // a block (hash) is still asked every five intervals.
+            let block = m.block_at.load(Ordering::Relaxed);
+            let stale = seen == 0
+                || now.saturating_sub(seen) >= interval
+                || (blocks
+                    && m.numbers_only.load(Ordering::Relaxed) == 0
+                    && now.saturating_sub(block) >= interval.saturating_mul(5));
             let wanted = want != 0 && !self.has(i, want);
             let probed = m.probed_at.load(Ordering::Relaxed);
             let allowed = probed == 0 || now.saturating_sub(probed) >= gap;
@@ -1050,7 +1072,7 @@ impl Heads {
                         }
                     }
                 } else {
-                    self.learn(i, method, response, now);
+                    self.learn(i, Learn::HeadMethod, response, now);
                 }
             }
             ProbeKind::Finalized | ProbeKind::Safe => {
@@ -1063,25 +1085,49 @@ impl Heads {
         }
     }
 
+    /// Whether a live call's answer is worth reading for a head: the head
+    /// method, or (Ethereum) the `latest` block, which is the member's head
+    /// block (other blocks are not parsed: they can be large).
+    pub(crate) fn teaches(&self, request: &Request) -> Learn {
+        let method = request.method();
+        if method == self.policy.probe.method() {
+            Learn::HeadMethod
+        } else if self.policy.probe == HeadProbe::Ethereum
+            && method == "eth_getBlockByNumber"
+            && request
+                .params()
+                .is_some_and(|p| p.as_bytes().starts_with(br#"["latest""#))
+        {
+            Learn::LatestBlock
+        } else {
+            Learn::Extensions
+        }
+    }
+
     /// Learns member `i`'s head from a live answer: the adapter's
-    /// [`ChainHead`] / [`HeadBlock`], the head method's result, or a block.
-    pub(crate) fn learn(&self, i: usize, method: &str, response: &Response, now: u64) {
+    /// [`ChainHead`] / [`HeadBlock`], the head method's result, or its
+    /// latest block.
+    pub(crate) fn learn(&self, i: usize, what: Learn, response: &Response, now: u64) {
         if let Some(block) = response.extensions().get::<HeadBlock>() {
             self.observe_block(i, *block, true, now);
         } else if let Some(ChainHead(h)) = response.extensions().get::<ChainHead>() {
             self.observe(i, *h, now);
         }
-        if method == self.policy.probe.method() {
-            if let Some(h) = self.policy.probe.parse(response) {
-                self.observe(i, h, now);
+        match what {
+            Learn::HeadMethod => {
+                if let Some(h) = self.policy.probe.parse(response) {
+                    self.observe(i, h, now);
+                }
             }
-        } else if self.policy.probe == HeadProbe::Ethereum && method == "eth_getBlockByNumber" {
-            if let Some(block) = response
-                .result_json()
-                .and_then(|r| ethereum_block(r.as_bytes()))
-            {
-                self.observe_block(i, block, false, now);
+            Learn::LatestBlock => {
+                if let Some(block) = response
+                    .result_json()
+                    .and_then(|r| ethereum_block(r.as_bytes()))
+                {
+                    self.observe_block(i, block, true, now);
+                }
             }
+            Learn::Extensions => {}
         }
     }
 
@@ -1100,9 +1146,10 @@ impl Heads {
 
     /// What `request` needs of a member's head.
     pub(crate) fn need_of(&self, request: &Request, classifier: &dyn crate::Classifier) -> Need {
-        let mut block = classifier.min_head(request).unwrap_or(0);
+        let (number, tag) = classifier.block(request);
+        let mut block = number.unwrap_or(0);
         let mut finality = None;
-        match classifier.block_tag(request) {
+        match tag {
             Some(BlockTag::Finalized) => {
                 let f = self.finalized.load(Ordering::Relaxed);
                 finality = (f > 1).then_some((ProbeKind::Finalized, f));
