@@ -163,6 +163,18 @@ fn group(nodes: &[&Node], policy: HeadPolicy) -> Failover<Node> {
         .expect("group")
 }
 
+/// A round-robin group (every member gets calls unless kept out) with its
+/// prober started.
+fn spread_group(nodes: &[&Node], policy: HeadPolicy) -> Failover<Node> {
+    let g = FailoverLayer::new()
+        .spread(Spread::RoundRobin)
+        .head_tracking(policy)
+        .build(nodes.iter().map(|n| n.member()).collect())
+        .expect("group");
+    g.start_head_probes();
+    g
+}
+
 fn call(method: &str, params: &'static str) -> Request {
     Request::new(method)
         .with_id(Id::from(1u64))
@@ -495,12 +507,7 @@ fn suspect(g: &Failover<Node>, name: &str) -> Option<&'static str> {
 #[tokio::test(start_paused = true)]
 async fn a_liar_cannot_take_the_traffic_or_poison_the_head() {
     let (honest, liar) = (Node::new("honest", 0x100), Node::new("liar", 0x100));
-    let g = FailoverLayer::new()
-        .spread(Spread::RoundRobin)
-        .head_tracking(HeadPolicy::ethereum().max_lag(3))
-        .build(vec![honest.member(), liar.member()])
-        .expect("group");
-    g.start_head_probes();
+    let g = spread_group(&[&honest, &liar], HeadPolicy::ethereum().max_lag(3));
     run_for(Duration::from_secs(1)).await;
     // The liar answers one client's eth_blockNumber with a huge head.
     liar.set(0xffff_ffff);
@@ -565,12 +572,7 @@ async fn a_lie_seen_before_anyone_else_is_not_believed_once_the_others_answer() 
 #[tokio::test(start_paused = true)]
 async fn a_member_restored_backwards_leaves_rotation_at_once() {
     let (a, b) = (Node::new("a", 0x105), Node::new("b", 0x105));
-    let g = FailoverLayer::new()
-        .spread(Spread::RoundRobin)
-        .head_tracking(HeadPolicy::ethereum().max_lag(3))
-        .build(vec![a.member(), b.member()])
-        .expect("group");
-    g.start_head_probes();
+    let g = spread_group(&[&a, &b], HeadPolicy::ethereum().max_lag(3));
     run_for(Duration::from_secs(1)).await;
     // b is restored from an old snapshot; the next answer shows it.
     b.set(0x10);
@@ -598,12 +600,7 @@ async fn a_member_restored_backwards_leaves_rotation_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_session_never_goes_backwards_through_a_rollback() {
     let (a, b) = (Node::new("a", 0x105), Node::new("b", 0x105));
-    let g = FailoverLayer::new()
-        .spread(Spread::RoundRobin)
-        .head_tracking(HeadPolicy::ethereum().max_lag(3))
-        .build(vec![a.member(), b.member()])
-        .expect("group");
-    g.start_head_probes();
+    let g = spread_group(&[&a, &b], HeadPolicy::ethereum().max_lag(3));
     run_for(Duration::from_secs(1)).await;
     let stack = tower::ServiceBuilder::new()
         .layer(rpc_failover::ConsistencyLayer::new())
@@ -635,12 +632,7 @@ async fn a_session_never_goes_backwards_through_a_rollback() {
 #[tokio::test(start_paused = true)]
 async fn eth_block_number_never_goes_below_the_agreed_head_without_sessions() {
     let (a, b) = (Node::new("a", 0x105), Node::new("b", 0x105));
-    let g = FailoverLayer::new()
-        .spread(Spread::RoundRobin)
-        .head_tracking(HeadPolicy::ethereum().max_lag(3))
-        .build(vec![a.member(), b.member()])
-        .expect("group");
-    g.start_head_probes();
+    let g = spread_group(&[&a, &b], HeadPolicy::ethereum().max_lag(3));
     run_for(Duration::from_secs(1)).await;
     b.set(0x103);
     for _ in 0..50 {
@@ -665,12 +657,7 @@ async fn a_member_on_a_minority_fork_leaves_rotation_until_it_agrees() {
         Node::new("b", 200),
         Node::new("c", 200),
     );
-    let g = FailoverLayer::new()
-        .spread(Spread::RoundRobin)
-        .head_tracking(HeadPolicy::ethereum())
-        .build(vec![a.member(), b.member(), c.member()])
-        .expect("group");
-    g.start_head_probes();
+    let g = spread_group(&[&a, &b, &c], HeadPolicy::ethereum());
     run_for(Duration::from_secs(1)).await;
     assert_eq!(suspect(&g, "a"), None);
     // c is on another chain from block 199 on, at the same height.
@@ -699,12 +686,7 @@ async fn a_fork_is_seen_while_clients_only_ask_block_numbers() {
         Node::new("b", 200),
         Node::new("c", 200),
     );
-    let g = FailoverLayer::new()
-        .spread(Spread::RoundRobin)
-        .head_tracking(HeadPolicy::ethereum())
-        .build(vec![a.member(), b.member(), c.member()])
-        .expect("group");
-    g.start_head_probes();
+    let g = spread_group(&[&a, &b, &c], HeadPolicy::ethereum());
     run_for(Duration::from_secs(1)).await;
     c.fork(4, 198);
     // Busy eth_blockNumber traffic keeps every head fresh without probes;

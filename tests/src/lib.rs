@@ -377,6 +377,30 @@ pub async fn scrape(addr: SocketAddr) -> String {
     raw_exchange(addr, req.as_bytes(), Duration::from_secs(5)).await
 }
 
+/// Starts the binary with one head-tracked group `main` over `urls` (the
+/// backends are named a, b, c, ... in priority order). `top` goes before the
+/// tables (server, metrics and cache settings), `group` into
+/// `[groups.main]`, `head` into `[groups.main.head]`, `extra` at the end.
+pub fn start_head_tracked_proxy(
+    urls: &[String],
+    top: &str,
+    group: &str,
+    head: &str,
+    extra: &str,
+) -> (Process, SocketAddr) {
+    let names: Vec<String> = (0..urls.len())
+        .map(|i| char::from(b'a' + i as u8).to_string())
+        .collect();
+    let mut toml = format!("protocol = \"ethereum\"\n{top}\n");
+    for (name, url) in names.iter().zip(urls) {
+        toml.push_str(&format!("[backends.{name}]\nurl = \"{url}\"\n"));
+    }
+    toml.push_str(&format!(
+        "[groups.main]\nmembers = {names:?}\n{group}\n[groups.main.head]\n{head}\n{extra}\n"
+    ));
+    start_proxy_config(&toml)
+}
+
 /// One keep-alive HTTP/1.1 connection to a server, for calls that must
 /// share a connection (per-connection sessions).
 pub struct Connection {

@@ -8,43 +8,30 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tests::{
-    call, metrics_addr, scrape, served_by, start_proxy_config, Connection, FaultUpstream, Process,
-    ScriptedChain,
+    call, metrics_addr, scrape, served_by, start_head_tracked_proxy, Connection, FaultUpstream,
+    Process, ScriptedChain,
 };
 
 /// The binary in front of `nodes` (named a, b, c, ... in priority order),
-/// head-tracked with fast probes, cache and `extra` config.
+/// head-tracked with fast probes, cache and `extra` config. `group` may
+/// start with `probes N` (the head probes per second; default 10).
 async fn proxy_over(nodes: &[&FaultUpstream], group: &str, extra: &str) -> (Process, SocketAddr) {
-    let names: Vec<String> = (0..nodes.len())
-        .map(|i| char::from(b'a' + i as u8).to_string())
-        .collect();
-    let mut toml = String::from(
-        r#"
-protocol = "ethereum"
-[server]
-listen = "127.0.0.1:0"
-served_by_header = true
-cache_header = true
-[metrics]
-listen = "127.0.0.1:0"
-[cache]
-enabled = true
-"#,
-    );
-    for (name, node) in names.iter().zip(nodes) {
-        toml.push_str(&format!("[backends.{name}]\nurl = \"{}\"\n", node.url()));
-    }
-    // `group` may start with `probes N` (the head probes per second).
     let (probes, group) = match group.strip_prefix("probes ") {
         Some(rest) => rest.split_once('\n').unwrap_or((rest, "")),
         None => ("10.0", group),
     };
-    toml.push_str(&format!(
-        "[groups.main]\nmembers = {names:?}\n{group}\n[groups.main.head]\nmax_lag = 3\n\
-         probe_interval = \"200ms\"\nmax_probes_per_second = {probes}\n\
-         finality_interval = \"300ms\"\n{extra}\n"
-    ));
-    start_proxy_config(&toml)
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    start_head_tracked_proxy(
+        &urls,
+        "[server]\nlisten = \"127.0.0.1:0\"\nserved_by_header = true\ncache_header = true\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n[cache]\nenabled = true",
+        group,
+        &format!(
+            "max_lag = 3\nprobe_interval = \"200ms\"\nmax_probes_per_second = {probes}\n\
+             finality_interval = \"300ms\""
+        ),
+        extra,
+    )
 }
 
 /// Waits (up to 10 s) until `/metrics` contains `line`.

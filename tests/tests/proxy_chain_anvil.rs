@@ -8,37 +8,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tests::{
-    call, metrics_addr, scrape, start_anvil, start_anvil_with, start_proxy_config, workspace_root,
-    Process,
+    call, metrics_addr, scrape, start_anvil, start_anvil_with, start_head_tracked_proxy,
+    workspace_root, Process,
 };
 
 /// The binary over `nodes` (a, b, ...), head-tracked, cache on with a long
 /// tip TTL (so nothing expires by itself during a test).
 fn proxy_over(nodes: &[SocketAddr]) -> (Process, SocketAddr) {
-    let names: Vec<String> = (0..nodes.len())
-        .map(|i| char::from(b'a' + i as u8).to_string())
-        .collect();
-    let mut toml = String::from(
-        r#"
-protocol = "ethereum"
-[server]
-listen = "127.0.0.1:0"
-cache_header = true
-[metrics]
-listen = "127.0.0.1:0"
-[cache]
-enabled = true
-tip_ttl = "60s"
-"#,
-    );
-    for (name, node) in names.iter().zip(nodes) {
-        toml.push_str(&format!("[backends.{name}]\nurl = \"http://{node}\"\n"));
-    }
-    toml.push_str(&format!(
-        "[groups.main]\nmembers = {names:?}\n[groups.main.head]\nprobe_interval = \"200ms\"\n\
-         max_probes_per_second = 10.0\nfinality_interval = \"300ms\"\n"
-    ));
-    start_proxy_config(&toml)
+    let urls: Vec<String> = nodes.iter().map(|n| format!("http://{n}")).collect();
+    start_head_tracked_proxy(
+        &urls,
+        "[server]\nlisten = \"127.0.0.1:0\"\ncache_header = true\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n[cache]\nenabled = true\ntip_ttl = \"60s\"",
+        "",
+        "probe_interval = \"200ms\"\nmax_probes_per_second = 10.0\nfinality_interval = \"300ms\"",
+        "",
+    )
 }
 
 async fn rpc(addr: SocketAddr, method: &str, params: Value) -> Value {
