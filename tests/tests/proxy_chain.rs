@@ -213,7 +213,8 @@ async fn finalized_calls_go_to_members_at_the_agreed_finalized_block() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (by, v) = served_by(addr, "eth_getBlockByNumber", json!(["finalized", false])).await;
-        if by != "a" {
+        // An empty `by` is a cache hit (kept for the tip TTL): not a routing.
+        if !by.is_empty() && by != "a" {
             assert_eq!(v["result"]["number"], "0x3c8", "{v}");
             break;
         }
