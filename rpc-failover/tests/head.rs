@@ -509,10 +509,20 @@ async fn a_liar_cannot_take_the_traffic_or_poison_the_head() {
     let (honest, liar) = (Node::new("honest", 0x100), Node::new("liar", 0x100));
     let g = spread_group(&[&honest, &liar], HeadPolicy::ethereum().max_lag(3));
     run_for(Duration::from_secs(1)).await;
-    // The liar answers one client's eth_blockNumber with a huge head.
+    // The liar answers a client's eth_blockNumber with a huge head: that
+    // very answer is not passed on (the honest member answers instead).
     liar.set(0xffff_ffff);
     for _ in 0..4 {
-        let _ = g.clone().oneshot(call("eth_blockNumber", "[]")).await;
+        let resp = g
+            .clone()
+            .oneshot(call("eth_blockNumber", "[]"))
+            .await
+            .expect("answer");
+        assert_eq!(
+            resp.result_json().map(|r| r.as_bytes().to_vec()),
+            Some(b"\"0x100\"".to_vec()),
+            "the lie reached a client"
+        );
     }
     assert_eq!(suspect(&g, "liar"), Some("ahead"));
     assert_eq!(

@@ -481,7 +481,8 @@ pub(crate) enum Learn {
 pub(crate) enum Shortfall {
     /// Below the session's head: must not be served.
     Session,
-    /// Below the block the call prefers, which another member has.
+    /// Below the block the call prefers, which another member has; or
+    /// from a member the answer itself showed not to be believed.
     Block,
 }
 
@@ -910,9 +911,18 @@ impl Heads {
         if need.session != 0 && !self.has(i, need.session) {
             return Some(Shortfall::Session);
         }
+        let untried = |j: usize| tried & (1 << j) == 0;
         if need.block != 0
             && !self.has(i, need.block)
-            && (0..self.members.len()).any(|j| tried & (1 << j) == 0 && self.has(j, need.block))
+            && (0..self.members.len()).any(|j| untried(j) && self.has(j, need.block))
+        {
+            return Some(Shortfall::Block);
+        }
+        // The answer itself showed a lie (a head far above the agreed one):
+        // another, believed member answers instead, when there is one.
+        if self.suspicion(i).is_some()
+            && (0..self.members.len())
+                .any(|j| untried(j) && self.suspicion(j).is_none() && self.head(j).is_some())
         {
             return Some(Shortfall::Block);
         }
