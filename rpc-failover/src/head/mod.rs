@@ -62,7 +62,7 @@
 //!   goes only to members that have that block, when one has it; a call for
 //!   `safe` or `finalized` only to members at or past the group's agreed
 //!   safe / finalized block; `eth_blockNumber` only to members at or above
-//!   the reference head, so its answers never go below the agreed head.
+//!   the agreed head, so its answers never go below it.
 //! * **Read-your-head consistency.** A call carrying [`MinHead`] (set by
 //!   [`ConsistencyLayer`] from what its session has already seen) goes only
 //!   to members at or above that head; if none is, the call waits up to
@@ -457,7 +457,7 @@ pub(crate) struct Need {
     /// From the session ([`MinHead`]): strict.
     pub(crate) session: u64,
     /// From an explicit block in the params (or, for the head method, the
-    /// reference head): preferred.
+    /// agreed head): preferred.
     pub(crate) block: u64,
     /// From a `safe` / `finalized` tag: the group's agreed value (+1) that
     /// a member's own must reach; preferred.
@@ -1169,7 +1169,8 @@ impl Heads {
                 finality = (f > 1).then_some((ProbeKind::Safe, f));
             }
             _ if request.method() == self.policy.probe.method() => {
-                block = block.max(self.reference.load(Ordering::Relaxed).saturating_sub(1));
+                // Its answers never go below the agreed head.
+                block = block.max(self.agreed.load(Ordering::Relaxed).saturating_sub(1));
             }
             _ => {}
         }
