@@ -93,6 +93,23 @@ fn hits(c: &mut Criterion) {
         });
         g.throughput(Throughput::Elements(1));
     }
+
+    // Following a head-tracking group's live ChainView: what every lookup
+    // pays to check it (a settled block; the view is current).
+    let view = rpc_core::ChainView::new();
+    view.publish(rpc_core::AgreedChain {
+        head: 0x2000000,
+        finalized: Some(0x2000000 - 64),
+        reorgs: 0,
+        reorg_floor: 0,
+    });
+    let followed = CacheLayer::new(CacheRules::ethereum())
+        .chain_view(view)
+        .layer(node());
+    rt.block_on(followed.clone().oneshot(call())).expect("warm");
+    g.bench_function("hit_1_thread_16_shards_chain_view", |b| {
+        b.iter(|| rt.block_on(followed.clone().oneshot(req.clone())))
+    });
     g.finish();
 }
 

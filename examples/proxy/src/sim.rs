@@ -48,7 +48,9 @@ pub struct Counters {
     pub stalled: AtomicU64,
     /// `eth_blockNumber` answers to clients from a head behind the chain.
     pub stale: AtomicU64,
-    /// Head probes (`eth_blockNumber` with `[]` params, as the proxy sends them).
+    /// Head probes, as the proxy sends them: `eth_getBlockByNumber` for
+    /// `latest`, `finalized` or `safe`, and `eth_blockNumber` with `[]`
+    /// params (the demo's clients send neither).
     pub probes: AtomicU64,
 }
 
@@ -262,8 +264,15 @@ fn answer(call: &Value, head: u64, state: &State, lag: u64) -> Value {
         "eth_getBalance" => json!(format!("{:#x}", mix(hash(&params[0])) >> 8)),
         "eth_call" => json!(format!("0x{:064x}", mix(hash(&params)))),
         "eth_getBlockByNumber" => {
-            let n = match params.get(0).and_then(Value::as_str) {
+            let tag = params.get(0).and_then(Value::as_str);
+            if matches!(tag, Some("latest" | "finalized" | "safe")) {
+                state.counters.probes.fetch_add(1, Ordering::Relaxed);
+            }
+            // Finality as on a proof-of-stake chain: 64 and 32 blocks back.
+            let n = match tag {
                 Some("latest") | None => Some(head),
+                Some("finalized") => head.checked_sub(64),
+                Some("safe") => head.checked_sub(32),
                 Some(tag) => u64::from_str_radix(tag.trim_start_matches("0x"), 16).ok(),
             };
             match n {
