@@ -387,6 +387,9 @@ struct MemberHead {
     probed_at: AtomicU64,
     /// When its head block (hash) was last learned.
     block_at: AtomicU64,
+    /// That block's hash fingerprint (0: none): an answer repeating it
+    /// changes nothing and takes no lock.
+    block_hash: AtomicU64,
     /// When it was last probed for finality.
     finality_at: AtomicU64,
     /// Its oldest head above the agreed head not yet confirmed (+1; 0:
@@ -564,12 +567,18 @@ impl Heads {
 
     /// Records that member `i` is at `head` now (at group tick `now`).
     pub(crate) fn observe(&self, i: usize, head: u64, now: u64) {
+        self.observe_head(i, head, now);
+    }
+
+    /// [`observe`](Self::observe); `true` if the head changed (and the
+    /// group's values were recomputed).
+    fn observe_head(&self, i: usize, head: u64, now: u64) -> bool {
         let m = &self.members[i];
         m.seen_at.store(now, Ordering::Relaxed);
         let stored = head.saturating_add(1);
         let prev = m.head.swap(stored, Ordering::Relaxed);
         if stored == prev {
-            return;
+            return false;
         }
         // It moved (either way): its stall clock restarts.
         let reference = self.reference.load(Ordering::Relaxed);
@@ -582,37 +591,36 @@ impl Heads {
         self.recompute(now);
         self.publish(now);
         self.moved.notify_waiters();
+        true
     }
 
-    /// Records a block member `i` reported: its head block (`is_head`), or
-    /// any block it served (compared only when it is its newest).
-    pub(crate) fn observe_block(&self, i: usize, block: HeadBlock, is_head: bool, now: u64) {
-        let changed = {
+    /// Records a block member `i` reported as its head.
+    pub(crate) fn observe_block(&self, i: usize, block: HeadBlock, now: u64) {
+        let m = &self.members[i];
+        m.block_at.store(now, Ordering::Relaxed);
+        // The common case (every Electrum answer repeats its server's tip):
+        // nothing new, no lock.
+        if m.block_hash.load(Ordering::Relaxed) == block.hash
+            && m.head.load(Ordering::Relaxed) == block.number.saturating_add(1)
+        {
+            m.seen_at.store(now, Ordering::Relaxed);
+            return;
+        }
+        {
             let Ok(mut book) = self.book.lock() else {
                 return;
             };
-            let view = View {
+            book.views[i] = Some(View {
                 number: block.number,
                 hash: block.hash,
                 parent: block.parent,
-            };
-            match book.views[i] {
-                Some(v) if v.number == view.number && v.hash == view.hash => false,
-                Some(v) if v.number > view.number && !is_head => false,
-                _ => {
-                    book.views[i] = Some(view);
-                    self.compare(&mut book, i);
-                    true
-                }
-            }
-        };
-        if is_head {
-            self.members[i].block_at.store(now, Ordering::Relaxed);
-            self.observe(i, block.number, now);
-        } else {
-            self.members[i].seen_at.store(now, Ordering::Relaxed);
+            });
+            self.compare(&mut book, i);
         }
-        if changed {
+        m.block_hash.store(block.hash, Ordering::Relaxed);
+        if !self.observe_head(i, block.number, now) {
+            // Same height, another block: forks and reorganisations may
+            // have changed who is believed.
             self.recompute(now);
         }
     }
@@ -1073,7 +1081,7 @@ impl Heads {
                         .result_json()
                         .and_then(|r| ethereum_block(r.as_bytes()))
                     {
-                        Some(block) => self.observe_block(i, block, true, now),
+                        Some(block) => self.observe_block(i, block, now),
                         None => {
                             // Cannot describe its latest block: ask for the
                             // number only from now on.
@@ -1119,7 +1127,7 @@ impl Heads {
     /// latest block.
     pub(crate) fn learn(&self, i: usize, what: Learn, response: &Response, now: u64) {
         if let Some(block) = response.extensions().get::<HeadBlock>() {
-            self.observe_block(i, *block, true, now);
+            self.observe_block(i, *block, now);
         } else if let Some(ChainHead(h)) = response.extensions().get::<ChainHead>() {
             self.observe(i, *h, now);
         }
@@ -1134,7 +1142,7 @@ impl Heads {
                     .result_json()
                     .and_then(|r| ethereum_block(r.as_bytes()))
                 {
-                    self.observe_block(i, block, true, now);
+                    self.observe_block(i, block, now);
                 }
             }
             Learn::Extensions => {}
