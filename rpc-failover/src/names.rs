@@ -17,6 +17,7 @@
 //! | `rpc_backend_lagging` | gauge (1/0: out of rotation for its head) | `backend` |
 //! | `rpc_backend_suspect` | gauge (1/0) | `backend`, `reason` (`ahead`, `unconfirmed`, `fork`) |
 //! | `rpc_chain_reorgs_total` | counter | — |
+//! | `rpc_chain_split` | gauge (1/0) | — (members disagree at one height, no majority) |
 
 /// Gauge: 1 while a member is in service, 0 while its out-of-service window runs.
 pub const IN_SERVICE: &str = "rpc_backend_in_service";
@@ -42,3 +43,6 @@ pub const LAGGING: &str = "rpc_backend_lagging";
 pub const SUSPECT: &str = "rpc_backend_suspect";
 /// Counter: a head-tracking group saw the chain reorganise.
 pub const REORGS: &str = "rpc_chain_reorgs_total";
+/// Gauge: 1 while a head-tracking group's members disagree on the block at
+/// one height with no majority to decide (an even split), else 0.
+pub const SPLIT: &str = "rpc_chain_split";

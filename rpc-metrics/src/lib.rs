@@ -32,6 +32,7 @@
 //! | `rpc_backend_lagging` | gauge | `backend` | 1 while a member is out of rotation for its head (lagging, stalling, or suspect) |
 //! | `rpc_backend_suspect` | gauge | `backend`, `reason` | 1 while a member's head is not believed: `ahead` (far above the agreed head), `unconfirmed` (a claim the agreed head never reached), `fork` (a minority fork) |
 //! | `rpc_chain_reorgs_total` | counter | — | reorganisations a head-tracking group saw (a changed block at an agreed height, or the agreed head going back) |
+//! | `rpc_chain_split` | gauge | — | 1 while a head-tracking group's members disagree on the block at one height with no majority (an even split: nobody is taken out) |
 //!
 //! Labels are bounded: `method` is a known method name ([`MethodLabels`]) or
 //! `other`; `code` is one of the first 64 distinct codes a layer saw, then

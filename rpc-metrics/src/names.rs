@@ -47,6 +47,7 @@ pub(crate) const ALL: &[(&str, Kind, &str)] = &[
     ("rpc_backend_lagging", Kind::Gauge, "1 while a group member is out of rotation for its head (lagging, stalling, or suspect), else 0 (rpc-failover)."),
     ("rpc_backend_suspect", Kind::Gauge, "1 while a group member's head is not believed, by reason: ahead, unconfirmed, fork (rpc-failover)."),
     ("rpc_chain_reorgs_total", Kind::Counter, "Reorganisations a head-tracking group saw (rpc-failover)."),
+    ("rpc_chain_split", Kind::Gauge, "1 while a head-tracking group's members disagree on the block at one height with no majority, else 0 (rpc-failover)."),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

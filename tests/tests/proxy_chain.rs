@@ -262,3 +262,29 @@ async fn a_read_after_a_block_is_never_answered_from_before_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_even_split_is_shown_but_takes_nobody_out() {
+    let (x, y) = (ScriptedChain::new(500), ScriptedChain::new(500));
+    y.fork(3, 498);
+    let a = FaultUpstream::start_chain(x.clone()).await;
+    let b = FaultUpstream::start_chain(y.clone()).await;
+    let (proxy, addr) = proxy_over(&[&a, &b], "strategy = \"round-robin\"", "").await;
+    let metrics = until_metric(&proxy, "rpc_chain_split 1").await;
+    for name in ["a", "b"] {
+        assert!(
+            metrics.contains(&format!(
+                r#"rpc_backend_suspect{{backend="{name}",reason="fork"}} 0"#
+            )) || !metrics.contains(&format!(r#"rpc_backend_suspect{{backend="{name}""#)),
+            "{name} taken out:\n{metrics}"
+        );
+    }
+    let mut by = std::collections::HashSet::new();
+    for _ in 0..6 {
+        by.insert(served_by(addr, "net_peerCount", json!([])).await.0);
+    }
+    assert_eq!(by.len(), 2, "both still serve: {by:?}");
+    // They agree again: the split is over.
+    y.fork(0, 0);
+    until_metric(&proxy, "rpc_chain_split 0").await;
+}

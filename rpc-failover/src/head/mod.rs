@@ -41,7 +41,7 @@
 //!   common height differs from what a strict majority of the members that
 //!   can compare report is on a minority fork (reason `fork`). An even split
 //!   (two members, one block each) has no minority: both stay, and the split
-//!   is logged and counted. Suspects leave rotation, their heads do not
+//!   is logged and shown (`rpc_chain_split` 1). Suspects leave rotation, their heads do not
 //!   count, and answers from them carry the reference head, never theirs.
 //! * **Reference head**: the highest head among believed members (and at
 //!   least the agreed head). A member more than `max_lag` blocks below it,
@@ -424,6 +424,8 @@ struct Book {
     /// (height + 1, block, how many members reported it).
     ring: Box<[(u64, u64, usize)]>,
     forked: u64,
+    /// Members disagree at a common height with no majority (an even split).
+    split: bool,
 }
 
 /// The heads of a group's members.
@@ -517,6 +519,7 @@ impl Heads {
                 views: vec![None; n].into_boxed_slice(),
                 ring: vec![(0, 0, 0); RING].into_boxed_slice(),
                 forked: 0,
+                split: false,
             }),
             moved: Notify::new(),
             wanted: Arc::new(Notify::new()),
@@ -697,6 +700,27 @@ impl Heads {
             book.forked = forked;
         }
         let Some(v) = book.views[changed] else { return };
+        // An even split: blocks differ at the changed member's height with
+        // nobody outvoted. Nobody is ejected (no minority), but it is said.
+        // Decided only where at least two members vote (members a block
+        // apart say nothing either way).
+        let here = votes(&book.views, v.number);
+        let voters: usize = here.iter().map(|e| e.1).sum();
+        let split = here.len() > 1 && forked == 0;
+        if voters >= 2 && split != book.split {
+            book.split = split;
+            metrics::gauge!(names::SPLIT).set(if split { 1.0 } else { 0.0 });
+            if split {
+                tracing::warn!(
+                    height = v.number,
+                    blocks = here.len(),
+                    "members disagree on the block at one height with no majority: \
+                     none is taken out (add members to break ties)"
+                );
+            } else {
+                tracing::info!("members agree on their blocks again");
+            }
+        }
         let mut replaced: Option<u64> = None;
         for height in [Some(v.number), v.number.checked_sub(1)]
             .into_iter()
