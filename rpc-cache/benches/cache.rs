@@ -99,6 +99,7 @@ fn hits(c: &mut Criterion) {
     let view = rpc_core::ChainView::new();
     view.publish(rpc_core::AgreedChain {
         head: 0x2000000,
+        tip: 0x2000000,
         finalized: Some(0x2000000 - 64),
         reorgs: 0,
         reorg_floor: 0,

@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use rpc_core::{AgreedChain, ChainHead, JsonRpcService, Payload, Request, Response, RpcError};
+use rpc_core::{
+    AgreedChain, ChainHead, JsonRpcService, MinHead, Payload, Request, Response, RpcError,
+};
 use tower::{Service, ServiceExt};
 
 use crate::key::{parse_params, CacheKey};
@@ -29,7 +31,15 @@ pub(crate) struct State<St> {
     negative_ttl: Option<Duration>,
     /// The trusted head: a head-tracking group's agreed head when answers
     /// carry one ([`AgreedChain`]), else the highest head answers showed.
+    /// Decides what is settled.
     head: AtomicU64,
+    /// The tip answers are fresh at: the group's highest believed head
+    /// (`AgreedChain::tip`), else the same as `head`. Tip epochs follow it,
+    /// tip answers are kept only from members at it.
+    tip: AtomicU64,
+    /// Whether a head-tracking group vouches for the heads (then tip hits
+    /// carry the tip as their [`ChainHead`], for read-your-head sessions).
+    tracked: std::sync::atomic::AtomicBool,
     /// The agreed finalized block + 1 (0: unknown).
     finalized: AtomicU64,
     /// The highest block number any answer showed (a receipt's block, a
@@ -65,6 +75,8 @@ impl<St: CacheStore> State<St> {
             coalesce,
             negative_ttl,
             head: AtomicU64::new(0),
+            tip: AtomicU64::new(0),
+            tracked: std::sync::atomic::AtomicBool::new(false),
             finalized: AtomicU64::new(0),
             seen: AtomicU64::new(0),
             reorgs: AtomicU64::new(0),
@@ -87,6 +99,9 @@ impl<St: CacheStore> State<St> {
     /// the tip epoch.
     fn follow(&self, agreed: &AgreedChain) -> u64 {
         let mut moved = 0;
+        if !self.tracked.load(Ordering::Relaxed) {
+            self.tracked.store(true, Ordering::Relaxed);
+        }
         if self.reorgs.fetch_max(agreed.reorgs, Ordering::AcqRel) < agreed.reorgs {
             // Answers about recent blocks may be of replaced ones.
             let reached = self
@@ -97,10 +112,16 @@ impl<St: CacheStore> State<St> {
                 self.settled_epoch.fetch_add(1, Ordering::Relaxed);
             }
             self.head.store(agreed.head, Ordering::Relaxed);
+            self.tip
+                .store(agreed.tip.max(agreed.head), Ordering::Relaxed);
             self.tip_epoch.fetch_add(1, Ordering::Relaxed);
             moved += 1;
         }
-        if agreed.head != 0 && self.raise_head(agreed.head) {
+        if agreed.head != 0 {
+            self.head.fetch_max(agreed.head, Ordering::Relaxed);
+        }
+        let tip = agreed.tip.max(agreed.head);
+        if tip != 0 && self.raise_tip(tip) {
             moved += 1;
         }
         if let Some(f) = agreed.finalized {
@@ -113,10 +134,15 @@ impl<St: CacheStore> State<St> {
     /// (a reorganisation the group saw through its probes).
     fn sync(&self) {
         if let Some(view) = &self.view {
-            if view.reorgs() != self.reorgs.load(Ordering::Relaxed)
-                || view.get().head > self.head.load(Ordering::Relaxed)
-            {
+            if view.reorgs() != self.reorgs.load(Ordering::Relaxed) {
                 self.follow(&view.get());
+            } else {
+                let now = view.get();
+                if now.tip > self.tip.load(Ordering::Relaxed)
+                    || now.head > self.head.load(Ordering::Relaxed)
+                {
+                    self.follow(&now);
+                }
             }
         }
     }
@@ -161,8 +187,7 @@ impl<St: CacheStore> State<St> {
             // A reorganisation reached settled blocks meanwhile.
             return;
         }
-        if slot.epoch.is_some()
-            && answer_head.is_some_and(|h| h < self.head.load(Ordering::Relaxed))
+        if slot.epoch.is_some() && answer_head.is_some_and(|h| h < self.tip.load(Ordering::Relaxed))
         {
             // From a backend behind the head already seen: passed on to its
             // caller, never kept for others.
@@ -219,10 +244,18 @@ impl<St: CacheStore> State<St> {
 }
 
 impl<St> State<St> {
-    /// Raises the head; a higher head starts a new tip epoch (`true`).
+    /// Raises the head (without a head-tracking group: the head is the
+    /// tip too); a higher one starts a new tip epoch (`true`).
     fn raise_head(&self, head: u64) -> bool {
-        let raised = self.head.fetch_max(head, Ordering::Relaxed) < head;
-        let newer = self.seen.fetch_max(head, Ordering::Relaxed) < head;
+        self.head.fetch_max(head, Ordering::Relaxed);
+        self.raise_tip(head)
+    }
+
+    /// Raises the tip; a higher tip (or a block above any seen) starts a
+    /// new tip epoch (`true`).
+    fn raise_tip(&self, tip: u64) -> bool {
+        let raised = self.tip.fetch_max(tip, Ordering::Relaxed) < tip;
+        let newer = self.seen.fetch_max(tip, Ordering::Relaxed) < tip;
         if raised || newer {
             self.tip_epoch.fetch_add(1, Ordering::Relaxed);
         }
@@ -376,6 +409,16 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     if plan == Plan::Skip {
         return bypass(inner, &state, request).await;
     }
+    if matches!(plan, Plan::Store(Some(_)))
+        && request
+            .extensions()
+            .get::<MinHead>()
+            .is_some_and(|m| m.0 > state.tip.load(Ordering::Relaxed))
+    {
+        // The caller's session has seen a head above the cache's tip: a tip
+        // answer kept here is older than what it saw.
+        return bypass(inner, &state, request).await;
+    }
     let key = CacheKey::from_parts(request.method(), &params, state.rules.lowercases_hex());
     drop(params);
     // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
@@ -411,7 +454,15 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     let id = request.id().cloned().unwrap_or_default();
 
     if let Some(payload) = state.store.get(&key).await {
-        return Ok(tagged(Response::new(id, payload), CacheStatus::Hit));
+        let mut response = Response::new(id, payload);
+        if slot.epoch.is_some() && state.tracked.load(Ordering::Relaxed) {
+            // A tip answer is kept only from members at the tip of its
+            // epoch: say so, so a read-your-head session records it.
+            response
+                .extensions_mut()
+                .insert(ChainHead(state.tip.load(Ordering::Relaxed)));
+        }
+        return Ok(tagged(response, CacheStatus::Hit));
     }
 
     if !state.coalesce {

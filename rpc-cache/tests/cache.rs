@@ -839,3 +839,42 @@ async fn a_read_after_a_receipt_is_never_answered_from_before_its_block() {
         Some(b"\"0x63\"".to_vec())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn tip_answers_are_kept_only_from_the_tip_and_say_so() {
+    use rpc_core::{ChainHead, MinHead};
+    use CacheStatus::*;
+    let agreed = Agreed::default();
+    // b is at the agreed head 0x104; a is a block ahead (the tip).
+    agreed.set(|a| {
+        a.head = 0x104;
+        a.tip = 0x105;
+    });
+    let at = Arc::new(AtomicUsize::new(0x104));
+    let h = at.clone();
+    let inner = agreed.upstream(|_| "\"0x1\"".to_owned());
+    let up = Upstream::new(move |r| {
+        let mut resp = (inner.answer)(r)?;
+        resp.extensions_mut()
+            .insert(ChainHead(h.load(Ordering::SeqCst) as u64));
+        Ok(resp)
+    });
+    let c = cache(&up);
+    // From the member one block behind the tip: passed on, not kept.
+    assert_eq!(statuses(&c, &[BALANCE, BALANCE]).await, [Miss, Miss]);
+    // From the member at the tip: kept, and a hit says which head it is.
+    at.store(0x105, Ordering::SeqCst);
+    assert_eq!(statuses(&c, &[BALANCE]).await, [Miss]);
+    let hit = c
+        .clone()
+        .oneshot(req(5, BALANCE.0, BALANCE.1))
+        .await
+        .expect("hit");
+    assert_eq!(status(&hit), Hit);
+    assert_eq!(hit.extensions().get::<ChainHead>(), Some(&ChainHead(0x105)));
+    // A session that has seen more than the tip is not served from memory.
+    let mut ahead = req(6, BALANCE.0, BALANCE.1);
+    ahead.extensions_mut().insert(MinHead(0x106));
+    let r = c.clone().oneshot(ahead).await.expect("answer");
+    assert_eq!(status(&r), Bypass);
+}

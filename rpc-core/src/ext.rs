@@ -100,8 +100,13 @@ pub struct HeadBlock {
 /// values: no single member can move them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AgreedChain {
-    /// The agreed head (block number or height).
+    /// The agreed head (block number or height): what enough members
+    /// reached. Decides what is settled.
     pub head: u64,
+    /// The highest head the group believes (at least `head`; a member a
+    /// block ahead of the others, not a suspect). Answers that follow the
+    /// tip are fresh only at this head.
+    pub tip: u64,
     /// The agreed finalized block, when the chain reports finality.
     pub finalized: Option<u64>,
     /// How many reorganisations the group has seen (a different block at a
@@ -135,9 +140,9 @@ pub struct ConnectionId(pub u64);
 /// use rpc_core::{AgreedChain, ChainView};
 ///
 /// let view = ChainView::new();
-/// view.publish(AgreedChain { head: 100, finalized: Some(36), reorgs: 1, reorg_floor: 98 });
+/// view.publish(AgreedChain { head: 100, tip: 101, finalized: Some(36), reorgs: 1, reorg_floor: 98 });
 /// let seen = view.clone().get();
-/// assert_eq!((seen.head, seen.finalized, seen.reorgs), (100, Some(36), 1));
+/// assert_eq!((seen.head, seen.tip, seen.finalized, seen.reorgs), (100, 101, Some(36), 1));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct ChainView(Arc<ViewCell>);
@@ -145,6 +150,7 @@ pub struct ChainView(Arc<ViewCell>);
 #[derive(Debug, Default)]
 struct ViewCell {
     head: std::sync::atomic::AtomicU64,
+    tip: std::sync::atomic::AtomicU64,
     /// Finalized + 1 (0: unknown).
     finalized: std::sync::atomic::AtomicU64,
     reorg_floor: std::sync::atomic::AtomicU64,
@@ -162,6 +168,7 @@ impl ChainView {
         use std::sync::atomic::Ordering;
         let c = &self.0;
         c.head.store(chain.head, Ordering::Relaxed);
+        c.tip.store(chain.tip, Ordering::Relaxed);
         c.finalized.store(
             chain.finalized.map_or(0, |f| f.saturating_add(1)),
             Ordering::Relaxed,
@@ -184,6 +191,7 @@ impl ChainView {
         let reorgs = c.reorgs.load(Ordering::Acquire);
         AgreedChain {
             head: c.head.load(Ordering::Relaxed),
+            tip: c.tip.load(Ordering::Relaxed),
             finalized: c.finalized.load(Ordering::Relaxed).checked_sub(1),
             reorgs,
             reorg_floor: c.reorg_floor.load(Ordering::Relaxed),

@@ -288,3 +288,31 @@ async fn an_even_split_is_shown_but_takes_nobody_out() {
     y.fork(0, 0);
     until_metric(&proxy, "rpc_chain_split 0").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ahead_of_the_agreed_head_is_not_served_older_cached_answers() {
+    // a is a block ahead of b (both in rotation); the agreed head is b's.
+    let (x, y) = (ScriptedChain::new(0x105), ScriptedChain::new(0x104));
+    let a = FaultUpstream::start_chain(x.clone()).await;
+    let b = FaultUpstream::start_chain(y.clone()).await;
+    let (proxy, addr) = proxy_over(
+        &[&a, &b],
+        "strategy = \"round-robin\"",
+        "[consistency]\nenabled = true",
+    )
+    .await;
+    until_metric(&proxy, r#"rpc_backend_head{backend="b"} 260"#).await;
+    let mut conn = Connection::open(addr).await;
+    let mut last = 0;
+    for i in 0..100 {
+        // Clients without a session (a new connection each) keep filling the
+        // cache from either member.
+        let _ = call(addr, "eth_blockNumber", json!([])).await;
+        let (_, v) = conn.call("eth_blockNumber", json!([])).await;
+        let n = hex(&v);
+        assert!(n >= last, "call {i}: {n:#x} after {last:#x}");
+        last = n;
+        // Across several tip TTLs (1 s): the cached value is refilled.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}

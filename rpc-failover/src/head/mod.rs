@@ -758,8 +758,10 @@ impl Heads {
 
     /// The group's agreed values now.
     pub(crate) fn agreed_chain(&self) -> AgreedChain {
+        let head = self.agreed().unwrap_or(0);
         AgreedChain {
-            head: self.agreed().unwrap_or(0),
+            head,
+            tip: self.reference().unwrap_or(0).max(head),
             finalized: self.finalized(),
             reorgs: self.reorgs.load(Ordering::Acquire),
             reorg_floor: self.reorg_floor.load(Ordering::Relaxed),
