@@ -630,3 +630,53 @@ async fn load_shed_maps_to_overloaded() {
     assert!(matches!(err, RpcError::Overloaded), "{err}");
     held.abort();
 }
+
+#[tokio::test]
+async fn health_is_readiness_when_a_check_is_configured() {
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = ready.clone();
+    let front = HttpFront::new(
+        echo(Default::default()),
+        ServerConfig::default().readiness(move || flag.load(Ordering::SeqCst)),
+    );
+    let get = || {
+        http::Request::get("/healthz")
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+    let (status, _, body) = send(&front, get()).await;
+    assert_eq!(
+        (status, json(&body)["status"].clone()),
+        (StatusCode::OK, "ok".into())
+    );
+    ready.store(false, Ordering::SeqCst);
+    let (status, _, body) = send(&front, get()).await;
+    assert_eq!(
+        (status, json(&body)["status"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
+    );
+    // Calls are still answered (readiness is advice to a load balancer).
+    let (status, _, _) = post(&front, r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_backend_s_retry_after_is_clamped() {
+    let limited = service_fn(|_req: Request| async {
+        Err::<Response, _>(RpcError::RateLimited {
+            retry_after: Some(Duration::from_secs(3600)),
+        })
+    });
+    for (config, expected) in [
+        (ServerConfig::default(), "30"),
+        (
+            ServerConfig::default().max_retry_after(Duration::from_secs(5)),
+            "5",
+        ),
+    ] {
+        let front = HttpFront::new(limited, config);
+        let (status, headers, _) = post(&front, r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["retry-after"], expected, "an hour asked, capped");
+    }
+}

@@ -336,6 +336,19 @@ impl<S> Core<S> {
         }
     }
 
+    /// How many members can take a call now: in service, or out with their
+    /// window ended (the next call is their trial).
+    pub(crate) fn available(&self) -> usize {
+        let now = self.now();
+        self.health
+            .iter()
+            .filter(|h| {
+                let until = h.out_until.load(Ordering::Acquire);
+                until == 0 || until <= now
+            })
+            .count()
+    }
+
     /// When the first out-of-service member is due back.
     pub(crate) fn soonest_retry_after(&self) -> Option<Duration> {
         let now = self.now();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{call, post, post_with, raw_exchange, start_proxy, FaultUpstream};
+use tests::{call, post, post_with, raw_exchange, start_proxy, start_proxy_config, FaultUpstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_backend_failure_has_its_documented_answer() {
@@ -306,4 +306,56 @@ async fn h2c_prior_knowledge_is_served() {
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["result"]["method"], "over_h2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_readiness_and_retry_after_is_clamped() {
+    // A backend nobody listens on: it goes out of service at its first
+    // failure, and /healthz says the replica cannot serve until it is due back.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let limited = FaultUpstream::start().await;
+    let (_proxy, addr) = start_proxy_config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.dead]
+url = "http://{dead}"
+[backends.limited]
+url = "{}"
+[groups.main]
+members = ["dead"]
+failure_threshold = 1
+out_of_service = "2s"
+[groups.other]
+members = ["limited"]
+[routing]
+methods = {{ "fault_*" = "other" }}
+default = "main"
+[retry]
+max_retries = 0
+max_retry_after = "1s"
+"#,
+        limited.url()
+    ));
+    let health = || async { tests::get(addr, "/healthz").await };
+    let (status, body) = health().await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let (s, _) = call(addr, "eth_chainId", json!([])).await;
+    assert_eq!(s.as_u16(), 503);
+    let (status, body) = health().await;
+    assert_eq!(
+        (status.as_u16(), body.contains("unavailable")),
+        (503, true),
+        "{body}"
+    );
+    // Its window ends: the next call is its trial, so the replica may serve.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(health().await.0.as_u16(), 200);
+
+    // A backend asking for 3 s: clients are told at most max_retry_after.
+    let (s, headers, _) = post(addr, r#"{"jsonrpc":"2.0","id":1,"method":"fault_429"}"#).await;
+    assert_eq!(s.as_u16(), 503);
+    assert_eq!(headers["retry-after"], "1");
 }

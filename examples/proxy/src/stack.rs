@@ -50,12 +50,14 @@ pub fn build(config: &Config) -> Result<Built, String> {
     let mut router = MethodRouter::builder();
     let mut built_groups = Vec::with_capacity(groups.len());
     let mut views = Vec::new();
+    let mut readiness = Vec::new();
     for (name, group) in &groups {
-        let (service, view) = group_stack(config, name, group)?;
-        if let Some(view) = view {
+        let built = group_stack(config, name, group)?;
+        if let Some(view) = built.view {
             views.push((name.clone(), view));
         }
-        built_groups.push((name.clone(), service));
+        readiness.push((name.clone(), built.ready));
+        built_groups.push((name.clone(), built.service));
     }
     let service_of = |name: &str| {
         built_groups
@@ -166,9 +168,18 @@ pub fn build(config: &Config) -> Result<Built, String> {
         })
         .collect();
 
+    // /healthz is readiness: 503 while the default group cannot take a call.
+    let mut server = server_config(config);
+    if let Some((_, ready)) = readiness
+        .into_iter()
+        .find(|(g, _)| Some(g) == default_group.as_ref())
+    {
+        server = server.readiness(move || ready());
+    }
+
     Ok(Built {
         service,
-        server: server_config(config),
+        server,
         cors: config.server.cors.as_ref().map(|c| cors(config, c)),
         summary,
         head_rules,
@@ -197,11 +208,15 @@ fn head_policy(protocol: Protocol, h: &crate::config::HeadSpec) -> HeadPolicy {
 }
 
 /// One group: retry over a failover group or quorum of metered backends.
-fn group_stack(
-    config: &Config,
-    gname: &str,
-    group: &Group,
-) -> Result<(BoxJsonRpcService, Option<rpc_core::ChainView>), String> {
+/// One built group: its stack, its chain view (head tracking), and whether
+/// it can take a call now.
+struct GroupStack {
+    service: BoxJsonRpcService,
+    view: Option<rpc_core::ChainView>,
+    ready: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack, String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
     for name in group.members.get_ref() {
         let name = name.get_ref().as_str();
@@ -257,17 +272,19 @@ fn group_stack(
         failover = failover.head_tracking(head_policy(config.protocol, head.get_ref()));
     }
     let mut view = None;
+    let ready: Box<dyn Fn() -> bool + Send + Sync>;
     let group_service = if group.strategy == Strategy::Quorum {
         let k = group.quorum.as_ref().map_or(1, |k| *k.get_ref());
         let mut quorum = QuorumLayer::new(k).group(failover);
         if let Some(t) = group.quorum_timeout {
             quorum = quorum.timeout(t.0);
         }
-        BoxJsonRpcService::new(
-            quorum
-                .build(members)
-                .map_err(|e| format!("groups.{gname}: {e}"))?,
-        )
+        let quorum = quorum
+            .build(members)
+            .map_err(|e| format!("groups.{gname}: {e}"))?;
+        let probe = quorum.clone();
+        ready = Box::new(move || probe.ready());
+        BoxJsonRpcService::new(quorum)
     } else {
         let group = failover
             .build(members)
@@ -276,6 +293,8 @@ fn group_stack(
         // tracking, or outside a runtime as in `check`).
         group.start_head_probes();
         view = group.chain_view();
+        let probe = group.clone();
+        ready = Box::new(move || probe.ready());
         BoxJsonRpcService::new(group)
     };
 
@@ -291,7 +310,11 @@ fn group_stack(
                 .max_reserve(r.budget_max_reserve),
         )
         .classifier(classifier(config.protocol));
-    Ok((BoxJsonRpcService::new(retry.layer(group_service)), view))
+    Ok(GroupStack {
+        service: BoxJsonRpcService::new(retry.layer(group_service)),
+        view,
+        ready,
+    })
 }
 
 fn classifier(protocol: Protocol) -> MethodRules {
@@ -397,7 +420,9 @@ fn server_config(config: &Config) -> ServerConfig {
         .body_read_timeout(s.body_timeout.0)
         .header_read_timeout(s.header_timeout.0)
         .shutdown_timeout(s.shutdown_timeout.0)
-        .health_path(s.health_path.clone());
+        .health_path(s.health_path.clone())
+        // A backend asking clients to wait longer is clamped like retries.
+        .max_retry_after(config.retry.max_retry_after.0);
     if config.consistency.enabled {
         if let Ok(name) =
             http::HeaderName::from_bytes(config.consistency.session_header.get_ref().as_bytes())

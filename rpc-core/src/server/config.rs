@@ -12,6 +12,16 @@ type HeaderFn = dyn Fn(&Response, &mut HeaderMap) + Send + Sync;
 #[derive(Clone)]
 pub(crate) struct HeaderHook(pub(crate) Arc<HeaderFn>);
 
+/// Whether the service can take calls now (see [`ServerConfig::readiness`]).
+#[derive(Clone)]
+pub(crate) struct Readiness(pub(crate) Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Readiness(..)")
+    }
+}
+
 impl fmt::Debug for HeaderHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("HeaderHook(..)")
@@ -41,6 +51,8 @@ pub struct ServerConfig {
     pub(crate) header_read_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) health_path: String,
+    pub(crate) readiness: Option<Readiness>,
+    pub(crate) max_retry_after: Duration,
     pub(crate) response_headers: Option<HeaderHook>,
     pub(crate) api_key_header: Option<http::HeaderName>,
     pub(crate) session_header: Option<http::HeaderName>,
@@ -57,6 +69,8 @@ impl Default for ServerConfig {
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
             health_path: "/healthz".to_owned(),
+            readiness: None,
+            max_retry_after: Self::DEFAULT_MAX_RETRY_AFTER,
             response_headers: None,
             api_key_header: None,
             session_header: None,
@@ -67,6 +81,8 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Default request body limit: 10 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+    /// Default cap on the `Retry-After` sent to clients: 30 s.
+    pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
     /// Default batch limit: 100 calls.
     pub const DEFAULT_MAX_BATCH: usize = 100;
     /// Default number of calls of one batch run at once: 16.
@@ -180,6 +196,36 @@ impl ServerConfig {
     /// The health-check path answered to `GET` (default `/healthz`).
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
         self.health_path = path.into();
+        self
+    }
+
+    /// Makes the health path a readiness check: `200 {"status":"ok"}` while
+    /// `ready()` says so, `503 {"status":"unavailable"}` otherwise, so a load
+    /// balancer takes the replica out while it cannot serve (e.g. no member
+    /// of its default group can take a call). Default: always ready (the
+    /// path then only says the process answers). Called on every health
+    /// request: keep it cheap.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use rpc_core::server::ServerConfig;
+    ///
+    /// let up = Arc::new(AtomicBool::new(true));
+    /// let flag = up.clone();
+    /// let config = ServerConfig::default().readiness(move || flag.load(Ordering::Relaxed));
+    /// # drop(config);
+    /// ```
+    pub fn readiness(mut self, ready: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.readiness = Some(Readiness(Arc::new(ready)));
+        self
+    }
+
+    /// The longest `Retry-After` sent to a client (default 30 s): a
+    /// backend's own `Retry-After` (one provider asking for an hour) is
+    /// clamped to it.
+    pub fn max_retry_after(mut self, d: Duration) -> Self {
+        self.max_retry_after = d;
         self
     }
 }

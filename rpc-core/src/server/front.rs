@@ -117,7 +117,13 @@ impl<S: JsonRpcService> HttpFront<S> {
         let (parts, body) = req.into_parts();
         let config = &self.config;
         if parts.method == Method::GET && parts.uri.path() == config.health_path {
-            return json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
+            return match &config.readiness {
+                Some(ready) if !(ready.0)() => json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Bytes::from_static(br#"{"status":"unavailable"}"#),
+                ),
+                _ => json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)),
+            };
         }
         if parts.method != Method::POST {
             let mut resp = error_response(
@@ -215,6 +221,7 @@ impl<S: JsonRpcService> HttpFront<S> {
                         let mut http_resp =
                             json_response(err.http_status(), Bytes::from(resp.to_json()));
                         if let Some(after) = err.retry_after() {
+                            let after = after.min(config.max_retry_after);
                             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
                             http_resp
                                 .headers_mut()

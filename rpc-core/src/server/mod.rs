@@ -7,7 +7,9 @@
 //!
 //! What the front does with a request:
 //!
-//! * `GET /healthz` (configurable) answers `200 {"status":"ok"}`.
+//! * `GET /healthz` (configurable) answers `200 {"status":"ok"}`, or `503
+//!   {"status":"unavailable"}` while a configured readiness check says the
+//!   service cannot take calls ([`ServerConfig::readiness`]).
 //! * A `POST` on any path is JSON-RPC (so the front can be mounted under a
 //!   prefix); any other method is `405`. A `Content-Type` other than JSON is
 //!   `415` (a missing one is accepted, for `curl` users).

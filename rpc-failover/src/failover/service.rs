@@ -37,6 +37,13 @@ impl<S> Failover<S> {
         self.core.status()
     }
 
+    /// Whether the group can take a call now: a member is in service, or
+    /// out with its window ended (the next call is its trial). For a
+    /// readiness check (`rpc_core::server::ServerConfig::readiness`).
+    pub fn ready(&self) -> bool {
+        self.core.available() > 0
+    }
+
     /// What the group agrees on (agreed head, finalized block,
     /// reorganisations), live, with head tracking on: give it to a cache
     /// ([`rpc_cache`'s `CacheLayer::chain_view`]) so that what the group

@@ -46,6 +46,12 @@ impl<S> Quorum<S> {
     pub fn members(&self) -> impl Iterator<Item = MemberStatus> + '_ {
         self.core.status()
     }
+
+    /// Whether a quorum can be reached now: at least `k` members can take a
+    /// call (in service, or due for their trial). For a readiness check.
+    pub fn ready(&self) -> bool {
+        self.core.available() >= self.k
+    }
 }
 
 impl<S> Clone for Quorum<S> {
