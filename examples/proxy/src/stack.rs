@@ -174,7 +174,7 @@ pub fn build(config: &Config) -> Result<Built, String> {
         .into_iter()
         .find(|(g, _)| Some(g) == default_group.as_ref())
     {
-        server = server.readiness(move || ready());
+        server = server.readiness(ready);
     }
 
     Ok(Built {
@@ -283,7 +283,7 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack
             .build(members)
             .map_err(|e| format!("groups.{gname}: {e}"))?;
         let probe = quorum.clone();
-        ready = Box::new(move || probe.ready());
+        ready = Box::new(move || probe.can_serve());
         BoxJsonRpcService::new(quorum)
     } else {
         let group = failover
@@ -294,7 +294,7 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack
         group.start_head_probes();
         view = group.chain_view();
         let probe = group.clone();
-        ready = Box::new(move || probe.ready());
+        ready = Box::new(move || probe.can_serve());
         BoxJsonRpcService::new(group)
     };
 

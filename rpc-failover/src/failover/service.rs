@@ -40,7 +40,7 @@ impl<S> Failover<S> {
     /// Whether the group can take a call now: a member is in service, or
     /// out with its window ended (the next call is its trial). For a
     /// readiness check (`rpc_core::server::ServerConfig::readiness`).
-    pub fn ready(&self) -> bool {
+    pub fn can_serve(&self) -> bool {
         self.core.available() > 0
     }
 

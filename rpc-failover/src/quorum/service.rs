@@ -49,7 +49,7 @@ impl<S> Quorum<S> {
 
     /// Whether a quorum can be reached now: at least `k` members can take a
     /// call (in service, or due for their trial). For a readiness check.
-    pub fn ready(&self) -> bool {
+    pub fn can_serve(&self) -> bool {
         self.core.available() >= self.k
     }
 }
