@@ -167,6 +167,10 @@ pub(crate) struct Pick {
     pub(crate) index: usize,
     /// This call is the half-open trial that decides whether it is back.
     pub(crate) probe: bool,
+    /// Every member was out of service: this is the one attempt a call
+    /// makes on the member due back first (`WhenAllDown::TrySoonest`); if
+    /// it fails, the call fails rather than try every member.
+    pub(crate) last_resort: bool,
 }
 
 /// How one attempt ended.
@@ -279,9 +283,11 @@ impl<S> Core<S> {
             return self.pick(tried);
         };
         let m = heads.masks(self.now(), need);
-        self.pick(tried | m.lagging | m.below_session | m.below_block)
-            .or_else(|| self.pick(tried | m.below_session | m.below_block))
-            .or_else(|| self.pick(tried | m.below_session))
+        // Members in service first, however far behind; a member out of
+        // service (its one last-resort attempt) only when none is.
+        self.pick_in(tried | m.lagging | m.below_session | m.below_block, false)
+            .or_else(|| self.pick_in(tried | m.below_session | m.below_block, false))
+            .or_else(|| self.pick_in(tried | m.below_session, true))
     }
 
     /// Whether member `i`'s answer turned out to fall short of `need`.
@@ -313,6 +319,12 @@ impl<S> Core<S> {
     /// The next member to try, skipping those in `tried`. Never allocates;
     /// the work is one pass over the members.
     pub(crate) fn pick(&self, tried: u64) -> Option<Pick> {
+        self.pick_in(tried, true)
+    }
+
+    /// [`pick`](Self::pick); `last_resort` allows the `WhenAllDown` fallback
+    /// when no member in `tried`'s complement is in service.
+    fn pick_in(&self, tried: u64, last_resort: bool) -> Option<Pick> {
         let now = LazyNow::new(self);
         for &(start, end) in self.tiers.iter() {
             let found = match self.policy.spread {
@@ -328,9 +340,11 @@ impl<S> Core<S> {
             }
         }
         match self.policy.when_all_down {
+            _ if !last_resort => None,
             WhenAllDown::TrySoonest => self.soonest_back(tried).map(|index| Pick {
                 index,
                 probe: false,
+                last_resort: true,
             }),
             WhenAllDown::FailFast => None,
         }
@@ -384,6 +398,7 @@ impl<S> Core<S> {
             return Some(Pick {
                 index: i,
                 probe: false,
+                last_resort: false,
             });
         }
         if now.get() >= until
@@ -394,6 +409,7 @@ impl<S> Core<S> {
             return Some(Pick {
                 index: i,
                 probe: true,
+                last_resort: false,
             });
         }
         None
@@ -429,6 +445,7 @@ impl<S> Core<S> {
         best.map(|(index, _)| Pick {
             index,
             probe: false,
+            last_resort: false,
         })
     }
 
@@ -809,6 +826,7 @@ mod tests {
             Pick {
                 index: 0,
                 probe: false,
+                last_resort: false,
             },
             &"refused",
         );

@@ -456,3 +456,25 @@ async fn groups_nest() {
     let r = svc.call(req("eth_chainId")).await.expect("answer");
     assert_eq!(result_of(&r), "\"b\"");
 }
+
+#[tokio::test(start_paused = true)]
+async fn when_all_are_down_a_call_makes_one_attempt_not_one_per_member() {
+    let a = Mock::new("a", |_| Step::Refused);
+    let b = Mock::new("b", |_| Step::Refused);
+    let c = Mock::new("c", |_| Step::Refused);
+    let g = group(
+        FailoverLayer::new()
+            .failure_threshold(1)
+            .out_of_service(Duration::from_secs(10)),
+        &[&a, &b, &c],
+    );
+    // The first call finds them in service and goes round all three.
+    let _ = call(&g, "eth_chainId").await;
+    assert_eq!(a.calls() + b.calls() + c.calls(), 3);
+    // Now every member is out: each call tries the one due back first, once.
+    for n in 1..=10 {
+        let r = call(&g, "eth_chainId").await;
+        assert!(r.is_err() || r.is_ok_and(|r| r.error_object().is_some()));
+        assert_eq!(a.calls() + b.calls() + c.calls(), 3 + n, "call {n}");
+    }
+}

@@ -94,6 +94,7 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
                     Pick {
                         index,
                         probe: false,
+                        last_resort: false,
                     },
                     true,
                 )
@@ -117,7 +118,10 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
             },
             Outcome::Busy => busy |= 1 << pick.index,
             outcome => {
-                if !core.may_move_on(&outcome, safe_to_repeat) {
+                // With every member out, the call's one attempt went to the
+                // member due back first: it does not go round them all (a
+                // retry layer above decides, from its budget).
+                if pick.last_resort || !core.may_move_on(&outcome, safe_to_repeat) {
                     return finish(core, Some(outcome));
                 }
                 tracing::debug!(
@@ -210,7 +214,9 @@ async fn run_hedged<S: JsonRpcService>(
                     return Ok(with_attempts(response, tried));
                 }
                 outcome => {
-                    if !core.may_move_on(&outcome, true) {
+                    if (pick.last_resort && in_flight.is_empty())
+                        || !core.may_move_on(&outcome, true)
+                    {
                         return finish(core, Some(outcome));
                     }
                     tracing::debug!(backend = %core.name(pick.index), "hedged attempt failed");
