@@ -49,7 +49,10 @@ impl Spread {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WhenAllDown {
     /// Try the member whose out-of-service window ends soonest (the default):
-    /// a flapping backend may well be back.
+    /// a flapping backend may well be back. One attempt per call: if it
+    /// fails, the call fails (a retry layer above decides whether to try
+    /// again, from its budget) rather than go round every member. Members in
+    /// service, even ones behind on the chain, come first.
     #[default]
     TrySoonest,
     /// Fail at once with [`RpcError::NoBackendAvailable`], whose
