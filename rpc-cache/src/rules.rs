@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use rpc_core::methods::hex_quantity;
 use rpc_core::{Payload, Response};
 use serde_json::Value;
 
@@ -275,7 +276,7 @@ impl CacheRules {
         match format {
             HeadFormat::HexQuantity => {
                 let s: &str = serde_json::from_slice(raw.as_bytes()).ok()?;
-                parse_quantity(s)
+                hex_quantity(s)
             }
             HeadFormat::HeightField => {
                 #[derive(serde::Deserialize)]
@@ -353,7 +354,7 @@ impl CacheRules {
             block_number: Option<&'a str>,
         }
         let mined: Mined<'_> = serde_json::from_slice(raw.as_bytes()).ok()?;
-        let n = parse_quantity(mined.block_number?)?;
+        let n = hex_quantity(mined.block_number?)?;
         match self.by_block(BlockRef::Number(n), line) {
             Plan::Store(ttl) => Some(ttl),
             Plan::Settled => Some(None),
@@ -406,7 +407,7 @@ impl CacheRules {
         } else {
             mined.number
         };
-        parse_quantity(text?)
+        hex_quantity(text?)
     }
 
     pub(crate) fn confirmations_of(&self) -> u64 {
@@ -490,7 +491,7 @@ fn block_ref(v: Option<&Value>) -> BlockRef {
             "pending" => BlockRef::Pending,
             "earliest" => BlockRef::Earliest,
             s if s.len() == 66 && s.starts_with("0x") => BlockRef::Hash,
-            s => parse_quantity(s).map_or(BlockRef::Unknown, BlockRef::Number),
+            s => hex_quantity(s).map_or(BlockRef::Unknown, BlockRef::Number),
         },
         Some(Value::Object(o)) => {
             if o.contains_key("blockHash") {
@@ -504,14 +505,6 @@ fn block_ref(v: Option<&Value>) -> BlockRef {
         }
         Some(_) => BlockRef::Unknown,
     }
-}
-
-fn parse_quantity(s: &str) -> Option<u64> {
-    let hex = s.strip_prefix("0x")?;
-    if hex.is_empty() || hex.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
 }
 
 /// Whether an answer is "empty": `null` results and error objects are cached

@@ -134,15 +134,12 @@ impl<St: CacheStore> State<St> {
     /// (a reorganisation the group saw through its probes).
     fn sync(&self) {
         if let Some(view) = &self.view {
-            if view.reorgs() != self.reorgs.load(Ordering::Relaxed) {
-                self.follow(&view.get());
-            } else {
-                let now = view.get();
-                if now.tip > self.tip.load(Ordering::Relaxed)
-                    || now.head > self.head.load(Ordering::Relaxed)
-                {
-                    self.follow(&now);
-                }
+            let now = view.get();
+            if now.reorgs != self.reorgs.load(Ordering::Relaxed)
+                || now.tip > self.tip.load(Ordering::Relaxed)
+                || now.head > self.head.load(Ordering::Relaxed)
+            {
+                self.follow(&now);
             }
         }
     }
@@ -165,10 +162,7 @@ impl<St: CacheStore> State<St> {
         // Reads your writes: once a client holds a receipt (or a block) for
         // block N, nothing cached before N is served.
         if let Some(n) = self.rules.block_in(method, response) {
-            if self.seen.fetch_max(n, Ordering::Relaxed) < n {
-                self.tip_epoch.fetch_add(1, Ordering::Relaxed);
-                moved += 1;
-            }
+            moved += u64::from(self.see(n));
         }
         moved
     }
@@ -255,11 +249,21 @@ impl<St> State<St> {
     /// new tip epoch (`true`).
     fn raise_tip(&self, tip: u64) -> bool {
         let raised = self.tip.fetch_max(tip, Ordering::Relaxed) < tip;
-        let newer = self.seen.fetch_max(tip, Ordering::Relaxed) < tip;
-        if raised || newer {
+        let newer = self.see(tip);
+        if raised && !newer {
             self.tip_epoch.fetch_add(1, Ordering::Relaxed);
         }
         raised || newer
+    }
+
+    /// Notes a block number an answer showed; one above any seen starts a
+    /// new tip epoch (`true`).
+    fn see(&self, block: u64) -> bool {
+        let newer = self.seen.fetch_max(block, Ordering::Relaxed) < block;
+        if newer {
+            self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+        }
+        newer
     }
 }
 

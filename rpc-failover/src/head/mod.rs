@@ -568,14 +568,9 @@ impl Heads {
         seen != 0 && now.saturating_sub(seen) <= 3 * duration_ticks(self.policy.probe_interval)
     }
 
-    /// Records that member `i` is at `head` now (at group tick `now`).
-    pub(crate) fn observe(&self, i: usize, head: u64, now: u64) {
-        self.observe_head(i, head, now);
-    }
-
-    /// [`observe`](Self::observe); `true` if the head changed (and the
-    /// group's values were recomputed).
-    fn observe_head(&self, i: usize, head: u64, now: u64) -> bool {
+    /// Records that member `i` is at `head` now (at group tick `now`);
+    /// `true` if its head changed (and the group's values were recomputed).
+    pub(crate) fn observe(&self, i: usize, head: u64, now: u64) -> bool {
         let m = &self.members[i];
         m.seen_at.store(now, Ordering::Relaxed);
         let stored = head.saturating_add(1);
@@ -621,7 +616,7 @@ impl Heads {
             self.compare(&mut book, i);
         }
         m.block_hash.store(block.hash, Ordering::Relaxed);
-        if !self.observe_head(i, block.number, now) {
+        if !self.observe(i, block.number, now) {
             // Same height, another block: forks and reorganisations may
             // have changed who is believed.
             self.recompute(now);
