@@ -47,6 +47,7 @@
 //! ```
 
 pub mod classify;
+pub mod deadline;
 pub mod failover;
 mod group;
 pub mod head;
@@ -57,10 +58,13 @@ pub mod quorum;
 pub mod retry;
 
 pub use classify::{BlockTag, Classifier, FailureRules, Idempotency, MethodRules};
+pub use deadline::AttemptDeadline;
 pub use failover::{Failover, FailoverLayer};
-pub use group::{GroupError, MemberStatus, Spread, WhenAllDown, MAX_MEMBERS};
+pub use group::{
+    GroupError, HealthCheck, MemberStatus, OutReason, Spread, WhenAllDown, MAX_MEMBERS,
+};
 pub use head::{ConsistencyLayer, HeadPolicy, HeadProbe, Suspicion};
 pub use hedge::{HedgeLayer, HedgePolicy};
-pub use member::Member;
+pub use member::{ConcurrencyLimit, Member};
 pub use quorum::{Quorum, QuorumLayer};
 pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy};

@@ -34,6 +34,56 @@ pub struct Member<S> {
     pub(crate) name: Arc<str>,
     pub(crate) service: S,
     pub(crate) priority: u32,
+    pub(crate) limit: Option<ConcurrencyLimit>,
+}
+
+/// How many calls a member may have in flight at once (proxyd's
+/// `max_concurrent_rpcs`). Calls beyond it go to another member, or wait in
+/// the group's bounded queue (under their deadline) for a slot.
+///
+/// An adaptive limit starts at `max` and moves AIMD-style: halved (down to
+/// `min`) when the member refuses calls (HTTP 429, a rate-limit error
+/// object), stalls or times out — at most once per 100 ms — and raised by
+/// one after as many successes as the limit.
+///
+/// ```
+/// use rpc_failover::{ConcurrencyLimit, Member};
+///
+/// let member = Member::new("node", ()).max_concurrency(ConcurrencyLimit::adaptive(64));
+/// # let _ = member;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConcurrencyLimit {
+    pub(crate) max: u32,
+    pub(crate) min: u32,
+    pub(crate) adaptive: bool,
+}
+
+impl ConcurrencyLimit {
+    /// At most `max` calls in flight (at least 1).
+    pub fn fixed(max: u32) -> Self {
+        let max = max.max(1);
+        ConcurrencyLimit {
+            max,
+            min: max,
+            adaptive: false,
+        }
+    }
+
+    /// Starts at `max` (at least 1) and adapts between 1 and `max`.
+    pub fn adaptive(max: u32) -> Self {
+        ConcurrencyLimit {
+            max: max.max(1),
+            min: 1,
+            adaptive: true,
+        }
+    }
+
+    /// The lowest an adaptive limit goes (default 1; at most `max`).
+    pub fn min(mut self, min: u32) -> Self {
+        self.min = min.clamp(1, self.max);
+        self
+    }
 }
 
 impl<S> Member<S> {
@@ -43,12 +93,19 @@ impl<S> Member<S> {
             name: name.into(),
             service,
             priority: 0,
+            limit: None,
         }
     }
 
     /// Sets the priority: lower numbers are tried first.
     pub fn priority(mut self, priority: u32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Caps the calls in flight on this member (default: no cap).
+    pub fn max_concurrency(mut self, limit: ConcurrencyLimit) -> Self {
+        self.limit = Some(limit);
         self
     }
 
@@ -70,6 +127,7 @@ impl<S: JsonRpcService> Member<S> {
             name: self.name,
             service: BoxJsonRpcService::new(self.service),
             priority: self.priority,
+            limit: self.limit,
         }
     }
 }
@@ -79,6 +137,7 @@ impl<S> fmt::Debug for Member<S> {
         f.debug_struct("Member")
             .field("name", &self.name)
             .field("priority", &self.priority)
+            .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }

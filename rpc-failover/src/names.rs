@@ -6,7 +6,9 @@
 //! | name | type | labels |
 //! |---|---|---|
 //! | `rpc_backend_in_service` | gauge (1/0) | `backend` |
-//! | `rpc_backend_out_of_service_total` | counter | `backend` |
+//! | `rpc_backend_out_of_service_total` | counter | `backend`, `reason` (`stall`, `timeout`, `error`, `refused`, `probe`) |
+//! | `rpc_backend_stalls_total` | counter | `backend` (attempts past their stall deadline) |
+//! | `rpc_backend_concurrency_limit` | gauge | `backend` (members with a concurrency limit) |
 //! | `rpc_failovers_total` | counter | `backend` (the one the call left) |
 //! | `rpc_hedges_total` | counter | — |
 //! | `rpc_quorum_failures_total` | counter | — |
@@ -21,8 +23,12 @@
 
 /// Gauge: 1 while a member is in service, 0 while its out-of-service window runs.
 pub const IN_SERVICE: &str = "rpc_backend_in_service";
-/// Counter: a member went out of service.
+/// Counter: a member went out of service, by reason.
 pub const OUT_OF_SERVICE: &str = "rpc_backend_out_of_service_total";
+/// Counter: an attempt passed its stall deadline without an answer.
+pub const STALLS: &str = "rpc_backend_stalls_total";
+/// Gauge: a member's concurrency limit now (it moves when adaptive).
+pub const CONCURRENCY_LIMIT: &str = "rpc_backend_concurrency_limit";
 /// Counter: a call moved on from this member to the next.
 pub const FAILOVERS: &str = "rpc_failovers_total";
 /// Counter: a hedge was sent.
@@ -31,7 +37,7 @@ pub const HEDGES: &str = "rpc_hedges_total";
 pub const QUORUM_FAILURES: &str = "rpc_quorum_failures_total";
 /// Counter: a retry was made.
 pub const RETRIES: &str = "rpc_retries_total";
-/// Counter: a retry was refused because the budget was spent.
+/// Counter: a retry, hedge or failover was refused because the budget was spent.
 pub const RETRY_BUDGET_EXHAUSTED: &str = "rpc_retry_budget_exhausted_total";
 /// Gauge: a member's chain head, as the group's head tracker knows it.
 pub const HEAD: &str = "rpc_backend_head";

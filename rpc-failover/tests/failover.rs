@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{req, result_of, slow, Mock, Step};
 use rpc_core::{Attempts, Deadline, Id, RpcError, ServedBy};
-use rpc_failover::{FailoverLayer, Member, Spread, WhenAllDown};
+use rpc_failover::{AttemptDeadline, FailoverLayer, Member, Spread, WhenAllDown};
 use tower::{Service, ServiceExt};
 
 type Group = rpc_failover::Failover<Mock>;
@@ -363,10 +363,39 @@ async fn a_saturated_member_is_skipped_not_waited_for() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_frozen_member_is_cut_at_the_deadline_and_counted() {
+async fn a_frozen_member_is_left_at_its_stall_deadline_and_counted() {
     let a = Mock::new("a", |_| Step::Hang);
     let b = Mock::ok("b", "\"b\"");
     let g = group(FailoverLayer::new().failure_threshold(1), &[&a, &b]);
+    let mut request = req("eth_chainId");
+    request.extensions_mut().insert(Deadline(
+        tokio::time::Instant::now() + Duration::from_secs(10),
+    ));
+    let started = tokio::time::Instant::now();
+    let r = g.clone().oneshot(request).await.expect("b answers");
+    assert_eq!(result_of(&r), "\"b\"");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(3),
+        "the initial stall deadline, not the call's 10 s"
+    );
+    let a_status = g.members().next().expect("a");
+    assert!(!a_status.in_service, "the frozen member is out");
+    assert_eq!(a_status.reason, Some(rpc_failover::OutReason::Stall));
+    assert_eq!(a.finished(), 0, "its attempt was left, not awaited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frozen_member_is_cut_at_the_deadline_and_counted() {
+    let a = Mock::new("a", |_| Step::Hang);
+    let b = Mock::ok("b", "\"b\"");
+    // Stall deadlines beyond the call's: the call's deadline decides.
+    let g = group(
+        FailoverLayer::new()
+            .failure_threshold(1)
+            .attempt_deadline(AttemptDeadline::fixed(Duration::from_secs(10))),
+        &[&a, &b],
+    );
     let mut request = req("eth_chainId");
     request.extensions_mut().insert(Deadline(
         tokio::time::Instant::now() + Duration::from_secs(2),
@@ -390,7 +419,12 @@ async fn an_attempt_that_got_little_time_is_not_blamed() {
     // a eats 1.5 s of a 2 s deadline before failing; b then hangs 0.5 s.
     let a = Mock::new("a", |_| slow(1_500, Step::Status(502, None)));
     let b = Mock::new("b", |_| Step::Hang);
-    let g = group(FailoverLayer::new().failure_threshold(1), &[&a, &b]);
+    let g = group(
+        FailoverLayer::new()
+            .failure_threshold(1)
+            .attempt_deadline(AttemptDeadline::fixed(Duration::from_secs(10))),
+        &[&a, &b],
+    );
     let mut request = req("eth_chainId");
     request.extensions_mut().insert(Deadline(
         tokio::time::Instant::now() + Duration::from_secs(2),

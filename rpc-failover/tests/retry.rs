@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{req, result_of, Mock, Step};
@@ -170,59 +171,63 @@ async fn answers_are_not_retried_but_rate_limits_are() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_budget_stops_a_retry_storm_and_refills_with_time() {
-    let m = Mock::new("m", |_| Step::Status(503, None));
-    // 50 % of calls, 1 per second, reserve 1, starting at 1.
+async fn the_budget_stops_a_retry_storm_and_successes_refill_it() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = failing.clone();
+    let m = Mock::new("m", move |_| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            Step::Status(503, None)
+        } else {
+            Step::Ok("1")
+        }
+    });
+    // Half a token per success, a bucket of 4 (never below 2).
     let layer = exact()
         .max_retries(3)
-        .budget(RetryBudget::new(0.5).min_per_second(1).max_reserve(1));
+        .budget(RetryBudget::new(0.5).max_tokens(4));
     let svc = layer.layer(m.clone());
 
-    // First call: deposit 0.5 (capped at 1), one retry, then the budget is empty.
+    // The failure drains one token (3 left), the retry takes one (2), its
+    // failure drains another: no second retry.
     let _ = svc.clone().oneshot(req("eth_chainId")).await;
-    let first = m.calls();
-    assert_eq!(first, 2, "one retry from the reserve");
-
-    // Calls keep depositing half a retry each: every second call gets a retry.
+    assert_eq!(m.calls(), 2, "one retry from the bucket");
     for _ in 0..4 {
         let _ = svc.clone().oneshot(req("eth_chainId")).await;
     }
-    let storm = m.calls() - first;
-    assert!(
-        storm <= 4 + 2 + 1,
-        "4 calls, at most 2 from deposits plus 1 refill; got {storm}"
-    );
+    assert_eq!(m.calls(), 2 + 4, "a storm gets no retries");
 
-    // Time refills it.
-    tokio::time::advance(Duration::from_secs(5)).await;
+    // Successes refill it: eight of them fill the bucket again.
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..8 {
+        svc.clone()
+            .oneshot(req("eth_chainId"))
+            .await
+            .expect("answer");
+    }
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
     let before = m.calls();
     let _ = svc.clone().oneshot(req("eth_chainId")).await;
-    assert!(m.calls() - before >= 2, "a retry after the refill");
+    assert_eq!(m.calls() - before, 2, "a retry once refilled");
 }
 
 #[tokio::test(start_paused = true)]
 async fn budget_counts_are_exact() {
-    let b = RetryBudget::new(0.25).min_per_second(0).max_reserve(10);
-    assert!(!b.withdraw(), "starts empty without a per-second allowance");
-    for _ in 0..8 {
-        b.deposit();
-    }
-    assert!(b.withdraw());
-    assert!(b.withdraw());
-    assert!(!b.withdraw(), "8 calls × 0.25 = 2 retries");
-
-    let b = RetryBudget::new(0.0).min_per_second(2).max_reserve(4);
-    assert!(b.withdraw());
-    assert!(b.withdraw());
-    assert!(!b.withdraw());
-    tokio::time::advance(Duration::from_millis(500)).await;
-    assert!(b.withdraw(), "half a second = 1 retry");
-    assert!(!b.withdraw());
-    tokio::time::advance(Duration::from_secs(60)).await;
-    for _ in 0..4 {
+    let b = RetryBudget::new(0.25).max_tokens(10);
+    for _ in 0..5 {
         assert!(b.withdraw());
     }
-    assert!(!b.withdraw(), "the reserve caps the refill at 4");
+    assert!(!b.withdraw(), "never below half full");
+    for _ in 0..8 {
+        b.record_success();
+    }
+    assert!(b.withdraw());
+    assert!(b.withdraw());
+    assert!(!b.withdraw(), "8 successes × 0.25 = 2 extra calls");
+    b.record_failure();
+    assert_eq!(b.tokens(), 4.0);
+    // Time alone refills nothing.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(!b.withdraw());
 }
 
 #[tokio::test(start_paused = true)]

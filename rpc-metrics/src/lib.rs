@@ -21,12 +21,14 @@
 //! | `rpc_backend_errors_total` | counter | `backend`, `method`, `code` | the raw JSON-RPC error codes each backend answered |
 //! | `rpc_backend_failures_total` | counter | `backend`, `reason` | calls a backend did not answer: `connect`, `timeout`, `http_status`, `closed`, `invalid_response`, `too_large`, `deadline`, `other` |
 //! | `rpc_backend_in_service` | gauge | `backend` | 1 while a group member is in service, 0 while out (rpc-failover) |
-//! | `rpc_backend_out_of_service_total` | counter | `backend` | a group member went out of service (rpc-failover) |
+//! | `rpc_backend_out_of_service_total` | counter | `backend`, `reason` | a group member went out of service, and why: `stall`, `timeout`, `error`, `refused`, `probe` (rpc-failover) |
+//! | `rpc_backend_stalls_total` | counter | `backend` | attempts that passed their stall deadline without an answer (rpc-failover) |
+//! | `rpc_backend_concurrency_limit` | gauge | `backend` | a member's concurrency limit now (rpc-failover, members with a limit) |
 //! | `rpc_failovers_total` | counter | `backend` | a call moved on from this backend (rpc-failover) |
 //! | `rpc_hedges_total` | counter | — | hedged attempts sent (rpc-failover) |
 //! | `rpc_quorum_failures_total` | counter | — | quorum calls without agreement (rpc-failover) |
 //! | `rpc_retries_total` | counter | — | retries made (rpc-failover) |
-//! | `rpc_retry_budget_exhausted_total` | counter | — | retries refused by the budget (rpc-failover) |
+//! | `rpc_retry_budget_exhausted_total` | counter | — | retries, hedges and failovers refused by the budget (rpc-failover) |
 //! | `rpc_backend_head` | gauge | `backend` | a member's chain head (rpc-failover head tracking) |
 //! | `rpc_backend_head_lag` | gauge | `backend` | blocks a member is behind its group's best head |
 //! | `rpc_backend_lagging` | gauge | `backend` | 1 while a member is out of rotation for its head (lagging, stalling, or suspect) |

@@ -350,9 +350,20 @@ max_retry_after = "1s"
         (503, true),
         "{body}"
     );
-    // Its window ends: the next call is its trial, so the replica may serve.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(health().await.0.as_u16(), 200);
+    // Its window ends, but the background re-test finds it still dead.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(health().await.0.as_u16(), 503, "re-tested, still down");
+    // A node starts on its port: the re-test (every second) brings it back
+    // with no client call at all.
+    let (_node, _) = tests::start_anvil_on(dead.port());
+    let started = std::time::Instant::now();
+    while health().await.0.as_u16() != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "back in service within 5 s of the node's start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A backend asking for 3 s: clients are told at most max_retry_after.
     let (s, headers, _) = post(addr, r#"{"jsonrpc":"2.0","id":1,"method":"fault_429"}"#).await;

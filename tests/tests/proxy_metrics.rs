@@ -60,7 +60,7 @@ async fn metrics_are_scraped_from_the_running_binary() {
         r#"rpc_backend_requests_total{backend="fault",method="eth_chainId",outcome="ok"} 1"#,
         r#"rpc_backend_failures_total{backend="fault",reason="http_status"} 2"#,
         r#"rpc_backend_errors_total{backend="fault",method="other",code="3"} 1"#,
-        r#"rpc_backend_out_of_service_total{backend="fault"} 1"#,
+        r#"rpc_backend_out_of_service_total{backend="fault",reason="error"} 1"#,
         "# TYPE rpc_request_duration_seconds histogram",
         "# HELP rpc_requests_total Calls answered to clients",
         r#"rpc_request_duration_seconds_bucket{method="eth_chainId",le="0.1"}"#,

@@ -260,6 +260,8 @@ pub fn quick_flags(mut args: impl Iterator<Item = String>) -> Result<Config, Str
             max_response_bytes: max_response,
             headers: BTreeMap::new(),
             basic_auth: None,
+            max_concurrency: None,
+            adaptive_concurrency: false,
         };
         config
             .backends

@@ -28,9 +28,18 @@ pub mod defaults {
     pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
     pub const JITTER: f64 = 0.5;
     pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
-    pub const BUDGET_RATIO: f64 = 0.2;
-    pub const BUDGET_MIN_PER_SECOND: u32 = 10;
-    pub const BUDGET_MAX_RESERVE: u32 = 100;
+    pub const BUDGET_RATIO: f64 = 0.1;
+    pub const BUDGET_TOKENS: u32 = 20;
+    pub const STALL_MIN: Duration = Duration::from_millis(150);
+    pub const STALL_MAX: Duration = Duration::from_secs(3);
+    pub const STALL_INITIAL: Duration = Duration::from_secs(3);
+    pub const STALL_FACTOR: f64 = 4.0;
+    pub const STALL_QUANTILE: f64 = 0.99;
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const RECHECK: Duration = Duration::from_secs(1);
+    pub const QUEUE: usize = 1024;
+    pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
     pub const CACHE_MB: usize = 64;
     pub const CACHE_ENTRIES: usize = 100_000;
     pub const HEDGE_DELAY: Duration = Duration::from_millis(500);
@@ -295,6 +304,13 @@ pub struct Backend {
     pub headers: BTreeMap<String, Spanned<EnvString>>,
     #[serde(default)]
     pub basic_auth: Option<BasicAuth>,
+    /// At most this many calls in flight on this backend (default: no cap).
+    #[serde(default)]
+    pub max_concurrency: Option<Spanned<u32>>,
+    /// Let the cap adapt (halved on 429s, stalls and timeouts, grown back
+    /// on success); needs `max_concurrency`.
+    #[serde(default)]
+    pub adaptive_concurrency: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,6 +353,87 @@ pub struct Group {
     /// Head tracking (present: on).
     #[serde(default)]
     pub head: Option<Spanned<HeadSpec>>,
+    /// When an attempt counts as a stall.
+    #[serde(default)]
+    pub attempt_deadline: StallSpec,
+    /// The health check's method (default by protocol: `eth_blockNumber`,
+    /// `server.ping`; none for generic); `""`: no health checks.
+    #[serde(default)]
+    pub health_method: Option<String>,
+    #[serde(default = "default_health_interval")]
+    pub health_interval: Secs,
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout: Secs,
+    #[serde(default = "default_recheck")]
+    pub recheck_interval: Secs,
+    /// Calls that may wait for a backend under its `max_concurrency`.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    #[serde(default = "default_queue_wait")]
+    pub queue_wait: Secs,
+}
+
+/// `[groups.NAME.attempt_deadline]`: when an attempt counts as a stall.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StallSpec {
+    /// One deadline for every member and method instead of learned ones.
+    #[serde(default)]
+    pub fixed: Option<Secs>,
+    #[serde(default = "default_stall_min")]
+    pub min: Secs,
+    #[serde(default = "default_stall_max")]
+    pub max: Secs,
+    #[serde(default = "default_stall_initial")]
+    pub initial: Secs,
+    #[serde(default = "default_stall_factor")]
+    pub factor: Spanned<f64>,
+    #[serde(default = "default_stall_quantile")]
+    pub quantile: Spanned<f64>,
+}
+
+impl Default for StallSpec {
+    fn default() -> Self {
+        StallSpec {
+            fixed: None,
+            min: default_stall_min(),
+            max: default_stall_max(),
+            initial: default_stall_initial(),
+            factor: default_stall_factor(),
+            quantile: default_stall_quantile(),
+        }
+    }
+}
+
+fn default_stall_min() -> Secs {
+    Secs(defaults::STALL_MIN)
+}
+fn default_stall_max() -> Secs {
+    Secs(defaults::STALL_MAX)
+}
+fn default_stall_initial() -> Secs {
+    Secs(defaults::STALL_INITIAL)
+}
+fn default_stall_factor() -> Spanned<f64> {
+    Spanned::new(0..0, defaults::STALL_FACTOR)
+}
+fn default_stall_quantile() -> Spanned<f64> {
+    Spanned::new(0..0, defaults::STALL_QUANTILE)
+}
+fn default_health_interval() -> Secs {
+    Secs(defaults::HEALTH_INTERVAL)
+}
+fn default_health_timeout() -> Secs {
+    Secs(defaults::HEALTH_TIMEOUT)
+}
+fn default_recheck() -> Secs {
+    Secs(defaults::RECHECK)
+}
+fn default_queue() -> usize {
+    defaults::QUEUE
+}
+fn default_queue_wait() -> Secs {
+    Secs(defaults::QUEUE_WAIT)
 }
 
 /// `[groups.NAME.head]`: keep members that are behind out of rotation.
@@ -496,10 +593,14 @@ pub struct Retry {
     pub max_retry_after: Secs,
     #[serde(default = "default_budget_ratio")]
     pub budget_ratio: Spanned<f64>,
-    #[serde(default = "default_budget_min")]
-    pub budget_min_per_second: u32,
-    #[serde(default = "default_budget_reserve")]
-    pub budget_max_reserve: u32,
+    #[serde(default = "default_budget_tokens")]
+    pub budget_tokens: u32,
+    /// Removed (the budget no longer refills with time); kept to say so.
+    #[serde(default)]
+    pub budget_min_per_second: Option<Spanned<u32>>,
+    /// Removed (see `budget_tokens`); kept to say so.
+    #[serde(default)]
+    pub budget_max_reserve: Option<Spanned<u32>>,
 }
 
 impl Default for Retry {
@@ -511,8 +612,9 @@ impl Default for Retry {
             jitter: default_jitter(),
             max_retry_after: default_max_retry_after(),
             budget_ratio: default_budget_ratio(),
-            budget_min_per_second: default_budget_min(),
-            budget_max_reserve: default_budget_reserve(),
+            budget_tokens: default_budget_tokens(),
+            budget_min_per_second: None,
+            budget_max_reserve: None,
         }
     }
 }
@@ -535,11 +637,8 @@ fn default_max_retry_after() -> Secs {
 fn default_budget_ratio() -> Spanned<f64> {
     Spanned::new(0..0, defaults::BUDGET_RATIO)
 }
-fn default_budget_min() -> u32 {
-    defaults::BUDGET_MIN_PER_SECOND
-}
-fn default_budget_reserve() -> u32 {
-    defaults::BUDGET_MAX_RESERVE
+fn default_budget_tokens() -> u32 {
+    defaults::BUDGET_TOKENS
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1156,6 +1255,77 @@ impl Config {
                 );
             }
         }
+        for (name, old) in [
+            ("budget_min_per_second", &self.retry.budget_min_per_second),
+            ("budget_max_reserve", &self.retry.budget_max_reserve),
+        ] {
+            if let Some(old) = old {
+                return err(
+                    old.span(),
+                    format!("retry.{name}"),
+                    "was removed: the budget is a bucket of `budget_tokens` (default 20) that \
+                     failures drain and successes refill by `budget_ratio`"
+                        .into(),
+                );
+            }
+        }
+        if self.retry.budget_tokens < 2 {
+            return err(
+                0..0,
+                "retry.budget_tokens".into(),
+                "must be at least 2 (half of it is usable at once)".into(),
+            );
+        }
+        for (gname, group) in &self.groups {
+            let stall = &group.get_ref().attempt_deadline;
+            if !(0.5..=1.0).contains(stall.quantile.get_ref()) {
+                return err(
+                    stall.quantile.span(),
+                    format!("groups.{gname}.attempt_deadline.quantile"),
+                    "must be between 0.5 and 1".into(),
+                );
+            }
+            if *stall.factor.get_ref() < 1.0 || !stall.factor.get_ref().is_finite() {
+                return err(
+                    stall.factor.span(),
+                    format!("groups.{gname}.attempt_deadline.factor"),
+                    "must be at least 1".into(),
+                );
+            }
+            if stall.min.0 > stall.max.0 {
+                return err(
+                    0..0,
+                    format!("groups.{gname}.attempt_deadline.min"),
+                    "is longer than attempt_deadline.max".into(),
+                );
+            }
+            if stall.fixed.is_some_and(|d| d.0.is_zero()) || stall.max.0.is_zero() {
+                return err(
+                    0..0,
+                    format!("groups.{gname}.attempt_deadline"),
+                    "a zero deadline would fail every call".into(),
+                );
+            }
+        }
+        for (bname, backend) in &self.backends {
+            let b = backend.get_ref();
+            if let Some(n) = &b.max_concurrency {
+                if *n.get_ref() == 0 {
+                    return err(
+                        n.span(),
+                        format!("backends.{bname}.max_concurrency"),
+                        "must be at least 1".into(),
+                    );
+                }
+            } else if b.adaptive_concurrency {
+                return err(
+                    backend.span(),
+                    format!("backends.{bname}.adaptive_concurrency"),
+                    "needs max_concurrency (where the limit starts and the most it grows to)"
+                        .into(),
+                );
+            }
+        }
         if self.retry.initial_backoff.0 > self.retry.max_backoff.0 {
             return err(
                 0..0,
@@ -1294,6 +1464,13 @@ impl Group {
             when_all_down: WhenAllDown::TrySoonest,
             max_retries: None,
             head: None,
+            attempt_deadline: StallSpec::default(),
+            health_method: None,
+            health_interval: default_health_interval(),
+            health_timeout: default_health_timeout(),
+            recheck_interval: default_recheck(),
+            queue: defaults::QUEUE,
+            queue_wait: default_queue_wait(),
         }
     }
 }

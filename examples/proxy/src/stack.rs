@@ -24,8 +24,8 @@ use rpc_core::route::MethodRouter;
 use rpc_core::server::{serve_with_layer, ServerConfig};
 use rpc_core::{BoxJsonRpcService, HttpBackend, ServedBy};
 use rpc_failover::{
-    ConsistencyLayer, FailoverLayer, HeadPolicy, HedgePolicy, Member, MethodRules, QuorumLayer,
-    RetryBudget, RetryLayer, Spread,
+    AttemptDeadline, ConcurrencyLimit, ConsistencyLayer, FailoverLayer, HeadPolicy, HealthCheck,
+    HedgePolicy, Member, MethodRules, QuorumLayer, RetryBudget, RetryLayer, Spread,
 };
 use rpc_metrics::{MethodLabels, MetricsLayer};
 use tower::{Layer, ServiceBuilder};
@@ -243,12 +243,52 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack
         if let Some(auth) = &backend.basic_auth {
             b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
         }
+        let limit = backend.max_concurrency.as_ref().map(|n| {
+            if backend.adaptive_concurrency {
+                ConcurrencyLimit::adaptive(*n.get_ref())
+            } else {
+                ConcurrencyLimit::fixed(*n.get_ref())
+            }
+        });
         let backend = b.build().map_err(|e| format!("backends.{name}: {e}"))?;
-        members.push(Member::new(
-            name,
-            MetricsLayer::backend(name).layer(backend),
-        ));
+        let mut member = Member::new(name, MetricsLayer::backend(name).layer(backend));
+        if let Some(limit) = limit {
+            member = member.max_concurrency(limit);
+        }
+        members.push(member);
     }
+
+    // One budget per group: the group's hedges and failovers and the
+    // retries above it draw from the same bucket.
+    let r = &config.retry;
+    let budget = RetryBudget::new(*r.budget_ratio.get_ref()).max_tokens(r.budget_tokens);
+    let stall = &group.attempt_deadline;
+    let deadline = match stall.fixed {
+        Some(d) => AttemptDeadline::fixed(d.0),
+        None => AttemptDeadline::adaptive()
+            .quantile(*stall.quantile.get_ref())
+            .factor(*stall.factor.get_ref())
+            .max(stall.max.0)
+            .min(stall.min.0)
+            .initial(stall.initial.0),
+    };
+    let health_method = match group.health_method.as_deref() {
+        Some("") => None,
+        Some(m) => Some(m.to_owned()),
+        None => match config.protocol {
+            Protocol::Ethereum => Some("eth_blockNumber".to_owned()),
+            Protocol::Electrum => Some("server.ping".to_owned()),
+            Protocol::Generic => None,
+        },
+    };
+    let mut health = match health_method {
+        Some(m) => HealthCheck::method(m),
+        None => HealthCheck::default(),
+    };
+    health = health
+        .interval(group.health_interval.0)
+        .timeout(group.health_timeout.0)
+        .recheck(group.recheck_interval.0);
 
     let mut failover = FailoverLayer::new()
         .failure_threshold(group.failure_threshold)
@@ -257,7 +297,11 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack
             WhenAllDown::TrySoonest => rpc_failover::WhenAllDown::TrySoonest,
             WhenAllDown::FailFast => rpc_failover::WhenAllDown::FailFast,
         })
-        .classifier(classifier(config.protocol));
+        .classifier(classifier(config.protocol))
+        .attempt_deadline(deadline)
+        .budget(budget.clone())
+        .health_check(health)
+        .queue(group.queue, group.queue_wait.0);
     failover = match group.strategy {
         Strategy::RoundRobin => failover.spread(Spread::RoundRobin),
         Strategy::LeastLatency => failover.spread(Spread::least_latency()),
@@ -298,17 +342,12 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack
         BoxJsonRpcService::new(group)
     };
 
-    let r = &config.retry;
     let retry = RetryLayer::new()
         .max_retries(group.max_retries.unwrap_or(r.max_retries))
         .backoff(r.initial_backoff.0, r.max_backoff.0)
         .jitter(*r.jitter.get_ref())
         .max_retry_after(r.max_retry_after.0)
-        .budget(
-            RetryBudget::new(*r.budget_ratio.get_ref())
-                .min_per_second(r.budget_min_per_second)
-                .max_reserve(r.budget_max_reserve),
-        )
+        .budget(budget)
         .classifier(classifier(config.protocol));
     Ok(GroupStack {
         service: BoxJsonRpcService::new(retry.layer(group_service)),

@@ -7,7 +7,7 @@ use rpc_core::{Attempts, JsonRpcService, Request, Response, RpcError};
 use tokio::time::Instant;
 
 use crate::classify::Idempotency;
-use crate::group::{Core, Outcome, Pick};
+use crate::group::{Core, Outcome, Pick, Reservation};
 use crate::head::Shortfall;
 use crate::hedge::LatencyTracker;
 use crate::names;
@@ -44,7 +44,7 @@ fn finish<S>(core: &Core<S>, last: Option<Outcome>) -> Result<Response, RpcError
     match last {
         // The backend refused (rate limit, ...): its own words are the answer.
         Some(Outcome::Refused(response)) | Some(Outcome::Answer(response)) => Ok(response),
-        Some(Outcome::Failed(err)) => Err(err),
+        Some(Outcome::Failed(err)) | Some(Outcome::Stalled(err)) => Err(err),
         Some(Outcome::Busy) | None => Err(RpcError::NoBackendAvailable {
             retry_after: core.soonest_retry_after(),
         }),
@@ -86,24 +86,35 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
                     retry_after: Some(std::time::Duration::from_secs(1)),
                 });
             }
+            // Members that could take it are at their concurrency limit:
+            // wait in the queue for room.
+            None if core.full(tried) != 0 => {
+                if core.wait_for_room(request.deadline()).await? {
+                    continue;
+                }
+                return match last {
+                    None => Err(RpcError::Overloaded),
+                    last => finish(core, last),
+                };
+            }
             // Only saturated members are left: wait for the first of them.
             None if busy != 0 => {
                 let index = busy.trailing_zeros() as usize;
                 busy &= !(1 << index);
-                (
-                    Pick {
-                        index,
-                        probe: false,
-                        last_resort: false,
-                    },
-                    true,
-                )
+                (core.claim_forced(index), true)
             }
             None => return finish(core, last),
         };
         tried |= 1 << pick.index;
+        let may_leave = core.may_leave(safe_to_repeat, tried, pick);
         match core
-            .attempt(core.reserve(pick), request.clone(), wait_ready, started)
+            .attempt(
+                core.reserve(pick),
+                request.clone(),
+                wait_ready,
+                started,
+                may_leave,
+            )
             .await
         {
             Outcome::Answer(response) => match core.shortfall(pick.index, &need, tried) {
@@ -124,6 +135,11 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
                 if pick.last_resort || !core.may_move_on(&outcome, safe_to_repeat) {
                     return finish(core, Some(outcome));
                 }
+                // Extra load on the pool draws from the budget.
+                if !core.pay_to_move_on(pick.index, &outcome) {
+                    tracing::debug!(method = request.method(), "budget spent: not moving on");
+                    return finish(core, Some(outcome));
+                }
                 tracing::debug!(
                     backend = %core.name(pick.index),
                     method = request.method(),
@@ -140,16 +156,19 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
 /// Starts one attempt; a named function so every attempt has the same type.
 pub(crate) fn launch<'a, S: JsonRpcService>(
     core: &'a Core<S>,
-    pick: Pick,
+    reservation: Reservation<'a, S>,
     request: Request,
     call_started: Option<Instant>,
+    may_leave: bool,
 ) -> impl Future<Output = (Pick, Outcome, Instant)> + Send + 'a {
     let attempt_started = Instant::now();
-    // Reserved now, not when first polled: dropped unpolled, it still
+    // Reserved before, not when first polled: dropped unpolled, it still
     // releases the member.
-    let reservation = core.reserve(pick);
+    let pick = reservation.pick;
     async move {
-        let outcome = core.attempt(reservation, request, true, call_started).await;
+        let outcome = core
+            .attempt(reservation, request, true, call_started, may_leave)
+            .await;
         (pick, outcome, attempt_started)
     }
 }
@@ -186,7 +205,14 @@ async fn run_hedged<S: JsonRpcService>(
                 return finish(core, last);
             };
             tried |= 1 << pick.index;
-            in_flight.push(launch(core, pick, request.clone(), started));
+            let may_leave = core.may_leave(true, tried, pick);
+            in_flight.push(launch(
+                core,
+                core.reserve(pick),
+                request.clone(),
+                started,
+                may_leave,
+            ));
             sleep.as_mut().reset(Instant::now() + delay);
         }
         let may_hedge = hedges < tracker.max_hedges() && tried.count_ones() < core.len() as u32;
@@ -216,6 +242,7 @@ async fn run_hedged<S: JsonRpcService>(
                 outcome => {
                     if (pick.last_resort && in_flight.is_empty())
                         || !core.may_move_on(&outcome, true)
+                        || (in_flight.is_empty() && !core.pay_to_move_on(pick.index, &outcome))
                     {
                         return finish(core, Some(outcome));
                     }
@@ -229,10 +256,24 @@ async fn run_hedged<S: JsonRpcService>(
                 hedges += 1;
                 match core.pick_with(tried, &need) {
                     Some(pick) => {
+                        let reservation = core.reserve(pick);
+                        // A hedge is extra load: it draws from the budget.
+                        if !core.withdraw() {
+                            drop(reservation);
+                            hedges = tracker.max_hedges();
+                            continue;
+                        }
                         tried |= 1 << pick.index;
                         tracing::debug!(backend = %core.name(pick.index), method = &*method, "hedging");
                         metrics::counter!(names::HEDGES).increment(1);
-                        in_flight.push(launch(core, pick, request.clone(), started));
+                        let may_leave = core.may_leave(true, tried, pick);
+                        in_flight.push(launch(
+                            core,
+                            reservation,
+                            request.clone(),
+                            started,
+                            may_leave,
+                        ));
                         sleep.as_mut().reset(Instant::now() + delay);
                     }
                     None => hedges = tracker.max_hedges(),

@@ -5,10 +5,12 @@ use tower::Layer;
 
 use super::Failover;
 use crate::classify::{Classifier, FailureRules};
-use crate::group::{GroupError, GroupPolicy, Spread, WhenAllDown};
+use crate::deadline::AttemptDeadline;
+use crate::group::{GroupError, GroupPolicy, HealthCheck, Spread, WhenAllDown};
 use crate::head::HeadPolicy;
 use crate::hedge::HedgePolicy;
 use crate::member::Member;
+use crate::retry::RetryBudget;
 
 /// Builds a [`Failover`] group from a `Vec` of [`Member`]s.
 ///
@@ -101,6 +103,44 @@ impl FailoverLayer {
     /// consistency (default: off). See [`head`](crate::head).
     pub fn head_tracking(mut self, policy: HeadPolicy) -> Self {
         self.policy.head = Some(policy);
+        self
+    }
+
+    /// When an attempt counts as a stall (default:
+    /// [`AttemptDeadline::adaptive`]: learned per member and method). See
+    /// [`deadline`](crate::deadline).
+    pub fn attempt_deadline(mut self, deadline: AttemptDeadline) -> Self {
+        self.policy.deadline = deadline;
+        self
+    }
+
+    /// The budget for extra calls: hedges, and moving a call to another
+    /// member after a failure that may have reached the first (default: a
+    /// [`RetryBudget::default`] of the group's own). Give the same budget to
+    /// the [`RetryLayer`](crate::RetryLayer) above so retries draw from it
+    /// too.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.policy.budget = Some(budget);
+        self
+    }
+
+    /// Background health checks and re-tests of members out of service
+    /// (default: re-tests only with head tracking, by head probe). Without
+    /// a method and without head tracking, a member out of service comes
+    /// back through a client call (its trial) after its window.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.policy.health = check;
+        self
+    }
+
+    /// Calls that may wait for a member under its
+    /// [concurrency limit](crate::ConcurrencyLimit) (default 1024), and the
+    /// longest wait (default 5 s; a call's deadline ends it sooner). A call
+    /// beyond the queue fails at once with
+    /// [`RpcError::Overloaded`](rpc_core::RpcError::Overloaded).
+    pub fn queue(mut self, max_len: usize, max_wait: Duration) -> Self {
+        self.policy.max_queue = max_len;
+        self.policy.max_queue_wait = max_wait;
         self
     }
 

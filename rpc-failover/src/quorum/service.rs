@@ -119,7 +119,7 @@ fn describe(outcome: &Outcome) -> String {
             }
             Payload::Error(e) => format!("error {}: {}", e.code(), e.message()),
         },
-        Outcome::Failed(err) => format!("failed: {err}"),
+        Outcome::Failed(err) | Outcome::Stalled(err) => format!("failed: {err}"),
         Outcome::Busy => "not ready".to_owned(),
     }
 }
@@ -142,7 +142,13 @@ async fn run<S: JsonRpcService>(q: Quorum<S>, request: Request) -> Result<Respon
     for _ in 0..q.n {
         let Some(pick) = core.pick(tried) else { break };
         tried |= 1 << pick.index;
-        in_flight.push(launch(core, pick, request.clone(), Some(started)));
+        in_flight.push(launch(
+            core,
+            core.reserve(pick),
+            request.clone(),
+            Some(started),
+            false,
+        ));
     }
     let asked = in_flight.len();
     if asked < q.k {

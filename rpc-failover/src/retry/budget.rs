@@ -1,125 +1,211 @@
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
 
-use tokio::time::Instant;
-
-/// Milli-tokens per retry.
+/// Milli-tokens per token.
 const UNIT: i64 = 1000;
 
-/// Caps retries so that failing backends do not cause a retry storm.
+/// One budget for the extra upstream calls a group makes — retries,
+/// hedges, and moving a call to another member after a failure that may
+/// have reached the first one — in the shape of gRPC's retry throttling.
 ///
-/// Each call deposits `ratio` of a retry; each retry withdraws one. On top,
-/// `min_per_second` retries per second are always allowed (so a quiet service
-/// can still retry). Unused allowance accumulates up to `max_reserve`
-/// retries. Lock-free (two atomics) and driven by tokio's clock, so paused
-/// time in tests controls it.
+/// A bucket of `max_tokens` tokens, full at the start. Every failed
+/// attempt drains one token; every successful one refills `ratio` of a
+/// token. An extra call takes a token, and only while the bucket stays at
+/// least half full. So extra calls are at most `ratio` × successful attempts
+/// plus `max_tokens / 2`, in steady state and in a brownout (where failures
+/// empty the bucket and extra calls stop until successes refill it).
+///
+/// Moving on after a failure that certainly did not reach the member (a
+/// refused connection, a rate-limit refusal, a stall of a member that
+/// answers nothing) is not extra load and takes no token.
+///
+/// Clones share one bucket: give the same budget to a group
+/// ([`FailoverLayer::budget`](crate::FailoverLayer::budget)) and to the
+/// [`RetryLayer`](crate::RetryLayer) above it. A group records the outcome
+/// of every attempt; a retry layer records outcomes itself only when no
+/// group feeds its budget. Lock-free (one atomic).
 ///
 /// ```
 /// use rpc_failover::RetryBudget;
 ///
-/// // Retries may add at most 10 % load, plus 1 per second, with no reserve.
-/// let budget = RetryBudget::new(0.1).min_per_second(1).max_reserve(1);
+/// // 10 % extra load, a bucket of 10 tokens (5 usable at once).
+/// let budget = RetryBudget::new(0.1).max_tokens(10);
+/// let spent = (0..10).filter(|_| budget.withdraw()).count();
+/// assert_eq!(spent, 5, "never below half full");
 /// for _ in 0..10 {
-///     budget.deposit();
+///     budget.record_success();
 /// }
-/// assert!(budget.withdraw());
+/// assert!(budget.withdraw(), "ten successes earn one extra call");
 /// assert!(!budget.withdraw());
+/// budget.record_failure();
+/// assert_eq!(budget.tokens(), 4.0);
 /// ```
-#[derive(Debug)]
+#[derive(Clone)]
 pub struct RetryBudget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     ratio_milli: i64,
-    per_second_milli: i64,
     max_milli: i64,
     balance: AtomicI64,
-    refilled_ms: AtomicU64,
-    base: Instant,
+    fed: AtomicBool,
+}
+
+impl std::fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("ratio", &(self.inner.ratio_milli as f64 / UNIT as f64))
+            .field("max_tokens", &(self.inner.max_milli / UNIT))
+            .field("tokens", &self.tokens())
+            .finish()
+    }
 }
 
 impl RetryBudget {
-    /// Retries may add `ratio` (e.g. `0.2` = 20 %) of the calls, plus 10 per
-    /// second, with a reserve of at most 100 retries. The budget starts with
-    /// the per-second allowance.
+    /// Extra calls may add `ratio` (e.g. `0.1` = 10 %) of the successful
+    /// ones; a bucket of 20 tokens.
     pub fn new(ratio: f64) -> Self {
         let ratio = if ratio.is_finite() {
-            ratio.max(0.0)
+            ratio.clamp(0.0, 1000.0)
         } else {
             0.0
         };
         RetryBudget {
-            ratio_milli: (ratio * UNIT as f64) as i64,
-            per_second_milli: 10 * UNIT,
-            max_milli: 100 * UNIT,
-            balance: AtomicI64::new(10 * UNIT),
-            refilled_ms: AtomicU64::new(0),
-            base: Instant::now(),
+            inner: Arc::new(Inner {
+                ratio_milli: (ratio * UNIT as f64) as i64,
+                max_milli: 20 * UNIT,
+                balance: AtomicI64::new(20 * UNIT),
+                fed: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// Retries per second allowed regardless of traffic (default 10).
-    pub fn min_per_second(mut self, n: u32) -> Self {
-        self.per_second_milli = i64::from(n) * UNIT;
-        self.balance
-            .store(self.per_second_milli.min(self.max_milli), Ordering::Relaxed);
-        self
+    /// The bucket's size in tokens (default 20, at least 2); it starts full,
+    /// and half of it is a burst allowance. Call before sharing the budget.
+    pub fn max_tokens(self, n: u32) -> Self {
+        let max = i64::from(n.max(2)) * UNIT;
+        RetryBudget {
+            inner: Arc::new(Inner {
+                ratio_milli: self.inner.ratio_milli,
+                max_milli: max,
+                balance: AtomicI64::new(max),
+                fed: AtomicBool::new(self.inner.fed.load(Ordering::Relaxed)),
+            }),
+        }
     }
 
-    /// The most unused retries kept for a burst (default 100, at least 1).
-    pub fn max_reserve(mut self, n: u32) -> Self {
-        self.max_milli = i64::from(n.max(1)) * UNIT;
-        let b = self.balance.load(Ordering::Relaxed).min(self.max_milli);
-        self.balance.store(b, Ordering::Relaxed);
-        self
-    }
-
-    /// Records a call (done by the retry layer for every call).
-    pub fn deposit(&self) {
-        self.add(self.ratio_milli);
-    }
-
-    /// Takes one retry from the budget; `false` if it is spent.
-    pub fn withdraw(&self) -> bool {
-        self.refill();
-        self.balance
+    /// Records a successful attempt: refills `ratio` of a token.
+    pub fn record_success(&self) {
+        let (add, max) = (self.inner.ratio_milli, self.inner.max_milli);
+        if add <= 0 || self.inner.balance.load(Ordering::Relaxed) >= max {
+            return;
+        }
+        let _ = self
+            .inner
+            .balance
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                (b >= UNIT).then_some(b - UNIT)
+                Some(b.saturating_add(add).min(max))
+            });
+    }
+
+    /// Records a failed attempt: drains one token.
+    pub fn record_failure(&self) {
+        let _ = self
+            .inner
+            .balance
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b > 0).then(|| (b - UNIT).max(0))
+            });
+    }
+
+    /// Takes a token for one extra call; `false` (and nothing taken) if
+    /// that would leave the bucket less than half full.
+    pub fn withdraw(&self) -> bool {
+        let floor = self.inner.max_milli / 2;
+        self.inner
+            .balance
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b - UNIT >= floor).then_some(b - UNIT)
             })
             .is_ok()
     }
 
-    fn add(&self, milli: i64) {
-        if milli <= 0 {
-            return;
-        }
-        let max = self.max_milli;
-        let _ = self
-            .balance
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                Some(b.saturating_add(milli).min(max.max(b)))
-            });
+    /// The tokens in the bucket now.
+    pub fn tokens(&self) -> f64 {
+        self.inner.balance.load(Ordering::Relaxed) as f64 / UNIT as f64
     }
 
-    fn refill(&self) {
-        if self.per_second_milli == 0 {
-            return;
-        }
-        let now = Instant::now().saturating_duration_since(self.base);
-        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        let last = self.refilled_ms.load(Ordering::Acquire);
-        if now_ms > last
-            && self
-                .refilled_ms
-                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            let elapsed = i64::try_from(now_ms - last).unwrap_or(i64::MAX / UNIT);
-            // per_second_milli milli-tokens per 1000 ms.
-            self.add(elapsed.saturating_mul(self.per_second_milli) / 1000);
-        }
+    /// Marks the budget as fed by a group (which records every attempt).
+    pub(crate) fn set_fed(&self) {
+        self.inner.fed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a group records outcomes into this budget.
+    pub(crate) fn is_fed(&self) -> bool {
+        self.inner.fed.load(Ordering::Relaxed)
     }
 }
 
 impl Default for RetryBudget {
-    /// 20 % of calls, plus 10 per second, reserve 100.
+    /// 10 % of successful attempts, a bucket of 20 tokens.
     fn default() -> Self {
-        RetryBudget::new(0.2)
+        RetryBudget::new(0.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_calls_stay_under_the_ratio() {
+        let b = RetryBudget::new(0.1).max_tokens(10);
+        let mut extra = 0;
+        for i in 0..10_000 {
+            // A brownout: every other attempt fails; each failure wants a retry.
+            if i % 2 == 0 {
+                b.record_success();
+            } else {
+                b.record_failure();
+                if b.withdraw() {
+                    extra += 1;
+                }
+            }
+        }
+        assert!(extra <= 5 + 500, "{extra}");
+        let steady = RetryBudget::new(0.1).max_tokens(10);
+        let mut hedges = 0;
+        for _ in 0..10_000 {
+            steady.record_success();
+            if steady.withdraw() {
+                hedges += 1;
+            }
+        }
+        assert!(hedges <= 1_000 + 5, "{hedges}");
+        assert!(hedges >= 990, "the allowance is usable: {hedges}");
+    }
+
+    #[test]
+    fn clones_share_one_bucket() {
+        let a = RetryBudget::new(0.0).max_tokens(4);
+        let b = a.clone();
+        assert!(a.withdraw());
+        assert!(b.withdraw());
+        assert!(!a.withdraw());
+        assert_eq!(b.tokens(), 2.0);
+    }
+
+    #[test]
+    fn failures_never_go_below_zero() {
+        let b = RetryBudget::new(0.5).max_tokens(2);
+        for _ in 0..10 {
+            b.record_failure();
+        }
+        assert_eq!(b.tokens(), 0.0);
+        for _ in 0..4 {
+            b.record_success();
+        }
+        assert_eq!(b.tokens(), 2.0, "capped at the size");
     }
 }

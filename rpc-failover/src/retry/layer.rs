@@ -91,9 +91,12 @@ impl RetryLayer {
     }
 
     /// The budget, shared by every service this layer (and its clones) builds
-    /// (default: [`RetryBudget::default`]).
+    /// (default: [`RetryBudget::default`]). Give the group below the same
+    /// budget ([`FailoverLayer::budget`](crate::FailoverLayer::budget)) so
+    /// that retries and the group's hedges and failovers draw from one
+    /// bucket.
     pub fn budget(mut self, budget: RetryBudget) -> Self {
-        self.settings().budget = Some(Arc::new(budget));
+        self.settings().budget = Some(budget);
         self
     }
 

@@ -20,7 +20,7 @@
 //! | [`backoff`](RetryLayer::backoff) | 250 ms, doubling, at most 2 s |
 //! | [`jitter`](RetryLayer::jitter) | 0.5 (each delay is 50–100 % of the schedule) |
 //! | [`max_retry_after`](RetryLayer::max_retry_after) | 5 s |
-//! | [`budget`](RetryLayer::budget) | 20 % of calls + 10 retries/s, reserve 100 |
+//! | [`budget`](RetryLayer::budget) | 10 % of successful attempts, 20 tokens ([`RetryBudget`]) |
 //! | [`classifier`](RetryLayer::classifier) | [`MethodRules::ethereum`](crate::MethodRules::ethereum) |
 //!
 //! Put it above a [failover group](crate::failover): the group tries each

@@ -16,7 +16,7 @@ pub(crate) struct Settings {
     pub(crate) max_backoff: Duration,
     pub(crate) jitter: f64,
     pub(crate) max_retry_after: Duration,
-    pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) budget: Option<RetryBudget>,
     pub(crate) classifier: Arc<dyn Classifier>,
     pub(crate) failure_rules: FailureRules,
     seed: AtomicU64,
@@ -30,7 +30,7 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(2),
             jitter: 0.5,
             max_retry_after: Duration::from_secs(5),
-            budget: Some(Arc::new(RetryBudget::default())),
+            budget: Some(RetryBudget::default()),
             classifier: Arc::new(MethodRules::ethereum()),
             failure_rules: FailureRules::default(),
             seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
@@ -152,7 +152,16 @@ impl Policy<Request, Response, RpcError> for RetryPolicy {
         request: &mut Request,
         result: &mut Result<Response, RpcError>,
     ) -> Option<Sleep> {
-        let retry_after = self.retryable(request, result)?;
+        let retry_after = self.retryable(request, result);
+        // Without a group feeding the budget, the outcomes are recorded here.
+        if let Some(budget) = self.settings.budget.as_ref().filter(|b| !b.is_fed()) {
+            match (&retry_after, &*result) {
+                (None, Ok(_)) => budget.record_success(),
+                (None, Err(_)) => {}
+                (Some(_), _) => budget.record_failure(),
+            }
+        }
+        let retry_after = retry_after?;
         if self.retries >= self.settings.max_retries {
             return None;
         }
@@ -184,11 +193,6 @@ impl Policy<Request, Response, RpcError> for RetryPolicy {
     }
 
     fn clone_request(&mut self, request: &Request) -> Option<Request> {
-        if self.retries == 0 {
-            if let Some(budget) = &self.settings.budget {
-                budget.deposit();
-            }
-        }
         if self.settings.max_retries == 0 {
             return None;
         }

@@ -1,19 +1,29 @@
 //! The shared core of every group layer: members, their health (atomics),
 //! picking the next member, and making one attempt.
+//!
+//! * `mod.rs` — policy, members' health, picking;
+//! * `attempt.rs` — one attempt: reservation, stall deadline, outcome;
+//! * `probe.rs` — the background task: head probes, health checks and
+//!   re-tests of members out of service.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+mod attempt;
+mod probe;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
+use rpc_core::{Request, RpcError};
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 use crate::classify::{Classifier, FailureRules, MethodRules};
-use crate::head::{HeadPolicy, Heads, Need, ProbeKind};
-use crate::member::Member;
+use crate::deadline::{AttemptDeadline, Expectations};
+use crate::head::{HeadPolicy, Heads, Need};
+use crate::member::{ConcurrencyLimit, Member};
 use crate::names;
+use crate::retry::RetryBudget;
+
+pub(crate) use attempt::{Outcome, Reservation};
 
 /// The most members one group holds. Nest groups for more.
 pub const MAX_MEMBERS: usize = 64;
@@ -60,6 +70,75 @@ pub enum WhenAllDown {
     FailFast,
 }
 
+/// Why a member left rotation (the `reason` label of
+/// `rpc_backend_out_of_service_total`, and [`MemberStatus::reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OutReason {
+    /// An attempt passed its stall deadline without an answer
+    /// ([`AttemptDeadline`]).
+    Stall,
+    /// An attempt reached its hard timeout.
+    Timeout,
+    /// No connection, a closed connection, a garbled answer or an HTTP
+    /// error status.
+    Error,
+    /// The member refused calls (a rate limit, HTTP 429, an error object
+    /// the [`FailureRules`] count).
+    Refused,
+    /// A background probe (head probe, health check or re-test) failed.
+    Probe,
+}
+
+impl OutReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutReason::Stall => "stall",
+            OutReason::Timeout => "timeout",
+            OutReason::Error => "error",
+            OutReason::Refused => "refused",
+            OutReason::Probe => "probe",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            OutReason::Stall => 1,
+            OutReason::Timeout => 2,
+            OutReason::Error => 3,
+            OutReason::Refused => 4,
+            OutReason::Probe => 5,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => OutReason::Stall,
+            2 => OutReason::Timeout,
+            3 => OutReason::Error,
+            4 => OutReason::Refused,
+            5 => OutReason::Probe,
+            _ => return None,
+        })
+    }
+
+    /// The reason a failed attempt gives.
+    pub(crate) fn of(err: &RpcError) -> Self {
+        match err {
+            RpcError::Timeout { .. } => OutReason::Timeout,
+            RpcError::HttpStatus { status, .. } if status.as_u16() == 429 => OutReason::Refused,
+            _ => OutReason::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for OutReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A member's health as seen now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberStatus {
@@ -70,8 +149,15 @@ pub struct MemberStatus {
     /// How long until its window ends (`None` when in service; zero when the
     /// window has ended and a trial call will decide).
     pub out_for: Option<Duration>,
+    /// Why it last left rotation (kept after it comes back).
+    pub reason: Option<OutReason>,
     /// Failures since its last success.
     pub consecutive_failures: u32,
+    /// Attempts running on it now.
+    pub in_flight: u32,
+    /// Its concurrency limit now (`None` without one; it moves with an
+    /// adaptive limit).
+    pub concurrency_limit: Option<u32>,
     /// Its current chain head, with head tracking on and once learned.
     pub head: Option<u64>,
     /// Out of rotation for being behind the reference head (head tracking).
@@ -79,6 +165,76 @@ pub struct MemberStatus {
     /// Why its head is not believed, if it is not (it is then out of
     /// rotation too).
     pub suspect: Option<crate::Suspicion>,
+}
+
+/// Background health checks: a cheap call that tells whether a member
+/// answers at all, sent to members that have been quiet, and to members
+/// out of service once their window ends, so that they come back without
+/// waiting for a client call to try them.
+///
+/// | setting | default |
+/// |---|---|
+/// | method | none (with head tracking the head probe is used) |
+/// | [`interval`](HealthCheck::interval) | 2 s without an answer |
+/// | [`timeout`](HealthCheck::timeout) | 2 s |
+/// | [`recheck`](HealthCheck::recheck) | 1 s |
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_failover::{FailoverLayer, HealthCheck};
+///
+/// let layer = FailoverLayer::new()
+///     .health_check(HealthCheck::method("eth_chainId").recheck(Duration::from_millis(500)));
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthCheck {
+    pub(crate) method: Option<Arc<str>>,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) recheck: Duration,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            method: None,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            recheck: Duration::from_secs(1),
+        }
+    }
+}
+
+impl HealthCheck {
+    /// Checks with a call of `method` without parameters (`eth_blockNumber`,
+    /// `server.ping`, …). Any answer, even an error object, is healthy.
+    pub fn method(method: impl Into<Arc<str>>) -> Self {
+        HealthCheck {
+            method: Some(method.into()),
+            ..HealthCheck::default()
+        }
+    }
+
+    /// A member that has not answered anything for this long is checked
+    /// (default 2 s; zero turns these checks off, re-tests stay).
+    pub fn interval(mut self, d: Duration) -> Self {
+        self.interval = d;
+        self
+    }
+
+    /// How long a check may take before it counts as a failure (default 2 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// A member out of service is re-tested when its window ends and then
+    /// this often until it answers (default 1 s).
+    pub fn recheck(mut self, d: Duration) -> Self {
+        self.recheck = d.max(Duration::from_millis(10));
+        self
+    }
 }
 
 /// The health and health policy shared by every group layer.
@@ -91,6 +247,11 @@ pub(crate) struct GroupPolicy {
     pub(crate) classifier: Arc<dyn Classifier>,
     pub(crate) failure_rules: Arc<FailureRules>,
     pub(crate) head: Option<HeadPolicy>,
+    pub(crate) deadline: AttemptDeadline,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) health: HealthCheck,
+    pub(crate) max_queue: usize,
+    pub(crate) max_queue_wait: Duration,
 }
 
 impl Default for GroupPolicy {
@@ -103,6 +264,11 @@ impl Default for GroupPolicy {
             classifier: Arc::new(MethodRules::ethereum()),
             failure_rules: Arc::new(FailureRules::default()),
             head: None,
+            deadline: AttemptDeadline::adaptive(),
+            budget: None,
+            health: HealthCheck::default(),
+            max_queue: 1024,
+            max_queue_wait: Duration::from_secs(5),
         }
     }
 }
@@ -115,6 +281,10 @@ impl std::fmt::Debug for GroupPolicy {
             .field("when_all_down", &self.when_all_down)
             .field("spread", &self.spread)
             .field("head", &self.head)
+            .field("deadline", &self.deadline)
+            .field("budget", &self.budget)
+            .field("health", &self.health)
+            .field("max_queue", &self.max_queue)
             .finish_non_exhaustive()
     }
 }
@@ -122,13 +292,25 @@ impl std::fmt::Debug for GroupPolicy {
 /// The atomics behind one member's health. Times are nanoseconds since the
 /// group's base instant, plus one, so that 0 can mean "none".
 #[derive(Default)]
-struct Health {
+pub(crate) struct Health {
     failures: AtomicU32,
     out_until: AtomicU64,
+    /// A trial (client call or re-test) is deciding whether it is back.
     probing: AtomicBool,
     inflight: AtomicU32,
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
+    /// When it last answered anything (a call, a probe, even an error
+    /// status): the sign of life that tells a slow member from a frozen one.
+    answered_at: AtomicU64,
+    /// Why it last left rotation ([`OutReason::code`]).
+    reason: AtomicU8,
+    /// Its concurrency limit now (`u32::MAX`: none).
+    limit: AtomicU32,
+    /// Successes since the adaptive limit last grew.
+    limit_ok: AtomicU32,
+    /// When the adaptive limit was last cut.
+    limit_cut_at: AtomicU64,
 }
 
 /// Members, health and policy, behind one `Arc` shared by all clones.
@@ -141,7 +323,14 @@ pub(crate) struct Core<S> {
     base: Instant,
     pub(crate) policy: GroupPolicy,
     pub(crate) heads: Option<Heads>,
+    pub(crate) expect: Expectations,
+    /// Extra calls (hedges, failovers after a failure that may have reached
+    /// the member) draw from it; every attempt feeds it.
+    pub(crate) budget: RetryBudget,
     prober: AtomicBool,
+    /// Calls waiting for a member under its concurrency limit.
+    queued: AtomicUsize,
+    room: tokio::sync::Notify,
 }
 
 /// Errors building a group.
@@ -164,7 +353,8 @@ pub enum GroupError {
     },
 }
 
-/// The member chosen for an attempt.
+/// The member chosen for an attempt. Picking it counted it in flight; the
+/// [`Reservation`] made from it gives that back.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pick {
     pub(crate) index: usize,
@@ -174,18 +364,6 @@ pub(crate) struct Pick {
     /// makes on the member due back first (`WhenAllDown::TrySoonest`); if
     /// it fails, the call fails rather than try every member.
     pub(crate) last_resort: bool,
-}
-
-/// How one attempt ended.
-pub(crate) enum Outcome {
-    /// An answer to pass on (a result or an ordinary error object).
-    Answer(Response),
-    /// An error object that counts against the backend (rate limit, ...).
-    Refused(Response),
-    /// No answer.
-    Failed(RpcError),
-    /// The member was not ready and the caller asked not to wait.
-    Busy,
 }
 
 impl<S> Core<S> {
@@ -211,14 +389,29 @@ impl<S> Core<S> {
                 start = i;
             }
         }
-        let health = members.iter().map(|_| Health::default()).collect();
+        let health: Box<[Health]> = members
+            .iter()
+            .map(|m| {
+                let h = Health::default();
+                h.limit
+                    .store(m.limit.map_or(u32::MAX, |l| l.start()), Ordering::Relaxed);
+                h
+            })
+            .collect();
         for m in &members {
             metrics::gauge!(names::IN_SERVICE, "backend" => m.name.clone()).set(1.0);
+            if let Some(limit) = m.limit {
+                metrics::gauge!(names::CONCURRENCY_LIMIT, "backend" => m.name.clone())
+                    .set(f64::from(limit.start()));
+            }
         }
         let heads = policy
             .head
             .clone()
             .map(|p| Heads::new(p, members.iter().map(|m| m.name.clone()).collect()));
+        let expect = Expectations::new(policy.deadline.clone(), members.len());
+        let budget = policy.budget.clone().unwrap_or_default();
+        budget.set_fed();
         Ok(Core {
             members: members.into_boxed_slice(),
             health,
@@ -227,7 +420,11 @@ impl<S> Core<S> {
             base: Instant::now(),
             policy,
             heads,
+            expect,
+            budget,
             prober: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
         })
     }
 
@@ -256,11 +453,15 @@ impl<S> Core<S> {
             .enumerate()
             .map(move |(i, (m, h))| {
                 let until = h.out_until.load(Ordering::Acquire);
+                let limit = h.limit.load(Ordering::Relaxed);
                 MemberStatus {
                     name: m.name.clone(),
                     in_service: until == 0,
                     out_for: (until != 0).then(|| Duration::from_nanos(until.saturating_sub(now))),
+                    reason: OutReason::from_code(h.reason.load(Ordering::Relaxed)),
                     consecutive_failures: h.failures.load(Ordering::Relaxed),
+                    in_flight: h.inflight.load(Ordering::Relaxed),
+                    concurrency_limit: (limit != u32::MAX).then_some(limit),
                     head: self.heads.as_ref().and_then(|hs| hs.head(i)),
                     lagging: self.heads.as_ref().is_some_and(|hs| hs.behind(i, now)),
                     suspect: self.heads.as_ref().and_then(|hs| hs.suspicion(i)),
@@ -344,24 +545,32 @@ impl<S> Core<S> {
         }
         match self.policy.when_all_down {
             _ if !last_resort => None,
-            WhenAllDown::TrySoonest => self.soonest_back(tried).map(|index| Pick {
-                index,
-                probe: false,
-                last_resort: true,
-            }),
-            WhenAllDown::FailFast => None,
+            // Members with room but all out of service: one attempt on the
+            // one due back first. (Members in service but at their
+            // concurrency limit are waited for instead.)
+            WhenAllDown::TrySoonest if self.full(tried) == 0 => {
+                let index = self.soonest_back(tried)?;
+                self.claim(index).then_some(Pick {
+                    index,
+                    probe: false,
+                    last_resort: true,
+                })
+            }
+            _ => None,
         }
     }
 
     /// How many members can take a call now: in service, or out with their
-    /// window ended (the next call is their trial).
+    /// window ended when nothing re-tests them in the background (the next
+    /// call is their trial).
     pub(crate) fn available(&self) -> usize {
         let now = self.now();
+        let retested = self.rechecks();
         self.health
             .iter()
             .filter(|h| {
                 let until = h.out_until.load(Ordering::Acquire);
-                until == 0 || until <= now
+                until == 0 || (!retested && until <= now)
             })
             .count()
     }
@@ -392,23 +601,73 @@ impl<S> Core<S> {
             .find_map(|i| self.try_take(i, now))
     }
 
-    /// `Some` if member `i` is in service, or if its window has ended and this
-    /// call won the right to make the trial call.
+    /// Counts an attempt in flight on member `i`, unless that would pass
+    /// its concurrency limit.
+    fn claim(&self, i: usize) -> bool {
+        let h = &self.health[i];
+        let limit = h.limit.load(Ordering::Relaxed);
+        if limit == u32::MAX {
+            h.inflight.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if h.inflight.fetch_add(1, Ordering::AcqRel) >= limit {
+            h.inflight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Counts an attempt in flight on member `i` whatever its limit (a call
+    /// that waited for a member that was not ready).
+    pub(crate) fn claim_forced(&self, index: usize) -> Pick {
+        self.health[index].inflight.fetch_add(1, Ordering::Relaxed);
+        Pick {
+            index,
+            probe: false,
+            last_resort: false,
+        }
+    }
+
+    /// Members not in `tried` that are in service but at their concurrency
+    /// limit.
+    pub(crate) fn full(&self, tried: u64) -> u64 {
+        let mut full = 0;
+        for (i, h) in self.health.iter().enumerate() {
+            let limit = h.limit.load(Ordering::Relaxed);
+            if tried & (1 << i) == 0
+                && limit != u32::MAX
+                && h.out_until.load(Ordering::Relaxed) == 0
+                && h.inflight.load(Ordering::Relaxed) >= limit
+            {
+                full |= 1 << i;
+            }
+        }
+        full
+    }
+
+    /// `Some` if member `i` is in service (and under its concurrency
+    /// limit), or if its window has ended and this call won the right to
+    /// make the trial call (when nothing re-tests it in the background).
     fn try_take(&self, i: usize, now: &LazyNow<'_, S>) -> Option<Pick> {
         let h = &self.health[i];
         let until = h.out_until.load(Ordering::Acquire);
         if until == 0 {
-            return Some(Pick {
+            return self.claim(i).then_some(Pick {
                 index: i,
                 probe: false,
                 last_resort: false,
             });
         }
-        if now.get() >= until
+        if !self.rechecks()
+            && now.get() >= until
             && h.probing
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
+            if !self.claim(i) {
+                h.probing.store(false, Ordering::Release);
+                return None;
+            }
             return Some(Pick {
                 index: i,
                 probe: true,
@@ -440,12 +699,17 @@ impl<S> Core<S> {
                 }
                 continue;
             }
+            let limit = h.limit.load(Ordering::Relaxed);
+            if limit != u32::MAX && h.inflight.load(Ordering::Relaxed) >= limit {
+                continue;
+            }
             let cost = self.cost(h, now.get(), decay);
             if best.is_none_or(|(_, c)| cost < c) {
                 best = Some((i, cost));
             }
         }
-        best.map(|(index, _)| Pick {
+        let (index, _) = best?;
+        self.claim(index).then_some(Pick {
             index,
             probe: false,
             last_resort: false,
@@ -464,6 +728,22 @@ impl<S> Core<S> {
             .min_by_key(|&i| self.health[i].out_until.load(Ordering::Acquire))
     }
 
+    /// Whether members out of service are re-tested in the background
+    /// (then client calls never make the trial).
+    pub(crate) fn rechecks(&self) -> bool {
+        self.heads.is_some() || self.policy.health.method.is_some()
+    }
+
+    /// Whether a member other than those in `tried` could take a call now.
+    pub(crate) fn another_can_take(&self, tried: u64) -> bool {
+        let now = self.now();
+        let retested = self.rechecks();
+        self.health.iter().enumerate().any(|(i, h)| {
+            let until = h.out_until.load(Ordering::Acquire);
+            tried & (1 << i) == 0 && (until == 0 || (!retested && until <= now))
+        })
+    }
+
     fn on_success(&self, pick: Pick) {
         let h = &self.health[pick.index];
         if h.failures.load(Ordering::Relaxed) != 0 {
@@ -478,34 +758,112 @@ impl<S> Core<S> {
         if pick.probe {
             h.probing.store(false, Ordering::Release);
         }
+        self.limit_grow(pick.index);
     }
 
-    fn on_failure(&self, pick: Pick, reason: &dyn std::fmt::Display) {
+    /// Counts a failure against the picked member; `window` is how long it
+    /// stays out if this takes it out (default: `out_of_service`). A member
+    /// already out stays out until its window ends: only a failed trial
+    /// sets a new window.
+    fn on_failure(
+        &self,
+        pick: Pick,
+        reason: OutReason,
+        detail: &dyn std::fmt::Display,
+        window: Option<Duration>,
+    ) {
         let h = &self.health[pick.index];
         let failures = h.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        if pick.probe || failures >= self.policy.failure_threshold {
-            let until = self
-                .now()
-                .saturating_add(duration_ns(self.policy.out_of_service));
+        let out = h.out_until.load(Ordering::Acquire);
+        if pick.probe || (out == 0 && failures >= self.policy.failure_threshold) {
+            let window = window.unwrap_or(self.policy.out_of_service);
+            let until = self.now().saturating_add(duration_ns(window));
             let was = h.out_until.swap(until, Ordering::AcqRel);
+            let name = &self.members[pick.index].name;
             if was == 0 {
-                let name = &self.members[pick.index].name;
-                metrics::counter!(names::OUT_OF_SERVICE, "backend" => name.clone()).increment(1);
+                h.reason.store(reason.code(), Ordering::Relaxed);
+                metrics::counter!(
+                    names::OUT_OF_SERVICE,
+                    "backend" => name.clone(),
+                    "reason" => reason.as_str()
+                )
+                .increment(1);
                 metrics::gauge!(names::IN_SERVICE, "backend" => name.clone()).set(0.0);
-            }
-            if was == 0 || pick.probe {
                 tracing::warn!(
-                    backend = %self.members[pick.index].name,
+                    backend = %name,
                     failures,
-                    window = ?self.policy.out_of_service,
+                    window = ?window,
                     %reason,
+                    %detail,
                     "backend out of service"
                 );
+            } else {
+                tracing::debug!(backend = %name, ?window, %reason, %detail, "trial failed: still out of service");
             }
         }
         if pick.probe {
             h.probing.store(false, Ordering::Release);
         }
+        if matches!(
+            reason,
+            OutReason::Refused | OutReason::Stall | OutReason::Timeout
+        ) {
+            self.limit_cut(pick.index);
+        }
+    }
+
+    /// Records a sign of life from member `i`.
+    fn answered(&self, i: usize) {
+        self.health[i]
+            .answered_at
+            .store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Additive increase of an adaptive limit: one more slot per `limit`
+    /// successes.
+    fn limit_grow(&self, i: usize) {
+        let Some(limit) = self.members[i].limit.filter(|l| l.adaptive) else {
+            return;
+        };
+        let h = &self.health[i];
+        let now = h.limit.load(Ordering::Relaxed);
+        if now >= limit.max {
+            return;
+        }
+        if h.limit_ok.fetch_add(1, Ordering::Relaxed) + 1 >= now {
+            h.limit_ok.store(0, Ordering::Relaxed);
+            let next = (now + 1).min(limit.max);
+            h.limit.store(next, Ordering::Relaxed);
+            metrics::gauge!(names::CONCURRENCY_LIMIT, "backend" => self.members[i].name.clone())
+                .set(f64::from(next));
+        }
+    }
+
+    /// Multiplicative decrease of an adaptive limit (halved, at most once
+    /// per 100 ms so one burst of refusals counts once).
+    fn limit_cut(&self, i: usize) {
+        let Some(limit) = self.members[i].limit.filter(|l| l.adaptive) else {
+            return;
+        };
+        let h = &self.health[i];
+        let now = self.now();
+        let last = h.limit_cut_at.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < 100_000_000 {
+            return;
+        }
+        if h.limit_cut_at
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let current = h.limit.load(Ordering::Relaxed);
+        let next = (current / 2).max(limit.min);
+        h.limit.store(next, Ordering::Relaxed);
+        h.limit_ok.store(0, Ordering::Relaxed);
+        metrics::gauge!(names::CONCURRENCY_LIMIT, "backend" => self.members[i].name.clone())
+            .set(f64::from(next));
+        tracing::debug!(backend = %self.members[i].name, limit = next, "concurrency limit cut");
     }
 
     fn observe_latency(&self, index: usize, elapsed: Duration) {
@@ -527,38 +885,51 @@ impl<S> Core<S> {
         h.ewma_ns.store(next.to_bits(), Ordering::Relaxed);
         h.ewma_at.store(now, Ordering::Relaxed);
     }
+
+    /// Waits, in the group's bounded queue, until a member at its
+    /// concurrency limit has room, up to `deadline` (and the policy's
+    /// longest wait). `Err(Overloaded)` when the queue is full.
+    pub(crate) async fn wait_for_room(&self, deadline: Option<Instant>) -> Result<bool, RpcError> {
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel);
+        let _leave = QueueSlot(&self.queued);
+        if queued >= self.policy.max_queue {
+            return Err(RpcError::Overloaded);
+        }
+        let mut until = Instant::now() + self.policy.max_queue_wait;
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        let notified = self.room.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.full(0) == 0 {
+            // Room opened between the failed pick and now.
+            return Ok(true);
+        }
+        Ok(tokio::time::timeout_at(until, notified).await.is_ok())
+    }
+
+    /// Wakes queued calls when member `i` has room again.
+    fn released(&self) {
+        if self.queued.load(Ordering::Relaxed) != 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    pub(crate) fn classify(&self, request: &Request) -> crate::Idempotency {
+        self.policy.classifier.classify(request)
+    }
 }
 
-/// One probe of member `i`: its head (or its finality), or nothing (a
-/// failed probe changes no health: live calls decide that).
-async fn probe<S: JsonRpcService>(core: std::sync::Weak<Core<S>>, i: usize, kind: ProbeKind) {
-    let (svc, request, timeout) = {
-        let Some(core) = core.upgrade() else { return };
-        let Some(heads) = &core.heads else { return };
-        (
-            core.members[i].service.clone(),
-            heads.probe_request(i, kind),
-            heads.policy.probe_timeout,
-        )
-    };
-    let method = request.method_arc().clone();
-    let response = match tokio::time::timeout(timeout, svc.oneshot(request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "head probe failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(?timeout, "head probe timed out");
-            return;
-        }
-    };
-    let Some(core) = core.upgrade() else { return };
-    let Some(heads) = &core.heads else { return };
-    heads.learn_probe(i, kind, &method, &response, core.now());
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
-fn duration_ns(d: Duration) -> u64 {
+pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2)
 }
 
@@ -596,215 +967,9 @@ impl<'a, S> LazyNow<'a, S> {
     }
 }
 
-/// A member reserved for one attempt: counts it in flight and holds its
-/// half-open trial, both released on drop. Made when the member is picked,
-/// so an attempt dropped before it ever ran (a hedge or quorum call that
-/// finished first) still gives the trial back.
-pub(crate) struct Reservation<'a> {
-    health: &'a Health,
-    pick: Pick,
-    probe_held: bool,
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        self.health.inflight.fetch_sub(1, Ordering::Relaxed);
-        if self.probe_held {
-            self.health.probing.store(false, Ordering::Release);
-        }
-    }
-}
-
-impl<S> Core<S> {
-    /// Reserves the picked member for an attempt.
-    pub(crate) fn reserve(&self, pick: Pick) -> Reservation<'_> {
-        let health = &self.health[pick.index];
-        health.inflight.fetch_add(1, Ordering::Relaxed);
-        Reservation {
-            health,
-            pick,
-            probe_held: pick.probe,
-        }
-    }
-}
-
-impl<S: JsonRpcService> Core<S> {
-    /// One attempt on one member, recording the member's health.
-    ///
-    /// `call_started` is when the whole call began: a timeout counts against
-    /// the member unless the attempt started with less than half of the call's
-    /// time left (then earlier attempts, not this member, used the time).
-    pub(crate) async fn attempt(
-        &self,
-        mut reservation: Reservation<'_>,
-        request: Request,
-        wait_ready: bool,
-        call_started: Option<Instant>,
-    ) -> Outcome {
-        let pick = reservation.pick;
-        let member = &self.members[pick.index];
-        let deadline = request.deadline();
-        let mut svc = member.service.clone();
-        let learn = self.heads.as_ref().map(|h| h.teaches(&request));
-
-        // Readiness: a saturated member must not stall the group.
-        let ready = match svc.ready().now_or_never() {
-            Some(r) => r.map(|_| ()),
-            None if !wait_ready => return Outcome::Busy,
-            None => match deadline {
-                Some(d) => match tokio::time::timeout_at(d, svc.ready()).await {
-                    Ok(r) => r.map(|_| ()),
-                    Err(_) => Err(RpcError::DeadlineExceeded),
-                },
-                None => svc.ready().await.map(|_| ()),
-            },
-        };
-        if let Err(err) = ready {
-            // Not ready is not a fault of the backend's answers; not counted.
-            return Outcome::Failed(err);
-        }
-
-        // The clock is read only when something needs it.
-        let timed = deadline.is_some() || matches!(self.policy.spread, Spread::LeastLatency { .. });
-        let started = if timed { Some(Instant::now()) } else { None };
-        let result = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, svc.call(request)).await {
-                Ok(r) => r,
-                Err(_) => Err(RpcError::Timeout {
-                    backend: Some(member.name.clone()),
-                    elapsed: started.map(|s| s.elapsed()).unwrap_or_default(),
-                }),
-            },
-            None => svc.call(request).await,
-        };
-        let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
-        // The attempt finished: the guard must not clear a probe flag that
-        // on_success / on_failure now own.
-        reservation.probe_held = false;
-        drop(reservation);
-
-        match result {
-            Ok(mut response) => {
-                self.observe_latency(pick.index, elapsed);
-                if response.extensions().get::<ServedBy>().is_none() {
-                    response
-                        .extensions_mut()
-                        .insert(ServedBy(member.name.clone()));
-                }
-                if let (Some(heads), Some(learn)) = (&self.heads, learn) {
-                    // Learn the member's head from its answer, and tell the
-                    // layers above which head this answer comes from and
-                    // what the group agrees on.
-                    heads.learn(pick.index, learn, &response, self.now());
-                    heads.stamp(pick.index, &mut response);
-                }
-                if self.policy.failure_rules.is_backend_failure(&response) {
-                    let reason = response
-                        .error_object()
-                        .map(|e| format!("error {}: {}", e.code(), e.message()))
-                        .unwrap_or_default();
-                    self.on_failure(pick, &reason);
-                    Outcome::Refused(response)
-                } else {
-                    self.on_success(pick);
-                    Outcome::Answer(response)
-                }
-            }
-            Err(err) => {
-                let counted = match (&err, deadline, started) {
-                    (RpcError::Timeout { .. }, Some(d), Some(started)) => {
-                        let total = d.saturating_duration_since(call_started.unwrap_or(started));
-                        let budget = d.saturating_duration_since(started);
-                        budget * 2 >= total
-                    }
-                    _ => err.is_backend_fault(),
-                };
-                if counted {
-                    self.observe_latency(pick.index, elapsed);
-                    self.on_failure(pick, &err);
-                } else if pick.probe {
-                    // The trial did not decide anything; let another call try.
-                    self.health[pick.index]
-                        .probing
-                        .store(false, Ordering::Release);
-                }
-                Outcome::Failed(err)
-            }
-        }
-    }
-
-    /// Starts the head prober (once; only with head tracking and inside a
-    /// Tokio runtime). It holds the group weakly and ends with it.
-    pub(crate) fn ensure_prober(self: &Arc<Self>) {
-        // Called on every call: a plain load first, so the common case (already
-        // started) writes nothing shared.
-        if self.heads.is_none()
-            || self.prober.load(Ordering::Relaxed)
-            || self.prober.swap(true, Ordering::AcqRel)
-        {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.prober.store(false, Ordering::Release);
-            return;
-        };
-        let weak = Arc::downgrade(self);
-        let wanted = self.heads.as_ref().map(|h| h.wanted.clone());
-        runtime.spawn(async move {
-            let Some(wanted) = wanted else { return };
-            loop {
-                let tick = {
-                    let Some(core) = weak.upgrade() else { return };
-                    let Some(heads) = &core.heads else { return };
-                    let now = core.now();
-                    let due = heads.due(now);
-                    let finality = heads.finality_due(now);
-                    for i in 0..core.members.len() {
-                        if due & (1 << i) != 0 {
-                            tracing::trace!(backend = %core.members[i].name, "probing the head");
-                            tokio::spawn(probe(Arc::downgrade(&core), i, ProbeKind::Head));
-                        }
-                        if finality & (1 << i) != 0 {
-                            for kind in [ProbeKind::Finalized, ProbeKind::Safe] {
-                                tokio::spawn(probe(Arc::downgrade(&core), i, kind));
-                            }
-                        }
-                    }
-                    heads.tick(now);
-                    (heads.policy.probe_interval / 4).max(Duration::from_millis(5))
-                };
-                // A call waiting for a head wakes the prober early.
-                tokio::select! {
-                    () = tokio::time::sleep(tick) => {}
-                    () = wanted.notified() => {}
-                }
-            }
-        });
-    }
-
-    /// Whether a call that ended this way may go to another member.
-    pub(crate) fn may_move_on(&self, outcome: &Outcome, safe_to_repeat: bool) -> bool {
-        match outcome {
-            Outcome::Answer(_) => false,
-            Outcome::Busy => true,
-            Outcome::Refused(_) => safe_to_repeat,
-            Outcome::Failed(err) => match err {
-                RpcError::DeadlineExceeded
-                | RpcError::ResponseTooLarge { .. }
-                | RpcError::MethodNotAllowed { .. }
-                | RpcError::InvalidParams { .. }
-                | RpcError::QuorumNotReached { .. }
-                | RpcError::Internal(_) => false,
-                _ => match err.delivery() {
-                    rpc_core::Delivery::NotSent => true,
-                    rpc_core::Delivery::MaybeSent => safe_to_repeat,
-                },
-            },
-        }
-    }
-
-    pub(crate) fn classify(&self, request: &Request) -> crate::Idempotency {
-        self.policy.classifier.classify(request)
+impl ConcurrencyLimit {
+    fn start(self) -> u32 {
+        self.max
     }
 }
 
@@ -831,7 +996,9 @@ mod tests {
                 probe: false,
                 last_resort: false,
             },
+            OutReason::Refused,
             &"refused",
+            None,
         );
         assert!(core.pick(0).is_none(), "out of service");
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -843,6 +1010,7 @@ mod tests {
         drop(core.reserve(trial));
         let again = core.pick(0).expect("the trial is free again");
         assert!(again.probe);
+        drop(core.reserve(again));
         assert_eq!(core.health[0].inflight.load(Ordering::Relaxed), 0);
     }
 }

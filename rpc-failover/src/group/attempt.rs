@@ -1,0 +1,301 @@
+//! One attempt on one member: its reservation, its stall deadline, and how
+//! it ended.
+
+use std::sync::atomic::Ordering;
+
+use futures_util::FutureExt;
+use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::{Core, OutReason, Pick};
+use crate::names;
+
+/// How one attempt ended.
+pub(crate) enum Outcome {
+    /// An answer to pass on (a result or an ordinary error object).
+    Answer(Response),
+    /// An error object that counts against the backend (rate limit, ...).
+    Refused(Response),
+    /// No answer.
+    Failed(RpcError),
+    /// The attempt passed its stall deadline and was left so that the call
+    /// can move on (the member was charged; any budget was paid).
+    Stalled(RpcError),
+    /// The member was not ready and the caller asked not to wait.
+    Busy,
+}
+
+/// A member reserved for one attempt: holds its count in flight (taken
+/// when it was picked) and its half-open trial, both released on drop, and
+/// charges a stall to the member if the attempt is dropped (the client
+/// left, a hedge won) after its stall deadline. Made when the member is
+/// picked, so an attempt dropped before it ever ran still gives the trial
+/// back.
+pub(crate) struct Reservation<'a, S> {
+    core: &'a Core<S>,
+    pub(crate) pick: Pick,
+    probe_held: bool,
+    /// Ticks at which the running attempt stalls (0: not running).
+    stall_at: u64,
+    /// The stall was charged (or the attempt's outcome was recorded).
+    settled: bool,
+}
+
+impl<S> Drop for Reservation<'_, S> {
+    fn drop(&mut self) {
+        if !self.settled && self.stall_at != 0 && self.core.now() >= self.stall_at {
+            // Cancelled after it should have answered: that is a stall.
+            self.core.charge_stall(self.pick, "the call was cancelled");
+            self.probe_held = false;
+        }
+        let h = &self.core.health[self.pick.index];
+        h.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.core.released();
+        if self.probe_held {
+            h.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl<S> Core<S> {
+    /// Holds the picked member (already counted in flight) for an attempt.
+    pub(crate) fn reserve(&self, pick: Pick) -> Reservation<'_, S> {
+        Reservation {
+            core: self,
+            pick,
+            probe_held: pick.probe,
+            stall_at: 0,
+            settled: false,
+        }
+    }
+
+    /// Charges a stall to the picked member.
+    fn charge_stall(&self, pick: Pick, detail: &str) {
+        metrics::counter!(names::STALLS, "backend" => self.members[pick.index].name.clone())
+            .increment(1);
+        self.budget.record_failure();
+        self.on_failure(pick, OutReason::Stall, &detail, None);
+    }
+
+    /// Whether member `i` answered anything since `since` (ticks).
+    fn answered_since(&self, i: usize, since: u64) -> bool {
+        self.health[i].answered_at.load(Ordering::Relaxed) > since
+    }
+}
+
+impl<S: JsonRpcService> Core<S> {
+    /// One attempt on one member, recording the member's health.
+    ///
+    /// `call_started` is when the whole call began: a timeout counts against
+    /// the member unless the attempt started with less than half of the call's
+    /// time left (then earlier attempts, not this member, used the time).
+    ///
+    /// `may_leave`: at the stall deadline the call may leave this attempt
+    /// and move on (it is safe to repeat and another member can take it).
+    pub(crate) async fn attempt(
+        &self,
+        mut reservation: Reservation<'_, S>,
+        request: Request,
+        wait_ready: bool,
+        call_started: Option<Instant>,
+        may_leave: bool,
+    ) -> Outcome {
+        let pick = reservation.pick;
+        let member = &self.members[pick.index];
+        let deadline = request.deadline();
+        let mut svc = member.service.clone();
+        let learn = self.heads.as_ref().map(|h| h.teaches(&request));
+        let class = self.expect.class(request.method_arc());
+
+        // Readiness: a saturated member must not stall the group.
+        let ready = match svc.ready().now_or_never() {
+            Some(r) => r.map(|_| ()),
+            None if !wait_ready => return Outcome::Busy,
+            None => match deadline {
+                Some(d) => match tokio::time::timeout_at(d, svc.ready()).await {
+                    Ok(r) => r.map(|_| ()),
+                    Err(_) => Err(RpcError::DeadlineExceeded),
+                },
+                None => svc.ready().await.map(|_| ()),
+            },
+        };
+        if let Err(err) = ready {
+            // Not ready is not a fault of the backend's answers; not counted.
+            return Outcome::Failed(err);
+        }
+
+        let started = Instant::now();
+        let since = self.ticks(started);
+        let stall_at = started + self.expect.deadline(pick.index, class);
+        reservation.stall_at = self.ticks(stall_at);
+        let timeout = |elapsed| RpcError::Timeout {
+            backend: Some(member.name.clone()),
+            elapsed,
+        };
+        let mut call = std::pin::pin!(svc.call(request));
+        let mut stalled = false;
+        let result = match deadline {
+            // The call's deadline comes first: no stall to watch for.
+            Some(d) if d <= stall_at => match tokio::time::timeout_at(d, &mut call).await {
+                Ok(r) => r,
+                Err(_) => Err(timeout(started.elapsed())),
+            },
+            _ => match tokio::time::timeout_at(stall_at, &mut call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // A stall: charged now, whatever happens next.
+                    stalled = true;
+                    reservation.settled = true;
+                    reservation.probe_held = false;
+                    self.charge_stall(pick, "no answer within its stall deadline");
+                    // A member that answers other calls meanwhile is slow,
+                    // not frozen: repeating the call elsewhere is extra load
+                    // and takes a token from the budget.
+                    let responsive = self.answered_since(pick.index, since);
+                    if may_leave && (!responsive || self.withdraw()) {
+                        tracing::debug!(
+                            backend = %member.name,
+                            responsive,
+                            "attempt stalled: moving on"
+                        );
+                        return Outcome::Stalled(timeout(started.elapsed()));
+                    }
+                    match deadline {
+                        Some(d) => match tokio::time::timeout_at(d, &mut call).await {
+                            Ok(r) => r,
+                            Err(_) => Err(timeout(started.elapsed())),
+                        },
+                        None => call.await,
+                    }
+                }
+            },
+        };
+        let elapsed = started.elapsed();
+        // The attempt finished: the guard must not clear a probe flag that
+        // on_success / on_failure now own, nor charge a stall.
+        reservation.probe_held = false;
+        reservation.settled = true;
+        drop(reservation);
+
+        match result {
+            Ok(mut response) => {
+                self.answered(pick.index);
+                if response.extensions().get::<ServedBy>().is_none() {
+                    response
+                        .extensions_mut()
+                        .insert(ServedBy(member.name.clone()));
+                }
+                if let (Some(heads), Some(learn)) = (&self.heads, learn) {
+                    // Learn the member's head from its answer, and tell the
+                    // layers above which head this answer comes from and
+                    // what the group agrees on.
+                    heads.learn(pick.index, learn, &response, self.now());
+                    heads.stamp(pick.index, &mut response);
+                }
+                if self.policy.failure_rules.is_backend_failure(&response) {
+                    if !stalled {
+                        let reason = response
+                            .error_object()
+                            .map(|e| format!("error {}: {}", e.code(), e.message()))
+                            .unwrap_or_default();
+                        self.budget.record_failure();
+                        self.on_failure(pick, OutReason::Refused, &reason, None);
+                    }
+                    Outcome::Refused(response)
+                } else {
+                    // A stalled attempt's late answer is served, but it
+                    // neither clears the stall nor teaches the deadline.
+                    if !stalled {
+                        self.observe_latency(pick.index, elapsed);
+                        self.expect.record(pick.index, class, elapsed);
+                        self.budget.record_success();
+                        self.on_success(pick);
+                    }
+                    Outcome::Answer(response)
+                }
+            }
+            Err(err) => {
+                if matches!(err, RpcError::HttpStatus { .. }) {
+                    // The member's server is up and answering.
+                    self.answered(pick.index);
+                }
+                let counted = !stalled
+                    && match (&err, deadline) {
+                        (RpcError::Timeout { .. }, Some(d)) => {
+                            let total =
+                                d.saturating_duration_since(call_started.unwrap_or(started));
+                            let budget = d.saturating_duration_since(started);
+                            budget * 2 >= total
+                        }
+                        _ => err.is_backend_fault(),
+                    };
+                if counted {
+                    self.observe_latency(pick.index, elapsed);
+                    self.budget.record_failure();
+                    self.on_failure(pick, OutReason::of(&err), &err, None);
+                } else if pick.probe && !stalled {
+                    // The trial did not decide anything; let another call try.
+                    self.health[pick.index]
+                        .probing
+                        .store(false, Ordering::Release);
+                }
+                Outcome::Failed(err)
+            }
+        }
+    }
+
+    /// Takes a token for an extra call, counting a refusal.
+    pub(crate) fn withdraw(&self) -> bool {
+        if self.budget.withdraw() {
+            return true;
+        }
+        metrics::counter!(names::RETRY_BUDGET_EXHAUSTED).increment(1);
+        false
+    }
+
+    /// Whether a call that ended this way may go to another member.
+    pub(crate) fn may_move_on(&self, outcome: &Outcome, safe_to_repeat: bool) -> bool {
+        match outcome {
+            Outcome::Answer(_) => false,
+            Outcome::Busy | Outcome::Stalled(_) => true,
+            Outcome::Refused(_) => safe_to_repeat,
+            Outcome::Failed(err) => match err {
+                RpcError::DeadlineExceeded
+                | RpcError::ResponseTooLarge { .. }
+                | RpcError::MethodNotAllowed { .. }
+                | RpcError::InvalidParams { .. }
+                | RpcError::QuorumNotReached { .. }
+                | RpcError::Internal(_) => false,
+                _ => match err.delivery() {
+                    rpc_core::Delivery::NotSent => true,
+                    rpc_core::Delivery::MaybeSent => safe_to_repeat,
+                },
+            },
+        }
+    }
+
+    /// Pays for moving a call on from member `index` after `outcome`: free
+    /// when the member certainly did no work (not sent, refused, a stall
+    /// already settled) or when the failure took it out of service (calls
+    /// stop going there, so the moves are bounded by the calls that were in
+    /// flight); else a token from the budget. `false` when the budget is
+    /// spent.
+    pub(crate) fn pay_to_move_on(&self, index: usize, outcome: &Outcome) -> bool {
+        let free = match outcome {
+            Outcome::Answer(_) => false,
+            Outcome::Busy | Outcome::Refused(_) | Outcome::Stalled(_) => true,
+            Outcome::Failed(err) => {
+                err.delivery() == rpc_core::Delivery::NotSent
+                    || matches!(err, RpcError::HttpStatus { status, .. } if status.as_u16() == 429)
+            }
+        };
+        free || self.health[index].out_until.load(Ordering::Acquire) != 0 || self.withdraw()
+    }
+
+    /// Whether a call may leave a stalled attempt on member `index`: it is
+    /// safe to repeat and another member can take it.
+    pub(crate) fn may_leave(&self, safe_to_repeat: bool, tried: u64, pick: Pick) -> bool {
+        safe_to_repeat && !pick.last_resort && self.another_can_take(tried)
+    }
+}
