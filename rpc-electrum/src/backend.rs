@@ -44,7 +44,7 @@ use crate::TipBoard;
 /// | [`connect_timeout`](ElectrumBackendBuilder::connect_timeout) | 5 s (TCP, TLS and handshake) |
 /// | [`request_timeout`](ElectrumBackendBuilder::request_timeout) | 10 s |
 /// | [`ping_interval`](ElectrumBackendBuilder::ping_interval) / [`ping_timeout`](ElectrumBackendBuilder::ping_timeout) | 5 s / 5 s |
-/// | [`backoff`](ElectrumBackendBuilder::backoff) | 250 ms doubling to 30 s, with jitter |
+/// | [`backoff`](ElectrumBackendBuilder::backoff) | 250 ms doubling to 4 s, with jitter; back to 250 ms once a connection has worked |
 /// | [`max_line`](ElectrumBackendBuilder::max_line) | 8 MiB |
 /// | [`max_in_flight`](ElectrumBackendBuilder::max_in_flight) | 1024 |
 /// | [`tls`](ElectrumBackendBuilder::tls) | `tls://`: web PKI roots; `tcp://`: none |
@@ -229,6 +229,10 @@ impl ElectrumBackendBuilder {
     }
 
     /// Reconnect backoff: first wait and cap (each wait is jittered 50–100 %).
+    /// The wait doubles after each failed connect and after each connection
+    /// lost within 2 s of being made; a connection that worked longer (the
+    /// server answered) starts over from `min`. The cap is how late a
+    /// restarted server may be noticed (default 4 s).
     pub fn backoff(self, min: Duration, max: Duration) -> Self {
         self.set(|c| {
             c.backoff_min = min;

@@ -91,7 +91,7 @@ impl Config {
             ping_interval: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(4),
             max_line: 8 << 20,
             max_in_flight: 1024,
             expect_genesis: None,

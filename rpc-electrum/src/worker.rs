@@ -358,7 +358,10 @@ pub(crate) async fn run(
                         tracing::warn!(backend = %shared.name, reason = %why, "electrum connection lost");
                     }
                 }
-                if started.elapsed() > Duration::from_secs(30) {
+                // The server answered (handshake, then a working session):
+                // start over. A connection lost at once (a server that
+                // accepts and drops) keeps doubling, so it is not hammered.
+                if started.elapsed() >= Duration::from_secs(2) {
                     backoff = config.backoff_min;
                 }
             }

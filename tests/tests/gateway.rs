@@ -477,3 +477,73 @@ async fn a_deep_reorg_replaces_headers_the_gateway_kept() {
         assert_eq!(get_json(addr, "/v1/block/12/header").await.1["header"], new);
     }
 }
+
+/// Whether `/healthz` lists server `name` as healthy (connected, in
+/// service, current).
+fn server_healthy(health: &Value, name: &str) -> bool {
+    health["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"] == name && s["healthy"] == true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_killed_and_restarted_without_traffic_are_back_within_5s() {
+    let mut ex = pool(3, false);
+    let (_gw, addr) = gateway(&ex, 3, &[]);
+    let started = Instant::now();
+    loop {
+        let (s, v) = get_json(addr, "/healthz").await;
+        if s == 200 && (0..3).all(|i| server_healthy(&v, &format!("ex{i}"))) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never all healthy: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every server dies; no client calls from here on.
+    for i in 0..3 {
+        ex.signal(i, "KILL");
+    }
+    let started = Instant::now();
+    loop {
+        let (s, v) = get_json(addr, "/healthz").await;
+        if s == 503 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still healthy: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Long enough for reconnect backoffs to reach their cap.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    for i in 0..3 {
+        ex = tokio::task::spawn_blocking(move || {
+            ex.restart(i);
+            ex
+        })
+        .await
+        .expect("restart");
+        let restarted = Instant::now();
+        let name = format!("ex{i}");
+        loop {
+            let (s, v) = get_json(addr, "/healthz").await;
+            if s == 200 && server_healthy(&v, &name) {
+                break;
+            }
+            assert!(
+                restarted.elapsed() < Duration::from_secs(5),
+                "{name} not back within 5 s of its restart, with no traffic: {s} {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("{name} back {:?} after its restart", restarted.elapsed());
+    }
+}
