@@ -206,11 +206,38 @@ impl Histogram {
     }
 }
 
+/// FNV-1a: method names are short and not attacker-controlled past the
+/// first [`MAX_CLASSES`] (later ones never enter the map), so a fast
+/// non-keyed hash is enough; this is on every call's path.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+
 /// Each member's latency per method, and the deadlines that follow.
 pub(crate) struct Expectations {
     policy: AttemptDeadline,
     /// Method → class index (1..=MAX_CLASSES; 0 is "every other method").
-    classes: RwLock<HashMap<Arc<str>, u8>>,
+    classes: RwLock<HashMap<Arc<str>, u8, FnvBuild>>,
     /// `members × (MAX_CLASSES + 1)` histograms.
     histograms: Box<[Histogram]>,
 }
@@ -226,7 +253,7 @@ impl Expectations {
         };
         Expectations {
             policy,
-            classes: RwLock::new(HashMap::new()),
+            classes: RwLock::new(HashMap::default()),
             histograms,
         }
     }
