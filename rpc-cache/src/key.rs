@@ -28,8 +28,10 @@ pub struct CacheKey(Bytes);
 
 impl CacheKey {
     /// The key of `request`, or `None` when its params cannot be normalised
-    /// safely (not JSON, nested too deeply, or holding a number that is not
-    /// an exact integer, whose text could not be kept).
+    /// safely (not JSON, nested too deeply, holding a number that is not an
+    /// exact integer, whose text could not be kept, or an object with a
+    /// duplicated key: the backend may read another value than the key
+    /// would, so such calls are never cached).
     pub fn for_request(request: &rpc_core::Request, lowercase_hex: bool) -> Option<CacheKey> {
         let params = parse_params(request)?;
         Some(Self::from_parts(request.method(), &params, lowercase_hex))
@@ -93,9 +95,80 @@ impl fmt::Debug for CacheKey {
 pub(crate) fn parse_params(request: &rpc_core::Request) -> Option<Value> {
     let params = match request.params() {
         None => Value::Array(Vec::new()),
-        Some(raw) => serde_json::from_slice(raw.as_bytes()).ok()?,
+        Some(raw) => serde_json::from_slice::<Strict>(raw.as_bytes()).ok()?.0,
     };
     exact(&params).then_some(params)
+}
+
+/// A JSON value that refuses objects with a duplicated key (serde_json's
+/// `Value` keeps the last one silently; a backend may keep the first).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value without duplicated object keys")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.insert(key, v).is_some() {
+                return Err(serde::de::Error::custom("duplicated object key"));
+            }
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Whether every number is an integer serde_json holds exactly (a float or a
@@ -163,6 +236,21 @@ fn write_string(s: &str, lowercase: bool, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use rpc_core::{RawJson, Request};
+
+    #[test]
+    fn duplicated_keys_are_never_keyed() {
+        let dup = Request::new("eth_call").with_params(
+            RawJson::from_static(r#"[{"to":"0x01","to":"0x02"},"latest"]"#).expect("json"),
+        );
+        assert_eq!(CacheKey::for_request(&dup, true), None);
+        let nested = Request::new("eth_call")
+            .with_params(RawJson::from_static(r#"[{"a":{"b":1,"b":1}}]"#).expect("json"));
+        assert_eq!(CacheKey::for_request(&nested, true), None);
+        let fine = Request::new("eth_call").with_params(
+            RawJson::from_static(r#"[{"to":"0x01","data":"0x"},"latest"]"#).expect("json"),
+        );
+        assert!(CacheKey::for_request(&fine, true).is_some());
+    }
 
     fn key(method: &str, params: &'static str, hex: bool) -> Option<CacheKey> {
         CacheKey::for_request(

@@ -8,7 +8,10 @@
 //! [Electrum](CacheRules::electrum) (heights, raw transactions), overridable
 //! per method. Keys ([`CacheKey`]) are the method and the params normalised
 //! (whitespace, object key order, hex case); the id is never part of a key
-//! and every hit is answered under the caller's id.
+//! and every hit is answered under the caller's id. Params that cannot be
+//! keyed exactly — with a duplicated object key (`{"to":A,"to":B}`: the
+//! backend may read another value than the key would), a float or an
+//! oversized number — are never cached: the call passes through (`BYPASS`).
 //!
 //! Answers kept for a TTL (those that follow the chain tip) are never served
 //! across a change the cache can see: a higher head (learned from

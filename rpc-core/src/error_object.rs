@@ -37,6 +37,9 @@ pub mod codes {
     pub const RESPONSE_TOO_LARGE: i64 = -32020;
     /// The request body was larger than allowed.
     pub const REQUEST_TOO_LARGE: i64 = -32021;
+    /// The server is over a resource budget (request bytes in flight): retry
+    /// shortly (the code Ethereum nodes use for "limit exceeded").
+    pub const LIMIT_EXCEEDED: i64 = -32005;
 }
 
 /// A JSON-RPC error object: `{"code": .., "message": .., "data": ..}`.

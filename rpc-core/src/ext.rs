@@ -7,8 +7,15 @@ use std::sync::Arc;
 /// The API key a client presented, in each call's extensions when the HTTP
 /// front is configured with [`ServerConfig::api_key_header`](crate::server::ServerConfig::api_key_header)
 /// and the request carried that header (for rate limits and metrics per key).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ApiKey(pub Arc<str>);
+
+impl std::fmt::Debug for ApiKey {
+    /// A key is a secret: `Debug` shows only its length.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey(<{} bytes, redacted>)", self.0.len())
+    }
+}
 
 /// Which backend answered a call; put in the [`Response`](crate::Response)'s
 /// extensions by backends and groups (for a `served-by` header, logs and

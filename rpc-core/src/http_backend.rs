@@ -19,9 +19,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::body::{read_limited, ReadError};
+use crate::body::{read_budgeted, read_limited, ReadError};
 use crate::parse::parse_response;
 use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
+use crate::{ByteBudget, BytePermit};
 
 /// A JSON-RPC backend over HTTP or HTTPS: a [`JsonRpcService`](crate::JsonRpcService)
 /// on a pooled, keep-alive hyper client with rustls (no OpenSSL).
@@ -65,9 +66,15 @@ struct Inner {
     headers: HeaderMap,
     timeout: Duration,
     max_response_bytes: usize,
+    response_budget: Option<ByteBudget>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     next_id: AtomicU64,
 }
+
+/// The bytes of an answer read under a [`ByteBudget`], held (in the
+/// answer's extensions) until the answer is dropped.
+#[derive(Clone)]
+pub(crate) struct HeldBytes(#[allow(dead_code)] Arc<BytePermit>);
 
 impl fmt::Debug for HttpBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,6 +97,7 @@ impl HttpBackend {
             timeout: HttpBackendBuilder::DEFAULT_TIMEOUT,
             connect_timeout: HttpBackendBuilder::DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: HttpBackendBuilder::DEFAULT_MAX_RESPONSE_BYTES,
+            response_budget: None,
             pool_idle_timeout: HttpBackendBuilder::DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: HttpBackendBuilder::DEFAULT_POOL_MAX_IDLE_PER_HOST,
             headers: HeaderMap::new(),
@@ -112,6 +120,7 @@ pub struct HttpBackendBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     max_response_bytes: usize,
+    response_budget: Option<ByteBudget>,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
     headers: HeaderMap,
@@ -166,8 +175,10 @@ impl HttpBackendBuilder {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
     /// Default for [`connect_timeout`](Self::connect_timeout): 3 s.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-    /// Default for [`max_response_size`](Self::max_response_size): 32 MiB.
-    pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+    /// Default for [`max_response_size`](Self::max_response_size): 128 MiB
+    /// (a wide `eth_getLogs` answer reaches tens of MiB; bound many of them
+    /// together with [`response_budget`](Self::response_budget)).
+    pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
     /// Default for [`pool_idle_timeout`](Self::pool_idle_timeout): 90 s.
     pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     /// Default for [`pool_max_idle_per_host`](Self::pool_max_idle_per_host): 64.
@@ -187,9 +198,22 @@ impl HttpBackendBuilder {
     }
 
     /// The largest response body accepted; a larger one fails the call with
-    /// [`RpcError::ResponseTooLarge`].
+    /// [`RpcError::ResponseTooLarge`] (`-32020`), which does not count
+    /// against the backend: it answered, the answer is just more than this
+    /// deployment takes.
     pub fn max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Reads answers into a shared [`ByteBudget`] (default: none): an answer
+    /// holds its bytes until it is dropped, and reading waits (under the
+    /// call's deadline) while the budget is full, so the kernel's flow
+    /// control holds the rest back instead of memory. Share one budget with
+    /// every backend, and with the front's request bodies
+    /// (`ServerConfig::body_budget`), to bound them all together.
+    pub fn response_budget(mut self, budget: ByteBudget) -> Self {
+        self.response_budget = Some(budget);
         self
     }
 
@@ -255,6 +279,16 @@ impl HttpBackendBuilder {
         if authority.host().is_empty() {
             return Err(invalid("missing host"));
         }
+        // `http::Uri` keeps any digits as the port; a connect would fail later.
+        let host_port = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, h)| h);
+        if let Some(port) = host_port.rsplit_once(':').map(|(_, p)| p) {
+            if !port.contains(']') && !port.is_empty() && port.parse::<u16>().is_err() {
+                return Err(invalid("the port is not a number from 0 to 65535"));
+            }
+        }
 
         let mut headers = self.headers;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -312,6 +346,7 @@ impl HttpBackendBuilder {
                 headers,
                 timeout: self.timeout,
                 max_response_bytes: self.max_response_bytes,
+                response_budget: self.response_budget,
                 client,
                 next_id: AtomicU64::new(1),
             }),
@@ -350,10 +385,13 @@ impl Inner {
             .then(|| Id::from(self.next_id.fetch_add(1, Ordering::Relaxed)));
 
         match tokio::time::timeout_at(deadline, self.exchange(&req, wire_id.as_ref())).await {
-            Ok(Ok(payload)) => {
+            Ok(Ok((payload, held))) => {
                 let id = req.id().cloned().unwrap_or(Id::Null);
                 let mut resp = Response::new(id, payload);
                 resp.extensions_mut().insert(ServedBy(self.name.clone()));
+                if let Some(held) = held {
+                    resp.extensions_mut().insert(HeldBytes(Arc::new(held)));
+                }
                 Ok(resp)
             }
             Ok(Err(e)) => Err(e),
@@ -364,7 +402,11 @@ impl Inner {
         }
     }
 
-    async fn exchange(&self, req: &Request, wire_id: Option<&Id>) -> Result<Payload, RpcError> {
+    async fn exchange(
+        &self,
+        req: &Request,
+        wire_id: Option<&Id>,
+    ) -> Result<(Payload, Option<BytePermit>), RpcError> {
         let mut body = Vec::with_capacity(req.encoded_len_hint());
         req.write_json(wire_id, &mut body);
         let mut http_req = http::Request::new(Full::new(Bytes::from(body)));
@@ -398,38 +440,44 @@ impl Inner {
             return Err(status_error());
         }
         let (parts, body) = resp.into_parts();
-        let bytes = read_limited(&parts.headers, body, self.max_response_bytes)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => RpcError::ResponseTooLarge {
-                    backend: self.name.clone(),
-                    limit: self.max_response_bytes,
-                },
-                ReadError::Failed(e) => RpcError::ConnectionClosed {
-                    backend: self.name.clone(),
-                    source: error_chain(&*e).into(),
-                },
-            })?;
+        let read = match &self.response_budget {
+            Some(budget) => read_budgeted(&parts.headers, body, self.max_response_bytes, budget)
+                .await
+                .map(|(b, held)| (b, Some(held))),
+            None => read_limited(&parts.headers, body, self.max_response_bytes, None).await,
+        };
+        let (bytes, held) = read.map_err(|e| match e {
+            ReadError::TooLarge | ReadError::NoBudget => RpcError::ResponseTooLarge {
+                backend: self.name.clone(),
+                limit: self.max_response_bytes,
+            },
+            ReadError::Failed(e) => RpcError::ConnectionClosed {
+                backend: self.name.clone(),
+                source: error_chain(&*e).into(),
+            },
+        })?;
 
         let Some(wire_id) = wire_id else {
             // A notification: the backend owes no answer; any 2xx will do.
             return if status.is_success() {
-                Ok(Payload::Result(RawJson::NULL))
+                Ok((Payload::Result(RawJson::NULL), None))
             } else {
                 Err(status_error())
             };
         };
         let parsed = parse_response(&bytes, wire_id);
         if status.is_success() {
-            return parsed.map_err(|reason| RpcError::InvalidResponse {
-                backend: self.name.clone(),
-                reason,
-            });
+            return parsed
+                .map(|p| (p, held))
+                .map_err(|reason| RpcError::InvalidResponse {
+                    backend: self.name.clone(),
+                    reason,
+                });
         }
         // Another non-2xx status carrying a JSON-RPC error object (some providers
         // answer invalid params with a 400) is the backend's answer.
         match parsed {
-            Ok(payload @ Payload::Error(_)) => Ok(payload),
+            Ok(payload @ Payload::Error(_)) => Ok((payload, held)),
             _ => Err(status_error()),
         }
     }
@@ -561,5 +609,18 @@ mod tests {
             format!("Basic {}", base64_encode(b"alice:p@ss"))
         );
         assert!(!format!("{b:?}").contains("alice"));
+        // Userinfo without a port, IPv6 with one: fine; a port over 65535 is not.
+        assert!(HttpBackend::builder("n", "http://me:secret@h/")
+            .build()
+            .is_ok());
+        assert!(HttpBackend::builder("n", "http://[::1]:8545/")
+            .build()
+            .is_ok());
+        assert!(HttpBackend::builder("n", "http://[::1]/").build().is_ok());
+        let err = HttpBackend::builder("n", "http://me:secret@h:99999/")
+            .build()
+            .expect_err("bad port")
+            .to_string();
+        assert!(err.contains("port") && !err.contains("secret"), "{err}");
     }
 }

@@ -37,6 +37,7 @@
 //! ```
 
 mod body;
+mod budget;
 mod error;
 mod error_object;
 mod ext;
@@ -54,6 +55,7 @@ pub mod route;
 pub mod server;
 mod service;
 
+pub use budget::{ByteBudget, BytePermit};
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
 pub use ext::{

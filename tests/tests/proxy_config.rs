@@ -513,3 +513,49 @@ fn the_demo_runs_its_bounded_load_without_client_errors() {
         "{stdout}"
     );
 }
+
+#[test]
+fn check_never_prints_a_secret_from_a_broken_config() {
+    // Every way a secret-bearing line can be wrong; the secret (SECRETnn)
+    // must appear in no output, for `check` and for a run.
+    let cases = [
+        // A URL whose quote is not closed (a TOML parse error on that line).
+        "[backends.a]\nurl = \"https://h/v2/SECRET01\n",
+        // Not http(s).
+        "[backends.a]\nurl = \"ftp://h/v2/SECRET02\"\n",
+        // An unclosed ${ in the URL.
+        "[backends.a]\nurl = \"https://h/v2/SECRET03/${KEY\"\n",
+        // A ${...} that holds no variable name.
+        "[backends.a]\nurl = \"https://h/${SECRET04 x}\"\n",
+        // A header value that is not valid HTTP.
+        "[backends.a]\nurl = \"http://127.0.0.1:1\"\nheaders = { \"Authorization\" = \"Bearer SECRET05\\n\" }\n",
+        // A wrong type next to a secret on the same line.
+        "[backends.a]\nurl = \"http://127.0.0.1:1\"\nbasic_auth = { user = \"SECRET06\", password = 7 }\n",
+        // An unknown key on a URL line's table.
+        "[backends.a]\nurl = \"https://h/?apikey=SECRET07\"\nurll = \"https://h/?apikey=SECRET07\"\n",
+        // A rate-limit key listed twice.
+        "[backends.a]\nurl = \"http://127.0.0.1:1\"\n[[rate_limit.keys]]\nkey = \"SECRET08\"\nrate = 5\n[[rate_limit.keys]]\nkey = \"SECRET08\"\nrate = 5\n",
+        // A userinfo URL with a bad port.
+        "[backends.a]\nurl = \"https://me:SECRET09@h:99999/\"\n",
+    ];
+    for (i, toml) in cases.iter().enumerate() {
+        let path = write_config("secret.toml", toml);
+        for args in [&["check", "--config"][..], &["--config"][..]] {
+            let out = Command::new(binary("rpc-proxy", "rpc-proxy"))
+                .args(args)
+                .arg(&path)
+                .output()
+                .expect("run rpc-proxy");
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_ne!(out.status.code(), Some(0), "case {i} must fail: {all}");
+            assert!(
+                !all.contains("SECRET"),
+                "case {i} {args:?} echoed a secret:\n{all}"
+            );
+        }
+    }
+}

@@ -17,6 +17,9 @@ use tower::ServiceExt;
 use crate::http::{error_response, json_response, Body};
 use crate::{tx, Gateway};
 
+/// How long a `POST` body may take to arrive.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The largest transaction accepted for broadcast (hex or JSON body).
 const MAX_TX_BODY: usize = 2 * 1024 * 1024;
 
@@ -287,9 +290,18 @@ fn already_known(message: &str) -> bool {
 /// `POST /v1/tx`: the transaction goes to up to `--broadcast-to` healthy
 /// servers at once; accepted when any accepts it.
 async fn broadcast(gw: &Gateway, body: Incoming) -> Reply {
-    let bytes = Limited::new(body, MAX_TX_BODY)
-        .collect()
+    // A client sending its body a byte at a time does not hold the
+    // connection: the body has BODY_READ_TIMEOUT to arrive.
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_TX_BODY).collect());
+    let bytes = read
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            )
+        })?
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

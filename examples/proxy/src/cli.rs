@@ -45,7 +45,7 @@ QUICK FLAGS:
     --log-format FORMAT       text or json (one JSON object per line) [default: text]
     --request-timeout SECS    deadline of each client call [default: 30]
     --max-body BYTES          largest request body [default: 10485760]
-    --max-batch N             most calls per batch [default: 100]
+    --max-batch N             most calls per batch [default: 1000]
     --max-response BYTES      largest backend response [default: 33554432]
     --body-timeout SECS       time a client gets to send its body [default: 10]
     --allow PATTERN           allow only matching methods (repeatable; `eth_*` globs)

@@ -110,9 +110,8 @@ impl Source<'_> {
                     .split('\n')
                     .next()
                     .unwrap_or("")
-                    .trim_end_matches('\r')
-                    .to_owned();
-                (Some((line, col)), Some(snippet))
+                    .trim_end_matches('\r');
+                (Some((line, col)), Some(redact_line(snippet)))
             }
             _ => (None, None),
         };
@@ -193,6 +192,38 @@ pub struct Server {
     pub served_by_header: bool,
     #[serde(default)]
     pub cors: Option<Cors>,
+    /// Client connections open at once (default: from the open-file limit).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Secs,
+    #[serde(default = "default_h2_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// Request bodies and backend answers held in memory at once, all
+    /// together, in MiB.
+    #[serde(default = "default_memory_budget_mb")]
+    pub memory_budget_mb: usize,
+    /// Load balancers whose `Forwarded` / `X-Forwarded-For` name the client.
+    #[serde(default = "no_proxies")]
+    pub trusted_proxies: Spanned<Vec<String>>,
+}
+
+fn default_max_connections_per_ip() -> usize {
+    rpc_core::server::ServerConfig::DEFAULT_MAX_CONNECTIONS_PER_IP
+}
+fn default_idle_timeout() -> Secs {
+    Secs(rpc_core::server::ServerConfig::DEFAULT_IDLE_TIMEOUT)
+}
+fn default_h2_streams() -> u32 {
+    rpc_core::server::ServerConfig::DEFAULT_H2_MAX_CONCURRENT_STREAMS
+}
+fn no_proxies() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn default_memory_budget_mb() -> usize {
+    256
 }
 
 impl Default for Server {
@@ -210,6 +241,12 @@ impl Default for Server {
             cache_header: false,
             served_by_header: false,
             cors: None,
+            max_connections: None,
+            max_connections_per_ip: default_max_connections_per_ip(),
+            idle_timeout: default_idle_timeout(),
+            h2_max_concurrent_streams: default_h2_streams(),
+            memory_budget_mb: default_memory_budget_mb(),
+            trusted_proxies: Spanned::new(0..0, Vec::new()),
         }
     }
 }
@@ -856,7 +893,43 @@ impl<'de> Deserialize<'de> for EnvString {
     }
 }
 
-/// Expands `${NAME}` / `${NAME:-fallback}` / `$${` in `raw`.
+/// Words that mark a config line as able to hold a secret (URLs carry API
+/// keys in their path or query; headers carry tokens).
+const SECRET_HINTS: &[&str] = &[
+    "url", "header", "auth", "bearer", "token", "secret", "password", "user", "key", "://",
+];
+
+/// A config line fit to print in an error: on a line that may hold a
+/// secret, every character of the value after the first `=` is masked
+/// (quotes, brackets, `=` and spaces stay, so the caret still points at
+/// the right column).
+pub fn redact_line(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    if !SECRET_HINTS.iter().any(|h| lower.contains(h)) {
+        return line.to_owned();
+    }
+    let Some(eq) = line.find('=') else {
+        return line.chars().map(|_| '*').collect();
+    };
+    let (head, value) = line.split_at(eq + 1);
+    let masked: String = value
+        .chars()
+        .map(|c| {
+            if matches!(
+                c,
+                '"' | '\'' | '{' | '}' | '[' | ']' | ',' | '=' | ' ' | '\t'
+            ) {
+                c
+            } else {
+                '*'
+            }
+        })
+        .collect();
+    format!("{head}{masked}")
+}
+
+/// Expands `${NAME}` / `${NAME:-fallback}` / `$${` in `raw`. Errors never
+/// repeat `raw` (it may hold a secret around the variable).
 pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
@@ -868,7 +941,7 @@ pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(end) = body.find('}') else {
-                return Err(format!("unclosed `${{` in `{raw}`"));
+                return Err("unclosed `${` (write `$${` for a literal `${`)".to_owned());
             };
             let inner = &body[..end];
             let (name, fallback) = match inner.split_once(":-") {
@@ -876,7 +949,9 @@ pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<
                 None => (inner, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("`${{{inner}}}` is not a variable name"));
+                return Err(
+                    "a `${...}` does not hold a variable name (letters, digits and `_`)".to_owned(),
+                );
             }
             match (lookup(name), fallback) {
                 (Some(v), _) => out.push_str(&v),
@@ -1254,6 +1329,21 @@ impl Config {
                     "must be between 0 and 1".into(),
                 );
             }
+        }
+        if let Err(e) = rpc_core::server::TrustedProxies::new(self.server.trusted_proxies.get_ref())
+        {
+            return err(
+                self.server.trusted_proxies.span(),
+                "server.trusted_proxies".into(),
+                e.to_string(),
+            );
+        }
+        if self.server.memory_budget_mb == 0 {
+            return err(
+                0..0,
+                "server.memory_budget_mb".into(),
+                "must be at least 1 (MiB)".into(),
+            );
         }
         for (name, old) in [
             ("budget_min_per_second", &self.retry.budget_min_per_second),
@@ -1658,7 +1748,7 @@ mod tests {
         assert!(expand_env("${SET", env).unwrap_err().contains("unclosed"));
         assert!(expand_env("${A B}", env)
             .unwrap_err()
-            .contains("not a variable name"));
+            .contains("does not hold a variable name"));
 
         let e = error("[backends.a]\nurl = \"http://h/${RPC_PROXY_TEST_SURELY_UNSET}\"\n");
         assert_eq!(e.key, "backends.a.url", "{e}");

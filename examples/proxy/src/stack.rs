@@ -21,8 +21,8 @@ use rpc_cache::{CacheLayer, CacheRules, CacheStatus, MemoryStore, Rule};
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::ratelimit::{Limit, RateLimitLayer};
 use rpc_core::route::MethodRouter;
-use rpc_core::server::{serve_with_layer, ServerConfig};
-use rpc_core::{BoxJsonRpcService, HttpBackend, ServedBy};
+use rpc_core::server::{serve_with_layer, ServerConfig, TrustedProxies};
+use rpc_core::{BoxJsonRpcService, ByteBudget, HttpBackend, ServedBy};
 use rpc_failover::{
     AttemptDeadline, ConcurrencyLimit, ConsistencyLayer, FailoverLayer, HeadPolicy, HealthCheck,
     HedgePolicy, Member, MethodRules, QuorumLayer, RetryBudget, RetryLayer, Spread,
@@ -51,8 +51,10 @@ pub fn build(config: &Config) -> Result<Built, String> {
     let mut built_groups = Vec::with_capacity(groups.len());
     let mut views = Vec::new();
     let mut readiness = Vec::new();
+    // One memory budget: request bodies and backend answers together.
+    let memory = ByteBudget::new(config.server.memory_budget_mb.saturating_mul(1 << 20));
     for (name, group) in &groups {
-        let built = group_stack(config, name, group)?;
+        let built = group_stack(config, name, group, &memory)?;
         if let Some(view) = built.view {
             views.push((name.clone(), view));
         }
@@ -169,7 +171,7 @@ pub fn build(config: &Config) -> Result<Built, String> {
         .collect();
 
     // /healthz is readiness: 503 while the default group cannot take a call.
-    let mut server = server_config(config);
+    let mut server = server_config(config)?.body_budget(memory);
     if let Some((_, ready)) = readiness
         .into_iter()
         .find(|(g, _)| Some(g) == default_group.as_ref())
@@ -216,7 +218,12 @@ struct GroupStack {
     ready: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
-fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack, String> {
+fn group_stack(
+    config: &Config,
+    gname: &str,
+    group: &Group,
+    memory: &ByteBudget,
+) -> Result<GroupStack, String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
     for name in group.members.get_ref() {
         let name = name.get_ref().as_str();
@@ -235,6 +242,7 @@ fn group_stack(config: &Config, gname: &str, group: &Group) -> Result<GroupStack
         if let Some(n) = backend.max_response_bytes {
             b = b.max_response_size(n);
         }
+        b = b.response_budget(memory.clone());
         for (header, value) in &backend.headers {
             b = b
                 .header(header, &value.get_ref().0)
@@ -449,9 +457,15 @@ fn cache(config: &Config) -> Option<CacheLayer> {
     Some(layer)
 }
 
-fn server_config(config: &Config) -> ServerConfig {
+fn server_config(config: &Config) -> Result<ServerConfig, String> {
     let s = &config.server;
+    let trusted = TrustedProxies::new(s.trusted_proxies.get_ref())
+        .map_err(|e| format!("server.trusted_proxies: {e}"))?;
     let mut server = ServerConfig::default()
+        .max_connections_per_ip(s.max_connections_per_ip)
+        .idle_timeout(s.idle_timeout.0)
+        .h2_max_concurrent_streams(s.h2_max_concurrent_streams)
+        .trusted_proxies(trusted)
         .max_body_size(s.max_body_bytes)
         .max_batch_len(s.max_batch)
         .batch_concurrency(s.batch_concurrency)
@@ -497,7 +511,10 @@ fn server_config(config: &Config) -> ServerConfig {
             }
         });
     }
-    server
+    if let Some(n) = s.max_connections {
+        server = server.max_connections(n);
+    }
+    Ok(server)
 }
 
 fn cors(config: &Config, c: &crate::config::Cors) -> CorsLayer {

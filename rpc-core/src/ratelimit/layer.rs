@@ -23,12 +23,24 @@ use super::{Limit, Limiter, RateLimit};
 ///     .service(backend);
 /// # drop(service); Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RateLimitLayer {
     pub(super) per_ip: Option<Limit>,
     pub(super) keys: HashMap<Arc<str>, Limit>,
     pub(super) weights: HashMap<Box<str>, NonZeroU32>,
     pub(super) default_weight: NonZeroU32,
+}
+
+impl std::fmt::Debug for RateLimitLayer {
+    /// Keys are secrets: only their number is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("per_ip", &self.per_ip)
+            .field("keys", &self.keys.len())
+            .field("weights", &self.weights)
+            .field("default_weight", &self.default_weight)
+            .finish()
+    }
 }
 
 impl Default for RateLimitLayer {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::Response;
+use super::client_ip::TrustedProxies;
+use crate::{ByteBudget, Response};
 
 type HeaderFn = dyn Fn(&Response, &mut HeaderMap) + Send + Sync;
 
@@ -56,6 +57,12 @@ pub struct ServerConfig {
     pub(crate) response_headers: Option<HeaderHook>,
     pub(crate) api_key_header: Option<http::HeaderName>,
     pub(crate) session_header: Option<http::HeaderName>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) h2_max_concurrent_streams: u32,
+    pub(crate) body_budget: ByteBudget,
+    pub(crate) trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +81,12 @@ impl Default for ServerConfig {
             response_headers: None,
             api_key_header: None,
             session_header: None,
+            max_connections: None,
+            max_connections_per_ip: Self::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            h2_max_concurrent_streams: Self::DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+            body_budget: ByteBudget::new(Self::DEFAULT_BODY_BUDGET_BYTES),
+            trusted_proxies: Arc::new(TrustedProxies::default()),
         }
     }
 }
@@ -83,8 +96,18 @@ impl ServerConfig {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
     /// Default cap on the `Retry-After` sent to clients: 30 s.
     pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-    /// Default batch limit: 100 calls.
-    pub const DEFAULT_MAX_BATCH: usize = 100;
+    /// Default batch limit: 1 000 calls (viem's `batch: true` sends up to
+    /// 1 000).
+    pub const DEFAULT_MAX_BATCH: usize = 1_000;
+    /// Default bytes of request bodies held at once, all connections
+    /// together: 128 MiB.
+    pub const DEFAULT_BODY_BUDGET_BYTES: usize = 128 * 1024 * 1024;
+    /// Default connections per client address: 512.
+    pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 512;
+    /// Default time a connection may sit with no request in progress: 60 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default streams one h2 connection may have open at once: 32.
+    pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 32;
     /// Default number of calls of one batch run at once: 16.
     pub const DEFAULT_BATCH_CONCURRENCY: usize = 16;
     /// Default deadline of each call: 30 s.
@@ -221,11 +244,81 @@ impl ServerConfig {
         self
     }
 
+    /// The most client connections open at once (default: half the
+    /// process's open-file limit, at most 10 000, at least 64; the other
+    /// half is left for backend connections and files). See the
+    /// [module](super) for what happens at the cap.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// The most connections one client address may have open (default
+    /// 512; trusted proxies are exempt).
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n.max(1);
+        self
+    }
+
+    /// How long a connection may stay open with no request in progress
+    /// (default 60 s), HTTP/1.1 keep-alive and h2 alike.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Streams one h2 connection may have open at once (default 32).
+    pub fn h2_max_concurrent_streams(mut self, n: u32) -> Self {
+        self.h2_max_concurrent_streams = n.max(1);
+        self
+    }
+
+    /// The budget request bodies are read into, shared by every connection
+    /// (default 128 MiB of its own). Share one [`ByteBudget`] with the
+    /// backends' answers (`HttpBackendBuilder::response_budget`) to bound
+    /// both together.
+    pub fn body_budget(mut self, budget: ByteBudget) -> Self {
+        self.body_budget = budget;
+        self
+    }
+
+    /// Proxies (load balancers) whose `Forwarded` / `X-Forwarded-For`
+    /// headers name the client (default: none; every client is its TCP
+    /// peer). See [`TrustedProxies::client`].
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The connection cap in effect (the configured one, or the default
+    /// from the open-file limit).
+    pub fn effective_max_connections(&self) -> usize {
+        self.max_connections.unwrap_or_else(default_max_connections)
+    }
+
     /// The longest `Retry-After` sent to a client (default 30 s): a
     /// backend's own `Retry-After` (one provider asking for an hour) is
     /// clamped to it.
     pub fn max_retry_after(mut self, d: Duration) -> Self {
         self.max_retry_after = d;
         self
+    }
+}
+
+/// Half the soft open-file limit (Linux: from `/proc/self/limits`),
+/// clamped to 64..=10 000; 10 000 where the limit cannot be read.
+fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<usize>().ok())
+        });
+    match soft {
+        Some(n) => (n / 2).clamp(64, 10_000),
+        None => 10_000,
     }
 }

@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::Full;
 use tower::{Service, ServiceExt};
 
+use super::conn::{Conn, Registry};
 use super::ServerConfig;
 use crate::body::{read_limited, ReadError};
 use crate::parse::{parse_message, Incoming};
@@ -19,6 +20,7 @@ use crate::{
     ApiKey, BatchPosition, BoxError, ConnectionId, Deadline, ErrorObject, Id, JsonRpcService,
     RemoteAddr, Request, Response, RpcError, SessionId,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The body of every response of the front.
 pub type ResponseBody = Full<Bytes>;
@@ -49,12 +51,27 @@ pub type ResponseBody = Full<Bytes>;
 /// assert_eq!(resp.status(), 200);
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpFront<S> {
     inner: S,
     config: Arc<ServerConfig>,
     remote: Option<RemoteAddr>,
     connection: Option<ConnectionId>,
+    /// Set while [`serve`](super::serve) drains: every request gets 503.
+    draining: Option<Arc<AtomicBool>>,
+    /// The connection's activity, for the idle and room policies.
+    activity: Option<(Arc<Conn>, Arc<Registry>)>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for HttpFront<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFront")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .field("remote", &self.remote)
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> HttpFront<S> {
@@ -65,7 +82,19 @@ impl<S> HttpFront<S> {
             config: Arc::new(config),
             remote: None,
             connection: None,
+            draining: None,
+            activity: None,
         }
+    }
+
+    pub(crate) fn with_drain(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.draining = Some(flag);
+        self
+    }
+
+    pub(crate) fn with_activity(mut self, conn: Arc<Conn>, registry: Arc<Registry>) -> Self {
+        self.activity = Some((conn, registry));
+        self
     }
 
     /// Sets the client address put in each call's extensions as [`RemoteAddr`].
@@ -114,8 +143,27 @@ impl<S: JsonRpcService> HttpFront<S> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        let _busy = self.activity.as_ref().map(|(c, r)| c.begin(r));
         let (parts, body) = req.into_parts();
         let config = &self.config;
+        if self
+            .draining
+            .as_ref()
+            .is_some_and(|d| d.load(Ordering::Acquire))
+        {
+            let mut resp = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorObject::new(
+                    crate::codes::NO_BACKEND,
+                    "shutting down: retry on another replica",
+                ),
+            );
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
         if parts.method == Method::GET && parts.uri.path() == config.health_path {
             return match &config.readiness {
                 Some(ready) if !(ready.0)() => json_response(
@@ -142,9 +190,28 @@ impl<S: JsonRpcService> HttpFront<S> {
                 ),
             );
         }
-        let read = read_limited(&parts.headers, body, config.max_body_bytes);
-        let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
-            Ok(Ok(bytes)) => bytes,
+        let read = read_limited(
+            &parts.headers,
+            body,
+            config.max_body_bytes,
+            Some(&config.body_budget),
+        );
+        let (bytes, _held) = match tokio::time::timeout(config.body_read_timeout, read).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(ReadError::NoBudget)) => {
+                let mut resp = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorObject::new(
+                        crate::codes::LIMIT_EXCEEDED,
+                        "server busy: too many request bytes in flight, retry shortly",
+                    ),
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return resp;
+            }
             Ok(Err(ReadError::TooLarge)) => {
                 return error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -178,7 +245,8 @@ impl<S: JsonRpcService> HttpFront<S> {
             },
             remote: self
                 .remote
-                .or_else(|| parts.extensions.get::<RemoteAddr>().copied()),
+                .or_else(|| parts.extensions.get::<RemoteAddr>().copied())
+                .map(|peer| RemoteAddr(config.trusted_proxies.client(peer.0, &parts.headers))),
             timeout: config.request_timeout,
             api_key: config
                 .api_key_header

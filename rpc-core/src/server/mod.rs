@@ -5,6 +5,20 @@
 //! mounted in axum or any tower-based server; [`serve`] runs it on a
 //! `TcpListener` with HTTP/1.1 and h2c, timeouts and graceful shutdown.
 //!
+//! [`serve`] holds the process, not just each request, within budgets:
+//!
+//! * **Connections**: at most [`ServerConfig::max_connections`] in all and
+//!   [`ServerConfig::max_connections_per_ip`] per client address (trusted
+//!   proxies exempt). At a cap the connection idle longest (one that never
+//!   sent a request first) is closed to make room; with none idle the new
+//!   connection is closed at once, counted (`rpc_connections_refused_total`)
+//!   and logged at most every 10 s.
+//! * **Idle**: a connection must send its first bytes within the header
+//!   timeout (before the HTTP/1 vs h2 sniff), and any connection with no
+//!   request in progress for [`ServerConfig::idle_timeout`] is closed, for
+//!   both protocols. h2 allows [`ServerConfig::h2_max_concurrent_streams`]
+//!   streams per connection.
+//!
 //! What the front does with a request:
 //!
 //! * `GET /healthz` (configurable) answers `200 {"status":"ok"}`, or `503
@@ -28,16 +42,30 @@
 //!   call, in request order; an invalid item gets its own error under its own id.
 //! * Notifications are executed but get no answer: a single notification, or a
 //!   batch of only notifications, is answered `204 No Content` with an empty body.
+//! * Request bodies draw from one process-wide [`ByteBudget`](crate::ByteBudget)
+//!   ([`ServerConfig::body_budget`]): a body that cannot get its bytes is
+//!   answered `503` with `-32005` and `Retry-After: 1` before it is read.
+//! * The client address in each call ([`RemoteAddr`](crate::RemoteAddr)) is
+//!   the TCP peer, or, for a peer among [`ServerConfig::trusted_proxies`], the
+//!   first address that is not a trusted proxy in its `Forwarded` /
+//!   `X-Forwarded-For` chain; anyone else's forwarding headers are ignored.
+//! * While [`serve`] drains after its shutdown signal, every new request (on
+//!   a new or an open connection) is answered `503` with `-32011`,
+//!   `Retry-After: 1` and `Connection: close`; calls already in progress
+//!   finish.
 //! * Every call carries a [`Deadline`](crate::Deadline) (the request timeout) in
 //!   its extensions, and the front itself stops waiting at it (`504`, `-32015`).
 //!   A panic in the inner service becomes `500`, `-32603`; the front never
 //!   answers a JSON-RPC failure with a non-JSON body.
 
+mod client_ip;
 mod config;
+mod conn;
 mod front;
 mod serve;
 mod signal;
 
+pub use client_ip::{Cidr, CidrError, TrustedProxies};
 pub use config::ServerConfig;
 pub use front::{HttpFront, ResponseBody};
 pub use serve::{serve, serve_with_layer};

@@ -1,17 +1,18 @@
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::layer::util::Identity;
 use tower::{Layer, Service};
 
+use super::conn::{Registry, Slot};
 use super::{HttpFront, ServerConfig};
 use crate::{BoxError, JsonRpcService};
 
@@ -19,11 +20,16 @@ use crate::{BoxError, JsonRpcService};
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// Serves `service` over HTTP/1.1 and h2c on `listener` until `shutdown`
-/// completes, then stops accepting, lets in-flight calls finish for up to
-/// [`ServerConfig::shutdown_timeout`] and closes what is left.
+/// completes, then drains: new requests are answered `503` with
+/// `Retry-After` while the calls in progress finish, for up to
+/// [`ServerConfig::shutdown_timeout`]; then it stops accepting and closes
+/// what is left.
 ///
-/// Accept errors (such as running out of file descriptors) are logged and
-/// retried after a short pause; they never end the server.
+/// Connections are held within the budgets of the [module](super)
+/// (a global and a per-address cap, first-bytes and idle deadlines).
+/// Accept errors (such as running out of file descriptors) are logged at
+/// most every 10 s and retried after a short pause; they never end the
+/// server.
 ///
 /// ```no_run
 /// use rpc_core::server::{serve, ServerConfig};
@@ -81,6 +87,13 @@ pub async fn serve_with_layer<S, L, B, F>(
     F: Future<Output = ()>,
 {
     let shutdown_timeout = config.shutdown_timeout;
+    let idle_timeout = config.idle_timeout;
+    let first_bytes = config.header_read_timeout;
+    let registry = Registry::new(
+        config.effective_max_connections(),
+        config.max_connections_per_ip,
+        (*config.trusted_proxies).clone(),
+    );
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -90,49 +103,166 @@ pub async fn serve_with_layer<S, L, B, F>(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(config.h2_max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let front = HttpFront::new(service, config);
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder);
+    let draining = Arc::new(AtomicBool::new(false));
+    let front = HttpFront::new(service, config).with_drain(draining.clone());
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut reap = tokio::time::interval(Duration::from_secs(1));
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut accept_log = LogEvery::new(Duration::from_secs(10));
+
+    let accept = |stream: TcpStream, addr: SocketAddr| {
+        let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        let Ok(slot) = registry.admit(connection, addr.ip()) else {
+            // Refused: closing the socket is the cheapest answer.
+            drop(stream);
+            return;
+        };
+        // Latency matters more than packet count for small JSON-RPC bodies.
+        let _ = stream.set_nodelay(true);
+        let svc = TowerToHyperService::new(
+            layer.layer(
+                front
+                    .clone()
+                    .with_remote_addr(addr)
+                    .with_connection_id(connection)
+                    .with_activity(slot.conn.clone(), registry.clone()),
+            ),
+        );
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            run_connection(&builder, stream, svc, slot, first_bytes, shutdown_timeout).await;
+        });
+    };
 
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    // Latency matters more than packet count for small JSON-RPC bodies.
-                    let _ = stream.set_nodelay(true);
-                    let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-                    let svc = TowerToHyperService::new(layer.layer(
-                        front
-                            .clone()
-                            .with_remote_addr(addr)
-                            .with_connection_id(connection),
-                    ));
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
+                Ok((stream, addr)) => accept(stream, addr),
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    if let Some(n) = accept_log.tick() {
+                        tracing::warn!(error = %e, failures = n, "accept failed; retrying shortly (logged at most every 10 s)");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            _ = reap.tick() => registry.reap(idle_timeout),
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+
+    // Drain: new requests (new connections included) are answered 503 with
+    // Retry-After while the calls in progress finish.
+    draining.store(true, Ordering::Release);
     tracing::info!("shutting down: draining in-flight calls");
-    if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
+    let mut poll = tokio::time::interval(Duration::from_millis(25));
+    let drained = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, addr)) = accepted {
+                    accept(stream, addr);
+                }
+            }
+            _ = poll.tick() => {
+                if registry.busy() == 0 {
+                    break true;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => break false,
+        }
+    };
+    drop(listener);
+    if !drained {
         tracing::warn!(
             ?shutdown_timeout,
             "shutdown deadline passed; closing remaining connections"
         );
+    }
+    registry.close_all();
+    // Connections close once their last answer is written (a moment).
+    let closing = tokio::time::Instant::now() + Duration::from_millis(500);
+    while registry.open() > 0 && tokio::time::Instant::now() < closing {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One client connection: waits for its first bytes (bounded), serves it,
+/// and closes it gracefully when the registry asks (room, idle, drain).
+async fn run_connection<S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    svc: TowerToHyperService<S>,
+    slot: Slot,
+    first_bytes: Duration,
+    shutdown_timeout: Duration,
+) where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // The first bytes, before the HTTP/1 vs h2 sniff (which has no deadline
+    // of its own): a connection that says nothing is closed.
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        peeked = tokio::time::timeout(first_bytes, stream.peek(&mut byte)) => match peeked {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        },
+        () = slot.conn.close.notified() => return,
+    }
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        () = slot.conn.close.notified() => conn.as_mut().graceful_shutdown(),
+    }
+    // Asked to close: the requests in progress get their answers first.
+    if let Ok(Err(e)) = tokio::time::timeout(shutdown_timeout, conn.as_mut()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    drop(slot);
+}
+
+/// A log line at most every `every`, with how many events it stands for.
+struct LogEvery {
+    every: Duration,
+    last: Option<tokio::time::Instant>,
+    count: u64,
+}
+
+impl LogEvery {
+    fn new(every: Duration) -> Self {
+        LogEvery {
+            every,
+            last: None,
+            count: 0,
+        }
+    }
+
+    /// Counts an event; `Some(count)` when it is time to log.
+    fn tick(&mut self) -> Option<u64> {
+        self.count += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= self.every)
+        {
+            self.last = Some(now);
+            let n = self.count;
+            self.count = 0;
+            return Some(n);
+        }
+        None
     }
 }
