@@ -17,12 +17,18 @@ pub(crate) enum ReadError {
     Failed(BoxError),
 }
 
+/// The first bytes of every request body, not counted in the budget.
+pub(crate) const FREE_BYTES: usize = 64 * 1024;
+
 /// Reads a whole body of at most `limit` bytes. A declared `Content-Length`
 /// over the limit is refused before a byte is read.
 ///
-/// With a `budget`, the bytes are taken from it as they arrive (a declared
-/// length up front) and held by the returned permit; when it has no room,
-/// `NoBudget` at once (nothing is waited for: the caller answers "busy").
+/// With a `budget`, the bytes beyond the first [`FREE_BYTES`] are taken
+/// from it as they arrive (a declared length up front) and held by the
+/// returned permit; when it has no room, `NoBudget` at once (nothing is
+/// waited for: the caller answers "busy"). Ordinary calls (a few hundred
+/// bytes) never touch the budget, so bulk bodies cannot crowd them out;
+/// the connection caps bound what they hold together.
 pub(crate) async fn read_limited<B>(
     headers: &HeaderMap,
     body: B,
@@ -49,7 +55,7 @@ where
     };
     let mut held = budget.empty();
     if let Some(n) = declared {
-        if !held.try_grow(n as usize) {
+        if !held.try_grow((n as usize).saturating_sub(FREE_BYTES)) {
             return Err(ReadError::NoBudget);
         }
     }
@@ -64,7 +70,8 @@ where
         if len > limit {
             return Err(ReadError::TooLarge);
         }
-        if len > held.bytes() && !held.try_grow(len - held.bytes()) {
+        let owed = len.saturating_sub(FREE_BYTES);
+        if owed > held.bytes() && !held.try_grow(owed - held.bytes()) {
             return Err(ReadError::NoBudget);
         }
         buf.push(data);

@@ -72,6 +72,17 @@ async fn sigterm_drains_in_flight_calls_then_exits_zero() {
         let slow = tokio::spawn(async move { call(addr, "fault_slow", json!([1500])).await });
         upstream.wait_for_calls(1).await;
         proxy.signal(signal);
+        // While it drains, a new request (new connection) is told to go
+        // elsewhere, not refused at the socket.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (s, headers, text) =
+            tests::post(addr, r#"{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}"#).await;
+        assert_eq!(s.as_u16(), 503, "{signal}: {text}");
+        assert_eq!(headers["retry-after"], "1", "{signal}");
+        assert!(
+            text.contains("-32011") && text.contains("shutting down"),
+            "{text}"
+        );
         let (status, body) = slow.await.expect("task");
         assert_eq!(
             (status.as_u16(), body["result"]["method"].as_str()),

@@ -274,7 +274,9 @@ impl ServerConfig {
     }
 
     /// The budget request bodies are read into, shared by every connection
-    /// (default 128 MiB of its own). Share one [`ByteBudget`] with the
+    /// (default 128 MiB of its own). The first 64 KiB of each body are not
+    /// counted, so ordinary calls are never turned away by bulk ones; a body
+    /// that cannot get its bytes is answered `503`, `-32005`. Share one [`ByteBudget`] with the
     /// backends' answers (`HttpBackendBuilder::response_budget`) to bound
     /// both together.
     pub fn body_budget(mut self, budget: ByteBudget) -> Self {

@@ -22,6 +22,9 @@ use crate::{
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Bodies larger than this are parsed on the blocking pool.
+const PARSE_INLINE_BYTES: usize = 256 * 1024;
+
 /// The body of every response of the front.
 pub type ResponseBody = Full<Bytes>;
 
@@ -267,7 +270,23 @@ impl<S: JsonRpcService> HttpFront<S> {
             connection: self.connection,
         };
 
-        match parse_message(bytes, config.max_batch) {
+        // A large body is parsed on the blocking pool, so that a few bulk
+        // requests cannot hold the runtime's workers from ordinary calls.
+        let parsed = if bytes.len() > PARSE_INLINE_BYTES {
+            let max_batch = config.max_batch;
+            match tokio::task::spawn_blocking(move || parse_message(bytes, max_batch)).await {
+                Ok(parsed) => parsed,
+                Err(_) => {
+                    return error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorObject::new(crate::codes::INTERNAL_ERROR, "internal error"),
+                    )
+                }
+            }
+        } else {
+            parse_message(bytes, config.max_batch)
+        };
+        match parsed {
             Err(e) => error_response(e.http_status(), e.to_error_object()),
             Ok(Incoming::Single(Err(invalid))) => {
                 let status = StatusCode::BAD_REQUEST;
