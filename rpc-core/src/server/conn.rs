@@ -235,9 +235,12 @@ impl Registry {
         why
     }
 
-    /// Closes connections idle (no request in progress) for `idle`.
-    pub(crate) fn reap(&self, idle: Duration) {
+    /// Closes connections idle (no request in progress) for `idle`, and
+    /// those that have not completed a first request within `first` (an h2
+    /// connection that sent its preface and nothing more).
+    pub(crate) fn reap(&self, idle: Duration, first: Duration) {
         let limit = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let first = u64::try_from(first.as_millis()).unwrap_or(u64::MAX);
         let now = self.ms();
         let Ok(mut inner) = self.inner.lock() else {
             return;
@@ -246,8 +249,13 @@ impl Registry {
             .conns
             .iter()
             .filter(|(_, c)| {
+                let allowed = if c.used.load(Ordering::Relaxed) {
+                    limit
+                } else {
+                    first
+                };
                 c.busy.load(Ordering::Acquire) == 0
-                    && now.saturating_sub(c.last_active.load(Ordering::Relaxed)) >= limit
+                    && now.saturating_sub(c.last_active.load(Ordering::Relaxed)) >= allowed
             })
             .map(|(id, _)| *id)
             .collect();
@@ -314,15 +322,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_connections_are_reaped() {
         let r = Registry::new(10, 10, TrustedProxies::default());
-        let a = r.admit(1, ip("10.0.0.1")).expect("room");
-        let b = r.admit(2, ip("10.0.0.1")).expect("room");
-        let _busy = b.conn.begin(&r);
-        tokio::time::advance(Duration::from_secs(61)).await;
-        r.reap(Duration::from_secs(60));
-        assert_eq!(r.open(), 1, "the idle one was closed, the busy one kept");
-        // Its task is told to close.
-        tokio::time::timeout(Duration::from_millis(1), a.conn.close.notified())
+        let silent = r.admit(1, ip("10.0.0.1")).expect("room");
+        let busy = r.admit(2, ip("10.0.0.1")).expect("room");
+        let _busy = busy.conn.begin(&r);
+        let used = r.admit(3, ip("10.0.0.2")).expect("room");
+        drop(used.conn.begin(&r));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        r.reap(Duration::from_secs(60), Duration::from_secs(10));
+        assert_eq!(
+            r.open(),
+            2,
+            "the one that never sent a request is closed first"
+        );
+        tokio::time::timeout(Duration::from_millis(1), silent.conn.close.notified())
             .await
-            .expect("notified");
+            .expect("its task is told to close");
+        tokio::time::advance(Duration::from_secs(50)).await;
+        r.reap(Duration::from_secs(60), Duration::from_secs(10));
+        assert_eq!(r.open(), 1, "the idle one was closed, the busy one kept");
     }
 }

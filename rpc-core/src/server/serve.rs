@@ -148,7 +148,7 @@ pub async fn serve_with_layer<S, L, B, F>(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = reap.tick() => registry.reap(idle_timeout),
+            _ = reap.tick() => registry.reap(idle_timeout, first_bytes),
             () = &mut shutdown => break,
         }
     }
