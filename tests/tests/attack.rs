@@ -315,3 +315,46 @@ async fn a_client_behind_a_trusted_proxy_gets_its_own_rate_limit() {
     // A spoofed first hop does not help A: the nearest untrusted hop counts.
     assert_eq!(send("198.51.100.9, 203.0.113.1").await, "429");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_protocol_names_the_client_from_a_trusted_balancer() {
+    let upstream = FaultUpstream::start().await;
+    let (_proxy, addr) = tests::start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = true\n\
+         [backends.up]\nurl = \"{}\"\n[rate_limit]\nper_ip = {{ rate = 1, burst = 1 }}\n",
+        upstream.url()
+    ));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"m1"}"#;
+    let http = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let send = |header: Vec<u8>| {
+        let mut bytes = header;
+        bytes.extend_from_slice(http.as_bytes());
+        async move {
+            let text = tests::raw_exchange(addr, &bytes, Duration::from_secs(5)).await;
+            text.split_whitespace().nth(1).unwrap_or("").to_owned()
+        }
+    };
+    let v1 = |ip: &str| format!("PROXY TCP4 {ip} 127.0.0.1 40000 8545\r\n").into_bytes();
+    // v2, TCP over IPv4, from 203.0.113.2.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend_from_slice(&[0x21, 0x11, 0, 12, 203, 0, 113, 2, 127, 0, 0, 1]);
+    v2.extend_from_slice(&40000u16.to_be_bytes());
+    v2.extend_from_slice(&8545u16.to_be_bytes());
+
+    assert_eq!(send(v1("203.0.113.1")).await, "200");
+    assert_eq!(
+        send(v1("203.0.113.1")).await,
+        "429",
+        "the same client, over its burst"
+    );
+    assert_eq!(
+        send(v2).await,
+        "200",
+        "another client (v2) has its own bucket"
+    );
+    // A connection from the balancer without the header is closed unanswered.
+    assert_eq!(send(Vec::new()).await, "");
+}

@@ -208,6 +208,9 @@ pub struct Server {
     /// Load balancers whose `Forwarded` / `X-Forwarded-For` name the client.
     #[serde(default = "no_proxies")]
     pub trusted_proxies: Spanned<Vec<String>>,
+    /// Connections from trusted proxies start with a PROXY protocol header.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 fn default_max_connections_per_ip() -> usize {
@@ -247,6 +250,7 @@ impl Default for Server {
             h2_max_concurrent_streams: default_h2_streams(),
             memory_budget_mb: default_memory_budget_mb(),
             trusted_proxies: Spanned::new(0..0, Vec::new()),
+            proxy_protocol: false,
         }
     }
 }
@@ -1336,6 +1340,14 @@ impl Config {
                 self.server.trusted_proxies.span(),
                 "server.trusted_proxies".into(),
                 e.to_string(),
+            );
+        }
+        if self.server.proxy_protocol && self.server.trusted_proxies.get_ref().is_empty() {
+            return err(
+                0..0,
+                "server.proxy_protocol".into(),
+                "needs server.trusted_proxies: the balancers whose PROXY headers are believed"
+                    .into(),
             );
         }
         if self.server.memory_budget_mb == 0 {

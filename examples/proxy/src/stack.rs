@@ -466,6 +466,7 @@ fn server_config(config: &Config) -> Result<ServerConfig, String> {
         .idle_timeout(s.idle_timeout.0)
         .h2_max_concurrent_streams(s.h2_max_concurrent_streams)
         .trusted_proxies(trusted)
+        .proxy_protocol(s.proxy_protocol)
         .max_body_size(s.max_body_bytes)
         .max_batch_len(s.max_batch)
         .batch_concurrency(s.batch_concurrency)

@@ -63,6 +63,7 @@ pub struct ServerConfig {
     pub(crate) h2_max_concurrent_streams: u32,
     pub(crate) body_budget: ByteBudget,
     pub(crate) trusted_proxies: Arc<TrustedProxies>,
+    pub(crate) proxy_protocol: bool,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +88,7 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: Self::DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             body_budget: ByteBudget::new(Self::DEFAULT_BODY_BUDGET_BYTES),
             trusted_proxies: Arc::new(TrustedProxies::default()),
+            proxy_protocol: false,
         }
     }
 }
@@ -289,6 +291,16 @@ impl ServerConfig {
     /// peer). See [`TrustedProxies::client`].
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// Connections from [trusted proxies](Self::trusted_proxies) start with
+    /// a PROXY protocol header (HAProxy's v1 or v2), whose source address is
+    /// the client (default: off). Such a connection without a valid header
+    /// within the header timeout is closed; connections from anyone else
+    /// are read as plain HTTP.
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy_protocol = on;
         self
     }
 

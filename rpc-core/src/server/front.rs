@@ -64,6 +64,8 @@ pub struct HttpFront<S> {
     draining: Option<Arc<AtomicBool>>,
     /// The connection's activity, for the idle and room policies.
     activity: Option<(Arc<Conn>, Arc<Registry>)>,
+    /// The client address a PROXY protocol header gave, once read.
+    proxied: Option<Arc<std::sync::OnceLock<std::net::SocketAddr>>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for HttpFront<S> {
@@ -87,7 +89,16 @@ impl<S> HttpFront<S> {
             connection: None,
             draining: None,
             activity: None,
+            proxied: None,
         }
+    }
+
+    pub(crate) fn with_proxied(
+        mut self,
+        cell: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+    ) -> Self {
+        self.proxied = Some(cell);
+        self
     }
 
     pub(crate) fn with_drain(mut self, flag: Arc<AtomicBool>) -> Self {
@@ -246,10 +257,14 @@ impl<S: JsonRpcService> HttpFront<S> {
                 Some(d) => (*d).min(Deadline::after(config.request_timeout)),
                 None => Deadline::after(config.request_timeout),
             },
-            remote: self
-                .remote
-                .or_else(|| parts.extensions.get::<RemoteAddr>().copied())
-                .map(|peer| RemoteAddr(config.trusted_proxies.client(peer.0, &parts.headers))),
+            remote: match self.proxied.as_ref().and_then(|c| c.get()) {
+                // Named by the balancer's PROXY header.
+                Some(client) => Some(RemoteAddr(*client)),
+                None => self
+                    .remote
+                    .or_else(|| parts.extensions.get::<RemoteAddr>().copied())
+                    .map(|peer| RemoteAddr(config.trusted_proxies.client(peer.0, &parts.headers))),
+            },
             timeout: config.request_timeout,
             api_key: config
                 .api_key_header

@@ -49,6 +49,9 @@
 //!   the TCP peer, or, for a peer among [`ServerConfig::trusted_proxies`], the
 //!   first address that is not a trusted proxy in its `Forwarded` /
 //!   `X-Forwarded-For` chain; anyone else's forwarding headers are ignored.
+//!   With [`ServerConfig::proxy_protocol`], a connection from a trusted proxy
+//!   starts with a PROXY protocol header (v1 or v2) naming the client instead
+//!   (a connection without one is closed).
 //! * While [`serve`] drains after its shutdown signal, every new request (on
 //!   a new or an open connection) is answered `503` with `-32011`,
 //!   `Retry-After: 1` and `Connection: close`; calls already in progress
@@ -62,6 +65,7 @@ mod client_ip;
 mod config;
 mod conn;
 mod front;
+mod proxy_protocol;
 mod serve;
 mod signal;
 

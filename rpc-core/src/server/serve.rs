@@ -13,6 +13,7 @@ use tower::layer::util::Identity;
 use tower::{Layer, Service};
 
 use super::conn::{Registry, Slot};
+use super::proxy_protocol;
 use super::{HttpFront, ServerConfig};
 use crate::{BoxError, JsonRpcService};
 
@@ -89,6 +90,8 @@ pub async fn serve_with_layer<S, L, B, F>(
     let shutdown_timeout = config.shutdown_timeout;
     let idle_timeout = config.idle_timeout;
     let first_bytes = config.header_read_timeout;
+    let proxy_protocol = config.proxy_protocol;
+    let trusted = config.trusted_proxies.clone();
     let registry = Registry::new(
         config.effective_max_connections(),
         config.max_connections_per_ip,
@@ -122,18 +125,21 @@ pub async fn serve_with_layer<S, L, B, F>(
         };
         // Latency matters more than packet count for small JSON-RPC bodies.
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(
-            layer.layer(
-                front
-                    .clone()
-                    .with_remote_addr(addr)
-                    .with_connection_id(connection)
-                    .with_activity(slot.conn.clone(), registry.clone()),
-            ),
-        );
+        let proxied = (proxy_protocol && trusted.contains(addr.ip()))
+            .then(|| Arc::new(std::sync::OnceLock::new()));
+        let mut conn_front = front
+            .clone()
+            .with_remote_addr(addr)
+            .with_connection_id(connection)
+            .with_activity(slot.conn.clone(), registry.clone());
+        if let Some(cell) = &proxied {
+            conn_front = conn_front.with_proxied(cell.clone());
+        }
+        let svc = TowerToHyperService::new(layer.layer(conn_front));
         let builder = builder.clone();
         tokio::spawn(async move {
-            run_connection(&builder, stream, svc, slot, first_bytes, shutdown_timeout).await;
+            let timing = (first_bytes, shutdown_timeout);
+            run_connection(&builder, stream, svc, slot, proxied, timing).await;
         });
     };
 
@@ -193,11 +199,11 @@ pub async fn serve_with_layer<S, L, B, F>(
 /// and closes it gracefully when the registry asks (room, idle, drain).
 async fn run_connection<S, B>(
     builder: &auto::Builder<TokioExecutor>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     svc: TowerToHyperService<S>,
     slot: Slot,
-    first_bytes: Duration,
-    shutdown_timeout: Duration,
+    proxied: Option<Arc<std::sync::OnceLock<SocketAddr>>>,
+    (first_bytes, shutdown_timeout): (Duration, Duration),
 ) where
     S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -206,6 +212,25 @@ async fn run_connection<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    // A trusted balancer speaking the PROXY protocol names the client first.
+    if let Some(cell) = proxied {
+        let header = tokio::select! {
+            h = tokio::time::timeout(first_bytes, proxy_protocol::read_header(&mut stream)) => h,
+            () = slot.conn.close.notified() => return,
+        };
+        match header {
+            Ok(Ok(header)) => {
+                if let Some(client) = header.source {
+                    let _ = cell.set(client);
+                }
+            }
+            Ok(Err(why)) => {
+                tracing::debug!(?why, "no valid PROXY protocol header: closing");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
     // The first bytes, before the HTTP/1 vs h2 sniff (which has no deadline
     // of its own): a connection that says nothing is closed.
     let mut byte = [0u8; 1];
