@@ -22,6 +22,9 @@
 //! | `rpc_backend_failures_total` | counter | `backend`, `reason` | calls a backend did not answer: `connect`, `timeout`, `http_status`, `closed`, `invalid_response`, `too_large`, `deadline`, `other` |
 //! | `rpc_backend_in_service` | gauge | `backend` | 1 while a group member is in service, 0 while out (rpc-failover) |
 //! | `rpc_backend_out_of_service_total` | counter | `backend`, `reason` | a group member went out of service, and why: `stall`, `timeout`, `error`, `refused`, `probe` (rpc-failover) |
+//! | `rpc_connections_open` | gauge | — | client connections open (rpc-core's `serve`) |
+//! | `rpc_connections_refused_total` | counter | `reason` (`max_connections`, `max_connections_per_ip`) | connections closed at once: a cap was reached and none was idle |
+//! | `rpc_connections_closed_total` | counter | `reason` (`make_room`, `idle`) | connections the server closed: the longest idle one at a cap, or idle past the idle timeout |
 //! | `rpc_backend_stalls_total` | counter | `backend` | attempts that passed their stall deadline without an answer (rpc-failover) |
 //! | `rpc_backend_concurrency_limit` | gauge | `backend` | a member's concurrency limit now (rpc-failover, members with a limit) |
 //! | `rpc_failovers_total` | counter | `backend` | a call moved on from this backend (rpc-failover) |
