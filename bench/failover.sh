@@ -14,7 +14,7 @@ CONNS="${CONNS:-64}"
 OUT="${OUT:-bench/failover-results.md}"
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 cargo build --release --quiet -p rpc-proxy -p rpc-bench
-BIN=target/release
+BIN="${CARGO_TARGET_DIR:-target}/release"
 TMP="$(mktemp -d)"
 pids=()
 cleanup() {

@@ -12,7 +12,7 @@ CONNS="${CONNS:-32}"
 SECS="${SECONDS_TOTAL:-30}"
 OUT="${OUT:-bench/freeze-results.md}"
 cargo build --release --quiet -p rpc-proxy -p rpc-bench
-BIN=target/release
+BIN="${CARGO_TARGET_DIR:-target}/release"
 TMP="$(mktemp -d)"
 pids=()
 cleanup() {

@@ -25,7 +25,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 cargo build --release --quiet -p rpc-proxy -p rpc-bench
-BIN=target/release
+BIN="${CARGO_TARGET_DIR:-target}/release"
 TMP="$(mktemp -d)"
 pids=()
 cleanup() {

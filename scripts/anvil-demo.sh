@@ -52,7 +52,7 @@ pids+=($primary)
 pids+=($!)
 
 say "Starting rpc-proxy on 127.0.0.1:$PROXY_PORT -> failover group [primary, backup] (admin_* and debug_* refused)"
-target/release/rpc-proxy --listen "127.0.0.1:$PROXY_PORT" \
+"${CARGO_TARGET_DIR:-target}/release/rpc-proxy" --listen "127.0.0.1:$PROXY_PORT" \
   --upstream "primary=http://127.0.0.1:$NODE_PORT" --upstream "backup=http://127.0.0.1:$BACKUP_PORT" \
   --deny 'admin_*' --deny 'debug_*' &
 pids+=($!)

@@ -14,4 +14,11 @@ if [ ! -x tests/electrumx/.venv/bin/electrumx_server ]; then
   python3 -m venv tests/electrumx/.venv
   tests/electrumx/.venv/bin/pip install -q --disable-pip-version-check 'e-x[leveldb]==2.0.0'
 fi
+# The binaries the integration tests start, built once, up front and
+# visibly, with the very command the tests use (so no test spends its time
+# compiling, and nothing looks hung).
+echo "==> building rpc-proxy and electrum-gateway for the tests"
+cargo build -p rpc-proxy --bin rpc-proxy
+cargo build -p electrum-gateway --bin electrum-gateway
+echo "==> cargo test --workspace"
 cargo test --workspace "$@"

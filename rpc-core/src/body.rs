@@ -14,7 +14,7 @@ pub(crate) enum ReadError {
     /// The shared byte budget has no room for it now.
     NoBudget,
     /// The stream failed (connection reset, client gone).
-    Failed(BoxError),
+    Failed(#[cfg_attr(not(feature = "http-backend"), allow(dead_code))] BoxError),
 }
 
 /// The first bytes of every request body, not counted in the budget.
@@ -82,6 +82,7 @@ where
 /// Reads a whole body of at most `limit` bytes into `budget`, waiting for
 /// room as it arrives (the caller bounds the wait with its deadline). A
 /// body bigger than the whole budget is `TooLarge`.
+#[cfg(feature = "http-backend")]
 pub(crate) async fn read_budgeted<B>(
     headers: &HeaderMap,
     body: B,

@@ -11,10 +11,16 @@
 //!   client sees.
 //! * [`JsonRpcService`]: a trait alias over `tower::Service<Request>`;
 //!   [`BoxJsonRpcService`] is its type-erased form.
-//! * [`HttpBackend`]: a named backend on a pooled hyper client (http and https).
-//! * [`server`]: an HTTP front that turns HTTP bodies (single calls and
-//!   batches) into calls of any `JsonRpcService`, usable on its own or mounted
-//!   in axum.
+//! * `HttpBackend` (feature `http-backend`): a named backend on a pooled
+//!   hyper client (http and https).
+//! * `server` (feature `server`): an HTTP front that turns HTTP bodies
+//!   (single calls and batches) into calls of any `JsonRpcService`, usable on
+//!   its own or mounted in axum.
+//!
+//! Cargo features, like tower-http's: `server`, `http-backend` and
+//! `rate-limit` (all on by default). Without them the crate is the types,
+//! the trait and the layers, with no HTTP stack and no TLS — what a crate
+//! that only writes a layer needs (`default-features = false`).
 //! * [`filter::MethodFilterLayer`]: allow- and deny-lists of methods.
 //!
 //! ```no_run
@@ -36,12 +42,17 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(any(feature = "server", feature = "http-backend"))]
 mod body;
 mod budget;
 mod error;
 mod error_object;
 mod ext;
 pub mod filter;
+#[cfg(feature = "http-backend")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
 mod http_backend;
 mod id;
 pub mod methods;
@@ -52,6 +63,8 @@ mod raw;
 mod request;
 mod response;
 pub mod route;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod service;
 
@@ -62,6 +75,8 @@ pub use ext::{
     AgreedChain, ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ChainView, ConnectionId,
     HeadBlock, MinHead, ServedBy, SessionId,
 };
+#[cfg(feature = "http-backend")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
 pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::RawJson;

@@ -559,3 +559,21 @@ fn check_never_prints_a_secret_from_a_broken_config() {
         }
     }
 }
+
+#[test]
+fn check_names_every_missing_variable_at_once() {
+    let example = tests::workspace_root().join("examples/proxy/proxy.toml");
+    let out = Command::new(binary("rpc-proxy", "rpc-proxy"))
+        .args(["check", "--config"])
+        .arg(&example)
+        .env_remove("PRIMARY_API_KEY")
+        .env_remove("PARTNER_API_KEY")
+        .output()
+        .expect("run rpc-proxy");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("environment variables `PRIMARY_API_KEY`, `PARTNER_API_KEY` are not set"),
+        "{stderr}"
+    );
+}

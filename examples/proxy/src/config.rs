@@ -932,6 +932,45 @@ pub fn redact_line(line: &str) -> String {
     format!("{head}{masked}")
 }
 
+/// The `${NAME}` references (without a fallback) outside comments in
+/// `text` whose variable `lookup` does not know, in order, once each.
+pub fn missing_variables(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    for line in text.lines() {
+        // The part before a comment (a `#` outside quotes).
+        let mut quoted = None;
+        let mut end = line.len();
+        for (i, c) in line.char_indices() {
+            match (c, quoted) {
+                ('"' | '\'', None) => quoted = Some(c),
+                (q, Some(open)) if q == open => quoted = None,
+                ('#', None) => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let mut rest = &line[..end];
+        while let Some(i) = rest.find("${") {
+            let escaped = i > 0 && rest.as_bytes()[i - 1] == b'$';
+            let body = &rest[i + 2..];
+            let Some(close) = body.find('}') else { break };
+            let inner = &body[..close];
+            rest = &body[close + 1..];
+            if escaped || inner.contains(":-") {
+                continue;
+            }
+            let valid =
+                !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if valid && lookup(inner).is_none() && !missing.iter().any(|m| m == inner) {
+                missing.push(inner.to_owned());
+            }
+        }
+    }
+    missing
+}
+
 /// Expands `${NAME}` / `${NAME:-fallback}` / `$${` in `raw`. Errors never
 /// repeat `raw` (it may hold a secret around the variable).
 pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -989,7 +1028,22 @@ impl Config {
                 .replace(".$__serde_spanned_private_value", "");
             let key = if key == "." { String::new() } else { key };
             let inner = e.into_inner();
-            src.error(inner.span(), key, first_line(inner.message()))
+            let mut message = first_line(inner.message());
+            if message.starts_with("environment variable `") {
+                // Name every missing variable at once, not one per run.
+                let missing = missing_variables(text, |n| std::env::var(n).ok());
+                if missing.len() > 1 {
+                    message = format!(
+                        "environment variables {} are not set",
+                        missing
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+            src.error(inner.span(), key, message)
         })
     }
 
@@ -1762,6 +1816,15 @@ mod tests {
             .unwrap_err()
             .contains("does not hold a variable name"));
 
+        let text = "# ${IN_A_COMMENT}\n[backends.a]\nurl = \"http://h/${A}/${B:-x}/$${C}\" # ${D}\nkey = '${E}'\n";
+        assert_eq!(
+            missing_variables(text, |n| (n == "E").then(String::new)),
+            vec!["A".to_owned()]
+        );
+        assert_eq!(
+            missing_variables(text, |_| None),
+            vec!["A".to_owned(), "E".to_owned()]
+        );
         let e = error("[backends.a]\nurl = \"http://h/${RPC_PROXY_TEST_SURELY_UNSET}\"\n");
         assert_eq!(e.key, "backends.a.url", "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");

@@ -1,0 +1,51 @@
+//! The custom layer and adapter in a stack with the crate family's layers.
+
+use custom_layer::{MaxParamsLayer, StaticBackend};
+use rpc_core::{Id, RawJson, Request, RpcError, ServedBy};
+use rpc_failover::{FailoverLayer, Member, RetryLayer};
+use tower::{ServiceBuilder, ServiceExt};
+
+fn request(method: &str, params: &'static str) -> Request {
+    Request::new(method)
+        .with_id(Id::from(7u64))
+        .with_params(RawJson::from_static(params).expect("JSON"))
+}
+
+#[tokio::test]
+async fn the_layer_refuses_large_params_before_the_backend() {
+    let node =
+        StaticBackend::new("a").answer("eth_call", RawJson::from_static("\"0x\"").expect("JSON"));
+    let group = FailoverLayer::new()
+        .build(vec![Member::new("a", node)])
+        .expect("group");
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new())
+        .layer(MaxParamsLayer::new(16))
+        .service(group);
+
+    let ok = svc
+        .clone()
+        .oneshot(request("eth_call", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(ok.result_json().map(|r| r.as_bytes()), Some(&b"\"0x\""[..]));
+    assert_eq!(ok.id(), &Id::from(7u64));
+    assert_eq!(ok.extensions().get::<ServedBy>().map(|s| &*s.0), Some("a"));
+
+    let err = svc
+        .oneshot(request(
+            "eth_call",
+            r#"["a long string, longer than sixteen bytes"]"#,
+        ))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, RpcError::InvalidParams { .. }), "{err}");
+    assert_eq!(err.to_error_object().code(), -32602);
+}
+
+#[tokio::test]
+async fn the_adapter_answers_unknown_methods_with_its_own_error() {
+    let svc = StaticBackend::new("a");
+    let r = svc.oneshot(request("nope", "[]")).await.expect("an answer");
+    assert_eq!(r.error_object().map(|e| e.code()), Some(-32601));
+}
