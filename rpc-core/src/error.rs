@@ -50,6 +50,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// | `RateLimited` | not sent | after `retry_after` | -32016 | 429 |
 /// | `Overloaded` | not sent | yes | -32011 | 503 |
 /// | `QuorumNotReached` | maybe sent | no | -32019 | 502 |
+/// | `Rejected` | not sent | no | its own | its own |
 /// | `Internal` | maybe sent | no | -32603 | 500 |
 ///
 /// ```
@@ -170,6 +171,35 @@ pub enum RpcError {
         votes: Vec<QuorumVote>,
     },
 
+    /// A layer (or a member) refused the call with its own error object and
+    /// HTTP status: the variant for user layers, which need no other.
+    ///
+    /// It is *not sent* and not a backend fault, so a member of a failover
+    /// group that returns it **declines** the call without blame: the
+    /// group moves on to the next member and does not count it against this
+    /// one (e.g. an adapter that serves only some methods). When every
+    /// member declines, the client gets the last refusal.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use rpc_core::{ErrorObject, RpcError};
+    ///
+    /// let err = RpcError::Rejected {
+    ///     error: ErrorObject::new(-32601, "this node serves no traces"),
+    ///     status: StatusCode::BAD_REQUEST,
+    /// };
+    /// assert_eq!(err.to_error_object().code(), -32601);
+    /// assert_eq!(err.http_status(), StatusCode::BAD_REQUEST);
+    /// assert!(!err.is_backend_fault() && !err.is_retryable());
+    /// ```
+    #[error("rejected: {}", error.message())]
+    Rejected {
+        /// The error object the client sees.
+        error: ErrorObject,
+        /// The HTTP status of a single call that ends this way.
+        status: StatusCode,
+    },
+
     /// A bug or an unexpected condition inside the stack.
     #[error("internal error: {0}")]
     Internal(String),
@@ -245,6 +275,10 @@ impl Clone for RpcError {
                 reason: reason.clone(),
                 votes: votes.clone(),
             },
+            RpcError::Rejected { error, status } => RpcError::Rejected {
+                error: error.clone(),
+                status: *status,
+            },
             RpcError::Internal(message) => RpcError::Internal(message.clone()),
         }
     }
@@ -291,6 +325,7 @@ impl RpcError {
             | RpcError::MethodNotAllowed { .. }
             | RpcError::InvalidParams { .. }
             | RpcError::RateLimited { .. }
+            | RpcError::Rejected { .. }
             | RpcError::Overloaded => Delivery::NotSent,
             RpcError::Timeout { .. }
             | RpcError::HttpStatus { .. }
@@ -325,6 +360,7 @@ impl RpcError {
             | RpcError::MethodNotAllowed { .. }
             | RpcError::InvalidParams { .. }
             | RpcError::QuorumNotReached { .. }
+            | RpcError::Rejected { .. }
             | RpcError::Internal(_) => false,
         }
     }
@@ -438,6 +474,7 @@ impl RpcError {
                     Err(_) => obj,
                 }
             }
+            RpcError::Rejected { error, .. } => error.clone(),
             RpcError::Internal(_) => ErrorObject::internal_error(),
         }
     }
@@ -458,6 +495,7 @@ impl RpcError {
             RpcError::MethodNotAllowed { .. } => StatusCode::FORBIDDEN,
             RpcError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
             RpcError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RpcError::Rejected { status, .. } => *status,
             RpcError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,8 +1,6 @@
 //! A named JSON-RPC backend reached over HTTP(S).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -357,7 +355,7 @@ impl HttpBackendBuilder {
 impl Service<Request> for HttpBackend {
     type Response = Response;
     type Error = RpcError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send + 'static>>;
+    type Future = crate::BoxedResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The pool has no fixed capacity; bound concurrency with a layer
@@ -367,7 +365,7 @@ impl Service<Request> for HttpBackend {
 
     fn call(&mut self, req: Request) -> Self::Future {
         // One allocation per call for the future: an HTTP round trip dwarfs it.
-        Box::pin(self.inner.clone().call(req))
+        crate::BoxedResponseFuture::new(self.inner.clone().call(req))
     }
 }
 

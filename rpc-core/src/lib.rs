@@ -41,6 +41,29 @@
 //! serve(listener, stack, ServerConfig::default(), std::future::pending()).await;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Extensions: what layers tell each other
+//!
+//! Layers pass facts in the `http::Extensions` of calls and answers, never
+//! by depending on each other. Who sets and who reads each type:
+//!
+//! | type | on | set by | read by |
+//! |---|---|---|---|
+//! | [`Deadline`] | call | the HTTP front (request timeout, or an earlier one already there) | every layer that waits: groups, retry, backends, the cache's coalescing |
+//! | [`RemoteAddr`] | call | the front: the TCP peer, or the client named by a trusted proxy | rate limits, logs |
+//! | [`ApiKey`] | call | the front, from `ServerConfig::api_key_header` | rate limits, metrics |
+//! | [`SessionId`] | call | the front, from `ServerConfig::session_header` | `rpc_failover::ConsistencyLayer` |
+//! | [`ConnectionId`] | call | `server::serve`, per connection | `ConsistencyLayer` (per-connection sessions) |
+//! | [`BatchPosition`] | call | the front, for batch items | metrics, logs |
+//! | [`MinHead`] | call | `ConsistencyLayer` | head-tracking groups (never answer from below it) |
+//! | [`ServedBy`] | answer | backends (`HttpBackend`, `ElectrumBackend`), groups if missing | metrics, `x-served-by`, quorum reports |
+//! | [`Attempts`] | answer | failover groups | metrics, logs |
+//! | [`CacheStatus`] | answer | `rpc_cache::CacheLayer` | metrics, `x-cache` |
+//! | [`ChainHead`] / [`HeadBlock`] | answer | adapters that follow the tip (Electrum), head-tracking groups | groups (head learning), the cache (tip epochs) |
+//! | [`AgreedChain`] | answer | head-tracking groups | the cache (settled blocks, tip freshness) |
+//!
+//! [`ChainView`] is not an extension: a group hands it to the cache once
+//! (`Failover::chain_view` → `CacheLayer::chain_view`) and both read it live.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -512,3 +512,25 @@ async fn when_all_are_down_a_call_makes_one_attempt_not_one_per_member() {
         assert_eq!(a.calls() + b.calls() + c.calls(), 3 + n, "call {n}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_declines_is_skipped_without_blame() {
+    // a serves no traces: it declines; b answers. a stays in service.
+    let a = Mock::new("a", |_| Step::Decline);
+    let b = Mock::ok("b", "\"b\"");
+    let g = group(FailoverLayer::new().failure_threshold(1), &[&a, &b]);
+    for _ in 0..3 {
+        let r = call(&g, "debug_traceTransaction").await.expect("b answers");
+        assert_eq!(result_of(&r), "\"b\"");
+    }
+    let status = g.members().next().expect("a");
+    assert!(status.in_service, "declining is not failing");
+    assert_eq!(status.consecutive_failures, 0);
+    // When every member declines, the client gets the refusal itself.
+    let only = group(FailoverLayer::new(), &[&a]);
+    let err = call(&only, "debug_traceTransaction")
+        .await
+        .expect_err("declined");
+    assert_eq!(err.to_error_object().code(), -32601);
+    assert_eq!(err.http_status().as_u16(), 400);
+}

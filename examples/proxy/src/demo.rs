@@ -375,13 +375,16 @@ fn progress_bar(len: u64) -> ProgressBar {
     bar
 }
 
+/// The progress line's message: short enough that bar, count and all of it
+/// fit an 80-column terminal. The cache share is of all calls sent, as in
+/// the summary.
 fn live_line(stats: &Stats, upstreams: &[Arc<sim::Counters>]) -> String {
     let faults: u64 = upstreams.iter().map(|c| c.faults()).sum();
-    let cacheable = stats.cacheable.load(Ordering::Relaxed).max(1);
+    let sent = stats.sent.load(Ordering::Relaxed).max(1);
     format!(
-        "faults absorbed {faults} · client errors {} · cache {:.0}% · p50 {} p99 {}",
+        "faults {faults} · errors {} · cache {:.0}% · p50 {} p99 {}",
         stats.errors.load(Ordering::Relaxed),
-        100.0 * stats.cache_hits.load(Ordering::Relaxed) as f64 / cacheable as f64,
+        100.0 * stats.cache_hits.load(Ordering::Relaxed) as f64 / sent as f64,
         ms(stats.latency.quantile(0.5)),
         ms(stats.latency.quantile(0.99)),
     )
@@ -440,8 +443,9 @@ fn summary(stats: &Stats, upstreams: &[Upstream], elapsed: Duration) {
             u.counters.probes.load(Ordering::Relaxed),
         );
         if probes > 0 && calls == probes {
+            // A healthy standby gets only probes too: say what is known.
             println!(
-                "  {} received only head probes ({probes}): out of rotation while behind",
+                "  {} received only background probes ({probes}): no call needed it (a standby behind the others in priority, or out of rotation)",
                 u.name
             );
         }

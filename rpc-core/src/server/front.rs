@@ -25,6 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Bodies larger than this are parsed on the blocking pool.
 const PARSE_INLINE_BYTES: usize = 256 * 1024;
 
+/// The future of [`HttpFront`]'s `call`: a named type for users who wrap
+/// the front in their own services.
+pub type FrontFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, Infallible>> + Send>>;
+
 /// The body of every response of the front.
 pub type ResponseBody = Full<Bytes>;
 
@@ -136,7 +141,7 @@ where
 {
     type Response = http::Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = FrontFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Calls reach the inner service through `oneshot` on clones, which wait

@@ -71,6 +71,6 @@ mod signal;
 
 pub use client_ip::{Cidr, CidrError, TrustedProxies};
 pub use config::ServerConfig;
-pub use front::{HttpFront, ResponseBody};
+pub use front::{FrontFuture, HttpFront, ResponseBody};
 pub use serve::{serve, serve_with_layer};
 pub use signal::shutdown_signal;

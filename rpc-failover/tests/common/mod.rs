@@ -30,6 +30,8 @@ pub enum Step {
     After(Duration, Box<Step>),
     /// Never answer.
     Hang,
+    /// Decline the call (`RpcError::Rejected`, -32601).
+    Decline,
 }
 
 pub fn slow(ms: u64, step: Step) -> Step {
@@ -112,6 +114,10 @@ fn outcome(name: &Arc<str>, id: Id, step: Step) -> BoxFut {
                 outcome(&name, id, *next).await
             }
             Step::Hang => std::future::pending().await,
+            Step::Decline => Err(RpcError::Rejected {
+                error: ErrorObject::new(-32601, "not served here"),
+                status: StatusCode::BAD_REQUEST,
+            }),
         }
     })
 }
