@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../examples/proxy/src/config.rs"]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../examples/proxy/src/config/mod.rs"]
 mod config;
 
 fuzz_target!(|data: &[u8]| {

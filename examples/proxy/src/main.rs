@@ -7,8 +7,10 @@
 //! rpc-proxy --upstream a=http://127.0.0.1:9001 --upstream b=http://127.0.0.1:9002
 //! ```
 //!
-//! `stack.rs` builds the layers from a [`config::Config`]; `config.rs` is the
-//! file format (every key documented in `examples/proxy/proxy.toml`);
+//! `stack.rs` builds the layers from a [`config::Config`]; `config/` is the
+//! file format (every key documented in `examples/proxy/proxy.toml`):
+//! `schema.rs` the keys, types and defaults, `env.rs` `${ENV}` expansion and
+//! secret masking, `validate.rs` the checks types cannot make;
 //! `cli.rs` the command line; `demo.rs` and `sim.rs` the embedded demo.
 
 // A binary: `pub` marks what each module offers the others (and what users

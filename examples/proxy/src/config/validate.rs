@@ -1,0 +1,522 @@
+//! What types cannot check: references between sections, patterns, ranges.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::{Config, ConfigError, Protocol, Source, Strategy};
+
+impl Config {
+    /// Checks what the types cannot: names that refer to other sections,
+    /// patterns, ranges and combinations.
+    pub fn validate(&self, src: &Source<'_>) -> Result<(), ConfigError> {
+        let err = |span: Range<usize>, key: String, msg: String| {
+            Err(src.error((span != (0..0)).then_some(span), key, msg))
+        };
+        if self.backends.is_empty() {
+            return err(
+                0..0,
+                "backends".into(),
+                "at least one backend is needed".into(),
+            );
+        }
+        for (name, backend) in &self.backends {
+            let url = &backend.get_ref().url;
+            let text = &url.get_ref().0;
+            if !(text.starts_with("http://") || text.starts_with("https://")) {
+                return err(
+                    url.span(),
+                    format!("backends.{name}.url"),
+                    "must start with http:// or https://".into(),
+                );
+            }
+            for (header, value) in &backend.get_ref().headers {
+                if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return err(
+                        value.span(),
+                        format!("backends.{name}.headers"),
+                        format!("`{header}` is not a valid header name"),
+                    );
+                }
+                if http::HeaderValue::from_str(&value.get_ref().0).is_err() {
+                    return err(
+                        value.span(),
+                        format!("backends.{name}.headers.{header}"),
+                        "the value is not a valid header value".into(),
+                    );
+                }
+            }
+        }
+        if self.groups.is_empty() && self.backends.len() > 1 {
+            let names: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+            return err(
+                0..0,
+                "groups".into(),
+                format!(
+                    "{} backends but no [groups.NAME] to order them; add e.g. `[groups.main]` with `members = [\"{}\"]`",
+                    names.len(),
+                    names.join("\", \"")
+                ),
+            );
+        }
+        for (gname, group) in &self.groups {
+            let g = group.get_ref();
+            let key = |k: &str| format!("groups.{gname}.{k}");
+            if g.members.get_ref().is_empty() {
+                return err(
+                    g.members.span(),
+                    key("members"),
+                    "a group needs at least one member".into(),
+                );
+            }
+            if g.members.get_ref().len() > rpc_failover::MAX_MEMBERS {
+                return err(
+                    g.members.span(),
+                    key("members"),
+                    format!("at most {} members", rpc_failover::MAX_MEMBERS),
+                );
+            }
+            for (i, m) in g.members.get_ref().iter().enumerate() {
+                if !self.backends.contains_key(m.get_ref()) {
+                    return err(
+                        m.span(),
+                        format!("groups.{gname}.members[{i}]"),
+                        format!(
+                            "no backend named `{}` (backends: {})",
+                            m.get_ref(),
+                            self.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+                if g.members.get_ref()[..i]
+                    .iter()
+                    .any(|o| o.get_ref() == m.get_ref())
+                {
+                    return err(
+                        m.span(),
+                        format!("groups.{gname}.members[{i}]"),
+                        format!("`{}` is listed twice", m.get_ref()),
+                    );
+                }
+            }
+            let n = g.members.get_ref().len();
+            match (g.strategy, &g.quorum) {
+                (Strategy::Quorum, None) => {
+                    return err(
+                        group.span(),
+                        key("quorum"),
+                        "the quorum strategy needs `quorum = K` (how many members must agree)"
+                            .into(),
+                    )
+                }
+                (Strategy::Quorum, Some(k)) if *k.get_ref() == 0 || *k.get_ref() > n => {
+                    return err(
+                        k.span(),
+                        key("quorum"),
+                        format!("must be between 1 and the number of members ({n})"),
+                    )
+                }
+                (Strategy::Quorum, _) => {}
+                (_, Some(k)) => {
+                    return err(
+                        k.span(),
+                        key("quorum"),
+                        "only used with `strategy = \"quorum\"`".into(),
+                    )
+                }
+                (_, None) => {}
+            }
+            if g.strategy != Strategy::Hedged
+                && (g.hedge_delay.is_some() || g.hedge_quantile.is_some())
+            {
+                return err(
+                    group.span(),
+                    key("strategy"),
+                    "`hedge_delay` / `hedge_quantile` need `strategy = \"hedged\"`".into(),
+                );
+            }
+            if let Some(q) = &g.hedge_quantile {
+                if !(q.get_ref() > &0.0 && q.get_ref() < &1.0) {
+                    return err(
+                        q.span(),
+                        key("hedge_quantile"),
+                        "must be between 0 and 1, e.g. 0.95".into(),
+                    );
+                }
+            }
+            if let Some(head) = &g.head {
+                if self.protocol == Protocol::Generic {
+                    return err(
+                        head.span(),
+                        key("head"),
+                        "head tracking needs `protocol = \"ethereum\"` or `\"electrum\"` (to know how to ask a head)".into(),
+                    );
+                }
+                if g.strategy == Strategy::Quorum {
+                    return err(
+                        head.span(),
+                        key("head"),
+                        "head tracking works with failover strategies, not quorum".into(),
+                    );
+                }
+                let p = &head.get_ref().max_probes_per_second;
+                if !(p.get_ref().is_finite() && *p.get_ref() >= 0.0) {
+                    return err(
+                        p.span(),
+                        key("head.max_probes_per_second"),
+                        "must be 0 or more".into(),
+                    );
+                }
+                if let Some(k) = &head.get_ref().agree {
+                    let n = g.members.get_ref().len();
+                    if *k.get_ref() == 0 || *k.get_ref() > n {
+                        return err(
+                            k.span(),
+                            key("head.agree"),
+                            format!("must be between 1 and the group's {n} member(s)"),
+                        );
+                    }
+                }
+            }
+            if g.failure_threshold == 0 {
+                return err(
+                    group.span(),
+                    key("failure_threshold"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        let groups = self.effective_groups();
+        let known = |name: &str| groups.iter().any(|(g, _)| g == name);
+        let group_list = || {
+            groups
+                .iter()
+                .map(|(g, _)| g.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(d) = &self.routing.default {
+            if !known(d.get_ref()) {
+                return err(
+                    d.span(),
+                    "routing.default".into(),
+                    format!(
+                        "no group named `{}` (groups: {})",
+                        d.get_ref(),
+                        group_list()
+                    ),
+                );
+            }
+        } else if groups.len() > 1 {
+            return err(
+                0..0,
+                "routing.default".into(),
+                format!(
+                    "{} groups: name the one for methods without a route (`[routing] default = \"...\"`)",
+                    groups.len()
+                ),
+            );
+        }
+        let mut router = rpc_core::route::MethodRouter::<()>::builder();
+        for (pattern, target) in &self.routing.methods {
+            let key = format!("routing.methods.\"{pattern}\"");
+            if !known(target.get_ref()) {
+                return err(
+                    target.span(),
+                    key,
+                    format!(
+                        "no group named `{}` (groups: {})",
+                        target.get_ref(),
+                        group_list()
+                    ),
+                );
+            }
+            router = match router.route(pattern, ()) {
+                Ok(r) => r,
+                Err(e) => return err(target.span(), key, e.to_string()),
+            };
+        }
+        for (list, key) in [
+            (&self.methods.allow, "methods.allow"),
+            (&self.methods.deny, "methods.deny"),
+        ] {
+            if let Some(list) = list {
+                if let Err(e) = rpc_core::filter::MethodFilter::allow(list.get_ref()) {
+                    return err(list.span(), key.into(), e.to_string());
+                }
+            }
+        }
+        if self.server.max_body_bytes == 0
+            || self.server.max_batch == 0
+            || self.server.batch_concurrency == 0
+        {
+            return err(
+                0..0,
+                "server".into(),
+                "max_body_bytes, max_batch and batch_concurrency must be at least 1".into(),
+            );
+        }
+        if !self.server.health_path.starts_with('/') {
+            return err(
+                0..0,
+                "server.health_path".into(),
+                "must start with `/`".into(),
+            );
+        }
+        if let Some(cors) = &self.server.cors {
+            for origin in cors.allow_origins.get_ref() {
+                if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
+                    return err(
+                        cors.allow_origins.span(),
+                        "server.cors.allow_origins".into(),
+                        format!("`{origin}` is not an origin"),
+                    );
+                }
+            }
+            if cors.allow_origins.get_ref().len() > 1
+                && cors.allow_origins.get_ref().iter().any(|o| o == "*")
+            {
+                return err(
+                    cors.allow_origins.span(),
+                    "server.cors.allow_origins".into(),
+                    "`*` allows every origin; list origins or use `*` alone".into(),
+                );
+            }
+            for h in &cors.allow_headers {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    return err(
+                        cors.allow_origins.span(),
+                        "server.cors.allow_headers".into(),
+                        format!("`{h}` is not a header name"),
+                    );
+                }
+            }
+        }
+        for (name, value) in [
+            ("jitter", &self.retry.jitter),
+            ("budget_ratio", &self.retry.budget_ratio),
+        ] {
+            if !(0.0..=1.0).contains(value.get_ref()) {
+                return err(
+                    value.span(),
+                    format!("retry.{name}"),
+                    "must be between 0 and 1".into(),
+                );
+            }
+        }
+        if let Err(e) = rpc_core::server::TrustedProxies::new(self.server.trusted_proxies.get_ref())
+        {
+            return err(
+                self.server.trusted_proxies.span(),
+                "server.trusted_proxies".into(),
+                e.to_string(),
+            );
+        }
+        if self.server.proxy_protocol && self.server.trusted_proxies.get_ref().is_empty() {
+            return err(
+                0..0,
+                "server.proxy_protocol".into(),
+                "needs server.trusted_proxies: the balancers whose PROXY headers are believed"
+                    .into(),
+            );
+        }
+        if self.server.memory_budget_mb == 0 {
+            return err(
+                0..0,
+                "server.memory_budget_mb".into(),
+                "must be at least 1 (MiB)".into(),
+            );
+        }
+        for (name, old) in [
+            ("budget_min_per_second", &self.retry.budget_min_per_second),
+            ("budget_max_reserve", &self.retry.budget_max_reserve),
+        ] {
+            if let Some(old) = old {
+                return err(
+                    old.span(),
+                    format!("retry.{name}"),
+                    "was removed: the budget is a bucket of `budget_tokens` (default 20) that \
+                     failures drain and successes refill by `budget_ratio`"
+                        .into(),
+                );
+            }
+        }
+        if self.retry.budget_tokens < 2 {
+            return err(
+                0..0,
+                "retry.budget_tokens".into(),
+                "must be at least 2 (half of it is usable at once)".into(),
+            );
+        }
+        for (gname, group) in &self.groups {
+            let stall = &group.get_ref().attempt_deadline;
+            if !(0.5..=1.0).contains(stall.quantile.get_ref()) {
+                return err(
+                    stall.quantile.span(),
+                    format!("groups.{gname}.attempt_deadline.quantile"),
+                    "must be between 0.5 and 1".into(),
+                );
+            }
+            if *stall.factor.get_ref() < 1.0 || !stall.factor.get_ref().is_finite() {
+                return err(
+                    stall.factor.span(),
+                    format!("groups.{gname}.attempt_deadline.factor"),
+                    "must be at least 1".into(),
+                );
+            }
+            if stall.min.0 > stall.max.0 {
+                return err(
+                    0..0,
+                    format!("groups.{gname}.attempt_deadline.min"),
+                    "is longer than attempt_deadline.max".into(),
+                );
+            }
+            if stall.fixed.is_some_and(|d| d.0.is_zero()) || stall.max.0.is_zero() {
+                return err(
+                    0..0,
+                    format!("groups.{gname}.attempt_deadline"),
+                    "a zero deadline would fail every call".into(),
+                );
+            }
+        }
+        for (bname, backend) in &self.backends {
+            let b = backend.get_ref();
+            if let Some(n) = &b.max_concurrency {
+                if *n.get_ref() == 0 {
+                    return err(
+                        n.span(),
+                        format!("backends.{bname}.max_concurrency"),
+                        "must be at least 1".into(),
+                    );
+                }
+            } else if b.adaptive_concurrency {
+                return err(
+                    backend.span(),
+                    format!("backends.{bname}.adaptive_concurrency"),
+                    "needs max_concurrency (where the limit starts and the most it grows to)"
+                        .into(),
+                );
+            }
+        }
+        if self.retry.initial_backoff.0 > self.retry.max_backoff.0 {
+            return err(
+                0..0,
+                "retry.initial_backoff".into(),
+                "is longer than retry.max_backoff".into(),
+            );
+        }
+        if self.cache.enabled && self.protocol == Protocol::Generic && self.cache.methods.is_empty()
+        {
+            return err(
+                0..0,
+                "cache.enabled".into(),
+                "the generic protocol has no cache rules; list methods under [cache.methods]"
+                    .into(),
+            );
+        }
+        if self.cache.max_mb == 0 || self.cache.max_entries == 0 {
+            return err(
+                0..0,
+                "cache".into(),
+                "max_mb and max_entries must be at least 1".into(),
+            );
+        }
+        let rl = &self.rate_limit;
+        if http::HeaderName::from_bytes(rl.key_header.get_ref().as_bytes()).is_err() {
+            return err(
+                rl.key_header.span(),
+                "rate_limit.key_header".into(),
+                "is not a header name".into(),
+            );
+        }
+        let limit_check = |rate: &Spanned<u32>, burst: &Option<Spanned<u32>>, key: String| {
+            if *rate.get_ref() == 0 {
+                return err(
+                    rate.span(),
+                    format!("{key}.rate"),
+                    "must be at least 1".into(),
+                );
+            }
+            if let Some(b) = burst {
+                if *b.get_ref() == 0 {
+                    return err(
+                        b.span(),
+                        format!("{key}.burst"),
+                        "must be at least 1".into(),
+                    );
+                }
+            }
+            Ok(())
+        };
+        if let Some(p) = &rl.per_ip {
+            limit_check(&p.rate, &p.burst, "rate_limit.per_ip".into())?;
+        }
+        for (i, k) in rl.keys.iter().enumerate() {
+            limit_check(&k.rate, &k.burst, format!("rate_limit.keys[{i}]"))?;
+            if k.key.get_ref().0.is_empty() {
+                return err(
+                    k.key.span(),
+                    format!("rate_limit.keys[{i}].key"),
+                    "is empty".into(),
+                );
+            }
+            if rl.keys[..i]
+                .iter()
+                .any(|o| o.key.get_ref() == k.key.get_ref())
+            {
+                return err(
+                    k.key.span(),
+                    format!("rate_limit.keys[{i}].key"),
+                    "is listed twice".into(),
+                );
+            }
+        }
+        if rl.default_weight == 0 {
+            return err(
+                0..0,
+                "rate_limit.default_weight".into(),
+                "must be at least 1".into(),
+            );
+        }
+        for (method, w) in &rl.weights {
+            if *w.get_ref() == 0 {
+                return err(
+                    w.span(),
+                    format!("rate_limit.weights.{method}"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        let c = &self.consistency;
+        if c.enabled {
+            if !self.groups.values().any(|g| g.get_ref().head.is_some()) {
+                return err(
+                    0..0,
+                    "consistency.enabled".into(),
+                    "read-your-head needs head tracking: add [groups.NAME.head] to a group".into(),
+                );
+            }
+            if http::HeaderName::from_bytes(c.session_header.get_ref().as_bytes()).is_err() {
+                return err(
+                    c.session_header.span(),
+                    "consistency.session_header".into(),
+                    "is not a header name".into(),
+                );
+            }
+        }
+        if let Some(level) = &self.log.level {
+            if level
+                .get_ref()
+                .parse::<tracing_subscriber::filter::Targets>()
+                .is_err()
+            {
+                return err(
+                    level.span(),
+                    "log.level".into(),
+                    "is not a filter like `info` or `rpc_failover=debug,info`".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
