@@ -20,20 +20,35 @@ pub(crate) enum ReadError {
 /// The first bytes of every request body, not counted in the budget.
 pub(crate) const FREE_BYTES: usize = 64 * 1024;
 
+/// How a body's bytes are accounted while it is read.
+#[derive(Clone, Copy)]
+pub(crate) enum Budget<'a> {
+    /// Not at all (the size limit alone bounds it).
+    #[cfg_attr(not(feature = "http-backend"), allow(dead_code))]
+    None,
+    /// The bytes beyond the first [`FREE_BYTES`] are taken from the budget
+    /// as they arrive (a declared length up front); when it has no room,
+    /// `NoBudget` at once — the caller answers "busy". Request bodies:
+    /// ordinary calls never touch the budget, so bulk ones cannot crowd
+    /// them out; the connection caps bound what they hold together.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    FailFast(&'a ByteBudget),
+    /// Every byte is taken from the budget, waiting for room (the caller
+    /// bounds the wait with its deadline; the kernel's flow control holds
+    /// the rest back meanwhile). A body bigger than the whole budget is
+    /// `TooLarge`. Backend answers.
+    #[cfg_attr(not(feature = "http-backend"), allow(dead_code))]
+    Wait(&'a ByteBudget),
+}
+
 /// Reads a whole body of at most `limit` bytes. A declared `Content-Length`
-/// over the limit is refused before a byte is read.
-///
-/// With a `budget`, the bytes beyond the first [`FREE_BYTES`] are taken
-/// from it as they arrive (a declared length up front) and held by the
-/// returned permit; when it has no room, `NoBudget` at once (nothing is
-/// waited for: the caller answers "busy"). Ordinary calls (a few hundred
-/// bytes) never touch the budget, so bulk bodies cannot crowd them out;
-/// the connection caps bound what they hold together.
-pub(crate) async fn read_limited<B>(
+/// over the limit is refused before a byte is read. The permit (with a
+/// budget) holds the body's bytes until it is dropped.
+pub(crate) async fn read_body<B>(
     headers: &HeaderMap,
     body: B,
     limit: usize,
-    budget: Option<&ByteBudget>,
+    budget: Budget<'_>,
 ) -> Result<(Bytes, Option<BytePermit>), ReadError>
 where
     B: http_body::Body,
@@ -46,78 +61,54 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ReadError::TooLarge);
     }
-    let Some(budget) = budget else {
-        return match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok((collected.to_bytes(), None)),
-            Err(e) if e.is::<LengthLimitError>() => Err(ReadError::TooLarge),
-            Err(e) => Err(ReadError::Failed(e)),
-        };
+    let (budget, free, wait) = match budget {
+        Budget::None => {
+            return match Limited::new(body, limit).collect().await {
+                Ok(collected) => Ok((collected.to_bytes(), None)),
+                Err(e) if e.is::<LengthLimitError>() => Err(ReadError::TooLarge),
+                Err(e) => Err(ReadError::Failed(e)),
+            };
+        }
+        Budget::FailFast(b) => (b, FREE_BYTES, false),
+        Budget::Wait(b) => (b, 0, true),
     };
     let mut held = budget.empty();
-    if let Some(n) = declared {
-        if !held.try_grow((n as usize).saturating_sub(FREE_BYTES)) {
+    if let (Some(n), false) = (declared, wait) {
+        if !held.try_grow((n as usize).saturating_sub(free)) {
             return Err(ReadError::NoBudget);
         }
     }
     let mut body = std::pin::pin!(body);
     let mut buf = Accum::default();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ReadError::Failed(e.into()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
+    loop {
+        // The frame's error is dealt with before any other await (a body's
+        // error type need not be `Send`).
+        let data = match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Err(ReadError::Failed(e.into())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
         };
         let len = buf.len() + data.remaining();
         if len > limit {
             return Err(ReadError::TooLarge);
         }
-        let owed = len.saturating_sub(FREE_BYTES);
-        if owed > held.bytes() && !held.try_grow(owed - held.bytes()) {
-            return Err(ReadError::NoBudget);
+        let owed = len.saturating_sub(free);
+        if owed > held.bytes() {
+            let more = owed - held.bytes();
+            if wait {
+                if !held.grow(more).await {
+                    return Err(ReadError::TooLarge);
+                }
+            } else if !held.try_grow(more) {
+                return Err(ReadError::NoBudget);
+            }
         }
         buf.push(data);
     }
     Ok((buf.freeze(), Some(held)))
-}
-
-/// Reads a whole body of at most `limit` bytes into `budget`, waiting for
-/// room as it arrives (the caller bounds the wait with its deadline). A
-/// body bigger than the whole budget is `TooLarge`.
-#[cfg(feature = "http-backend")]
-pub(crate) async fn read_budgeted<B>(
-    headers: &HeaderMap,
-    body: B,
-    limit: usize,
-    budget: &ByteBudget,
-) -> Result<(Bytes, BytePermit), ReadError>
-where
-    B: http_body::Body,
-    B::Error: Into<BoxError>,
-{
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ReadError::TooLarge);
-    }
-    let mut held = budget.empty();
-    let mut body = std::pin::pin!(body);
-    let mut buf = Accum::default();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ReadError::Failed(e.into()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let len = buf.len() + data.remaining();
-        if len > limit {
-            return Err(ReadError::TooLarge);
-        }
-        if len > held.bytes() && !held.grow(len - held.bytes()).await {
-            return Err(ReadError::TooLarge);
-        }
-        buf.push(data);
-    }
-    Ok((buf.freeze(), held))
 }
 
 /// A body being collected: the first chunk kept as it is (most bodies are

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::body::{read_budgeted, read_limited, ReadError};
+use crate::body::{read_body, Budget, ReadError};
 use crate::parse::parse_response;
 use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
 use crate::{ByteBudget, BytePermit};
@@ -438,12 +438,11 @@ impl Inner {
             return Err(status_error());
         }
         let (parts, body) = resp.into_parts();
-        let read = match &self.response_budget {
-            Some(budget) => read_budgeted(&parts.headers, body, self.max_response_bytes, budget)
-                .await
-                .map(|(b, held)| (b, Some(held))),
-            None => read_limited(&parts.headers, body, self.max_response_bytes, None).await,
+        let budget = match &self.response_budget {
+            Some(budget) => Budget::Wait(budget),
+            None => Budget::None,
         };
+        let read = read_body(&parts.headers, body, self.max_response_bytes, budget).await;
         let (bytes, held) = read.map_err(|e| match e {
             ReadError::TooLarge | ReadError::NoBudget => RpcError::ResponseTooLarge {
                 backend: self.name.clone(),

@@ -39,9 +39,11 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::histogram::LogHistogram;
 
 /// When an attempt counts as a stall. See the [module](self).
 #[derive(Clone, Debug, PartialEq)]
@@ -124,22 +126,18 @@ impl AttemptDeadline {
     }
 }
 
-/// Buckets per power of two (resolution about 41 %: deadlines need no more).
-const SUB: u32 = 2;
-/// 2^0 ns .. 2^40 ns.
-const BUCKETS: usize = (40 * SUB) as usize;
 /// Answers before a quantile is trusted.
-const MIN_SAMPLES: u32 = 20;
+const MIN_SAMPLES: u64 = 20;
 /// After this many answers the counts are halved, so the quantile follows
 /// recent behaviour.
-const WINDOW: u32 = 1_000;
+const WINDOW: u64 = 1_000;
 /// Methods learned separately per member; further methods share one slot.
 pub(crate) const MAX_CLASSES: usize = 31;
 
-/// A log-bucketed latency histogram of atomics, with its deadline cached.
+/// One member's latency for one method class (2 buckets per power of two,
+/// 41 % resolution: deadlines need no more), with its deadline cached.
 struct Histogram {
-    counts: Box<[AtomicU32]>,
-    total: AtomicU32,
+    latency: LogHistogram<2>,
     /// The deadline in nanoseconds (0: not enough samples yet).
     cached: AtomicU64,
 }
@@ -147,60 +145,26 @@ struct Histogram {
 impl Histogram {
     fn new() -> Self {
         Histogram {
-            counts: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
-            total: AtomicU32::new(0),
+            latency: LogHistogram::new(WINDOW),
             cached: AtomicU64::new(0),
         }
     }
 
-    fn bucket(ns: u64) -> usize {
-        if ns <= 1 {
-            return 0;
-        }
-        (((ns as f64).log2() * f64::from(SUB)) as usize).min(BUCKETS - 1)
-    }
-
-    fn upper_bound_ns(bucket: usize) -> f64 {
-        2f64.powf((bucket as f64 + 1.0) / f64::from(SUB))
-    }
-
     fn record(&self, elapsed: Duration, policy: &AttemptDeadline) {
-        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.counts[Self::bucket(ns)].fetch_add(1, Ordering::Relaxed);
-        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
-        if total >= WINDOW {
-            // Halve everything; racing recorders may skew a count by one.
-            let mut kept = 0;
-            for c in self.counts.iter() {
-                let v = c.load(Ordering::Relaxed) / 2;
-                c.store(v, Ordering::Relaxed);
-                kept += v;
-            }
-            self.total.store(kept, Ordering::Relaxed);
-        }
+        let counted = self.latency.record(elapsed);
         // The quantile is recomputed every 8 answers, not read per attempt.
-        if total >= MIN_SAMPLES && (total % 8 == 0 || self.cached.load(Ordering::Relaxed) == 0) {
+        if counted >= MIN_SAMPLES && (counted % 8 == 0 || self.cached.load(Ordering::Relaxed) == 0)
+        {
             self.cached
                 .store(self.deadline_ns(policy), Ordering::Relaxed);
         }
     }
 
     fn deadline_ns(&self, policy: &AttemptDeadline) -> u64 {
-        let total: u32 = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        if total < MIN_SAMPLES {
+        let Some(q) = self.latency.quantile(policy.quantile, MIN_SAMPLES) else {
             return 0;
-        }
-        let rank = (f64::from(total) * policy.quantile).ceil().max(1.0) as u32;
-        let mut seen = 0;
-        let mut bucket = BUCKETS - 1;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c.load(Ordering::Relaxed);
-            if seen >= rank {
-                bucket = i;
-                break;
-            }
-        }
-        let ns = Self::upper_bound_ns(bucket) * policy.factor;
+        };
+        let ns = q.as_nanos() as f64 * policy.factor;
         let clamped = ns.clamp(policy.min.as_nanos() as f64, policy.max.as_nanos() as f64);
         (clamped as u64).max(1)
     }

@@ -52,6 +52,7 @@ pub mod failover;
 mod group;
 pub mod head;
 pub mod hedge;
+mod histogram;
 mod member;
 pub mod names;
 pub mod quorum;

@@ -14,7 +14,7 @@ use tower::{Service, ServiceExt};
 
 use super::conn::{Conn, Registry};
 use super::ServerConfig;
-use crate::body::{read_limited, ReadError};
+use crate::body::{read_body, Budget, ReadError};
 use crate::parse::{parse_message, Incoming};
 use crate::{
     ApiKey, BatchPosition, BoxError, ConnectionId, Deadline, ErrorObject, Id, JsonRpcService,
@@ -209,11 +209,11 @@ impl<S: JsonRpcService> HttpFront<S> {
                 ),
             );
         }
-        let read = read_limited(
+        let read = read_body(
             &parts.headers,
             body,
             config.max_body_bytes,
-            Some(&config.body_budget),
+            Budget::FailFast(&config.body_budget),
         );
         let (bytes, _held) = match tokio::time::timeout(config.body_read_timeout, read).await {
             Ok(Ok(read)) => read,

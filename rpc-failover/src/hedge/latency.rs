@@ -1,17 +1,13 @@
-//! Per-method latency quantiles for hedge delays: a log-bucketed histogram
-//! of atomics per method, halved now and then so it follows recent traffic.
+//! Per-method latency quantiles for hedge delays: a [`LogHistogram`] per
+//! method, halved now and then so it follows recent traffic.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::{HedgeDelay, HedgePolicy};
+use crate::histogram::LogHistogram;
 
-/// Buckets per power of two (resolution about 19 %).
-const SUB: u32 = 4;
-/// 2^0 ns .. 2^40 ns (about 18 minutes).
-const BUCKETS: usize = (40 * SUB) as usize;
 /// Methods tracked separately; the rest share one histogram.
 const MAX_METHODS: usize = 256;
 /// Observations before the quantile is trusted.
@@ -19,64 +15,8 @@ const MIN_SAMPLES: u64 = 20;
 /// After this many observations the counts are halved.
 const WINDOW: u64 = 2_000;
 
-struct Histogram {
-    counts: Box<[AtomicU64]>,
-    total: AtomicU64,
-}
-
-impl Histogram {
-    fn new() -> Self {
-        Histogram {
-            counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            total: AtomicU64::new(0),
-        }
-    }
-
-    fn bucket(ns: u64) -> usize {
-        if ns <= 1 {
-            return 0;
-        }
-        let log2 = (ns as f64).log2();
-        ((log2 * f64::from(SUB)) as usize).min(BUCKETS - 1)
-    }
-
-    fn upper_bound(bucket: usize) -> Duration {
-        let ns = 2f64.powf((bucket as f64 + 1.0) / f64::from(SUB));
-        Duration::from_nanos(ns as u64)
-    }
-
-    fn record(&self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.counts[Self::bucket(ns)].fetch_add(1, Ordering::Relaxed);
-        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
-        if total >= WINDOW {
-            // Halve everything; racing recorders may skew a count by one.
-            let mut kept = 0;
-            for c in self.counts.iter() {
-                let v = c.load(Ordering::Relaxed) / 2;
-                c.store(v, Ordering::Relaxed);
-                kept += v;
-            }
-            self.total.store(kept, Ordering::Relaxed);
-        }
-    }
-
-    fn quantile(&self, q: f64) -> Option<Duration> {
-        let total: u64 = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        if total < MIN_SAMPLES {
-            return None;
-        }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c.load(Ordering::Relaxed);
-            if seen >= rank {
-                return Some(Self::upper_bound(i));
-            }
-        }
-        Some(Self::upper_bound(BUCKETS - 1))
-    }
-}
+/// 4 buckets per power of two: resolution about 19 %.
+type Histogram = LogHistogram<4>;
 
 /// Latency per method, shared by all clones of a hedged group.
 pub(crate) struct LatencyTracker {
@@ -90,7 +30,7 @@ impl LatencyTracker {
         LatencyTracker {
             policy,
             methods: RwLock::new(HashMap::new()),
-            other: Arc::new(Histogram::new()),
+            other: Arc::new(Histogram::new(WINDOW)),
         }
     }
 
@@ -110,7 +50,7 @@ impl LatencyTracker {
         match self.methods.write() {
             Ok(mut map) => map
                 .entry(method.clone())
-                .or_insert_with(|| Arc::new(Histogram::new()))
+                .or_insert_with(|| Arc::new(Histogram::new(WINDOW)))
                 .clone(),
             Err(_) => self.other.clone(),
         }
@@ -122,7 +62,7 @@ impl LatencyTracker {
             HedgeDelay::Fixed(d) => d,
             HedgeDelay::Quantile(q) => self
                 .histogram(method)
-                .quantile(q)
+                .quantile(q, MIN_SAMPLES)
                 .map_or(self.policy.fallback_delay, |d| d.max(self.policy.min_delay)),
         }
     }
@@ -177,12 +117,12 @@ mod tests {
 
     #[test]
     fn histogram_halves_and_keeps_shape() {
-        let h = Histogram::new();
+        let h = Histogram::new(WINDOW);
         for _ in 0..(WINDOW + 10) {
             h.record(Duration::from_millis(3));
         }
-        assert!(h.total.load(Ordering::Relaxed) < WINDOW);
-        let q = h.quantile(0.5).expect("enough samples");
+        assert!(h.total() < WINDOW);
+        let q = h.quantile(0.5, MIN_SAMPLES).expect("enough samples");
         assert!(
             q >= Duration::from_millis(3) && q < Duration::from_millis(4),
             "{q:?}"
