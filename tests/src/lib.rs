@@ -68,6 +68,32 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
     path
 }
 
+/// Runs the Node.js client `tests/clients/SCRIPT` with `args` (its
+/// libraries, viem, are installed by `scripts/test.sh`), waits up to
+/// `within`, and returns the one JSON line it prints. Panics with its output
+/// if it cannot run, fails or prints something else.
+pub async fn node_client(script: &str, args: &[String], within: Duration) -> Value {
+    let path = workspace_root().join("tests/clients").join(script);
+    let out = tokio::time::timeout(
+        within,
+        tokio::process::Command::new("node")
+            .arg(&path)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{script} did not finish within {within:?}"))
+    .unwrap_or_else(|e| panic!("cannot run node (scripts/test.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
+}
+
 /// A child process killed when dropped, with its output kept for diagnostics.
 pub struct Process {
     child: Child,

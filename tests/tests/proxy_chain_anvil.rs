@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tests::{
-    call, metrics_addr, scrape, start_anvil, start_anvil_with, start_head_tracked_proxy,
-    workspace_root, Process,
+    call, metrics_addr, node_client, scrape, start_anvil, start_anvil_with,
+    start_head_tracked_proxy, Process,
 };
 
 /// The binary over `nodes` (a, b, ...), head-tracked, cache on with a long
@@ -132,27 +132,12 @@ async fn viem_reads_its_writes_through_the_cache_on_chains_mining_every_second()
         start_anvil_with(&["--block-time", "1"]),
     ];
     let (_proxy, addr) = proxy_over(&[nodes[0].1, nodes[1].1]);
-    let script = workspace_root().join("tests/clients/read-your-writes.mjs");
-    let out = tokio::time::timeout(
+    let seen = node_client(
+        "read-your-writes.mjs",
+        &[format!("http://{addr}"), "50".to_owned()],
         Duration::from_secs(240),
-        tokio::process::Command::new("node")
-            .arg(&script)
-            .arg(format!("http://{addr}"))
-            .arg("50")
-            .kill_on_drop(true)
-            .output(),
     )
-    .await
-    .expect("viem finished within 240 s")
-    .unwrap_or_else(|e| panic!("cannot run node (scripts/test.sh installs it): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "viem failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    .await;
     assert_eq!(seen["rounds"], 50);
     assert_eq!(
         seen["stale"],

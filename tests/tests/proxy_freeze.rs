@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tests::{metrics_addr, scrape, start_anvil, start_proxy_config, workspace_root};
+use tests::{metrics_addr, node_client, scrape, start_anvil, start_proxy_config};
 
 /// `rpc_backend_in_service{backend="NAME"}` from a scrape.
 fn in_service(metrics: &str, backend: &str) -> Option<f64> {
@@ -58,14 +57,14 @@ members = ["a", "b"]
 "#
     ));
     let metrics = metrics_addr(&proxy);
-    let script = workspace_root().join("tests/clients/freeze-loop.mjs");
-    let client = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .arg("40")
-        .kill_on_drop(true)
-        .output();
-    let client = tokio::spawn(client);
+    let client = tokio::spawn(async move {
+        node_client(
+            "freeze-loop.mjs",
+            &[format!("http://{addr}"), "40".to_owned()],
+            Duration::from_secs(100),
+        )
+        .await
+    });
 
     // Traffic for 3 s, then a freezes for 30 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -88,19 +87,7 @@ members = ["a", "b"]
     let back = wait_in_service(metrics, "a", 1.0, Duration::from_secs(5)).await;
     eprintln!("left after {left:?}, back {back:?} after SIGCONT");
 
-    let out = tokio::time::timeout(Duration::from_secs(60), client)
-        .await
-        .expect("the client finished")
-        .expect("task")
-        .unwrap_or_else(|e| panic!("cannot run node (scripts/test.sh installs it): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "viem failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let seen = client.await.expect("the viem client");
     eprintln!("{seen}");
     assert!(seen["calls"].as_u64().unwrap_or(0) > 200, "{seen}");
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
