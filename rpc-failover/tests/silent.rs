@@ -34,17 +34,22 @@ fn switch(on: bool) -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(on))
 }
 
+/// A mock that does `on` while `flag` is set, else `off`.
+fn switched(name: &str, flag: &Arc<AtomicBool>, on: Step, off: Step) -> Mock {
+    let flag = flag.clone();
+    Mock::new(name, move |_| {
+        if flag.load(Ordering::SeqCst) {
+            on.clone()
+        } else {
+            off.clone()
+        }
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_fast_member_that_freezes_is_left_at_its_learned_deadline() {
     let frozen = switch(false);
-    let f = frozen.clone();
-    let a = Mock::new("a", move |_| {
-        if f.load(Ordering::SeqCst) {
-            Step::Hang
-        } else {
-            slow(2, Step::Ok("\"a\""))
-        }
-    });
+    let a = switched("a", &frozen, Step::Hang, slow(2, Step::Ok("\"a\"")));
     let b = Mock::ok("b", "\"b\"");
     let g = group(FailoverLayer::new(), vec![a.member(), b.member()]);
     for _ in 0..50 {
@@ -315,14 +320,7 @@ async fn a_429_halves_an_adaptive_limit_and_never_reaches_the_client() {
 #[tokio::test(start_paused = true)]
 async fn a_member_out_of_service_comes_back_without_any_client_call() {
     let down = switch(true);
-    let d = down.clone();
-    let a = Mock::new("a", move |_| {
-        if d.load(Ordering::SeqCst) {
-            Step::Refused
-        } else {
-            Step::Ok("1")
-        }
-    });
+    let a = switched("a", &down, Step::Refused, Step::Ok("1"));
     let b = Mock::ok("b", "\"b\"");
     let g = group(
         FailoverLayer::new()
@@ -351,14 +349,7 @@ async fn a_member_out_of_service_comes_back_without_any_client_call() {
 #[tokio::test(start_paused = true)]
 async fn a_quiet_member_that_stops_answering_probes_leaves_rotation() {
     let frozen = switch(false);
-    let f = frozen.clone();
-    let a = Mock::new("a", move |_| {
-        if f.load(Ordering::SeqCst) {
-            Step::Hang
-        } else {
-            Step::Ok("1")
-        }
-    });
+    let a = switched("a", &frozen, Step::Hang, Step::Ok("1"));
     let b = Mock::ok("b", "\"b\"");
     let g = group(
         FailoverLayer::new().health_check(
@@ -379,4 +370,40 @@ async fn a_quiet_member_that_stops_answering_probes_leaves_rotation() {
     let r = g.clone().oneshot(req("eth_call")).await.expect("b");
     assert_eq!(result_of(&r), "\"b\"");
     assert_eq!(started.elapsed(), Duration::ZERO, "no client paid for it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_from_just_before_a_freeze_do_not_make_a_frozen_member_look_alive() {
+    // Two calls start on a at once; the first is answered 10 ms in, then a
+    // freezes. The second stalls at 200 ms: a's last answer is no sign of
+    // life by then, so leaving it is free — even with the budget spent.
+    let a = Mock::new("a", |n| {
+        if n == 0 {
+            slow(10, Step::Ok("\"a\""))
+        } else {
+            Step::Hang
+        }
+    });
+    let b = Mock::ok("b", "\"b\"");
+    let budget = RetryBudget::new(0.0).max_tokens(2);
+    budget.record_failure();
+    budget.record_failure();
+    let g = group(
+        FailoverLayer::new()
+            .failure_threshold(100)
+            .attempt_deadline(AttemptDeadline::fixed(Duration::from_millis(200)))
+            .budget(budget),
+        vec![a.member(), b.member()],
+    );
+    let first = tokio::spawn(g.clone().oneshot(req("eth_call")));
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    let second = g
+        .clone()
+        .oneshot(with_deadline("eth_call", Duration::from_secs(5)))
+        .await
+        .expect("b answers");
+    assert_eq!(result_of(&second), "\"b\"");
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    assert_eq!(result_of(&first.await.expect("task").expect("a")), "\"a\"");
 }

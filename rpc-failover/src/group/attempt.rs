@@ -126,8 +126,8 @@ impl<S: JsonRpcService> Core<S> {
         }
 
         let started = Instant::now();
-        let since = self.ticks(started);
-        let stall_at = started + self.expect.deadline(pick.index, class);
+        let stall_after = self.expect.deadline(pick.index, class);
+        let stall_at = started + stall_after;
         reservation.stall_at = self.ticks(stall_at);
         let timeout = |elapsed| RpcError::Timeout {
             backend: Some(member.name.clone()),
@@ -149,10 +149,13 @@ impl<S: JsonRpcService> Core<S> {
                     reservation.settled = true;
                     reservation.probe_held = false;
                     self.charge_stall(pick, "no answer within its stall deadline");
-                    // A member that answers other calls meanwhile is slow,
-                    // not frozen: repeating the call elsewhere is extra load
-                    // and takes a token from the budget.
-                    let responsive = self.answered_since(pick.index, since);
+                    // A member still answering other calls is slow, not
+                    // frozen: repeating the call elsewhere is extra load and
+                    // takes a token from the budget. "Still" is the second
+                    // half of the stall window: answers to calls in flight
+                    // just before a freeze are no sign of life.
+                    let recent = self.ticks(stall_at - stall_after / 2);
+                    let responsive = self.answered_since(pick.index, recent);
                     if may_leave && (!responsive || self.withdraw()) {
                         tracing::debug!(
                             backend = %member.name,
