@@ -13,17 +13,8 @@ PHASE="${PHASE:-10s}"
 CONNS="${CONNS:-64}"
 OUT="${OUT:-bench/failover-results.md}"
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-cargo build --release --quiet -p rpc-proxy -p rpc-bench
-BIN="${CARGO_TARGET_DIR:-target}/release"
-TMP="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ups=()
 for port in 19011 19012 19013; do
