@@ -1,57 +1,15 @@
 //! Which calls may be cached, for how long, and what a call's key is.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use rpc_core::methods::hex_quantity;
+use rpc_core::protocol::{HeadSource, MethodSet, MethodTable, MinedAt, Pattern, Protocol};
 use rpc_core::{Payload, Response};
 use serde_json::Value;
 
-/// How one method is cached.
-///
-/// The parameter-dependent rules decide per call: a call pinned to a block
-/// hash never changes; a call pinned to an explicit block number or height is
-/// immutable once that block is `confirmations` deep below the head the cache
-/// has seen, and gets the short `tip_ttl` until then; a call on the moving tip
-/// (`latest`, no tag) gets `tip_ttl`; `pending` is never cached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Rule {
-    /// Never cached (writes, per-node state, anything unknown).
-    Never,
-    /// Cached until evicted (the answer cannot change: `eth_chainId`).
-    Forever,
-    /// Cached for this long.
-    Ttl(Duration),
-    /// Cached for the rule set's `tip_ttl`: the answer follows the chain tip.
-    Tip,
-    /// Ethereum: the param at this index is a block tag, number, hash or an
-    /// EIP-1898 `{"blockHash"|"blockNumber": ..}` object (missing = `latest`).
-    BlockParam(usize),
-    /// Ethereum: `eth_getLogs`' filter object (`blockHash`, or
-    /// `fromBlock`/`toBlock`).
-    LogsFilter,
-    /// Ethereum: decided by the result's `blockNumber` (transactions and
-    /// receipts by hash; a pending or unknown one is not cached).
-    BlockInResult,
-    /// Electrum: the param at this index is a block height.
-    HeightParam(usize),
-    /// Electrum: `blockchain.block.headers`' `start_height` and `count`.
-    HeightRange,
-    /// Electrum: `blockchain.transaction.get`: forever when not verbose
-    /// (the raw transaction), `tip_ttl` when verbose (confirmations change).
-    ElectrumTransaction,
-}
-
-/// Where the cache learns the chain head from answers passing through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum HeadFormat {
-    /// A hex quantity result (`eth_blockNumber`).
-    HexQuantity,
-    /// A `{"height": n, ..}` result (`blockchain.headers.subscribe`).
-    HeightField,
-}
+/// How one method is cached: the vocabulary's [`CacheRule`](rpc_core::protocol::CacheRule).
+pub use rpc_core::protocol::CacheRule as Rule;
 
 /// Per-method cache rules, with the shipped sets for Ethereum and Electrum.
 ///
@@ -70,14 +28,16 @@ enum HeadFormat {
 /// ```
 #[derive(Clone)]
 pub struct CacheRules {
-    methods: HashMap<Box<str>, Rule>,
+    methods: MethodTable<Rule>,
     tip_ttl: Duration,
     confirmations: u64,
     lowercase_hex: bool,
-    head_from: Option<(Box<str>, HeadFormat)>,
-    /// Methods (exact, or prefixes when ending in `*`) whose success makes
-    /// every tip answer stale: writes.
-    writes: Vec<Box<str>>,
+    head_from: Option<HeadSource>,
+    /// Methods (exact, or prefixes) whose success makes every tip answer
+    /// stale: writes.
+    writes: MethodSet,
+    /// Methods whose answers name their block.
+    mined: MethodTable<MinedAt>,
 }
 
 impl fmt::Debug for CacheRules {
@@ -95,12 +55,13 @@ impl CacheRules {
     /// No method is cached until added; hex strings are compared as given.
     pub fn empty() -> Self {
         CacheRules {
-            methods: HashMap::new(),
+            methods: MethodTable::new(),
             tip_ttl: Duration::from_secs(1),
             confirmations: 64,
             lowercase_hex: false,
             head_from: None,
-            writes: Vec::new(),
+            writes: MethodSet::new(),
+            mined: MethodTable::new(),
         }
     }
 
@@ -119,48 +80,31 @@ impl CacheRules {
     /// hashes and data are case-insensitive), the head learned from
     /// `eth_blockNumber` answers.
     pub fn ethereum() -> Self {
+        Self::for_protocol(&Protocol::ethereum())
+    }
+
+    /// The rules of a [`Protocol`]: each method's
+    /// [`cache`](rpc_core::protocol::MethodFacts::cache) rule, its
+    /// [writes](rpc_core::protocol::MethodFacts::write) and its
+    /// [head source](Protocol::head); hex case ignored in keys when the
+    /// protocol has a head (Ethereum, Electrum: hex there is
+    /// case-insensitive), the protocol's
+    /// [confirmations](Protocol::confirmations).
+    pub fn for_protocol(protocol: &Protocol) -> Self {
         let mut r = CacheRules::empty();
-        r.lowercase_hex = true;
-        r.head_from = Some(("eth_blockNumber".into(), HeadFormat::HexQuantity));
-        r.writes = [
-            "eth_sendRawTransaction",
-            "eth_sendRawTransactionConditional",
-            "eth_sendRawTransactionSync",
-            "eth_sendTransaction",
-            // Dev-node controls that change the chain (anvil, hardhat, ganache).
-            "evm_*",
-            "anvil_*",
-            "hardhat_*",
-        ]
-        .into_iter()
-        .map(Box::from)
-        .collect();
-        for m in ["eth_chainId", "net_version"] {
-            r.methods.insert(m.into(), Rule::Forever);
-        }
-        for m in [
-            "eth_getBlockByHash",
-            "eth_getBlockTransactionCountByHash",
-            "eth_getTransactionByBlockHashAndIndex",
-            "eth_getUncleByBlockHashAndIndex",
-            "eth_getUncleCountByBlockHash",
-        ] {
-            r.methods.insert(m.into(), Rule::Forever);
-        }
-        for &(m, i) in rpc_core::methods::ETHEREUM_BLOCK_PARAMS {
-            r.methods.insert(m.into(), Rule::BlockParam(i));
-        }
-        r.methods.insert("eth_getLogs".into(), Rule::LogsFilter);
-        for m in ["eth_getTransactionByHash", "eth_getTransactionReceipt"] {
-            r.methods.insert(m.into(), Rule::BlockInResult);
-        }
-        for m in [
-            "eth_blockNumber",
-            "eth_gasPrice",
-            "eth_maxPriorityFeePerGas",
-            "eth_blobBaseFee",
-        ] {
-            r.methods.insert(m.into(), Rule::Tip);
+        r.lowercase_hex = protocol.head().is_some();
+        r.head_from = protocol.head().copied();
+        r.confirmations = protocol.confirmations();
+        for (pattern, facts) in protocol.methods().iter() {
+            if facts.cache != Rule::Never {
+                r.methods.insert_pattern(pattern, facts.cache);
+            }
+            if facts.write {
+                r.writes.insert_pattern(pattern, ());
+            }
+            if let Some(at) = facts.mined {
+                r.mined.insert_pattern(pattern, at);
+            }
         }
         r
     }
@@ -176,48 +120,13 @@ impl CacheRules {
     /// `tip_ttl` 1 s, 6 confirmations, hex case ignored, the head learned
     /// from `blockchain.headers.subscribe` answers.
     pub fn electrum() -> Self {
-        let mut r = CacheRules::empty();
-        r.lowercase_hex = true;
-        r.confirmations = 6;
-        r.head_from = Some((
-            "blockchain.headers.subscribe".into(),
-            HeadFormat::HeightField,
-        ));
-        r.writes = vec!["blockchain.transaction.broadcast".into()];
-        r.methods.insert(
-            "blockchain.transaction.get".into(),
-            Rule::ElectrumTransaction,
-        );
-        r.methods
-            .insert("blockchain.block.header".into(), Rule::HeightParam(0));
-        r.methods
-            .insert("blockchain.block.headers".into(), Rule::HeightRange);
-        r.methods.insert(
-            "blockchain.transaction.get_merkle".into(),
-            Rule::HeightParam(1),
-        );
-        r.methods.insert(
-            "blockchain.transaction.id_from_pos".into(),
-            Rule::HeightParam(0),
-        );
-        for m in [
-            "blockchain.scripthash.get_balance",
-            "blockchain.scripthash.get_history",
-            "blockchain.scripthash.get_mempool",
-            "blockchain.scripthash.listunspent",
-            "blockchain.headers.subscribe",
-            "blockchain.estimatefee",
-            "blockchain.relayfee",
-            "mempool.get_fee_histogram",
-        ] {
-            r.methods.insert(m.into(), Rule::Tip);
-        }
-        r
+        Self::for_protocol(&Protocol::electrum())
     }
 
     /// Sets the rule of one method (overrides the shipped one).
-    pub fn method(mut self, method: impl Into<Box<str>>, rule: Rule) -> Self {
-        self.methods.insert(method.into(), rule);
+    pub fn method(mut self, method: &str, rule: Rule) -> Self {
+        self.methods
+            .insert_pattern(Pattern::Exact(method.trim()), rule);
         self
     }
 
@@ -248,17 +157,17 @@ impl CacheRules {
     /// `eth_sendRawTransactionConditional`, `eth_sendRawTransactionSync`,
     /// `eth_sendTransaction` and the dev-node `evm_*`, `anvil_*`,
     /// `hardhat_*`; Electrum's `blockchain.transaction.broadcast`.
-    pub fn write(mut self, pattern: impl Into<Box<str>>) -> Self {
-        self.writes.push(pattern.into());
+    ///
+    /// A pattern with `*` anywhere but at the end names a method literally.
+    pub fn write(mut self, pattern: &str) -> Self {
+        let parsed = Pattern::parse(pattern).unwrap_or(Pattern::Exact(pattern));
+        self.writes.insert_pattern(parsed, ());
         self
     }
 
     /// Whether a successful `method` makes cached tip answers stale.
     pub fn is_write(&self, method: &str) -> bool {
-        self.writes.iter().any(|w| match w.strip_suffix('*') {
-            Some(prefix) => method.starts_with(prefix),
-            None => **w == *method,
-        })
+        self.writes.matches(method)
     }
 
     /// The rule for `method`.
@@ -268,26 +177,11 @@ impl CacheRules {
 
     /// The head this answer reveals, if the rule set learns from it.
     pub(crate) fn head_in(&self, method: &str, response: &Response) -> Option<u64> {
-        let (m, format) = self.head_from.as_ref()?;
-        if **m != *method {
+        let source = self.head_from.as_ref()?;
+        if source.method != method {
             return None;
         }
-        let raw = response.result_json()?;
-        match format {
-            HeadFormat::HexQuantity => {
-                let s: &str = serde_json::from_slice(raw.as_bytes()).ok()?;
-                hex_quantity(s)
-            }
-            HeadFormat::HeightField => {
-                #[derive(serde::Deserialize)]
-                struct Tip {
-                    height: u64,
-                }
-                serde_json::from_slice::<Tip>(raw.as_bytes())
-                    .ok()
-                    .map(|t| t.height)
-            }
-        }
+        source.parse(response.result_json()?.as_bytes())
     }
 
     /// What to do with a call under `rule` (its method's [`rule`](Self::rule)),
@@ -342,19 +236,14 @@ impl CacheRules {
                 Some(Value::Bool(true)) => Plan::Store(Some(self.tip_ttl)),
                 Some(_) => Plan::Skip,
             },
+            // A rule this version does not know (the enum is open): not cached.
+            _ => Plan::Skip,
         }
     }
 
     /// For [`Plan::AfterResult`]: how long to keep this answer.
     pub(crate) fn after_result(&self, response: &Response, line: Line) -> Option<Option<Duration>> {
-        let raw = response.result_json()?;
-        #[derive(serde::Deserialize)]
-        struct Mined<'a> {
-            #[serde(rename = "blockNumber", borrow)]
-            block_number: Option<&'a str>,
-        }
-        let mined: Mined<'_> = serde_json::from_slice(raw.as_bytes()).ok()?;
-        let n = hex_quantity(mined.block_number?)?;
+        let n = MinedAt::BlockNumber.read(response.result_json()?.as_bytes())?;
         match self.by_block(BlockRef::Number(n), line) {
             Plan::Store(ttl) => Some(ttl),
             Plan::Settled => Some(None),
@@ -384,30 +273,8 @@ impl CacheRules {
     /// transactions' `blockNumber`, blocks' `number`): after a client holds
     /// it, no answer from before that block may be served to it.
     pub(crate) fn block_in(&self, method: &str, response: &Response) -> Option<u64> {
-        let blocks = self.rule(method) == Rule::BlockInResult;
-        let is_block = self
-            .head_from
-            .as_ref()
-            .is_some_and(|(_, f)| *f == HeadFormat::HexQuantity)
-            && matches!(method, "eth_getBlockByNumber" | "eth_getBlockByHash");
-        if !blocks && !is_block {
-            return None;
-        }
-        let raw = response.result_json()?;
-        #[derive(serde::Deserialize)]
-        struct Mined<'a> {
-            #[serde(rename = "blockNumber", borrow)]
-            block_number: Option<&'a str>,
-            #[serde(borrow)]
-            number: Option<&'a str>,
-        }
-        let mined: Mined<'_> = serde_json::from_slice(raw.as_bytes()).ok()?;
-        let text = if blocks {
-            mined.block_number
-        } else {
-            mined.number
-        };
-        hex_quantity(text?)
+        let at = self.mined.get(method)?;
+        at.read(response.result_json()?.as_bytes())
     }
 
     pub(crate) fn confirmations_of(&self) -> u64 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use rpc_core::{
-    AgreedChain, ChainHead, JsonRpcService, MinHead, Payload, Request, Response, RpcError,
+    codes, AgreedChain, ChainHead, JsonRpcService, MinHead, Payload, Request, Response, RpcError,
 };
 use tower::{Service, ServiceExt};
 
@@ -215,7 +215,9 @@ impl<St: CacheStore> State<St> {
         let ttl = if is_negative(payload) {
             let Some(neg) = self.negative_ttl else { return };
             if let Payload::Error(e) = payload {
-                if matches!(e.code(), 429 | -32005 | -32011 | -32015 | -32016) {
+                // Refusals and "over a limit" say nothing about the call.
+                let code = e.code();
+                if codes::BACKEND_REFUSALS.contains(&code) || code == codes::LIMIT_EXCEEDED {
                     return;
                 }
             }

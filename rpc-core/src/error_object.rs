@@ -40,6 +40,13 @@ pub mod codes {
     /// The server is over a resource budget (request bytes in flight): retry
     /// shortly (the code Ethereum nodes use for "limit exceeded").
     pub const LIMIT_EXCEEDED: i64 = -32005;
+
+    /// Codes that mean *the backend could not serve the call* rather than
+    /// *the call failed*: `429` (provider rate limits), [`NO_BACKEND`],
+    /// [`GATEWAY_TIMEOUT`] and [`RATE_LIMITED`] (a nested proxy's refusals).
+    /// Failover counts them against the backend (`rpc_failover::FailureRules`);
+    /// the cache never stores them.
+    pub const BACKEND_REFUSALS: &[i64] = &[429, NO_BACKEND, GATEWAY_TIMEOUT, RATE_LIMITED];
 }
 
 /// A JSON-RPC error object: `{"code": .., "message": .., "data": ..}`.

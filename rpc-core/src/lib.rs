@@ -80,6 +80,7 @@ mod http_backend;
 mod id;
 pub mod methods;
 pub mod parse;
+pub mod protocol;
 #[cfg(feature = "rate-limit")]
 pub mod ratelimit;
 mod raw;

@@ -13,33 +13,13 @@
 //!   that mean "this backend could not serve you" rather than "your call
 //!   failed" (`execution reverted` is an answer and is passed through).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rpc_core::{Request, Response};
+use rpc_core::protocol::{block_at, MethodTable, Pattern, Protocol};
+use rpc_core::{codes, Request, Response};
 
-/// Whether a method may be sent more than once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Idempotency {
-    /// Reads state; repeating it, sending it to several backends or racing it
-    /// is harmless. Hedging and quorum fan-out apply only to reads.
-    Read,
-    /// Changes state, but repeating it has no further effect (a signed
-    /// transaction broadcast: the same transaction cannot be included twice).
-    Idempotent,
-    /// Repeating it may do the work twice (`eth_sendTransaction` signs with the
-    /// next nonce; filters and subscriptions are per-node state). Never
-    /// repeated once it may have been delivered.
-    Unsafe,
-}
-
-impl Idempotency {
-    /// `true` for [`Read`](Self::Read) and [`Idempotent`](Self::Idempotent).
-    pub fn is_safe_to_repeat(self) -> bool {
-        !matches!(self, Idempotency::Unsafe)
-    }
-}
+pub use rpc_core::protocol::{BlockTag, Idempotency};
 
 /// Decides how a call may be repeated. Implement it to classify by params as
 /// well as by method; [`MethodRules`] covers the common case.
@@ -92,36 +72,6 @@ pub trait Classifier: Send + Sync + 'static {
     }
 }
 
-/// A named block in a block param.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BlockTag {
-    /// `latest`.
-    Latest,
-    /// `safe`.
-    Safe,
-    /// `finalized`.
-    Finalized,
-    /// `pending`.
-    Pending,
-    /// `earliest`.
-    Earliest,
-}
-
-impl BlockTag {
-    /// The tag for its name.
-    pub fn parse(name: &str) -> Option<BlockTag> {
-        Some(match name {
-            "latest" => BlockTag::Latest,
-            "safe" => BlockTag::Safe,
-            "finalized" => BlockTag::Finalized,
-            "pending" => BlockTag::Pending,
-            "earliest" => BlockTag::Earliest,
-            _ => return None,
-        })
-    }
-}
-
 impl<C: Classifier + ?Sized> Classifier for Arc<C> {
     fn classify(&self, request: &Request) -> Idempotency {
         (**self).classify(request)
@@ -166,18 +116,16 @@ impl<C: Classifier + ?Sized> Classifier for Arc<C> {
 /// ```
 #[derive(Clone)]
 pub struct MethodRules {
-    exact: HashMap<Box<str>, Idempotency>,
-    prefixes: Vec<(Box<str>, Idempotency)>,
+    classes: MethodTable<Idempotency>,
     default: Idempotency,
     /// Method → index of its block-number (or height) param.
-    block_params: HashMap<Box<str>, usize>,
+    block_params: MethodTable<usize>,
 }
 
 impl fmt::Debug for MethodRules {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MethodRules")
-            .field("methods", &self.exact.len())
-            .field("prefixes", &self.prefixes)
+            .field("methods", &self.classes.len())
             .field("default", &self.default)
             .finish()
     }
@@ -190,140 +138,70 @@ impl Default for MethodRules {
     }
 }
 
-/// Ethereum methods that only read.
-const ETHEREUM_READS: &[&str] = &[
-    "eth_accounts",
-    "eth_blobBaseFee",
-    "eth_blockNumber",
-    "eth_call",
-    "eth_chainId",
-    "eth_coinbase",
-    "eth_createAccessList",
-    "eth_estimateGas",
-    "eth_feeHistory",
-    "eth_gasPrice",
-    "eth_getBalance",
-    "eth_getBlockByHash",
-    "eth_getBlockByNumber",
-    "eth_getBlockReceipts",
-    "eth_getBlockTransactionCountByHash",
-    "eth_getBlockTransactionCountByNumber",
-    "eth_getCode",
-    "eth_getLogs",
-    "eth_getProof",
-    "eth_getStorageAt",
-    "eth_getTransactionByBlockHashAndIndex",
-    "eth_getTransactionByBlockNumberAndIndex",
-    "eth_getTransactionByHash",
-    "eth_getTransactionCount",
-    "eth_getTransactionReceipt",
-    "eth_getUncleByBlockHashAndIndex",
-    "eth_getUncleByBlockNumberAndIndex",
-    "eth_getUncleCountByBlockHash",
-    "eth_getUncleCountByBlockNumber",
-    "eth_maxPriorityFeePerGas",
-    "eth_mining",
-    "eth_hashrate",
-    "eth_protocolVersion",
-    "eth_simulateV1",
-    "eth_syncing",
-    "net_listening",
-    "net_peerCount",
-    "net_version",
-    "web3_clientVersion",
-    "web3_sha3",
-];
-
-/// Ethereum methods that broadcast a signed transaction (repeatable).
-const ETHEREUM_BROADCASTS: &[&str] = &[
-    "eth_sendRawTransaction",
-    "eth_sendRawTransactionConditional",
-    "eth_sendRawTransactionSync",
-];
-
-/// Electrum methods that only read. Subscriptions are reads too: subscribing
-/// twice is harmless and returns the current status.
-const ELECTRUM_READS: &[&str] = &[
-    "blockchain.block.header",
-    "blockchain.block.headers",
-    "blockchain.estimatefee",
-    "blockchain.headers.subscribe",
-    "blockchain.relayfee",
-    "blockchain.scripthash.get_balance",
-    "blockchain.scripthash.get_history",
-    "blockchain.scripthash.get_mempool",
-    "blockchain.scripthash.listunspent",
-    "blockchain.scripthash.subscribe",
-    "blockchain.transaction.get",
-    "blockchain.transaction.get_merkle",
-    "blockchain.transaction.id_from_pos",
-    "mempool.get_fee_histogram",
-    "server.banner",
-    "server.donation_address",
-    "server.features",
-    "server.peers.subscribe",
-    "server.ping",
-];
-
 impl MethodRules {
     /// A table that knows no method; everything is
     /// [`Unsafe`](Idempotency::Unsafe) until added.
     pub fn empty() -> Self {
         MethodRules {
-            exact: HashMap::new(),
-            prefixes: Vec::new(),
+            classes: MethodTable::new(),
             default: Idempotency::Unsafe,
-            block_params: HashMap::new(),
+            block_params: MethodTable::new(),
         }
     }
 
-    /// The Ethereum rule set: standard reads (`eth_call`, `eth_getLogs`,
-    /// `eth_getBalance`, ... `net_*`, `web3_*`) and the `debug_trace*` /
-    /// `trace_*` families are [`Read`](Idempotency::Read);
-    /// `eth_sendRawTransaction` (and its conditional / sync variants) is
-    /// [`Idempotent`](Idempotency::Idempotent); everything else, including
-    /// `eth_sendTransaction`, `eth_sign*`, `personal_*`, filter methods
-    /// (node-local state), `eth_subscribe` and dev-node methods (`evm_*`,
-    /// `anvil_*`, `hardhat_*`), is [`Unsafe`](Idempotency::Unsafe).
+    /// The rules of a [`Protocol`]: each method's
+    /// [`repeat`](rpc_core::protocol::MethodFacts::repeat) class and
+    /// [`block`](rpc_core::protocol::MethodFacts::block) param.
+    pub fn for_protocol(protocol: &Protocol) -> Self {
+        let table = protocol.methods();
+        let mut block_params = MethodTable::new();
+        for (pattern, facts) in table.iter() {
+            if let Some(i) = facts.block {
+                block_params.insert_pattern(pattern, i);
+            }
+        }
+        let mut classes = table.map(|f| f.repeat);
+        // A name the vocabulary lists only to label it, with its prefix's
+        // class, is left to the prefix: overriding the prefix
+        // (`.prefix("debug_trace", ..)`) then covers it too.
+        let redundant: Vec<String> = classes
+            .iter()
+            .filter_map(|(p, class)| match p {
+                Pattern::Exact(name) if classes.get_by_prefix(name) == Some(class) => {
+                    Some(name.to_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        classes.retain(|p, _| !matches!(p, Pattern::Exact(n) if redundant.iter().any(|r| r == n)));
+        MethodRules {
+            classes,
+            default: Idempotency::Unsafe,
+            block_params,
+        }
+    }
+
+    /// The Ethereum rule set ([`Protocol::ethereum`]): standard reads
+    /// (`eth_call`, `eth_getLogs`, `eth_getBalance`, ... `net_*`, `web3_*`)
+    /// and the `debug_trace*` / `trace_*` families are
+    /// [`Read`](Idempotency::Read); `eth_sendRawTransaction` (and its
+    /// conditional / sync variants) is [`Idempotent`](Idempotency::Idempotent);
+    /// everything else, including `eth_sendTransaction`, `eth_sign*`,
+    /// `personal_*`, filter methods (node-local state), `eth_subscribe` and
+    /// dev-node methods (`evm_*`, `anvil_*`, `hardhat_*`), is
+    /// [`Unsafe`](Idempotency::Unsafe).
     pub fn ethereum() -> Self {
-        let mut rules = MethodRules::empty();
-        for m in ETHEREUM_READS {
-            rules.exact.insert((*m).into(), Idempotency::Read);
-        }
-        for m in ETHEREUM_BROADCASTS {
-            rules.exact.insert((*m).into(), Idempotency::Idempotent);
-        }
-        for &(m, i) in rpc_core::methods::ETHEREUM_BLOCK_PARAMS {
-            rules.block_params.insert(m.into(), i);
-        }
-        rules
-            .prefix("debug_trace", Idempotency::Read)
-            .prefix("trace_", Idempotency::Read)
+        Self::for_protocol(&Protocol::ethereum())
     }
 
-    /// The Electrum rule set: `blockchain.*` reads, `server.ping`,
-    /// `server.features`, `server.banner`, ... are [`Read`](Idempotency::Read);
-    /// `blockchain.transaction.broadcast` is
+    /// The Electrum rule set ([`Protocol::electrum`]): `blockchain.*` reads,
+    /// `server.ping`, `server.features`, `server.banner`, ... are
+    /// [`Read`](Idempotency::Read); `blockchain.transaction.broadcast` is
     /// [`Idempotent`](Idempotency::Idempotent); `server.version` (a
     /// per-connection negotiation), `server.add_peer` and unknown methods are
     /// [`Unsafe`](Idempotency::Unsafe).
     pub fn electrum() -> Self {
-        let mut rules = MethodRules::empty();
-        for m in ELECTRUM_READS {
-            rules.exact.insert((*m).into(), Idempotency::Read);
-        }
-        rules.exact.insert(
-            "blockchain.transaction.broadcast".into(),
-            Idempotency::Idempotent,
-        );
-        for (m, i) in [
-            ("blockchain.block.header", 0),
-            ("blockchain.block.headers", 0),
-            ("blockchain.transaction.id_from_pos", 0),
-        ] {
-            rules.block_params.insert(m.into(), i);
-        }
-        rules
+        Self::for_protocol(&Protocol::electrum())
     }
 
     /// Names the param (by index) of `method` that is a block number or
@@ -331,25 +209,23 @@ impl MethodRules {
     /// Ethereum's `eth_getBalance`, `eth_call`, `eth_getBlockByNumber`, ...
     /// and Electrum's `blockchain.block.header(s)` and
     /// `blockchain.transaction.id_from_pos`.
-    pub fn block_param(mut self, method: impl Into<Box<str>>, index: usize) -> Self {
-        self.block_params.insert(method.into(), index);
+    pub fn block_param(mut self, method: &str, index: usize) -> Self {
+        self.block_params
+            .insert_pattern(Pattern::Exact(method.trim()), index);
         self
     }
 
     /// Classifies one method by its exact name (overrides any prefix rule).
-    pub fn method(mut self, method: impl Into<Box<str>>, class: Idempotency) -> Self {
-        self.exact.insert(method.into(), class);
+    pub fn method(mut self, method: &str, class: Idempotency) -> Self {
+        self.classes
+            .insert_pattern(Pattern::Exact(method.trim()), class);
         self
     }
 
     /// Classifies every method starting with `prefix`; the longest matching
     /// prefix wins.
-    pub fn prefix(mut self, prefix: impl Into<Box<str>>, class: Idempotency) -> Self {
-        let prefix = prefix.into();
-        self.prefixes.retain(|(p, _)| *p != prefix);
-        self.prefixes.push((prefix, class));
-        // Longest first, so the first match is the most specific.
-        self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+    pub fn prefix(mut self, prefix: &str, class: Idempotency) -> Self {
+        self.classes.insert_pattern(Pattern::Prefix(prefix), class);
         self
     }
 
@@ -362,15 +238,7 @@ impl MethodRules {
 
     /// The class of `method`.
     pub fn class_of(&self, method: &str) -> Idempotency {
-        if let Some(class) = self.exact.get(method) {
-            return *class;
-        }
-        for (prefix, class) in &self.prefixes {
-            if method.starts_with(&**prefix) {
-                return *class;
-            }
-        }
-        self.default
+        self.classes.get(method).copied().unwrap_or(self.default)
     }
 }
 
@@ -388,51 +256,11 @@ impl Classifier for MethodRules {
     }
 
     fn block(&self, request: &Request) -> (Option<u64>, Option<BlockTag>) {
-        let Some(&index) = self.block_params.get(request.method()) else {
-            return (None, None);
-        };
-        let Some(params) = request.params() else {
-            return (None, None);
-        };
-        // Borrowed: only the one param is looked at, once.
-        let Ok(list) =
-            serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(params.as_bytes())
-        else {
-            return (None, None);
-        };
-        let Some(raw) = list.get(index).map(|r| r.get()) else {
-            return (None, None);
-        };
-        match block_number(raw) {
-            Some(n) => (Some(n), None),
-            None => (
-                None,
-                serde_json::from_str::<&str>(raw)
-                    .ok()
-                    .and_then(BlockTag::parse),
-            ),
+        match self.block_params.get(request.method()) {
+            Some(&index) => block_at(request, index),
+            None => (None, None),
         }
     }
-}
-
-/// An explicit block number in a param: `"0x10f"`, `271`, or an EIP-1898
-/// `{"blockNumber": "0x10f"}`; `None` for tags, hashes and anything else.
-fn block_number(raw: &str) -> Option<u64> {
-    let raw = raw.trim();
-    if let Ok(n) = raw.parse::<u64>() {
-        return Some(n);
-    }
-    if raw.starts_with('{') {
-        #[derive(serde::Deserialize)]
-        struct ByNumber<'a> {
-            #[serde(rename = "blockNumber", borrow)]
-            block_number: Option<&'a str>,
-        }
-        let by: ByNumber<'_> = serde_json::from_str(raw).ok()?;
-        return rpc_core::methods::hex_quantity(by.block_number?);
-    }
-    let text: &str = serde_json::from_str(raw).ok()?;
-    rpc_core::methods::hex_quantity(text)
 }
 
 /// Which JSON-RPC error objects mean *the backend could not serve the call*
@@ -468,7 +296,7 @@ pub struct FailureRules {
 impl Default for FailureRules {
     fn default() -> Self {
         FailureRules {
-            codes: vec![429, -32011, -32015, -32016],
+            codes: codes::BACKEND_REFUSALS.to_vec(),
             messages: vec![
                 "rate limit".into(),
                 "too many requests".into(),
@@ -528,50 +356,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn explicit_blocks_are_read_from_params() {
-        let eth = MethodRules::ethereum();
+    fn block_params_come_from_the_protocol_and_can_be_added() {
         let with = |m: &str, p: &'static str| {
             Request::new(m).with_params(rpc_core::RawJson::from_static(p).expect("json"))
         };
-        for (method, params, expected) in [
-            ("eth_getBlockByNumber", r#"["0x10f",false]"#, Some(0x10f)),
-            ("eth_getBalance", r#"["0xabc","0x20"]"#, Some(0x20)),
-            (
-                "eth_call",
-                r#"[{"to":"0x1"},{"blockNumber":"0x30"}]"#,
-                Some(0x30),
-            ),
-            ("eth_call", r#"[{"to":"0x1"},{"blockHash":"0xaa"}]"#, None),
-            ("eth_getBalance", r#"["0xabc","latest"]"#, None),
-            ("eth_getBalance", r#"["0xabc"]"#, None),
-            ("eth_getStorageAt", r#"["0xabc","0x0","0x40"]"#, Some(0x40)),
-            ("eth_getBlockByNumber", r#"["0x",false]"#, None),
-            (
-                "eth_getBlockByNumber",
-                r#"["0x1ffffffffffffffff",false]"#,
-                None,
-            ),
-            ("eth_blockNumber", "[]", None),
-            ("eth_getBlockByNumber", r#"{"not":"a list"}"#, None),
-        ] {
-            assert_eq!(
-                eth.min_head(&with(method, params)),
-                expected,
-                "{method} {params}"
-            );
-        }
-        let electrum = MethodRules::electrum();
+        let eth = MethodRules::ethereum();
         assert_eq!(
-            electrum.min_head(&with("blockchain.block.header", "[271]")),
-            Some(271)
+            eth.min_head(&with("eth_getBalance", r#"["0xabc","0x20"]"#)),
+            Some(0x20)
         );
+        assert_eq!(
+            eth.block_tag(&with("eth_call", r#"[{},"finalized"]"#)),
+            Some(BlockTag::Finalized)
+        );
+        let electrum = MethodRules::electrum();
         assert_eq!(
             electrum.min_head(&with("blockchain.block.headers", "[100, 5]")),
             Some(100)
-        );
-        assert_eq!(
-            electrum.min_head(&with("blockchain.scripthash.get_balance", r#"["ab"]"#)),
-            None
         );
         let custom = MethodRules::empty().block_param("myco_at", 0);
         assert_eq!(custom.min_head(&with("myco_at", r#"["0x5"]"#)), Some(5));

@@ -4,99 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use metrics::SharedString;
+use rpc_core::protocol::Protocol;
 
 /// The label for methods outside the known set.
 pub(crate) const OTHER: &str = "other";
-
-/// Standard Ethereum JSON-RPC methods (labelled by name by default).
-const ETHEREUM: &[&str] = &[
-    "eth_accounts",
-    "eth_blobBaseFee",
-    "eth_blockNumber",
-    "eth_call",
-    "eth_chainId",
-    "eth_coinbase",
-    "eth_createAccessList",
-    "eth_estimateGas",
-    "eth_feeHistory",
-    "eth_gasPrice",
-    "eth_getBalance",
-    "eth_getBlockByHash",
-    "eth_getBlockByNumber",
-    "eth_getBlockReceipts",
-    "eth_getBlockTransactionCountByHash",
-    "eth_getBlockTransactionCountByNumber",
-    "eth_getCode",
-    "eth_getFilterChanges",
-    "eth_getFilterLogs",
-    "eth_getLogs",
-    "eth_getProof",
-    "eth_getStorageAt",
-    "eth_getTransactionByBlockHashAndIndex",
-    "eth_getTransactionByBlockNumberAndIndex",
-    "eth_getTransactionByHash",
-    "eth_getTransactionCount",
-    "eth_getTransactionReceipt",
-    "eth_getUncleByBlockHashAndIndex",
-    "eth_getUncleByBlockNumberAndIndex",
-    "eth_getUncleCountByBlockHash",
-    "eth_getUncleCountByBlockNumber",
-    "eth_maxPriorityFeePerGas",
-    "eth_newBlockFilter",
-    "eth_newFilter",
-    "eth_newPendingTransactionFilter",
-    "eth_sendRawTransaction",
-    "eth_sendTransaction",
-    "eth_sign",
-    "eth_signTransaction",
-    "eth_signTypedData_v4",
-    "eth_simulateV1",
-    "eth_subscribe",
-    "eth_syncing",
-    "eth_uninstallFilter",
-    "eth_unsubscribe",
-    "net_listening",
-    "net_peerCount",
-    "net_version",
-    "web3_clientVersion",
-    "web3_sha3",
-    "debug_traceBlockByHash",
-    "debug_traceBlockByNumber",
-    "debug_traceCall",
-    "debug_traceTransaction",
-    "trace_block",
-    "trace_call",
-    "trace_filter",
-    "trace_replayTransaction",
-    "trace_transaction",
-];
-
-/// Electrum protocol methods (labelled by name by default).
-const ELECTRUM: &[&str] = &[
-    "blockchain.block.header",
-    "blockchain.block.headers",
-    "blockchain.estimatefee",
-    "blockchain.headers.subscribe",
-    "blockchain.relayfee",
-    "blockchain.scripthash.get_balance",
-    "blockchain.scripthash.get_history",
-    "blockchain.scripthash.get_mempool",
-    "blockchain.scripthash.listunspent",
-    "blockchain.scripthash.subscribe",
-    "blockchain.scripthash.unsubscribe",
-    "blockchain.transaction.broadcast",
-    "blockchain.transaction.get",
-    "blockchain.transaction.get_merkle",
-    "blockchain.transaction.id_from_pos",
-    "mempool.get_fee_histogram",
-    "server.add_peer",
-    "server.banner",
-    "server.donation_address",
-    "server.features",
-    "server.peers.subscribe",
-    "server.ping",
-    "server.version",
-];
 
 /// Which method names become label values; every other method is counted as
 /// `other`, so a client sending random method names cannot grow the number
@@ -107,11 +18,11 @@ pub struct MethodLabels {
 }
 
 impl Default for MethodLabels {
-    /// The standard Ethereum and Electrum methods.
+    /// The methods [`Protocol::ethereum`] and [`Protocol::electrum`] name.
     fn default() -> Self {
         MethodLabels::none()
-            .with_static(ETHEREUM)
-            .with_static(ELECTRUM)
+            .protocol(&Protocol::ethereum())
+            .protocol(&Protocol::electrum())
     }
 }
 
@@ -123,9 +34,15 @@ impl MethodLabels {
         }
     }
 
-    fn with_static(mut self, names: &'static [&'static str]) -> Self {
-        self.known
-            .extend(names.iter().map(|m| SharedString::const_str(m)));
+    /// Also label every method `protocol` names exactly (its prefixes, such
+    /// as `trace_*`, stay `other`: their names are not bounded).
+    pub fn protocol(mut self, protocol: &Protocol) -> Self {
+        self.known.extend(
+            protocol
+                .methods()
+                .exact_names()
+                .map(|m| SharedString::from(m.to_owned())),
+        );
         self
     }
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use rpc_cache::{CacheLayer, CacheRules};
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
+use rpc_core::protocol::{Pattern, Protocol};
 use rpc_core::server::{serve_with_layer, ServerConfig};
 use rpc_core::BoxJsonRpcService;
 use rpc_electrum::ElectrumBackend;
@@ -39,29 +40,36 @@ use tower::{Layer, ServiceBuilder};
 use args::{parse_args, Args, Command, USAGE};
 
 /// Methods a client may call through `POST /` unless `--allow` adds more:
-/// reads and broadcast; never `server.version` (the gateway negotiates its own
-/// connections), `server.add_peer`, or subscriptions (HTTP has no channel for
-/// their notifications; use `GET /v1/events`).
-pub const DEFAULT_ALLOWED: &[&str] = &[
-    "blockchain.block.header",
-    "blockchain.block.headers",
-    "blockchain.estimatefee",
-    "blockchain.headers.subscribe",
-    "blockchain.relayfee",
-    "blockchain.scripthash.get_balance",
-    "blockchain.scripthash.get_history",
-    "blockchain.scripthash.get_mempool",
-    "blockchain.scripthash.listunspent",
-    "blockchain.transaction.broadcast",
-    "blockchain.transaction.get",
-    "blockchain.transaction.get_merkle",
-    "blockchain.transaction.id_from_pos",
-    "mempool.get_fee_histogram",
-    "server.banner",
-    "server.donation_address",
-    "server.features",
-    "server.ping",
-];
+/// what the Electrum vocabulary calls safe to repeat and stateless (reads and
+/// the broadcast), plus the tip (`blockchain.headers.subscribe`, a
+/// subscription the pool keeps on every server anyway). Not subscriptions:
+/// HTTP has no channel for their notifications (use `GET /v1/events`).
+pub fn default_allowed(protocol: &Protocol) -> Vec<String> {
+    let head = protocol.head().map(|h| h.method);
+    let mut allowed: Vec<String> = protocol
+        .methods()
+        .iter()
+        .filter(|(pattern, facts)| {
+            (facts.repeat.is_safe_to_repeat() && !facts.stateful)
+                || matches!(pattern, Pattern::Exact(m) if Some(*m) == head)
+        })
+        .map(|(pattern, _)| pattern.to_string())
+        .collect();
+    allowed.sort();
+    allowed
+}
+
+/// Methods no `--allow` can open: calls that are neither safe to repeat nor
+/// writes would act on the gateway's own connections (`server.version`
+/// negotiation, `server.add_peer`, `blockchain.scripthash.unsubscribe`).
+pub fn always_denied(protocol: &Protocol) -> Vec<String> {
+    protocol
+        .methods()
+        .iter()
+        .filter(|(_, f)| !f.repeat.is_safe_to_repeat() && !f.write)
+        .map(|(pattern, _)| pattern.to_string())
+        .collect()
+}
 
 /// What every route shares.
 pub struct Gateway {
@@ -119,6 +127,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let metrics = install_metrics()?;
+    let protocol = Protocol::electrum();
     let mut servers = Vec::with_capacity(args.servers.len());
     let mut members = Vec::with_capacity(args.servers.len());
     for (name, url) in &args.servers {
@@ -140,7 +149,7 @@ async fn run(args: Args) -> Result<(), String> {
         servers.push(backend);
     }
     let group = FailoverLayer::new()
-        .classifier(MethodRules::electrum())
+        .classifier(MethodRules::for_protocol(&protocol))
         .failure_threshold(2)
         .out_of_service(Duration::from_secs(5))
         .head_tracking({
@@ -160,25 +169,25 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     group.start_head_probes();
 
-    let mut allowed: Vec<String> = DEFAULT_ALLOWED.iter().map(|m| (*m).to_owned()).collect();
+    let mut allowed = default_allowed(&protocol);
     allowed.extend(args.allow.iter().cloned());
     let filter = MethodFilter::allow(&allowed)
         .map_err(|e| format!("--allow: {e}"))?
-        .deny(["server.version", "server.add_peer"])
+        .deny(always_denied(&protocol))
         .map_err(|e| e.to_string())?
         .message("method not allowed through the gateway");
     let stack = BoxJsonRpcService::new(
         ServiceBuilder::new()
-            .layer(MetricsLayer::client().method_labels(MethodLabels::default()))
+            .layer(MetricsLayer::client().method_labels(MethodLabels::none().protocol(&protocol)))
             .layer(MethodFilterLayer::new(filter))
             .layer(match group.chain_view() {
-                Some(view) => CacheLayer::new(CacheRules::electrum()).chain_view(view),
-                None => CacheLayer::new(CacheRules::electrum()),
+                Some(view) => CacheLayer::new(CacheRules::for_protocol(&protocol)).chain_view(view),
+                None => CacheLayer::new(CacheRules::for_protocol(&protocol)),
             })
             .layer(
                 RetryLayer::new()
                     .max_retries(2)
-                    .classifier(MethodRules::electrum()),
+                    .classifier(MethodRules::for_protocol(&protocol)),
             )
             .service(group.clone()),
     );
@@ -260,5 +269,50 @@ fn init_logging(json: bool) {
             .with(fmt.with_ansi(std::io::stderr().is_terminal()))
             .with(filter)
             .init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_methods_come_from_the_vocabulary() {
+        let p = Protocol::electrum();
+        let allowed = default_allowed(&p);
+        for m in [
+            "blockchain.block.header",
+            "blockchain.block.headers",
+            "blockchain.estimatefee",
+            "blockchain.headers.subscribe",
+            "blockchain.relayfee",
+            "blockchain.scripthash.get_balance",
+            "blockchain.scripthash.get_history",
+            "blockchain.scripthash.get_mempool",
+            "blockchain.scripthash.listunspent",
+            "blockchain.transaction.broadcast",
+            "blockchain.transaction.get",
+            "blockchain.transaction.get_merkle",
+            "blockchain.transaction.id_from_pos",
+            "mempool.get_fee_histogram",
+            "server.banner",
+            "server.donation_address",
+            "server.features",
+            "server.ping",
+        ] {
+            assert!(allowed.iter().any(|a| a == m), "{m} not allowed");
+        }
+        assert_eq!(allowed.len(), 18, "{allowed:?}");
+        let denied = always_denied(&p);
+        for m in [
+            "server.version",
+            "server.add_peer",
+            "blockchain.scripthash.unsubscribe",
+        ] {
+            assert!(denied.iter().any(|d| d == m), "{m} not denied");
+        }
+        assert!(!denied
+            .iter()
+            .any(|d| d == "blockchain.transaction.broadcast"));
     }
 }

@@ -107,19 +107,17 @@ pub fn build(config: &Config) -> Result<Built, String> {
         Some(view) => c.chain_view(view),
         None => c,
     });
-    let labels = match config.protocol {
-        Protocol::Generic => MethodLabels::none(),
-        _ => MethodLabels::default(),
-    }
-    .with(
-        config
-            .methods
-            .allow
-            .iter()
-            .flat_map(|l| l.get_ref().iter())
-            .filter(|p| !p.contains('*'))
-            .cloned(),
-    );
+    let labels = MethodLabels::none()
+        .protocol(&config.protocol.vocabulary())
+        .with(
+            config
+                .methods
+                .allow
+                .iter()
+                .flat_map(|l| l.get_ref().iter())
+                .filter(|p| !p.contains('*'))
+                .cloned(),
+        );
     let service = BoxJsonRpcService::new(
         ServiceBuilder::new()
             .layer(MetricsLayer::client().method_labels(labels))
@@ -283,11 +281,7 @@ fn group_stack(
     let health_method = match group.health_method.as_deref() {
         Some("") => None,
         Some(m) => Some(m.to_owned()),
-        None => match config.protocol {
-            Protocol::Ethereum => Some("eth_blockNumber".to_owned()),
-            Protocol::Electrum => Some("server.ping".to_owned()),
-            Protocol::Generic => None,
-        },
+        None => config.protocol.vocabulary().health().map(str::to_owned),
     };
     let mut health = match health_method {
         Some(m) => HealthCheck::method(m),
@@ -365,11 +359,7 @@ fn group_stack(
 }
 
 fn classifier(protocol: Protocol) -> MethodRules {
-    match protocol {
-        Protocol::Ethereum => MethodRules::ethereum(),
-        Protocol::Electrum => MethodRules::electrum(),
-        Protocol::Generic => MethodRules::empty(),
-    }
+    MethodRules::for_protocol(&protocol.vocabulary())
 }
 
 fn method_filter(config: &Config) -> Result<Option<MethodFilterLayer>, String> {
@@ -425,11 +415,7 @@ fn cache(config: &Config) -> Option<CacheLayer> {
     if !c.enabled {
         return None;
     }
-    let mut rules = match config.protocol {
-        Protocol::Ethereum => CacheRules::ethereum(),
-        Protocol::Electrum => CacheRules::electrum(),
-        Protocol::Generic => CacheRules::empty(),
-    };
+    let mut rules = CacheRules::for_protocol(&config.protocol.vocabulary());
     if let Some(ttl) = c.tip_ttl {
         rules = rules.tip_ttl(ttl.0);
     }

@@ -26,67 +26,19 @@ mod future;
 mod layer;
 mod service;
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+use crate::protocol::MethodSet;
 
 pub use future::ResponseFuture;
 pub use layer::MethodFilterLayer;
 pub use service::MethodFilterService;
 
+/// Re-exported from [`protocol`](crate::protocol), where the pattern table lives.
+pub use crate::protocol::PatternError;
+
 /// The default message for a refused method.
 pub const DEFAULT_MESSAGE: &str = "method not allowed";
-
-/// A malformed pattern.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PatternError {
-    /// The pattern is empty.
-    #[error("empty method pattern")]
-    Empty,
-    /// A `*` somewhere other than at the end.
-    #[error("method pattern `{0}`: `*` is only allowed at the end")]
-    InnerWildcard(String),
-}
-
-/// A set of exact names and prefixes, matched without allocation.
-#[derive(Debug, Clone, Default)]
-struct PatternSet {
-    exact: HashSet<Box<str>>,
-    prefixes: Vec<Box<str>>,
-}
-
-impl PatternSet {
-    fn parse<I, P>(patterns: I) -> Result<Self, PatternError>
-    where
-        I: IntoIterator<Item = P>,
-        P: AsRef<str>,
-    {
-        let mut set = PatternSet::default();
-        for p in patterns {
-            set.add(p.as_ref())?;
-        }
-        Ok(set)
-    }
-
-    fn add(&mut self, pattern: &str) -> Result<(), PatternError> {
-        let pattern = pattern.trim();
-        if pattern.is_empty() {
-            return Err(PatternError::Empty);
-        }
-        match pattern.find('*') {
-            None => {
-                self.exact.insert(pattern.into());
-            }
-            Some(i) if i == pattern.len() - 1 => self.prefixes.push(pattern[..i].into()),
-            Some(_) => return Err(PatternError::InnerWildcard(pattern.to_owned())),
-        }
-        Ok(())
-    }
-
-    fn matches(&self, method: &str) -> bool {
-        self.exact.contains(method) || self.prefixes.iter().any(|p| method.starts_with(&**p))
-    }
-}
 
 /// Which methods may pass, and what a refused caller is told.
 ///
@@ -94,8 +46,8 @@ impl PatternSet {
 /// message [`DEFAULT_MESSAGE`].
 #[derive(Debug, Clone)]
 pub struct MethodFilter {
-    allow: Option<PatternSet>,
-    deny: PatternSet,
+    allow: Option<MethodSet>,
+    deny: MethodSet,
     message: Arc<str>,
 }
 
@@ -103,7 +55,7 @@ impl Default for MethodFilter {
     fn default() -> Self {
         MethodFilter {
             allow: None,
-            deny: PatternSet::default(),
+            deny: MethodSet::new(),
             message: Arc::from(DEFAULT_MESSAGE),
         }
     }
@@ -122,7 +74,7 @@ impl MethodFilter {
         P: AsRef<str>,
     {
         Ok(MethodFilter {
-            allow: Some(PatternSet::parse(patterns)?),
+            allow: Some(MethodSet::parse(patterns)?),
             ..Self::default()
         })
     }
@@ -134,7 +86,7 @@ impl MethodFilter {
         P: AsRef<str>,
     {
         for p in patterns {
-            self.deny.add(p.as_ref())?;
+            self.deny.insert(p.as_ref(), ())?;
         }
         Ok(self)
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::{Limit, Limiter, RateLimit};
+use crate::protocol::{MethodTable, Pattern};
 
 /// Rate limits per client IP and per API key (see the [module docs](super)).
 ///
@@ -27,7 +28,7 @@ use super::{Limit, Limiter, RateLimit};
 pub struct RateLimitLayer {
     pub(super) per_ip: Option<Limit>,
     pub(super) keys: HashMap<Arc<str>, Limit>,
-    pub(super) weights: HashMap<Box<str>, NonZeroU32>,
+    pub(super) weights: MethodTable<NonZeroU32>,
     pub(super) default_weight: NonZeroU32,
 }
 
@@ -55,7 +56,7 @@ impl RateLimitLayer {
         RateLimitLayer {
             per_ip: None,
             keys: HashMap::new(),
-            weights: HashMap::new(),
+            weights: MethodTable::new(),
             default_weight: NonZeroU32::MIN,
         }
     }
@@ -73,12 +74,13 @@ impl RateLimitLayer {
         self
     }
 
-    /// What a call of `method` costs (at least 1). Default: the default weight.
-    pub fn weight(mut self, method: impl Into<Box<str>>, weight: u32) -> Self {
-        self.weights.insert(
-            method.into(),
-            NonZeroU32::new(weight).unwrap_or(NonZeroU32::MIN),
-        );
+    /// What a call of a method matching `pattern` (`eth_getLogs`, or a
+    /// prefix such as `debug_*`) costs (at least 1). Default: the default
+    /// weight. A malformed pattern (`*` inside) names a method literally.
+    pub fn weight(mut self, pattern: &str, weight: u32) -> Self {
+        let parsed = Pattern::parse(pattern).unwrap_or(Pattern::Exact(pattern));
+        self.weights
+            .insert_pattern(parsed, NonZeroU32::new(weight).unwrap_or(NonZeroU32::MIN));
         self
     }
 

@@ -48,6 +48,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;
 
+use crate::protocol::MethodTable;
 use crate::{ApiKey, RemoteAddr, Request, RpcError};
 
 /// A budget: `rate` weight units per second, bursts up to `burst` units.
@@ -95,7 +96,7 @@ const SWEEP_ABOVE: usize = 1024;
 pub(crate) struct Limiter {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     keys: HashMap<Arc<str>, DefaultDirectRateLimiter>,
-    weights: HashMap<Box<str>, NonZeroU32>,
+    weights: MethodTable<NonZeroU32>,
     default_weight: NonZeroU32,
     clock: DefaultClock,
     calls: AtomicU32,
@@ -285,6 +286,36 @@ mod tests {
         assert!(passes(&svc, call("eth_chainId", "10.0.0.1", None))
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn weights_by_prefix_and_exact_name_beats_prefix() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(10))
+            .weight("debug_*", 5)
+            .weight("debug_cheap", 1)
+            .layer(ok_service());
+        // 5 + 5 spent: a third trace is refused, the cheap debug call is not.
+        for _ in 0..2 {
+            passes(&svc, call("debug_traceCall", "10.0.0.2", None))
+                .await
+                .unwrap();
+        }
+        assert!(
+            passes(&svc, call("debug_traceTransaction", "10.0.0.2", None))
+                .await
+                .is_err()
+        );
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(3))
+            .weight("debug_*", 5)
+            .weight("debug_cheap", 1)
+            .layer(ok_service());
+        for _ in 0..3 {
+            passes(&svc, call("debug_cheap", "10.0.0.3", None))
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]

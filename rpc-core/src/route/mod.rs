@@ -44,14 +44,14 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
-use crate::filter::{PatternError, ResponseFuture};
+use crate::filter::ResponseFuture;
+use crate::protocol::{MethodTable, Pattern, PatternError};
 use crate::{Request, Response, RpcError};
 
 /// The message of a call no route and no default took.
@@ -75,23 +75,15 @@ impl<S> Clone for MethodRouter<S> {
 #[derive(Debug)]
 struct Table<S> {
     services: Vec<S>,
-    exact: HashMap<Box<str>, usize>,
-    /// Longest prefix first.
-    prefixes: Vec<(Box<str>, usize)>,
+    /// Method pattern → index in `services`.
+    routes: MethodTable<usize>,
     default: Option<usize>,
     no_route: Arc<str>,
 }
 
 impl<S> Table<S> {
     fn lookup(&self, method: &str) -> Option<usize> {
-        if let Some(&i) = self.exact.get(method) {
-            return Some(i);
-        }
-        self.prefixes
-            .iter()
-            .find(|(p, _)| method.starts_with(&**p))
-            .map(|&(_, i)| i)
-            .or(self.default)
+        self.routes.get(method).copied().or(self.default)
     }
 }
 
@@ -101,8 +93,7 @@ impl<S> MethodRouter<S> {
         MethodRouterBuilder {
             table: Table {
                 services: Vec::new(),
-                exact: HashMap::new(),
-                prefixes: Vec::new(),
+                routes: MethodTable::new(),
                 default: None,
                 no_route: Arc::from(NO_ROUTE_MESSAGE),
             },
@@ -136,32 +127,18 @@ impl<S> MethodRouterBuilder<S> {
         P: AsRef<str>,
     {
         let index = self.table.services.len();
-        let mut parsed = Vec::new();
-        for p in patterns {
-            let p = p.as_ref().trim();
-            if p.is_empty() {
-                return Err(PatternError::Empty);
-            }
-            match p.find('*') {
-                None => parsed.push((p.to_owned(), false)),
-                Some(i) if i == p.len() - 1 => parsed.push((p[..i].to_owned(), true)),
-                Some(_) => return Err(PatternError::InnerWildcard(p.to_owned())),
-            }
-        }
-        for (p, prefix) in parsed {
-            if prefix {
-                if !self.table.prefixes.iter().any(|(q, _)| **q == *p) {
-                    self.table.prefixes.push((p.into(), index));
-                }
-            } else {
-                self.table.exact.entry(p.into()).or_insert(index);
+        // Every pattern is checked before any is added.
+        let patterns: Vec<P> = patterns.into_iter().collect();
+        let parsed = patterns
+            .iter()
+            .map(|p| Pattern::parse(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in parsed {
+            if self.table.routes.get_pattern(p).is_none() {
+                self.table.routes.insert_pattern(p, index);
             }
         }
         self.table.services.push(service);
-        // Longest prefix first; a stable sort keeps insertion order for ties.
-        self.table
-            .prefixes
-            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         Ok(self)
     }
 

@@ -99,7 +99,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpc_core::methods::{ethereum_block, hex_quantity};
+use rpc_core::methods::ethereum_block;
+use rpc_core::protocol::HeadSource;
 use rpc_core::{AgreedChain, ChainHead, HeadBlock, Id, MinHead, RawJson, Request, Response};
 use tokio::sync::Notify;
 
@@ -120,33 +121,24 @@ pub enum HeadProbe {
 }
 
 impl HeadProbe {
+    /// Where heads come from: the protocol vocabulary's
+    /// [`HeadSource`](rpc_core::protocol::HeadSource).
+    pub fn source(self) -> HeadSource {
+        match self {
+            HeadProbe::Ethereum => HeadSource::ETHEREUM,
+            HeadProbe::Electrum => HeadSource::ELECTRUM,
+        }
+    }
+
     /// The method whose answers are a head (`eth_blockNumber`,
     /// `blockchain.headers.subscribe`).
     pub fn method(self) -> &'static str {
-        match self {
-            HeadProbe::Ethereum => "eth_blockNumber",
-            HeadProbe::Electrum => "blockchain.headers.subscribe",
-        }
+        self.source().method
     }
 
     /// The head in an answer to [`method`](Self::method), if it is one.
     pub fn parse(self, response: &Response) -> Option<u64> {
-        let raw = response.result_json()?;
-        match self {
-            HeadProbe::Ethereum => {
-                let text: &str = serde_json::from_slice(raw.as_bytes()).ok()?;
-                hex_quantity(text)
-            }
-            HeadProbe::Electrum => {
-                #[derive(serde::Deserialize)]
-                struct Tip {
-                    height: u64,
-                }
-                serde_json::from_slice::<Tip>(raw.as_bytes())
-                    .ok()
-                    .map(|t| t.height)
-            }
-        }
+        self.source().parse(response.result_json()?.as_bytes())
     }
 }
 
@@ -1066,7 +1058,7 @@ impl Heads {
     /// The probe request for member `i`, with a deadline.
     pub(crate) fn probe_request(&self, i: usize, kind: ProbeKind) -> Request {
         let mut req = match (self.policy.probe, kind) {
-            (HeadProbe::Electrum, _) => request_of("blockchain.headers.subscribe", "[]"),
+            (HeadProbe::Electrum, _) => request_of(HeadSource::ELECTRUM.method, "[]"),
             (HeadProbe::Ethereum, ProbeKind::Finalized) => {
                 request_of("eth_getBlockByNumber", r#"["finalized",false]"#)
             }
@@ -1075,7 +1067,7 @@ impl Heads {
             }
             (HeadProbe::Ethereum, ProbeKind::Head) => {
                 if self.members[i].numbers_only.load(Ordering::Relaxed) != 0 {
-                    request_of("eth_blockNumber", "[]")
+                    request_of(HeadSource::ETHEREUM.method, "[]")
                 } else {
                     request_of("eth_getBlockByNumber", r#"["latest",false]"#)
                 }

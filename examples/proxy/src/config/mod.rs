@@ -429,6 +429,10 @@ mod tests {
                 "rate_limit.weights.eth_call",
             ),
             (
+                "[rate_limit]\nweights = { \"debug_*trace\" = 5 }\n",
+                "rate_limit.weights.debug_*trace",
+            ),
+            (
                 "[rate_limit]\nkey_header = \"bad header\"\n",
                 "rate_limit.key_header",
             ),

@@ -52,6 +52,17 @@ pub enum Protocol {
     Generic,
 }
 
+impl Protocol {
+    /// The protocol's vocabulary of chain facts (what each method is).
+    pub fn vocabulary(self) -> rpc_core::protocol::Protocol {
+        match self {
+            Protocol::Ethereum => rpc_core::protocol::Protocol::ethereum(),
+            Protocol::Electrum => rpc_core::protocol::Protocol::electrum(),
+            Protocol::Generic => rpc_core::protocol::Protocol::generic(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
@@ -658,7 +669,9 @@ pub struct RateLimit {
     pub keys: Vec<KeySpec>,
     #[serde(default = "default_weight")]
     pub default_weight: u32,
-    /// Method → weight (cost in budget units).
+    /// Method or prefix pattern (`"debug_*"`) → weight (cost in budget
+    /// units); an exact name wins over a prefix, a longer prefix over a
+    /// shorter one.
     #[serde(default)]
     pub weights: BTreeMap<String, Spanned<u32>>,
 }

@@ -479,6 +479,13 @@ impl Config {
             );
         }
         for (method, w) in &rl.weights {
+            if let Err(e) = rpc_core::protocol::Pattern::parse(method) {
+                return err(
+                    w.span(),
+                    format!("rate_limit.weights.{method}"),
+                    e.to_string(),
+                );
+            }
             if *w.get_ref() == 0 {
                 return err(
                     w.span(),
