@@ -43,7 +43,7 @@ fn bad_arguments_exit_non_zero_with_one_line() {
         .output()
         .expect("run");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--upstream [NAME=]URL"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--upstream <[NAME=]URL>"));
 }
 
 #[test]

@@ -1,52 +1,165 @@
-//! The command line.
+//! The command line (on `clap`).
+//!
+//! Conventions, shared with `rpc-proxy`: every option has a long flag and an
+//! environment variable (`ELECTRUM_GATEWAY_LISTEN`, ...); a flag wins over
+//! its variable, which wins over the `--config` file, which wins over the
+//! default (servers given by flag or variable replace the file's). Durations
+//! are `250ms`, `5s`, `2m`, `1h` or a number of seconds.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use rpc_electrum::address::Network;
 
-pub const USAGE: &str = "\
-electrum-gateway: HTTP JSON-RPC and REST in front of a pool of Electrum servers
-
-USAGE:
-    electrum-gateway --server [NAME=]tcp://HOST:PORT [--server [NAME=]tls://HOST:PORT ...] [OPTIONS]
-    electrum-gateway --config gateway.toml [OPTIONS]
-
-OPTIONS:
-    --config FILE           read settings from a TOML file (examples/electrum-gateway/gateway.toml
-                            documents every key); flags given as well override it
-    --listen ADDR           address to listen on [default: 127.0.0.1:8080]
-    --server [NAME=]URL     an Electrum server (tcp:// or tls://); repeat for a pool, tried in
-                            the order given (unnamed: server-1, server-2, ...)
-    --network NET           mainnet | testnet | regtest: which addresses are accepted [default: mainnet]
-    --request-timeout SECS  time one server gets to answer one attempt [default: 10]
-    --call-timeout SECS     deadline of a client's call, all attempts included
-                            [default: 3 x --request-timeout]
-    --max-lag BLOCKS        a server more blocks behind the best leaves rotation [default: 2]
-    --max-stall SECS        a server behind whose tip has not moved this long leaves rotation [default: 120]
-    --probe-interval SECS   ask a server for its tip when none was learned for this long [default: 5]
-    --max-probes N          tip probes per second per server, at most [default: 0.5]
-    --broadcast-to N        servers a transaction is sent to at once [default: 3]
-    --allow METHOD          also let clients call METHOD through POST / (repeatable)
-    --insecure-tls          accept any certificate from tls:// servers (testing only)
-    --log-format FORMAT     text or json [default: text]
-    -h, --help              print this help
-    -V, --version           print the version
-
-ROUTES:
+const ROUTES: &str = "\
+Routes:
     POST /                                 Electrum JSON-RPC (an allow-list of read methods and broadcast)
     GET  /v1/address/{address}/balance     confirmed and unconfirmed balance, in satoshis
     GET  /v1/address/{address}/utxos       unspent outputs
-    GET  /v1/address/{address}/history    confirmed and mempool transactions
+    GET  /v1/address/{address}/history     confirmed and mempool transactions
     GET  /v1/tx/{txid}                     raw hex and decoded basics
     POST /v1/tx                            broadcast (body: raw hex, or {\"hex\": \"...\"}) to several servers
     GET  /v1/tip                           the best block: height and header
     GET  /v1/block/{height}/header         a block header
     GET  /v1/events?address=A&address=B    server-sent events: new tips and address status changes
     GET  /healthz                          200 while a server is connected and current, else 503
-    GET  /metrics                          Prometheus metrics";
+    GET  /metrics                          Prometheus metrics
 
-/// Everything the command line says.
+Logs go to stderr; set RUST_LOG (e.g. `info`, `rpc_electrum=debug`) to change the level.";
+
+/// electrum-gateway: HTTP JSON-RPC and REST in front of a pool of Electrum servers
+#[derive(Debug, Parser)]
+#[command(
+    name = "electrum-gateway",
+    version,
+    after_help = ROUTES,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Validate the settings (file, variables and flags), print what they
+    /// build, and exit without connecting
+    Check(Opts),
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct Opts {
+    /// Read settings from a TOML file (examples/electrum-gateway/gateway.toml
+    /// documents every key); flags and variables override it
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        env = "ELECTRUM_GATEWAY_CONFIG",
+        hide_env_values = true
+    )]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "ELECTRUM_GATEWAY_LISTEN",
+        hide_env_values = true
+    )]
+    listen: Option<SocketAddr>,
+    /// An Electrum server (tcp:// or tls://); repeat (or separate with
+    /// commas) for a pool, tried in the order given (unnamed: server-1, ...)
+    #[arg(
+        long,
+        value_name = "[NAME=]URL",
+        env = "ELECTRUM_GATEWAY_SERVERS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    server: Vec<String>,
+    /// Which addresses are accepted [default: mainnet]
+    #[arg(
+        long,
+        value_name = "NET",
+        env = "ELECTRUM_GATEWAY_NETWORK",
+        hide_env_values = true
+    )]
+    network: Option<NetworkArg>,
+    /// Time one server gets to answer one attempt [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "ELECTRUM_GATEWAY_REQUEST_TIMEOUT", hide_env_values = true)]
+    request_timeout: Option<Duration>,
+    /// Deadline of a client's call, all attempts included [default: 3 x --request-timeout]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "ELECTRUM_GATEWAY_CALL_TIMEOUT", hide_env_values = true)]
+    call_timeout: Option<Duration>,
+    /// A server more blocks behind the best leaves rotation [default: 2]
+    #[arg(
+        long,
+        value_name = "BLOCKS",
+        env = "ELECTRUM_GATEWAY_MAX_LAG",
+        hide_env_values = true
+    )]
+    max_lag: Option<u64>,
+    /// A server behind whose tip has not moved this long leaves rotation [default: 120s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "ELECTRUM_GATEWAY_MAX_STALL", hide_env_values = true)]
+    max_stall: Option<Duration>,
+    /// Ask a server for its tip when none was learned for this long [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "ELECTRUM_GATEWAY_PROBE_INTERVAL", hide_env_values = true)]
+    probe_interval: Option<Duration>,
+    /// Tip probes per second per server, at most [default: 0.5]
+    #[arg(long, value_name = "N", value_parser = rate, allow_negative_numbers = true, env = "ELECTRUM_GATEWAY_MAX_PROBES", hide_env_values = true)]
+    max_probes: Option<f64>,
+    /// Servers that must reach a tip before it is believed [default: 2, or 1 with one server]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..), env = "ELECTRUM_GATEWAY_AGREE", hide_env_values = true)]
+    agree: Option<u64>,
+    /// A tip more blocks above the agreed one is not believed [default: 1024]
+    #[arg(
+        long,
+        value_name = "BLOCKS",
+        env = "ELECTRUM_GATEWAY_MAX_AHEAD",
+        hide_env_values = true
+    )]
+    max_ahead: Option<u64>,
+    /// A claimed tip the others do not reach within this is not believed [default: 600s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "ELECTRUM_GATEWAY_CONFIRM_WITHIN", hide_env_values = true)]
+    confirm_within: Option<Duration>,
+    /// Servers a transaction is sent to at once [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), env = "ELECTRUM_GATEWAY_BROADCAST_TO", hide_env_values = true)]
+    broadcast_to: Option<u64>,
+    /// Also let clients call METHOD through POST / (repeatable)
+    #[arg(long, value_name = "METHOD")]
+    allow: Vec<String>,
+    /// Accept any certificate from tls:// servers (testing only)
+    #[arg(long, action = ArgAction::SetTrue, env = "ELECTRUM_GATEWAY_INSECURE_TLS", hide_env_values = true)]
+    insecure_tls: bool,
+    /// Log format [default: text]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "ELECTRUM_GATEWAY_LOG_FORMAT",
+        hide_env_values = true
+    )]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NetworkArg {
+    Mainnet,
+    Testnet,
+    Regtest,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Everything the command line (and the file) says.
 #[derive(Debug, Clone)]
 pub struct Args {
     pub listen: SocketAddr,
@@ -68,6 +181,32 @@ pub struct Args {
     pub allow: Vec<String>,
     pub insecure_tls: bool,
     pub log_json: bool,
+    /// The file the settings came from, if any (for `check`).
+    pub config: Option<String>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            servers: Vec::new(),
+            network: Network::Mainnet,
+            request_timeout: Duration::from_secs(10),
+            call_timeout: None,
+            max_lag: 2,
+            max_stall: Duration::from_secs(120),
+            probe_interval: Duration::from_secs(5),
+            max_probes_per_second: 0.5,
+            agree: None,
+            max_ahead: 1024,
+            confirm_within: Duration::from_secs(600),
+            broadcast_to: 3,
+            allow: Vec::new(),
+            insecure_tls: false,
+            log_json: false,
+            config: None,
+        }
+    }
 }
 
 impl Args {
@@ -80,120 +219,112 @@ impl Args {
 
 pub enum Command {
     Run(Box<Args>),
-    Help,
-    Version,
+    /// Validate and describe, without connecting.
+    Check(Box<Args>),
+    /// `--help` / `--version`: print this to stdout and exit 0.
+    Print(String),
 }
 
+/// Parses the arguments (without the program name). Errors are one line.
 pub fn parse_args(it: impl Iterator<Item = String>) -> Result<Command, String> {
-    let mut args = Args {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        servers: Vec::new(),
-        network: Network::Mainnet,
-        request_timeout: Duration::from_secs(10),
-        call_timeout: None,
-        max_lag: 2,
-        max_stall: Duration::from_secs(120),
-        probe_interval: Duration::from_secs(5),
-        max_probes_per_second: 0.5,
-        agree: None,
-        max_ahead: 1024,
-        confirm_within: Duration::from_secs(600),
-        broadcast_to: 3,
-        allow: Vec::new(),
-        insecure_tls: false,
-        log_json: false,
-    };
-    let mut specs = Vec::new();
-    let mut specs_from_flags = false;
-    let all: Vec<String> = it.collect();
-    // The file first, so flags override it.
-    if let Some(i) = all
-        .iter()
-        .position(|a| a == "--config" || a.starts_with("--config="))
-    {
-        let path = match all[i].strip_prefix("--config=") {
-            Some(p) => p.to_owned(),
-            None => all.get(i + 1).cloned().ok_or("--config needs a file")?,
-        };
-        let file = crate::config::load(&path)?;
-        file.apply(&mut args, &mut specs)?;
-    }
-    let mut it = all.into_iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--listen" => {
-                let v = value()?;
-                args.listen = v.parse().map_err(|_| {
-                    format!("--listen: `{v}` is not an address like 127.0.0.1:8080")
-                })?;
-            }
-            "--config" => {
-                value()?; // read above
-            }
-            "--server" => {
-                if !specs_from_flags {
-                    // Servers on the command line replace the file's.
-                    specs.clear();
-                    specs_from_flags = true;
+    let cli = match Cli::try_parse_from(std::iter::once("electrum-gateway".to_owned()).chain(it)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Ok(Command::Print(e.render().to_string()))
                 }
-                specs.push(value()?)
-            }
-            "--network" => {
-                args.network = match value()?.as_str() {
-                    "mainnet" => Network::Mainnet,
-                    "testnet" => Network::Testnet,
-                    "regtest" => Network::Regtest,
-                    v => {
-                        return Err(format!(
-                            "--network: `{v}` is not mainnet, testnet or regtest"
-                        ))
-                    }
-                }
-            }
-            "--request-timeout" => args.request_timeout = seconds(&flag, &value()?)?,
-            "--call-timeout" => args.call_timeout = Some(seconds(&flag, &value()?)?),
-            "--max-lag" => args.max_lag = whole(&flag, &value()?)?,
-            "--max-stall" => args.max_stall = seconds(&flag, &value()?)?,
-            "--probe-interval" => args.probe_interval = seconds(&flag, &value()?)?,
-            "--max-probes" => {
-                let v = value()?;
-                args.max_probes_per_second = match v.parse::<f64>() {
-                    Ok(n) if n.is_finite() && n >= 0.0 => n,
-                    _ => {
-                        return Err(format!(
-                            "{flag}: `{v}` is not a number of probes per second"
-                        ))
-                    }
-                }
-            }
-            "--broadcast-to" => {
-                args.broadcast_to = usize::try_from(whole(&flag, &value()?)?.max(1))
-                    .map_err(|_| format!("{flag}: too large"))?
-            }
-            "--allow" => args.allow.push(value()?),
-            "--insecure-tls" => args.insecure_tls = true,
-            "--log-format" => {
-                args.log_json = match value()?.as_str() {
-                    "text" => false,
-                    "json" => true,
-                    v => return Err(format!("--log-format: `{v}` is not text or json")),
-                }
-            }
-            other => return Err(format!("unknown argument `{other}` (see --help)")),
+                _ => Err(one_line(&e)),
+            };
         }
+    };
+    match cli.command {
+        Some(Sub::Check(opts)) => opts.resolve().map(|a| Command::Check(Box::new(a))),
+        None => cli.opts.resolve().map(|a| Command::Run(Box::new(a))),
     }
+}
+
+/// clap's message without its `error: ` prefix, usage and tips, on one line.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message} (see --help)")
+}
+
+impl Opts {
+    /// Defaults, then the file, then variables and flags.
+    fn resolve(self) -> Result<Args, String> {
+        let mut args = Args::default();
+        let mut specs = Vec::new();
+        if let Some(path) = &self.config {
+            let path = path.to_string_lossy().into_owned();
+            let file = crate::config::load(&path)?;
+            file.apply(&mut args, &mut specs)?;
+            args.config = Some(path);
+        }
+        if !self.server.is_empty() {
+            // Servers from flags or the environment replace the file's.
+            specs = self.server;
+        }
+        if let Some(a) = self.listen {
+            args.listen = a;
+        }
+        if let Some(n) = self.network {
+            args.network = match n {
+                NetworkArg::Mainnet => Network::Mainnet,
+                NetworkArg::Testnet => Network::Testnet,
+                NetworkArg::Regtest => Network::Regtest,
+            };
+        }
+        if let Some(t) = self.request_timeout {
+            args.request_timeout = t;
+        }
+        if let Some(t) = self.call_timeout {
+            args.call_timeout = Some(t);
+        }
+        if let Some(n) = self.max_lag {
+            args.max_lag = n;
+        }
+        if let Some(t) = self.max_stall {
+            args.max_stall = t;
+        }
+        if let Some(t) = self.probe_interval {
+            args.probe_interval = t;
+        }
+        if let Some(n) = self.max_probes {
+            args.max_probes_per_second = n;
+        }
+        if let Some(k) = self.agree {
+            args.agree = Some(usize::try_from(k).map_err(|_| "--agree: too large")?);
+        }
+        if let Some(n) = self.max_ahead {
+            args.max_ahead = n;
+        }
+        if let Some(t) = self.confirm_within {
+            args.confirm_within = t;
+        }
+        if let Some(n) = self.broadcast_to {
+            args.broadcast_to = usize::try_from(n).map_err(|_| "--broadcast-to: too large")?;
+        }
+        args.allow.extend(self.allow);
+        args.insecure_tls |= self.insecure_tls;
+        if let Some(f) = self.log_format {
+            args.log_json = matches!(f, LogFormatArg::Json);
+        }
+        servers(&mut args, specs)?;
+        Ok(args)
+    }
+}
+
+/// Names and checks the server specs (`[NAME=]tcp://HOST:PORT`).
+fn servers(args: &mut Args, specs: Vec<String>) -> Result<(), String> {
     if specs.is_empty() {
         return Err("missing --server URL (see --help)".to_owned());
     }
@@ -219,19 +350,19 @@ pub fn parse_args(it: impl Iterator<Item = String>) -> Result<Command, String> {
     if args.servers.len() > rpc_failover::MAX_MEMBERS {
         return Err(format!("at most {} servers", rpc_failover::MAX_MEMBERS));
     }
-    Ok(Command::Run(Box::new(args)))
+    Ok(())
 }
 
-pub fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
+/// A duration flag (`250ms`, `5s`, `2m`, or seconds).
+pub fn secs(v: &str) -> Result<Duration, String> {
+    crate::duration::parse_duration(v)
+}
+
+fn rate(v: &str) -> Result<f64, String> {
     match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!("{flag}: `{v}` is not a positive number of seconds")),
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(format!("`{v}` is not a number of probes per second")),
     }
-}
-
-fn whole(flag: &str, v: &str) -> Result<u64, String> {
-    v.parse::<u64>()
-        .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
 }
 
 #[cfg(test)]
@@ -270,7 +401,7 @@ mod tests {
             ),
             (
                 &["--server", "tcp://h:1", "--bogus"][..],
-                "unknown argument",
+                "unexpected argument",
             ),
         ] {
             let Err(e) = parse(bad) else {

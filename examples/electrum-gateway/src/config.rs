@@ -3,6 +3,7 @@
 //! keys and wrong types are refused with the file, line and key.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rpc_electrum::address::Network;
 use serde::Deserialize;
@@ -14,10 +15,8 @@ use crate::args::Args;
 pub struct File {
     listen: Option<SocketAddr>,
     network: Option<NetworkName>,
-    /// Seconds.
-    request_timeout: Option<f64>,
-    /// Seconds.
-    call_timeout: Option<f64>,
+    request_timeout: Option<Dur>,
+    call_timeout: Option<Dur>,
     broadcast_to: Option<usize>,
     #[serde(default)]
     allow: Vec<String>,
@@ -39,15 +38,33 @@ struct Server {
 #[serde(deny_unknown_fields)]
 struct Head {
     max_lag: Option<u64>,
-    /// Seconds.
-    max_stall: Option<f64>,
-    /// Seconds.
-    probe_interval: Option<f64>,
+    max_stall: Option<Dur>,
+    probe_interval: Option<Dur>,
     max_probes_per_second: Option<f64>,
     agree: Option<usize>,
     max_ahead: Option<u64>,
-    /// Seconds.
-    confirm_within: Option<f64>,
+    confirm_within: Option<Dur>,
+}
+
+/// A duration as `rpc-proxy` writes them: `"250ms"`, `"5s"`, `"2m"`, `"1h"`,
+/// or a number of seconds.
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(f64),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(d)? {
+            Raw::Seconds(v) => crate::duration::seconds(v),
+            Raw::Text(t) => crate::duration::parse_duration(&t),
+        };
+        parsed.map(Dur).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -89,7 +106,6 @@ fn parse(path: &str, text: &str) -> Result<File, String> {
 impl File {
     /// Puts the file's settings into `args` (flags are applied after).
     pub fn apply(self, args: &mut Args, specs: &mut Vec<String>) -> Result<(), String> {
-        let secs = |key: &str, v: f64| crate::args::seconds(key, &v.to_string());
         if let Some(l) = self.listen {
             args.listen = l;
         }
@@ -101,10 +117,10 @@ impl File {
             };
         }
         if let Some(t) = self.request_timeout {
-            args.request_timeout = secs("request_timeout", t)?;
+            args.request_timeout = t.0;
         }
         if let Some(t) = self.call_timeout {
-            args.call_timeout = Some(secs("call_timeout", t)?);
+            args.call_timeout = Some(t.0);
         }
         if let Some(n) = self.broadcast_to {
             args.broadcast_to = n.max(1);
@@ -124,10 +140,10 @@ impl File {
                 args.max_lag = n;
             }
             if let Some(s) = h.max_stall {
-                args.max_stall = secs("head.max_stall", s)?;
+                args.max_stall = s.0;
             }
             if let Some(s) = h.probe_interval {
-                args.probe_interval = secs("head.probe_interval", s)?;
+                args.probe_interval = s.0;
             }
             if let Some(n) = h.max_probes_per_second {
                 if !(n.is_finite() && n >= 0.0) {
@@ -145,7 +161,7 @@ impl File {
                 args.max_ahead = n;
             }
             if let Some(s) = h.confirm_within {
-                args.confirm_within = secs("head.confirm_within", s)?;
+                args.confirm_within = s.0;
             }
         }
         Ok(())
@@ -172,5 +188,19 @@ mod tests {
             e.starts_with("g.toml:1:") && e.contains("`request_timeout`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn durations_are_written_as_in_rpc_proxy() {
+        let f = parse(
+            "g.toml",
+            "request_timeout = \"250ms\"\ncall_timeout = 2\n[head]\nmax_stall = \"2m\"\n",
+        )
+        .expect("parses");
+        let mut args = crate::args::Args::default();
+        f.apply(&mut args, &mut Vec::new()).expect("applies");
+        assert_eq!(args.request_timeout, Duration::from_millis(250));
+        assert_eq!(args.call_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(args.max_stall, Duration::from_secs(120));
     }
 }

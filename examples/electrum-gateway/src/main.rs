@@ -18,6 +18,8 @@
 
 mod args;
 mod config;
+#[path = "../../proxy/src/duration.rs"]
+mod duration;
 mod events;
 mod http;
 mod rest;
@@ -37,7 +39,7 @@ use rpc_failover::{Failover, FailoverLayer, HeadPolicy, Member, MethodRules, Ret
 use rpc_metrics::{MethodLabels, MetricsLayer};
 use tower::{Layer, ServiceBuilder};
 
-use args::{parse_args, Args, Command, USAGE};
+use args::{parse_args, Args, Command};
 
 /// Methods a client may call through `POST /` unless `--allow` adds more:
 /// what the Electrum vocabulary calls safe to repeat and stateless (reads and
@@ -92,12 +94,20 @@ type MetricsService = rpc_metrics::Metrics<ElectrumBackend>;
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
+        Ok(Command::Check(args)) => {
+            return match describe(&args) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(reason) => {
+                    eprintln!("electrum-gateway: {reason}");
+                    ExitCode::from(2)
+                }
+            };
         }
-        Ok(Command::Version) => {
-            println!("electrum-gateway {}", env!("CARGO_PKG_VERSION"));
+        Ok(Command::Print(text)) => {
+            print!("{text}");
             return ExitCode::SUCCESS;
         }
         Err(reason) => {
@@ -122,6 +132,68 @@ fn main() -> ExitCode {
             eprintln!("electrum-gateway: {reason}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The pool's head-tracking policy from the settings.
+fn head_policy(args: &Args) -> HeadPolicy {
+    let policy = HeadPolicy::electrum()
+        .max_lag(args.max_lag)
+        .max_stall(args.max_stall)
+        .probe_interval(args.probe_interval)
+        .max_probes_per_second(args.max_probes_per_second)
+        .max_ahead(args.max_ahead)
+        .confirm_within(args.confirm_within);
+    match args.agree {
+        Some(k) => policy.agree(k),
+        None => policy,
+    }
+}
+
+/// What `electrum-gateway check` prints: the settings as they will be used.
+fn describe(args: &Args) -> Result<String, String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let source = args.config.as_deref().unwrap_or("flags");
+    let _ = writeln!(out, "{source}: ok");
+    let servers: Vec<String> = args
+        .servers
+        .iter()
+        .map(|(n, url)| format!("{n} {}", url_without_userinfo(url)))
+        .collect();
+    let _ = writeln!(out, "  servers: {}", servers.join(", "));
+    let _ = writeln!(out, "  network: {:?}", args.network);
+    let _ = writeln!(
+        out,
+        "  head rule: {}",
+        head_policy(args).describe(args.servers.len())
+    );
+    let _ = writeln!(
+        out,
+        "  deadlines: {:?} per attempt, {:?} per call",
+        args.request_timeout,
+        args.call_deadline()
+    );
+    let protocol = Protocol::electrum();
+    let mut allowed = default_allowed(&protocol);
+    allowed.extend(args.allow.iter().cloned());
+    MethodFilter::allow(&allowed).map_err(|e| format!("--allow: {e}"))?;
+    let _ = writeln!(out, "  methods through POST /: {}", allowed.join(", "));
+    if args.insecure_tls {
+        let _ = writeln!(out, "  warning: --insecure-tls accepts any certificate");
+    }
+    let _ = writeln!(out, "  listen: http://{}", args.listen);
+    Ok(out)
+}
+
+/// `tcp://user:pw@host:port` → `tcp://host:port` (never print credentials).
+fn url_without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -152,19 +224,7 @@ async fn run(args: Args) -> Result<(), String> {
         .classifier(MethodRules::for_protocol(&protocol))
         .failure_threshold(2)
         .out_of_service(Duration::from_secs(5))
-        .head_tracking({
-            let policy = HeadPolicy::electrum()
-                .max_lag(args.max_lag)
-                .max_stall(args.max_stall)
-                .probe_interval(args.probe_interval)
-                .max_probes_per_second(args.max_probes_per_second)
-                .max_ahead(args.max_ahead)
-                .confirm_within(args.confirm_within);
-            match args.agree {
-                Some(k) => policy.agree(k),
-                None => policy,
-            }
-        })
+        .head_tracking(head_policy(&args))
         .build(members)
         .map_err(|e| e.to_string())?;
     group.start_head_probes();
@@ -275,6 +335,38 @@ fn init_logging(json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_describes_without_credentials_and_refuses_bad_patterns() {
+        let Ok(Command::Check(args)) = parse_args(
+            [
+                "check",
+                "--server",
+                "a=tls://u:secret@h:50002",
+                "--agree",
+                "1",
+            ]
+            .into_iter()
+            .map(String::from),
+        ) else {
+            panic!("check parses")
+        };
+        let text = describe(&args).expect("valid");
+        assert!(text.starts_with("flags: ok"), "{text}");
+        assert!(
+            text.contains("a tls://h:50002") && !text.contains("secret"),
+            "{text}"
+        );
+        assert!(text.contains("head rule: "), "{text}");
+        let Ok(Command::Check(args)) = parse_args(
+            ["check", "--server", "tcp://h:1", "--allow", "a*b"]
+                .into_iter()
+                .map(String::from),
+        ) else {
+            panic!("check parses")
+        };
+        assert!(describe(&args).unwrap_err().contains("--allow"));
+    }
 
     #[test]
     fn public_methods_come_from_the_vocabulary() {

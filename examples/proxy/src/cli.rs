@@ -1,60 +1,216 @@
-//! The command line: `--config FILE`, `check`, `--demo`, or the quick flags,
-//! which build the same [`Config`] a file would.
+//! The command line (on `clap`): `--config FILE`, `check`, `--demo`, or the
+//! quick flags, which build the same [`Config`] a file would.
+//!
+//! Conventions, shared with `electrum-gateway`: every option has a long
+//! flag and an environment variable (`RPC_PROXY_LISTEN`, ...); a flag wins
+//! over its variable, which wins over the file, which wins over the default.
+//! Durations are `250ms`, `5s`, `2m`, `1h` or a number of seconds.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use toml::Spanned;
 
 use crate::config::{Backend, Config, EnvString, Group, LogFormat, Protocol, Secs, Strategy};
 use crate::demo::DemoArgs;
 
-pub const USAGE: &str = "\
-rpc-proxy: a resilient JSON-RPC proxy
-
-USAGE:
-    rpc-proxy --demo [--calls N] [--exit]   see it work: three flaky simulated upstreams, live
-    rpc-proxy --config proxy.toml           run from a config file (see examples/proxy/proxy.toml)
-    rpc-proxy check --config proxy.toml     validate a config file and exit
-    rpc-proxy --upstream [NAME=]URL ...     quick start from flags (below)
-
-DEMO:
-    --demo                    start simulated upstreams and the full stack in this process, drive a
-                              bounded load with live progress, print a summary, keep serving
-    --calls N                 calls the demo's client sends [default: 6000]
-    --exit                    exit after the summary (status 1 if a client saw an error)
-
-QUICK FLAGS:
-    --listen ADDR             address to listen on [default: 127.0.0.1:8545]
-    --upstream [NAME=]URL     a backend (http:// or https://; user:pass@ becomes basic auth);
-                              repeat for a failover group, tried in the order given
-    --name NAME               the name of a single unnamed backend [default: upstream;
-                              several unnamed backends are upstream-1, upstream-2, ...]
-    --timeout SECS            backend timeout per call [default: 10]
-    --retries N               retries after a failed attempt, with backoff (0: none) [default: 3]
-    --failure-threshold N     consecutive failures that take a backend out of service [default: 2]
-    --out-of-service SECS     how long a failing backend is skipped before a trial call [default: 5]
-    --spread MODE             off | round-robin | least-latency among backends [default: off]
-    --hedge SECS              race a read still unanswered after SECS against the next backend
-    --quorum K                ask every backend, answer when K agree (reads and broadcasts)
-    --cache RULES             cache answers by the ethereum or electrum rule set [default: off]
-    --cache-mb N              memory for cached answers, in MiB [default: 64]
-    --cache-header            answer single calls with `x-cache: HIT|MISS|COALESCED|BYPASS`
-    --served-by-header        answer single calls with `x-served-by: NAME` (the backend's name)
-    --metrics-listen ADDR     serve Prometheus metrics at http://ADDR/metrics [default: off]
-    --log-format FORMAT       text or json (one JSON object per line) [default: text]
-    --request-timeout SECS    deadline of each client call [default: 30]
-    --max-body BYTES          largest request body [default: 10485760]
-    --max-batch N             most calls per batch [default: 1000]
-    --max-response BYTES      largest backend response [default: 33554432]
-    --body-timeout SECS       time a client gets to send its body [default: 10]
-    --allow PATTERN           allow only matching methods (repeatable; `eth_*` globs)
-    --deny PATTERN            refuse matching methods (repeatable; wins over --allow)
-    --shutdown-timeout SECS   time in-flight calls get on SIGINT/SIGTERM [default: 10]
-    -h, --help                print this help
-    -V, --version             print the version
-
+const AFTER_HELP: &str = "\
+Start with `rpc-proxy --demo` (simulated flaky upstreams, live), then copy
+examples/proxy/proxy.toml. With --config, the server options above override
+the file; backends, groups and policies are set in the file only.
 Logs go to stderr; set RUST_LOG (e.g. `info`, `rpc_core=debug`) to change the level.";
+
+/// rpc-proxy: a resilient JSON-RPC proxy
+#[derive(Debug, Parser)]
+#[command(
+    name = "rpc-proxy",
+    version,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+
+    /// Run from a config file (examples/proxy/proxy.toml documents every key)
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        env = "RPC_PROXY_CONFIG",
+        hide_env_values = true
+    )]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    demo: DemoFlags,
+
+    #[command(flatten)]
+    server: ServerFlags,
+
+    #[command(flatten)]
+    quick: QuickFlags,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Validate a config file, print what it builds, and exit
+    Check {
+        /// The config file
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            env = "RPC_PROXY_CONFIG",
+            hide_env_values = true
+        )]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(id = "demo_flags", multiple = true)]
+#[command(next_help_heading = "Demo")]
+struct DemoFlags {
+    /// Start simulated upstreams and the full stack in this process, drive a
+    /// bounded load with live progress, print a summary, keep serving
+    #[arg(long, conflicts_with_all = ["config", "quick"])]
+    demo: bool,
+    /// Calls the demo's client sends
+    #[arg(long, value_name = "N", requires = "demo", value_parser = positive, allow_negative_numbers = true, default_value_t = 6000)]
+    calls: usize,
+    /// Exit after the summary (status 1 if a client saw an error)
+    #[arg(long, alias = "once", requires = "demo")]
+    exit: bool,
+}
+
+/// Settings of the front; with --config they override the file.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Server (override the file)")]
+struct ServerFlags {
+    /// Address to listen on [default: 127.0.0.1:8545]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "RPC_PROXY_LISTEN",
+        hide_env_values = true
+    )]
+    listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "RPC_PROXY_METRICS_LISTEN",
+        hide_env_values = true
+    )]
+    metrics_listen: Option<SocketAddr>,
+    /// Log format [default: text]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "RPC_PROXY_LOG_FORMAT",
+        hide_env_values = true
+    )]
+    log_format: Option<LogFormatArg>,
+    /// Deadline of each client call [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "RPC_PROXY_REQUEST_TIMEOUT", hide_env_values = true)]
+    request_timeout: Option<Secs>,
+    /// Time in-flight calls get on SIGINT/SIGTERM [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "RPC_PROXY_SHUTDOWN_TIMEOUT", hide_env_values = true)]
+    shutdown_timeout: Option<Secs>,
+    /// Largest request body, in bytes [default: 10485760]
+    #[arg(long, value_name = "BYTES", value_parser = positive, allow_negative_numbers = true, env = "RPC_PROXY_MAX_BODY", hide_env_values = true)]
+    max_body: Option<usize>,
+    /// Most calls per batch [default: 1000]
+    #[arg(long, value_name = "N", value_parser = positive, allow_negative_numbers = true, env = "RPC_PROXY_MAX_BATCH", hide_env_values = true)]
+    max_batch: Option<usize>,
+    /// Time a client gets to send its body [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, env = "RPC_PROXY_BODY_TIMEOUT", hide_env_values = true)]
+    body_timeout: Option<Secs>,
+    /// Answer single calls with `x-cache: HIT|MISS|COALESCED|BYPASS`
+    #[arg(long, action = ArgAction::SetTrue)]
+    cache_header: bool,
+    /// Answer single calls with `x-served-by: NAME` (the backend's name)
+    #[arg(long, action = ArgAction::SetTrue)]
+    served_by_header: bool,
+}
+
+/// One group from flags; not with --config.
+#[derive(Debug, Args)]
+#[group(id = "quick", multiple = true, conflicts_with = "config")]
+#[command(next_help_heading = "Quick start (without --config)")]
+struct QuickFlags {
+    /// A backend (http:// or https://; user:pass@ becomes basic auth); repeat
+    /// for a failover group, tried in the order given
+    #[arg(long, value_name = "[NAME=]URL")]
+    upstream: Vec<String>,
+    /// The name of a single unnamed backend [default: upstream; several
+    /// unnamed backends are upstream-1, upstream-2, ...]
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Backend timeout per call [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true)]
+    timeout: Option<Secs>,
+    /// Retries after a failed attempt, with backoff (0: none) [default: 3]
+    #[arg(long, value_name = "N")]
+    retries: Option<u32>,
+    /// Consecutive failures that take a backend out of service [default: 2]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    failure_threshold: Option<u32>,
+    /// How long a failing backend is skipped before it is tried again [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true)]
+    out_of_service: Option<Secs>,
+    /// How calls are spread among backends [default: off]
+    #[arg(long, value_name = "MODE")]
+    spread: Option<Spread>,
+    /// Race a read still unanswered after DURATION against the next backend
+    #[arg(long, value_name = "DURATION", value_parser = secs, allow_negative_numbers = true, conflicts_with = "spread")]
+    hedge: Option<Secs>,
+    /// Ask every backend, answer when K agree (reads and broadcasts)
+    #[arg(long, value_name = "K", value_parser = positive, allow_negative_numbers = true, conflicts_with_all = ["hedge", "spread"])]
+    quorum: Option<usize>,
+    /// Cache answers by the ethereum or electrum rule set [default: off]
+    #[arg(long, value_name = "RULES")]
+    cache: Option<CacheArg>,
+    /// Memory for cached answers, in MiB [default: 64]
+    #[arg(long, value_name = "N", value_parser = positive, allow_negative_numbers = true)]
+    cache_mb: Option<usize>,
+    /// Largest backend response, in bytes [default: 134217728]
+    #[arg(long, value_name = "BYTES", value_parser = positive, allow_negative_numbers = true)]
+    max_response: Option<usize>,
+    /// Allow only matching methods (repeatable; `eth_*` prefixes)
+    #[arg(long, value_name = "PATTERN")]
+    allow: Vec<String>,
+    /// Refuse matching methods (repeatable; wins over --allow)
+    #[arg(long, value_name = "PATTERN")]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Spread {
+    /// Priority order: the first healthy backend takes every call
+    Off,
+    /// Each call to the next healthy backend in turn
+    RoundRobin,
+    /// Peak-EWMA latency
+    LeastLatency,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CacheArg {
+    Ethereum,
+    Electrum,
+}
 
 /// What to do.
 pub enum Command {
@@ -64,274 +220,219 @@ pub enum Command {
     Check(String),
     /// The embedded demo.
     Demo(DemoArgs),
-    Help,
-    Version,
+    /// `--help` / `--version`: print this to stdout and exit 0.
+    Print(String),
     /// No arguments at all: say how to start.
     Nothing,
 }
 
-/// Where the configuration came from (for messages).
+/// Parses the arguments (without the program name). Errors are one line,
+/// without the program name.
 pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, String> {
     let args: Vec<String> = args.collect();
-    if args.is_empty() {
+    if args.is_empty() && std::env::var_os("RPC_PROXY_CONFIG").is_none() {
         return Ok(Command::Nothing);
     }
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        return Ok(Command::Help);
-    }
-    if args.iter().any(|a| a == "-V" || a == "--version") {
-        return Ok(Command::Version);
-    }
-    let (check, args) = match args.split_first() {
-        Some((first, rest)) if first == "check" => (true, rest.to_vec()),
-        _ => (false, args),
+    let cli = match Cli::try_parse_from(std::iter::once("rpc-proxy".to_owned()).chain(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Ok(Command::Print(e.render().to_string()))
+                }
+                _ => Err(one_line(&e)),
+            };
+        }
     };
-    if let Some(path) = config_path(&args)? {
-        return Ok(if check {
-            Command::Check(path)
-        } else {
-            Command::Run(Box::new(Config::load(&path).map_err(|e| e.to_string())?))
-        });
-    }
-    if check {
-        return Err("check needs --config FILE".to_owned());
-    }
-    if args.iter().any(|a| a == "--demo") {
-        return demo_args(&args).map(Command::Demo);
-    }
-    quick_flags(args.into_iter()).map(|c| Command::Run(Box::new(c)))
+    cli.into_command()
 }
 
-/// `--config FILE` (or `--config=FILE`), which excludes every other flag.
-fn config_path(args: &[String]) -> Result<Option<String>, String> {
-    let mut path = None;
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--config" || a == "-c" {
-            path = Some(it.next().ok_or("--config needs a file")?.clone());
-        } else if let Some(p) = a.strip_prefix("--config=") {
-            path = Some(p.to_owned());
-        } else {
-            rest.push(a.as_str());
+/// clap's message without its `error: ` prefix, usage and tips, on one line.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    // The message is the first paragraph; usage and tips follow a blank line.
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message} (see --help)")
+}
+
+impl Cli {
+    fn into_command(self) -> Result<Command, String> {
+        if let Some(Sub::Check { config }) = self.command {
+            return Ok(Command::Check(config.to_string_lossy().into_owned()));
         }
-    }
-    match (path, rest.first()) {
-        (Some(_), Some(other)) => Err(format!(
-            "`{other}`: with --config, everything is set in the file"
-        )),
-        (path, _) => Ok(path),
-    }
-}
-
-fn demo_args(args: &[String]) -> Result<DemoArgs, String> {
-    let mut demo = DemoArgs::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = split_inline(a);
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
+        if self.demo.demo {
+            return Ok(Command::Demo(DemoArgs {
+                calls: self.demo.calls,
+                exit: self.demo.exit,
+                listen: self.server.listen,
+            }));
+        }
+        let mut config = match &self.config {
+            Some(path) => Config::load(&path.to_string_lossy()).map_err(|e| e.to_string())?,
+            None => self.quick.into_config()?,
         };
-        match flag.as_str() {
-            "--demo" => {}
-            "--exit" | "--once" => demo.exit = true,
-            "--calls" => demo.calls = positive(&flag, &value()?)?,
-            "--listen" => demo.listen = Some(address(&flag, &value()?)?),
-            other => return Err(format!("`{other}` does not go with --demo (see --help)")),
+        self.server.apply(&mut config);
+        if self.config.is_none() {
+            config
+                .validate(&crate::config::Source {
+                    file: "<flags>",
+                    text: "",
+                })
+                // Flags have no lines; name the setting in flag terms.
+                .map_err(|e| format!("{}: {}", e.key, e.message))?;
         }
-    }
-    Ok(demo)
-}
-
-fn split_inline(arg: &str) -> (String, Option<String>) {
-    match arg.split_once('=') {
-        Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-        _ => (arg.to_owned(), None),
+        Ok(Command::Run(Box::new(config)))
     }
 }
 
-/// The quick flags, turned into the configuration a file would give.
-pub fn quick_flags(mut args: impl Iterator<Item = String>) -> Result<Config, String> {
-    let mut config: Config =
-        Config::from_toml("<flags>", "[backends]\n").map_err(|e| e.to_string())?;
-    let mut upstreams = Vec::new();
-    let mut name = None;
-    let mut timeout = None;
-    let mut max_response = None;
-    let mut group = Group::failover(Vec::new());
-    let mut quorum = None;
-    let mut hedge = None;
-    let (mut allow, mut deny) = (Vec::new(), Vec::new());
+impl ServerFlags {
+    fn apply(&self, config: &mut Config) {
+        let s = &mut config.server;
+        if let Some(a) = self.listen {
+            s.listen = a;
+        }
+        if let Some(t) = self.request_timeout {
+            s.request_timeout = t;
+        }
+        if let Some(t) = self.shutdown_timeout {
+            s.shutdown_timeout = t;
+        }
+        if let Some(n) = self.max_body {
+            s.max_body_bytes = n;
+        }
+        if let Some(n) = self.max_batch {
+            s.max_batch = n;
+        }
+        if let Some(t) = self.body_timeout {
+            s.body_timeout = t;
+        }
+        s.cache_header |= self.cache_header;
+        s.served_by_header |= self.served_by_header;
+        if let Some(a) = self.metrics_listen {
+            config.metrics.listen = Some(a);
+        }
+        if let Some(f) = self.log_format {
+            config.log.format = match f {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            };
+        }
+    }
+}
 
-    while let Some(arg) = args.next() {
-        let (flag, inline) = split_inline(&arg);
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--listen" => config.server.listen = address(&flag, &value()?)?,
-            "--upstream" => upstreams.push(value()?),
-            "--name" => name = Some(value()?),
-            "--timeout" => timeout = Some(seconds(&flag, &value()?)?),
-            "--retries" => config.retry.max_retries = whole(&flag, &value()?)?,
-            "--failure-threshold" => {
-                group.failure_threshold = u32::try_from(positive(&flag, &value()?)?)
-                    .map_err(|_| format!("{flag}: too large"))?;
-            }
-            "--out-of-service" => group.out_of_service = seconds(&flag, &value()?)?,
-            "--spread" => {
-                group.strategy = match value()?.as_str() {
-                    "off" => Strategy::Failover,
-                    "round-robin" => Strategy::RoundRobin,
-                    "least-latency" => Strategy::LeastLatency,
-                    v => {
-                        return Err(format!(
-                            "--spread: `{v}` is not one of off, round-robin, least-latency"
-                        ))
-                    }
-                }
-            }
-            "--hedge" => hedge = Some(seconds(&flag, &value()?)?),
-            "--quorum" => quorum = Some(positive(&flag, &value()?)?),
-            "--cache" => {
-                config.protocol = match value()?.as_str() {
-                    "ethereum" => Protocol::Ethereum,
-                    "electrum" => Protocol::Electrum,
-                    v => return Err(format!("--cache: `{v}` is not one of ethereum, electrum")),
-                };
-                config.cache.enabled = true;
-            }
-            "--cache-mb" => config.cache.max_mb = positive(&flag, &value()?)?,
-            "--cache-header" => config.server.cache_header = true,
-            "--served-by-header" => config.server.served_by_header = true,
-            "--metrics-listen" => config.metrics.listen = Some(address(&flag, &value()?)?),
-            "--log-format" => {
-                config.log.format = match value()?.as_str() {
-                    "text" => LogFormat::Text,
-                    "json" => LogFormat::Json,
-                    v => return Err(format!("--log-format: `{v}` is not one of text, json")),
-                }
-            }
-            "--request-timeout" => config.server.request_timeout = seconds(&flag, &value()?)?,
-            "--shutdown-timeout" => config.server.shutdown_timeout = seconds(&flag, &value()?)?,
-            "--max-body" => config.server.max_body_bytes = positive(&flag, &value()?)?,
-            "--max-batch" => config.server.max_batch = positive(&flag, &value()?)?,
-            "--max-response" => max_response = Some(positive(&flag, &value()?)?),
-            "--body-timeout" => config.server.body_timeout = seconds(&flag, &value()?)?,
-            "--allow" => allow.push(value()?),
-            "--deny" => deny.push(value()?),
-            other => return Err(format!("unknown argument `{other}` (see --help)")),
+impl QuickFlags {
+    /// The configuration a file with one group of these backends would give.
+    fn into_config(self) -> Result<Config, String> {
+        let mut config: Config =
+            Config::from_toml("<flags>", "[backends]\n").map_err(|e| e.to_string())?;
+        let mut group = Group::failover(Vec::new());
+        if self.upstream.is_empty() {
+            return Err("missing --upstream URL (see --help, or try --demo)".to_owned());
         }
-    }
-    if upstreams.is_empty() {
-        return Err("missing --upstream URL (see --help, or try --demo)".to_owned());
-    }
-    if name.is_some() && upstreams.len() > 1 {
-        return Err(
-            "--name names a single backend; name several with --upstream NAME=URL".to_owned(),
-        );
-    }
-    let count = upstreams.len();
-    let mut members = Vec::with_capacity(count);
-    for (i, spec) in upstreams.into_iter().enumerate() {
-        let (n, url) = match spec.split_once('=') {
-            Some((n, url)) if !n.contains("://") && url.contains("://") => {
-                if n.is_empty() {
-                    return Err(format!("--upstream: empty name in `{spec}`"));
-                }
-                (n.to_owned(), url.to_owned())
-            }
-            _ if count == 1 => (name.clone().unwrap_or_else(|| "upstream".to_owned()), spec),
-            _ => (format!("upstream-{}", i + 1), spec),
-        };
-        if config.backends.contains_key(&n) {
-            return Err(format!("--upstream: the name `{n}` is used twice"));
-        }
-        let backend = Backend {
-            url: Spanned::new(0..0, EnvString(url)),
-            timeout,
-            connect_timeout: None,
-            max_response_bytes: max_response,
-            headers: BTreeMap::new(),
-            basic_auth: None,
-            max_concurrency: None,
-            adaptive_concurrency: false,
-        };
-        config
-            .backends
-            .insert(n.clone(), Spanned::new(0..0, backend));
-        members.push(Spanned::new(0..0, n));
-    }
-    if let Some(k) = quorum {
-        if k > count {
-            return Err(format!("--quorum {k}: only {count} --upstream given"));
-        }
-        if hedge.is_some() || group.strategy != Strategy::Failover {
+        let count = self.upstream.len();
+        if self.name.is_some() && count > 1 {
             return Err(
-                "--quorum asks every backend; it does not combine with --hedge or --spread"
-                    .to_owned(),
+                "--name names a single backend; name several with --upstream NAME=URL".to_owned(),
             );
         }
-        group.strategy = Strategy::Quorum;
-        group.quorum = Some(Spanned::new(0..0, k));
-    } else if let Some(d) = hedge {
-        group.strategy = Strategy::Hedged;
-        group.hedge_delay = Some(d);
-    }
-    group.members = Spanned::new(0..0, members);
-    config
-        .groups
-        .insert("default".to_owned(), Spanned::new(0..0, group));
-    if !allow.is_empty() {
-        config.methods.allow = Some(Spanned::new(0..0, allow));
-    }
-    if !deny.is_empty() {
-        config.methods.deny = Some(Spanned::new(0..0, deny));
-    }
-    config
-        .validate(&crate::config::Source {
-            file: "<flags>",
-            text: "",
-        })
-        .map_err(|e| {
-            // Flags have no lines; name the setting in flag terms.
-            format!("{}: {}", e.key, e.message)
-        })?;
-    Ok(config)
-}
-
-fn address(flag: &str, v: &str) -> Result<SocketAddr, String> {
-    v.parse()
-        .map_err(|_| format!("{flag}: `{v}` is not an address like 127.0.0.1:8545"))
-}
-
-fn seconds(flag: &str, v: &str) -> Result<Secs, String> {
-    match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => {
-            Ok(Secs(std::time::Duration::from_secs_f64(s)))
+        let mut members = Vec::with_capacity(count);
+        for (i, spec) in self.upstream.into_iter().enumerate() {
+            let (n, url) = match spec.split_once('=') {
+                Some((n, url)) if !n.contains("://") && url.contains("://") => {
+                    if n.is_empty() {
+                        return Err(format!("--upstream: empty name in `{spec}`"));
+                    }
+                    (n.to_owned(), url.to_owned())
+                }
+                _ if count == 1 => (
+                    self.name.clone().unwrap_or_else(|| "upstream".to_owned()),
+                    spec,
+                ),
+                _ => (format!("upstream-{}", i + 1), spec),
+            };
+            if config.backends.contains_key(&n) {
+                return Err(format!("--upstream: the name `{n}` is used twice"));
+            }
+            let backend = Backend {
+                url: Spanned::new(0..0, EnvString(url)),
+                timeout: self.timeout,
+                connect_timeout: None,
+                max_response_bytes: self.max_response,
+                headers: BTreeMap::new(),
+                basic_auth: None,
+                max_concurrency: None,
+                adaptive_concurrency: false,
+            };
+            config
+                .backends
+                .insert(n.clone(), Spanned::new(0..0, backend));
+            members.push(Spanned::new(0..0, n));
         }
-        _ => Err(format!("{flag}: `{v}` is not a positive number of seconds")),
+        if let Some(n) = self.retries {
+            config.retry.max_retries = n;
+        }
+        if let Some(n) = self.failure_threshold {
+            group.failure_threshold = n;
+        }
+        if let Some(d) = self.out_of_service {
+            group.out_of_service = d;
+        }
+        group.strategy = match self.spread {
+            None | Some(Spread::Off) => Strategy::Failover,
+            Some(Spread::RoundRobin) => Strategy::RoundRobin,
+            Some(Spread::LeastLatency) => Strategy::LeastLatency,
+        };
+        if let Some(k) = self.quorum {
+            if k > count {
+                return Err(format!("--quorum {k}: only {count} --upstream given"));
+            }
+            group.strategy = Strategy::Quorum;
+            group.quorum = Some(Spanned::new(0..0, k));
+        } else if let Some(d) = self.hedge {
+            group.strategy = Strategy::Hedged;
+            group.hedge_delay = Some(d);
+        }
+        if let Some(rules) = self.cache {
+            config.protocol = match rules {
+                CacheArg::Ethereum => Protocol::Ethereum,
+                CacheArg::Electrum => Protocol::Electrum,
+            };
+            config.cache.enabled = true;
+        }
+        if let Some(mb) = self.cache_mb {
+            config.cache.max_mb = mb;
+        }
+        group.members = Spanned::new(0..0, members);
+        config
+            .groups
+            .insert("default".to_owned(), Spanned::new(0..0, group));
+        if !self.allow.is_empty() {
+            config.methods.allow = Some(Spanned::new(0..0, self.allow));
+        }
+        if !self.deny.is_empty() {
+            config.methods.deny = Some(Spanned::new(0..0, self.deny));
+        }
+        Ok(config)
     }
 }
 
-fn whole(flag: &str, v: &str) -> Result<u32, String> {
-    v.parse::<u32>()
-        .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
+fn secs(v: &str) -> Result<Secs, String> {
+    crate::duration::parse_duration(v).map(Secs)
 }
 
-fn positive(flag: &str, v: &str) -> Result<usize, String> {
+fn positive(v: &str) -> Result<usize, String> {
     match v.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{flag}: `{v}` is not a positive whole number")),
+        _ => Err(format!("`{v}` is not a positive whole number")),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,9 +535,37 @@ mod tests {
     }
 
     #[test]
+    fn server_flags_override_the_file() {
+        let path = std::env::temp_dir().join(format!("proxy-cli-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"127.0.0.1:7000\"\nmax_batch = 7\n[backends.a]\nurl = \"http://127.0.0.1:1\"\n[groups.main]\nmembers = [\"a\"]\n",
+        )
+        .expect("write");
+        let p = path.to_string_lossy().into_owned();
+        let c = run(&["--config", &p]);
+        assert_eq!((c.server.listen.port(), c.server.max_batch), (7000, 7));
+        let c = run(&[
+            "--config",
+            &p,
+            "--listen",
+            "127.0.0.1:7001",
+            "--request-timeout",
+            "250ms",
+        ]);
+        assert_eq!(c.server.listen.port(), 7001, "the flag wins");
+        assert_eq!(c.server.max_batch, 7, "the file's other settings stay");
+        assert_eq!(c.server.request_timeout, Secs(Duration::from_millis(250)));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn commands_are_recognised() {
         assert!(matches!(parse(&[]), Ok(Command::Nothing)));
-        assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
+        assert!(
+            matches!(parse(&["--help"]), Ok(Command::Print(h)) if h.contains("--upstream <[NAME=]URL>"))
+        );
+        assert!(matches!(parse(&["-V"]), Ok(Command::Print(v)) if v.starts_with("rpc-proxy ")));
         assert!(
             matches!(parse(&["check", "--config", "x.toml"]), Ok(Command::Check(p)) if p == "x.toml")
         );
@@ -454,10 +583,10 @@ mod tests {
                 "--listen",
             ),
             (&["--listen", "127.0.0.1:1"][..], "missing --upstream"),
-            (&["--upstream"][..], "needs a value"),
+            (&["--upstream"][..], "a value is required"),
             (
                 &["--upstream", "http://a", "--bogus"][..],
-                "unknown argument",
+                "unexpected argument",
             ),
             (
                 &["--upstream", "http://a", "--timeout", "-1"][..],
@@ -522,13 +651,17 @@ mod tests {
                 "methods.allow",
             ),
             (
-                &["--config", "x.toml", "--listen", "127.0.0.1:1"][..],
-                "in the file",
+                &["--config", "x.toml", "--upstream", "http://a"][..],
+                "cannot be used with",
+            ),
+            (
+                &["--config", "/nonexistent.toml", "--listen", "127.0.0.1:1"][..],
+                "cannot read",
             ),
             (&["check"][..], "--config"),
             (
                 &["--demo", "--upstream", "http://a"][..],
-                "does not go with --demo",
+                "cannot be used with",
             ),
         ] {
             let Err(reason) = parse(args) else {

@@ -20,13 +20,14 @@
 mod cli;
 mod config;
 mod demo;
+mod duration;
 mod metrics_http;
 mod sim;
 mod stack;
 
 use std::process::ExitCode;
 
-use cli::{parse_args, Command, USAGE};
+use cli::{parse_args, Command};
 use config::{Config, LogFormat};
 
 const NOTHING_TO_DO: &str = "\
@@ -45,12 +46,8 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Help => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Command::Version => {
-            println!("rpc-proxy {}", env!("CARGO_PKG_VERSION"));
+        Command::Print(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Command::Nothing => {

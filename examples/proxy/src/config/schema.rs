@@ -745,35 +745,7 @@ impl<'de> Deserialize<'de> for Secs {
     }
 }
 
-pub(crate) fn seconds(v: f64) -> Result<Duration, String> {
-    if v.is_finite() && v > 0.0 && v < 1e9 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(format!("`{v}` is not a positive number of seconds"))
-    }
-}
-
-/// Parses `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"` (or a bare number of seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => f64::NAN,
-    };
-    match number.parse::<f64>() {
-        Ok(n) if scale.is_finite() => seconds(n * scale),
-        _ => Err(format!(
-            "`{text}` is not a duration like \"250ms\", \"5s\", \"2m\" or \"1h\""
-        )),
-    }
-}
+pub(crate) use crate::duration::{parse_duration, seconds};
 
 impl Group {
     /// A plain failover group over `members`, with the defaults.
