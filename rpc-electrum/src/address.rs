@@ -1,5 +1,7 @@
-//! Addresses to Electrum script hashes: base58 (P2PKH, P2SH), bech32 and
-//! bech32m (segwit v0 and v1+), and Bitcoin Cash cashaddr.
+//! Addresses to Electrum script hashes: base58 (P2PKH, P2SH; the `bs58`
+//! crate), bech32 and bech32m (segwit v0 and v1+; the `bech32` crate), and
+//! Bitcoin Cash cashaddr (P2PKH, P2SH with 20- or 32-byte hashes, and their
+//! CashTokens-aware forms; written here: no maintained crate covers it).
 //!
 //! An Electrum server indexes outputs by *script hash*: the SHA-256 of the
 //! output script, byte-reversed, in hex. Gateways take addresses; these
@@ -54,27 +56,23 @@ pub fn script_pubkey(address: &str, network: Network) -> Result<Vec<u8>, Address
             if prefix != cash_prefix {
                 return Err(AddressError::WrongNetwork);
             }
-            return cashaddr(&lower, prefix);
+            return cashaddr(address, &lower, prefix);
         }
         return Err(AddressError::Invalid("unknown prefix"));
     }
     let hrp = match network {
-        Network::Mainnet => "bc",
-        Network::Testnet => "tb",
-        Network::Regtest => "bcrt",
+        Network::Mainnet => bech32::hrp::BC,
+        Network::Testnet => bech32::hrp::TB,
+        Network::Regtest => bech32::hrp::BCRT,
     };
     if let Some(pos) = lower.rfind('1') {
-        let candidate = &lower[..pos];
-        if ["bc", "tb", "bcrt"].contains(&candidate) {
-            if candidate != hrp {
-                return Err(AddressError::WrongNetwork);
-            }
+        if ["bc", "tb", "bcrt"].contains(&&lower[..pos]) {
             return segwit(address, hrp);
         }
     }
     // A bare cashaddr payload (no prefix) is common in BCH wallets.
     if lower.starts_with('q') || lower.starts_with('p') {
-        if let Ok(script) = cashaddr(&format!("{cash_prefix}:{lower}"), cash_prefix) {
+        if let Ok(script) = cashaddr(address, &format!("{cash_prefix}:{lower}"), cash_prefix) {
             return Ok(script);
         }
     }
@@ -110,41 +108,30 @@ fn p2sh(hash: &[u8]) -> Vec<u8> {
     s
 }
 
-// ---------------------------------------------------------------- base58
+/// `OP_HASH256 <32 bytes> OP_EQUAL` (Bitcoin Cash P2SH32).
+fn p2sh32(hash: &[u8]) -> Vec<u8> {
+    let mut s = vec![0xaa, 0x20];
+    s.extend_from_slice(hash);
+    s.push(0x87);
+    s
+}
 
-const BASE58: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+// ---------------------------------------------------------------- base58
 
 fn base58(address: &str, network: Network) -> Result<Vec<u8>, AddressError> {
     if address.is_empty() || address.len() > 64 {
         return Err(AddressError::Invalid("length"));
     }
-    let mut bytes: Vec<u8> = Vec::with_capacity(32);
-    for c in address.bytes() {
-        let mut carry = BASE58
-            .iter()
-            .position(|&b| b == c)
-            .ok_or(AddressError::Invalid("not base58"))? as u32;
-        for b in bytes.iter_mut().rev() {
-            carry += u32::from(*b) * 58;
-            *b = (carry & 0xff) as u8;
-            carry >>= 8;
-        }
-        while carry > 0 {
-            bytes.insert(0, (carry & 0xff) as u8);
-            carry >>= 8;
-        }
-    }
-    let zeros = address.bytes().take_while(|&c| c == b'1').count();
-    let mut full = vec![0u8; zeros];
-    full.extend_from_slice(&bytes);
-    if full.len() != 25 {
+    // Version byte + 20-byte hash, checksum verified and removed.
+    let payload = bs58::decode(address)
+        .with_check(None)
+        .into_vec()
+        .map_err(|e| match e {
+            bs58::decode::Error::InvalidChecksum { .. } => AddressError::Invalid("base58 checksum"),
+            _ => AddressError::Invalid("not base58"),
+        })?;
+    if payload.len() != 21 {
         return Err(AddressError::Invalid("not a 20-byte hash with a checksum"));
-    }
-    let (payload, check) = full.split_at(21);
-    let once = ring::digest::digest(&ring::digest::SHA256, payload);
-    let twice = ring::digest::digest(&ring::digest::SHA256, once.as_ref());
-    if &twice.as_ref()[..4] != check {
-        return Err(AddressError::Invalid("base58 checksum"));
     }
     let (p2pkh_v, p2sh_v) = match network {
         Network::Mainnet => (0x00, 0x05),
@@ -160,23 +147,29 @@ fn base58(address: &str, network: Network) -> Result<Vec<u8>, AddressError> {
 
 // ---------------------------------------------------------------- bech32
 
-const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
-
-fn bech32_polymod(values: &[u8]) -> u32 {
-    const GEN: [u32; 5] = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
-    let mut chk: u32 = 1;
-    for &v in values {
-        let top = chk >> 25;
-        chk = ((chk & 0x1ff_ffff) << 5) ^ u32::from(v);
-        for (i, g) in GEN.iter().enumerate() {
-            if (top >> i) & 1 == 1 {
-                chk ^= g;
-            }
-        }
+fn segwit(address: &str, network_hrp: bech32::Hrp) -> Result<Vec<u8>, AddressError> {
+    use bech32::primitives::decode::{SegwitHrpstring, SegwitHrpstringError};
+    // Checksum (bech32 for v0, bech32m for v1+), case, length, witness
+    // version and program length are all checked by the crate.
+    let parsed = SegwitHrpstring::new(address).map_err(|e| {
+        AddressError::Invalid(match e {
+            SegwitHrpstringError::Checksum(_) => "bech32 checksum",
+            _ => "not a segwit address",
+        })
+    })?;
+    if parsed.hrp() != network_hrp {
+        return Err(AddressError::WrongNetwork);
     }
-    chk
+    let version = parsed.witness_version().to_u8();
+    let program: Vec<u8> = parsed.byte_iter().collect();
+    let op = if version == 0 { 0 } else { 0x50 + version };
+    let mut script = vec![op, program.len() as u8];
+    script.extend_from_slice(&program);
+    Ok(script)
 }
 
+/// Regroups `from`-bit values into `to`-bit values (cashaddr's 5-bit
+/// characters into bytes); `None` on out-of-range values or non-zero padding.
 fn convert_bits(data: &[u8], from: u32, to: u32, pad: bool) -> Option<Vec<u8>> {
     let (mut acc, mut bits) = (0u32, 0u32);
     let maxv = (1u32 << to) - 1;
@@ -202,54 +195,6 @@ fn convert_bits(data: &[u8], from: u32, to: u32, pad: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn segwit(address: &str, hrp: &str) -> Result<Vec<u8>, AddressError> {
-    let invalid = AddressError::Invalid;
-    if address.len() > 90 {
-        return Err(invalid("length"));
-    }
-    let has_lower = address.bytes().any(|b| b.is_ascii_lowercase());
-    let has_upper = address.bytes().any(|b| b.is_ascii_uppercase());
-    if has_lower && has_upper {
-        return Err(invalid("mixed case"));
-    }
-    let lower = address.to_ascii_lowercase();
-    let data_part = &lower[hrp.len() + 1..];
-    if data_part.len() < 6 {
-        return Err(invalid("too short"));
-    }
-    let data: Vec<u8> = data_part
-        .bytes()
-        .map(|c| CHARSET.iter().position(|&x| x == c).map(|p| p as u8))
-        .collect::<Option<_>>()
-        .ok_or(invalid("not bech32"))?;
-    let mut values: Vec<u8> = hrp.bytes().map(|b| b >> 5).collect();
-    values.push(0);
-    values.extend(hrp.bytes().map(|b| b & 31));
-    values.extend_from_slice(&data);
-    let check = bech32_polymod(&values);
-    let (payload, _) = data.split_at(data.len() - 6);
-    let version = *payload.first().ok_or(invalid("no witness version"))?;
-    // BIP173 (bech32) for v0, BIP350 (bech32m) for v1+.
-    let want = if version == 0 { 1 } else { 0x2bc8_30a3 };
-    if check != want {
-        return Err(invalid("bech32 checksum"));
-    }
-    if version > 16 {
-        return Err(invalid("witness version"));
-    }
-    let program = convert_bits(&payload[1..], 5, 8, false).ok_or(invalid("witness program"))?;
-    if program.len() < 2
-        || program.len() > 40
-        || (version == 0 && program.len() != 20 && program.len() != 32)
-    {
-        return Err(invalid("witness program length"));
-    }
-    let op = if version == 0 { 0 } else { 0x50 + version };
-    let mut script = vec![op, program.len() as u8];
-    script.extend_from_slice(&program);
-    Ok(script)
-}
-
 // ---------------------------------------------------------------- cashaddr
 
 fn cashaddr_polymod(values: &[u8]) -> u64 {
@@ -273,12 +218,21 @@ fn cashaddr_polymod(values: &[u8]) -> u64 {
     c ^ 1
 }
 
-fn cashaddr(lower: &str, prefix: &str) -> Result<Vec<u8>, AddressError> {
+/// A cashaddr (`lower`: the address with its prefix, lower-cased;
+/// `original`: as given, for the case rule). Types 0 / 1 are P2PKH / P2SH,
+/// 2 / 3 the same with CashTokens; P2SH may hash 20 bytes (HASH160) or 32
+/// (HASH256, "P2SH32").
+fn cashaddr(original: &str, lower: &str, prefix: &str) -> Result<Vec<u8>, AddressError> {
     let invalid = AddressError::Invalid;
+    if original.bytes().any(|b| b.is_ascii_lowercase())
+        && original.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Err(invalid("mixed case"));
+    }
     let payload = &lower[prefix.len() + 1..];
     let data: Vec<u8> = payload
-        .bytes()
-        .map(|c| CHARSET.iter().position(|&x| x == c).map(|p| p as u8))
+        .chars()
+        .map(|c| bech32::Fe32::from_char(c).ok().map(|f| f.to_u8()))
         .collect::<Option<_>>()
         .ok_or(invalid("not cashaddr"))?;
     if data.len() < 9 {
@@ -292,13 +246,30 @@ fn cashaddr(lower: &str, prefix: &str) -> Result<Vec<u8>, AddressError> {
     }
     let bytes =
         convert_bits(&data[..data.len() - 8], 5, 8, false).ok_or(invalid("cashaddr payload"))?;
-    let (version, hash) = bytes.split_first().ok_or(invalid("cashaddr payload"))?;
-    if hash.len() != 20 {
-        return Err(invalid("only 160-bit cashaddr hashes are supported"));
+    let (&version, hash) = bytes.split_first().ok_or(invalid("cashaddr payload"))?;
+    if version & 0x80 != 0 {
+        return Err(invalid("cashaddr version"));
     }
-    match version >> 3 {
-        0 => Ok(p2pkh(hash)),
-        1 => Ok(p2sh(hash)),
+    let size = match version & 0x07 {
+        0 => 20,
+        1 => 24,
+        2 => 28,
+        3 => 32,
+        4 => 40,
+        5 => 48,
+        6 => 56,
+        _ => 64,
+    };
+    if hash.len() != size {
+        return Err(invalid("cashaddr hash length"));
+    }
+    match ((version >> 3) & 0x0f, size) {
+        // P2PKH, plain or token-aware.
+        (0 | 2, 20) => Ok(p2pkh(hash)),
+        // P2SH, plain or token-aware.
+        (1 | 3, 20) => Ok(p2sh(hash)),
+        (1 | 3, 32) => Ok(p2sh32(hash)),
+        (0..=3, _) => Err(invalid("cashaddr hash size for its type")),
         _ => Err(invalid("cashaddr type")),
     }
 }
@@ -407,6 +378,109 @@ mod tests {
         );
         assert!(script_pubkey("0OIl", Network::Mainnet).is_err());
         assert!(script_pubkey("", Network::Mainnet).is_err());
+    }
+
+    /// A cashaddr encoder for tests (checked against the spec's vectors
+    /// below before it is trusted for others).
+    fn encode_cashaddr(prefix: &str, version: u8, hash: &[u8]) -> String {
+        let mut bytes = vec![version];
+        bytes.extend_from_slice(hash);
+        let data = convert_bits(&bytes, 8, 5, true).expect("bits");
+        let mut values: Vec<u8> = prefix.bytes().map(|b| b & 31).collect();
+        values.push(0);
+        values.extend_from_slice(&data);
+        values.extend_from_slice(&[0; 8]);
+        let check = cashaddr_polymod(&values);
+        let mut out = format!("{prefix}:");
+        for &d in &data {
+            out.push(bech32::Fe32::try_from(d).expect("5 bits").to_char());
+        }
+        for i in 0..8 {
+            let d = ((check >> (5 * (7 - i))) & 31) as u8;
+            out.push(bech32::Fe32::try_from(d).expect("5 bits").to_char());
+        }
+        out
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
+    fn cashaddr_sizes_tokens_and_case() {
+        // The cashaddr spec's vectors (20- and 32-byte payloads).
+        let h20 = unhex("f5bf48b397dae70be82b3cca4793f8eb2b6cdac9");
+        let h32 = unhex("3173ef6623c6b48ffd1a3dcc0cc6489b0a07bb47a37f47cfef4fe69de825c060");
+        let p2pkh20 = "bitcoincash:qr6m7j9njldwwzlg9v7v53unlr4jkmx6eylep8ekg2";
+        assert_eq!(encode_cashaddr("bitcoincash", 0, &h20), p2pkh20);
+        assert_eq!(
+            script_pubkey(p2pkh20, Network::Mainnet).map(|s| hex(&s)),
+            Ok(format!("76a914{}88ac", hex(&h20)))
+        );
+        let p2sh32 = "bchtest:pvch8mmxy0rtfrlarg7ucrxxfzds5pamg73h7370aa87d80gyhqxq7fqng6m6";
+        assert_eq!(encode_cashaddr("bchtest", 0x0b, &h32), p2sh32);
+        assert_eq!(
+            script_pubkey(p2sh32, Network::Testnet).map(|s| hex(&s)),
+            Ok(format!("aa20{}87", hex(&h32))),
+            "P2SH32: OP_HASH256 <32> OP_EQUAL"
+        );
+        // A 32-byte P2PKH does not exist.
+        assert!(script_pubkey(
+            "bitcoincash:qvch8mmxy0rtfrlarg7ucrxxfzds5pamg73h7370aa87d80gyhqxq5nlegake",
+            Network::Mainnet
+        )
+        .is_err());
+        // CashTokens: token-aware addresses (types 2 and 3) pay to the same
+        // scripts as plain ones (the CHIP's vector for type 2).
+        let tokens_p2pkh = "bitcoincash:zr6m7j9njldwwzlg9v7v53unlr4jkmx6eycnjehshe";
+        assert_eq!(encode_cashaddr("bitcoincash", 2 << 3, &h20), tokens_p2pkh);
+        assert_eq!(
+            script_pubkey(tokens_p2pkh, Network::Mainnet),
+            script_pubkey(p2pkh20, Network::Mainnet)
+        );
+        let tokens_p2sh = encode_cashaddr("bitcoincash", 3 << 3, &h20);
+        assert!(tokens_p2sh.starts_with("bitcoincash:r"), "{tokens_p2sh}");
+        assert_eq!(
+            script_pubkey(&tokens_p2sh, Network::Mainnet),
+            script_pubkey(
+                &encode_cashaddr("bitcoincash", 1 << 3, &h20),
+                Network::Mainnet
+            )
+        );
+        let tokens_p2sh32 = encode_cashaddr("bitcoincash", (3 << 3) | 3, &h32);
+        assert_eq!(
+            script_pubkey(&tokens_p2sh32, Network::Mainnet).map(|s| hex(&s)),
+            Ok(format!("aa20{}87", hex(&h32)))
+        );
+        // Unknown types and a size that does not match the payload: refused.
+        assert!(script_pubkey(
+            &encode_cashaddr("bitcoincash", 4 << 3, &h20),
+            Network::Mainnet
+        )
+        .is_err());
+        assert!(script_pubkey(&encode_cashaddr("bitcoincash", 3, &h20), Network::Mainnet).is_err());
+        // One case or the other, never both (the checksum is over lower case).
+        assert_eq!(
+            script_pubkey(&p2pkh20.to_ascii_uppercase(), Network::Mainnet),
+            script_pubkey(p2pkh20, Network::Mainnet)
+        );
+        assert_eq!(
+            script_pubkey(
+                "bitcoincash:Qr6m7j9njldwwzlg9v7v53unlr4jkmx6eylep8ekg2",
+                Network::Mainnet
+            ),
+            Err(AddressError::Invalid("mixed case"))
+        );
+        assert_eq!(
+            script_pubkey(
+                "BITCOINCASH:qr6m7j9njldwwzlg9v7v53unlr4jkmx6eylep8ekg2",
+                Network::Mainnet
+            ),
+            Err(AddressError::Invalid("mixed case"))
+        );
     }
 
     #[test]

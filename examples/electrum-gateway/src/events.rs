@@ -167,8 +167,7 @@ fn frame(event: &str, data: &Value) -> Result<Frame<Bytes>, Infallible> {
 /// The event stream for `?address=A&address=B...` (no address: tips only).
 pub async fn stream(gw: &Gateway, query: &str) -> http::Response<Body> {
     let mut watched: HashMap<String, String> = HashMap::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if k != "address" {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -183,7 +182,7 @@ pub async fn stream(gw: &Gateway, query: &str) -> http::Response<Body> {
                 format!("at most {MAX_ADDRESSES} addresses per stream"),
             );
         }
-        let address = crate::rest::percent_decode(v);
+        let address = v.into_owned();
         match crate::rest::scripthash_of(gw, &address) {
             Ok(sh) => {
                 watched.insert(sh, address);

@@ -69,32 +69,12 @@ pub async fn handle(gw: Arc<Gateway>, req: http::Request<Incoming>) -> http::Res
     reply.unwrap_or_else(ApiError::into_response)
 }
 
-/// Percent-decodes a path or query component (cashaddr's `:` may arrive as `%3A`).
+/// Percent-decodes a path segment (cashaddr's `:` may arrive as `%3A`);
+/// invalid escapes stay as they are.
 pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The Electrum script hash of an address (already percent-decoded), or a 400.
