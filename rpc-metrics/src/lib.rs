@@ -39,6 +39,9 @@
 //! | `rpc_chain_reorgs_total` | counter | — | reorganisations a head-tracking group saw (a changed block at an agreed height, or the agreed head going back) |
 //! | `rpc_chain_split` | gauge | — | 1 while a head-tracking group's members disagree on the block at one height with no majority (an even split: nobody is taken out) |
 //!
+//! The histograms are meant as histograms: a Prometheus exporter renders
+//! them as summaries unless it is given buckets, which [`buckets`] provides.
+//!
 //! Labels are bounded: `method` is a known method name ([`MethodLabels`]) or
 //! `other`; `code` is one of the first 64 distinct codes a layer saw, then
 //! `other`; `backend` is a configured name, never a URL.
@@ -74,6 +77,7 @@
 //! assert!(matches!(ok, Some((_, _, _, DebugValue::Counter(1)))));
 //! ```
 
+pub mod buckets;
 mod labels;
 mod layer;
 pub mod names;

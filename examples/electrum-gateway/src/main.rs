@@ -290,11 +290,12 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn install_metrics() -> Result<Option<metrics_exporter_prometheus::PrometheusHandle>, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    let seconds = [
-        0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
-    ];
+    use rpc_metrics::{buckets, names};
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), buckets::SECONDS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(names::BATCH_SIZE.into()), buckets::BATCH_SIZE)
+        })
         .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;

@@ -1,4 +1,9 @@
 //! The Prometheus endpoint: `GET /metrics` on its own listener.
+//!
+//! Kept here rather than `metrics-exporter-prometheus`'s `http-listener`:
+//! that listener cannot report the port it bound (scripts and tests listen
+//! on port 0 and read the printed address) and sets no header or connection
+//! deadlines.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,13 +13,12 @@ use std::time::Duration;
 pub async fn start_metrics(addr: SocketAddr) -> Result<SocketAddr, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     // Histograms (not summaries): buckets for latencies and batch sizes.
-    let seconds = [
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    ];
-    let sizes = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+    use rpc_metrics::{buckets, names};
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("rpc_batch_size".into()), &sizes))
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), buckets::SECONDS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(names::BATCH_SIZE.into()), buckets::BATCH_SIZE)
+        })
         .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
