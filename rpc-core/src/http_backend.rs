@@ -110,6 +110,12 @@ impl HttpBackend {
     }
 }
 
+impl crate::Named for HttpBackend {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+}
+
 /// Builds an [`HttpBackend`]. Every setting has a documented default.
 #[must_use]
 pub struct HttpBackendBuilder {

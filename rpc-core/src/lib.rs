@@ -106,4 +106,4 @@ pub use id::Id;
 pub use raw::RawJson;
 pub use request::{Deadline, RemoteAddr, Request};
 pub use response::{Payload, Response};
-pub use service::{BoxJsonRpcService, BoxedResponseFuture, JsonRpcService};
+pub use service::{BoxJsonRpcService, BoxedResponseFuture, JsonRpcService, Named};

@@ -56,6 +56,31 @@ where
 {
 }
 
+/// A backend that knows its own name (for logs, errors and metrics; never a
+/// URL), so the name is given once — to the backend's builder — and groups
+/// ([`Member::named`][member]) and metrics (`MetricsLayer::backend_of`) read
+/// it. Layers over a backend forward it (`rpc_metrics::Metrics` does).
+///
+/// [member]: https://docs.rs/rpc-failover/latest/rpc_failover/struct.Member.html#method.named
+///
+/// ```
+/// use rpc_core::Named;
+///
+/// #[derive(Clone)]
+/// struct MyNode { name: String }
+///
+/// impl Named for MyNode {
+///     fn name(&self) -> &str {
+///         &self.name
+///     }
+/// }
+/// assert_eq!(Named::name(&MyNode { name: "a".into() }), "a");
+/// ```
+pub trait Named {
+    /// The name.
+    fn name(&self) -> &str;
+}
+
 /// A type-erased [`JsonRpcService`], for stacks built at run time (from a
 /// config file) or groups that mix backend types. Costs one allocation per
 /// call for the boxed future.

@@ -389,3 +389,9 @@ impl Service<Request> for ElectrumBackend {
 
 /// The future of an [`ElectrumBackend`] call.
 pub type ResponseFuture = rpc_core::BoxedResponseFuture;
+
+impl rpc_core::Named for ElectrumBackend {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+}

@@ -1,12 +1,12 @@
-//! Failover, retry, quorum and hedging over groups of JSON-RPC backends, as
-//! tower layers.
+//! Failover, retry, quorum and hedging over groups of JSON-RPC backends.
 //!
-//! * [`FailoverLayer`] — a group of [`Member`]s tried in priority order, with
-//!   out-of-service windows, half-open recovery and optional load spreading.
-//! * [`HedgeLayer`] — a failover group that races a slow read against the
-//!   next member.
+//! * [`FailoverLayer`] — the settings of a group of [`Member`]s tried in
+//!   priority order, with out-of-service windows, background re-tests and
+//!   optional load spreading; [`FailoverLayer::hedge`] races a slow read
+//!   against the next member. `build(members)` returns the group (a service)
+//!   or a [`GroupError`].
 //! * [`QuorumLayer`] — asks *n* members at once and answers as soon as *k*
-//!   agree.
+//!   agree (built the same way).
 //! * [`RetryLayer`] — waits and tries again (backoff with jitter,
 //!   `Retry-After`, deadline, budget).
 //! * [Head tracking](head) ([`FailoverLayer::head_tracking`]) — members that
@@ -65,7 +65,7 @@ pub use group::{
     GroupError, HealthCheck, MemberStatus, OutReason, Spread, WhenAllDown, MAX_MEMBERS,
 };
 pub use head::{ConsistencyLayer, HeadPolicy, HeadProbe, Suspicion};
-pub use hedge::{HedgeLayer, HedgePolicy};
+pub use hedge::HedgePolicy;
 pub use member::{ConcurrencyLimit, Member};
 pub use quorum::{Quorum, QuorumLayer};
 pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy};

@@ -89,8 +89,36 @@ impl ConcurrencyLimit {
 impl<S> Member<S> {
     /// A member with priority 0.
     pub fn new(name: impl Into<Arc<str>>, service: S) -> Self {
+        Self::with_name(name.into(), service)
+    }
+
+    /// A member named by its service's own [name](rpc_core::Named) (an
+    /// `HttpBackend`, an `ElectrumBackend`, or a layer over one), so the
+    /// name is written once.
+    ///
+    /// ```
+    /// use rpc_core::HttpBackend;
+    /// use rpc_failover::Member;
+    ///
+    /// # fn main() -> Result<(), rpc_core::BuildError> {
+    /// let backend = HttpBackend::builder("alchemy", "http://127.0.0.1:8545").build()?;
+    /// // With metrics: Member::named(MetricsLayer::backend_of(&backend).layer(backend))
+    /// let member = Member::named(backend);
+    /// assert_eq!(member.name(), "alchemy");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn named(service: S) -> Self
+    where
+        S: rpc_core::Named,
+    {
+        let name: Arc<str> = Arc::from(service.name());
+        Self::with_name(name, service)
+    }
+
+    fn with_name(name: Arc<str>, service: S) -> Self {
         Member {
-            name: name.into(),
+            name,
             service,
             priority: 0,
             limit: None,

@@ -5,12 +5,13 @@ mod common;
 use std::time::Duration;
 
 use common::{req, result_of, slow, Mock, Step};
-use rpc_failover::{Failover, FailoverLayer, HedgeLayer, HedgePolicy};
+use rpc_failover::{Failover, FailoverLayer, HedgePolicy};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 fn hedged(policy: HedgePolicy, mocks: &[&Mock]) -> Failover<Mock> {
-    HedgeLayer::new(policy)
+    FailoverLayer::new()
+        .hedge(policy)
         .build(mocks.iter().map(|m| m.member()).collect())
         .expect("group")
 }
@@ -88,8 +89,8 @@ async fn the_quantile_delay_learns_per_method() {
         slow(if n % 10 == 9 { 2_000 } else { 20 }, Step::Ok("\"a\""))
     });
     let b = Mock::new("b", |_| slow(20, Step::Ok("\"b\"")));
-    let g = HedgeLayer::new(HedgePolicy::quantile(0.8).fallback_delay(Duration::from_secs(5)))
-        .group(FailoverLayer::new())
+    let g = FailoverLayer::new()
+        .hedge(HedgePolicy::quantile(0.8).fallback_delay(Duration::from_secs(5)))
         .build(vec![a.member(), b.member()])
         .expect("group");
     for _ in 0..30 {

@@ -62,6 +62,12 @@ impl MetricsLayer {
         }
     }
 
+    /// One backend's view, labelled with the backend's own
+    /// [name](rpc_core::Named).
+    pub fn backend_of(backend: &impl rpc_core::Named) -> Self {
+        Self::backend(backend.name())
+    }
+
     /// Which methods are labelled by name (default:
     /// [`MethodLabels::default`]).
     pub fn method_labels(mut self, labels: MethodLabels) -> Self {

@@ -238,6 +238,12 @@ pub struct Metrics<S> {
     state: Arc<State>,
 }
 
+impl<S: rpc_core::Named> rpc_core::Named for Metrics<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
 impl<S> Metrics<S> {
     pub(crate) fn new(inner: S, state: Arc<State>) -> Self {
         Metrics { inner, state }

@@ -214,9 +214,8 @@ async fn run(args: Args) -> Result<(), String> {
             b = b.tls(rpc_electrum::TlsVerify::InsecureAcceptAny);
         }
         let backend = b.build().map_err(|e| format!("--server {name}: {e}"))?;
-        members.push(Member::new(
-            name.as_str(),
-            MetricsLayer::backend(name.as_str()).layer(backend.clone()),
+        members.push(Member::named(
+            MetricsLayer::backend_of(&backend).layer(backend.clone()),
         ));
         servers.push(backend);
     }

@@ -257,7 +257,7 @@ fn group_stack(
             }
         });
         let backend = b.build().map_err(|e| format!("backends.{name}: {e}"))?;
-        let mut member = Member::new(name, MetricsLayer::backend(name).layer(backend));
+        let mut member = Member::named(MetricsLayer::backend_of(&backend).layer(backend));
         if let Some(limit) = limit {
             member = member.max_concurrency(limit);
         }

@@ -1,8 +1,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::Layer;
-
 use super::Failover;
 use crate::classify::{Classifier, FailureRules};
 use crate::deadline::AttemptDeadline;
@@ -12,7 +10,10 @@ use crate::hedge::HedgePolicy;
 use crate::member::Member;
 use crate::retry::RetryBudget;
 
-/// Builds a [`Failover`] group from a `Vec` of [`Member`]s.
+/// The settings of a [`Failover`] group, and its builder:
+/// [`build`](Self::build) takes the [`Member`]s and returns the group or a
+/// [`GroupError`] (too many members, a name given twice); nothing panics.
+/// Groups are services, so they nest (a group can be a member).
 ///
 /// Every setting has a documented default (see the [module](crate::failover)).
 ///
@@ -20,7 +21,6 @@ use crate::retry::RetryBudget;
 /// use std::time::Duration;
 /// use rpc_core::HttpBackend;
 /// use rpc_failover::{FailoverLayer, Member, MethodRules, Spread};
-/// use tower::Layer;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let members = vec![
@@ -148,20 +148,5 @@ impl FailoverLayer {
     /// [`MAX_MEMBERS`](crate::MAX_MEMBERS) members, duplicate names).
     pub fn build<S>(&self, members: Vec<Member<S>>) -> Result<Failover<S>, GroupError> {
         Failover::new(members, self.clone())
-    }
-}
-
-impl<S> Layer<Vec<Member<S>>> for FailoverLayer {
-    type Service = Failover<S>;
-
-    /// # Panics
-    ///
-    /// If the members cannot form a group (see [`FailoverLayer::build`], which
-    /// returns the error instead).
-    fn layer(&self, members: Vec<Member<S>>) -> Failover<S> {
-        match self.build(members) {
-            Ok(group) => group,
-            Err(e) => panic!("FailoverLayer: {e}"),
-        }
     }
 }

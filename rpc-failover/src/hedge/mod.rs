@@ -8,20 +8,22 @@
 //! percent of calls, which is where tail latency comes from). The number of
 //! hedges per call is capped.
 //!
+//! A group hedges when its [`FailoverLayer::hedge`](crate::FailoverLayer::hedge)
+//! is set:
+//!
 //! ```
 //! use std::time::Duration;
-//! use rpc_failover::{HedgeLayer, HedgePolicy};
+//! use rpc_failover::{FailoverLayer, HedgePolicy};
 //!
 //! // Hedge after the method's observed p95 (at least 20 ms), at most once.
-//! let layer = HedgeLayer::new(HedgePolicy::quantile(0.95).min_delay(Duration::from_millis(20)));
-//! # let _ = layer;
+//! let settings = FailoverLayer::new()
+//!     .hedge(HedgePolicy::quantile(0.95).min_delay(Duration::from_millis(20)));
+//! # let _ = settings;
 //! ```
 
 mod latency;
-mod layer;
 
 pub(crate) use latency::LatencyTracker;
-pub use layer::HedgeLayer;
 
 use std::time::Duration;
 

@@ -1,13 +1,13 @@
 use std::time::Duration;
 
-use tower::Layer;
-
 use super::Quorum;
 use crate::failover::FailoverLayer;
 use crate::group::GroupError;
 use crate::member::Member;
 
-/// Builds a [`Quorum`] group: `k` agreeing answers out of `n` members asked.
+/// The settings of a [`Quorum`] group — `k` agreeing answers out of `n`
+/// members asked — and its builder: [`build`](Self::build) returns the group
+/// or a [`GroupError`]; nothing panics.
 ///
 /// | setting | default |
 /// |---|---|
@@ -70,19 +70,5 @@ impl QuorumLayer {
     /// `k` = 0 or `k` > `n`, and `n` > members).
     pub fn build<S>(&self, members: Vec<Member<S>>) -> Result<Quorum<S>, GroupError> {
         Quorum::new(members, self)
-    }
-}
-
-impl<S> Layer<Vec<Member<S>>> for QuorumLayer {
-    type Service = Quorum<S>;
-
-    /// # Panics
-    ///
-    /// If the members cannot form this quorum (see [`QuorumLayer::build`]).
-    fn layer(&self, members: Vec<Member<S>>) -> Quorum<S> {
-        match self.build(members) {
-            Ok(group) => group,
-            Err(e) => panic!("QuorumLayer: {e}"),
-        }
     }
 }
