@@ -1,52 +1,27 @@
 //! The cache layer under paused time with a counting upstream.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rpc_cache::{Cache, CacheLayer, CacheRules, CacheStatus, MemoryStore, Rule};
+use rpc_core::test_util::MockBackend;
 use rpc_core::{Deadline, ErrorObject, Id, Payload, RawJson, Request, Response, RpcError};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
-type Answer = Arc<dyn Fn(&Request) -> Result<Response, RpcError> + Send + Sync>;
+/// The upstream of these tests: rpc-core's scripted backend, answering
+/// with a closure (any response or error), counting calls.
+type Upstream = MockBackend;
 
-/// Counts calls per method; answers with `answer` after `delay`.
-#[derive(Clone)]
-struct Upstream {
-    calls: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<String>>>,
-    delay: Duration,
-    answer: Answer,
+fn upstream(
+    answer: impl Fn(&Request) -> Result<Response, RpcError> + Send + Sync + 'static,
+) -> Upstream {
+    MockBackend::answering("up", answer)
 }
 
-impl Upstream {
-    fn new(
-        answer: impl Fn(&Request) -> Result<Response, RpcError> + Send + Sync + 'static,
-    ) -> Self {
-        Upstream {
-            calls: Arc::default(),
-            seen: Arc::default(),
-            delay: Duration::ZERO,
-            answer: Arc::new(answer),
-        }
-    }
-
-    /// Answers every call with this raw result.
-    fn result(raw: &'static str) -> Self {
-        Upstream::new(move |r| Ok(ok(r, raw)))
-    }
-
-    fn slow(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
+/// Answers every call with this raw result.
+fn answers(raw: &'static str) -> Upstream {
+    MockBackend::ok("up", raw)
 }
 
 fn ok(r: &Request, raw: &'static str) -> Response {
@@ -54,29 +29,6 @@ fn ok(r: &Request, raw: &'static str) -> Response {
         r.id().cloned().unwrap_or_default(),
         RawJson::from_static(raw).expect("json"),
     )
-}
-
-impl Service<Request> for Upstream {
-    type Response = Response;
-    type Error = RpcError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.seen
-            .lock()
-            .expect("lock")
-            .push(req.method().to_owned());
-        let (delay, answer) = (self.delay, self.answer.clone());
-        Box::pin(async move {
-            tokio::time::sleep(delay).await;
-            answer(&req)
-        })
-    }
 }
 
 fn req(id: u64, method: &str, params: &'static str) -> Request {
@@ -95,7 +47,7 @@ fn cache(up: &Upstream) -> Cache<Upstream> {
 
 #[tokio::test(start_paused = true)]
 async fn hit_miss_and_expiry_of_a_tip_answer() {
-    let up = Upstream::result("\"0x10\"");
+    let up = answers("\"0x10\"");
     let c = cache(&up);
     let r = c
         .clone()
@@ -130,7 +82,7 @@ async fn hit_miss_and_expiry_of_a_tip_answer() {
 
 #[tokio::test(start_paused = true)]
 async fn forever_answers_stay_and_formatting_does_not_miss() {
-    let up = Upstream::result("{\"number\":\"0x1\"}");
+    let up = answers("{\"number\":\"0x1\"}");
     let c = cache(&up);
     let hash = "0xAB00000000000000000000000000000000000000000000000000000000000001";
     let a = Request::new("eth_getBlockByHash")
@@ -150,7 +102,7 @@ async fn forever_answers_stay_and_formatting_does_not_miss() {
 
 #[tokio::test(start_paused = true)]
 async fn writes_and_unknown_methods_pass_through() {
-    let up = Upstream::result("\"0xabc\"");
+    let up = answers("\"0xabc\"");
     let c = cache(&up);
     for _ in 0..3 {
         for m in [
@@ -181,7 +133,7 @@ async fn writes_and_unknown_methods_pass_through() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_and_nulls_are_not_cached_by_default() {
-    let up = Upstream::new(|r| {
+    let up = upstream(|r| {
         Ok(match r.method() {
             "eth_getBalance" => Response::error(
                 r.id().cloned().unwrap_or_default(),
@@ -207,7 +159,7 @@ async fn errors_and_nulls_are_not_cached_by_default() {
     }
     assert_eq!(up.calls(), 4);
 
-    let failing = Upstream::new(|r| {
+    let failing = upstream(|r| {
         Err(RpcError::Connect {
             backend: "n".into(),
             source: format!("refused {}", r.method()).into(),
@@ -229,7 +181,7 @@ const HASH_PARAMS: &str =
 
 #[tokio::test(start_paused = true)]
 async fn negative_caching_has_its_own_short_ttl_and_skips_refusals() {
-    let up = Upstream::new(|r| {
+    let up = upstream(|r| {
         let id = r.id().cloned().unwrap_or_default();
         Ok(match r.method() {
             "eth_getBlockByHash" => ok(r, "null"),
@@ -274,7 +226,7 @@ async fn negative_caching_has_its_own_short_ttl_and_skips_refusals() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hundred_identical_calls_share_one_upstream_call() {
-    let up = Upstream::result("\"0x2a\"").slow(Duration::from_millis(100));
+    let up = answers("\"0x2a\"").delay(Duration::from_millis(100));
     let c = cache(&up);
     let calls: Vec<_> = (0..100u64)
         .map(|i| {
@@ -299,13 +251,13 @@ async fn a_hundred_identical_calls_share_one_upstream_call() {
 
 #[tokio::test(start_paused = true)]
 async fn when_the_shared_call_fails_every_waiter_gets_the_error() {
-    let up = Upstream::new(|_| {
+    let up = upstream(|_| {
         Err(RpcError::Timeout {
             backend: Some("n".into()),
             elapsed: Duration::from_secs(1),
         })
     })
-    .slow(Duration::from_millis(100));
+    .delay(Duration::from_millis(100));
     let c = cache(&up);
     let calls: Vec<_> = (0..20u64)
         .map(|i| tokio::spawn(c.clone().oneshot(req(i, "eth_blockNumber", "[]"))))
@@ -322,7 +274,7 @@ async fn when_the_shared_call_fails_every_waiter_gets_the_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_waiter_with_an_earlier_deadline_leaves_without_hurting_the_others() {
-    let up = Upstream::result("\"0x1\"").slow(Duration::from_secs(2));
+    let up = answers("\"0x1\"").delay(Duration::from_secs(2));
     let c = cache(&up);
     let patient = tokio::spawn(c.clone().oneshot(req(1, "eth_blockNumber", "[]")));
     tokio::task::yield_now().await;
@@ -339,7 +291,7 @@ async fn a_waiter_with_an_earlier_deadline_leaves_without_hurting_the_others() {
 
 #[tokio::test(start_paused = true)]
 async fn when_every_waiter_leaves_the_upstream_call_is_cancelled() {
-    let up = Upstream::result("\"0x1\"").slow(Duration::from_secs(10));
+    let up = answers("\"0x1\"").delay(Duration::from_secs(10));
     let c = cache(&up);
     let r = tokio::time::timeout(
         Duration::from_millis(10),
@@ -359,7 +311,7 @@ async fn when_every_waiter_leaves_the_upstream_call_is_cancelled() {
 
 #[tokio::test(start_paused = true)]
 async fn the_head_seen_makes_deep_blocks_permanent() {
-    let up = Upstream::new(|r| {
+    let up = upstream(|r| {
         Ok(match r.method() {
             "eth_blockNumber" => ok(r, "\"0x100\""),
             _ => ok(r, "{\"number\":\"0x10\"}"),
@@ -420,7 +372,7 @@ async fn the_head_seen_makes_deep_blocks_permanent() {
 
 #[tokio::test(start_paused = true)]
 async fn electrum_rules() {
-    let up = Upstream::new(|r| {
+    let up = upstream(|r| {
         Ok(match r.method() {
             "blockchain.headers.subscribe" => ok(r, r#"{"height":1000,"hex":"00"}"#),
             "blockchain.transaction.get" => ok(r, "\"0100000001\""),
@@ -473,7 +425,7 @@ async fn electrum_rules() {
 
 #[tokio::test(start_paused = true)]
 async fn user_rules_override_the_shipped_ones() {
-    let up = Upstream::result("\"0x1\"");
+    let up = answers("\"0x1\"");
     let c = CacheLayer::new(
         CacheRules::ethereum()
             .method("eth_chainId", Rule::Never)
@@ -563,7 +515,7 @@ const BALANCE: (&str, &str) = (
 #[tokio::test(start_paused = true)]
 async fn a_write_makes_tip_answers_stale_at_once() {
     use CacheStatus::*;
-    let up = Upstream::new(|r| {
+    let up = upstream(|r| {
         Ok(match r.method() {
             "eth_blockNumber" => ok(r, "\"0x10\""),
             "eth_chainId" => ok(r, "\"0x1\""),
@@ -588,7 +540,7 @@ async fn a_write_makes_tip_answers_stale_at_once() {
         [Bypass, Miss]
     );
     // A failed write changes nothing.
-    let failing = Upstream::new(|r| {
+    let failing = upstream(|r| {
         Ok(match r.method() {
             "eth_sendRawTransaction" => Response::error(
                 r.id().cloned().unwrap_or_default(),
@@ -609,7 +561,7 @@ async fn a_higher_head_makes_tip_answers_stale_but_its_own_answer_is_kept() {
     use CacheStatus::*;
     let head = Arc::new(AtomicUsize::new(0x10));
     let h = head.clone();
-    let up = Upstream::new(move |r| {
+    let up = upstream(move |r| {
         Ok(match r.method() {
             "eth_blockNumber" => Response::result(
                 r.id().cloned().unwrap_or_default(),
@@ -641,7 +593,7 @@ async fn a_higher_head_makes_tip_answers_stale_but_its_own_answer_is_kept() {
 #[tokio::test(start_paused = true)]
 async fn a_read_in_flight_during_a_write_is_not_kept_for_later() {
     use CacheStatus::*;
-    let up = Upstream::result("\"0xabc\"").slow(Duration::from_millis(100));
+    let up = answers("\"0xabc\"").delay(Duration::from_millis(100));
     let c = cache(&up);
     // The write is sent first and lands while the read is still in flight.
     let write = tokio::spawn({
@@ -671,7 +623,7 @@ async fn answers_from_a_backend_behind_the_known_head_are_not_kept() {
     // The group below says which head each answer comes from.
     let head = Arc::new(AtomicUsize::new(100));
     let h = head.clone();
-    let up = Upstream::new(move |r| {
+    let up = upstream(move |r| {
         let mut resp = ok(r, "\"0xabc\"");
         resp.extensions_mut()
             .insert(ChainHead(h.load(Ordering::SeqCst) as u64));
@@ -699,15 +651,18 @@ impl Agreed {
         f(&mut self.0.lock().expect("lock"));
     }
     fn upstream(&self, result: fn(&Request) -> String) -> Upstream {
-        let agreed = self.0.clone();
-        Upstream::new(move |r| {
-            let mut resp = Response::result(
-                r.id().cloned().unwrap_or_default(),
-                RawJson::from_bytes(result(r)).expect("json"),
-            );
-            resp.extensions_mut().insert(*agreed.lock().expect("lock"));
-            Ok(resp)
-        })
+        let agreed = self.clone();
+        upstream(move |r| Ok(agreed.respond(r, result(r))))
+    }
+
+    /// An answer with `result`, carrying the agreed chain.
+    fn respond(&self, r: &Request, result: String) -> Response {
+        let mut resp = Response::result(
+            r.id().cloned().unwrap_or_default(),
+            RawJson::from_bytes(result).expect("json"),
+        );
+        resp.extensions_mut().insert(*self.0.lock().expect("lock"));
+        resp
     }
 }
 
@@ -795,7 +750,7 @@ async fn a_read_after_a_receipt_is_never_answered_from_before_its_block() {
     // A chain at block 10 whose next block holds the client's transaction.
     let mined = Arc::new(AtomicUsize::new(0));
     let m = mined.clone();
-    let up = Upstream::new(move |r| {
+    let up = upstream(move |r| {
         let n = m.load(Ordering::SeqCst);
         let text = match r.method() {
             "eth_getTransactionReceipt" if n == 0 => "null".to_owned(),
@@ -852,9 +807,9 @@ async fn tip_answers_are_kept_only_from_the_tip_and_say_so() {
     });
     let at = Arc::new(AtomicUsize::new(0x104));
     let h = at.clone();
-    let inner = agreed.upstream(|_| "\"0x1\"".to_owned());
-    let up = Upstream::new(move |r| {
-        let mut resp = (inner.answer)(r)?;
+    let inner = agreed.clone();
+    let up = upstream(move |r| {
+        let mut resp = inner.respond(r, "\"0x1\"".to_owned());
         resp.extensions_mut()
             .insert(ChainHead(h.load(Ordering::SeqCst) as u64));
         Ok(resp)

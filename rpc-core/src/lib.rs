@@ -91,6 +91,9 @@ pub mod route;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod service;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 pub use budget::{ByteBudget, BytePermit};
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};

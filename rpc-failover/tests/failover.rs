@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{req, result_of, slow, Mock, Step};
+use common::{req, result_of, slow, MemberOf, Mock, Step};
 use rpc_core::{Attempts, Deadline, Id, RpcError, ServedBy};
 use rpc_failover::{AttemptDeadline, FailoverLayer, Member, Spread, WhenAllDown};
 use tower::{Service, ServiceExt};

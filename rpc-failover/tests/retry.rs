@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{req, result_of, Mock, Step};
+use common::{req, result_of, MemberOf, Mock, Step};
 use rpc_core::{Deadline, RpcError};
 use rpc_failover::{FailoverLayer, RetryBudget, RetryLayer, WhenAllDown};
 use tokio::time::Instant;

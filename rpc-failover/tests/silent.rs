@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{req, result_of, slow, Mock, Step};
+use common::{req, result_of, slow, MemberOf, Mock, Step};
 use rpc_core::{Deadline, RpcError};
 use rpc_failover::{
     AttemptDeadline, ConcurrencyLimit, FailoverLayer, HealthCheck, HedgePolicy, OutReason,
