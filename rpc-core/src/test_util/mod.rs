@@ -67,10 +67,11 @@ pub fn slow(ms: u64, step: Step) -> Step {
 }
 
 type Answer = Arc<dyn Fn(&Request) -> Result<Response, RpcError> + Send + Sync>;
+type Steps = Arc<dyn Fn(u32, &Request) -> Step + Send + Sync>;
 
 #[derive(Clone)]
 enum Script {
-    Steps(Arc<dyn Fn(u32, &Request) -> Step + Send + Sync>),
+    Steps(Steps),
     Answers(Answer),
 }
 
