@@ -1,0 +1,59 @@
+//! anvil, the real Ethereum dev node, started on a free port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::*;
+
+/// Where the anvil binary is: `$ANVIL_BIN`; then the native binary of the
+/// npm package's platform sub-package (`tests/node_modules/@foundry-rs/anvil-<platform>/bin/anvil`,
+/// installed by `npm install --prefix tests`); then `PATH`.
+///
+/// The native binary, not the package's `.bin/anvil` Node wrapper: signals
+/// (`KILL`, `STOP`) must reach the node itself, and killing the wrapper
+/// would orphan the node.
+pub fn anvil_path() -> PathBuf {
+    if let Ok(p) = std::env::var("ANVIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let packages = workspace_root().join("tests/node_modules/@foundry-rs");
+    if let Ok(entries) = std::fs::read_dir(&packages) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let native = entry.path().join("bin/anvil");
+            if name.to_string_lossy().starts_with("anvil-") && native.is_file() {
+                return native;
+            }
+        }
+    }
+    PathBuf::from("anvil")
+}
+
+/// Starts a real Ethereum dev node (anvil) on an ephemeral loopback port.
+pub fn start_anvil() -> (Process, SocketAddr) {
+    start_anvil_with(&[])
+}
+
+/// Starts anvil with extra arguments (e.g. `["--chain-id", "5"]`).
+pub fn start_anvil_with(args: &[&str]) -> (Process, SocketAddr) {
+    let path = anvil_path();
+    let mut cmd = Command::new(&path);
+    cmd.args(["--host", "127.0.0.1", "--port", "0"]).args(args);
+    if path == Path::new("anvil") && Command::new("anvil").arg("--version").output().is_err() {
+        panic!("anvil not found: run `npm install --prefix tests` (or set ANVIL_BIN)");
+    }
+    Process::start(cmd, Duration::from_secs(30), |line| {
+        line.split("Listening on ").nth(1)?.trim().parse().ok()
+    })
+}
+
+/// Starts anvil on a given port (to restart a killed node where it was).
+pub fn start_anvil_on(port: u16) -> (Process, SocketAddr) {
+    let mut cmd = Command::new(anvil_path());
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    Process::start(cmd, Duration::from_secs(30), |line| {
+        line.split("Listening on ").nth(1)?.trim().parse().ok()
+    })
+}

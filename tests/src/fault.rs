@@ -1,0 +1,377 @@
+//! An in-repo upstream for faults a real node cannot produce on demand
+//! (errors, stalls, lies, forks), and a scripted chain behind it.
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// An in-repo HTTP upstream that answers JSON-RPC and injects faults by method
+/// name. Anything else is echoed as `{"method": .., "params": ..}`.
+///
+/// | method | answer |
+/// |---|---|
+/// | `fault_status` `[code]` | that HTTP status, text body |
+/// | `fault_429` | 429 with `Retry-After: 3` |
+/// | `fault_garbage` | 200 with an HTML body |
+/// | `fault_truncated` | 200 with half a JSON object |
+/// | `fault_wrong_id` | 200, answer under another id |
+/// | `fault_slow` `[ms]` | echo after the delay |
+/// | `fault_drop` | connection closed without an answer |
+/// | `fault_huge` `[bytes]` | a string result of that size |
+/// | `fault_rpc_error` | 200 with error object code 3 |
+/// | `fault_400_rpc_error` | 400 with a `-32602` error object |
+/// | `echo_request` | the request's headers and raw body |
+pub struct FaultUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Calls received, by anyone.
+    pub calls: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultUpstream {
+    /// Starts it on an ephemeral loopback port.
+    pub async fn start() -> FaultUpstream {
+        Self::start_with(None, None).await
+    }
+
+    /// Starts one that treats *every* call as `method` (e.g. `fault_garbage`:
+    /// a backend that only ever answers garbage).
+    pub async fn start_always(method: &'static str) -> FaultUpstream {
+        Self::start_with(None, Some(method)).await
+    }
+
+    /// Starts one that answers every call (as [`start`](Self::start) does)
+    /// only after `delay`: keeps calls in flight, e.g. to see them coalesce.
+    pub async fn start_delayed(delay: Duration) -> FaultUpstream {
+        Self::start_full(None, None, delay).await
+    }
+
+    /// Starts one whose node is at `head`: `eth_blockNumber` answers it (as
+    /// a hex quantity), everything else as [`start`](Self::start) does. For
+    /// a backend that is connected and answering but behind.
+    pub async fn start_at_head(head: Arc<std::sync::atomic::AtomicU64>) -> FaultUpstream {
+        Self::start_chain(ScriptedChain::at(head)).await
+    }
+
+    /// Starts one serving a scripted chain (see [`ScriptedChain`]):
+    /// heads, blocks with hashes, forks and finality a test sets at will,
+    /// for nodes that lie, roll back or fork.
+    pub async fn start_chain(chain: ScriptedChain) -> FaultUpstream {
+        Self::start_inner(None, None, Duration::ZERO, Some(chain)).await
+    }
+
+    /// Starts it serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with `tls`.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> FaultUpstream {
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls)), None).await
+    }
+
+    async fn start_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        always: Option<&'static str>,
+    ) -> FaultUpstream {
+        Self::start_full(tls, always, Duration::ZERO).await
+    }
+
+    async fn start_full(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        always: Option<&'static str>,
+        delay: Duration,
+    ) -> FaultUpstream {
+        Self::start_inner(tls, always, delay, None).await
+    }
+
+    async fn start_inner(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        always: Option<&'static str>,
+        delay: Duration,
+        head: Option<ScriptedChain>,
+    ) -> FaultUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let accepted = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let counter = counter.clone();
+                let tls = tls.clone();
+                let head = head.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let counter = counter.clone();
+                        let head = head.clone();
+                        async move {
+                            tokio::time::sleep(delay).await;
+                            fault_answer(req, &counter, always, head.as_ref()).await
+                        }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(tls) => {
+                            let handshake =
+                                tokio::time::timeout(Duration::from_secs(5), tls.accept(stream));
+                            if let Ok(Ok(stream)) = handshake.await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FaultUpstream {
+            addr,
+            calls,
+            connections,
+            task,
+        }
+    }
+
+    /// Waits (up to 10 s) until at least `n` calls have arrived.
+    pub async fn wait_for_calls(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.calls.load(Ordering::SeqCst) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fewer than {n} calls arrived within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `http://` URL of the upstream.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
+
+/// A chain a [`FaultUpstream`] serves, scripted by the test through shared
+/// atomics: its head, which fork its recent blocks are on, its finalized
+/// block. Answers `eth_blockNumber`, `eth_getBlockByNumber` (a tag or a
+/// number: number, hash, parent hash), `eth_getBalance` (a value that names
+/// the block and fork it was read at: `block * 256 + fork`) and
+/// `eth_chainId`; anything else as the plain upstream does.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptedChain {
+    /// The head it reports.
+    pub head: Arc<std::sync::atomic::AtomicU64>,
+    /// The fork blocks above `fork_from` are on (0: the common chain).
+    pub fork: Arc<std::sync::atomic::AtomicU64>,
+    /// The last block of the common chain.
+    pub fork_from: Arc<std::sync::atomic::AtomicU64>,
+    /// Its finalized block + 1 (0: it does not report finality).
+    pub finalized: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ScriptedChain {
+    /// A chain at `head`, on the common chain, without finality.
+    pub fn new(head: u64) -> Self {
+        Self::at(Arc::new(std::sync::atomic::AtomicU64::new(head)))
+    }
+
+    fn at(head: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        ScriptedChain {
+            head,
+            ..Default::default()
+        }
+    }
+
+    /// Moves its head (up or down).
+    pub fn set_head(&self, head: u64) {
+        self.head.store(head, Ordering::SeqCst);
+    }
+
+    /// Its blocks above `from` are on fork `fork` from now on (0: back on
+    /// the common chain).
+    pub fn fork(&self, fork: u64, from: u64) {
+        self.fork_from.store(from, Ordering::SeqCst);
+        self.fork.store(fork, Ordering::SeqCst);
+    }
+
+    /// Reports `n` as finalized (and safe).
+    pub fn finalize(&self, n: u64) {
+        self.finalized.store(n + 1, Ordering::SeqCst);
+    }
+
+    fn fork_at(&self, n: u64) -> u64 {
+        if n > self.fork_from.load(Ordering::SeqCst) {
+            self.fork.load(Ordering::SeqCst)
+        } else {
+            0
+        }
+    }
+
+    /// The hash of block `n` on this chain.
+    pub fn hash(&self, n: u64) -> String {
+        format!(
+            "0x{:016x}{:048x}",
+            self.fork_at(n) * 1_000_000_007 + n + 1,
+            0
+        )
+    }
+
+    fn block(&self, n: u64) -> Value {
+        json!({
+            "number": format!("{n:#x}"),
+            "hash": self.hash(n),
+            "parentHash": self.hash(n.saturating_sub(1)),
+            "timestamp": format!("{:#x}", 1_700_000_000 + n),
+            "transactions": [],
+        })
+    }
+
+    fn block_at(&self, tag: &Value) -> Option<u64> {
+        let head = self.head.load(Ordering::SeqCst);
+        match tag.as_str().unwrap_or("latest") {
+            "latest" | "pending" => Some(head),
+            "earliest" => Some(0),
+            "finalized" | "safe" => self.finalized.load(Ordering::SeqCst).checked_sub(1),
+            hex => u64::from_str_radix(hex.trim_start_matches("0x"), 16)
+                .ok()
+                .filter(|&n| n <= head),
+        }
+    }
+
+    fn answer(&self, method: &str, params: &Value) -> Option<Value> {
+        Some(match method {
+            "eth_blockNumber" => json!(format!("{:#x}", self.head.load(Ordering::SeqCst))),
+            "eth_chainId" => json!("0x1"),
+            "eth_getBlockByNumber" => match self.block_at(&params[0]) {
+                Some(n) => self.block(n),
+                None => Value::Null,
+            },
+            "eth_getBalance" => match self.block_at(&params[1]) {
+                Some(n) => json!(format!("{:#x}", n * 256 + self.fork_at(n))),
+                None => json!({"unknown block": params[1]}),
+            },
+            _ => return None,
+        })
+    }
+}
+
+async fn fault_answer(
+    req: http::Request<hyper::body::Incoming>,
+    counter: &AtomicUsize,
+    always: Option<&'static str>,
+    chain: Option<&ScriptedChain>,
+) -> Answer {
+    counter.fetch_add(1, Ordering::SeqCst);
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value::String(v.to_str().unwrap_or("").to_owned()),
+            )
+        })
+        .collect();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    // Read id and method without building a tree, so deeply nested params
+    // (which `Value` refuses past 128 levels) are still answered.
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+        method: Option<String>,
+        #[serde(borrow)]
+        params: Option<&'a serde_json::value::RawValue>,
+    }
+    let head: Head<'_> = serde_json::from_slice(&body).unwrap_or(Head {
+        id: None,
+        method: None,
+        params: None,
+    });
+    let id: Value = head.id.map_or(Value::Null, |raw| {
+        serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+    });
+    let method = always.map_or_else(|| head.method.unwrap_or_default(), str::to_owned);
+    let params_bytes = head.params.map_or(0, |p| p.get().len());
+    let params: Value = head
+        .params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or(Value::Null);
+    let arg = params[0].as_u64().unwrap_or(0);
+    let reply = |status: u16, body: String| -> Answer {
+        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = StatusCode::from_u16(status).map_err(std::io::Error::other)?;
+        resp.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(resp)
+    };
+    let ok = |result: Value| {
+        reply(
+            200,
+            json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+        )
+    };
+    if let Some(chain) = chain {
+        if let Some(result) = chain.answer(&method, &params) {
+            return ok(result);
+        }
+    }
+    match method.as_str() {
+        "fault_status" => reply(arg as u16, "upstream trouble".to_owned()),
+        "fault_429" => {
+            let mut resp = reply(429, "slow down".to_owned())?;
+            resp.headers_mut().insert("retry-after", http::HeaderValue::from_static("3"));
+            Ok(resp)
+        }
+        "fault_garbage" => reply(200, "<html><body>502 Bad Gateway</body></html>".to_owned()),
+        "fault_truncated" => reply(200, format!(r#"{{"jsonrpc":"2.0","id":{id},"resu"#)),
+        "fault_wrong_id" => reply(200, json!({"jsonrpc": "2.0", "id": 424242, "result": 1}).to_string()),
+        "fault_slow" => {
+            tokio::time::sleep(Duration::from_millis(arg)).await;
+            ok(json!({"method": method, "params": params}))
+        }
+        "fault_drop" => Err(std::io::Error::other("dropping the connection on purpose")),
+        "fault_huge" => ok(Value::String("x".repeat(arg as usize))),
+        "fault_rpc_error" => reply(
+            200,
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}}).to_string(),
+        ),
+        "fault_400_rpc_error" => reply(
+            400,
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "invalid argument 0"}}).to_string(),
+        ),
+        "echo_request" => ok(json!({
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        })),
+        _ => ok(json!({"method": method, "params": params, "params_bytes": params_bytes})),
+    }
+}

@@ -1,0 +1,270 @@
+//! The shipped binaries as processes: built once, started with a deadline,
+//! their output captured; config files; Node.js clients.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary, built (once per test process) with the same
+/// cargo that runs the tests, so the test always runs the current code.
+pub fn binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().expect("lock");
+    if let Some((_, path)) = built.iter().find(|(name, _)| name == bin) {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "-p",
+            package,
+            "--bin",
+            bin,
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(out.status.success(), "cargo build -p {package} failed");
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no executable for {bin}"));
+    built.push((bin.to_owned(), path.clone()));
+    path
+}
+
+/// Runs the Node.js client `tests/clients/SCRIPT` with `args` (its
+/// libraries, viem, are installed by `scripts/test.sh`), waits up to
+/// `within`, and returns the one JSON line it prints. Panics with its output
+/// if it cannot run, fails or prints something else.
+pub async fn node_client(script: &str, args: &[String], within: Duration) -> Value {
+    let path = workspace_root().join("tests/clients").join(script);
+    let out = tokio::time::timeout(
+        within,
+        tokio::process::Command::new("node")
+            .arg(&path)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{script} did not finish within {within:?}"))
+    .unwrap_or_else(|e| panic!("cannot run node (scripts/test.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
+}
+
+/// A child process killed when dropped, with its output kept for diagnostics.
+pub struct Process {
+    child: Child,
+    /// Lines the process printed (stdout and stderr), in arrival order.
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `cmd` and waits up to `within` for a stdout or stderr line that
+    /// `ready` accepts; returns the process and what `ready` extracted.
+    pub fn start<T>(
+        mut cmd: Command,
+        within: Duration,
+        ready: impl Fn(&str) -> Option<T>,
+    ) -> (Process, T) {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for reader in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let (tx, output) = (tx.clone(), output.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    output.lock().expect("lock").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let deadline = Instant::now() + within;
+        let mut process = Process { child, output };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(v) = ready(&line) {
+                        return (process, v);
+                    }
+                }
+                Err(_) => {
+                    let status = process.child.try_wait().ok().flatten();
+                    let _ = process.child.kill();
+                    panic!(
+                        "{cmd:?} not ready within {within:?} (exit status {status:?}); output:\n{}",
+                        process.output.lock().expect("lock").join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits up to `within` for the process to exit; `None` if it did not.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything printed so far, joined.
+    pub fn output_text(&self) -> String {
+        self.output.lock().expect("lock").join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the shipped `rpc-proxy` on an ephemeral port with `args` and returns
+/// it with the address it printed.
+pub fn start_proxy(args: &[&str]) -> (Process, SocketAddr) {
+    let mut cmd = Command::new(binary("rpc-proxy", "rpc-proxy"));
+    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    Process::start(cmd, Duration::from_secs(20), |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Writes `toml` to a fresh file under the target directory and returns its
+/// path (for `rpc-proxy --config`).
+pub fn write_config(name: &str, toml: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = workspace_root().join("target").join("test-configs");
+    std::fs::create_dir_all(&dir).expect("create target/test-configs");
+    let path = dir.join(format!(
+        "{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// Starts the shipped `rpc-proxy` with `--config` on a file holding `toml`
+/// (which should say `listen = "127.0.0.1:0"`) and returns it with the
+/// address it printed.
+pub fn start_proxy_config(toml: &str) -> (Process, SocketAddr) {
+    start_proxy_config_env(toml, &[])
+}
+
+/// [`start_proxy_config`] with extra environment variables.
+pub fn start_proxy_config_env(toml: &str, env: &[(&str, &str)]) -> (Process, SocketAddr) {
+    let path = write_config("proxy.toml", toml);
+    let mut cmd = Command::new(binary("rpc-proxy", "rpc-proxy"));
+    cmd.arg("--config").arg(&path).envs(env.iter().copied());
+    Process::start(cmd, Duration::from_secs(20), |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The metrics address a proxy printed at start-up.
+pub fn metrics_addr(proxy: &Process) -> SocketAddr {
+    let out = proxy.output_text();
+    out.split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in:\n{out}"))
+}
+
+/// Starts the binary with one head-tracked group `main` over `urls` (the
+/// backends are named a, b, c, ... in priority order). `top` goes before the
+/// tables (server, metrics and cache settings), `group` into
+/// `[groups.main]`, `head` into `[groups.main.head]`, `extra` at the end.
+pub fn start_head_tracked_proxy(
+    urls: &[String],
+    top: &str,
+    group: &str,
+    head: &str,
+    extra: &str,
+) -> (Process, SocketAddr) {
+    let names: Vec<String> = (0..urls.len())
+        .map(|i| char::from(b'a' + i as u8).to_string())
+        .collect();
+    let mut toml = format!("protocol = \"ethereum\"\n{top}\n");
+    for (name, url) in names.iter().zip(urls) {
+        toml.push_str(&format!("[backends.{name}]\nurl = \"{url}\"\n"));
+    }
+    toml.push_str(&format!(
+        "[groups.main]\nmembers = {names:?}\n{group}\n[groups.main.head]\n{head}\n{extra}\n"
+    ));
+    start_proxy_config(&toml)
+}
+
+/// Starts the shipped `electrum-gateway` on an ephemeral port with `args`
+/// and returns it with the address it printed.
+pub fn start_gateway(args: &[&str]) -> (Process, SocketAddr) {
+    let mut cmd = Command::new(binary("electrum-gateway", "electrum-gateway"));
+    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    Process::start(cmd, Duration::from_secs(30), |line| {
+        let rest = line.split("listening on http://").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
