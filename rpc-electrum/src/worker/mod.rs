@@ -16,6 +16,14 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::Config;
 
+mod conn;
+mod line;
+mod subs;
+
+use conn::*;
+pub use line::{parse_line, Line};
+use subs::*;
+
 /// Empty positional params, `[]`.
 fn no_params() -> RawJson {
     // "[]" is valid JSON; the fallback is never taken.
@@ -23,7 +31,9 @@ fn no_params() -> RawJson {
 }
 
 pub(crate) const CONNECTING: u8 = 0;
+
 pub(crate) const CONNECTED: u8 = 1;
+
 pub(crate) const DISCONNECTED: u8 = 2;
 
 /// A notification from the server (or re-issued after a reconnect when a
@@ -34,14 +44,6 @@ pub struct Notification {
     pub method: Arc<str>,
     /// The notification's params, as the server sent them.
     pub params: RawJson,
-}
-
-/// What a subscription last reported, to tell after a reconnect whether the
-/// subscriber missed an update.
-struct Sub {
-    method: Arc<str>,
-    params: RawJson,
-    last: Option<RawJson>,
 }
 
 pub(crate) struct Shared {
@@ -134,28 +136,6 @@ impl Command {
     }
 }
 
-/// The subscription key of a call (`None` if it is not a subscription), and
-/// whether it ends one. Scripthash keys use the scripthash as JSON text, the
-/// same as [`notification`] builds from a server's notification.
-fn sub_key(method: &str, params: Option<&RawJson>) -> Option<(String, bool)> {
-    let first = || -> Option<String> {
-        let args: Vec<serde_json::Value> = params?.deserialize().ok()?;
-        Some(args.first()?.to_string())
-    };
-    match method {
-        "blockchain.headers.subscribe" => Some((method.to_owned(), false)),
-        "blockchain.scripthash.subscribe" => Some((
-            format!("blockchain.scripthash.subscribe[{}]", first()?),
-            false,
-        )),
-        "blockchain.scripthash.unsubscribe" => Some((
-            format!("blockchain.scripthash.subscribe[{}]", first()?),
-            true,
-        )),
-        _ => None,
-    }
-}
-
 enum Pending {
     Client {
         reply: oneshot::Sender<Result<Response, RpcError>>,
@@ -171,160 +151,6 @@ enum Exit {
     Closed,
     /// The connection died; try again.
     Lost(String),
-}
-
-type Reader = Box<dyn AsyncRead + Unpin + Send>;
-type Writer = Box<dyn AsyncWrite + Unpin + Send>;
-
-/// Newline-delimited frames with a bound on their length.
-struct Lines {
-    reader: Reader,
-    buf: BytesMut,
-    scanned: usize,
-    max: usize,
-}
-
-impl Lines {
-    /// The next line without its `\n` (cancel-safe: state lives in `buf`).
-    async fn next(&mut self) -> Result<Option<Bytes>, String> {
-        loop {
-            if let Some(pos) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
-                let end = self.scanned + pos;
-                let line = self.buf.split_to(end + 1).freeze();
-                self.scanned = 0;
-                return Ok(Some(line.slice(..end)));
-            }
-            self.scanned = self.buf.len();
-            if self.buf.len() > self.max {
-                return Err(format!("a line longer than {} bytes", self.max));
-            }
-            self.buf.reserve(16 * 1024);
-            match self.reader.read_buf(&mut self.buf).await {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-}
-
-async fn open(
-    config: &Config,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<(Reader, Writer), String> {
-    let tcp = tokio::net::TcpStream::connect((config.host.as_str(), config.port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
-    match tls {
-        None => {
-            let (r, w) = tcp.into_split();
-            Ok((Box::new(r), Box::new(w)))
-        }
-        Some(tls) => {
-            let server = rustls::pki_types::ServerName::try_from(config.host.clone())
-                .map_err(|e| e.to_string())?;
-            let stream = tokio_rustls::TlsConnector::from(tls.clone())
-                .connect(server, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            let (r, w) = tokio::io::split(stream);
-            Ok((Box::new(r), Box::new(w)))
-        }
-    }
-}
-
-/// Connects and negotiates the protocol version, within the connect timeout.
-async fn connect(
-    config: &Config,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-    shared: &Shared,
-) -> Result<(Lines, Writer), String> {
-    let attempt = async {
-        let (reader, mut writer) = open(config, tls).await?;
-        let mut lines = Lines {
-            reader,
-            buf: BytesMut::with_capacity(16 * 1024),
-            scanned: 0,
-            max: config.max_line,
-        };
-        let hello = serde_json::json!({
-            "jsonrpc": "2.0", "id": 0, "method": "server.version",
-            "params": [config.client_name, [config.protocol_min, config.protocol_max]],
-        });
-        let mut line = serde_json::to_vec(&hello).map_err(|e| e.to_string())?;
-        line.push(b'\n');
-        writer.write_all(&line).await.map_err(|e| e.to_string())?;
-        loop {
-            let Some(line) = lines.next().await? else {
-                return Err("closed during the version handshake".to_owned());
-            };
-            match parse_response(&line, &Id::from(0u64)) {
-                Ok(rpc_core::Payload::Result(raw)) => {
-                    let (software, protocol): (String, String) = raw
-                        .deserialize()
-                        .map_err(|e| format!("server.version answer: {e}"))?;
-                    if let Ok(mut s) = shared.server.lock() {
-                        *s = Some((software, protocol));
-                    }
-                    if let Some(want) = &config.expect_genesis {
-                        check_genesis(&mut lines, &mut writer, want).await?;
-                    }
-                    return Ok((lines, writer));
-                }
-                Ok(rpc_core::Payload::Error(e)) => {
-                    return Err(format!(
-                        "server.version refused: {} {}",
-                        e.code(),
-                        e.message()
-                    ));
-                }
-                // A notification or noise before the answer: keep reading.
-                Err(_) => continue,
-            }
-        }
-    };
-    match timeout(config.connect_timeout, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "no connection and handshake within {:?}",
-            config.connect_timeout
-        )),
-    }
-}
-
-/// Asks `server.features` and refuses a server on another network.
-async fn check_genesis(lines: &mut Lines, writer: &mut Writer, want: &str) -> Result<(), String> {
-    const ID: u64 = u64::MAX;
-    let ask = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{ID},\"method\":\"server.features\",\"params\":[]}}\n"
-    );
-    writer
-        .write_all(ask.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    loop {
-        let Some(line) = lines.next().await? else {
-            return Err("closed while asking server.features".to_owned());
-        };
-        let Ok(rpc_core::Payload::Result(raw)) = parse_response(&line, &Id::from(ID)) else {
-            continue;
-        };
-        #[derive(serde::Deserialize)]
-        struct Features {
-            genesis_hash: String,
-        }
-        let got: Features = raw
-            .deserialize()
-            .map_err(|e| format!("server.features: {e}"))?;
-        if !got.genesis_hash.eq_ignore_ascii_case(want) {
-            return Err(format!(
-                "wrong network: genesis {} (expected {want})",
-                got.genesis_hash
-            ));
-        }
-        return Ok(());
-    }
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -526,70 +352,6 @@ async fn session(
     exit
 }
 
-async fn write(config: &Config, writer: &mut Writer, bytes: &[u8]) -> Result<(), String> {
-    match timeout(config.ping_timeout, writer.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the server stopped reading".to_owned()),
-    }
-}
-
-/// What one line from an Electrum server is (see [`parse_line`]).
-#[derive(Debug)]
-pub enum Line {
-    /// An answer to the call sent under this wire id (its payload, or why it
-    /// is not a valid answer).
-    Answer {
-        /// The id the call was sent under.
-        wire_id: u64,
-        /// The result or error object.
-        payload: Result<rpc_core::Payload, String>,
-    },
-    /// A notification (a subscription update).
-    Notification {
-        /// Its method.
-        method: String,
-        /// Its params, raw.
-        params: Option<RawJson>,
-    },
-    /// Neither: not a JSON object, or an answer under an id this client never
-    /// uses (ignored, as a late or foreign line).
-    Ignored,
-}
-
-#[derive(serde::Deserialize)]
-struct Head<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<&'a str>,
-    #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
-}
-
-/// Classifies one line (without its newline) from an Electrum server. Never
-/// panics, whatever the bytes (a fuzz target checks it).
-pub fn parse_line(line: &Bytes) -> Line {
-    let Ok(head) = serde_json::from_slice::<Head<'_>>(line) else {
-        return Line::Ignored;
-    };
-    match head.id.and_then(|id| id.get().parse::<u64>().ok()) {
-        Some(wire_id) => Line::Answer {
-            wire_id,
-            payload: parse_response(line, &Id::from(wire_id)),
-        },
-        None => match head.method {
-            Some(method) => Line::Notification {
-                method: method.to_owned(),
-                params: head.params.and_then(|p| {
-                    RawJson::from_bytes(Bytes::copy_from_slice(p.get().as_bytes())).ok()
-                }),
-            },
-            None => Line::Ignored,
-        },
-    }
-}
-
 fn handle_line(shared: &Shared, pending: &mut HashMap<u64, Pending>, line: Bytes) {
     let (wire_id, payload) = match parse_line(&line) {
         Line::Answer { wire_id, payload } => (wire_id, payload),
@@ -660,83 +422,6 @@ fn handle_line(shared: &Shared, pending: &mut HashMap<u64, Pending>, line: Bytes
             }
         }
     }
-}
-
-/// The params of the notification a subscriber would have received.
-fn missed_params(method: &str, sub_params: &RawJson, now: &RawJson) -> Option<RawJson> {
-    let text = match method {
-        "blockchain.headers.subscribe" => format!("[{}]", String::from_utf8_lossy(now.as_bytes())),
-        "blockchain.scripthash.subscribe" => {
-            let args: Vec<serde_json::Value> = sub_params.deserialize().ok()?;
-            let sh = args.first()?;
-            format!("[{},{}]", sh, String::from_utf8_lossy(now.as_bytes()))
-        }
-        _ => return None,
-    };
-    RawJson::from_bytes(text).ok()
-}
-
-fn notification(shared: &Shared, method: &str, params: Option<Result<RawJson, serde_json::Error>>) {
-    let params = match params {
-        Some(Ok(p)) => p,
-        _ => no_params(),
-    };
-    // Remember the status, so a reconnect can tell whether it changed.
-    let key = match method {
-        "blockchain.headers.subscribe" => Some(method.to_owned()),
-        "blockchain.scripthash.subscribe" => {
-            let args: Vec<serde_json::Value> = params.deserialize().unwrap_or_default();
-            args.first()
-                .map(|sh| format!("blockchain.scripthash.subscribe[{sh}]"))
-        }
-        _ => None,
-    };
-    if let Some(key) = key {
-        let status: Option<RawJson> = match method {
-            "blockchain.headers.subscribe" => {
-                let args: Vec<&RawValue> =
-                    serde_json::from_slice(params.as_bytes()).unwrap_or_default();
-                args.first().and_then(|h| {
-                    RawJson::from_bytes(Bytes::copy_from_slice(h.get().as_bytes())).ok()
-                })
-            }
-            _ => {
-                let args: Vec<&RawValue> =
-                    serde_json::from_slice(params.as_bytes()).unwrap_or_default();
-                args.get(1).and_then(|s| {
-                    RawJson::from_bytes(Bytes::copy_from_slice(s.get().as_bytes())).ok()
-                })
-            }
-        };
-        if method == "blockchain.headers.subscribe" {
-            if let Some(header) = &status {
-                shared.saw_header(header.as_bytes());
-            }
-        }
-        if let (Some(status), Ok(mut subs)) = (status, shared.subs.lock()) {
-            if let Some(s) = subs.get_mut(&key) {
-                s.last = Some(status);
-            }
-        }
-    }
-    shared.publish(Arc::from(method), params);
-}
-
-/// Fingerprints (first eight bytes, in the header's own byte order) of a
-/// block header's hash (double SHA-256) and of the parent hash it names.
-fn header_fingerprints(hex: &str) -> Option<(u64, u64)> {
-    if hex.len() < 160 {
-        return None;
-    }
-    let mut bytes = [0u8; 80];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    let once = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    let twice = ring::digest::digest(&ring::digest::SHA256, once.as_ref());
-    let first8 =
-        |b: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)) };
-    Some((first8(twice.as_ref())?, first8(&bytes[4..12])?))
 }
 
 #[cfg(test)]
