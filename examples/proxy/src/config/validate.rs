@@ -6,6 +6,9 @@ use toml::Spanned;
 
 use super::{Config, ConfigError, Protocol, Source, Strategy};
 
+/// Builds the error for a key (and its span, `0..0` for none).
+type Check<'a> = dyn Fn(Range<usize>, String, String) -> Result<(), ConfigError> + 'a;
+
 impl Config {
     /// Checks what the types cannot: names that refer to other sections,
     /// patterns, ranges and combinations.
@@ -13,6 +16,19 @@ impl Config {
         let err = |span: Range<usize>, key: String, msg: String| {
             Err(src.error((span != (0..0)).then_some(span), key, msg))
         };
+        self.check_backends(&err)?;
+        self.check_groups(&err)?;
+        self.check_routing(&err)?;
+        self.check_server(&err)?;
+        self.check_retry(&err)?;
+        self.check_cache(&err)?;
+        self.check_rate_limit(&err)?;
+        self.check_consistency_and_log(&err)?;
+        Ok(())
+    }
+
+    /// Backends: at least one, URLs, headers; a group when there are several.
+    fn check_backends(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         if self.backends.is_empty() {
             return err(
                 0..0,
@@ -59,6 +75,11 @@ impl Config {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// Groups: members, strategies and their settings, head tracking.
+    fn check_groups(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         for (gname, group) in &self.groups {
             let g = group.get_ref();
             let key = |k: &str| format!("groups.{gname}.{k}");
@@ -186,6 +207,11 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Routing and method lists: targets exist, patterns parse.
+    fn check_routing(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         let groups = self.effective_groups();
         let known = |name: &str| groups.iter().any(|(g, _)| g == name);
         let group_list = || {
@@ -246,6 +272,11 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The front: limits, paths, CORS, proxies, the memory budget.
+    fn check_server(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         if self.server.max_body_bytes == 0
             || self.server.max_batch == 0
             || self.server.batch_concurrency == 0
@@ -327,6 +358,11 @@ impl Config {
                 "must be at least 1 (MiB)".into(),
             );
         }
+        Ok(())
+    }
+
+    /// Retries, budgets and per-group / per-backend attempt settings.
+    fn check_retry(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         for (name, old) in [
             ("budget_min_per_second", &self.retry.budget_min_per_second),
             ("budget_max_reserve", &self.retry.budget_max_reserve),
@@ -405,6 +441,11 @@ impl Config {
                 "is longer than retry.max_backoff".into(),
             );
         }
+        Ok(())
+    }
+
+    /// The cache: rules for the protocol, sizes.
+    fn check_cache(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         if self.cache.enabled && self.protocol == Protocol::Generic && self.cache.methods.is_empty()
         {
             return err(
@@ -421,6 +462,11 @@ impl Config {
                 "max_mb and max_entries must be at least 1".into(),
             );
         }
+        Ok(())
+    }
+
+    /// Rate limits: the key header, rates, bursts, weights.
+    fn check_rate_limit(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         let rl = &self.rate_limit;
         if http::HeaderName::from_bytes(rl.key_header.get_ref().as_bytes()).is_err() {
             return err(
@@ -494,6 +540,11 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Consistency sessions and the log filter.
+    fn check_consistency_and_log(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         let c = &self.consistency;
         if c.enabled {
             if !self.groups.values().any(|g| g.get_ref().head.is_some()) {
