@@ -8,6 +8,9 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../../examples/proxy/src/config/mod.rs"]
 mod config;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../examples/proxy/src/duration.rs"]
+mod duration;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
