@@ -122,7 +122,7 @@ pub enum HeadProbe {
 
 impl HeadProbe {
     /// Where heads come from: the protocol vocabulary's
-    /// [`HeadSource`](rpc_core::protocol::HeadSource).
+    /// [`HeadSource`].
     pub fn source(self) -> HeadSource {
         match self {
             HeadProbe::Ethereum => HeadSource::ETHEREUM,
