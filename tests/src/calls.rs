@@ -33,6 +33,20 @@ pub async fn post_to(
     body: impl Into<Bytes>,
     headers: &[(&str, &str)],
 ) -> (StatusCode, http::HeaderMap, String) {
+    let mut req = http::Request::post(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body.into())).expect("request");
+    send(addr, req).await
+}
+
+/// Sends one request on a new connection (5 s to connect, 30 s for the
+/// answer and 30 s for its body); the status, headers and body.
+async fn send(
+    addr: SocketAddr,
+    mut req: http::Request<Full<Bytes>>,
+) -> (StatusCode, http::HeaderMap, String) {
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .expect("connect in time")
@@ -41,12 +55,9 @@ pub async fn post_to(
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let mut req = http::Request::post(path);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req = req.header("host", addr.to_string());
-    let req = req.body(Full::new(body.into())).expect("request");
+    let host =
+        http::HeaderValue::from_str(&addr.to_string()).expect("an address is a header value");
+    req.headers_mut().insert(http::header::HOST, host);
     let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
         .await
         .expect("answer within 30 s")
@@ -170,27 +181,9 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> S
 
 /// One `GET path`; the status and the body.
 pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
-    let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
     let req = http::Request::get(path)
-        .header("host", addr.to_string())
         .body(Full::new(Bytes::new()))
         .expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
-        .await
-        .expect("answer within 30 s")
-        .expect("response");
-    let status = resp.status();
-    let body = tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect())
-        .await
-        .expect("body within 30 s")
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let (status, _, body) = send(addr, req).await;
+    (status, body)
 }

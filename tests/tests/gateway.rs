@@ -301,8 +301,7 @@ async fn no_call_fails_while_a_server_is_healthy_even_as_others_die_and_freeze()
     let ex = pool(3, false);
     let (_gw, addr) = gateway(&ex, 3, &["--request-timeout", "3"]);
     // Warm up: every server connected.
-    let (s, v) = get_json(addr, "/healthz").await;
-    assert_eq!(s, 200, "{v}");
+    until_all_healthy(addr, 3).await;
 
     let started = Instant::now();
     let clients = 6;
@@ -478,6 +477,24 @@ async fn a_deep_reorg_replaces_headers_the_gateway_kept() {
     }
 }
 
+/// Waits (at most 20 s) until `/healthz` is 200 with servers ex0..exN all
+/// healthy: connections and first tips take a moment after the gateway
+/// prints its address.
+async fn until_all_healthy(addr: SocketAddr, n: usize) {
+    let started = Instant::now();
+    loop {
+        let (s, v) = get_json(addr, "/healthz").await;
+        if s == 200 && (0..n).all(|i| server_healthy(&v, &format!("ex{i}"))) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never all healthy: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether `/healthz` lists server `name` as healthy (connected, in
 /// service, current).
 fn server_healthy(health: &Value, name: &str) -> bool {
@@ -492,18 +509,7 @@ fn server_healthy(health: &Value, name: &str) -> bool {
 async fn servers_killed_and_restarted_without_traffic_are_back_within_5s() {
     let mut ex = pool(3, false);
     let (_gw, addr) = gateway(&ex, 3, &[]);
-    let started = Instant::now();
-    loop {
-        let (s, v) = get_json(addr, "/healthz").await;
-        if s == 200 && (0..3).all(|i| server_healthy(&v, &format!("ex{i}"))) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never all healthy: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_all_healthy(addr, 3).await;
 
     // Every server dies; no client calls from here on.
     for i in 0..3 {

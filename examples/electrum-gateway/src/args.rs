@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use rpc_electrum::address::Network;
 
+use crate::cli_shared::Parsed;
+
 const ROUTES: &str = "\
 Routes:
     POST /                                 Electrum JSON-RPC (an allow-list of read methods and broadcast)
@@ -227,35 +229,14 @@ pub enum Command {
 
 /// Parses the arguments (without the program name). Errors are one line.
 pub fn parse_args(it: impl Iterator<Item = String>) -> Result<Command, String> {
-    let cli = match Cli::try_parse_from(std::iter::once("electrum-gateway".to_owned()).chain(it)) {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                    Ok(Command::Print(e.render().to_string()))
-                }
-                _ => Err(one_line(&e)),
-            };
-        }
+    let cli = match crate::cli_shared::parse::<Cli>("electrum-gateway", it)? {
+        Parsed::Args(cli) => cli,
+        Parsed::Print(text) => return Ok(Command::Print(text)),
     };
     match cli.command {
         Some(Sub::Check(opts)) => opts.resolve().map(|a| Command::Check(Box::new(a))),
         None => cli.opts.resolve().map(|a| Command::Run(Box::new(a))),
     }
-}
-
-/// clap's message without its `error: ` prefix, usage and tips, on one line.
-fn one_line(e: &clap::Error) -> String {
-    let text = e.render().to_string();
-    let message: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    let message = message.join(" ");
-    let message = message.strip_prefix("error: ").unwrap_or(&message);
-    format!("{message} (see --help)")
 }
 
 impl Opts {

@@ -17,6 +17,8 @@
 #![allow(unreachable_pub)]
 
 mod args;
+#[path = "../../proxy/src/cli_shared.rs"]
+mod cli_shared;
 mod config;
 #[path = "../../proxy/src/duration.rs"]
 mod duration;

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::cli_shared::Parsed;
 use toml::Spanned;
 
 use crate::config::{Backend, Config, EnvString, Group, LogFormat, Protocol, Secs, Strategy};
@@ -233,33 +235,11 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, String>
     if args.is_empty() && std::env::var_os("RPC_PROXY_CONFIG").is_none() {
         return Ok(Command::Nothing);
     }
-    let cli = match Cli::try_parse_from(std::iter::once("rpc-proxy".to_owned()).chain(args)) {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                    Ok(Command::Print(e.render().to_string()))
-                }
-                _ => Err(one_line(&e)),
-            };
-        }
+    let cli = match crate::cli_shared::parse::<Cli>("rpc-proxy", args)? {
+        Parsed::Args(cli) => cli,
+        Parsed::Print(text) => return Ok(Command::Print(text)),
     };
     cli.into_command()
-}
-
-/// clap's message without its `error: ` prefix, usage and tips, on one line.
-fn one_line(e: &clap::Error) -> String {
-    let text = e.render().to_string();
-    // The message is the first paragraph; usage and tips follow a blank line.
-    let message: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    let message = message.join(" ");
-    let message = message.strip_prefix("error: ").unwrap_or(&message);
-    format!("{message} (see --help)")
 }
 
 impl Cli {

@@ -18,6 +18,7 @@
 #![allow(unreachable_pub)]
 
 mod cli;
+mod cli_shared;
 mod config;
 mod demo;
 mod duration;
