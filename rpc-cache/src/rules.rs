@@ -86,13 +86,13 @@ impl CacheRules {
     /// The rules of a [`Protocol`]: each method's
     /// [`cache`](rpc_core::protocol::MethodFacts::cache) rule, its
     /// [writes](rpc_core::protocol::MethodFacts::write) and its
-    /// [head source](Protocol::head); hex case ignored in keys when the
-    /// protocol has a head (Ethereum, Electrum: hex there is
-    /// case-insensitive), the protocol's
+    /// [head source](Protocol::head); hex case ignored in keys where the
+    /// protocol says it means nothing
+    /// ([`Protocol::hex_case_insensitive`]), the protocol's
     /// [confirmations](Protocol::confirmations).
     pub fn for_protocol(protocol: &Protocol) -> Self {
         let mut r = CacheRules::empty();
-        r.lowercase_hex = protocol.head().is_some();
+        r.lowercase_hex = protocol.hex_case_insensitive();
         r.head_from = protocol.head().copied();
         r.confirmations = protocol.confirmations();
         for (pattern, facts) in protocol.methods().iter() {

@@ -164,16 +164,10 @@ impl MethodRules {
         // A name the vocabulary lists only to label it, with its prefix's
         // class, is left to the prefix: overriding the prefix
         // (`.prefix("debug_trace", ..)`) then covers it too.
-        let redundant: Vec<String> = classes
-            .iter()
-            .filter_map(|(p, class)| match p {
-                Pattern::Exact(name) if classes.get_by_prefix(name) == Some(class) => {
-                    Some(name.to_owned())
-                }
-                _ => None,
-            })
-            .collect();
-        classes.retain(|p, _| !matches!(p, Pattern::Exact(n) if redundant.iter().any(|r| r == n)));
+        classes.retain(|p, class| match p {
+            Pattern::Exact(name) => table.get_by_prefix(name).map(|f| f.repeat) != Some(*class),
+            Pattern::Prefix(_) => true,
+        });
         MethodRules {
             classes,
             default: Idempotency::Unsafe,

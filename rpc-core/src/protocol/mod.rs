@@ -363,6 +363,7 @@ pub struct Protocol {
     head: Option<HeadSource>,
     confirmations: u64,
     health: Option<&'static str>,
+    hex_case_insensitive: bool,
 }
 
 static ETHEREUM: LazyLock<Protocol> = LazyLock::new(|| {
@@ -408,6 +409,7 @@ impl Protocol {
             head: None,
             confirmations: 64,
             health: None,
+            hex_case_insensitive: false,
         }
     }
 
@@ -440,6 +442,8 @@ impl Protocol {
             head,
             confirmations,
             health: None,
+            // Addresses, hashes and data: hex whose case means nothing.
+            hex_case_insensitive: true,
         }
     }
 
@@ -485,6 +489,13 @@ impl Protocol {
     pub fn with_confirmations(mut self, depth: u64) -> Self {
         self.confirmations = depth;
         self
+    }
+
+    /// Whether hex strings in params mean the same in either case
+    /// (addresses, hashes, data: true for Ethereum and Electrum), so a
+    /// cache may key them lower-cased.
+    pub fn hex_case_insensitive(&self) -> bool {
+        self.hex_case_insensitive
     }
 
     /// The cheapest call that shows a node is serving (Ethereum
