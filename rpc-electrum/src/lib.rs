@@ -10,6 +10,7 @@
 
 pub mod address;
 mod backend;
+pub mod chain;
 mod config;
 mod pool;
 mod tip;
