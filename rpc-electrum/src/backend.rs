@@ -95,6 +95,12 @@ impl fmt::Debug for ElectrumBackend {
     }
 }
 
+/// A request extension: send even to a server marked
+/// [distrusted](ElectrumBackend::set_distrusted) or behind the pool's tip
+/// (a verifier re-examining it). Not for client calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unchecked;
+
 /// Builds an [`ElectrumBackend`]; see its table of defaults.
 #[derive(Debug)]
 pub struct ElectrumBackendBuilder {
@@ -152,6 +158,23 @@ impl ElectrumBackend {
         let (board, max) = self.stale.as_ref()?;
         let behind = board.best().saturating_sub(self.tip()?);
         (behind > *max).then_some(behind)
+    }
+
+    /// Marks the server as not trusted, and why (`None` clears it). While
+    /// it is, calls fail at once as not sent (`RpcError::Connect`, "not
+    /// trusted: …"), so a failover group takes the server out of rotation
+    /// and its health checks keep it out — except calls carrying
+    /// [`Unchecked`] (a verifier's own, re-examining the server).
+    /// [`ChainVerifier`](crate::chain::ChainVerifier) sets and clears it.
+    pub fn set_distrusted(&self, why: Option<&str>) {
+        if let Ok(mut d) = self.shared.distrust.lock() {
+            *d = why.map(Arc::from);
+        }
+    }
+
+    /// Why the server is not trusted, if it is not.
+    pub fn distrusted(&self) -> Option<Arc<str>> {
+        self.shared.distrust.lock().ok().and_then(|d| d.clone())
     }
 
     /// The server's software and negotiated protocol version, from the last
@@ -326,12 +349,15 @@ impl Service<Request> for ElectrumBackend {
             backend: name.clone(),
             source: why.to_owned().into(),
         };
+        let unchecked = request.extensions().get::<Unchecked>().is_some();
         let early = if permit.is_none() {
             Some(RpcError::Overloaded)
         } else if self.is_down() {
             Some(not_sent(&name, "not connected (reconnecting)"))
+        } else if let Some(why) = self.distrusted().filter(|_| !unchecked) {
+            Some(not_sent(&name, &format!("not trusted: {why}")))
         } else {
-            self.blocks_behind().map(|behind| {
+            self.blocks_behind().filter(|_| !unchecked).map(|behind| {
                 not_sent(
                     &name,
                     &format!("stale tip: {behind} blocks behind the pool"),

@@ -17,7 +17,7 @@ mod tip;
 mod tls;
 mod worker;
 
-pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture};
+pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture, Unchecked};
 pub use config::{BuildError, TlsVerify};
 pub use pool::PoolSubscriptions;
 pub use tip::{TipBoard, TipSlot};

@@ -16,6 +16,7 @@ mod header;
 mod params;
 mod spv;
 mod store;
+mod verifier;
 
 pub use header::{
     bits_from_target, hash_from_hex, hash_to_hex, hash_value, hex_bytes, sha256d, target_from_bits,
@@ -26,3 +27,4 @@ pub use params::{
 };
 pub use spv::{reads_as_transaction, txid_of_raw, verify_merkle, SpvError};
 pub use store::{ChainError, Connected, HeaderChain};
+pub use verifier::{ChainVerifier, ServerView, Verdict, VerifyError};

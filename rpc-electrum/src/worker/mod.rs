@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     /// [`HeadBlock`](rpc_core::HeadBlock)), written before `tip`.
     pub(crate) tip_hash: AtomicU64,
     pub(crate) tip_parent: AtomicU64,
+    /// Why the server is not trusted (it served headers or proofs that do
+    /// not verify), if it is not: client calls fail fast until cleared.
+    pub(crate) distrust: Mutex<Option<Arc<str>>>,
 }
 
 impl Shared {
@@ -75,6 +78,7 @@ impl Shared {
             subs: Mutex::new(HashMap::new()),
             connects: AtomicU64::new(0),
             server: Mutex::new(None),
+            distrust: Mutex::new(None),
         }
     }
 
