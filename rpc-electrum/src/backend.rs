@@ -165,7 +165,9 @@ impl ElectrumBackend {
     /// trusted: …"), so a failover group takes the server out of rotation
     /// and its health checks keep it out — except calls carrying
     /// [`Unchecked`] (a verifier's own, re-examining the server).
-    /// [`ChainVerifier`](crate::chain::ChainVerifier) sets and clears it.
+    /// [`ChainVerifier`](crate::chain::ChainVerifier) sets it for a server
+    /// whose headers do not verify, and clears only marks it set, when the
+    /// server's tip is on the verified chain again.
     pub fn set_distrusted(&self, why: Option<&str>) {
         if let Ok(mut d) = self.shared.distrust.lock() {
             *d = why.map(Arc::from);

@@ -51,6 +51,22 @@ async fn rpc(addr: SocketAddr, method: &str, params: Value) -> (u16, Value) {
 async fn rest_routes_answer_from_the_known_chain() {
     let ex = pool(2, false);
     let (_gw, addr) = gateway(&ex, 2, &[]);
+    // Ready once both servers are connected and agree on a verified tip.
+    until_all_healthy(addr, 2).await;
+    let (_, v) = get_json(addr, "/healthz").await;
+    assert_eq!(
+        (v["verified_tip"].as_u64(), v["agreed_tip"].as_u64()),
+        (Some(10), Some(10)),
+        "{v}"
+    );
+    assert!(
+        v["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .all(|s| s["verified"] == "on_chain"),
+        "{v}"
+    );
 
     let (s, v) = get_json(addr, &format!("/v1/address/{ADDRESS_A}/balance")).await;
     assert_eq!(s, 200, "{v}");
@@ -72,6 +88,15 @@ async fn rest_routes_answer_from_the_known_chain() {
     assert_eq!(s, 200, "{v}");
     let history = v["history"].as_array().expect("history");
     assert_eq!(history.len(), 4, "3 confirmed and 1 in the mempool: {v}");
+    // Confirmations are proven against verified headers; the mempool's is not.
+    for t in history {
+        let want = if t["height"].as_i64().unwrap_or(0) > 0 {
+            "spv"
+        } else {
+            "unverified"
+        };
+        assert_eq!(t["verified"], want, "{t}");
+    }
     let confirmed = history
         .iter()
         .find(|t| t["height"].as_i64().unwrap_or(0) > 0)
@@ -97,6 +122,7 @@ async fn rest_routes_answer_from_the_known_chain() {
 
     let (s, v) = get_json(addr, "/v1/tip").await;
     assert_eq!((s, v["height"].as_u64()), (200, Some(10)), "{v}");
+    assert_eq!(v["verified"], "spv", "{v}");
     assert_eq!(v["header"].as_str().map(str::len), Some(160));
     let (s, v) = get_json(addr, "/v1/block/1/header").await;
     assert_eq!((s, v["height"].as_u64()), (200, Some(1)), "{v}");

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use rpc_electrum::address::Network;
+use rpc_electrum::chain::Checkpoint;
 
 use crate::cli_shared::Parsed;
 
@@ -132,6 +133,29 @@ struct Opts {
     /// Servers a transaction is sent to at once [default: 3]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), env = "ELECTRUM_GATEWAY_BROADCAST_TO", hide_env_values = true)]
     broadcast_to: Option<u64>,
+    /// Which coin's rules the verified header chain follows [default: bitcoin]
+    #[arg(
+        long,
+        value_name = "COIN",
+        env = "ELECTRUM_GATEWAY_COIN",
+        hide_env_values = true
+    )]
+    coin: Option<CoinArg>,
+    /// Verify headers (proof of work, most work) and confirmations (merkle
+    /// proofs) instead of believing servers: `spv` or `off` [default: spv]
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "ELECTRUM_GATEWAY_VERIFY",
+        hide_env_values = true
+    )]
+    verify: Option<VerifyArg>,
+    /// Start verifying after this block instead of the genesis block:
+    /// HEIGHT:HASH:TIME:NEXT_BITS (the hash as explorers print it; NEXT_BITS
+    /// the next block's bits, hex; on Bitcoin the last block of a 2016-block
+    /// period)
+    #[arg(long, value_name = "CHECKPOINT", value_parser = checkpoint, env = "ELECTRUM_GATEWAY_CHECKPOINT", hide_env_values = true)]
+    checkpoint: Option<Checkpoint>,
     /// Also let clients call METHOD through POST / (repeatable)
     #[arg(long, value_name = "METHOD")]
     allow: Vec<String>,
@@ -153,6 +177,20 @@ enum NetworkArg {
     Mainnet,
     Testnet,
     Regtest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CoinArg {
+    Bitcoin,
+    BitcoinCash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyArg {
+    /// Verified headers, merkle-proven confirmations, liars out of rotation
+    Spv,
+    /// Believe the servers (only for servers you run yourself)
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -180,6 +218,12 @@ pub struct Args {
     pub max_ahead: u64,
     pub confirm_within: Duration,
     pub broadcast_to: usize,
+    /// Whose rules the verified chain follows.
+    pub coin: CoinArg,
+    /// Whether headers and confirmations are verified.
+    pub verify: VerifyArg,
+    /// Where verification starts (None: the genesis block).
+    pub checkpoint: Option<Checkpoint>,
     pub allow: Vec<String>,
     pub insecure_tls: bool,
     pub log_json: bool,
@@ -203,6 +247,9 @@ impl Default for Args {
             max_ahead: 1024,
             confirm_within: Duration::from_secs(600),
             broadcast_to: 3,
+            coin: CoinArg::Bitcoin,
+            verify: VerifyArg::Spv,
+            checkpoint: None,
             allow: Vec::new(),
             insecure_tls: false,
             log_json: false,
@@ -294,6 +341,15 @@ impl Opts {
         if let Some(n) = self.broadcast_to {
             args.broadcast_to = usize::try_from(n).map_err(|_| "--broadcast-to: too large")?;
         }
+        if let Some(c) = self.coin {
+            args.coin = c;
+        }
+        if let Some(v) = self.verify {
+            args.verify = v;
+        }
+        if let Some(c) = self.checkpoint {
+            args.checkpoint = Some(c);
+        }
         args.allow.extend(self.allow);
         args.insecure_tls |= self.insecure_tls;
         if let Some(f) = self.log_format {
@@ -332,6 +388,26 @@ fn servers(args: &mut Args, specs: Vec<String>) -> Result<(), String> {
         return Err(format!("at most {} servers", rpc_failover::MAX_MEMBERS));
     }
     Ok(())
+}
+
+/// `HEIGHT:HASH:TIME:NEXT_BITS`.
+pub fn checkpoint(v: &str) -> Result<Checkpoint, String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let [height, hash, time, bits] = parts[..] else {
+        return Err(format!("`{v}` is not HEIGHT:HASH:TIME:NEXT_BITS"));
+    };
+    Ok(Checkpoint {
+        height: height
+            .parse()
+            .map_err(|_| format!("`{height}` is not a height"))?,
+        hash: rpc_electrum::chain::hash_from_hex(hash)
+            .ok_or_else(|| format!("`{hash}` is not a block hash (64 hex digits)"))?,
+        time: time
+            .parse()
+            .map_err(|_| format!("`{time}` is not a block time"))?,
+        next_bits: u32::from_str_radix(bits.trim_start_matches("0x"), 16)
+            .map_err(|_| format!("`{bits}` is not compact bits in hex"))?,
+    })
 }
 
 /// A duration flag (`250ms`, `5s`, `2m`, or seconds).

@@ -22,6 +22,9 @@ pub struct File {
     allow: Vec<String>,
     insecure_tls: Option<bool>,
     log_format: Option<LogFormat>,
+    verify: Option<VerifyName>,
+    coin: Option<CoinName>,
+    checkpoint: Option<String>,
     #[serde(default)]
     servers: Vec<Server>,
     head: Option<Head>,
@@ -77,6 +80,20 @@ enum NetworkName {
 
 #[derive(Debug, Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
+enum VerifyName {
+    Spv,
+    Off,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+enum CoinName {
+    Bitcoin,
+    BitcoinCash,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
 enum LogFormat {
     Text,
     Json,
@@ -128,6 +145,22 @@ impl File {
         args.allow.extend(self.allow);
         if let Some(b) = self.insecure_tls {
             args.insecure_tls = b;
+        }
+        if let Some(v) = self.verify {
+            args.verify = match v {
+                VerifyName::Spv => crate::args::VerifyArg::Spv,
+                VerifyName::Off => crate::args::VerifyArg::Off,
+            };
+        }
+        if let Some(c) = self.coin {
+            args.coin = match c {
+                CoinName::Bitcoin => crate::args::CoinArg::Bitcoin,
+                CoinName::BitcoinCash => crate::args::CoinArg::BitcoinCash,
+            };
+        }
+        if let Some(c) = &self.checkpoint {
+            args.checkpoint =
+                Some(crate::args::checkpoint(c).map_err(|e| format!("checkpoint: {e}"))?);
         }
         if let Some(f) = self.log_format {
             args.log_json = matches!(f, LogFormat::Json);

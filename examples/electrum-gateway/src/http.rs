@@ -13,6 +13,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use rpc_electrum::chain::Verdict;
 use serde_json::{json, Value};
 use tower::{Layer, Service};
 
@@ -134,8 +135,10 @@ async fn route(gw: Arc<Gateway>, req: http::Request<Incoming>) -> http::Response
     }
 }
 
-/// 200 while at least one server is connected, in service and current (not
-/// lagging); 503 otherwise. The body lists every server.
+/// 200 while at least one server is connected, in service, current (not
+/// lagging) and trusted, and (with `--verify spv`) the servers agree on a
+/// verified tip; 503 otherwise (`"status": "verifying"` while headers are
+/// being verified). The body lists every server.
 fn health(gw: &Gateway) -> http::Response<Body> {
     let mut healthy = false;
     let servers: Vec<Value> = gw
@@ -147,25 +150,56 @@ fn health(gw: &Gateway) -> http::Response<Body> {
                 .iter()
                 .find(|s| s.name() == &*m.name)
                 .is_some_and(|s| s.is_connected());
-            let ok = connected && m.in_service && !m.lagging;
+            let backend = gw.servers.iter().find(|s| s.name() == &*m.name);
+            let distrusted = backend.and_then(|b| b.distrusted());
+            let ok = connected && m.in_service && !m.lagging && distrusted.is_none();
             healthy |= ok;
-            json!({
+            let mut entry = json!({
                 "name": &*m.name,
                 "connected": connected,
                 "in_service": m.in_service,
                 "lagging": m.lagging,
                 "tip": m.head,
                 "healthy": ok,
-            })
+            });
+            if let Some(v) = &gw.verifier {
+                let verdict = v
+                    .servers()
+                    .into_iter()
+                    .find(|s| s.name == m.name)
+                    .map(|s| s.verdict);
+                entry["verified"] = Value::String(match verdict {
+                    Some(Verdict::OnChain) => "on_chain".to_owned(),
+                    Some(Verdict::Fork { .. }) => "fork".to_owned(),
+                    Some(Verdict::Lied(why)) => format!("lied: {why}"),
+                    _ => "unknown".to_owned(),
+                });
+            }
+            if let Some(why) = distrusted {
+                entry["distrusted"] = Value::String(why.to_string());
+            }
+            entry
         })
         .collect();
-    let status = if healthy {
+    // With verification, ready once the servers agree on a verified tip.
+    let verifying = gw
+        .verifier
+        .as_ref()
+        .is_some_and(|v| v.agreed_tip().is_none());
+    let text = match (healthy, verifying) {
+        (false, _) => "unavailable",
+        (true, true) => "verifying",
+        (true, false) => "ok",
+    };
+    let status = if text == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_response(
-        status,
-        &json!({"status": if healthy { "ok" } else { "unavailable" }, "servers": servers}),
-    )
+    let mut body = json!({"status": text, "servers": servers});
+    if let Some(v) = &gw.verifier {
+        body["verified_tip"] = json!(v.tip_height());
+        body["agreed_tip"] = json!(v.agreed_tip());
+    }
+    json_response(status, &body)
 }

@@ -41,7 +41,9 @@ use rpc_failover::{Failover, FailoverLayer, HeadPolicy, Member, MethodRules, Ret
 use rpc_metrics::{MethodLabels, MetricsLayer};
 use tower::{Layer, ServiceBuilder};
 
-use args::{parse_args, Args, Command};
+use args::{parse_args, Args, CoinArg, Command, VerifyArg};
+use rpc_electrum::address::Network;
+use rpc_electrum::chain::{ChainParams, ChainVerifier};
 
 /// Methods a client may call through `POST /` unless `--allow` adds more:
 /// what the Electrum vocabulary calls safe to repeat and stateless (reads and
@@ -89,6 +91,9 @@ pub struct Gateway {
     pub events: events::Hub,
     /// The Prometheus recorder's handle, for `GET /metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The verified chain (`--verify spv`): every server's tip checked,
+    /// liars out of rotation, confirmations proven.
+    pub verifier: Option<ChainVerifier>,
 }
 
 type MetricsService = rpc_metrics::Metrics<ElectrumBackend>;
@@ -152,6 +157,21 @@ fn head_policy(args: &Args) -> HeadPolicy {
     }
 }
 
+/// The verified chain's rules: the network's, the coin's difficulty rule,
+/// from `--checkpoint` or the genesis block.
+fn chain_params(args: &Args) -> ChainParams {
+    let params = match (args.network, args.coin) {
+        (Network::Regtest, _) => ChainParams::bitcoin_regtest(),
+        (Network::Testnet, _) => ChainParams::bitcoin_testnet(),
+        (Network::Mainnet, CoinArg::Bitcoin) => ChainParams::bitcoin(),
+        (Network::Mainnet, CoinArg::BitcoinCash) => ChainParams::bitcoin_cash(),
+    };
+    match args.checkpoint {
+        Some(c) => params.checkpoint(c),
+        None => params,
+    }
+}
+
 /// What `electrum-gateway check` prints: the settings as they will be used.
 fn describe(args: &Args) -> Result<String, String> {
     use std::fmt::Write;
@@ -165,6 +185,15 @@ fn describe(args: &Args) -> Result<String, String> {
         .collect();
     let _ = writeln!(out, "  servers: {}", servers.join(", "));
     let _ = writeln!(out, "  network: {:?}", args.network);
+    let _ = match (args.verify, args.checkpoint) {
+        (VerifyArg::Off, _) => writeln!(out, "  verification: off (servers are believed)"),
+        (VerifyArg::Spv, c) => writeln!(
+            out,
+            "  verification: headers ({:?} rules) from {}, tips agreed, confirmations by merkle proof",
+            args.coin,
+            c.map_or("the genesis block".to_owned(), |c| format!("checkpoint {}", c.height)),
+        ),
+    };
     let _ = writeln!(
         out,
         "  head rule: {}",
@@ -253,6 +282,14 @@ async fn run(args: Args) -> Result<(), String> {
             .service(group.clone()),
     );
     let events = events::Hub::start(servers.clone());
+    let verifier = (args.verify == VerifyArg::Spv).then(|| {
+        let v = ChainVerifier::builder(chain_params(&args), servers.clone())
+            .agree(args.agree.unwrap_or(2))
+            .call_timeout(args.request_timeout)
+            .build();
+        v.start();
+        v
+    });
     let gateway = Arc::new(Gateway {
         args: args.clone(),
         stack: stack.clone(),
@@ -260,6 +297,7 @@ async fn run(args: Args) -> Result<(), String> {
         servers,
         events,
         metrics,
+        verifier,
     });
 
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -9,8 +9,9 @@ use futures_util::future::join_all;
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use rpc_core::{Deadline, Id, Payload, RawJson, Request, RpcError};
+use rpc_core::{Deadline, Id, Payload, RawJson, Request, RpcError, ServedBy};
 use rpc_electrum::address::{self, AddressError};
+use rpc_electrum::chain::ChainVerifier;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -93,6 +94,16 @@ pub fn scripthash_of(gw: &Gateway, address: &str) -> Result<String, ApiError> {
 
 /// One call through the stack; the result as JSON.
 async fn call(gw: &Gateway, method: &str, params: Value) -> Result<Value, ApiError> {
+    call_served(gw, method, params).await.map(|(v, _)| v)
+}
+
+/// One call through the stack; the result as JSON and the server that gave
+/// it (when a group says; a cache hit names none).
+async fn call_served(
+    gw: &Gateway,
+    method: &str,
+    params: Value,
+) -> Result<(Value, Option<Arc<str>>), ApiError> {
     let params = RawJson::from_serialize(&params)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let mut req = Request::new(method)
@@ -102,9 +113,14 @@ async fn call(gw: &Gateway, method: &str, params: Value) -> Result<Value, ApiErr
         .insert(Deadline::after(gw.args.call_deadline()));
     match gw.stack.clone().oneshot(req).await {
         Ok(resp) => match resp.payload() {
-            Payload::Result(raw) => raw.deserialize::<Value>().map_err(|e| {
-                ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", e.to_string())
-            }),
+            Payload::Result(raw) => {
+                let served = resp.extensions().get::<ServedBy>().map(|s| s.0.clone());
+                raw.deserialize::<Value>()
+                    .map(|v| (v, served))
+                    .map_err(|e| {
+                        ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", e.to_string())
+                    })
+            }
             Payload::Error(e) => {
                 let message = e.message().to_owned();
                 let lower = message.to_ascii_lowercase();
@@ -171,28 +187,122 @@ async fn utxos(gw: &Gateway, address: &str) -> Reply {
     ))
 }
 
+/// At most this many of a history's most recent confirmed entries are
+/// proven by merkle proof per call (older ones say `unverified`); proofs of
+/// settled blocks are cached, so a repeated call costs no server calls.
+const MAX_PROVEN_ENTRIES: usize = 200;
+
 async fn history(gw: &Gateway, address: &str) -> Reply {
     let sh = scripthash_of(gw, address)?;
-    let v = call(gw, "blockchain.scripthash.get_history", json!([sh])).await?;
-    let list: Vec<Value> = v
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|t| {
-                    let mut e = json!({"txid": t["tx_hash"], "height": t["height"]});
-                    if let Some(fee) = t.get("fee") {
-                        e["fee"] = fee.clone();
+    // A history with a confirmation no server can prove came from a liar:
+    // it is distrusted (out of rotation) and the history asked again.
+    for _ in 0..2 {
+        let (v, served_by) =
+            call_served(gw, "blockchain.scripthash.get_history", json!([sh])).await?;
+        let items: Vec<Value> = v.as_array().cloned().unwrap_or_default();
+        let confirmed = items
+            .iter()
+            .filter(|t| t["height"].as_i64().is_some_and(|h| h > 0))
+            .count();
+        let mut list = Vec::with_capacity(items.len());
+        let mut false_entry = None;
+        let mut seen_confirmed = 0;
+        for t in &items {
+            let mut e = json!({"txid": t["tx_hash"], "height": t["height"]});
+            if let Some(fee) = t.get("fee") {
+                e["fee"] = fee.clone();
+            }
+            if let Some(verifier) = &gw.verifier {
+                let height = t["height"].as_i64().unwrap_or(0);
+                let txid = t["tx_hash"].as_str().unwrap_or("");
+                let recent = height > 0 && {
+                    seen_confirmed += 1;
+                    confirmed - seen_confirmed < MAX_PROVEN_ENTRIES
+                };
+                let status = if recent {
+                    prove(gw, verifier, txid, height as u32).await
+                } else {
+                    Proven::Unverified
+                };
+                match status {
+                    Proven::Spv => e["verified"] = json!("spv"),
+                    Proven::Unverified => e["verified"] = json!("unverified"),
+                    Proven::False(why) => {
+                        false_entry = Some(why);
+                        break;
                     }
-                    e
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"address": address, "history": list}),
+                }
+            }
+            list.push(e);
+        }
+        match (false_entry, served_by, &gw.verifier) {
+            (None, _, _) => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"address": address, "history": list}),
+                ))
+            }
+            (Some(why), Some(server), Some(_)) => distrust(gw, &server, &why),
+            // A cached history (no server named) that does not hold: the
+            // cache cannot be told which server it came from; refuse.
+            (Some(why), _, _) => {
+                return Err(ApiError::new(StatusCode::BAD_GATEWAY, "unverifiable", why))
+            }
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "unverifiable",
+        "two servers in a row answered with a history whose confirmations no server can prove",
     ))
+}
+
+/// What a confirmation's check found.
+enum Proven {
+    /// Proven by a merkle proof against a verified header.
+    Spv,
+    /// Not checkable (yet): unconfirmed, above the agreed tip, or old.
+    Unverified,
+    /// No server could prove it: the entry is false.
+    False(String),
+}
+
+/// Proves that `txid` is in the block at `height`: a proof through the
+/// stack (cached once settled), else from each trusted server directly.
+async fn prove(gw: &Gateway, verifier: &ChainVerifier, txid: &str, height: u32) -> Proven {
+    if verifier.agreed_tip().is_none_or(|tip| height > tip) {
+        return Proven::Unverified;
+    }
+    let params = json!([txid, height]);
+    if let Ok((proof, served_by)) =
+        call_served(gw, "blockchain.transaction.get_merkle", params).await
+    {
+        if verifier
+            .check_proof(txid, height, proof.to_string().as_bytes())
+            .is_ok()
+        {
+            return Proven::Spv;
+        }
+        if let Some(server) = served_by {
+            let why = format!("its merkle proof for {txid} at {height} does not hold");
+            distrust(gw, &server, &why);
+        }
+    }
+    for server in gw.servers.iter().filter(|s| s.distrusted().is_none()) {
+        if verifier.verify_tx(server, txid, height).await.is_ok() {
+            return Proven::Spv;
+        }
+    }
+    Proven::False(format!(
+        "no server proves that {txid} is in the block at {height}"
+    ))
+}
+
+fn distrust(gw: &Gateway, server: &str, why: &str) {
+    if let Some(s) = gw.servers.iter().find(|s| s.name() == server) {
+        tracing::warn!(server, why, "electrum server distrusted");
+        s.set_distrusted(Some(why));
+    }
 }
 
 fn bad_txid(txid: &str) -> ApiError {
@@ -232,6 +342,24 @@ async fn get_tx(gw: &Gateway, txid: &str) -> Reply {
 }
 
 async fn tip(gw: &Gateway) -> Reply {
+    // Verified: the tip `agree` servers report on the verified chain, with
+    // its verified header; never one server's word.
+    if let Some(verifier) = &gw.verifier {
+        let Some(height) = verifier.agreed_tip() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_agreed_tip",
+                "the servers have not agreed on a verified tip yet",
+            ));
+        };
+        if let Some(header) = verifier.header(height) {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({"height": height, "header": header_hex(&header), "verified": "spv"}),
+            ));
+        }
+        // At the checkpoint itself (no header held): the servers' word.
+    }
     let v = call(gw, "blockchain.headers.subscribe", json!([])).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -247,11 +375,33 @@ async fn header(gw: &Gateway, height: &str) -> Reply {
             format!("`{height}` is not a block height"),
         )
     })?;
+    // A verified header, when there is one up to the agreed tip.
+    if let Some(verifier) = &gw.verifier {
+        let agreed = verifier.agreed_tip().map_or(0, u64::from);
+        let verified = u32::try_from(h)
+            .ok()
+            .filter(|_| h <= agreed)
+            .and_then(|h| verifier.header(h));
+        if let Some(header) = verified {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({"height": h, "header": header_hex(&header), "verified": "spv"}),
+            ));
+        }
+    }
     let v = call(gw, "blockchain.block.header", json!([h])).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"height": h, "header": v}),
     ))
+}
+
+fn header_hex(header: &rpc_electrum::chain::Header) -> String {
+    header
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether a server's refusal means it already has the transaction (which

@@ -88,6 +88,29 @@ impl ChainParams {
         }
     }
 
+    /// Bitcoin's test network (testnet3) from its genesis block; `bits`
+    /// are checked against the limit only
+    /// ([`MinDifficultyAllowed`](DifficultyRule::MinDifficultyAllowed)).
+    pub fn bitcoin_testnet() -> Self {
+        ChainParams {
+            pow_limit: target_or_max(0x1d00_ffff),
+            rule: DifficultyRule::MinDifficultyAllowed,
+            checkpoint: Checkpoint {
+                height: 0,
+                hash: genesis("000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943"),
+                time: 1_296_688_602,
+                next_bits: 0x1d00_ffff,
+            },
+        }
+    }
+
+    /// Bitcoin Cash main network from the shared genesis block, with
+    /// [`WorkOnly`](DifficultyRule::WorkOnly) (its ASERT rule is not
+    /// checked: a branch still needs more work to win).
+    pub fn bitcoin_cash() -> Self {
+        Self::bitcoin().rule(DifficultyRule::WorkOnly)
+    }
+
     /// With verification starting after `checkpoint`.
     pub fn checkpoint(mut self, checkpoint: Checkpoint) -> Self {
         self.checkpoint = checkpoint;

@@ -250,12 +250,9 @@ impl ChainVerifier {
         txid: &str,
         height: u32,
     ) -> Result<(), VerifyError> {
-        let id = hash_from_hex(txid).ok_or(VerifyError::BadTxid)?;
-        let agreed = self.agreed_tip().unwrap_or(0);
-        let header = (height <= agreed)
-            .then(|| self.header(height))
-            .flatten()
-            .ok_or(VerifyError::NoHeader(height))?;
+        // Checked before any call: a bad id or an unverifiable height costs
+        // the server nothing.
+        self.header_for(txid, height)?;
         let params = serde_json::json!([txid, height]);
         let answer = call(
             server,
@@ -265,16 +262,35 @@ impl ChainVerifier {
         )
         .await
         .map_err(VerifyError::Call)?;
+        self.check_proof(txid, height, answer.as_bytes())
+    }
+
+    /// Checks a `blockchain.transaction.get_merkle` answer (`{"merkle":
+    /// [..], "pos": n, ..}`, raw JSON, fetched any way — through a cached,
+    /// retried stack, say) for transaction `txid` at `height` against the
+    /// verified header there (at most the agreed tip).
+    pub fn check_proof(&self, txid: &str, height: u32, proof: &[u8]) -> Result<(), VerifyError> {
+        let (id, header) = self.header_for(txid, height)?;
         #[derive(serde::Deserialize)]
         struct Proof {
             merkle: Vec<String>,
             pos: u64,
         }
-        let proof: Proof = serde_json::from_slice(answer.as_bytes())
+        let proof: Proof = serde_json::from_slice(proof)
             .map_err(|e| VerifyError::Call(format!("not a merkle proof: {e}")))?;
         let branch: Vec<&str> = proof.merkle.iter().map(String::as_str).collect();
         verify_merkle(&id, proof.pos, &branch, &header.merkle_root())?;
         Ok(())
+    }
+
+    fn header_for(&self, txid: &str, height: u32) -> Result<(Hash, Header), VerifyError> {
+        let id = hash_from_hex(txid).ok_or(VerifyError::BadTxid)?;
+        let agreed = self.agreed_tip().unwrap_or(0);
+        let header = (height <= agreed)
+            .then(|| self.header(height))
+            .flatten()
+            .ok_or(VerifyError::NoHeader(height))?;
+        Ok((id, header))
     }
 }
 
@@ -373,15 +389,29 @@ fn set(inner: &Inner, i: usize, tip: Option<(u32, Hash)>, verdict: Verdict) {
         // Keep whatever mark there is until the grace decides.
         _ => return store(server, tip, verdict),
     };
-    if let Some(why) = &why {
-        tracing::warn!(server = server.backend.name(), why = %why, "electrum server distrusted");
-    } else if server.backend.distrusted().is_some() {
-        tracing::info!(
-            server = server.backend.name(),
-            "electrum server trusted again: its tip is on the verified chain"
-        );
+    match &why {
+        Some(why) => {
+            tracing::warn!(server = server.backend.name(), why = %why, "electrum server distrusted");
+            server.backend.set_distrusted(Some(why));
+        }
+        None => {
+            // Clear only a mark this verifier made (a lie about the chain,
+            // a fork past its grace); one set elsewhere (a false proof
+            // found by the caller) stays.
+            let ours = server
+                .state
+                .lock()
+                .map(|st| matches!(st.1, Verdict::Lied(_) | Verdict::Fork { .. }))
+                .unwrap_or(false);
+            if ours && server.backend.distrusted().is_some() {
+                tracing::info!(
+                    server = server.backend.name(),
+                    "electrum server trusted again: its tip is on the verified chain"
+                );
+                server.backend.set_distrusted(None);
+            }
+        }
     }
-    server.backend.set_distrusted(why.as_deref());
     store(server, tip, verdict);
 }
 
@@ -466,9 +496,12 @@ async fn observe(weak: &std::sync::Weak<Inner>, i: usize, height: u32, header: H
         .await;
         let headers = match answer.as_ref().map(|raw| parse_headers(raw.as_bytes())) {
             Ok(Some(h)) if !h.is_empty() => h,
+            // An answer it cannot read, or no headers where it claims a tip
+            // (a race with its own reorganisation, or an unknown format):
+            // nothing learned, not a lie; the next tip tries again.
             Ok(_) => {
-                let why = format!("it claims a tip at {height} but serves no headers at {start}");
-                return set(&inner, i, tip, Verdict::Lied(why));
+                tracing::debug!(server = backend.name(), start, height, "no usable headers");
+                return store(&inner.servers[i], tip, Verdict::Unknown);
             }
             // No answer: nothing learned; the next tip tries again.
             Err(_) => return store(&inner.servers[i], tip, Verdict::Unknown),
@@ -539,22 +572,49 @@ fn reassess(inner: &Inner, except: usize) {
     }
 }
 
-/// A `blockchain.block.headers` answer: `{"count": n, "hex": "..."}`.
+/// A `blockchain.block.headers` answer: `{"count": n, "hex": "..."}`
+/// (protocol 1.4: the headers concatenated) or `{"count": n, "headers":
+/// ["...", ..]}` (protocol 1.6).
 fn parse_headers(raw: &[u8]) -> Option<Vec<Header>> {
     #[derive(serde::Deserialize)]
     struct Chunk {
         count: usize,
-        hex: String,
+        hex: Option<String>,
+        headers: Option<Vec<String>>,
     }
     let c: Chunk = serde_json::from_slice(raw).ok()?;
-    let bytes = hex_bytes(&c.hex)?;
-    if bytes.len() != c.count * 80 {
-        return None;
-    }
-    Some(
-        bytes
+    let headers: Vec<Header> = match (c.hex, c.headers) {
+        (Some(hex), _) => hex_bytes(&hex)?
             .chunks_exact(80)
             .filter_map(|b| <[u8; 80]>::try_from(b).ok().map(Header::from_bytes))
             .collect(),
-    )
+        (None, Some(list)) => list
+            .iter()
+            .map(|h| Header::from_hex(h))
+            .collect::<Option<_>>()?,
+        (None, None) => return None,
+    };
+    (headers.len() == c.count).then_some(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_answers_of_both_protocol_versions_parse() {
+        let a = "01".repeat(80);
+        let b = "02".repeat(80);
+        let v14 = format!(r#"{{"count":2,"hex":"{a}{b}","max":2016}}"#);
+        let v16 = format!(r#"{{"count":2,"headers":["{a}","{b}"],"max":2016}}"#);
+        for text in [v14, v16] {
+            let hs = parse_headers(text.as_bytes()).expect("parses");
+            assert_eq!(hs.len(), 2);
+            assert_eq!(hs[1].as_bytes(), &[2u8; 80]);
+        }
+        // A count that does not match, a short header, no headers at all.
+        assert!(parse_headers(format!(r#"{{"count":3,"hex":"{a}"}}"#).as_bytes()).is_none());
+        assert!(parse_headers(br#"{"count":1,"headers":["0102"]}"#).is_none());
+        assert!(parse_headers(br#"{"count":0}"#).is_none());
+    }
 }
