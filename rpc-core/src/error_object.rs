@@ -40,6 +40,10 @@ pub mod codes {
     /// The server is over a resource budget (request bytes in flight): retry
     /// shortly (the code Ethereum nodes use for "limit exceeded").
     pub const LIMIT_EXCEEDED: i64 = -32005;
+    /// A call that changes state (a broadcast) may have reached a backend,
+    /// but no answer says whether it took effect: its outcome is unknown.
+    /// Not "not sent": a client must not act as if it never happened.
+    pub const OUTCOME_UNKNOWN: i64 = -32022;
 
     /// Codes that mean *the backend could not serve the call* rather than
     /// *the call failed*: `429` (provider rate limits), [`NO_BACKEND`],

@@ -224,7 +224,17 @@ async fn a_broadcast_reaches_several_servers_and_a_repeat_counts_as_accepted() {
     let v: Value = serde_json::from_str(&text).expect("JSON");
     let accepted = v["accepted_by"].as_array().expect("accepted_by");
     assert_eq!(accepted.len(), 3, "sent to all three servers at once: {v}");
+    assert_eq!(v["outcome"], "accepted", "{v}");
     let txid = v["txid"].as_str().expect("txid").to_owned();
+
+    // Through JSON-RPC too: the same fan-out, and the answer is the txid
+    // (never "already in block chain" for a transaction that got in).
+    for _ in 0..2 {
+        let (s, v) = rpc(addr, "blockchain.transaction.broadcast", json!([raw])).await;
+        assert_eq!((s, v["result"].as_str()), (200, Some(txid.as_str())), "{v}");
+    }
+    let (s, v) = rpc(addr, "blockchain.transaction.broadcast", json!(["beef"])).await;
+    assert_eq!((s, v["error"]["code"].as_i64()), (200, Some(-32602)), "{v}");
 
     // The same transaction again, as JSON: accepted again (the harness's
     // daemon re-accepts a known transaction; a real node's "already known"
@@ -256,6 +266,69 @@ async fn a_broadcast_reaches_several_servers_and_a_repeat_counts_as_accepted() {
         v["rejected_by"].as_array().is_some_and(|r| !r.is_empty()),
         "{v}"
     );
+    assert_eq!(v["outcome"], "rejected", "{v}");
+    assert!(
+        v["txid"].as_str().is_some_and(|t| t.len() == 64),
+        "the txid, always: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_that_may_have_arrived_is_unknown_not_failed() {
+    let ex = pool(2, false);
+    let (_gw, addr) = gateway(&ex, 2, &["--request-timeout", "500ms"]);
+    until_all_healthy(addr, 2).await;
+    let (_, v) = rpc(
+        addr,
+        "blockchain.scripthash.listunspent",
+        json!([OP_TRUE_SCRIPTHASH]),
+    )
+    .await;
+    let utxo = v["result"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["height"].as_u64().unwrap_or(0) > 0))
+        .cloned()
+        .unwrap_or_else(|| panic!("an OP_TRUE output: {v}"));
+    let raw = spend_op_true(
+        utxo["tx_hash"].as_str().expect("txid"),
+        utxo["tx_pos"].as_u64().expect("vout") as u32,
+        utxo["value"].as_u64().expect("value"),
+    );
+    // Both servers freeze: the transaction is written to them, and no
+    // answer comes. It may have arrived: "unknown", with its txid; never
+    // "unavailable" (which would tell a wallet it is safe to pay again).
+    ex.signal(0, "STOP");
+    ex.signal(1, "STOP");
+    let (status, _, text) = post_to(
+        addr,
+        "/v1/tx",
+        raw.clone(),
+        &[("content-type", "text/plain")],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        (status.as_u16(), v["outcome"].as_str()),
+        (504, Some("unknown")),
+        "{v}"
+    );
+    assert!(v["txid"].as_str().is_some_and(|t| t.len() == 64), "{v}");
+    assert!(
+        v["unreachable"]
+            .as_array()
+            .is_some_and(|u| u.iter().all(|x| x["delivery"] == "maybe_sent")),
+        "{v}"
+    );
+    let (_, v) = rpc(addr, "blockchain.transaction.broadcast", json!([raw])).await;
+    assert_eq!(v["error"]["code"].as_i64(), Some(-32022), "{v}");
+    assert!(
+        v["error"]["data"]["txid"]
+            .as_str()
+            .is_some_and(|t| t.len() == 64),
+        "{v}"
+    );
+    ex.signal(0, "CONT");
+    ex.signal(1, "CONT");
 }
 
 /// Reads the event stream until `want` is seen (or 30 s pass).

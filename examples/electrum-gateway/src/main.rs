@@ -17,6 +17,7 @@
 #![allow(unreachable_pub)]
 
 mod args;
+mod broadcast;
 #[path = "../../proxy/src/cli_shared.rs"]
 mod cli_shared;
 mod config;
@@ -42,6 +43,7 @@ use rpc_metrics::{MethodLabels, MetricsLayer};
 use tower::{Layer, ServiceBuilder};
 
 use args::{parse_args, Args, CoinArg, Command, VerifyArg};
+use broadcast::{BroadcastLayer, Broadcaster};
 use rpc_electrum::address::Network;
 use rpc_electrum::chain::{ChainParams, ChainVerifier};
 
@@ -94,6 +96,8 @@ pub struct Gateway {
     /// The verified chain (`--verify spv`): every server's tip checked,
     /// liars out of rotation, confirmations proven.
     pub verifier: Option<ChainVerifier>,
+    /// Sends transactions to several servers at once (both routes).
+    pub broadcaster: Broadcaster,
 }
 
 type MetricsService = rpc_metrics::Metrics<ElectrumBackend>;
@@ -266,10 +270,25 @@ async fn run(args: Args) -> Result<(), String> {
         .deny(always_denied(&protocol))
         .map_err(|e| e.to_string())?
         .message("method not allowed through the gateway");
+    let broadcaster = {
+        let group = group.clone();
+        Broadcaster::new(
+            servers.clone(),
+            move |name| {
+                group
+                    .members()
+                    .any(|m| &*m.name == name && m.in_service && !m.lagging)
+            },
+            args.broadcast_to,
+            args.request_timeout,
+        )
+    };
     let stack = BoxJsonRpcService::new(
         ServiceBuilder::new()
             .layer(MetricsLayer::client().method_labels(MethodLabels::none().protocol(&protocol)))
             .layer(MethodFilterLayer::new(filter))
+            // Broadcasts go to several servers at once, with an exact outcome.
+            .layer(BroadcastLayer(broadcaster.clone()))
             .layer(match group.chain_view() {
                 Some(view) => CacheLayer::new(CacheRules::for_protocol(&protocol)).chain_view(view),
                 None => CacheLayer::new(CacheRules::for_protocol(&protocol)),
@@ -298,6 +317,7 @@ async fn run(args: Args) -> Result<(), String> {
         events,
         metrics,
         verifier,
+        broadcaster,
     });
 
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use futures_util::future::join_all;
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -404,21 +403,8 @@ fn header_hex(header: &rpc_electrum::chain::Header) -> String {
         .collect()
 }
 
-/// Whether a server's refusal means it already has the transaction (which
-/// counts as accepted: it is not lost).
-fn already_known(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("already in block chain")
-        || m.contains("already known")
-        || m.contains("already-known")
-        || m.contains("already in the mempool")
-        || m.contains("already-in-mempool")
-        || m.contains("txn-already")
-        || m.contains("already have transaction")
-}
-
 /// `POST /v1/tx`: the transaction goes to up to `--broadcast-to` healthy
-/// servers at once; accepted when any accepts it.
+/// servers at once; the outcome is exact (see [`crate::broadcast`]).
 async fn broadcast(gw: &Gateway, body: Incoming) -> Reply {
     // A client sending its body a byte at a time does not hold the
     // connection: the body has BODY_READ_TIMEOUT to arrive.
@@ -471,92 +457,8 @@ async fn broadcast(gw: &Gateway, body: Incoming) -> Reply {
         )
     })?;
     let txid = decoded["txid"].as_str().unwrap_or_default().to_owned();
-
-    // Healthy servers first (connected, in service, current), in pool order.
-    let status: Vec<_> = gw.group.members().collect();
-    let mut chosen: Vec<&rpc_electrum::ElectrumBackend> = gw
-        .servers
-        .iter()
-        .filter(|s| {
-            s.is_connected()
-                && status
-                    .iter()
-                    .any(|m| &*m.name == s.name() && m.in_service && !m.lagging)
-        })
-        .take(gw.args.broadcast_to)
-        .collect();
-    if chosen.is_empty() {
-        // Nobody looks healthy: try the connected ones anyway.
-        chosen = gw
-            .servers
-            .iter()
-            .filter(|s| s.is_connected())
-            .take(gw.args.broadcast_to)
-            .collect();
-    }
-    if chosen.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "no Electrum server is connected",
-        ));
-    }
-    let hex = hex.to_ascii_lowercase();
-    let attempts = chosen.iter().map(|server| {
-        let server = (*server).clone();
-        let hex = hex.clone();
-        let timeout = gw.args.request_timeout;
-        async move {
-            let name = server.name().to_owned();
-            let params = RawJson::from_serialize(&json!([hex]));
-            let outcome = match params {
-                Err(e) => Err(e.to_string()),
-                Ok(params) => {
-                    let mut req = Request::new("blockchain.transaction.broadcast")
-                        .with_id(Id::from(1u64))
-                        .with_params(params);
-                    req.extensions_mut().insert(Deadline::after(timeout));
-                    match tokio::time::timeout(timeout, server.oneshot(req)).await {
-                        Ok(Ok(resp)) => Ok(resp),
-                        Ok(Err(e)) => Err(e.to_error_object().message().to_owned()),
-                        Err(_) => Err("timed out".to_owned()),
-                    }
-                }
-            };
-            (name, outcome)
-        }
-    });
-    let mut accepted = Vec::new();
-    let mut rejected = Vec::new();
-    let mut unreachable = Vec::new();
-    for (name, outcome) in join_all(attempts).await {
-        match outcome {
-            Ok(resp) => match resp.payload() {
-                Payload::Result(_) => {
-                    accepted.push(json!({"server": name, "already_known": false}))
-                }
-                Payload::Error(e) if already_known(e.message()) => {
-                    accepted.push(json!({"server": name, "already_known": true}))
-                }
-                Payload::Error(e) => rejected.push(json!({"server": name, "message": e.message()})),
-            },
-            Err(why) => unreachable.push(json!({"server": name, "message": why})),
-        }
-    }
-    let body = json!({
-        "txid": txid,
-        "accepted_by": accepted,
-        "rejected_by": rejected,
-        "unreachable": unreachable,
-    });
-    let status = if !accepted.is_empty() {
-        StatusCode::OK
-    } else if !rejected.is_empty() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok(json_response(status, &body))
+    let report = gw.broadcaster.send(&hex, txid).await;
+    Ok(json_response(report.status(), &report.json()))
 }
 
 #[cfg(test)]
@@ -570,18 +472,5 @@ mod tests {
         assert_eq!(percent_decode("a%zz"), "a%zz");
         assert_eq!(percent_decode("a%"), "a%");
         assert_eq!(percent_decode("%4"), "%4");
-    }
-
-    #[test]
-    fn already_known_refusals_count_as_accepted() {
-        for m in [
-            "the transaction was rejected by network rules.\n\ntransaction already in block chain",
-            "txn-already-known",
-            "txn-already-in-mempool",
-            "Transaction already in the mempool",
-        ] {
-            assert!(already_known(m), "{m}");
-        }
-        assert!(!already_known("bad-txns-inputs-missingorspent"));
     }
 }
