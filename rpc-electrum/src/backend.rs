@@ -179,6 +179,21 @@ impl ElectrumBackend {
         self.shared.distrust.lock().ok().and_then(|d| d.clone())
     }
 
+    /// How many subscriptions this backend keeps on its server (and
+    /// re-establishes after a reconnect): the headers subscription and one
+    /// per subscribed script hash, until unsubscribed.
+    pub fn subscriptions(&self) -> usize {
+        self.shared.subscription_count()
+    }
+
+    /// Stops keeping the script hash subscription `params` names (it is not
+    /// re-established after a reconnect); the server is told separately
+    /// with `blockchain.scripthash.unsubscribe`.
+    pub(crate) fn forget_subscription(&self, params: &rpc_core::RawJson) {
+        self.shared
+            .forget_subscription("blockchain.scripthash.subscribe", Some(params));
+    }
+
     /// The server's software and negotiated protocol version, from the last
     /// handshake.
     pub fn server_version(&self) -> Option<(String, String)> {

@@ -19,6 +19,6 @@ mod worker;
 
 pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture, Unchecked};
 pub use config::{BuildError, TlsVerify};
-pub use pool::PoolSubscriptions;
+pub use pool::{PoolSubscriptions, Subscriber};
 pub use tip::{TipBoard, TipSlot};
 pub use worker::{parse_line, Line, Notification};

@@ -16,7 +16,12 @@ use crate::{ElectrumBackend, Notification};
 /// Each server keeps its own subscriptions alive across reconnects; the pool
 /// subscribes on all of them, so when one dies or freezes the others still
 /// deliver, and a subscriber never depends on one server. The same update
-/// from several servers is delivered once (by method, subject and status).
+/// from several servers is delivered once (by method, subject and status),
+/// and a status seen before for a subject (a frozen server thawing and
+/// repeating what it had) is not delivered again after a newer one.
+/// [`subscribe`](Self::subscribe) answers with the first server's status
+/// (a frozen server does not hold it up); [`unsubscribe`](Self::unsubscribe)
+/// releases an address on every server.
 ///
 /// ```no_run
 /// use rpc_core::RawJson;
@@ -37,8 +42,30 @@ use crate::{ElectrumBackend, Notification};
 pub struct PoolSubscriptions {
     servers: Vec<ElectrumBackend>,
     rx: mpsc::Receiver<Notification>,
-    seen: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The statuses a subject had, newest last (a few: enough to tell a stale
+/// repeat from a change).
+#[derive(Debug, Default)]
+struct Seen(Vec<Vec<u8>>);
+
+impl Seen {
+    const KEEP: usize = 8;
+
+    /// Records `status`; whether it is new (not the current one, nor an
+    /// older one repeated).
+    fn record(&mut self, status: Vec<u8>) -> bool {
+        if self.0.contains(&status) {
+            return false;
+        }
+        if self.0.len() == Self::KEEP {
+            self.0.remove(0);
+        }
+        self.0.push(status);
+        true
+    }
 }
 
 impl std::fmt::Debug for PoolSubscriptions {
@@ -88,7 +115,7 @@ impl PoolSubscriptions {
     /// Tokio runtime).
     pub fn new(servers: Vec<ElectrumBackend>) -> Self {
         let (tx, rx) = mpsc::channel(1024);
-        let seen: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
         let tasks = servers
             .iter()
             .map(|s| {
@@ -103,9 +130,7 @@ impl PoolSubscriptions {
                         };
                         let (subject, status) = identity(&n);
                         let fresh = match seen.lock() {
-                            Ok(mut seen) => {
-                                seen.insert(subject, status.clone()).as_ref() != Some(&status)
-                            }
+                            Ok(mut seen) => seen.entry(subject).or_default().record(status),
                             Err(_) => true,
                         };
                         if fresh && tx.send(n).await.is_err() {
@@ -124,25 +149,73 @@ impl PoolSubscriptions {
     }
 
     /// Subscribes on every server; returns the first server's answer (the
-    /// current status), or the last error if none answered.
+    /// current status) as soon as one answers — the others' calls go on in
+    /// the background — or the last error if none answered.
     pub async fn subscribe(&self, method: &str, params: RawJson) -> Result<Response, RpcError> {
-        let calls = self.servers.iter().map(|s| {
-            s.clone().oneshot(
-                Request::new(method)
-                    .with_id(Id::from(0u64))
-                    .with_params(params.clone()),
-            )
-        });
-        let mut first = None;
+        self.subscriber().subscribe(method, params).await
+    }
+
+    /// Ends a script hash's subscription on every server (in the
+    /// background; each server's backend stops re-establishing it at
+    /// once), and forgets its statuses.
+    pub fn unsubscribe(&self, scripthash: &str) {
+        self.subscriber().unsubscribe(scripthash);
+    }
+
+    /// A handle that subscribes and unsubscribes on this pool from another
+    /// task (so many subscriptions can be made at once).
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            servers: self.servers.clone(),
+            seen: self.seen.clone(),
+        }
+    }
+
+    /// The next new update from any server (`None` once every server's
+    /// backend is gone).
+    pub async fn next(&mut self) -> Option<Notification> {
+        self.rx.recv().await
+    }
+}
+
+/// Subscribes and unsubscribes on a [`PoolSubscriptions`]' servers from any
+/// task; its updates still arrive through the pool's
+/// [`next`](PoolSubscriptions::next).
+#[derive(Clone, Debug)]
+pub struct Subscriber {
+    servers: Vec<ElectrumBackend>,
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
+}
+
+impl Subscriber {
+    /// See [`PoolSubscriptions::subscribe`].
+    pub async fn subscribe(&self, method: &str, params: RawJson) -> Result<Response, RpcError> {
+        let mut calls: futures_util::stream::FuturesUnordered<_> = self
+            .servers
+            .iter()
+            .map(|s| {
+                let call = s.clone().oneshot(
+                    Request::new(method)
+                        .with_id(Id::from(0u64))
+                        .with_params(params.clone()),
+                );
+                // Spawned: a slow server finishes subscribing on its own.
+                tokio::spawn(call)
+            })
+            .collect();
         let mut last_err = RpcError::NoBackendAvailable { retry_after: None };
-        for result in futures_util::future::join_all(calls).await {
-            match result {
-                Ok(r) if first.is_none() => first = Some(r),
-                Ok(_) => {}
-                Err(e) => last_err = e,
+        let mut response = None;
+        while let Some(joined) = futures_util::StreamExt::next(&mut calls).await {
+            match joined {
+                Ok(Ok(r)) => {
+                    response = Some(r);
+                    break;
+                }
+                Ok(Err(e)) => last_err = e,
+                Err(e) => last_err = RpcError::Internal(e.to_string()),
             }
         }
-        let response = first.ok_or(last_err)?;
+        let response = response.ok_or(last_err)?;
         // The current status counts as seen: only changes are delivered.
         if let Some(raw) = response.result_json() {
             let key = subject(method, &params);
@@ -153,15 +226,52 @@ impl PoolSubscriptions {
                 _ => raw.as_bytes().to_vec(),
             };
             if let Ok(mut seen) = self.seen.lock() {
-                seen.insert(key, status);
+                seen.entry(key).or_default().record(status);
             }
         }
         Ok(response)
     }
 
-    /// The next new update from any server (`None` once every server's
-    /// backend is gone).
-    pub async fn next(&mut self) -> Option<Notification> {
-        self.rx.recv().await
+    /// See [`PoolSubscriptions::unsubscribe`].
+    pub fn unsubscribe(&self, scripthash: &str) {
+        let Ok(params) = RawJson::from_serialize(&[scripthash]) else {
+            return;
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&subject("blockchain.scripthash.subscribe", &params));
+        }
+        for s in &self.servers {
+            s.forget_subscription(&params);
+            let call = s.clone().oneshot(
+                Request::new("blockchain.scripthash.unsubscribe")
+                    .with_id(Id::from(0u64))
+                    .with_params(params.clone()),
+            );
+            tokio::spawn(call);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn a_status_seen_before_is_not_news_again() {
+        let mut seen = Seen::default();
+        assert!(seen.record(b"a".to_vec()));
+        assert!(seen.record(b"b".to_vec()), "a change");
+        assert!(
+            !seen.record(b"b".to_vec()),
+            "the same again, from another server"
+        );
+        assert!(
+            !seen.record(b"a".to_vec()),
+            "a thawed server repeating an older one"
+        );
+        for i in 0..Seen::KEEP as u8 {
+            seen.record(vec![i]);
+        }
+        assert!(seen.record(b"a".to_vec()), "long forgotten: news");
     }
 }

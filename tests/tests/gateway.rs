@@ -331,6 +331,90 @@ async fn a_broadcast_that_may_have_arrived_is_unknown_not_failed() {
     ex.signal(1, "CONT");
 }
 
+/// A regtest P2PKH address for the 20-byte hash `i, i, ...`.
+fn regtest_address(i: u16) -> String {
+    let mut payload = vec![0x6f];
+    payload.extend(std::iter::repeat_n(i.to_le_bytes(), 10).flatten());
+    bs58::encode(payload).with_check().into_string()
+}
+
+/// `/healthz`: addresses watched, and each server's kept subscriptions.
+async fn subscriptions(addr: SocketAddr) -> (u64, Vec<u64>) {
+    let (_, v) = get_json(addr, "/healthz").await;
+    let per_server = v["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| s["subscriptions"].as_u64().expect("a count"))
+        .collect();
+    (
+        v["watched_addresses"].as_u64().expect("watched"),
+        per_server,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_release_their_subscriptions_when_they_close() {
+    use tokio::io::AsyncWriteExt;
+    let ex = pool(2, false);
+    let (_gw, addr) = gateway(&ex, 2, &[]);
+    until_all_healthy(addr, 2).await;
+    let (_, base) = subscriptions(addr).await;
+    // Five streams of 100 addresses; neighbours share 50 (300 distinct).
+    let mut streams = Vec::new();
+    for k in 0..5u16 {
+        let query: Vec<String> = (k * 50..k * 50 + 100)
+            .map(|i| format!("address={}", regtest_address(i)))
+            .collect();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(
+                format!(
+                    "GET /v1/events?{} HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n",
+                    query.join("&")
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("write");
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "100 address events", |s| {
+            s.matches("event: address").count() == 100
+        })
+        .await;
+        streams.push(stream);
+    }
+    let (watched, subs) = subscriptions(addr).await;
+    assert_eq!(watched, 300);
+    assert!(
+        subs.iter().zip(&base).all(|(s, b)| *s == b + 300),
+        "{subs:?} over {base:?}"
+    );
+    // The first stream closes: only its own 50 addresses are released.
+    drop(streams.remove(0));
+    until_watched(addr, &base, 250).await;
+    // All close: nothing is left subscribed on any server.
+    streams.clear();
+    until_watched(addr, &base, 0).await;
+}
+
+/// Waits (at most 10 s) until `want` addresses are watched and each server
+/// keeps `want` subscriptions above `base`.
+async fn until_watched(addr: SocketAddr, base: &[u64], want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (watched, subs) = subscriptions(addr).await;
+        if watched == want && subs.iter().zip(base).all(|(s, b)| *s == b + want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watched {watched}, subscriptions {subs:?}; want {want} over {base:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Reads the event stream until `want` is seen (or 30 s pass).
 async fn read_events(stream: &mut tokio::net::TcpStream, seen: &mut String, want: &str) {
     read_until(stream, seen, want, |s| s.contains(want)).await;

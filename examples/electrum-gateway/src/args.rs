@@ -156,6 +156,10 @@ struct Opts {
     /// period)
     #[arg(long, value_name = "CHECKPOINT", value_parser = checkpoint, env = "ELECTRUM_GATEWAY_CHECKPOINT", hide_env_values = true)]
     checkpoint: Option<Checkpoint>,
+    /// Addresses the event streams may watch at once, all streams together
+    /// (each is a subscription on every server) [default: 10000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), env = "ELECTRUM_GATEWAY_MAX_WATCHED", hide_env_values = true)]
+    max_watched: Option<u64>,
     /// Also let clients call METHOD through POST / (repeatable)
     #[arg(long, value_name = "METHOD")]
     allow: Vec<String>,
@@ -218,6 +222,8 @@ pub struct Args {
     pub max_ahead: u64,
     pub confirm_within: Duration,
     pub broadcast_to: usize,
+    /// Addresses watched at once by all event streams.
+    pub max_watched: usize,
     /// Whose rules the verified chain follows.
     pub coin: CoinArg,
     /// Whether headers and confirmations are verified.
@@ -247,6 +253,7 @@ impl Default for Args {
             max_ahead: 1024,
             confirm_within: Duration::from_secs(600),
             broadcast_to: 3,
+            max_watched: 10_000,
             coin: CoinArg::Bitcoin,
             verify: VerifyArg::Spv,
             checkpoint: None,
@@ -340,6 +347,9 @@ impl Opts {
         }
         if let Some(n) = self.broadcast_to {
             args.broadcast_to = usize::try_from(n).map_err(|_| "--broadcast-to: too large")?;
+        }
+        if let Some(n) = self.max_watched {
+            args.max_watched = usize::try_from(n).map_err(|_| "--max-watched: too large")?;
         }
         if let Some(c) = self.coin {
             args.coin = c;

@@ -40,25 +40,60 @@ pub enum Event {
     Status { scripthash: String, status: Value },
 }
 
-type Watch = (String, oneshot::Sender<Result<Value, String>>);
+/// What streams ask of the hub.
+enum Cmd {
+    /// Watch a script hash (one more stream wants it); its current status.
+    Watch(String, oneshot::Sender<Result<Value, String>>),
+    /// One stream less wants it: at none, every server is unsubscribed.
+    Release(String),
+    /// A subscription the hub started finished (its first server's answer).
+    Subscribed(String, Result<Value, String>),
+}
 
-/// The one subscriber to the pool; streams register with it.
+/// The one subscriber to the pool; streams register with it. Subscriptions
+/// are counted per script hash and released on every server when the last
+/// stream watching it closes; at most `max_watched` script hashes are
+/// watched at once.
 pub struct Hub {
-    watch: mpsc::Sender<Watch>,
+    cmds: mpsc::UnboundedSender<Cmd>,
     events: broadcast::Sender<Event>,
     tip: Arc<Mutex<Option<(u64, String)>>>,
+    watched: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Releases a stream's script hashes when it closes (however it ends).
+struct Release {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    scripthashes: Vec<String>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        for sh in self.scripthashes.drain(..) {
+            let _ = self.cmds.send(Cmd::Release(sh));
+        }
+    }
 }
 
 impl Hub {
     /// Starts the subscription task over `servers`.
-    pub fn start(servers: Vec<ElectrumBackend>) -> Hub {
-        let (watch, mut requests) = mpsc::channel::<Watch>(256);
+    pub fn start(servers: Vec<ElectrumBackend>, max_watched: usize) -> Hub {
+        let (cmds, mut requests) = mpsc::unbounded_channel::<Cmd>();
         let (events, _) = broadcast::channel(4096);
         let tip = Arc::new(Mutex::new(None));
-        let (tx, last_tip) = (events.clone(), tip.clone());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, last_tip, gauge) = (events.clone(), tip.clone(), count.clone());
+        let done = cmds.clone();
         tokio::spawn(async move {
             let mut subs = PoolSubscriptions::new(servers);
+            let subscriber = subs.subscriber();
             let mut watched: HashMap<String, Value> = HashMap::new();
+            // Streams watching each script hash.
+            let mut streams: HashMap<String, usize> = HashMap::new();
+            // Subscriptions under way, and who waits for each: many are made
+            // at once (a server may take a second to answer each).
+            let mut pending: HashMap<String, Vec<oneshot::Sender<Result<Value, String>>>> =
+                HashMap::new();
             let mut tip_subscribed = false;
             let mut retry = tokio::time::interval(Duration::from_secs(2));
             loop {
@@ -86,25 +121,71 @@ impl Hub {
                         }
                     }
                     request = requests.recv() => {
-                        let Some((sh, reply)) = request else { return };
-                        let answer = match watched.get(&sh) {
-                            Some(status) => Ok(status.clone()),
-                            None => match RawJson::from_serialize(&json!([sh])) {
-                                Err(e) => Err(e.to_string()),
-                                Ok(p) => match subs.subscribe("blockchain.scripthash.subscribe", p).await {
-                                    Ok(resp) => {
-                                        let status = resp
-                                            .result_json()
-                                            .and_then(|r| r.deserialize::<Value>().ok())
-                                            .unwrap_or(Value::Null);
-                                        watched.insert(sh.clone(), status.clone());
-                                        Ok(status)
+                        let (sh, reply) = match request {
+                            None => return,
+                            Some(Cmd::Release(sh)) => {
+                                if let Some(n) = streams.get_mut(&sh) {
+                                    *n -= 1;
+                                    if *n == 0 {
+                                        streams.remove(&sh);
+                                        watched.remove(&sh);
+                                        subs.unsubscribe(&sh);
                                     }
+                                }
+                                gauge.store(streams.len(), std::sync::atomic::Ordering::Relaxed);
+                                continue;
+                            }
+                            Some(Cmd::Watch(sh, reply)) => (sh, reply),
+                            Some(Cmd::Subscribed(sh, answer)) => {
+                                let waiting = pending.remove(&sh).unwrap_or_default();
+                                let mut delivered = 0;
+                                for reply in waiting {
+                                    delivered += usize::from(reply.send(answer.clone()).is_ok());
+                                }
+                                match answer {
+                                    Ok(status) if delivered > 0 => {
+                                        watched.insert(sh.clone(), status);
+                                        *streams.entry(sh).or_default() += delivered;
+                                    }
+                                    // Every waiter left: nobody wants it.
+                                    Ok(_) => subscriber.unsubscribe(&sh),
+                                    Err(_) => {}
+                                }
+                                gauge.store(streams.len(), std::sync::atomic::Ordering::Relaxed);
+                                continue;
+                            }
+                        };
+                        if let Some(status) = watched.get(&sh) {
+                            if reply.send(Ok(status.clone())).is_ok() {
+                                *streams.entry(sh).or_default() += 1;
+                            }
+                            continue;
+                        }
+                        if let Some(waiting) = pending.get_mut(&sh) {
+                            waiting.push(reply);
+                            continue;
+                        }
+                        if streams.len() + pending.len() >= max_watched {
+                            let _ = reply.send(Err(format!(
+                                "the gateway watches at most {max_watched} addresses at once"
+                            )));
+                            continue;
+                        }
+                        pending.insert(sh.clone(), vec![reply]);
+                        let (subscriber, done) = (subscriber.clone(), done.clone());
+                        tokio::spawn(async move {
+                            let answer = match RawJson::from_serialize(&json!([sh])) {
+                                Err(e) => Err(e.to_string()),
+                                Ok(p) => match subscriber.subscribe("blockchain.scripthash.subscribe", p).await {
+                                    Ok(resp) => Ok(resp
+                                        .result_json()
+                                        .and_then(|r| r.deserialize::<Value>().ok())
+                                        .unwrap_or(Value::Null)),
                                     Err(e) => Err(e.to_error_object().message().to_owned()),
                                 },
-                            },
-                        };
-                        let _ = reply.send(answer);
+                            };
+                            let _ = done.send(Cmd::Subscribed(sh, answer));
+                        });
                     }
                     _ = retry.tick(), if !tip_subscribed => {
                         if let Ok(p) = RawJson::from_static("[]") {
@@ -125,15 +206,25 @@ impl Hub {
                 }
             }
         });
-        Hub { watch, events, tip }
+        Hub {
+            cmds,
+            events,
+            tip,
+            watched: count,
+        }
     }
 
-    /// Watches a script hash on every server; its current status.
+    /// How many script hashes are watched (subscribed on the servers) now.
+    pub fn watched(&self) -> usize {
+        self.watched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Watches a script hash on every server; its current status. The
+    /// caller releases it (through a [`Release`]) when done.
     async fn watch(&self, scripthash: String) -> Result<Value, String> {
         let (reply, answer) = oneshot::channel();
-        self.watch
-            .send((scripthash, reply))
-            .await
+        self.cmds
+            .send(Cmd::Watch(scripthash, reply))
             .map_err(|_| "the event hub stopped".to_owned())?;
         match tokio::time::timeout(Duration::from_secs(15), answer).await {
             Ok(Ok(r)) => r,
@@ -197,28 +288,44 @@ pub async fn stream(gw: &Gateway, query: &str) -> http::Response<Body> {
     if let Some((height, header)) = &current {
         first.push(frame("tip", &json!({"height": height, "header": header})));
     }
-    for (sh, address) in &watched {
-        match gw.events.watch(sh.clone()).await {
-            Ok(status) => first.push(frame(
-                "address",
-                &json!({"address": address, "status": status}),
-            )),
-            Err(why) => {
-                return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);
+    // Whatever happens from here (an error below, the client leaving), the
+    // script hashes this stream watched are released.
+    let mut release = Release {
+        cmds: gw.events.cmds.clone(),
+        scripthashes: Vec::with_capacity(watched.len()),
+    };
+    // Every address at once: a server may take a second per answer.
+    let answers =
+        futures_util::future::join_all(watched.keys().map(|sh| gw.events.watch(sh.clone()))).await;
+    let mut failed = None;
+    for ((sh, address), answer) in watched.iter().zip(answers) {
+        match answer {
+            Ok(status) => {
+                release.scripthashes.push(sh.clone());
+                first.push(frame(
+                    "address",
+                    &json!({"address": address, "status": status}),
+                ))
             }
+            Err(why) => failed = Some(why),
         }
+    }
+    if let Some(why) = failed {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);
     }
     struct State {
         first: std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>,
         rx: broadcast::Receiver<Event>,
         watched: HashMap<String, String>,
         last_tip: Option<(u64, String)>,
+        _release: Release,
     }
     let state = State {
         first: first.into_iter(),
         rx: receiver,
         watched,
         last_tip: current,
+        _release: release,
     };
     let events = futures_util::stream::unfold(state, |mut st| async move {
         if let Some(f) = st.first.next() {

@@ -156,6 +156,7 @@ fn health(gw: &Gateway) -> http::Response<Body> {
             healthy |= ok;
             let mut entry = json!({
                 "name": &*m.name,
+                "subscriptions": backend.map(|b| b.subscriptions()),
                 "connected": connected,
                 "in_service": m.in_service,
                 "lagging": m.lagging,
@@ -196,7 +197,8 @@ fn health(gw: &Gateway) -> http::Response<Body> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = json!({"status": text, "servers": servers});
+    let mut body =
+        json!({"status": text, "servers": servers, "watched_addresses": gw.events.watched()});
     if let Some(v) = &gw.verifier {
         body["verified_tip"] = json!(v.tip_height());
         body["agreed_tip"] = json!(v.agreed_tip());

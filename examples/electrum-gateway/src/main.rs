@@ -300,7 +300,7 @@ async fn run(args: Args) -> Result<(), String> {
             )
             .service(group.clone()),
     );
-    let events = events::Hub::start(servers.clone());
+    let events = events::Hub::start(servers.clone(), args.max_watched);
     let verifier = (args.verify == VerifyArg::Spv).then(|| {
         let v = ChainVerifier::builder(chain_params(&args), servers.clone())
             .agree(args.agree.unwrap_or(2))

@@ -120,6 +120,19 @@ impl Shared {
         )
     }
 
+    /// How many subscriptions are kept (and re-established on reconnect).
+    pub(crate) fn subscription_count(&self) -> usize {
+        self.subs.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Stops keeping the subscription `method(params)` would make, at once
+    /// (whether or not the server can be told now).
+    pub(crate) fn forget_subscription(&self, method: &str, params: Option<&RawJson>) {
+        if let (Some((key, _)), Ok(mut subs)) = (sub_key(method, params), self.subs.lock()) {
+            subs.remove(&key);
+        }
+    }
+
     fn publish(&self, method: Arc<str>, params: RawJson) {
         // No receiver is fine: nobody listens.
         let _ = self.notifications.send(Notification { method, params });
