@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -191,6 +192,9 @@ async fn utxos(gw: &Gateway, address: &str) -> Reply {
 /// settled blocks are cached, so a repeated call costs no server calls.
 const MAX_PROVEN_ENTRIES: usize = 200;
 
+/// Merkle proofs fetched at once for one history.
+const PROOFS_AT_ONCE: usize = 16;
+
 async fn history(gw: &Gateway, address: &str) -> Reply {
     let sh = scripthash_of(gw, address)?;
     // A history with a confirmation no server can prove came from a liar:
@@ -199,41 +203,59 @@ async fn history(gw: &Gateway, address: &str) -> Reply {
         let (v, served_by) =
             call_served(gw, "blockchain.scripthash.get_history", json!([sh])).await?;
         let items: Vec<Value> = v.as_array().cloned().unwrap_or_default();
-        let confirmed = items
+        // Which entries to prove: the most recent confirmed ones.
+        let confirmed: Vec<usize> = items
             .iter()
-            .filter(|t| t["height"].as_i64().is_some_and(|h| h > 0))
-            .count();
-        let mut list = Vec::with_capacity(items.len());
-        let mut false_entry = None;
-        let mut seen_confirmed = 0;
-        for t in &items {
-            let mut e = json!({"txid": t["tx_hash"], "height": t["height"]});
-            if let Some(fee) = t.get("fee") {
-                e["fee"] = fee.clone();
+            .enumerate()
+            .filter(|(_, t)| t["height"].as_i64().is_some_and(|h| h > 0))
+            .map(|(i, _)| i)
+            .collect();
+        let to_prove = &confirmed[confirmed.len().saturating_sub(MAX_PROVEN_ENTRIES)..];
+        // Proven at most PROOFS_AT_ONCE at a time (a server may take a
+        // moment per answer; settled proofs come from the cache).
+        let statuses: Vec<Proven> = match &gw.verifier {
+            None => Vec::new(),
+            Some(verifier) => {
+                let jobs: Vec<(String, u32)> = to_prove
+                    .iter()
+                    .map(|&i| {
+                        let t = &items[i];
+                        let txid = t["tx_hash"].as_str().unwrap_or("").to_owned();
+                        (txid, t["height"].as_i64().unwrap_or(0) as u32)
+                    })
+                    .collect();
+                futures_util::stream::iter(jobs)
+                    .map(|(txid, height)| async move { prove(gw, verifier, &txid, height).await })
+                    .buffered(PROOFS_AT_ONCE)
+                    .collect()
+                    .await
             }
-            if let Some(verifier) = &gw.verifier {
-                let height = t["height"].as_i64().unwrap_or(0);
-                let txid = t["tx_hash"].as_str().unwrap_or("");
-                let recent = height > 0 && {
-                    seen_confirmed += 1;
-                    confirmed - seen_confirmed < MAX_PROVEN_ENTRIES
-                };
-                let status = if recent {
-                    prove(gw, verifier, txid, height as u32).await
-                } else {
-                    Proven::Unverified
-                };
-                match status {
-                    Proven::Spv => e["verified"] = json!("spv"),
-                    Proven::Unverified => e["verified"] = json!("unverified"),
-                    Proven::False(why) => {
-                        false_entry = Some(why);
-                        break;
-                    }
+        };
+        let false_entry = statuses.iter().find_map(|p| match p {
+            Proven::False(why) => Some(why.clone()),
+            _ => None,
+        });
+        let list: Vec<Value> = items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut e = json!({"txid": t["tx_hash"], "height": t["height"]});
+                if let Some(fee) = t.get("fee") {
+                    e["fee"] = fee.clone();
                 }
-            }
-            list.push(e);
-        }
+                if gw.verifier.is_some() {
+                    let proven = to_prove
+                        .iter()
+                        .position(|&j| j == i)
+                        .and_then(|k| statuses.get(k));
+                    e["verified"] = json!(match proven {
+                        Some(Proven::Spv) => "spv",
+                        _ => "unverified",
+                    });
+                }
+                e
+            })
+            .collect();
         match (false_entry, served_by, &gw.verifier) {
             (None, _, _) => {
                 return Ok(json_response(
