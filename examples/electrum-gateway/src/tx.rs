@@ -81,23 +81,9 @@ fn display_hash(bytes: &[u8]) -> String {
     hex(&b)
 }
 
-/// Parses hex into bytes.
+/// Parses hex into bytes (surrounding whitespace ignored).
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn double_sha256(data: &[u8]) -> Vec<u8> {
-    let first = ring::digest::digest(&ring::digest::SHA256, data);
-    ring::digest::digest(&ring::digest::SHA256, first.as_ref())
-        .as_ref()
-        .to_vec()
+    rpc_electrum::chain::hex_bytes(text.trim())
 }
 
 /// Decodes `raw` into a JSON summary, with its txid.
@@ -163,7 +149,7 @@ pub fn decode(raw: &[u8]) -> Result<Value, DecodeError> {
     stripped.extend_from_slice(&raw[body_start..body_end]);
     stripped.extend_from_slice(&lock_time.to_le_bytes());
     Ok(json!({
-        "txid": display_hash(&double_sha256(&stripped)),
+        "txid": rpc_electrum::chain::hash_to_hex(&rpc_electrum::chain::sha256d(&stripped)),
         "version": version,
         "size": raw.len(),
         "segwit": segwit,

@@ -100,16 +100,8 @@ pub(super) fn notification(
 /// Fingerprints (first eight bytes, in the header's own byte order) of a
 /// block header's hash (double SHA-256) and of the parent hash it names.
 pub(super) fn header_fingerprints(hex: &str) -> Option<(u64, u64)> {
-    if hex.len() < 160 {
-        return None;
-    }
-    let mut bytes = [0u8; 80];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    let once = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    let twice = ring::digest::digest(&ring::digest::SHA256, once.as_ref());
+    let header = crate::chain::Header::from_hex(hex.get(..160)?)?;
     let first8 =
         |b: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)) };
-    Some((first8(twice.as_ref())?, first8(&bytes[4..12])?))
+    Some((first8(&header.hash())?, first8(&header.prev())?))
 }
