@@ -193,10 +193,9 @@ async fn rest_routes_answer_from_the_known_chain() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broadcast_reaches_several_servers_and_a_repeat_counts_as_accepted() {
-    let ex = pool(3, false);
-    let (_gw, addr) = gateway(&ex, 3, &[]);
+/// A transaction spending a confirmed OP_TRUE output (found through the
+/// gateway), as raw hex.
+async fn op_true_spend(addr: SocketAddr) -> String {
     let (_, v) = rpc(
         addr,
         "blockchain.scripthash.listunspent",
@@ -208,11 +207,18 @@ async fn a_broadcast_reaches_several_servers_and_a_repeat_counts_as_accepted() {
         .and_then(|u| u.iter().find(|u| u["height"].as_u64().unwrap_or(0) > 0))
         .cloned()
         .unwrap_or_else(|| panic!("an OP_TRUE output: {v}"));
-    let raw = spend_op_true(
+    spend_op_true(
         utxo["tx_hash"].as_str().expect("txid"),
         utxo["tx_pos"].as_u64().expect("vout") as u32,
         utxo["value"].as_u64().expect("value"),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reaches_several_servers_and_a_repeat_counts_as_accepted() {
+    let ex = pool(3, false);
+    let (_gw, addr) = gateway(&ex, 3, &[]);
+    let raw = op_true_spend(addr).await;
     let (status, _, text) = post_to(
         addr,
         "/v1/tx",
@@ -278,22 +284,7 @@ async fn a_broadcast_that_may_have_arrived_is_unknown_not_failed() {
     let ex = pool(2, false);
     let (_gw, addr) = gateway(&ex, 2, &["--request-timeout", "500ms"]);
     until_all_healthy(addr, 2).await;
-    let (_, v) = rpc(
-        addr,
-        "blockchain.scripthash.listunspent",
-        json!([OP_TRUE_SCRIPTHASH]),
-    )
-    .await;
-    let utxo = v["result"]
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["height"].as_u64().unwrap_or(0) > 0))
-        .cloned()
-        .unwrap_or_else(|| panic!("an OP_TRUE output: {v}"));
-    let raw = spend_op_true(
-        utxo["tx_hash"].as_str().expect("txid"),
-        utxo["tx_pos"].as_u64().expect("vout") as u32,
-        utxo["value"].as_u64().expect("value"),
-    );
+    let raw = op_true_spend(addr).await;
     // Both servers freeze: the transaction is written to them, and no
     // answer comes. It may have arrived: "unknown", with its txid; never
     // "unavailable" (which would tell a wallet it is safe to pay again).
