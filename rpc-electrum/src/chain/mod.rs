@@ -23,7 +23,8 @@ pub use header::{
     work, Hash, Header,
 };
 pub use params::{
-    retarget, ChainParams, Checkpoint, DifficultyRule, RETARGET_INTERVAL, TARGET_TIMESPAN,
+    asert_bits, retarget, AsertAnchor, ChainParams, Checkpoint, DifficultyRule, RETARGET_INTERVAL,
+    TARGET_TIMESPAN,
 };
 pub use spv::{reads_as_transaction, txid_of_raw, verify_merkle, SpvError};
 pub use store::{ChainError, Connected, HeaderChain};

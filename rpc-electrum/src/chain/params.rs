@@ -20,9 +20,88 @@ pub enum DifficultyRule {
     /// Regression test networks: always the proof-of-work limit.
     NoRetarget,
     /// Any `bits` up to the proof-of-work limit; the block must meet them
-    /// and the chain with the most work wins (Bitcoin Cash, whose ASERT
-    /// rule is not checked here).
+    /// and the chain with the most work wins.
     WorkOnly,
+    /// Bitcoin Cash's aserti3-2d (since November 2020): every block's
+    /// target follows from its parent's height and time relative to an
+    /// anchor block (two-day half-life, 600 s blocks). Blocks up to the
+    /// anchor are checked as [`WorkOnly`](Self::WorkOnly).
+    Asert(AsertAnchor),
+}
+
+/// The block Bitcoin Cash's ASERT rule counts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AsertAnchor {
+    /// The anchor block's height (the last block before the rule).
+    pub height: u32,
+    /// The anchor block's `bits`.
+    pub bits: u32,
+    /// The time of the anchor block's parent.
+    pub parent_time: u32,
+}
+
+impl AsertAnchor {
+    /// Bitcoin Cash main network's anchor (Bitcoin Cash Node's chain
+    /// parameters): block 661 647.
+    pub const BITCOIN_CASH: AsertAnchor = AsertAnchor {
+        height: 661_647,
+        bits: 0x1804_dafe,
+        parent_time: 1_605_447_844,
+    };
+}
+
+/// ASERT's ideal time between blocks.
+const ASERT_SPACING: i64 = 600;
+/// ASERT's half-life: the target doubles (or halves) for every two days
+/// the chain is behind (or ahead of) schedule.
+const ASERT_HALF_LIFE: i64 = 2 * 24 * 60 * 60;
+
+/// The `bits` aserti3-2d gives the block after one at `parent_height`
+/// with `parent_time`; integer arithmetic exactly as the specification
+/// (and Bitcoin Cash Node) computes it.
+pub fn asert_bits(
+    anchor: &AsertAnchor,
+    parent_height: u64,
+    parent_time: i64,
+    pow_limit: U256,
+) -> u32 {
+    let anchor_target = target_from_bits(anchor.bits).unwrap_or(pow_limit);
+    let height_diff = parent_height.saturating_sub(u64::from(anchor.height)) as i64;
+    let time_diff = parent_time - i64::from(anchor.parent_time);
+    // Truncating division (as C++ divides), then a flooring shift.
+    let exponent = (time_diff - ASERT_SPACING * (height_diff + 1)) * 65536 / ASERT_HALF_LIFE;
+    let shifts = exponent >> 16;
+    let frac = u128::from(exponent as u16);
+    // 65536 × 2^(frac / 65536), by the specification's cubic.
+    let factor = 65536
+        + ((195_766_423_245_049 * frac
+            + 971_821_376 * frac * frac
+            + 5_127 * frac * frac * frac
+            + (1 << 47))
+            >> 48);
+    // At most 2^224 × 2^17: fits in 512 bits, whatever the shift.
+    let mut next = U512::from(anchor_target) * U512::from(factor as u64);
+    let shifts = shifts - 16;
+    if shifts <= 0 {
+        let right = (-shifts) as usize;
+        next = if right >= 512 {
+            U512::ZERO
+        } else {
+            next >> right
+        };
+    } else if shifts >= 512 - i64::from(next.bit_len() as u32) {
+        next = U512::from(pow_limit);
+    } else {
+        next <<= shifts as usize;
+    }
+    let target = if next == U512::ZERO {
+        U256::from(1u8)
+    } else if next > U512::from(pow_limit) {
+        pow_limit
+    } else {
+        U256::from(next)
+    };
+    bits_from_target(target)
 }
 
 /// Where verification starts: a block everyone agrees on (a checkpoint
@@ -104,11 +183,16 @@ impl ChainParams {
         }
     }
 
-    /// Bitcoin Cash main network from the shared genesis block, with
-    /// [`WorkOnly`](DifficultyRule::WorkOnly) (its ASERT rule is not
-    /// checked: a branch still needs more work to win).
+    /// Bitcoin Cash main network from the shared genesis block: its ASERT
+    /// rule after block 661 647; before it (the earlier difficulty
+    /// algorithms are not checked) any `bits` up to the limit, the most
+    /// work winning.
     pub fn bitcoin_cash() -> Self {
-        Self::bitcoin().rule(DifficultyRule::WorkOnly)
+        let mut params = Self::bitcoin().rule(DifficultyRule::Asert(AsertAnchor::BITCOIN_CASH));
+        // 2^224 - 1, as Bitcoin Cash Node writes it (its compact form is
+        // the same 0x1d00ffff).
+        params.pow_limit = (U256::from(1u8) << 224) - U256::from(1u8);
+        params
     }
 
     /// With verification starting after `checkpoint`.
@@ -144,6 +228,22 @@ impl ChainParams {
         match self.rule {
             DifficultyRule::NoRetarget => Some(bits_from_target(self.pow_limit)),
             DifficultyRule::WorkOnly => None,
+            DifficultyRule::Asert(anchor) => {
+                if height <= anchor.height {
+                    return None;
+                }
+                let parent_time = if height == cp.height + 1 {
+                    cp.time
+                } else {
+                    header_at(height - 1)?.time()
+                };
+                Some(asert_bits(
+                    &anchor,
+                    u64::from(height - 1),
+                    i64::from(parent_time),
+                    self.pow_limit,
+                ))
+            }
             DifficultyRule::MinDifficultyAllowed => None,
             DifficultyRule::Retarget => {
                 if height == cp.height + 1 {
@@ -198,6 +298,112 @@ fn genesis(hex: &str) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines of the aserti3-2d specification's test vectors (Bitcoin Cash
+    /// Node's qa-assets, `test_vectors/aserti3-2d`): the anchor (height,
+    /// parent time, bits), then `parent height, parent time, next bits`.
+    /// An anchor (height, parent time, bits) and its steps.
+    type Run = ((u32, u32, u32), &'static [(u64, i64, u32)]);
+
+    const ASERT_RUNS: &[Run] = &[
+        // run1: steady 600 s blocks at the limit.
+        (
+            (1, 0, 0x1d00ffff),
+            &[
+                (2, 1200, 0x1d00ffff),
+                (3, 1800, 0x1d00ffff),
+                (11, 6600, 0x1d00ffff),
+            ],
+        ),
+        // run3: steady at the smallest target.
+        (
+            (1, 0, 0x01010000),
+            &[(2, 1200, 0x01010000), (11, 6600, 0x01010000)],
+        ),
+        // run5: half-life height jumps without time: the target halves,
+        // down to the smallest (1).
+        (
+            (1, 0, 0x1d00ffff),
+            &[
+                (2, 0, 0x1d00fec5),
+                (290, 0, 0x1c7f62c0),
+                (578, 0, 0x1c3fb160),
+                (2306, 0, 0x1c00fec5),
+                (60194, 0, 0x027f6200),
+                (62498, 0, 0x017f0000),
+                (64226, 0, 0x01010000),
+                (64514, 0, 0x01010000),
+            ],
+        ),
+        // run7: random solve times for a rising hash rate near real bits.
+        (
+            (1, 0, 0x1802aee8),
+            &[
+                (2, 1200, 0x1802aee8),
+                (3, 1310, 0x1802ad91),
+                (4, 1327, 0x1802abf8),
+                (9, 7099, 0x1802b39c),
+                (10, 7099, 0x1802b1f2),
+                (17, 9708, 0x1802ad8f),
+                (22, 12701, 0x1802ad89),
+                (160, 22709, 0x1801ffea),
+                (459, 29064, 0x1800ffb4),
+            ],
+        ),
+        // run9: 300 s blocks around the 32-bit signed height limit.
+        (
+            (2147483642, 1234567290, 0x1802aee8),
+            &[
+                (2147483643, 1234568190, 0x1802ae16),
+                (2147483647, 1234569390, 0x1802aacd),
+                (2147483648, 1234569690, 0x1802a9fa),
+                (2147483652, 1234570890, 0x1802a6b7),
+            ],
+        ),
+    ];
+
+    #[test]
+    fn asert_matches_the_specification_vectors() {
+        let limit = (U256::from(1u8) << 224) - U256::from(1u8);
+        for ((height, parent_time, bits), steps) in ASERT_RUNS {
+            let anchor = AsertAnchor {
+                height: *height,
+                bits: *bits,
+                parent_time: *parent_time,
+            };
+            for (h, t, want) in steps.iter() {
+                assert_eq!(
+                    asert_bits(&anchor, *h, *t, limit),
+                    *want,
+                    "anchor {anchor:?}, parent {h} at {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn asert_on_schedule_keeps_the_anchor_target() {
+        // A block exactly one spacing after the anchor's parent keeps the
+        // anchor's bits; a chain a half-life late doubles the target.
+        let params = ChainParams::bitcoin_cash();
+        let a = AsertAnchor::BITCOIN_CASH;
+        let t0 = i64::from(a.parent_time);
+        assert_eq!(asert_bits(&a, 661_647, t0 + 600, params.pow_limit), a.bits);
+        assert_eq!(
+            asert_bits(&a, 661_647, t0 + 600 + 172_800, params.pow_limit),
+            0x1809_b5fc
+        );
+        // An absurd jump in time saturates at the limit, never panics.
+        assert_eq!(
+            asert_bits(
+                &AsertAnchor::BITCOIN_CASH,
+                661_648,
+                i64::from(u32::MAX),
+                params.pow_limit
+            ),
+            0x1d00ffff
+        );
+    }
 
     #[test]
     fn retarget_scales_and_clamps() {

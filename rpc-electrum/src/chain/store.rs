@@ -457,4 +457,49 @@ pub(crate) mod tests {
         );
         let _ = TARGET_TIMESPAN;
     }
+
+    #[test]
+    fn an_asert_chain_checks_every_blocks_bits_from_its_parent() {
+        use crate::chain::params::{asert_bits, AsertAnchor};
+        // An anchor at the checkpoint with easy bits so the test mines
+        // quickly; each block's bits follow from its parent's time.
+        let anchor = AsertAnchor {
+            height: 100,
+            bits: 0x2003_ffff,
+            parent_time: 1_700_000_000,
+        };
+        let mut params = ChainParams::bitcoin_regtest()
+            .rule(DifficultyRule::Asert(anchor))
+            .checkpoint(Checkpoint {
+                height: 100,
+                hash: [1; 32],
+                time: 1_700_000_600,
+                next_bits: 0,
+            });
+        params.pow_limit = target_from_bits(0x207f_ffff).expect("valid");
+        let limit = params.pow_limit;
+        let mut c = HeaderChain::new(params);
+        let (mut prev, mut prev_time) = ([1; 32], 1_700_000_600u32);
+        let mut blocks = Vec::new();
+        // Fast blocks (60 s): the target shrinks block by block.
+        for i in 0..20u32 {
+            let bits = asert_bits(&anchor, u64::from(100 + i), i64::from(prev_time), limit);
+            let h = mine(prev, prev_time + 60, bits, 1);
+            (prev, prev_time) = (h.hash(), h.time());
+            blocks.push(h);
+        }
+        assert!(target_from_bits(blocks[19].bits()) < target_from_bits(blocks[0].bits()));
+        // The first block keeps the anchor's bits (its parent is on time).
+        assert_eq!(blocks[0].bits(), anchor.bits);
+        // A block claiming its parent's (easier) bits instead is refused.
+        let lazy = mine(blocks[9].hash(), blocks[9].time() + 60, blocks[0].bits(), 2);
+        let mut forged = blocks[..10].to_vec();
+        forged.push(lazy);
+        assert!(matches!(
+            c.connect(101, &forged),
+            Err(ChainError::Bits { height: 111, .. })
+        ));
+        c.connect(101, &blocks).expect("a valid ASERT chain");
+        assert_eq!(c.tip_height(), 120);
+    }
 }
