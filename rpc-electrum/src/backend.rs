@@ -174,6 +174,13 @@ impl ElectrumBackend {
         }
     }
 
+    /// Why the last connection attempt failed or the last connection was
+    /// lost (a refused certificate, another network's genesis, a timeout),
+    /// until a connection succeeds again.
+    pub fn last_failure(&self) -> Option<Arc<str>> {
+        self.shared.last_failure.lock().ok().and_then(|f| f.clone())
+    }
+
     /// Why the server is not trusted, if it is not.
     pub fn distrusted(&self) -> Option<Arc<str>> {
         self.shared.distrust.lock().ok().and_then(|d| d.clone())

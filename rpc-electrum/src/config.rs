@@ -18,6 +18,48 @@ pub enum TlsVerify {
     InsecureAcceptAny,
 }
 
+impl TlsVerify {
+    /// [`Pinned`](Self::Pinned), with the fingerprint checked now rather
+    /// than at the first connection.
+    ///
+    /// ```
+    /// use rpc_electrum::TlsVerify;
+    /// let pin = "AB:".repeat(31) + "AB";
+    /// assert!(TlsVerify::pinned(&pin).is_ok());
+    /// assert!(TlsVerify::pinned("ABCD").is_err());
+    /// ```
+    pub fn pinned(sha256_hex: &str) -> Result<TlsVerify, BuildError> {
+        parse_fingerprint(sha256_hex)?;
+        Ok(TlsVerify::Pinned(sha256_hex.to_owned()))
+    }
+
+    /// [`Roots`](Self::Roots) from a PEM file's text: every `CERTIFICATE`
+    /// block (other blocks, such as keys, are skipped); at least one.
+    ///
+    /// ```
+    /// use rpc_electrum::{BuildError, TlsVerify};
+    /// let err = TlsVerify::roots_from_pem(b"not a certificate").unwrap_err();
+    /// assert!(matches!(err, BuildError::BadRoot(_)));
+    /// ```
+    pub fn roots_from_pem(pem: &[u8]) -> Result<TlsVerify, BuildError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let mut ders = Vec::new();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| BuildError::BadRoot(format!("PEM: {e}")))?;
+            ders.push(cert.as_ref().to_vec());
+        }
+        if ders.is_empty() {
+            return Err(BuildError::BadRoot(
+                "no CERTIFICATE block in the PEM text".to_owned(),
+            ));
+        }
+        // Refused now rather than at the first connection.
+        crate::tls::client_config(&TlsVerify::Roots(ders.clone()))?;
+        Ok(TlsVerify::Roots(ders))
+    }
+}
+
 /// Where and how to connect; built by [`ElectrumBackend::builder`](crate::ElectrumBackend::builder).
 #[derive(Clone, Debug)]
 pub(crate) struct Config {

@@ -20,8 +20,10 @@ pub struct ElectrumX {
     pub pids: Vec<u32>,
     /// The fake bitcoind's JSON-RPC port (mining and other test controls).
     pub daemon_port: u16,
-    /// The self-signed certificate (PEM) when started with TLS.
+    /// The servers' certificate (PEM) when started with TLS.
     pub cert: Option<PathBuf>,
+    /// The private CA (PEM) that signed [`cert`](Self::cert).
+    pub ca: Option<PathBuf>,
     state: PathBuf,
     /// Servers started again by [`restart`](Self::restart), reaped on drop.
     restarted: Vec<Child>,
@@ -82,6 +84,7 @@ impl ElectrumX {
                 var(k).split(',').filter_map(|p| p.parse().ok()).collect()
             };
             let cert = var("ELECTRUMX_CERT");
+            let ca = var("ELECTRUMX_CA");
             return ElectrumX {
                 tcp_ports: list("ELECTRUMX_TCP_PORTS"),
                 ssl_ports: list("ELECTRUMX_SSL_PORTS"),
@@ -91,6 +94,7 @@ impl ElectrumX {
                     .collect(),
                 daemon_port: var("FAKE_BITCOIND_PORT").parse().expect("daemon port"),
                 cert: (!cert.is_empty()).then(|| PathBuf::from(cert)),
+                ca: (!ca.is_empty()).then(|| PathBuf::from(ca)),
                 state,
                 restarted: Vec::new(),
             };

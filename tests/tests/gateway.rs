@@ -727,3 +727,170 @@ async fn servers_killed_and_restarted_without_traffic_are_back_within_5s() {
         eprintln!("{name} back {:?} after its restart", restarted.elapsed());
     }
 }
+
+/// Runs `electrum-gateway ARGS` to its end: success, and stdout + stderr.
+fn gateway_check(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(tests::binary("electrum-gateway", "electrum-gateway"))
+        .args(args)
+        .output()
+        .expect("run electrum-gateway");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The SHA-256 fingerprint of a PEM certificate, as `openssl` prints it.
+fn fingerprint(cert: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .rsplit('=')
+        .next()
+        .expect("fingerprint")
+        .to_owned()
+}
+
+/// `/healthz`'s entry for server `name`.
+fn server_entry<'a>(health: &'a Value, name: &str) -> &'a Value {
+    health["servers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {health}"))
+}
+
+/// Polls `/healthz` until server `name`'s entry satisfies `done`.
+async fn until_server(addr: SocketAddr, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, v) = get_json(addr, "/healthz").await;
+        let entry = server_entry(&v, name).clone();
+        if done(&entry) {
+            return entry;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name} never got there: {entry}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_servers_are_trusted_by_pin_or_private_ca_never_by_default() {
+    let ex = ElectrumX::start(ElectrumXOptions {
+        instances: 2,
+        tls: true,
+        ..Default::default()
+    });
+    let ca = ex.ca.clone().expect("a private CA");
+    let pin = fingerprint(ex.cert.as_ref().expect("cert"));
+    let ca_path = ca.to_string_lossy().into_owned();
+    let wrong_pin = "00".repeat(32);
+    let servers = [
+        format!("by-ca={}", ex.tls_url(0)),
+        format!("by-pin={}", ex.tls_url(1)),
+        format!("wrong-pin={}", ex.tls_url(1)),
+    ];
+    let check = gateway_check(&[
+        "check",
+        "--network",
+        "regtest",
+        "--server",
+        &servers[0],
+        "--server",
+        &servers[1],
+        "--server",
+        &servers[2],
+        "--tls-ca",
+        &ca_path,
+        "--tls-pin",
+        &format!("by-pin={pin}"),
+        "--tls-pin",
+        &format!("wrong-pin={wrong_pin}"),
+    ]);
+    assert!(check.0, "check: {}", check.1);
+    assert!(
+        check.1.contains("tls by-ca: trusts the CA in")
+            && check
+                .1
+                .contains("tls by-pin: trusts its pinned certificate")
+            && check.1.contains("network check: genesis 0f9188f1"),
+        "{}",
+        check.1
+    );
+    let (_gw, addr) = start_gateway(&[
+        "--network",
+        "regtest",
+        "--server",
+        &servers[0],
+        "--server",
+        &servers[1],
+        "--server",
+        &servers[2],
+        "--tls-ca",
+        &ca_path,
+        "--tls-pin",
+        &format!("by-pin={pin}"),
+        "--tls-pin",
+        &format!("wrong-pin={wrong_pin}"),
+    ]);
+    // The CA-signed and the pinned server serve; the wrong pin is refused
+    // and /healthz says why.
+    until_server(addr, "by-ca", |s| s["healthy"] == true).await;
+    until_server(addr, "by-pin", |s| s["healthy"] == true).await;
+    let refused = until_server(addr, "wrong-pin", |s| s["last_failure"].is_string()).await;
+    assert_eq!(refused["connected"], false);
+    assert!(
+        refused["last_failure"]
+            .as_str()
+            .is_some_and(|w| w.contains("pinned")),
+        "{refused}"
+    );
+    let (s, v) = get_json(addr, &format!("/v1/address/{ADDRESS_A}/balance")).await;
+    assert_eq!((s, &v["confirmed"]), (200, &json!(6_100_000_000u64)), "{v}");
+
+    // Without a pin or a CA the public roots refuse the private CA.
+    let (_gw, addr) = start_gateway(&["--network", "regtest", "--server", &servers[0]]);
+    let refused = until_server(addr, "by-ca", |s| s["last_failure"].is_string()).await;
+    assert!(
+        refused["last_failure"]
+            .as_str()
+            .is_some_and(|w| w.contains("certificate")),
+        "{refused}"
+    );
+    // A pin that is not a fingerprint, or names no server, is refused at
+    // start (and by `check`).
+    for bad in [format!("by-ca={}", "AB"), format!("nobody={pin}")] {
+        let out = gateway_check(&["check", "--server", &servers[0], "--tls-pin", &bad]);
+        assert!(!out.0 && out.1.contains("--tls-pin"), "{bad}: {}", out.1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_another_network_is_refused() {
+    // Regtest servers behind a gateway for testnet: their genesis differs.
+    let ex = pool(1, false);
+    let (_gw, addr) = start_gateway(&[
+        "--network",
+        "testnet",
+        "--server",
+        &format!("ex0={}", ex.tcp_url(0)),
+    ]);
+    let refused = until_server(addr, "ex0", |s| s["last_failure"].is_string()).await;
+    assert_eq!(refused["healthy"], false);
+    assert!(
+        refused["last_failure"]
+            .as_str()
+            .is_some_and(|w| w.contains("wrong network")),
+        "{refused}"
+    );
+    let (s, _) = get_json(addr, "/healthz").await;
+    assert_eq!(s, 503);
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use rpc_electrum::address::Network;
 use rpc_electrum::chain::Checkpoint;
+use rpc_electrum::TlsVerify;
 
 use crate::cli_shared::Parsed;
 
@@ -163,7 +164,28 @@ struct Opts {
     /// Also let clients call METHOD through POST / (repeatable)
     #[arg(long, value_name = "METHOD")]
     allow: Vec<String>,
-    /// Accept any certificate from tls:// servers (testing only)
+    /// Accept only this certificate from server NAME: the SHA-256 of its
+    /// DER bytes, hex (`openssl x509 -noout -fingerprint -sha256`); the
+    /// safe way to use a self-signed server; repeatable
+    #[arg(
+        long,
+        value_name = "NAME=SHA256",
+        env = "ELECTRUM_GATEWAY_TLS_PINS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    tls_pin: Vec<String>,
+    /// Trust the certificate authorities in this PEM file (a private CA)
+    /// for tls:// servers without a pin, instead of the public roots
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "ELECTRUM_GATEWAY_TLS_CA",
+        hide_env_values = true
+    )]
+    tls_ca: Option<PathBuf>,
+    /// Accept any certificate from tls:// servers without a pin (testing
+    /// only: anyone in the middle can read and change every answer)
     #[arg(long, action = ArgAction::SetTrue, env = "ELECTRUM_GATEWAY_INSECURE_TLS", hide_env_values = true)]
     insecure_tls: bool,
     /// Log format [default: text]
@@ -231,6 +253,10 @@ pub struct Args {
     /// Where verification starts (None: the genesis block).
     pub checkpoint: Option<Checkpoint>,
     pub allow: Vec<String>,
+    /// Pinned certificate fingerprints by server name.
+    pub tls_pins: Vec<(String, String)>,
+    /// A private CA's PEM file, and the roots read from it.
+    pub tls_ca: Option<(String, TlsVerify)>,
     pub insecure_tls: bool,
     pub log_json: bool,
     /// The file the settings came from, if any (for `check`).
@@ -258,6 +284,8 @@ impl Default for Args {
             verify: VerifyArg::Spv,
             checkpoint: None,
             allow: Vec::new(),
+            tls_pins: Vec::new(),
+            tls_ca: None,
             insecure_tls: false,
             log_json: false,
             config: None,
@@ -271,6 +299,31 @@ impl Args {
     pub fn call_deadline(&self) -> Duration {
         self.call_timeout.unwrap_or(self.request_timeout * 3)
     }
+
+    /// How server `name`'s certificate is checked (`None`: a tcp://
+    /// server): its pin, else the private CA, else any certificate with
+    /// `--insecure-tls`, else the public roots.
+    pub fn tls_for(&self, name: &str) -> Option<TlsVerify> {
+        let (_, url) = self.servers.iter().find(|(n, _)| n == name)?;
+        if !url.starts_with("tls://") {
+            return None;
+        }
+        if let Some((_, pin)) = self.tls_pins.iter().find(|(n, _)| n == name) {
+            return Some(TlsVerify::Pinned(pin.clone()));
+        }
+        Some(match (&self.tls_ca, self.insecure_tls) {
+            (Some((_, roots)), _) => roots.clone(),
+            (None, true) => TlsVerify::InsecureAcceptAny,
+            (None, false) => TlsVerify::WebPki,
+        })
+    }
+}
+
+/// Reads a private CA's PEM file (for `--tls-ca` and `tls_ca`).
+pub fn load_ca(path: &str) -> Result<(String, TlsVerify), String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
+    let roots = TlsVerify::roots_from_pem(&pem).map_err(|e| format!("{path}: {e}"))?;
+    Ok((path.to_owned(), roots))
 }
 
 pub enum Command {
@@ -305,8 +358,10 @@ impl Opts {
             args.config = Some(path);
         }
         if !self.server.is_empty() {
-            // Servers from flags or the environment replace the file's.
+            // Servers from flags or the environment replace the file's
+            // (and the file's pins with them).
             specs = self.server;
+            args.tls_pins.clear();
         }
         if let Some(a) = self.listen {
             args.listen = a;
@@ -362,6 +417,16 @@ impl Opts {
         }
         args.allow.extend(self.allow);
         args.insecure_tls |= self.insecure_tls;
+        if let Some(path) = &self.tls_ca {
+            args.tls_ca = Some(load_ca(&path.to_string_lossy())?);
+        }
+        for spec in self.tls_pin {
+            let (name, pin) = spec
+                .split_once('=')
+                .ok_or_else(|| format!("--tls-pin `{spec}`: expected NAME=SHA256"))?;
+            args.tls_pins.retain(|(n, _)| n != name);
+            args.tls_pins.push((name.to_owned(), pin.to_owned()));
+        }
         if let Some(f) = self.log_format {
             args.log_json = matches!(f, LogFormatArg::Json);
         }
@@ -396,6 +461,16 @@ fn servers(args: &mut Args, specs: Vec<String>) -> Result<(), String> {
     }
     if args.servers.len() > rpc_failover::MAX_MEMBERS {
         return Err(format!("at most {} servers", rpc_failover::MAX_MEMBERS));
+    }
+    for (name, pin) in &args.tls_pins {
+        match args.servers.iter().find(|(n, _)| n == name) {
+            None => return Err(format!("--tls-pin {name}: no server has that name")),
+            Some((_, url)) if !url.starts_with("tls://") => {
+                return Err(format!("--tls-pin {name}: the server is not tls://"))
+            }
+            Some(_) => {}
+        }
+        TlsVerify::pinned(pin).map_err(|e| format!("--tls-pin {name}: {e}"))?;
     }
     Ok(())
 }
@@ -438,6 +513,42 @@ mod tests {
 
     fn parse(a: &[&str]) -> Result<Command, String> {
         parse_args(a.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn a_pin_wins_over_the_insecure_flag_and_only_tls_servers_are_pinned() {
+        let pin = "ab".repeat(32);
+        let Ok(Command::Run(a)) = parse(&[
+            "--server",
+            "a=tls://h:1,b=tls://h:2,c=tcp://h:3",
+            "--tls-pin",
+            &format!("a={pin}"),
+            "--insecure-tls",
+        ]) else {
+            panic!("parses")
+        };
+        assert!(matches!(a.tls_for("a"), Some(TlsVerify::Pinned(p)) if p == pin));
+        assert!(matches!(a.tls_for("b"), Some(TlsVerify::InsecureAcceptAny)));
+        assert!(a.tls_for("c").is_none());
+        let Ok(Command::Run(a)) = parse(&["--server", "b=tls://h:2"]) else {
+            panic!("parses")
+        };
+        assert!(matches!(a.tls_for("b"), Some(TlsVerify::WebPki)));
+        for (bad, says) in [
+            (format!("c={pin}"), "not tls://"),
+            (format!("z={pin}"), "no server has that name"),
+            ("a=12".to_owned(), "64 hex digits"),
+            (pin.clone(), "NAME=SHA256"),
+        ] {
+            let err = parse(&["--server", "a=tls://h:1,c=tcp://h:3", "--tls-pin", &bad])
+                .err()
+                .expect("refused");
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let err = parse(&["--server", "a=tls://h:1", "--tls-ca", "/nonexistent.pem"])
+            .err()
+            .expect("refused");
+        assert!(err.contains("cannot read"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct File {
     #[serde(default)]
     allow: Vec<String>,
     insecure_tls: Option<bool>,
+    tls_ca: Option<String>,
     log_format: Option<LogFormat>,
     verify: Option<VerifyName>,
     coin: Option<CoinName>,
@@ -35,6 +36,8 @@ pub struct File {
 struct Server {
     name: String,
     url: String,
+    /// The SHA-256 fingerprint of the server's certificate.
+    pin: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +149,9 @@ impl File {
         if let Some(b) = self.insecure_tls {
             args.insecure_tls = b;
         }
+        if let Some(path) = &self.tls_ca {
+            args.tls_ca = Some(crate::args::load_ca(path).map_err(|e| format!("tls_ca: {e}"))?);
+        }
         if let Some(v) = self.verify {
             args.verify = match v {
                 VerifyName::Spv => crate::args::VerifyArg::Spv,
@@ -166,6 +172,9 @@ impl File {
             args.log_json = matches!(f, LogFormat::Json);
         }
         for s in self.servers {
+            if let Some(pin) = s.pin {
+                args.tls_pins.push((s.name.clone(), pin));
+            }
             specs.push(format!("{}={}", s.name, s.url));
         }
         if let Some(h) = self.head {

@@ -179,6 +179,12 @@ fn health(gw: &Gateway) -> http::Response<Body> {
             if let Some(why) = distrusted {
                 entry["distrusted"] = Value::String(why.to_string());
             }
+            if let Some(why) = backend
+                .filter(|_| !connected)
+                .and_then(|b| b.last_failure())
+            {
+                entry["last_failure"] = Value::String(why.to_string());
+            }
             entry
         })
         .collect();

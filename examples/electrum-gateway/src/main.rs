@@ -214,9 +214,26 @@ fn describe(args: &Args) -> Result<String, String> {
     allowed.extend(args.allow.iter().cloned());
     MethodFilter::allow(&allowed).map_err(|e| format!("--allow: {e}"))?;
     let _ = writeln!(out, "  methods through POST /: {}", allowed.join(", "));
-    if args.insecure_tls {
-        let _ = writeln!(out, "  warning: --insecure-tls accepts any certificate");
+    for (name, _) in &args.servers {
+        let trust = match args.tls_for(name) {
+            None => continue,
+            Some(rpc_electrum::TlsVerify::Pinned(_)) => "its pinned certificate".to_owned(),
+            Some(rpc_electrum::TlsVerify::Roots(_)) => format!(
+                "the CA in {}",
+                args.tls_ca.as_ref().map_or("", |(p, _)| p.as_str())
+            ),
+            Some(rpc_electrum::TlsVerify::InsecureAcceptAny) => {
+                "ANY certificate (--insecure-tls: not authenticated)".to_owned()
+            }
+            Some(_) => "the public roots".to_owned(),
+        };
+        let _ = writeln!(out, "  tls {name}: trusts {trust}");
     }
+    let _ = writeln!(
+        out,
+        "  network check: genesis {}",
+        rpc_electrum::chain::hash_to_hex(&chain_params(args).genesis)
+    );
     let _ = writeln!(out, "  listen: http://{}", args.listen);
     Ok(out)
 }
@@ -235,6 +252,7 @@ fn url_without_userinfo(url: &str) -> String {
 async fn run(args: Args) -> Result<(), String> {
     let metrics = install_metrics()?;
     let protocol = Protocol::electrum();
+    let genesis = rpc_electrum::chain::hash_to_hex(&chain_params(&args).genesis);
     let mut servers = Vec::with_capacity(args.servers.len());
     let mut members = Vec::with_capacity(args.servers.len());
     for (name, url) in &args.servers {
@@ -244,9 +262,11 @@ async fn run(args: Args) -> Result<(), String> {
             // traffic (ElectrumX answers a ping within its ~1 s hold-back).
             .ping_interval(Duration::from_secs(2))
             .ping_timeout(Duration::from_secs(3))
-            .client_name(concat!("electrum-gateway/", env!("CARGO_PKG_VERSION")));
-        if args.insecure_tls {
-            b = b.tls(rpc_electrum::TlsVerify::InsecureAcceptAny);
+            .client_name(concat!("electrum-gateway/", env!("CARGO_PKG_VERSION")))
+            // A server of another network (its genesis) is refused.
+            .expect_genesis(genesis.clone());
+        if let Some(tls) = args.tls_for(name) {
+            b = b.tls(tls);
         }
         let backend = b.build().map_err(|e| format!("--server {name}: {e}"))?;
         members.push(Member::named(

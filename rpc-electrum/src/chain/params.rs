@@ -124,6 +124,10 @@ pub struct Checkpoint {
 /// One chain's rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainParams {
+    /// The network's genesis block hash (internal byte order): servers are
+    /// checked to serve this network (`server.features`), whatever the
+    /// checkpoint.
+    pub genesis: Hash,
     /// The highest (easiest) target a block may have.
     pub pow_limit: U256,
     /// How `bits` move.
@@ -141,6 +145,7 @@ impl ChainParams {
     /// Bitcoin's regression test network from its genesis block.
     pub fn bitcoin_regtest() -> Self {
         ChainParams {
+            genesis: genesis("0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"),
             pow_limit: target_or_max(0x207f_ffff),
             rule: DifficultyRule::NoRetarget,
             checkpoint: Checkpoint {
@@ -156,6 +161,7 @@ impl ChainParams {
     /// downloads every header; configure a recent [`Checkpoint`] instead).
     pub fn bitcoin() -> Self {
         ChainParams {
+            genesis: genesis("000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"),
             pow_limit: target_or_max(0x1d00_ffff),
             rule: DifficultyRule::Retarget,
             checkpoint: Checkpoint {
@@ -172,6 +178,7 @@ impl ChainParams {
     /// ([`MinDifficultyAllowed`](DifficultyRule::MinDifficultyAllowed)).
     pub fn bitcoin_testnet() -> Self {
         ChainParams {
+            genesis: genesis("000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943"),
             pow_limit: target_or_max(0x1d00_ffff),
             rule: DifficultyRule::MinDifficultyAllowed,
             checkpoint: Checkpoint {

@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     /// Why the server is not trusted (it served headers or proofs that do
     /// not verify), if it is not: client calls fail fast until cleared.
     pub(crate) distrust: Mutex<Option<Arc<str>>>,
+    /// Why the last connection attempt failed or the last connection was
+    /// lost (cleared by a handshake that succeeds).
+    pub(crate) last_failure: Mutex<Option<Arc<str>>>,
 }
 
 impl Shared {
@@ -79,6 +82,13 @@ impl Shared {
             connects: AtomicU64::new(0),
             server: Mutex::new(None),
             distrust: Mutex::new(None),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    fn set_failure(&self, why: Option<&str>) {
+        if let Ok(mut f) = self.last_failure.lock() {
+            *f = why.map(Arc::from);
         }
     }
 
@@ -194,11 +204,13 @@ pub(crate) async fn run(
             Ok((lines, writer)) => {
                 shared.connects.fetch_add(1, Ordering::Relaxed);
                 shared.set_state(CONNECTED);
+                shared.set_failure(None);
                 tracing::debug!(backend = %shared.name, "electrum connection up");
                 match session(&config, &shared, lines, writer, &mut rx).await {
                     Exit::Closed => return,
                     Exit::Lost(why) => {
                         tracing::warn!(backend = %shared.name, reason = %why, "electrum connection lost");
+                        shared.set_failure(Some(&format!("connection lost: {why}")));
                     }
                 }
                 // The server answered (handshake, then a working session):
@@ -210,6 +222,7 @@ pub(crate) async fn run(
             }
             Err(why) => {
                 tracing::warn!(backend = %shared.name, reason = %why, "electrum connect failed");
+                shared.set_failure(Some(&format!("connect failed: {why}")));
             }
         }
         shared.set_state(DISCONNECTED);
