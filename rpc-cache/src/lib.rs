@@ -58,7 +58,7 @@ mod store;
 pub use key::CacheKey;
 pub use layer::CacheLayer;
 pub use rules::{CacheRules, Rule};
-pub use service::{Cache, ResponseFuture};
+pub use service::{Cache, Refresh, ResponseFuture};
 pub use store::{CacheStore, MemoryStore};
 
 pub use rpc_core::CacheStatus;

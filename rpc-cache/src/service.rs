@@ -459,6 +459,15 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     let key = slot.key.clone();
     let id = request.id().cloned().unwrap_or_default();
 
+    if request.extensions().get::<Refresh>().is_some() {
+        // The caller distrusts what is kept: ask upstream, keep the answer
+        // in place of the old one.
+        let method = request.method_arc().clone();
+        let response = inner.oneshot(request).await?;
+        state.keep(&method, &slot, plan, &response).await;
+        return Ok(tagged(response, CacheStatus::Miss));
+    }
+
     if let Some(payload) = state.store.get(&key).await {
         let mut response = Response::new(id, payload);
         if slot.epoch.is_some() && state.tracked.load(Ordering::Relaxed) {
@@ -546,6 +555,20 @@ async fn upstream<S: JsonRpcService, St: CacheStore>(
     state.finish(&slot.key, generation);
     result
 }
+
+/// A request extension: do not answer from the cache — ask upstream and
+/// keep that answer in place of the kept one (for a caller that found the
+/// kept answer wrong: a proof that does not hold, a server since
+/// distrusted). The call is not coalesced with others.
+///
+/// ```
+/// use rpc_cache::Refresh;
+/// use rpc_core::{Id, Request};
+/// let mut req = Request::new("blockchain.scripthash.get_history").with_id(Id::from(1u64));
+/// req.extensions_mut().insert(Refresh);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refresh;
 
 /// The future of a [`Cache`] call (boxed: a hit awaits the store, a miss the
 /// inner service).

@@ -101,6 +101,43 @@ async fn forever_answers_stay_and_formatting_does_not_miss() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refresh_asks_upstream_and_replaces_the_kept_answer() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let counter = n.clone();
+    let up = upstream(move |r| {
+        let i = counter.fetch_add(1, Ordering::SeqCst);
+        Ok(ok(r, if i == 0 { "{\"number\":\"0xbad\"}" } else { "{\"number\":\"0x600d\"}" }))
+    });
+    let c = cache(&up);
+    let hash = "[\"0x0000000000000000000000000000000000000000000000000000000000000001\", false]";
+    let first = c
+        .clone()
+        .oneshot(req(1, "eth_getBlockByHash", hash))
+        .await
+        .expect("answer");
+    assert_eq!(
+        first.payload(),
+        &Payload::Result(RawJson::from_static("{\"number\":\"0xbad\"}").expect("json"))
+    );
+    let mut fresh = req(2, "eth_getBlockByHash", hash);
+    fresh.extensions_mut().insert(rpc_cache::Refresh);
+    let r = c.clone().oneshot(fresh).await.expect("answer");
+    assert_eq!(status(&r), CacheStatus::Miss);
+    // The kept answer is the refreshed one.
+    let r = c
+        .clone()
+        .oneshot(req(3, "eth_getBlockByHash", hash))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Hit);
+    assert_eq!(
+        r.payload(),
+        &Payload::Result(RawJson::from_static("{\"number\":\"0x600d\"}").expect("json"))
+    );
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn writes_and_unknown_methods_pass_through() {
     let up = answers("\"0xabc\"");
     let c = cache(&up);
