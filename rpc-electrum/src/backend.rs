@@ -33,6 +33,11 @@ use crate::TipBoard;
 ///   jitter.
 /// * Every call has a deadline: the request's [`Deadline`](rpc_core::Deadline)
 ///   or `request_timeout`, whichever is sooner.
+/// * A `blockchain.transaction.get` answer must hash to the txid asked
+///   (raw or verbose; segwit without its witness): another transaction is
+///   refused as [`RpcError::InvalidResponse`] and the server is
+///   [distrusted](ElectrumBackend::distrust) for `distrust_period`, so a
+///   failover group asks another server and leaves this one out.
 /// * Every answer carries the server's tip as [`ChainHead`](rpc_core::ChainHead)
 ///   (followed through header notifications), so a head-tracking failover
 ///   group learns each server's head from live traffic, without probes.
@@ -48,6 +53,7 @@ use crate::TipBoard;
 /// | [`max_line`](ElectrumBackendBuilder::max_line) | 8 MiB |
 /// | [`max_in_flight`](ElectrumBackendBuilder::max_in_flight) | 1024 |
 /// | [`tls`](ElectrumBackendBuilder::tls) | `tls://`: web PKI roots; `tcp://`: none |
+/// | [`distrust_period`](ElectrumBackendBuilder::distrust_period) | 10 min |
 ///
 /// ```no_run
 /// use rpc_core::{Id, Request};
@@ -70,6 +76,7 @@ pub struct ElectrumBackend {
     semaphore: PollSemaphore,
     permit: Option<OwnedSemaphorePermit>,
     request_timeout: Duration,
+    distrust_period: Duration,
     stale: Option<(TipBoard, u64)>,
 }
 
@@ -81,6 +88,7 @@ impl Clone for ElectrumBackend {
             semaphore: self.semaphore.clone(),
             permit: None,
             request_timeout: self.request_timeout,
+            distrust_period: self.distrust_period,
             stale: self.stale.clone(),
         }
     }
@@ -170,8 +178,33 @@ impl ElectrumBackend {
     /// server's tip is on the verified chain again.
     pub fn set_distrusted(&self, why: Option<&str>) {
         if let Ok(mut d) = self.shared.distrust.lock() {
-            *d = why.map(Arc::from);
+            *d = why.map(|w| (Arc::from(w), None));
         }
+    }
+
+    /// Distrusts the server for its `distrust_period` (10 min by default):
+    /// for a provably false answer found outside a verifier (a transaction
+    /// that does not hash to its txid, a confirmation no proof holds). The
+    /// mark lapses by itself, so a server that was lied through (a man in
+    /// the middle, a bad restart) gets another chance; a liar is caught
+    /// again at its next lie.
+    pub fn distrust(&self, why: &str) {
+        let until = Instant::now() + self.distrust_period;
+        if let Ok(mut d) = self.shared.distrust.lock() {
+            *d = Some((Arc::from(why), Some(until)));
+        }
+    }
+
+    /// The address the server was last reached at (what its host name
+    /// resolved to), once connected.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.peer.lock().ok().and_then(|p| *p)
+    }
+
+    /// The server's [`NetworkGroup`](crate::NetworkGroup) (its /16 or
+    /// /48; `None` before the first connection).
+    pub fn network_group(&self) -> Option<crate::NetworkGroup> {
+        self.peer_addr().map(crate::NetworkGroup::of)
     }
 
     /// Why the last connection attempt failed or the last connection was
@@ -183,7 +216,14 @@ impl ElectrumBackend {
 
     /// Why the server is not trusted, if it is not.
     pub fn distrusted(&self) -> Option<Arc<str>> {
-        self.shared.distrust.lock().ok().and_then(|d| d.clone())
+        let mut d = self.shared.distrust.lock().ok()?;
+        match &*d {
+            Some((_, Some(until))) if Instant::now() >= *until => {
+                *d = None;
+                None
+            }
+            other => other.as_ref().map(|(why, _)| why.clone()),
+        }
     }
 
     /// How many subscriptions this backend keeps on its server (and
@@ -292,6 +332,13 @@ impl ElectrumBackendBuilder {
         self.set(|c| c.max_line = bytes.max(1024))
     }
 
+    /// How long [`distrust`](ElectrumBackend::distrust) keeps the server
+    /// out (a false transaction found by this backend, or a caller's
+    /// finding).
+    pub fn distrust_period(self, d: Duration) -> Self {
+        self.set(|c| c.distrust_period = d)
+    }
+
     /// Refuse a server on another network: after each handshake,
     /// `server.features` must report this genesis block hash (hex), or the
     /// connection is dropped and retried later, and calls fail as not sent.
@@ -336,6 +383,7 @@ impl ElectrumBackendBuilder {
         let (tx, rx) = mpsc::unbounded_channel();
         let semaphore = PollSemaphore::new(Arc::new(Semaphore::new(config.max_in_flight)));
         let request_timeout = config.request_timeout;
+        let distrust_period = config.distrust_period;
         handle.spawn(worker::run(config, tls, shared.clone(), rx));
         Ok(ElectrumBackend {
             shared,
@@ -343,6 +391,7 @@ impl ElectrumBackendBuilder {
             semaphore,
             permit: None,
             request_timeout,
+            distrust_period,
             stale: board.zip(max_behind),
         })
     }
@@ -393,9 +442,14 @@ impl Service<Request> for ElectrumBackend {
             Some(d) => d.min(started + self.request_timeout),
             None => started + self.request_timeout,
         };
+        // The txid a transaction answer must hash to.
+        let want_txid = (request.method() == "blockchain.transaction.get")
+            .then(|| asked_txid(&request))
+            .flatten();
         let (reply, answer) = oneshot::channel();
         let sent = early.is_none() && self.tx.send(Command { request, reply }).is_ok();
         let shared = self.shared.clone();
+        let this = want_txid.map(|_| self.clone());
         ResponseFuture::new(async move {
             let _permit = permit;
             if let Some(err) = early {
@@ -405,6 +459,22 @@ impl Service<Request> for ElectrumBackend {
                 return Err(not_sent(&name, "the connection worker has stopped"));
             }
             match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(Ok(response)))
+                    if want_txid.is_some_and(|want| !is_transaction(&response, &want)) =>
+                {
+                    let why = format!(
+                        "its answer to blockchain.transaction.get is not transaction {}",
+                        crate::chain::hash_to_hex(&want_txid.unwrap_or_default())
+                    );
+                    if let Some(this) = this {
+                        tracing::warn!(backend = %name, why, "electrum server distrusted");
+                        this.distrust(&why);
+                    }
+                    Err(RpcError::InvalidResponse {
+                        backend: name,
+                        reason: why,
+                    })
+                }
                 Ok(Ok(result)) => result.map(|mut response| {
                     // The server's tip as of this answer (followed through
                     // header notifications), for head trackers above.
@@ -435,6 +505,43 @@ impl Service<Request> for ElectrumBackend {
             }
         })
     }
+}
+
+/// `blockchain.transaction.get`'s first param as a hash (internal order).
+fn asked_txid(request: &Request) -> Option<crate::chain::Hash> {
+    let params = request.params()?;
+    let (txid,): (&str,) = serde_json::from_slice::<(&str,)>(params.as_bytes())
+        .ok()
+        .or_else(|| {
+            serde_json::from_slice::<(&str, serde::de::IgnoredAny)>(params.as_bytes())
+                .ok()
+                .map(|(t, _)| (t,))
+        })?;
+    crate::chain::hash_from_hex(txid)
+}
+
+/// Whether a `blockchain.transaction.get` answer is transaction `want`:
+/// raw hex, or a verbose object whose `hex` is. An error answer (no such
+/// transaction) is not this check's business.
+fn is_transaction(response: &Response, want: &crate::chain::Hash) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Verbose<'a> {
+        #[serde(borrow)]
+        hex: std::borrow::Cow<'a, str>,
+    }
+    let rpc_core::Payload::Result(raw) = response.payload() else {
+        return true;
+    };
+    let hex = match serde_json::from_slice::<std::borrow::Cow<'_, str>>(raw.as_bytes()) {
+        Ok(hex) => hex,
+        Err(_) => match serde_json::from_slice::<Verbose<'_>>(raw.as_bytes()) {
+            Ok(v) => v.hex,
+            Err(_) => return false,
+        },
+    };
+    crate::chain::hex_bytes(&hex)
+        .and_then(|bytes| crate::tx::txid(&bytes).ok())
+        .is_some_and(|got| got == *want)
 }
 
 /// The future of an [`ElectrumBackend`] call.

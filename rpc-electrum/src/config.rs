@@ -79,6 +79,7 @@ pub(crate) struct Config {
     pub(crate) max_line: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) expect_genesis: Option<String>,
+    pub(crate) distrust_period: Duration,
     pub(crate) tip_board: Option<(crate::TipBoard, u64)>,
 }
 
@@ -137,6 +138,7 @@ impl Config {
             max_line: 8 << 20,
             max_in_flight: 1024,
             expect_genesis: None,
+            distrust_period: Duration::from_secs(600),
             tip_board: None,
         })
     }

@@ -12,13 +12,16 @@ pub mod address;
 mod backend;
 pub mod chain;
 mod config;
+pub mod netgroup;
 mod pool;
 mod tip;
 mod tls;
+pub mod tx;
 mod worker;
 
 pub use backend::{ElectrumBackend, ElectrumBackendBuilder, ResponseFuture, Unchecked};
 pub use config::{BuildError, TlsVerify};
+pub use netgroup::NetworkGroup;
 pub use pool::{PoolSubscriptions, Subscriber};
 pub use tip::{TipBoard, TipSlot};
 pub use worker::{parse_line, Line, Notification};

@@ -26,6 +26,6 @@ pub use params::{
     asert_bits, retarget, AsertAnchor, ChainParams, Checkpoint, DifficultyRule, RETARGET_INTERVAL,
     TARGET_TIMESPAN,
 };
-pub use spv::{reads_as_transaction, txid_of_raw, verify_merkle, SpvError};
+pub use spv::{reads_as_transaction, verify_merkle, SpvError};
 pub use store::{ChainError, Connected, HeaderChain};
 pub use verifier::{ChainVerifier, ServerView, Verdict, VerifyError};

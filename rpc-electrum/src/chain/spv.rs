@@ -100,68 +100,11 @@ pub fn verify_merkle(
 /// with at least one input and one output (what a 64-byte inner node must
 /// not be; the guard Electrum applies).
 pub fn reads_as_transaction(bytes: &[u8]) -> bool {
-    let mut r = Reader { bytes, at: 0 };
-    let parsed = (|| {
-        r.take(4)?; // version
-        let inputs = r.varint()?;
-        if inputs == 0 {
-            return None;
-        }
-        for _ in 0..inputs {
-            r.take(36)?; // outpoint
-            let script = r.varint()?;
-            r.take(usize::try_from(script).ok()?)?;
-            r.take(4)?; // sequence
-        }
-        let outputs = r.varint()?;
-        if outputs == 0 {
-            return None;
-        }
-        for _ in 0..outputs {
-            r.take(8)?; // value
-            let script = r.varint()?;
-            r.take(usize::try_from(script).ok()?)?;
-        }
-        r.take(4)?; // lock time
-        Some(())
-    })();
-    parsed.is_some() && r.at == bytes.len()
-}
-
-/// The txid of a raw transaction (hex): double SHA-256 of its bytes, for
-/// legacy serialisation (segwit transactions hash without their witness,
-/// which a caller strips; Bitcoin Cash has none).
-pub fn txid_of_raw(raw: &[u8]) -> Hash {
-    sha256d(raw)
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.at.checked_add(n)?;
-        let out = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(out)
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let first = *self.take(1)?.first()?;
-        let wide = |b: &[u8]| {
-            b.iter()
-                .rev()
-                .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
-        };
-        Some(match first {
-            0xfd => wide(self.take(2)?),
-            0xfe => wide(self.take(4)?),
-            0xff => wide(self.take(8)?),
-            n => u64::from(n),
-        })
-    }
+    // A zero byte where the input count goes would be a segwit marker (or
+    // no inputs): neither is a legacy transaction with inputs.
+    bytes.get(4) != Some(&0)
+        && crate::tx::Transaction::parse(bytes)
+            .is_ok_and(|t| !t.segwit && !t.inputs.is_empty() && !t.outputs.is_empty())
 }
 
 #[cfg(test)]

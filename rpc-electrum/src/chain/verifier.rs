@@ -28,8 +28,9 @@ pub enum Verdict {
     Unknown,
     /// Its tip is on the verified chain (at or below its tip).
     OnChain,
-    /// Its tip is on a valid branch with less work, since this instant; it
-    /// leaves rotation after the fork grace.
+    /// Its tip is on a valid branch with less work, since this instant: out
+    /// of rotation at once (its answers are about another chain), and
+    /// [`Lied`](Self::Lied) after the fork grace.
     Fork {
         /// When it was first seen off the chain.
         since: Instant,
@@ -79,9 +80,10 @@ pub enum VerifyError {
 /// the server [`Lied`](Verdict::Lied): it is
 /// [distrusted](ElectrumBackend::set_distrusted) at once, so a failover
 /// group takes it out of rotation. A valid branch with less work is a
-/// [`Fork`](Verdict::Fork), distrusted after the fork grace (default 5
-/// minutes: a stale-block race ends within a block). A server reporting a
-/// tip on the chain again is trusted again.
+/// [`Fork`](Verdict::Fork): out of rotation at once too (what it says about
+/// confirmations is about another chain), reported as a lie after the fork
+/// grace (default 5 minutes: a stale-block race ends within a block). A
+/// server reporting a tip on the chain again is trusted again.
 ///
 /// The **agreed tip** is the highest height that `agree` servers (default
 /// 2, or every server of a smaller pool) report on the verified chain;
@@ -135,8 +137,9 @@ impl ChainVerifierBuilder {
         self
     }
 
-    /// How long a server may stay on a branch with less work before it is
-    /// distrusted (default 5 minutes).
+    /// How long a server may stay on a branch with less work (out of
+    /// rotation meanwhile) before its verdict says it lies (default 5
+    /// minutes).
     pub fn fork_grace(mut self, grace: Duration) -> Self {
         self.fork_grace = grace;
         self
@@ -199,19 +202,22 @@ impl ChainVerifier {
         self.inner.chain.read().map(|c| c.tip_height()).unwrap_or(0)
     }
 
-    /// The highest height `agree` servers report on the verified chain.
+    /// The highest height `agree` servers report on the verified chain —
+    /// servers from `agree` distinct [network groups](crate::NetworkGroup)
+    /// (/16, /48) where the pool spans that many, so one operator's
+    /// servers in one network cannot agree alone.
     pub fn agreed_tip(&self) -> Option<u32> {
-        let mut heights: Vec<u32> = self
-            .servers()
-            .into_iter()
-            .filter(|s| s.verdict == Verdict::OnChain)
-            .filter_map(|s| s.tip.map(|t| t.0))
+        let on_chain: Vec<(u32, Option<crate::NetworkGroup>)> = self
+            .inner
+            .servers
+            .iter()
+            .zip(self.servers())
+            .filter(|(_, view)| view.verdict == Verdict::OnChain)
+            .filter_map(|(s, view)| view.tip.map(|t| (t.0, s.backend.network_group())))
             .collect();
-        if heights.len() < self.inner.agree {
-            return None;
-        }
-        heights.sort_unstable_by(|a, b| b.cmp(a));
-        Some(heights[self.inner.agree - 1].min(self.tip_height()))
+        let pool_groups =
+            crate::netgroup::distinct(self.inner.servers.iter().map(|s| s.backend.network_group()));
+        agreed_height(on_chain, self.inner.agree, pool_groups).map(|h| h.min(self.tip_height()))
     }
 
     /// The verified header at `height` (above the checkpoint, at most the
@@ -386,8 +392,18 @@ fn set(inner: &Inner, i: usize, tip: Option<(u32, Hash)>, verdict: Verdict) {
     let why = match &verdict {
         Verdict::Lied(why) => Some(why.clone()),
         Verdict::OnChain => None,
-        // Keep whatever mark there is until the grace decides.
-        _ => return store(server, tip, verdict),
+        // Out of rotation at once (its answers are about another chain);
+        // back when its tip is on the verified chain, reported as lying
+        // after the fork grace.
+        Verdict::Fork { .. } => {
+            if server.backend.distrusted().is_none() {
+                let why = "on a branch with less work than the verified chain";
+                tracing::warn!(server = server.backend.name(), why, "electrum server out of rotation");
+                server.backend.set_distrusted(Some(why));
+            }
+            return store(server, tip, verdict);
+        }
+        Verdict::Unknown => return store(server, tip, verdict),
     };
     match &why {
         Some(why) => {
@@ -420,8 +436,10 @@ fn store(server: &Server, tip: Option<(u32, Hash)>, verdict: Verdict) {
         if tip.is_some() {
             st.0 = tip;
         }
-        // A fork keeps its first instant.
-        if !(matches!(verdict, Verdict::Fork { .. }) && matches!(st.1, Verdict::Fork { .. })) {
+        // A fork keeps its first instant (and, past its grace, its lie).
+        if !(matches!(verdict, Verdict::Fork { .. })
+            && matches!(st.1, Verdict::Fork { .. } | Verdict::Lied(_)))
+        {
             st.1 = verdict;
         }
     }
@@ -442,13 +460,16 @@ fn check_grace(inner: &Inner, i: usize) {
         },
         Err(_) => return,
     };
-    if since.elapsed() >= inner.fork_grace && server.backend.distrusted().is_none() {
+    if since.elapsed() >= inner.fork_grace {
         let why = format!(
             "on a branch with less work than the verified chain for {:?}",
             since.elapsed()
         );
         tracing::warn!(server = server.backend.name(), why = %why, "electrum server distrusted");
         server.backend.set_distrusted(Some(&why));
+        if let Ok(mut st) = server.state.lock() {
+            st.1 = Verdict::Lied(why);
+        }
     }
 }
 
@@ -595,6 +616,57 @@ fn parse_headers(raw: &[u8]) -> Option<Vec<Header>> {
         (None, None) => return None,
     };
     (headers.len() == c.count).then_some(headers)
+}
+
+/// The highest height that `k` of these (height, group) reports reach,
+/// from at least `min(k, pool_groups)` distinct groups.
+fn agreed_height(
+    mut reports: Vec<(u32, Option<crate::NetworkGroup>)>,
+    k: usize,
+    pool_groups: usize,
+) -> Option<u32> {
+    let groups_needed = k.min(pool_groups.max(1));
+    reports.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+    (0..reports.len()).find_map(|i| {
+        let reached = &reports[..=i];
+        let enough = reached.len() >= k
+            && crate::netgroup::distinct(reached.iter().map(|r| r.1)) >= groups_needed;
+        enough.then_some(reports[i].0)
+    })
+}
+
+#[cfg(test)]
+mod agreement_tests {
+    use super::agreed_height;
+    use crate::NetworkGroup;
+
+    fn at(s: &str) -> Option<NetworkGroup> {
+        Some(NetworkGroup::of(s.parse().expect("address")))
+    }
+
+    #[test]
+    fn servers_of_one_network_do_not_agree_alone() {
+        // Two servers in one /16 claim 110; a third elsewhere is at 100.
+        let reports = vec![
+            (110, at("8.8.1.1:1")),
+            (110, at("8.8.2.2:1")),
+            (100, at("9.9.9.9:1")),
+        ];
+        assert_eq!(agreed_height(reports.clone(), 2, 2), Some(100));
+        // From distinct networks, 110 is agreed.
+        let mut spread = reports;
+        spread[1].1 = at("7.7.7.7:1");
+        assert_eq!(agreed_height(spread, 2, 3), Some(110));
+    }
+
+    #[test]
+    fn a_pool_in_one_network_still_needs_k_servers() {
+        let reports = vec![(110, at("8.8.1.1:1")), (105, at("8.8.2.2:1"))];
+        assert_eq!(agreed_height(reports.clone(), 2, 1), Some(105));
+        assert_eq!(agreed_height(reports[..1].to_vec(), 2, 1), None);
+        // Unknown groups (not connected yet) count apart.
+        assert_eq!(agreed_height(vec![(5, None), (7, None)], 2, 2), Some(5));
+    }
 }
 
 #[cfg(test)]

@@ -42,11 +42,15 @@ impl Lines {
 pub(super) async fn open(
     config: &Config,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    shared: &super::Shared,
 ) -> Result<(Reader, Writer), String> {
     let tcp = tokio::net::TcpStream::connect((config.host.as_str(), config.port))
         .await
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
+    if let (Ok(peer), Ok(mut p)) = (tcp.peer_addr(), shared.peer.lock()) {
+        *p = Some(peer);
+    }
     match tls {
         None => {
             let (r, w) = tcp.into_split();
@@ -72,7 +76,7 @@ pub(super) async fn connect(
     shared: &Shared,
 ) -> Result<(Lines, Writer), String> {
     let attempt = async {
-        let (reader, mut writer) = open(config, tls).await?;
+        let (reader, mut writer) = open(config, tls, shared).await?;
         let mut lines = Lines {
             reader,
             buf: BytesMut::with_capacity(16 * 1024),

@@ -62,10 +62,14 @@ pub(crate) struct Shared {
     pub(crate) tip_parent: AtomicU64,
     /// Why the server is not trusted (it served headers or proofs that do
     /// not verify), if it is not: client calls fail fast until cleared.
-    pub(crate) distrust: Mutex<Option<Arc<str>>>,
+    /// With the instant the mark lapses (`None`: until cleared).
+    pub(crate) distrust: Mutex<Option<(Arc<str>, Option<tokio::time::Instant>)>>,
     /// Why the last connection attempt failed or the last connection was
     /// lost (cleared by a handshake that succeeds).
     pub(crate) last_failure: Mutex<Option<Arc<str>>>,
+    /// The address of the last connection's peer (what the host name
+    /// resolved to).
+    pub(crate) peer: Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl Shared {
@@ -83,6 +87,7 @@ impl Shared {
             server: Mutex::new(None),
             distrust: Mutex::new(None),
             last_failure: Mutex::new(None),
+            peer: Mutex::new(None),
         }
     }
 
