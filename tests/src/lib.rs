@@ -13,10 +13,12 @@ mod anvil;
 mod calls;
 mod electrumx;
 mod fault;
+mod lying;
 mod process;
 
 pub use anvil::*;
 pub use calls::*;
 pub use electrumx::*;
 pub use fault::*;
+pub use lying::*;
 pub use process::*;

@@ -143,7 +143,9 @@ struct Opts {
     )]
     coin: Option<CoinArg>,
     /// Verify headers (proof of work, most work) and confirmations (merkle
-    /// proofs) instead of believing servers: `spv` or `off` [default: spv]
+    /// proofs) instead of believing servers: `spv`, `cross-check` (spv, and
+    /// balances and unspent outputs compared across two servers) or `off`
+    /// [default: spv]
     #[arg(
         long,
         value_name = "MODE",
@@ -215,6 +217,9 @@ pub enum CoinArg {
 pub enum VerifyArg {
     /// Verified headers, merkle-proven confirmations, liars out of rotation
     Spv,
+    /// `spv`, and balances and unspent outputs (which no proof covers)
+    /// asked of two servers in distinct networks and compared
+    CrossCheck,
     /// Believe the servers (only for servers you run yourself)
     Off,
 }

@@ -151,14 +151,16 @@ impl Broadcaster {
     /// healthy, trusted and connected ones first, then any connected one.
     pub async fn send(&self, hex: &str, txid: String) -> Report {
         let usable = |s: &&ElectrumBackend| s.is_connected() && s.distrusted().is_none();
-        let mut chosen: Vec<&ElectrumBackend> = self
-            .servers
+        // One server per network first (a transaction should reach
+        // independent operators), then the others, in the order given.
+        let servers = rpc_electrum::netgroup::spread(&self.servers, |s| s.network_group());
+        let mut chosen: Vec<&ElectrumBackend> = servers
             .iter()
             .filter(usable)
             .filter(|s| (self.healthy)(s.name()))
             .take(self.fan_out)
             .collect();
-        for s in self.servers.iter().filter(usable) {
+        for s in servers.iter().filter(usable) {
             if chosen.len() >= self.fan_out {
                 break;
             }

@@ -82,9 +82,10 @@ enum NetworkName {
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 enum VerifyName {
     Spv,
+    CrossCheck,
     Off,
 }
 
@@ -155,6 +156,7 @@ impl File {
         if let Some(v) = self.verify {
             args.verify = match v {
                 VerifyName::Spv => crate::args::VerifyArg::Spv,
+                VerifyName::CrossCheck => crate::args::VerifyArg::CrossCheck,
                 VerifyName::Off => crate::args::VerifyArg::Off,
             };
         }

@@ -21,6 +21,7 @@ mod broadcast;
 #[path = "../../proxy/src/cli_shared.rs"]
 mod cli_shared;
 mod config;
+mod crosscheck;
 #[path = "../../proxy/src/duration.rs"]
 mod duration;
 mod events;
@@ -191,13 +192,19 @@ fn describe(args: &Args) -> Result<String, String> {
     let _ = writeln!(out, "  network: {:?}", args.network);
     let _ = match (args.verify, args.checkpoint) {
         (VerifyArg::Off, _) => writeln!(out, "  verification: off (servers are believed)"),
-        (VerifyArg::Spv, c) => writeln!(
+        (VerifyArg::Spv | VerifyArg::CrossCheck, c) => writeln!(
             out,
             "  verification: headers ({:?} rules) from {}, tips agreed, confirmations by merkle proof",
             args.coin,
             c.map_or("the genesis block".to_owned(), |c| format!("checkpoint {}", c.height)),
         ),
     };
+    if args.verify == VerifyArg::CrossCheck {
+        let _ = writeln!(
+            out,
+            "  cross-check: balances and unspent outputs asked of two servers (distinct networks first) and compared"
+        );
+    }
     let _ = writeln!(
         out,
         "  head rule: {}",
@@ -321,7 +328,7 @@ async fn run(args: Args) -> Result<(), String> {
             .service(group.clone()),
     );
     let events = events::Hub::start(servers.clone(), args.max_watched);
-    let verifier = (args.verify == VerifyArg::Spv).then(|| {
+    let verifier = (args.verify != VerifyArg::Off).then(|| {
         let v = ChainVerifier::builder(chain_params(&args), servers.clone())
             .agree(args.agree.unwrap_or(2))
             .call_timeout(args.request_timeout)

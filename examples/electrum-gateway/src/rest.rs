@@ -15,6 +15,8 @@ use rpc_electrum::chain::ChainVerifier;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use crate::args::VerifyArg;
+use crate::crosscheck::{self, Checked};
 use crate::http::{error_response, json_response, Body};
 use crate::{tx, Gateway};
 
@@ -36,7 +38,7 @@ impl ApiError {
         error_response(self.status, self.code, self.message)
     }
 
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -104,6 +106,17 @@ async fn call_served(
     method: &str,
     params: Value,
 ) -> Result<(Value, Option<Arc<str>>), ApiError> {
+    call_through(gw, method, params, false).await
+}
+
+/// [`call_served`], optionally past the cache (`refresh`: the kept answer
+/// was found false; the new one replaces it).
+async fn call_through(
+    gw: &Gateway,
+    method: &str,
+    params: Value,
+    refresh: bool,
+) -> Result<(Value, Option<Arc<str>>), ApiError> {
     let params = RawJson::from_serialize(&params)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let mut req = Request::new(method)
@@ -111,6 +124,9 @@ async fn call_served(
         .with_params(params);
     req.extensions_mut()
         .insert(Deadline::after(gw.args.call_deadline()));
+    if refresh {
+        req.extensions_mut().insert(rpc_cache::Refresh);
+    }
     match gw.stack.clone().oneshot(req).await {
         Ok(resp) => match resp.payload() {
             Payload::Result(raw) => {
@@ -155,23 +171,58 @@ fn rpc_error(e: &RpcError) -> ApiError {
     )
 }
 
+/// A balance or UTXO query: cross-checked with `--verify cross-check`,
+/// else one server's word through the stack. The second value is what
+/// `"verified"` says (`None` with `--verify off`).
+async fn unprovable(
+    gw: &Gateway,
+    method: &'static str,
+    sh: &str,
+    normalize: fn(&Value) -> Value,
+) -> Result<(Value, Option<&'static str>), ApiError> {
+    if gw.args.verify == VerifyArg::CrossCheck {
+        let params = RawJson::from_serialize(&json!([sh])).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
+        if let Some((v, checked)) = crosscheck::cross_check(gw, method, params, normalize).await? {
+            return Ok((v, Some(checked.as_str())));
+        }
+    }
+    let v = call(gw, method, json!([sh])).await?;
+    let said = (gw.args.verify != VerifyArg::Off).then_some(Checked::Unverified.as_str());
+    Ok((v, said))
+}
+
 async fn balance(gw: &Gateway, address: &str) -> Reply {
     let sh = scripthash_of(gw, address)?;
-    let v = call(gw, "blockchain.scripthash.get_balance", json!([sh])).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "address": address,
-            "scripthash": sh,
-            "confirmed": v["confirmed"],
-            "unconfirmed": v["unconfirmed"],
-        }),
-    ))
+    let (v, verified) = unprovable(
+        gw,
+        "blockchain.scripthash.get_balance",
+        &sh,
+        crosscheck::as_is,
+    )
+    .await?;
+    let mut body = json!({
+        "address": address,
+        "scripthash": sh,
+        "confirmed": v["confirmed"],
+        "unconfirmed": v["unconfirmed"],
+    });
+    if let Some(said) = verified {
+        body["verified"] = json!(said);
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 async fn utxos(gw: &Gateway, address: &str) -> Reply {
     let sh = scripthash_of(gw, address)?;
-    let v = call(gw, "blockchain.scripthash.listunspent", json!([sh])).await?;
+    let (v, verified) = unprovable(
+        gw,
+        "blockchain.scripthash.listunspent",
+        &sh,
+        crosscheck::as_set,
+    )
+    .await?;
     let list: Vec<Value> = v
         .as_array()
         .map(|items| {
@@ -181,10 +232,11 @@ async fn utxos(gw: &Gateway, address: &str) -> Reply {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"address": address, "utxos": list}),
-    ))
+    let mut body = json!({"address": address, "utxos": list});
+    if let Some(said) = verified {
+        body["verified"] = json!(said);
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// At most this many of a history's most recent confirmed entries are
@@ -199,9 +251,15 @@ async fn history(gw: &Gateway, address: &str) -> Reply {
     let sh = scripthash_of(gw, address)?;
     // A history with a confirmation no server can prove came from a liar:
     // it is distrusted (out of rotation) and the history asked again.
-    for _ in 0..2 {
-        let (v, served_by) =
-            call_served(gw, "blockchain.scripthash.get_history", json!([sh])).await?;
+    for attempt in 0..2 {
+        // The second time past the cache: the kept history was false.
+        let (v, served_by) = call_through(
+            gw,
+            "blockchain.scripthash.get_history",
+            json!([sh]),
+            attempt > 0,
+        )
+        .await?;
         let items: Vec<Value> = v.as_array().cloned().unwrap_or_default();
         // Which entries to prove: the most recent confirmed ones.
         let confirmed: Vec<usize> = items
@@ -264,8 +322,9 @@ async fn history(gw: &Gateway, address: &str) -> Reply {
                 ))
             }
             (Some(why), Some(server), Some(_)) => distrust(gw, &server, &why),
-            // A cached history (no server named) that does not hold: the
-            // cache cannot be told which server it came from; refuse.
+            // A cached history (no server named): asked again past the
+            // cache; its server was caught when it was first served.
+            (Some(_), None, Some(_)) if attempt == 0 => {}
             (Some(why), _, _) => {
                 return Err(ApiError::new(StatusCode::BAD_GATEWAY, "unverifiable", why))
             }
@@ -322,7 +381,7 @@ async fn prove(gw: &Gateway, verifier: &ChainVerifier, txid: &str, height: u32) 
 fn distrust(gw: &Gateway, server: &str, why: &str) {
     if let Some(s) = gw.servers.iter().find(|s| s.name() == server) {
         tracing::warn!(server, why, "electrum server distrusted");
-        s.set_distrusted(Some(why));
+        s.distrust(why);
     }
 }
 
@@ -350,7 +409,7 @@ async fn get_tx(gw: &Gateway, txid: &str) -> Reply {
     let raw = tx::from_hex(hex)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", "not hex"))?;
     let mut decoded = tx::decode(&raw)
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", e.0))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "bad_backend_answer", e.to_string()))?;
     if decoded["txid"] != txid.as_str() {
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -471,13 +530,8 @@ async fn broadcast(gw: &Gateway, body: Incoming) -> Reply {
             "the body is not hex",
         )
     })?;
-    let decoded = tx::decode(&raw).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_transaction",
-            format!("not a transaction: {}", e.0),
-        )
-    })?;
+    let decoded = tx::decode(&raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_transaction", e.to_string()))?;
     let txid = decoded["txid"].as_str().unwrap_or_default().to_owned();
     let report = gw.broadcaster.send(&hex, txid).await;
     Ok(json_response(report.status(), &report.json()))
