@@ -798,23 +798,15 @@ async fn tls_servers_are_trusted_by_pin_or_private_ca_never_by_default() {
         format!("by-pin={}", ex.tls_url(1)),
         format!("wrong-pin={}", ex.tls_url(1)),
     ];
-    let check = gateway_check(&[
-        "check",
-        "--network",
-        "regtest",
-        "--server",
-        &servers[0],
-        "--server",
-        &servers[1],
-        "--server",
-        &servers[2],
-        "--tls-ca",
-        &ca_path,
-        "--tls-pin",
-        &format!("by-pin={pin}"),
-        "--tls-pin",
-        &format!("wrong-pin={wrong_pin}"),
-    ]);
+    let pins = [format!("by-pin={pin}"), format!("wrong-pin={wrong_pin}")];
+    let mut args = vec!["--network", "regtest", "--tls-ca", &ca_path];
+    for s in &servers {
+        args.extend(["--server", s.as_str()]);
+    }
+    for p in &pins {
+        args.extend(["--tls-pin", p.as_str()]);
+    }
+    let check = gateway_check(&[&["check"][..], &args].concat());
     assert!(check.0, "check: {}", check.1);
     assert!(
         check.1.contains("tls by-ca: trusts the CA in")
@@ -825,22 +817,7 @@ async fn tls_servers_are_trusted_by_pin_or_private_ca_never_by_default() {
         "{}",
         check.1
     );
-    let (_gw, addr) = start_gateway(&[
-        "--network",
-        "regtest",
-        "--server",
-        &servers[0],
-        "--server",
-        &servers[1],
-        "--server",
-        &servers[2],
-        "--tls-ca",
-        &ca_path,
-        "--tls-pin",
-        &format!("by-pin={pin}"),
-        "--tls-pin",
-        &format!("wrong-pin={wrong_pin}"),
-    ]);
+    let (_gw, addr) = start_gateway(&args);
     // The CA-signed and the pinned server serve; the wrong pin is refused
     // and /healthz says why.
     until_server(addr, "by-ca", |s| s["healthy"] == true).await;

@@ -103,25 +103,8 @@ mod tests {
     }
 
     #[test]
-    fn the_witness_is_not_part_of_the_txid() {
-        let plain = legacy();
-        let mut segwit = plain[..4].to_vec();
-        segwit.extend_from_slice(&[0, 1]);
-        segwit.extend_from_slice(&plain[4..plain.len() - 4]);
-        segwit.extend_from_slice(&[1, 2, 0xde, 0xad]); // one witness item
-        segwit.extend_from_slice(&0u32.to_le_bytes());
-        let a = decode(&plain).expect("legacy");
-        let b = decode(&segwit).expect("segwit");
-        assert_eq!(b["segwit"], true);
-        assert_eq!(a["txid"], b["txid"]);
-    }
-
-    #[test]
-    fn refuses_garbage_without_panicking() {
-        for bad in ["", "00", "0200000001", "02000000ff", "0200000001fdffff"] {
-            let raw = from_hex(bad).expect("hex");
-            assert!(decode(&raw).is_err(), "{bad}");
-        }
+    fn refuses_what_is_not_hex_or_a_transaction() {
+        // (rpc_electrum::tx tests the parser itself.)
         let mut raw = legacy();
         raw.push(0);
         assert_eq!(decode(&raw), Err(TxError("trailing bytes")));
