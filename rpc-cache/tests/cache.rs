@@ -106,7 +106,14 @@ async fn a_refresh_asks_upstream_and_replaces_the_kept_answer() {
     let counter = n.clone();
     let up = upstream(move |r| {
         let i = counter.fetch_add(1, Ordering::SeqCst);
-        Ok(ok(r, if i == 0 { "{\"number\":\"0xbad\"}" } else { "{\"number\":\"0x600d\"}" }))
+        Ok(ok(
+            r,
+            if i == 0 {
+                "{\"number\":\"0xbad\"}"
+            } else {
+                "{\"number\":\"0x600d\"}"
+            },
+        ))
     });
     let c = cache(&up);
     let hash = "[\"0x0000000000000000000000000000000000000000000000000000000000000001\", false]";

@@ -398,7 +398,11 @@ fn set(inner: &Inner, i: usize, tip: Option<(u32, Hash)>, verdict: Verdict) {
         Verdict::Fork { .. } => {
             if server.backend.distrusted().is_none() {
                 let why = "on a branch with less work than the verified chain";
-                tracing::warn!(server = server.backend.name(), why, "electrum server out of rotation");
+                tracing::warn!(
+                    server = server.backend.name(),
+                    why,
+                    "electrum server out of rotation"
+                );
                 server.backend.set_distrusted(Some(why));
             }
             return store(server, tip, verdict);
