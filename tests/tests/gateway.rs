@@ -473,21 +473,38 @@ async fn events_stream_new_tips_and_address_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_call_fails_while_a_server_is_healthy_even_as_others_die_and_freeze() {
     let ex = pool(3, false);
-    let (_gw, addr) = gateway(&ex, 3, &["--request-timeout", "3"]);
+    let (_gw, addr) = gateway(
+        &ex,
+        3,
+        &["--request-timeout", "3", "--verify", "cross-check"],
+    );
     // Warm up: every server connected.
     until_all_healthy(addr, 3).await;
+    // The truth, from before the chaos: headers, the history.
+    let mut headers = Vec::new();
+    for h in 0..10 {
+        let (s, v) = get_json(addr, &format!("/v1/block/{h}/header")).await;
+        assert_eq!(s, 200, "{v}");
+        headers.push(v["header"].clone());
+    }
+    let (s, history) = get_json(addr, &format!("/v1/address/{ADDRESS_A}/history")).await;
+    assert_eq!(s, 200, "{history}");
+    let truth = std::sync::Arc::new((headers, history["history"].clone()));
 
     let started = Instant::now();
     let clients = 6;
     let per_client = 20;
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
+            let truth = truth.clone();
             tokio::spawn(async move {
                 let mut worst = Duration::ZERO;
                 let mut failures = Vec::new();
+                let mut wrong = Vec::new();
                 for i in 0..per_client {
                     let t0 = Instant::now();
-                    let (status, body) = match (c + i) % 3 {
+                    let kind = (c + i) % 4;
+                    let (status, body) = match kind {
                         // Not cached: reaches a server every time.
                         0 => {
                             let (s, _, b) = post(
@@ -499,14 +516,27 @@ async fn no_call_fails_while_a_server_is_healthy_even_as_others_die_and_freeze()
                             (s, b)
                         }
                         1 => get(addr, &format!("/v1/address/{ADDRESS_A}/balance")).await,
-                        _ => get(addr, &format!("/v1/block/{}/header", i % 10)).await,
+                        2 => get(addr, &format!("/v1/block/{}/header", i % 10)).await,
+                        _ => get(addr, &format!("/v1/address/{ADDRESS_A}/history")).await,
                     };
                     worst = worst.max(t0.elapsed());
                     if status != 200 || body.contains("\"error\"") {
                         failures.push(format!("{status}: {body}"));
+                        continue;
+                    }
+                    // Every answer is checked against the truth.
+                    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                    let right = match kind {
+                        0 => v["result"].is_null(),
+                        1 => v["confirmed"] == 6_100_000_000u64 && v["unconfirmed"] == 50_000_000,
+                        2 => v["header"] == truth.0[i % 10] && v["verified"] == "spv",
+                        _ => v["history"] == truth.1,
+                    };
+                    if !right {
+                        wrong.push(body);
                     }
                 }
-                (worst, failures)
+                (worst, failures, wrong)
             })
         })
         .collect();
@@ -516,11 +546,12 @@ async fn no_call_fails_while_a_server_is_healthy_even_as_others_die_and_freeze()
     ex.signal(1, "KILL");
     let mut worst = Duration::ZERO;
     for t in tasks {
-        let (w, failures) = t.await.expect("client task");
+        let (w, failures, wrong) = t.await.expect("client task");
         assert!(
             failures.is_empty(),
             "calls failed while a server was healthy: {failures:?}"
         );
+        assert!(wrong.is_empty(), "wrong answers: {wrong:?}");
         worst = worst.max(w);
     }
     assert!(worst < Duration::from_secs(15), "a call took {worst:?}");

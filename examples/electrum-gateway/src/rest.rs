@@ -470,10 +470,25 @@ async fn header(gw: &Gateway, height: &str) -> Reply {
         }
     }
     let v = call(gw, "blockchain.block.header", json!([h])).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"height": h, "header": v}),
-    ))
+    let mut body = json!({"height": h, "header": v});
+    if let Some(verifier) = &gw.verifier {
+        // The checkpoint's (or genesis) header is checked against its
+        // hash; others outside the verified chain are one server's word.
+        let cp = verifier.checkpoint();
+        let is_checkpoint = h == u64::from(cp.height)
+            && v.as_str()
+                .and_then(rpc_electrum::chain::hex_bytes)
+                .is_some_and(|raw| rpc_electrum::chain::sha256d(&raw) == cp.hash);
+        if h == u64::from(cp.height) && !is_checkpoint {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_backend_answer",
+                "the server's header does not hash to the checkpoint",
+            ));
+        }
+        body["verified"] = json!(if is_checkpoint { "spv" } else { "unverified" });
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 fn header_hex(header: &rpc_electrum::chain::Header) -> String {

@@ -220,6 +220,15 @@ impl ChainVerifier {
         agreed_height(on_chain, self.inner.agree, pool_groups).map(|h| h.min(self.tip_height()))
     }
 
+    /// Where verification starts: the checkpoint (or genesis) block.
+    pub fn checkpoint(&self) -> crate::chain::Checkpoint {
+        self.inner
+            .chain
+            .read()
+            .map(|c| c.params().checkpoint)
+            .unwrap_or_else(|e| e.into_inner().params().checkpoint)
+    }
+
     /// The verified header at `height` (above the checkpoint, at most the
     /// verified tip).
     pub fn header(&self, height: u32) -> Option<Header> {
