@@ -253,6 +253,7 @@ pub struct LyingElectrum {
     /// `tcp://127.0.0.1:PORT`.
     pub url: String,
     lie: Arc<Mutex<Lie>>,
+    calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl LyingElectrum {
@@ -261,10 +262,11 @@ impl LyingElectrum {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("tcp://{}", listener.local_addr().expect("addr"));
         let lie = Arc::new(Mutex::new(lie));
-        let told = lie.clone();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (told, log) = (lie.clone(), calls.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (chain, lie) = (chain.clone(), told.clone());
+                let (chain, lie, log) = (chain.clone(), told.clone(), log.clone());
                 tokio::spawn(async move {
                     let (r, mut w) = stream.into_split();
                     let mut lines = BufReader::new(r).lines();
@@ -273,6 +275,9 @@ impl LyingElectrum {
                             continue;
                         };
                         let lie = *lie.lock().expect("lock");
+                        if let (Some(m), Ok(mut log)) = (v["method"].as_str(), log.lock()) {
+                            log.push(m.to_owned());
+                        }
                         let out = match answer(&chain, lie, &v) {
                             Ok(result) => {
                                 json!({"jsonrpc": "2.0", "id": v["id"], "result": result})
@@ -291,7 +296,15 @@ impl LyingElectrum {
                 });
             }
         });
-        LyingElectrum { url, lie }
+        LyingElectrum { url, lie, calls }
+    }
+
+    /// How many calls of `method` the server has answered (`""`: all).
+    pub fn calls(&self, method: &str) -> usize {
+        let log = self.calls.lock().expect("lock");
+        log.iter()
+            .filter(|m| method.is_empty() || *m == method)
+            .count()
     }
 
     /// Lies `lie` from now on.

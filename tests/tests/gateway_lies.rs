@@ -280,3 +280,82 @@ async fn with_only_a_liar_left_the_answer_is_an_error_or_unverified_never_the_li
     };
     assert_eq!(b["verified"], "unverified", "{b}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_calls_per_rest_call() {
+    // Three honest servers; what each REST call costs in server calls (the
+    // verifier's own header sync and the pings are not counted).
+    let c = case(Lie::None, 2).await;
+    let servers = &c._servers;
+    let count = |method: &str| servers.iter().map(|s| s.calls(method)).sum::<usize>();
+    const REST_METHODS: [&str; 6] = [
+        "blockchain.scripthash.get_balance",
+        "blockchain.scripthash.listunspent",
+        "blockchain.scripthash.get_history",
+        "blockchain.transaction.get_merkle",
+        "blockchain.transaction.get",
+        "blockchain.block.header",
+    ];
+    let total = || REST_METHODS.iter().map(|m| count(m)).sum::<usize>();
+    let mut cost = |before: usize| total() - before;
+    let txid = hash_to_hex(&c.chain.payments[0].0);
+    let routes = [
+        (
+            "balance (cross-checked)",
+            format!("/v1/address/{LIE_ADDRESS}/balance"),
+        ),
+        (
+            "balance again",
+            format!("/v1/address/{LIE_ADDRESS}/balance"),
+        ),
+        (
+            "utxos (cross-checked)",
+            format!("/v1/address/{LIE_ADDRESS}/utxos"),
+        ),
+        (
+            "history, 6 confirmed entries, first",
+            format!("/v1/address/{LIE_ADDRESS}/history"),
+        ),
+        (
+            "history again",
+            format!("/v1/address/{LIE_ADDRESS}/history"),
+        ),
+        ("tx, first", format!("/v1/tx/{txid}")),
+        ("tx again", format!("/v1/tx/{txid}")),
+        ("tip", "/v1/tip".to_owned()),
+        ("verified header", "/v1/block/5/header".to_owned()),
+    ];
+    let mut costs = Vec::new();
+    for (what, path) in &routes {
+        let before = total();
+        let (s, v) = get_json(c.addr, path).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        costs.push((*what, cost(before)));
+    }
+    for (what, n) in &costs {
+        eprintln!("{what}: {n} server calls");
+    }
+    let of = |what: &str| {
+        costs
+            .iter()
+            .find(|c| c.0 == what)
+            .map(|c| c.1)
+            .expect("measured")
+    };
+    assert_eq!(of("balance (cross-checked)"), 2);
+    assert_eq!(
+        of("balance again"),
+        2,
+        "a cross-check is never a cached answer"
+    );
+    assert_eq!(of("utxos (cross-checked)"), 2);
+    // One history call and one proof per confirmed entry; settled proofs
+    // (and the 1 s cached history) are not asked again.
+    assert_eq!(
+        of("history, 6 confirmed entries, first"),
+        1 + c.chain.payments.len()
+    );
+    assert!(of("history again") < of("history, 6 confirmed entries, first"));
+    assert_eq!((of("tx, first"), of("tx again")), (1, 0));
+    assert_eq!((of("tip"), of("verified header")), (0, 0));
+}
