@@ -297,7 +297,7 @@ async fn server_calls_per_rest_call() {
         "blockchain.block.header",
     ];
     let total = || REST_METHODS.iter().map(|m| count(m)).sum::<usize>();
-    let mut cost = |before: usize| total() - before;
+    let cost = |before: usize| total() - before;
     let txid = hash_to_hex(&c.chain.payments[0].0);
     let routes = [
         (
