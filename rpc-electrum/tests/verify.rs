@@ -309,7 +309,11 @@ async fn a_heavier_branch_reorganises_the_verified_chain() {
         .zip(&stubs)
         .map(|(n, s)| backend(n, &s.url))
         .collect();
-    let v = ChainVerifier::builder(ChainParams::bitcoin_regtest(), backends).build();
+    let file = std::env::temp_dir().join(format!("rpc-verify-{}.headers", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let v = ChainVerifier::builder(ChainParams::bitcoin_regtest(), backends.clone())
+        .header_file(&file)
+        .build();
     v.start();
     until("synced", || v.agreed_tip() == Some(10)).await;
     // Both servers move to a branch from 8 that is two blocks longer.
@@ -322,7 +326,14 @@ async fn a_heavier_branch_reorganises_the_verified_chain() {
     until("reorganised", || v.agreed_tip() == Some(12)).await;
     assert_eq!(v.header(12).map(|h| h.hash()), Some(new_tip));
     assert_eq!(v.header(7).map(|h| h.hash()), Some(main[6].header.hash()));
-    assert_eq!(verdict(&v, "a"), Verdict::OnChain);
+    assert_eq!(verdict(&v, "a"), Verdict::OnChain); // A verifier built on the same file starts with the reorganised
+                                                    // chain, verified again, before any server is asked.
+    let again = ChainVerifier::builder(ChainParams::bitcoin_regtest(), backends)
+        .header_file(&file)
+        .build();
+    assert_eq!(again.tip_height(), 12);
+    assert_eq!(again.header(12).map(|h| h.hash()), Some(new_tip));
+    let _ = std::fs::remove_file(&file);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,13 @@ async fn case(lie: Lie, honest: usize) -> Case {
     for _ in 0..honest {
         servers.push(LyingElectrum::start(chain.clone(), Lie::None).await);
     }
+    gateway_over(chain, servers, &[]).await
+}
+
+/// The gateway (with `extra` arguments) over these servers, the first
+/// named `liar`.
+async fn gateway_over(chain: Arc<LyingChain>, servers: Vec<LyingElectrum>, extra: &[&str]) -> Case {
+    let honest = servers.len() - 1;
     let mut args: Vec<String> = ["--network", "regtest", "--verify", "cross-check"]
         .iter()
         .map(|s| s.to_string())
@@ -42,6 +49,7 @@ async fn case(lie: Lie, honest: usize) -> Case {
         args.push("--server".into());
         args.push(format!("{name}={}", s.url));
     }
+    args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (gateway, addr) = start_gateway(&refs);
     let c = Case {
@@ -358,4 +366,45 @@ async fn server_calls_per_rest_call() {
     assert!(of("history again") < of("history, 6 confirmed entries, first"));
     assert_eq!((of("tx, first"), of("tx again")), (1, 0));
     assert_eq!((of("tip"), of("verified header")), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_headers_kept_in_a_file_are_not_fetched_again_after_a_restart() {
+    let file = std::env::temp_dir().join(format!("gateway-headers-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let path = file.to_string_lossy().into_owned();
+    let chain = Arc::new(LyingChain::new());
+    let start = |chain: Arc<LyingChain>| async move {
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            servers.push(LyingElectrum::start(chain.clone(), Lie::None).await);
+        }
+        servers
+    };
+    let c = gateway_over(
+        chain.clone(),
+        start(chain.clone()).await,
+        &["--header-file", &path],
+    )
+    .await;
+    // The prefix (44 bytes) and the 12 headers above genesis.
+    let len = std::fs::metadata(&file).expect("header file").len();
+    assert_eq!(len, 44 + 80 * u64::from(chain.tip()));
+    drop(c);
+    // Restarted on the same file, with fresh servers: the tip is agreed
+    // without a single header fetched.
+    let c = gateway_over(
+        chain.clone(),
+        start(chain.clone()).await,
+        &["--header-file", &path],
+    )
+    .await;
+    let fetched: usize = c
+        ._servers
+        .iter()
+        .map(|s| s.calls("blockchain.block.headers"))
+        .sum();
+    assert_eq!(fetched, 0, "headers fetched again");
+    all_answers_are_true(&c).await;
+    let _ = std::fs::remove_file(&file);
 }

@@ -159,6 +159,15 @@ struct Opts {
     /// period)
     #[arg(long, value_name = "CHECKPOINT", value_parser = checkpoint, env = "ELECTRUM_GATEWAY_CHECKPOINT", hide_env_values = true)]
     checkpoint: Option<Checkpoint>,
+    /// Keep the verified headers in this file, so a restart fetches only
+    /// newer ones (they are verified again on load) [default: memory only]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "ELECTRUM_GATEWAY_HEADER_FILE",
+        hide_env_values = true
+    )]
+    header_file: Option<PathBuf>,
     /// Addresses the event streams may watch at once, all streams together
     /// (each is a subscription on every server) [default: 10000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), env = "ELECTRUM_GATEWAY_MAX_WATCHED", hide_env_values = true)]
@@ -257,6 +266,8 @@ pub struct Args {
     pub verify: VerifyArg,
     /// Where verification starts (None: the genesis block).
     pub checkpoint: Option<Checkpoint>,
+    /// Where the verified headers are kept (None: memory only).
+    pub header_file: Option<PathBuf>,
     pub allow: Vec<String>,
     /// Pinned certificate fingerprints by server name.
     pub tls_pins: Vec<(String, String)>,
@@ -288,6 +299,7 @@ impl Default for Args {
             coin: CoinArg::Bitcoin,
             verify: VerifyArg::Spv,
             checkpoint: None,
+            header_file: None,
             allow: Vec::new(),
             tls_pins: Vec::new(),
             tls_ca: None,
@@ -419,6 +431,9 @@ impl Opts {
         }
         if let Some(c) = self.checkpoint {
             args.checkpoint = Some(c);
+        }
+        if let Some(p) = self.header_file {
+            args.header_file = Some(p);
         }
         args.allow.extend(self.allow);
         args.insecure_tls |= self.insecure_tls;

@@ -26,6 +26,7 @@ pub struct File {
     verify: Option<VerifyName>,
     coin: Option<CoinName>,
     checkpoint: Option<String>,
+    header_file: Option<std::path::PathBuf>,
     #[serde(default)]
     servers: Vec<Server>,
     head: Option<Head>,
@@ -169,6 +170,9 @@ impl File {
         if let Some(c) = &self.checkpoint {
             args.checkpoint =
                 Some(crate::args::checkpoint(c).map_err(|e| format!("checkpoint: {e}"))?);
+        }
+        if let Some(p) = self.header_file {
+            args.header_file = Some(p);
         }
         if let Some(f) = self.log_format {
             args.log_json = matches!(f, LogFormat::Json);

@@ -199,6 +199,9 @@ fn describe(args: &Args) -> Result<String, String> {
             c.map_or("the genesis block".to_owned(), |c| format!("checkpoint {}", c.height)),
         ),
     };
+    if let (Some(path), false) = (&args.header_file, args.verify == VerifyArg::Off) {
+        let _ = writeln!(out, "  verified headers kept in {}", path.display());
+    }
     if args.verify == VerifyArg::CrossCheck {
         let _ = writeln!(
             out,
@@ -329,10 +332,13 @@ async fn run(args: Args) -> Result<(), String> {
     );
     let events = events::Hub::start(servers.clone(), args.max_watched);
     let verifier = (args.verify != VerifyArg::Off).then(|| {
-        let v = ChainVerifier::builder(chain_params(&args), servers.clone())
+        let mut b = ChainVerifier::builder(chain_params(&args), servers.clone())
             .agree(args.agree.unwrap_or(2))
-            .call_timeout(args.request_timeout)
-            .build();
+            .call_timeout(args.request_timeout);
+        if let Some(path) = &args.header_file {
+            b = b.header_file(path);
+        }
+        let v = b.build();
         v.start();
         v
     });

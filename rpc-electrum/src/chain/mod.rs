@@ -12,6 +12,7 @@
 //! assert_eq!(chain.tip_height(), 0);
 //! ```
 
+mod file;
 mod header;
 mod params;
 mod spv;

@@ -304,7 +304,7 @@ pub(crate) mod tests {
         out
     }
 
-    fn regtest() -> HeaderChain {
+    pub(crate) fn regtest() -> HeaderChain {
         HeaderChain::new(ChainParams::bitcoin_regtest())
     }
 

@@ -102,6 +102,8 @@ struct Inner {
     call_timeout: Duration,
     /// One header sync at a time (they change the chain).
     sync: tokio::sync::Mutex<()>,
+    /// The verified headers on disk, when configured.
+    file: Mutex<Option<super::file::HeaderFile>>,
 }
 
 struct Server {
@@ -127,9 +129,20 @@ pub struct ChainVerifierBuilder {
     agree: Option<usize>,
     fork_grace: Duration,
     call_timeout: Duration,
+    header_file: Option<std::path::PathBuf>,
 }
 
 impl ChainVerifierBuilder {
+    /// Keep the verified headers in this file (default: memory only): they
+    /// are verified again when [`build`](Self::build) loads them, so a
+    /// restart fetches only newer headers. A file for another checkpoint
+    /// is started over; one that cannot be written is logged and left
+    /// alone (the verifier works from memory).
+    pub fn header_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.header_file = Some(path.into());
+        self
+    }
+
     /// Servers that must report a height on the verified chain before it is
     /// agreed (default 2; at most the number of servers).
     pub fn agree(mut self, k: usize) -> Self {
@@ -154,9 +167,23 @@ impl ChainVerifierBuilder {
     /// The verifier (not following anything until [`ChainVerifier::start`]).
     pub fn build(self) -> ChainVerifier {
         let n = self.servers.len().max(1);
+        let mut chain = HeaderChain::new(self.params);
+        let file = self.header_file.and_then(|path| {
+            match super::file::HeaderFile::open(&path, &mut chain) {
+                Ok((file, loaded)) => {
+                    tracing::info!(path = %path.display(), loaded, "verified headers loaded");
+                    Some(file)
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "header file unusable; headers stay in memory");
+                    None
+                }
+            }
+        });
         ChainVerifier {
             inner: Arc::new(Inner {
-                chain: RwLock::new(HeaderChain::new(self.params)),
+                chain: RwLock::new(chain),
+                file: Mutex::new(file),
                 servers: self
                     .servers
                     .into_iter()
@@ -183,6 +210,7 @@ impl ChainVerifier {
             agree: None,
             fork_grace: Duration::from_secs(300),
             call_timeout: Duration::from_secs(10),
+            header_file: None,
         }
     }
 
@@ -406,7 +434,7 @@ fn set(inner: &Inner, i: usize, tip: Option<(u32, Hash)>, verdict: Verdict) {
         // after the fork grace.
         Verdict::Fork { .. } => {
             if server.backend.distrusted().is_none() {
-                let why = "on a branch with less work than the verified chain";
+                let why = FORK_MARK;
                 tracing::warn!(
                     server = server.backend.name(),
                     why,
@@ -545,6 +573,11 @@ async fn observe(weak: &std::sync::Weak<Inner>, i: usize, height: u32, header: H
             Ok(mut c) => c.connect(start, &headers),
             Err(_) => return,
         };
+        match &result {
+            Ok(Connected::Extended { from: changed, .. })
+            | Ok(Connected::Reorganized { fork: changed, .. }) => persist(&inner, *changed),
+            _ => {}
+        }
         match result {
             Ok(Connected::Reorganized {
                 fork,
@@ -584,6 +617,22 @@ async fn observe(weak: &std::sync::Weak<Inner>, i: usize, height: u32, header: H
     }
 }
 
+/// Why a server on a less-work branch is out of rotation.
+const FORK_MARK: &str = "on a branch with less work than the verified chain";
+
+/// Appends what changed from `changed` to the header file, if any.
+fn persist(inner: &Inner, changed: u32) {
+    let (Ok(chain), Ok(mut file)) = (inner.chain.read(), inner.file.lock()) else {
+        return;
+    };
+    if let Some(f) = file.as_mut() {
+        if let Err(e) = f.sync(&chain, changed) {
+            tracing::warn!(path = %f.path().display(), error = %e, "header file not written; headers stay in memory");
+            *file = None;
+        }
+    }
+}
+
 /// After a reorganisation: servers whose tips were on the replaced branch
 /// are on a fork now (the grace starts); the rest stay as they were.
 fn reassess(inner: &Inner, except: usize) {
@@ -600,6 +649,13 @@ fn reassess(inner: &Inner, except: usize) {
                     st.1 = Verdict::Fork {
                         since: Instant::now(),
                     };
+                    // Out of rotation until its tip is on the chain again,
+                    // as a fork seen directly.
+                    if server.backend.distrusted().is_none() {
+                        server.backend.set_distrusted(Some(
+                            "on a branch with less work than the verified chain",
+                        ));
+                    }
                 }
             }
         }
