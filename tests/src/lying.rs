@@ -47,6 +47,9 @@ pub enum Lie {
     FakeBalance,
     /// Reports a tip three blocks lower (it rolled back).
     Rollback,
+    /// `blockchain.block.header(h, cp_height)` proofs with a made-up
+    /// branch (they do not lead to the checkpoint's root).
+    FakeCheckpointProof,
 }
 
 /// A block: its header, its transactions' ids (the merkle leaves) and raw
@@ -236,6 +239,18 @@ impl LyingChain {
         self.blocks.len() as u32
     }
 
+    /// The merkle root of the block hashes from genesis to `height` (what
+    /// a checkpoint at `height` is configured with).
+    pub fn root_at(&self, height: u32) -> Hash {
+        let mut leaves = vec![ChainParams::bitcoin_regtest().genesis];
+        leaves.extend(
+            self.blocks[..height as usize]
+                .iter()
+                .map(|b| b.header.hash()),
+        );
+        merkle_root(&leaves)
+    }
+
     /// The address's confirmed balance.
     pub fn balance(&self) -> u64 {
         self.payments.iter().map(|p| p.2).sum()
@@ -361,6 +376,26 @@ fn answer(chain: &LyingChain, lie: Lie, v: &Value) -> Result<Value, String> {
         }),
         "blockchain.headers.subscribe" => {
             json!({"height": tip, "hex": hex(headers[tip as usize - 1].as_bytes())})
+        }
+        "blockchain.block.header" if p[1].is_u64() => {
+            // A header with its proof against the root of the block hashes
+            // from genesis to cp_height.
+            let h = p[0].as_u64().unwrap_or(0) as usize;
+            let cp = p[1].as_u64().unwrap_or(0) as usize;
+            if h == 0 || h > cp || cp > headers.len() {
+                return Err(format!("height {h} / cp_height {cp} out of range"));
+            }
+            let mut leaves = vec![ChainParams::bitcoin_regtest().genesis];
+            leaves.extend(headers[..cp].iter().map(Header::hash));
+            let mut branch = merkle_branch(&leaves, h);
+            if lie == Lie::FakeCheckpointProof {
+                branch[0] = hash_to_hex(&sha256d(b"made up"));
+            }
+            json!({
+                "header": hex(headers[h - 1].as_bytes()),
+                "root": hash_to_hex(&merkle_root(&leaves)),
+                "branch": branch,
+            })
         }
         "blockchain.block.header" => {
             let h = p[0].as_u64().unwrap_or(0) as usize;

@@ -902,3 +902,43 @@ async fn a_server_of_another_network_is_refused() {
     let (s, _) = get_json(addr, "/healthz").await;
     assert_eq!(s, 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmations_below_a_checkpoint_are_proven_with_its_root() {
+    let ex = pool(2, false);
+    // The chain up to block 9 as verified from genesis: its headers, and
+    // the merkle root of their hashes (what an operator reads from a
+    // server they run).
+    let (_gw, addr) = gateway(&ex, 2, &[]);
+    until_all_healthy(addr, 2).await;
+    let mut hashes = Vec::new();
+    let mut last = Vec::new();
+    for h in 0..=9 {
+        let (s, v) = get_json(addr, &format!("/v1/block/{h}/header")).await;
+        assert_eq!((s, &v["verified"]), (200, &json!("spv")), "{v}");
+        last = rpc_electrum::chain::hex_bytes(v["header"].as_str().expect("hex")).expect("hex");
+        hashes.push(rpc_electrum::chain::sha256d(&last));
+    }
+    let time = u32::from_le_bytes([last[68], last[69], last[70], last[71]]);
+    let hash = rpc_electrum::chain::hash_to_hex(&hashes[9]);
+    let root = rpc_electrum::chain::hash_to_hex(&tests::merkle_root(&hashes));
+    let checkpoint = format!("9:{hash}:{time}:207fffff:{root}");
+    // Real ElectrumX proves each older header against that root: every
+    // confirmed entry of A (all at or below 9) is proven.
+    let (_gw2, addr) = gateway(&ex, 2, &["--checkpoint", &checkpoint]);
+    until_all_healthy(addr, 2).await;
+    let (s, v) = get_json(addr, &format!("/v1/address/{ADDRESS_A}/history")).await;
+    assert_eq!(s, 200, "{v}");
+    let history = v["history"].as_array().expect("history");
+    let confirmed: Vec<&Value> = history
+        .iter()
+        .filter(|t| t["height"].as_i64().unwrap_or(0) > 0)
+        .collect();
+    assert_eq!(confirmed.len(), 3, "{v}");
+    for t in confirmed {
+        assert!(t["height"].as_i64() <= Some(9), "{t}");
+        assert_eq!(t["verified"], "spv", "{t}");
+    }
+    let (_, health) = get_json(addr, "/healthz").await;
+    assert!(!health.to_string().contains("distrusted"), "{health}");
+}

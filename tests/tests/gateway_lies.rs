@@ -408,3 +408,51 @@ async fn verified_headers_kept_in_a_file_are_not_fetched_again_after_a_restart()
     all_answers_are_true(&c).await;
     let _ = std::fs::remove_file(&file);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_proof_that_does_not_lead_to_the_root() {
+    // Verification starts at block 7 (configured with the root of the
+    // block hashes up to it): the payments at 2 to 6 are proven through
+    // each header's cp_height proof, which the liar fakes.
+    let chain = Arc::new(LyingChain::new());
+    let mut servers = vec![LyingElectrum::start(chain.clone(), Lie::FakeCheckpointProof).await];
+    for _ in 0..2 {
+        servers.push(LyingElectrum::start(chain.clone(), Lie::None).await);
+    }
+    let b7 = &chain.blocks[6].header;
+    let checkpoint = format!(
+        "7:{}:{}:207fffff:{}",
+        hash_to_hex(&b7.hash()),
+        b7.time(),
+        hash_to_hex(&chain.root_at(7))
+    );
+    let c = gateway_over(chain.clone(), servers, &["--checkpoint", &checkpoint]).await;
+    all_answers_are_true(&c).await;
+    let entry = until_liar_out(c.addr, |e| e["distrusted"].is_string()).await;
+    assert!(
+        entry["distrusted"]
+            .as_str()
+            .is_some_and(|w| w.contains("checkpoint's root")),
+        "{entry}"
+    );
+    // Without the root, entries below the checkpoint are said unverified
+    // (nobody is blamed); the one above it is proven.
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(LyingElectrum::start(chain.clone(), Lie::None).await);
+    }
+    let bare = checkpoint.rsplit_once(':').expect("root").0.to_owned();
+    let c = gateway_over(chain.clone(), servers, &["--checkpoint", &bare]).await;
+    let (s, h) = get_json(c.addr, &format!("/v1/address/{LIE_ADDRESS}/history")).await;
+    assert_eq!(s, 200, "{h}");
+    for e in h["history"].as_array().expect("history") {
+        let want = if e["height"].as_u64() > Some(7) {
+            "spv"
+        } else {
+            "unverified"
+        };
+        assert_eq!(e["verified"], want, "{e}");
+    }
+    let (_, health) = get_json(c.addr, "/healthz").await;
+    assert!(!health.to_string().contains("distrusted"), "{health}");
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use rpc_electrum::address::Network;
-use rpc_electrum::chain::Checkpoint;
+use rpc_electrum::chain::{Checkpoint, Hash};
 use rpc_electrum::TlsVerify;
 
 use crate::cli_shared::Parsed;
@@ -154,11 +154,13 @@ struct Opts {
     )]
     verify: Option<VerifyArg>,
     /// Start verifying after this block instead of the genesis block:
-    /// HEIGHT:HASH:TIME:NEXT_BITS (the hash as explorers print it; NEXT_BITS
-    /// the next block's bits, hex; on Bitcoin the last block of a 2016-block
-    /// period)
+    /// HEIGHT:HASH:TIME:NEXT_BITS or HEIGHT:HASH:TIME:NEXT_BITS:ROOT (the hash as explorers print it;
+    /// NEXT_BITS the next block's bits, hex; on Bitcoin the last block of a
+    /// 2016-block period; ROOT, optional, the merkle root of the block
+    /// hashes up to it, `root` of blockchain.block.header(H, H) on a server
+    /// you run: confirmations below the checkpoint are then proven too)
     #[arg(long, value_name = "CHECKPOINT", value_parser = checkpoint, env = "ELECTRUM_GATEWAY_CHECKPOINT", hide_env_values = true)]
-    checkpoint: Option<Checkpoint>,
+    checkpoint: Option<(Checkpoint, Option<Hash>)>,
     /// Keep the verified headers in this file, so a restart fetches only
     /// newer ones (they are verified again on load) [default: memory only]
     #[arg(
@@ -266,6 +268,8 @@ pub struct Args {
     pub verify: VerifyArg,
     /// Where verification starts (None: the genesis block).
     pub checkpoint: Option<Checkpoint>,
+    /// The merkle root of the block hashes up to the checkpoint, if given.
+    pub checkpoint_root: Option<Hash>,
     /// Where the verified headers are kept (None: memory only).
     pub header_file: Option<PathBuf>,
     pub allow: Vec<String>,
@@ -299,6 +303,7 @@ impl Default for Args {
             coin: CoinArg::Bitcoin,
             verify: VerifyArg::Spv,
             checkpoint: None,
+            checkpoint_root: None,
             header_file: None,
             allow: Vec::new(),
             tls_pins: Vec::new(),
@@ -429,8 +434,9 @@ impl Opts {
         if let Some(v) = self.verify {
             args.verify = v;
         }
-        if let Some(c) = self.checkpoint {
+        if let Some((c, root)) = self.checkpoint {
             args.checkpoint = Some(c);
+            args.checkpoint_root = root;
         }
         if let Some(p) = self.header_file {
             args.header_file = Some(p);
@@ -495,13 +501,22 @@ fn servers(args: &mut Args, specs: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// `HEIGHT:HASH:TIME:NEXT_BITS`.
-pub fn checkpoint(v: &str) -> Result<Checkpoint, String> {
+/// `HEIGHT:HASH:TIME:NEXT_BITS`, optionally with `:ROOT`.
+pub fn checkpoint(v: &str) -> Result<(Checkpoint, Option<Hash>), String> {
     let parts: Vec<&str> = v.split(':').collect();
-    let [height, hash, time, bits] = parts[..] else {
-        return Err(format!("`{v}` is not HEIGHT:HASH:TIME:NEXT_BITS"));
+    let (height, hash, time, bits, root) = match parts[..] {
+        [height, hash, time, bits] => (height, hash, time, bits, None),
+        [height, hash, time, bits, root] => (height, hash, time, bits, Some(root)),
+        _ => return Err(format!("`{v}` is not HEIGHT:HASH:TIME:NEXT_BITS[:ROOT]")),
     };
-    Ok(Checkpoint {
+    let root = match root {
+        Some(r) => Some(
+            rpc_electrum::chain::hash_from_hex(r)
+                .ok_or_else(|| format!("`{r}` is not a merkle root (64 hex digits)"))?,
+        ),
+        None => None,
+    };
+    let checkpoint = Checkpoint {
         height: height
             .parse()
             .map_err(|_| format!("`{height}` is not a height"))?,
@@ -512,7 +527,8 @@ pub fn checkpoint(v: &str) -> Result<Checkpoint, String> {
             .map_err(|_| format!("`{time}` is not a block time"))?,
         next_bits: u32::from_str_radix(bits.trim_start_matches("0x"), 16)
             .map_err(|_| format!("`{bits}` is not compact bits in hex"))?,
-    })
+    };
+    Ok((checkpoint, root))
 }
 
 /// A duration flag (`250ms`, `5s`, `2m`, or seconds).
@@ -569,6 +585,25 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_takes_an_optional_root() {
+        let hash = "00".repeat(31) + "0a";
+        let (cp, root) = checkpoint(&format!("9:{hash}:1700000000:207fffff")).expect("four parts");
+        assert_eq!(
+            (cp.height, cp.time, cp.next_bits, root),
+            (9, 1_700_000_000, 0x207f_ffff, None)
+        );
+        let (_, root) = checkpoint(&format!("9:{hash}:1:207fffff:{hash}")).expect("five parts");
+        assert_eq!(root, rpc_electrum::chain::hash_from_hex(&hash));
+        for bad in [
+            format!("9:{hash}:1:207fffff:zz"),
+            format!("9:{hash}:1"),
+            "x".to_owned(),
+        ] {
+            assert!(checkpoint(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -168,8 +168,9 @@ impl File {
             };
         }
         if let Some(c) = &self.checkpoint {
-            args.checkpoint =
-                Some(crate::args::checkpoint(c).map_err(|e| format!("checkpoint: {e}"))?);
+            let (cp, root) = crate::args::checkpoint(c).map_err(|e| format!("checkpoint: {e}"))?;
+            args.checkpoint = Some(cp);
+            args.checkpoint_root = root;
         }
         if let Some(p) = self.header_file {
             args.header_file = Some(p);

@@ -171,8 +171,12 @@ fn chain_params(args: &Args) -> ChainParams {
         (Network::Mainnet, CoinArg::Bitcoin) => ChainParams::bitcoin(),
         (Network::Mainnet, CoinArg::BitcoinCash) => ChainParams::bitcoin_cash(),
     };
-    match args.checkpoint {
+    let params = match args.checkpoint {
         Some(c) => params.checkpoint(c),
+        None => params,
+    };
+    match args.checkpoint_root {
+        Some(root) => params.checkpoint_root(root),
         None => params,
     }
 }
@@ -196,7 +200,10 @@ fn describe(args: &Args) -> Result<String, String> {
             out,
             "  verification: headers ({:?} rules) from {}, tips agreed, confirmations by merkle proof",
             args.coin,
-            c.map_or("the genesis block".to_owned(), |c| format!("checkpoint {}", c.height)),
+            c.map_or("the genesis block".to_owned(), |c| match args.checkpoint_root {
+                Some(_) => format!("checkpoint {} (older headers proven against its root)", c.height),
+                None => format!("checkpoint {} (confirmations below it unverified)", c.height),
+            }),
         ),
     };
     if let (Some(path), false) = (&args.header_file, args.verify == VerifyArg::Off) {

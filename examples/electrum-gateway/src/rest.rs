@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use rpc_core::{Deadline, Id, Payload, RawJson, Request, RpcError, ServedBy};
 use rpc_electrum::address::{self, AddressError};
-use rpc_electrum::chain::ChainVerifier;
+use rpc_electrum::chain::{ChainVerifier, VerifyError};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -353,19 +353,29 @@ async fn prove(gw: &Gateway, verifier: &ChainVerifier, txid: &str, height: u32) 
     if verifier.agreed_tip().is_none_or(|tip| height > tip) {
         return Proven::Unverified;
     }
+    // At or below the checkpoint: its header proven against the
+    // configured checkpoint root first, else nothing to check against.
+    if height <= verifier.checkpoint().height
+        && (verifier.proves_old_headers().is_none()
+            || !prove_old_header(gw, verifier, height).await)
+    {
+        return Proven::Unverified;
+    }
     let params = json!([txid, height]);
     if let Ok((proof, served_by)) =
         call_served(gw, "blockchain.transaction.get_merkle", params).await
     {
-        if verifier
-            .check_proof(txid, height, proof.to_string().as_bytes())
-            .is_ok()
-        {
-            return Proven::Spv;
-        }
-        if let Some(server) = served_by {
-            let why = format!("its merkle proof for {txid} at {height} does not hold");
-            distrust(gw, &server, &why);
+        match verifier.check_proof(txid, height, proof.to_string().as_bytes()) {
+            Ok(()) => return Proven::Spv,
+            Err(VerifyError::Proof(_)) => {
+                if let Some(server) = served_by {
+                    let why = format!("its merkle proof for {txid} at {height} does not hold");
+                    distrust(gw, &server, &why);
+                }
+            }
+            // No verified header there (yet): nothing to hold it against.
+            Err(VerifyError::NoHeader(_)) => return Proven::Unverified,
+            Err(_) => {}
         }
     }
     for server in gw.servers.iter().filter(|s| s.distrusted().is_none()) {
@@ -376,6 +386,24 @@ async fn prove(gw: &Gateway, verifier: &ChainVerifier, txid: &str, height: u32) 
     Proven::False(format!(
         "no server proves that {txid} is in the block at {height}"
     ))
+}
+
+/// Proves the header at `height` (at or below the checkpoint) from the
+/// first trusted server that can; a server whose proof does not lead to
+/// the configured root is distrusted.
+async fn prove_old_header(gw: &Gateway, verifier: &ChainVerifier, height: u32) -> bool {
+    for server in gw.servers.iter().filter(|s| s.distrusted().is_none()) {
+        match verifier.prove_old_header(server, height).await {
+            Ok(_) => return true,
+            Err(VerifyError::Proof(_)) => {
+                let why =
+                    format!("its proof of header {height} does not lead to the checkpoint's root");
+                distrust(gw, server.name(), &why);
+            }
+            Err(_) => {}
+        }
+    }
+    false
 }
 
 fn distrust(gw: &Gateway, server: &str, why: &str) {

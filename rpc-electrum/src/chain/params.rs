@@ -134,6 +134,11 @@ pub struct ChainParams {
     pub rule: DifficultyRule,
     /// The block verification starts after.
     pub checkpoint: Checkpoint,
+    /// The merkle root of the block hashes from genesis to the checkpoint
+    /// (what `blockchain.block.header(h, cp_height)` proofs lead to), when
+    /// known: headers at or below the checkpoint can then be proven one
+    /// by one, so older confirmations verify too.
+    pub checkpoint_root: Option<Hash>,
 }
 
 /// Blocks per Bitcoin difficulty period.
@@ -154,6 +159,7 @@ impl ChainParams {
                 time: 1_296_688_602,
                 next_bits: 0x207f_ffff,
             },
+            checkpoint_root: None,
         }
     }
 
@@ -170,6 +176,7 @@ impl ChainParams {
                 time: 1_231_006_505,
                 next_bits: 0x1d00_ffff,
             },
+            checkpoint_root: None,
         }
     }
 
@@ -187,6 +194,7 @@ impl ChainParams {
                 time: 1_296_688_602,
                 next_bits: 0x1d00_ffff,
             },
+            checkpoint_root: None,
         }
     }
 
@@ -202,9 +210,23 @@ impl ChainParams {
         params
     }
 
-    /// With verification starting after `checkpoint`.
+    /// With verification starting after `checkpoint` (a root set for
+    /// another checkpoint is dropped).
     pub fn checkpoint(mut self, checkpoint: Checkpoint) -> Self {
+        if self.checkpoint != checkpoint {
+            self.checkpoint_root = None;
+        }
         self.checkpoint = checkpoint;
+        self
+    }
+
+    /// With the merkle root of the block hashes from genesis to the
+    /// checkpoint (internal byte order), for proving older headers with
+    /// `cp_height` proofs. Obtain it as you obtain the checkpoint: from a
+    /// node you run (`blockchain.block.header(H, H)` on your own ElectrumX
+    /// answers it as `root`).
+    pub fn checkpoint_root(mut self, root: Hash) -> Self {
+        self.checkpoint_root = Some(root);
         self
     }
 

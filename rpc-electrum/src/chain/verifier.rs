@@ -104,7 +104,12 @@ struct Inner {
     sync: tokio::sync::Mutex<()>,
     /// The verified headers on disk, when configured.
     file: Mutex<Option<super::file::HeaderFile>>,
+    /// Headers at or below the checkpoint proven against its root.
+    old: Mutex<std::collections::HashMap<u32, Header>>,
 }
+
+/// Old headers kept at most (a cache: proven again when dropped).
+const OLD_HEADERS_KEPT: usize = 10_000;
 
 struct Server {
     backend: ElectrumBackend,
@@ -196,6 +201,7 @@ impl ChainVerifierBuilder {
                 fork_grace: self.fork_grace,
                 call_timeout: self.call_timeout,
                 sync: tokio::sync::Mutex::new(()),
+                old: Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -293,6 +299,10 @@ impl ChainVerifier {
         txid: &str,
         height: u32,
     ) -> Result<(), VerifyError> {
+        // An old height: its header proven first (with a configured root).
+        if self.proves_old_headers().is_some_and(|cp| height <= cp) {
+            self.prove_old_header(server, height).await?;
+        }
         // Checked before any call: a bad id or an unverifiable height costs
         // the server nothing.
         self.header_for(txid, height)?;
@@ -332,8 +342,86 @@ impl ChainVerifier {
         let header = (height <= agreed)
             .then(|| self.header(height))
             .flatten()
+            .or_else(|| self.old_header(height))
             .ok_or(VerifyError::NoHeader(height))?;
         Ok((id, header))
+    }
+
+    /// A header at or below the checkpoint already proven by
+    /// [`prove_old_header`](Self::prove_old_header).
+    fn old_header(&self, height: u32) -> Option<Header> {
+        self.inner.old.lock().ok()?.get(&height).copied()
+    }
+
+    /// Whether headers at or below the checkpoint can be proven (the
+    /// checkpoint's root is configured), and up to which height.
+    pub fn proves_old_headers(&self) -> Option<u32> {
+        let chain = self.inner.chain.read().ok()?;
+        let params = chain.params();
+        params.checkpoint_root.map(|_| params.checkpoint.height)
+    }
+
+    /// Proves the header at `height` (at or below the checkpoint) with
+    /// `server`'s `blockchain.block.header(height, cp_height)` proof
+    /// against the configured [checkpoint root](ChainParams::checkpoint_root);
+    /// proven headers are kept (up to 10 000), so
+    /// [`check_proof`](Self::check_proof) and [`verify_tx`](Self::verify_tx)
+    /// accept confirmations at that height. A proof that does not lead to
+    /// the root is the server's lie ([`VerifyError::Proof`]).
+    pub async fn prove_old_header(
+        &self,
+        server: &ElectrumBackend,
+        height: u32,
+    ) -> Result<Header, VerifyError> {
+        if let Some(h) = self.old_header(height) {
+            return Ok(h);
+        }
+        let (cp, root) = {
+            let chain = self
+                .inner
+                .chain
+                .read()
+                .map_err(|_| VerifyError::NoHeader(height))?;
+            let params = chain.params();
+            match params.checkpoint_root {
+                Some(root) if height <= params.checkpoint.height => {
+                    (params.checkpoint.height, root)
+                }
+                _ => return Err(VerifyError::NoHeader(height)),
+            }
+        };
+        let answer = call(
+            server,
+            "blockchain.block.header",
+            serde_json::json!([height, cp]),
+            self.inner.call_timeout,
+        )
+        .await
+        .map_err(VerifyError::Call)?;
+        #[derive(serde::Deserialize)]
+        struct CpProof {
+            header: String,
+            root: String,
+            branch: Vec<String>,
+        }
+        let proof: CpProof = serde_json::from_slice(answer.as_bytes())
+            .map_err(|e| VerifyError::Call(format!("not a checkpoint proof: {e}")))?;
+        let header = super::hex_bytes(&proof.header)
+            .and_then(|b| <[u8; 80]>::try_from(b.as_slice()).ok())
+            .map(Header::from_bytes)
+            .ok_or_else(|| VerifyError::Call("not an 80-byte header".to_owned()))?;
+        if hash_from_hex(&proof.root) != Some(root) {
+            return Err(VerifyError::Proof(SpvError::RootMismatch));
+        }
+        let branch: Vec<&str> = proof.branch.iter().map(String::as_str).collect();
+        verify_merkle(&header.hash(), u64::from(height), &branch, &root)?;
+        if let Ok(mut old) = self.inner.old.lock() {
+            if old.len() >= OLD_HEADERS_KEPT {
+                old.clear();
+            }
+            old.insert(height, header);
+        }
+        Ok(header)
     }
 }
 
