@@ -1,7 +1,7 @@
 // A real Ethereum client (viem) against rpc-proxy in front of anvil.
-// Usage: node viem-check.mjs http://127.0.0.1:PORT
+// Usage: node viem-check.mjs http://127.0.0.1:PORT   (or ws://: viem's webSocket transport)
 // Prints one JSON line with what it saw; exits 1 on any failure.
-import { createPublicClient, createWalletClient, http, parseEther } from "viem";
+import { createPublicClient, createWalletClient, http, parseEther, webSocket } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { foundry } from "viem/chains";
 
@@ -12,7 +12,9 @@ const sender = privateKeyToAccount(
 );
 const recipient = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
-const transport = http(url, { retryCount: 0, timeout: 20_000 });
+const transport = url.startsWith("ws")
+  ? webSocket(url, { retryCount: 0, timeout: 20_000, reconnect: false })
+  : http(url, { retryCount: 0, timeout: 20_000 });
 const pub = createPublicClient({ chain: foundry, transport, pollingInterval: 100 });
 const wallet = createWalletClient({ account: sender, chain: foundry, transport });
 
@@ -40,6 +42,8 @@ async function main() {
       receipts,
     }),
   );
+  // An open socket would keep node running.
+  process.exit(0);
 }
 
 main().catch((e) => {

@@ -9,6 +9,17 @@ use tests::{call, start_anvil, start_proxy_config, workspace_root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viem_reads_and_sends_transactions_through_the_proxy() {
+    viem_through_the_proxy("http").await;
+}
+
+/// The same over viem's `webSocket()` transport: every call on one socket
+/// through the same stack (the upgrade on the proxy's own listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viem_over_websocket_reads_and_sends_transactions_through_the_proxy() {
+    viem_through_the_proxy("ws").await;
+}
+
+async fn viem_through_the_proxy(scheme: &str) {
     let (_anvil, node) = start_anvil();
     let (_proxy, addr) = start_proxy_config(&format!(
         r#"
@@ -25,7 +36,7 @@ deny = ["eth_sendTransaction", "eth_sign*"]
     let script = workspace_root().join("tests/clients/viem-check.mjs");
     let mut child = tokio::process::Command::new("node")
         .arg(&script)
-        .arg(format!("http://{addr}"))
+        .arg(format!("{scheme}://{addr}"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

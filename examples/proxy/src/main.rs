@@ -65,6 +65,12 @@ fn main() -> ExitCode {
                             println!("  head rule: {rule}");
                         }
                         println!("  listen: http://{}", config.server.listen);
+                        if config.server.websocket.enabled {
+                            println!(
+                                "  websocket: ws://{} (same listener, same stack)",
+                                config.server.listen
+                            );
+                        }
                         ExitCode::SUCCESS
                     }
                     Err(e) => {

@@ -463,6 +463,34 @@ fn server_config(config: &Config) -> Result<ServerConfig, String> {
         .health_path(s.health_path.clone())
         // A backend asking clients to wait longer is clamped like retries.
         .max_retry_after(config.retry.max_retry_after.0);
+    server = match &s.websocket {
+        w if !w.enabled => server.without_websocket(),
+        w => {
+            let mut ws = rpc_core::server::WsConfig::default();
+            if let Some(n) = w.max_connections {
+                ws = ws.max_connections(n);
+            }
+            if let Some(n) = w.max_connections_per_ip {
+                ws = ws.max_connections_per_ip(n);
+            }
+            if let Some(n) = w.max_in_flight {
+                ws = ws.max_in_flight(n);
+            }
+            if let Some(n) = w.send_queue {
+                ws = ws.send_queue(n);
+            }
+            if let Some(d) = w.ping_interval {
+                ws = ws.ping_interval(d.0);
+            }
+            if let Some(d) = w.pong_timeout {
+                ws = ws.pong_timeout(d.0);
+            }
+            if let Some(d) = w.idle_timeout {
+                ws = ws.idle_timeout(d.0);
+            }
+            server.websocket(ws)
+        }
+    };
     if config.consistency.enabled {
         if let Ok(name) =
             http::HeaderName::from_bytes(config.consistency.session_header.get_ref().as_bytes())

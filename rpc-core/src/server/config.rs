@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub(crate) body_budget: ByteBudget,
     pub(crate) trusted_proxies: Arc<TrustedProxies>,
     pub(crate) proxy_protocol: bool,
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket: Option<super::WsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +91,8 @@ impl Default for ServerConfig {
             body_budget: ByteBudget::new(Self::DEFAULT_BODY_BUDGET_BYTES),
             trusted_proxies: Arc::new(TrustedProxies::default()),
             proxy_protocol: false,
+            #[cfg(feature = "websocket")]
+            websocket: Some(super::WsConfig::default()),
         }
     }
 }
@@ -334,5 +338,22 @@ fn default_max_connections() -> usize {
     match soft {
         Some(n) => (n / 2).clamp(64, 10_000),
         None => 10_000,
+    }
+}
+
+#[cfg(feature = "websocket")]
+impl ServerConfig {
+    /// Serves JSON-RPC over WebSocket on the same listener with these
+    /// limits (HTTP/1.1 upgrade on any path); on by default with
+    /// [`WsConfig::default`](super::WsConfig::default).
+    pub fn websocket(mut self, config: super::WsConfig) -> Self {
+        self.websocket = Some(config);
+        self
+    }
+
+    /// Refuses WebSocket upgrades (405, as without the feature).
+    pub fn without_websocket(mut self) -> Self {
+        self.websocket = None;
+        self
     }
 }

@@ -65,6 +65,14 @@ impl Drop for Busy {
 }
 
 impl Conn {
+    /// Waits until no request is in progress (a WebSocket session counts
+    /// as one for its whole life).
+    pub(crate) async fn until_idle(&self) {
+        while self.busy.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Marks a request in progress.
     pub(crate) fn begin(self: &Arc<Self>, registry: &Arc<Registry>) -> Busy {
         self.used.store(true, Ordering::Relaxed);

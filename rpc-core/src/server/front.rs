@@ -71,6 +71,9 @@ pub struct HttpFront<S> {
     activity: Option<(Arc<Conn>, Arc<Registry>)>,
     /// The client address a PROXY protocol header gave, once read.
     proxied: Option<Arc<std::sync::OnceLock<std::net::SocketAddr>>>,
+    /// Open WebSocket sessions, shared by every clone.
+    #[cfg(feature = "websocket")]
+    ws_count: Arc<super::ws::WsCount>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for HttpFront<S> {
@@ -95,6 +98,8 @@ impl<S> HttpFront<S> {
             draining: None,
             activity: None,
             proxied: None,
+            #[cfg(feature = "websocket")]
+            ws_count: Arc::default(),
         }
     }
 
@@ -156,6 +161,109 @@ where
 }
 
 impl<S: JsonRpcService> HttpFront<S> {
+    /// What every call of this HTTP request (or WebSocket session) carries.
+    fn context(&self, parts: &http::request::Parts) -> CallContext {
+        let config = &self.config;
+        CallContext {
+            deadline: match parts.extensions.get::<Deadline>() {
+                Some(d) => (*d).min(Deadline::after(config.request_timeout)),
+                None => Deadline::after(config.request_timeout),
+            },
+            remote: match self.proxied.as_ref().and_then(|c| c.get()) {
+                // Named by the balancer's PROXY header.
+                Some(client) => Some(RemoteAddr(*client)),
+                None => self
+                    .remote
+                    .or_else(|| parts.extensions.get::<RemoteAddr>().copied())
+                    .map(|peer| RemoteAddr(config.trusted_proxies.client(peer.0, &parts.headers))),
+            },
+            timeout: config.request_timeout,
+            api_key: config
+                .api_key_header
+                .as_ref()
+                .and_then(|name| parts.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 256)
+                .map(|v| ApiKey(Arc::from(v))),
+            session: config
+                .session_header
+                .as_ref()
+                .and_then(|name| parts.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 128)
+                .map(|v| SessionId(Arc::from(v))),
+            connection: self.connection,
+        }
+    }
+
+    /// Answers a WebSocket upgrade request: 101 and a session on the
+    /// upgraded connection, or a refusal with a JSON-RPC error body.
+    #[cfg(feature = "websocket")]
+    fn upgrade(&self, mut parts: http::request::Parts) -> http::Response<ResponseBody> {
+        use super::ws;
+        let refuse = |status: StatusCode, message: &str| {
+            let (status, error) = ws::refusal(status, message);
+            let mut resp = error_response(status, error);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            resp
+        };
+        let Some(ws_config) = self.config.websocket.clone() else {
+            let mut resp = refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid request: WebSocket is not enabled here; use POST",
+            );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        };
+        let accepted = match ws::accept(&parts.headers) {
+            Ok(a) => a,
+            Err(why) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid request: {why}")),
+        };
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            // Not a connection that can be upgraded (h2, or a test harness).
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid request: this connection cannot be upgraded (use HTTP/1.1)",
+            );
+        };
+        let ctx = self.context(&parts);
+        let ip = ctx.remote.map(|r| r.0.ip());
+        let slot = match self.ws_count.admit(&ws_config, ip) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                metrics::counter!("rpc_ws_connections_refused_total", "reason" => cap).increment(1);
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many WebSocket connections: retry shortly",
+                );
+            }
+        };
+        // The connection stays busy (not idle, not evicted) while the
+        // session lives; the server's drain or room request closes it.
+        let busy = self.activity.as_ref().map(|(c, r)| (c.begin(r), c.clone()));
+        let inner = self.inner.clone();
+        let config = self.config.clone();
+        let draining = self.draining.clone();
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let signals = ws::Signals {
+                conn: busy.as_ref().map(|(_, c)| c.clone()),
+                draining,
+            };
+            ws::session(upgraded, inner, ctx, config, ws_config, signals, slot).await;
+            drop(busy);
+        });
+        let (head, ()) = accepted.into_parts();
+        http::Response::from_parts(head, Full::new(Bytes::new()))
+    }
     async fn handle<B>(self, req: http::Request<B>) -> http::Response<ResponseBody>
     where
         B: http_body::Body + Send + 'static,
@@ -191,6 +299,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                 ),
                 _ => json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)),
             };
+        }
+        #[cfg(feature = "websocket")]
+        if parts.method == Method::GET && super::ws::is_upgrade(&parts.headers) {
+            return self.upgrade(parts);
         }
         if parts.method != Method::POST {
             let mut resp = error_response(
@@ -257,38 +369,7 @@ impl<S: JsonRpcService> HttpFront<S> {
             }
         };
 
-        let ctx = CallContext {
-            deadline: match parts.extensions.get::<Deadline>() {
-                Some(d) => (*d).min(Deadline::after(config.request_timeout)),
-                None => Deadline::after(config.request_timeout),
-            },
-            remote: match self.proxied.as_ref().and_then(|c| c.get()) {
-                // Named by the balancer's PROXY header.
-                Some(client) => Some(RemoteAddr(*client)),
-                None => self
-                    .remote
-                    .or_else(|| parts.extensions.get::<RemoteAddr>().copied())
-                    .map(|peer| RemoteAddr(config.trusted_proxies.client(peer.0, &parts.headers))),
-            },
-            timeout: config.request_timeout,
-            api_key: config
-                .api_key_header
-                .as_ref()
-                .and_then(|name| parts.headers.get(name))
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty() && v.len() <= 256)
-                .map(|v| ApiKey(Arc::from(v))),
-            session: config
-                .session_header
-                .as_ref()
-                .and_then(|name| parts.headers.get(name))
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty() && v.len() <= 128)
-                .map(|v| SessionId(Arc::from(v))),
-            connection: self.connection,
-        };
+        let ctx = self.context(&parts);
 
         // A large body is parsed on the blocking pool, so that a few bulk
         // requests cannot hold the runtime's workers from ordinary calls.
@@ -382,20 +463,21 @@ impl<S: JsonRpcService> HttpFront<S> {
 }
 
 /// What the front learned from one call.
-enum Answer {
+pub(crate) enum Answer {
     Ok(Response),
     Failed(Response, RpcError),
 }
 
 impl Answer {
-    fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         match self {
             Answer::Ok(r) | Answer::Failed(r, _) => r,
         }
     }
 }
 
-struct CallContext {
+#[derive(Clone)]
+pub(crate) struct CallContext {
     deadline: Deadline,
     remote: Option<RemoteAddr>,
     timeout: std::time::Duration,
@@ -405,8 +487,16 @@ struct CallContext {
 }
 
 impl CallContext {
+    /// The same context with a fresh deadline (a WebSocket message's).
+    #[cfg(feature = "websocket")]
+    pub(crate) fn with_deadline(&self, timeout: std::time::Duration) -> Self {
+        let mut ctx = self.clone();
+        ctx.deadline = Deadline::after(timeout);
+        ctx
+    }
+
     /// Runs one call under the deadline, catching panics; `None` for a notification.
-    async fn call<S: JsonRpcService>(&self, svc: S, mut req: Request) -> Option<Answer> {
+    pub(crate) async fn call<S: JsonRpcService>(&self, svc: S, mut req: Request) -> Option<Answer> {
         let id = req.id().cloned();
         let method = req.method_arc().clone();
         req.extensions_mut().insert(self.deadline);

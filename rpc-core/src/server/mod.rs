@@ -68,9 +68,13 @@ mod front;
 mod proxy_protocol;
 mod serve;
 mod signal;
+#[cfg(feature = "websocket")]
+mod ws;
 
 pub use client_ip::{Cidr, CidrError, TrustedProxies};
 pub use config::ServerConfig;
 pub use front::{FrontFuture, HttpFront, ResponseBody};
 pub use serve::{serve, serve_with_layer};
 pub use signal::shutdown_signal;
+#[cfg(feature = "websocket")]
+pub use ws::WsConfig;

@@ -241,13 +241,16 @@ async fn run_connection<S, B>(
         },
         () = slot.conn.close.notified() => return,
     }
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            // Upgraded (a WebSocket session holds it busy): it stays
+            // counted until the session ends.
+            slot.conn.until_idle().await;
             return;
         }
         () = slot.conn.close.notified() => conn.as_mut().graceful_shutdown(),

@@ -90,6 +90,9 @@ pub struct Server {
     pub served_by_header: bool,
     #[serde(default)]
     pub cors: Option<Cors>,
+    /// JSON-RPC over WebSocket on the same listener.
+    #[serde(default)]
+    pub websocket: WebSocket,
     /// Client connections open at once (default: from the open-file limit).
     #[serde(default)]
     pub max_connections: Option<usize>,
@@ -142,6 +145,7 @@ impl Default for Server {
             cache_header: false,
             served_by_header: false,
             cors: None,
+            websocket: WebSocket::default(),
             max_connections: None,
             max_connections_per_ip: default_max_connections_per_ip(),
             idle_timeout: default_idle_timeout(),
@@ -179,6 +183,37 @@ pub(crate) fn default_shutdown_timeout() -> Secs {
 }
 pub(crate) fn default_health_path() -> String {
     "/healthz".to_owned()
+}
+
+/// `[server.websocket]`: unset keys keep rpc-core's `WsConfig` defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocket {
+    /// Answer upgrades (default true); false: 405 as for any GET.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub send_queue: Option<usize>,
+    pub ping_interval: Option<Secs>,
+    pub pong_timeout: Option<Secs>,
+    pub idle_timeout: Option<Secs>,
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        WebSocket {
+            enabled: true,
+            max_connections: None,
+            max_connections_per_ip: None,
+            max_in_flight: None,
+            send_queue: None,
+            ping_interval: None,
+            pong_timeout: None,
+            idle_timeout: None,
+        }
+    }
 }
 
 /// Cross-origin access for browser clients.

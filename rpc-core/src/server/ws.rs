@@ -1,0 +1,436 @@
+//! JSON-RPC over WebSocket on the front's own listener (HTTP/1.1 upgrade).
+//!
+//! Every message (a call or a batch, text or binary frames) goes through
+//! the same service as an HTTP POST — the same layers, the same error
+//! objects — and its answers go back on the socket as they complete
+//! (JSON-RPC ids pair them; a batch is answered as one message).
+//!
+//! Bounded by [`WsConfig`]: sockets open at once (all clients and per
+//! address), calls in flight per socket (reading pauses at the limit),
+//! messages waiting to be sent (a client that does not read is closed with
+//! 1008, never buffered without bound), the message size (the front's body
+//! limit; larger closes with 1009), liveness (a ping every
+//! `ping_interval`; nothing heard for that plus `pong_timeout` closes), an
+//! idle timeout, and the server's drain (close 1001 once in-flight calls
+//! are answered).
+//!
+//! `tokio-tungstenite` speaks the protocol: maintained, on tokio's I/O
+//! traits (so hyper's upgraded connection plugs in), with its own frame and
+//! message size limits, and automatic pong answers; `fastwebsockets` is
+//! faster on raw frames but leaves fragmentation and limits to the caller,
+//! and a JSON-RPC call costs far more than its framing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use http::{HeaderMap, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::front::{Answer, CallContext};
+use crate::parse::{parse_message, Incoming};
+use crate::{BatchPosition, ErrorObject, JsonRpcService, Response};
+
+/// Limits of the WebSocket front; every setting has a default.
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::server::{ServerConfig, WsConfig};
+///
+/// let config = ServerConfig::default().websocket(
+///     WsConfig::default()
+///         .max_connections(5_000)
+///         .send_queue(128)
+///         .ping_interval(Duration::from_secs(20)),
+/// );
+/// # drop(config);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) send_queue: usize,
+    pub(crate) ping_interval: Duration,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            max_in_flight: 64,
+            send_queue: 256,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl WsConfig {
+    /// WebSocket connections open at once, all clients (default 10 000);
+    /// past it an upgrade is answered 503 (`-32005`).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// WebSocket connections open at once from one client address (default
+    /// 100; the address the front resolves, trusted proxies applied).
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n.max(1);
+        self
+    }
+
+    /// Calls of one socket being answered at once (default 64): reading
+    /// the socket pauses at the limit.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Messages waiting to be written to one socket (default 256): a
+    /// client that does not read its answers is closed with 1008.
+    pub fn send_queue(mut self, n: usize) -> Self {
+        self.send_queue = n.max(1);
+        self
+    }
+
+    /// How often the server pings a socket (default 30 s).
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.ping_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long after a ping a silent socket is closed (default 10 s).
+    pub fn pong_timeout(mut self, d: Duration) -> Self {
+        self.pong_timeout = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// A socket with no message from its client for this long, and no call
+    /// in flight, is closed with 1000 (default 10 minutes).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d.max(Duration::from_millis(10));
+        self
+    }
+}
+
+/// Open sockets, all clients and per address (shared by a front's clones).
+#[derive(Debug, Default)]
+pub(crate) struct WsCount {
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted socket: uncounted on drop.
+pub(crate) struct WsSlot {
+    count: Arc<WsCount>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        self.count.open.fetch_sub(1, Ordering::AcqRel);
+        if let (Some(ip), Ok(mut map)) = (self.ip, self.count.per_ip.lock()) {
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+        metrics::gauge!("rpc_ws_connections_open").decrement(1.0);
+    }
+}
+
+impl WsCount {
+    /// Counts a new socket from `ip`, or says which cap it meets.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        config: &WsConfig,
+        ip: Option<IpAddr>,
+    ) -> Result<WsSlot, &'static str> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= config.max_connections {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err("max_connections");
+        }
+        if let Some(ip) = ip {
+            let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n >= config.max_connections_per_ip {
+                drop(map);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                return Err("max_connections_per_ip");
+            }
+            *n += 1;
+        }
+        metrics::gauge!("rpc_ws_connections_open").increment(1.0);
+        Ok(WsSlot {
+            count: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Whether these headers ask for a WebSocket upgrade.
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    let has = |name: http::header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has(UPGRADE, "websocket") && has(CONNECTION, "upgrade")
+}
+
+/// The 101 answer to a valid upgrade request, or why it is refused.
+pub(crate) fn accept(headers: &HeaderMap) -> Result<http::Response<()>, &'static str> {
+    if headers
+        .get("sec-websocket-version")
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err("Sec-WebSocket-Version must be 13");
+    }
+    let key = headers
+        .get(SEC_WEBSOCKET_KEY)
+        .ok_or("Sec-WebSocket-Key is missing")?;
+    let mut resp = http::Response::new(());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    let accept = derive_accept_key(key.as_bytes());
+    h.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).map_err(|_| "bad key")?,
+    );
+    Ok(resp)
+}
+
+/// Why a session ended (a label of `rpc_ws_closed_total`).
+fn closed(reason: &'static str) {
+    metrics::counter!("rpc_ws_closed_total", "reason" => reason).increment(1);
+}
+
+/// Things the session waits for besides the socket.
+pub(crate) struct Signals {
+    /// The connection's activity: notified when the server drains or needs
+    /// the connection's room.
+    pub(crate) conn: Option<Arc<super::conn::Conn>>,
+    /// Set when the server starts draining.
+    pub(crate) draining: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Serves one upgraded connection until it closes.
+pub(crate) async fn session<S: JsonRpcService>(
+    upgraded: hyper::upgrade::Upgraded,
+    inner: S,
+    ctx: CallContext,
+    config: Arc<super::ServerConfig>,
+    ws: WsConfig,
+    signals: Signals,
+    _slot: WsSlot,
+) {
+    let mut proto = WebSocketConfig::default();
+    proto.max_message_size = Some(config.max_body_bytes);
+    proto.max_frame_size = Some(config.max_body_bytes);
+    let socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(proto)).await;
+    let (mut sink, mut stream) = socket.split();
+    // The writer: answers in, frames out, in order; bounded.
+    let (tx, mut rx) = mpsc::channel::<Message>(ws.send_queue);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let close = matches!(msg, Message::Close(_));
+            if sink.send(msg).await.is_err() || close {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut in_flight = FuturesUnordered::new();
+    let mut ping = tokio::time::interval(ws.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    let mut last_message = tokio::time::Instant::now();
+    let conn = signals.conn.clone();
+    let draining = signals.draining.clone();
+    let closing = async move {
+        // Asked to close (room, drain), or the server's drain seen.
+        let drain = async {
+            let Some(flag) = draining else {
+                return std::future::pending().await;
+            };
+            let mut poll = tokio::time::interval(Duration::from_millis(50));
+            while !flag.load(Ordering::Acquire) {
+                poll.tick().await;
+            }
+        };
+        match conn {
+            Some(c) => tokio::select! {
+                () = c.close.notified() => {}
+                () = drain => {}
+            },
+            None => drain.await,
+        }
+    };
+    let mut closing = std::pin::pin!(closing);
+    let end: (CloseCode, &'static str, &'static str) = loop {
+        let reading = in_flight.len() < ws.max_in_flight;
+        tokio::select! {
+            msg = stream.next(), if reading => {
+                last_heard = tokio::time::Instant::now();
+                let bytes = match msg {
+                    Some(Ok(Message::Text(t))) => Bytes::from(t),
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break (CloseCode::Normal, "", "client"),
+                    Some(Err(WsError::Capacity(_))) => {
+                        break (CloseCode::Size, "message too large", "too_large")
+                    }
+                    Some(Err(_)) => break (CloseCode::Protocol, "protocol error", "error"),
+                };
+                last_message = last_heard;
+                metrics::counter!("rpc_ws_messages_total", "direction" => "in").increment(1);
+                let inner = inner.clone();
+                let ctx = ctx.with_deadline(config.request_timeout);
+                let config = config.clone();
+                in_flight.push(async move { answer(inner, ctx, &config, bytes).await });
+            }
+            Some(out) = in_flight.next(), if !in_flight.is_empty() => {
+                let Some(json) = out else { continue };
+                match tx.try_send(frame(json)) {
+                    Ok(()) => {
+                        metrics::counter!("rpc_ws_messages_total", "direction" => "out").increment(1);
+                    }
+                    Err(_) => {
+                        metrics::counter!("rpc_ws_messages_dropped_total").increment(1);
+                        break (CloseCode::Policy, "send queue full: read your answers", "slow_consumer");
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                let now = tokio::time::Instant::now();
+                if now.duration_since(last_heard) >= ws.ping_interval + ws.pong_timeout {
+                    break (CloseCode::Away, "no pong", "no_pong");
+                }
+                if in_flight.is_empty() && now.duration_since(last_message) >= ws.idle_timeout {
+                    break (CloseCode::Normal, "idle", "idle");
+                }
+                if tx.try_send(Message::Ping(Bytes::new())).is_err() {
+                    break (CloseCode::Policy, "send queue full: read your answers", "slow_consumer");
+                }
+            }
+            () = &mut closing => {
+                // Draining: the calls in flight are answered first.
+                while let Some(out) = in_flight.next().await {
+                    if let Some(json) = out {
+                        let _ = tx.try_send(frame(json));
+                    }
+                }
+                break (CloseCode::Away, "server shutting down", "drain");
+            }
+        }
+    };
+    closed(end.2);
+    let frame = CloseFrame {
+        code: end.0,
+        reason: end.1.into(),
+    };
+    // The close frame goes after what is queued (unless the queue is what
+    // overflowed: then the writer is stopped).
+    if end.2 == "slow_consumer" {
+        writer.abort();
+        return;
+    }
+    let _ = tx.try_send(Message::Close(Some(frame)));
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// A text frame of JSON (always UTF-8; binary if it somehow were not).
+fn frame(json: Vec<u8>) -> Message {
+    match String::from_utf8(json) {
+        Ok(text) => Message::text(text),
+        Err(e) => Message::Binary(Bytes::from(e.into_bytes())),
+    }
+}
+
+/// The answer to one message: `None` when it holds only notifications.
+async fn answer<S: JsonRpcService>(
+    inner: S,
+    ctx: CallContext,
+    config: &super::ServerConfig,
+    bytes: Bytes,
+) -> Option<Vec<u8>> {
+    match parse_message(bytes, config.max_batch) {
+        Err(e) => Some(Response::error(crate::Id::Null, e.to_error_object()).to_json()),
+        Ok(Incoming::Single(Err(invalid))) => Some(invalid.into_response().to_json()),
+        Ok(Incoming::Single(Ok(req))) => ctx
+            .call(inner, req)
+            .await
+            .map(|a| a.into_response().to_json()),
+        Ok(Incoming::Batch(items)) => {
+            let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+            let ctx = &ctx;
+            let inner = &inner;
+            let answers: Vec<Option<Response>> =
+                futures_util::stream::iter(items.into_iter().zip(0u32..))
+                    .map(|(item, index)| async move {
+                        match item {
+                            Err(invalid) => Some(invalid.into_response()),
+                            Ok(mut req) => {
+                                req.extensions_mut().insert(BatchPosition { index, len });
+                                ctx.call(inner.clone(), req)
+                                    .await
+                                    .map(Answer::into_response)
+                            }
+                        }
+                    })
+                    .buffered(config.batch_concurrency)
+                    .collect()
+                    .await;
+            let answers: Vec<Response> = answers.into_iter().flatten().collect();
+            if answers.is_empty() {
+                return None;
+            }
+            let mut out = Vec::new();
+            out.push(b'[');
+            for (i, resp) in answers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                resp.write_json(&mut out);
+            }
+            out.push(b']');
+            Some(out)
+        }
+    }
+}
+
+/// A refused upgrade: an HTTP error with a JSON-RPC error body.
+pub(crate) fn refusal(status: StatusCode, message: &str) -> (StatusCode, ErrorObject) {
+    let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+        crate::codes::LIMIT_EXCEEDED
+    } else {
+        crate::codes::INVALID_REQUEST
+    };
+    (status, ErrorObject::new(code, message.to_owned()))
+}

@@ -1,0 +1,110 @@
+//! The shipped `rpc-proxy` serving JSON-RPC over WebSocket in front of a
+//! real anvil: calls and batches on one socket through the configured stack
+//! (the method filter included), and a connection flood held at the
+//! configured cap while the admitted sockets keep working.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tests::{start_anvil, start_proxy_config};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(addr: SocketAddr) -> Result<Socket, u16> {
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/")).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("upgrade failed: {e}"),
+    }
+}
+
+async fn ask(ws: &mut Socket, body: Value) -> Value {
+    ws.send(Message::text(body.to_string()))
+        .await
+        .expect("send");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("a message");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("JSON");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_batches_and_the_filter_over_websocket_then_a_flood_held_at_the_cap() {
+    let (_anvil, node) = start_anvil();
+    let (_proxy, addr) = start_proxy_config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[server.websocket]
+max_connections_per_ip = 20
+[backends.anvil]
+url = "http://{node}"
+[methods]
+deny = ["eth_sendTransaction"]
+"#
+    ));
+    let mut ws = open(addr).await.expect("upgrade");
+    let v = ask(
+        &mut ws,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}),
+    )
+    .await;
+    assert_eq!(v, json!({"jsonrpc": "2.0", "id": 1, "result": "0x7a69"}));
+    let v = ask(
+        &mut ws,
+        json!([
+            {"jsonrpc": "2.0", "id": "a", "method": "eth_blockNumber"},
+            {"jsonrpc": "2.0", "id": "b", "method": "eth_sendTransaction", "params": [{}]},
+        ]),
+    )
+    .await;
+    let items = v.as_array().expect("a batch answer");
+    assert!(items[0]["result"].is_string(), "{v}");
+    // The same method filter as over HTTP, with the same error code.
+    assert_eq!(items[1]["error"]["code"], -32601, "{v}");
+
+    // A flood: 40 more sockets from one address; 19 fit beside the first.
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..40 {
+        match open(addr).await {
+            Ok(s) => admitted.push(s),
+            Err(503) => refused += 1,
+            Err(other) => panic!("refused with {other}"),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (19, 21));
+    // Every admitted socket still answers.
+    for (i, s) in admitted.iter_mut().enumerate() {
+        let v = ask(
+            s,
+            json!({"jsonrpc": "2.0", "id": i, "method": "eth_chainId"}),
+        )
+        .await;
+        assert_eq!(v["result"], "0x7a69", "{v}");
+    }
+    // Closed sockets free their places.
+    for mut s in admitted.drain(..) {
+        let _ = s.close(None).await;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        match open(addr).await {
+            Ok(_) => break,
+            Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => panic!("still refused with {s} after the others closed"),
+        }
+    }
+}
