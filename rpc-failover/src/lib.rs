@@ -50,6 +50,7 @@ pub mod classify;
 pub mod deadline;
 pub mod failover;
 mod group;
+pub mod handle;
 pub mod head;
 pub mod hedge;
 mod histogram;
@@ -64,8 +65,16 @@ pub use failover::{Failover, FailoverLayer};
 pub use group::{
     GroupError, HealthCheck, MemberStatus, OutReason, Spread, WhenAllDown, MAX_MEMBERS,
 };
+pub use handle::{HandleLayer, Handles};
 pub use head::{ConsistencyLayer, HeadPolicy, HeadProbe, Suspicion};
 pub use hedge::HedgePolicy;
 pub use member::{ConcurrencyLimit, Member};
 pub use quorum::{Quorum, QuorumLayer};
 pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy};
+
+/// A request extension: send this call only to the group member with this
+/// name (node-side state lives there); no other member is tried. Set by
+/// [`HandleLayer`]; a name no member has fails the call as
+/// [`NoBackendAvailable`](rpc_core::RpcError::NoBackendAvailable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin(pub std::sync::Arc<str>);

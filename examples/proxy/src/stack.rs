@@ -351,8 +351,18 @@ fn group_stack(
         .max_retry_after(r.max_retry_after.0)
         .budget(budget)
         .classifier(classifier(config.protocol));
+    let service = BoxJsonRpcService::new(retry.layer(group_service));
+    // Filters stay on the node that made them, whatever the spread (not
+    // for quorum groups: their answers are no one node's).
+    let vocabulary = config.protocol.vocabulary();
+    let has_handles = vocabulary.methods().iter().any(|(_, f)| f.handle.is_some());
+    let service = if has_handles && group.strategy != Strategy::Quorum {
+        BoxJsonRpcService::new(rpc_failover::HandleLayer::new(&vocabulary).layer(service))
+    } else {
+        service
+    };
     Ok(GroupStack {
-        service: BoxJsonRpcService::new(retry.layer(group_service)),
+        service,
         view,
         ready,
     })

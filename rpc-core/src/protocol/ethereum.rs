@@ -2,7 +2,7 @@
 
 use super::CacheRule::{BlockInResult, BlockParam, Forever, LogsFilter, Tip};
 use super::MethodFacts as F;
-use super::MinedAt;
+use super::{Handle, MinedAt};
 
 /// A read whose answer is pinned by the block param at `i`.
 const fn at_block(i: usize) -> F {
@@ -96,12 +96,15 @@ pub(super) const METHODS: &[(&str, F)] = &[
     ("eth_signTransaction", F::unsafe_()),
     ("eth_signTypedData_v4", F::unsafe_()),
     // Per-node state.
-    ("eth_newFilter", FILTER),
-    ("eth_newBlockFilter", FILTER),
-    ("eth_newPendingTransactionFilter", FILTER),
-    ("eth_getFilterChanges", FILTER),
-    ("eth_getFilterLogs", FILTER),
-    ("eth_uninstallFilter", FILTER),
+    ("eth_newFilter", FILTER.handle(Handle::Creates)),
+    ("eth_newBlockFilter", FILTER.handle(Handle::Creates)),
+    (
+        "eth_newPendingTransactionFilter",
+        FILTER.handle(Handle::Creates),
+    ),
+    ("eth_getFilterChanges", FILTER.handle(Handle::Uses)),
+    ("eth_getFilterLogs", FILTER.handle(Handle::Uses)),
+    ("eth_uninstallFilter", FILTER.handle(Handle::Removes)),
     ("eth_subscribe", FILTER),
     ("eth_unsubscribe", FILTER),
     // Dev-node controls that change the chain (anvil, hardhat, ganache).

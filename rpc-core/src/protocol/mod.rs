@@ -168,6 +168,23 @@ pub struct MethodFacts {
     /// Where its answer says which block it belongs to, if it does: a
     /// client that saw it must not be served anything older afterwards.
     pub mined: Option<MinedAt>,
+    /// Its part in node-side state named by an id (a filter): creates it,
+    /// uses it, or removes it; the id is the answer, or the first param.
+    pub handle: Option<Handle>,
+}
+
+/// A method's part in node-side state named by an id (`eth_newFilter`'s
+/// filter): whoever serves a group must send the later calls to the node
+/// that created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Handle {
+    /// Its answer is a new id (`eth_newFilter`).
+    Creates,
+    /// Its first param is an id (`eth_getFilterChanges`).
+    Uses,
+    /// Its first param is an id it removes (`eth_uninstallFilter`).
+    Removes,
 }
 
 /// Where an answer names the block it belongs to.
@@ -216,6 +233,7 @@ impl MethodFacts {
         write: false,
         stateful: false,
         mined: None,
+        handle: None,
     };
 
     /// A read, not cached until [`cache`](Self::cache) says so.
@@ -270,6 +288,13 @@ impl MethodFacts {
     /// Marked stateful.
     pub const fn stateful(mut self) -> Self {
         self.stateful = true;
+        self
+    }
+
+    /// Stateful, with this part in a node-side handle.
+    pub const fn handle(mut self, role: Handle) -> Self {
+        self.stateful = true;
+        self.handle = Some(role);
         self
     }
 

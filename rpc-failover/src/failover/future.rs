@@ -31,6 +31,14 @@ pub(crate) async fn run<S: JsonRpcService>(
     request: Request,
 ) -> Result<Response, RpcError> {
     let class = core.classify(&request);
+    // Pinned to one member (node-side state lives there): only it.
+    if let Some(pin) = request.extensions().get::<crate::Pin>() {
+        let Some(index) = (0..core.len()).find(|&i| **core.name(i) == *pin.0) else {
+            return Err(RpcError::NoBackendAvailable { retry_after: None });
+        };
+        let others = !(1u64 << index);
+        return run_sequential_from(&core, request, class.is_safe_to_repeat(), others).await;
+    }
     match hedge {
         Some(tracker) if class == Idempotency::Read && core.len() > 1 => {
             run_hedged(&core, &tracker, request).await
@@ -60,11 +68,22 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
     request: Request,
     safe_to_repeat: bool,
 ) -> Result<Response, RpcError> {
+    run_sequential_from(core, request, safe_to_repeat, 0).await
+}
+
+/// [`run_sequential`] with the members in `excluded` (a bit per index)
+/// never tried.
+async fn run_sequential_from<S: JsonRpcService>(
+    core: &Core<S>,
+    request: Request,
+    safe_to_repeat: bool,
+    excluded: u64,
+) -> Result<Response, RpcError> {
     // Only a deadline needs to know when the call began.
     let started = request.deadline().map(|_| Instant::now());
     let need = core.need(&request);
     let mut waited = false;
-    let mut tried = 0u64;
+    let mut tried = excluded;
     let mut busy = 0u64;
     let mut last = None;
     loop {
@@ -125,7 +144,7 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
                 // Below the block the call prefers, which another member
                 // has: kept in case nobody does better.
                 Some(Shortfall::Block) if safe_to_repeat => last = Some(Outcome::Answer(response)),
-                _ => return Ok(with_attempts(response, tried)),
+                _ => return Ok(with_attempts(response, tried & !excluded)),
             },
             Outcome::Busy => busy |= 1 << pick.index,
             outcome => {
