@@ -420,43 +420,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                 }
             }
             Ok(Incoming::Batch(items)) => {
-                let inner = &self.inner;
-                let ctx = &ctx;
-                let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
-                let answers: Vec<Option<Response>> = stream::iter(items.into_iter().zip(0u32..))
-                    .map(|(item, index)| async move {
-                        match item {
-                            Err(invalid) => Some(invalid.into_response()),
-                            Ok(mut req) => {
-                                req.extensions_mut().insert(BatchPosition { index, len });
-                                ctx.call(inner.clone(), req)
-                                    .await
-                                    .map(Answer::into_response)
-                            }
-                        }
-                    })
-                    .buffered(config.batch_concurrency)
-                    .collect()
-                    .await;
-                let answers: Vec<Response> = answers.into_iter().flatten().collect();
-                if answers.is_empty() {
-                    return no_content();
+                match answer_batch(&self.inner, &ctx, config.batch_concurrency, items).await {
+                    Some(out) => json_response(StatusCode::OK, Bytes::from(out)),
+                    None => no_content(),
                 }
-                let cap = answers
-                    .iter()
-                    .map(|r| r.encoded_len_hint() + 1)
-                    .sum::<usize>()
-                    + 2;
-                let mut out = Vec::with_capacity(cap);
-                out.push(b'[');
-                for (i, resp) in answers.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    resp.write_json(&mut out);
-                }
-                out.push(b']');
-                json_response(StatusCode::OK, Bytes::from(out))
             }
         }
     }
@@ -538,6 +505,51 @@ impl CallContext {
             Err(err) => Answer::Failed(Response::error(id, err.to_error_object()), err),
         })
     }
+}
+
+/// A batch's calls, `concurrency` at a time, answered as one JSON array
+/// in the client's order; `None` when every item was a notification.
+pub(crate) async fn answer_batch<S: JsonRpcService>(
+    inner: &S,
+    ctx: &CallContext,
+    concurrency: usize,
+    items: Vec<Result<Request, crate::parse::InvalidCall>>,
+) -> Option<Vec<u8>> {
+    let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    let answers: Vec<Option<Response>> = stream::iter(items.into_iter().zip(0u32..))
+        .map(|(item, index)| async move {
+            match item {
+                Err(invalid) => Some(invalid.into_response()),
+                Ok(mut req) => {
+                    req.extensions_mut().insert(BatchPosition { index, len });
+                    ctx.call(inner.clone(), req)
+                        .await
+                        .map(Answer::into_response)
+                }
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    let answers: Vec<Response> = answers.into_iter().flatten().collect();
+    if answers.is_empty() {
+        return None;
+    }
+    let cap = answers
+        .iter()
+        .map(|r| r.encoded_len_hint() + 1)
+        .sum::<usize>()
+        + 2;
+    let mut out = Vec::with_capacity(cap);
+    out.push(b'[');
+    for (i, resp) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        resp.write_json(&mut out);
+    }
+    out.push(b']');
+    Some(out)
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {

@@ -39,9 +39,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::front::{Answer, CallContext};
+use super::front::CallContext;
 use crate::parse::{parse_message, Incoming};
-use crate::{BatchPosition, ErrorObject, JsonRpcService, Response};
+use crate::{ErrorObject, JsonRpcService, Response};
 
 /// Limits of the WebSocket front; every setting has a default.
 ///
@@ -388,39 +388,7 @@ async fn answer<S: JsonRpcService>(
             .await
             .map(|a| a.into_response().to_json()),
         Ok(Incoming::Batch(items)) => {
-            let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
-            let ctx = &ctx;
-            let inner = &inner;
-            let answers: Vec<Option<Response>> =
-                futures_util::stream::iter(items.into_iter().zip(0u32..))
-                    .map(|(item, index)| async move {
-                        match item {
-                            Err(invalid) => Some(invalid.into_response()),
-                            Ok(mut req) => {
-                                req.extensions_mut().insert(BatchPosition { index, len });
-                                ctx.call(inner.clone(), req)
-                                    .await
-                                    .map(Answer::into_response)
-                            }
-                        }
-                    })
-                    .buffered(config.batch_concurrency)
-                    .collect()
-                    .await;
-            let answers: Vec<Response> = answers.into_iter().flatten().collect();
-            if answers.is_empty() {
-                return None;
-            }
-            let mut out = Vec::new();
-            out.push(b'[');
-            for (i, resp) in answers.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                resp.write_json(&mut out);
-            }
-            out.push(b']');
-            Some(out)
+            super::front::answer_batch(&inner, &ctx, config.batch_concurrency, items).await
         }
     }
 }
