@@ -194,6 +194,36 @@ fn loopback(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The same call over one WebSocket on the same listener: a text frame
+    // out, the answer frame back (tokio-tungstenite as the client).
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = rt.block_on(async {
+        tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+            .await
+            .expect("upgrade")
+            .0
+    });
+    let text = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}"#;
+    let mut g = c.benchmark_group("websocket");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("loopback_round_trip", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                ws.send(Message::text(text)).await.expect("send");
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(t))) => break t,
+                        Some(Ok(_)) => continue,
+                        other => panic!("socket ended: {other:?}"),
+                    }
+                }
+            })
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, parsing, writing, front, layers, loopback);
