@@ -91,6 +91,7 @@ pub mod route;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod service;
+pub mod subscription;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;

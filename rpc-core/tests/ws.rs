@@ -302,3 +302,125 @@ async fn bad_or_disabled_upgrades_get_http_errors() {
     tcp.read_exact(&mut head).await.expect("response");
     assert_eq!(&head, b"HTTP/1.1 400");
 }
+
+/// A subscription source for the tests: `["ticks", n]` notifies 1..=n
+/// every 10 ms, `["never"]` never notifies, anything else is refused.
+struct Ticks;
+
+impl rpc_core::server::SubscriptionSource for Ticks {
+    fn subscribe(
+        &self,
+        params: Option<&RawJson>,
+    ) -> Result<rpc_core::server::Subscription, rpc_core::ErrorObject> {
+        let p: Value = params
+            .and_then(|p| serde_json::from_slice(p.as_bytes()).ok())
+            .unwrap_or(Value::Null);
+        match p[0].as_str() {
+            Some("ticks") => {
+                let n = p[1].as_u64().unwrap_or(0);
+                Ok(Box::pin(futures_util::stream::unfold(
+                    1u64,
+                    move |i| async move {
+                        if i > n {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Some((RawJson::from_serialize(&i).expect("json"), i + 1))
+                    },
+                )))
+            }
+            Some("never") => Ok(Box::pin(futures_util::stream::pending())),
+            _ => Err(rpc_core::ErrorObject::new(
+                -32602,
+                "unsupported subscription",
+            )),
+        }
+    }
+}
+
+fn with_ticks(ws: WsConfig) -> ServerConfig {
+    ServerConfig::default().websocket(ws.subscriptions(std::sync::Arc::new(Ticks)))
+}
+
+#[tokio::test]
+async fn subscriptions_notify_in_order_under_their_id_until_unsubscribed() {
+    let (addr, _stop) = server(with_ticks(WsConfig::default().max_subscriptions(2))).await;
+    let mut ws = connect(addr).await;
+    ws.send(Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["ticks",5]}"#,
+    ))
+    .await
+    .expect("send");
+    // The answer (the id) comes before any notification.
+    let answer = next_json(&mut ws).await;
+    let sub = answer["result"].as_str().expect("an id").to_owned();
+    assert!(sub.starts_with("0x") && sub.len() == 34, "{answer}");
+    for i in 1..=5 {
+        let n = next_json(&mut ws).await;
+        assert_eq!(n["method"], "eth_subscription", "{n}");
+        assert_eq!(
+            (&n["params"]["subscription"], &n["params"]["result"]),
+            (&json!(sub), &json!(i))
+        );
+    }
+    // Refused params, the per-socket cap, unsubscribing.
+    ws.send(Message::text(
+        r#"{"jsonrpc":"2.0","id":2,"method":"eth_subscribe","params":["nope"]}"#,
+    ))
+    .await
+    .expect("send");
+    assert_eq!(next_json(&mut ws).await["error"]["code"], -32602);
+    for id in [3, 4] {
+        ws.send(Message::text(format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_subscribe","params":["never"]}}"#
+        )))
+        .await
+        .expect("send");
+    }
+    let third = next_json(&mut ws).await;
+    assert!(third["result"].is_string(), "{third}");
+    // The first subscription ended but still counts until unsubscribed.
+    assert_eq!(next_json(&mut ws).await["error"]["code"], -32005);
+    ws.send(Message::text(format!(
+        r#"{{"jsonrpc":"2.0","id":5,"method":"eth_unsubscribe","params":["{sub}"]}}"#
+    )))
+    .await
+    .expect("send");
+    assert_eq!(next_json(&mut ws).await["result"], true);
+    ws.send(Message::text(format!(
+        r#"{{"jsonrpc":"2.0","id":6,"method":"eth_unsubscribe","params":["{sub}"]}}"#
+    )))
+    .await
+    .expect("send");
+    assert_eq!(next_json(&mut ws).await["result"], false);
+}
+
+#[tokio::test]
+async fn a_socket_with_a_subscription_is_not_idle() {
+    let (addr, _stop) = server(with_ticks(
+        WsConfig::default()
+            .idle_timeout(Duration::from_millis(100))
+            .ping_interval(Duration::from_millis(50)),
+    ))
+    .await;
+    let mut ws = connect(addr).await;
+    ws.send(Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["never"]}"#,
+    ))
+    .await
+    .expect("send");
+    assert!(next_json(&mut ws).await["result"].is_string());
+    // Well past the idle timeout, answering pings: still open.
+    let until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(50), ws.next()).await {
+            Ok(Some(Ok(Message::Close(f)))) => panic!("closed: {f:?}"),
+            Ok(None) => panic!("ended"),
+            _ => {}
+        }
+    }
+    ws.send(Message::text(r#"{"jsonrpc":"2.0","id":2,"method":"a"}"#))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut ws).await["id"], 2);
+}

@@ -77,4 +77,4 @@ pub use front::{FrontFuture, HttpFront, ResponseBody};
 pub use serve::{serve, serve_with_layer};
 pub use signal::shutdown_signal;
 #[cfg(feature = "websocket")]
-pub use ws::WsConfig;
+pub use ws::{Subscription, SubscriptionMethods, SubscriptionSource, WsConfig};

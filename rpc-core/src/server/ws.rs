@@ -66,7 +66,33 @@ pub struct WsConfig {
     pub(crate) ping_interval: Duration,
     pub(crate) pong_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    pub(crate) subscriptions: Option<Arc<dyn SubscriptionSource>>,
+    pub(crate) max_subscriptions: usize,
+    pub(crate) methods: SubscriptionMethods,
 }
+
+/// The method names of subscriptions (Ethereum's by default).
+#[derive(Debug, Clone)]
+pub struct SubscriptionMethods {
+    /// Starts one: `eth_subscribe`.
+    pub subscribe: Arc<str>,
+    /// Ends one: `eth_unsubscribe`.
+    pub unsubscribe: Arc<str>,
+    /// What the notifications are called: `eth_subscription`.
+    pub notification: Arc<str>,
+}
+
+impl Default for SubscriptionMethods {
+    fn default() -> Self {
+        SubscriptionMethods {
+            subscribe: Arc::from("eth_subscribe"),
+            unsubscribe: Arc::from("eth_unsubscribe"),
+            notification: Arc::from("eth_subscription"),
+        }
+    }
+}
+
+pub use crate::subscription::{Subscription, SubscriptionSource};
 
 impl Default for WsConfig {
     fn default() -> Self {
@@ -78,6 +104,9 @@ impl Default for WsConfig {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
+            subscriptions: None,
+            max_subscriptions: 100,
+            methods: SubscriptionMethods::default(),
         }
     }
 }
@@ -123,8 +152,30 @@ impl WsConfig {
         self
     }
 
-    /// A socket with no message from its client for this long, and no call
-    /// in flight, is closed with 1000 (default 10 minutes).
+    /// Serves `eth_subscribe` / `eth_unsubscribe` (see
+    /// [`subscription_methods`](Self::subscription_methods)) from `source`
+    /// (default: none; they reach the service like any call).
+    pub fn subscriptions(mut self, source: Arc<dyn SubscriptionSource>) -> Self {
+        self.subscriptions = Some(source);
+        self
+    }
+
+    /// Subscriptions one socket may hold at once (default 100); past it a
+    /// subscribe call gets `-32005`.
+    pub fn max_subscriptions(mut self, n: usize) -> Self {
+        self.max_subscriptions = n.max(1);
+        self
+    }
+
+    /// The subscription method names (default Ethereum's).
+    pub fn subscription_methods(mut self, methods: SubscriptionMethods) -> Self {
+        self.methods = methods;
+        self
+    }
+
+    /// A socket with no message from its client for this long, no call in
+    /// flight and no subscription, is closed with 1000 (default 10
+    /// minutes).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = d.max(Duration::from_millis(10));
         self
@@ -265,6 +316,10 @@ pub(crate) async fn session<S: JsonRpcService>(
         let _ = sink.close().await;
     });
     let mut in_flight = FuturesUnordered::new();
+    // Live subscriptions by id (their forwarders), and a signal from a
+    // forwarder that found the send queue full.
+    let mut subs: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    let overflow = Arc::new(tokio::sync::Notify::new());
     let mut ping = tokio::time::interval(ws.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
@@ -309,10 +364,34 @@ pub(crate) async fn session<S: JsonRpcService>(
                 };
                 last_message = last_heard;
                 metrics::counter!("rpc_ws_messages_total", "direction" => "in").increment(1);
+                let incoming = match parse_message(bytes, config.max_batch) {
+                    Ok(incoming) => incoming,
+                    Err(e) => {
+                        let json = Response::error(crate::Id::Null, e.to_error_object()).to_json();
+                        if tx.try_send(frame(json)).is_err() {
+                            break (CloseCode::Policy, "send queue full: read your answers", "slow_consumer");
+                        }
+                        continue;
+                    }
+                };
+                // Subscriptions are the socket's own: answered here.
+                let incoming = match (incoming, &ws.subscriptions) {
+                    (Incoming::Single(Ok(req)), Some(source)) if is_subscription(&ws, &req) => {
+                        if subscription_call(&ws, source, &req, &mut subs, &tx, &overflow).is_err() {
+                            break (CloseCode::Policy, "send queue full: read your answers", "slow_consumer");
+                        }
+                        continue;
+                    }
+                    (incoming, _) => incoming,
+                };
                 let inner = inner.clone();
                 let ctx = ctx.with_deadline(config.request_timeout);
                 let config = config.clone();
-                in_flight.push(async move { answer(inner, ctx, &config, bytes).await });
+                in_flight.push(async move { answer(inner, ctx, &config, incoming).await });
+            }
+            () = overflow.notified() => {
+                metrics::counter!("rpc_ws_messages_dropped_total").increment(1);
+                break (CloseCode::Policy, "send queue full: read your notifications", "slow_consumer");
             }
             Some(out) = in_flight.next(), if !in_flight.is_empty() => {
                 let Some(json) = out else { continue };
@@ -331,7 +410,10 @@ pub(crate) async fn session<S: JsonRpcService>(
                 if now.duration_since(last_heard) >= ws.ping_interval + ws.pong_timeout {
                     break (CloseCode::Away, "no pong", "no_pong");
                 }
-                if in_flight.is_empty() && now.duration_since(last_message) >= ws.idle_timeout {
+                if in_flight.is_empty()
+                    && subs.is_empty()
+                    && now.duration_since(last_message) >= ws.idle_timeout
+                {
                     break (CloseCode::Normal, "idle", "idle");
                 }
                 if tx.try_send(Message::Ping(Bytes::new())).is_err() {
@@ -350,6 +432,11 @@ pub(crate) async fn session<S: JsonRpcService>(
         }
     };
     closed(end.2);
+    let live = subs.len();
+    for (_, forwarder) in subs.drain() {
+        forwarder.abort();
+    }
+    metrics::gauge!("rpc_ws_subscriptions").decrement(live as f64);
     let frame = CloseFrame {
         code: end.0,
         reason: end.1.into(),
@@ -378,19 +465,115 @@ async fn answer<S: JsonRpcService>(
     inner: S,
     ctx: CallContext,
     config: &super::ServerConfig,
-    bytes: Bytes,
+    incoming: Incoming,
 ) -> Option<Vec<u8>> {
-    match parse_message(bytes, config.max_batch) {
-        Err(e) => Some(Response::error(crate::Id::Null, e.to_error_object()).to_json()),
-        Ok(Incoming::Single(Err(invalid))) => Some(invalid.into_response().to_json()),
-        Ok(Incoming::Single(Ok(req))) => ctx
+    match incoming {
+        Incoming::Single(Err(invalid)) => Some(invalid.into_response().to_json()),
+        Incoming::Single(Ok(req)) => ctx
             .call(inner, req)
             .await
             .map(|a| a.into_response().to_json()),
-        Ok(Incoming::Batch(items)) => {
+        Incoming::Batch(items) => {
             super::front::answer_batch(&inner, &ctx, config.batch_concurrency, items).await
         }
     }
+}
+
+/// Whether `req` is a subscribe or unsubscribe call.
+fn is_subscription(ws: &WsConfig, req: &crate::Request) -> bool {
+    let m = req.method();
+    m == &*ws.methods.subscribe || m == &*ws.methods.unsubscribe
+}
+
+/// A new subscription id: 128 bits from two randomly keyed hashers (the
+/// standard library seeds each from the OS).
+fn new_subscription_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(1);
+        h.finish()
+    };
+    format!("0x{:016x}{:016x}", word(), word())
+}
+
+/// Answers a subscribe or unsubscribe call on this socket (its answer
+/// queued before any notification); a subscription's notifications are
+/// forwarded to `tx` by a task of its own, which signals `overflow` when
+/// the queue is full. `Err` when the answer did not fit the queue.
+fn subscription_call(
+    ws: &WsConfig,
+    source: &Arc<dyn SubscriptionSource>,
+    req: &crate::Request,
+    subs: &mut HashMap<String, tokio::task::AbortHandle>,
+    tx: &mpsc::Sender<Message>,
+    overflow: &Arc<tokio::sync::Notify>,
+) -> Result<(), ()> {
+    let send = |json: Vec<u8>| tx.try_send(frame(json)).map_err(|_| ());
+    let id = req.id().cloned().unwrap_or_default();
+    if req.method() == &*ws.methods.unsubscribe {
+        let which: Option<String> = req
+            .params()
+            .and_then(|p| serde_json::from_slice::<(String,)>(p.as_bytes()).ok())
+            .map(|(s,)| s);
+        let found = which.and_then(|w| subs.remove(&w));
+        if let Some(forwarder) = &found {
+            forwarder.abort();
+            metrics::gauge!("rpc_ws_subscriptions").decrement(1.0);
+        }
+        let result = if found.is_some() { "true" } else { "false" };
+        let result = crate::RawJson::from_static(result).unwrap_or(crate::RawJson::NULL);
+        return send(Response::result(id, result).to_json());
+    }
+    if subs.len() >= ws.max_subscriptions {
+        return send(
+            Response::error(
+                id,
+                ErrorObject::new(
+                    crate::codes::LIMIT_EXCEEDED,
+                    format!(
+                        "at most {} subscriptions per connection",
+                        ws.max_subscriptions
+                    ),
+                ),
+            )
+            .to_json(),
+        );
+    }
+    let mut stream = match source.subscribe(req.params()) {
+        Ok(stream) => stream,
+        Err(error) => return send(Response::error(id, error).to_json()),
+    };
+    let sub = new_subscription_id();
+    let prefix = format!(
+        r#"{{"jsonrpc":"2.0","method":"{}","params":{{"subscription":"{sub}","result":"#,
+        ws.methods.notification
+    );
+    // The answer first, then the notifications.
+    let result = crate::RawJson::from_serialize(&sub).unwrap_or(crate::RawJson::NULL);
+    send(Response::result(id, result).to_json())?;
+    let (tx, overflow) = (tx.clone(), overflow.clone());
+    let forwarder = tokio::spawn(async move {
+        while let Some(result) = stream.next().await {
+            let mut json = Vec::with_capacity(prefix.len() + result.as_bytes().len() + 2);
+            json.extend_from_slice(prefix.as_bytes());
+            json.extend_from_slice(result.as_bytes());
+            json.extend_from_slice(b"}}");
+            match tx.try_send(frame(json)) {
+                Ok(()) => {
+                    metrics::counter!("rpc_ws_notifications_total").increment(1);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    overflow.notify_one();
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    });
+    subs.insert(sub, forwarder.abort_handle());
+    metrics::gauge!("rpc_ws_subscriptions").increment(1.0);
+    Ok(())
 }
 
 /// A refused upgrade: an HTTP error with a JSON-RPC error body.
