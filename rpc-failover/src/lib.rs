@@ -54,6 +54,7 @@ pub mod handle;
 pub mod head;
 pub mod hedge;
 mod histogram;
+pub mod hub;
 mod member;
 pub mod names;
 pub mod quorum;
@@ -68,6 +69,7 @@ pub use group::{
 pub use handle::{HandleLayer, Handles};
 pub use head::{ConsistencyLayer, HeadPolicy, HeadProbe, Suspicion};
 pub use hedge::HedgePolicy;
+pub use hub::{SubscriptionHub, SubscriptionHubBuilder};
 pub use member::{ConcurrencyLimit, Member};
 pub use quorum::{Quorum, QuorumLayer};
 pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy};

@@ -91,3 +91,64 @@ deny = ["eth_sendTransaction", "eth_sign*"]
     .await;
     assert_eq!(v["result"], "0x2", "{v}");
 }
+
+/// viem's `watchBlocks` over WebSocket (`eth_subscribe("newHeads")`,
+/// served by the proxy's hub polling anvil over HTTP): every mined block,
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viem_watch_blocks_over_websocket_sees_every_block_once() {
+    let (_anvil, node) = start_anvil();
+    let (_proxy, addr) = start_proxy_config(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[server.websocket]
+heads_poll_interval = "200ms"
+[backends.anvil]
+url = "http://NODE"
+"#
+        .replace("NODE", &node.to_string())
+        .as_str(),
+    );
+    let script = workspace_root().join("tests/clients/viem-watch.mjs");
+    let child = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("ws://{addr}"))
+        .arg("8")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    // Mine while it watches: singles and bursts.
+    let miner = tokio::spawn(async move {
+        for burst in ["0x1", "0x2", "0x1", "0x3", "0x1", "0x2", "0x1", "0x2"] {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let _ = call(node, "anvil_mine", json!([burst])).await;
+        }
+    });
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("viem finished within 90 s")
+        .expect("node output");
+    miner.abort();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "viem failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let numbers: Vec<u64> = seen["numbers"]
+        .as_array()
+        .expect("numbers")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let first = numbers[0];
+    assert_eq!(
+        numbers,
+        (first..first + 8).collect::<Vec<_>>(),
+        "consecutive, none twice"
+    );
+}

@@ -108,3 +108,65 @@ deny = ["eth_sendTransaction"]
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_heads_subscriptions_get_every_block_once_in_order() {
+    let (_anvil, node) = start_anvil();
+    let (_proxy, addr) = start_proxy_config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[server.websocket]
+heads_poll_interval = "200ms"
+[backends.anvil]
+url = "http://{node}"
+"#
+    ));
+    // Two clients share the source.
+    let mut a = open(addr).await.expect("upgrade");
+    let mut b = open(addr).await.expect("upgrade");
+    let mut subs = Vec::new();
+    for ws in [&mut a, &mut b] {
+        let v = ask(
+            ws,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}),
+        )
+        .await;
+        subs.push(v["result"].as_str().expect("a subscription id").to_owned());
+    }
+    // Blocks one at a time and in bursts (several between two polls).
+    for burst in ["0x1", "0x3", "0x1", "0x4"] {
+        let (_, v) = tests::call(node, "anvil_mine", json!([burst])).await;
+        assert!(v.get("error").is_none(), "{v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (_, tip) = tests::call(node, "eth_blockNumber", json!([])).await;
+    let tip = u64::from_str_radix(
+        tip["result"]
+            .as_str()
+            .expect("hex")
+            .trim_start_matches("0x"),
+        16,
+    )
+    .expect("hex");
+    for (ws, sub) in [(&mut a, &subs[0]), (&mut b, &subs[1])] {
+        let mut numbers = Vec::new();
+        while numbers.last() != Some(&tip) {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("a head in time")
+                .expect("open")
+                .expect("message");
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(&t).expect("JSON");
+            assert_eq!(v["method"], "eth_subscription", "{v}");
+            assert_eq!(&v["params"]["subscription"], sub, "{v}");
+            let n = v["params"]["result"]["number"].as_str().expect("number");
+            numbers.push(u64::from_str_radix(n.trim_start_matches("0x"), 16).expect("hex"));
+        }
+        // From the head at subscription time to the tip: each once, in order.
+        let first = numbers[0];
+        assert_eq!(numbers, (first..=tip).collect::<Vec<_>>(), "{numbers:?}");
+        assert!(tip - first >= 9, "{numbers:?}");
+    }
+}

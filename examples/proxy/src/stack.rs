@@ -170,6 +170,18 @@ pub fn build(config: &Config) -> Result<Built, String> {
 
     // /healthz is readiness: 503 while the default group cannot take a call.
     let mut server = server_config(config)?.body_budget(memory);
+    // eth_subscribe over WebSocket: newHeads polled through the default
+    // group (its failover and head tracking), one poller for every client.
+    if let (Some(ws), Protocol::Ethereum, Some(default)) = (
+        server.websocket_config().cloned(),
+        config.protocol,
+        default_group.as_ref(),
+    ) {
+        let hub = rpc_failover::SubscriptionHub::builder(service_of(default)?)
+            .poll_interval(config.server.websocket.heads_poll_interval.0)
+            .build();
+        server = server.websocket(ws.subscriptions(std::sync::Arc::new(hub)));
+    }
     if let Some((_, ready)) = readiness
         .into_iter()
         .find(|(g, _)| Some(g) == default_group.as_ref())

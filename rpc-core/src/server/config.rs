@@ -351,6 +351,11 @@ impl ServerConfig {
         self
     }
 
+    /// The WebSocket settings, when upgrades are served.
+    pub fn websocket_config(&self) -> Option<&super::WsConfig> {
+        self.websocket.as_ref()
+    }
+
     /// Refuses WebSocket upgrades (405, as without the feature).
     pub fn without_websocket(mut self) -> Self {
         self.websocket = None;

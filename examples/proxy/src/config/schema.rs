@@ -199,6 +199,13 @@ pub struct WebSocket {
     pub ping_interval: Option<Secs>,
     pub pong_timeout: Option<Secs>,
     pub idle_timeout: Option<Secs>,
+    /// How often `newHeads` subscriptions poll the default group's head.
+    #[serde(default = "default_heads_poll")]
+    pub heads_poll_interval: Secs,
+}
+
+pub(crate) fn default_heads_poll() -> Secs {
+    Secs(std::time::Duration::from_secs(1))
 }
 
 impl Default for WebSocket {
@@ -212,6 +219,7 @@ impl Default for WebSocket {
             ping_interval: None,
             pong_timeout: None,
             idle_timeout: None,
+            heads_poll_interval: default_heads_poll(),
         }
     }
 }

@@ -1,0 +1,299 @@
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rpc_core::subscription::{Subscription, SubscriptionSource};
+use rpc_core::{Deadline, ErrorObject, Id, JsonRpcService, Payload, RawJson, Request};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tower::ServiceExt;
+
+/// Notifications a slow subscriber may fall behind by before its
+/// subscription ends (its socket's own queue is far smaller).
+const CHANNEL: usize = 1024;
+/// Delivered heads remembered (to link new ones and never repeat one).
+const REMEMBERED: usize = 256;
+
+/// Serves `newHeads` subscriptions from one shared poller; see the
+/// [module docs](super).
+///
+/// | setting | default |
+/// |---|---|
+/// | [`poll_interval`](SubscriptionHubBuilder::poll_interval) | 1 s |
+/// | [`max_backfill`](SubscriptionHubBuilder::max_backfill) | 128 blocks |
+/// | [`call_timeout`](SubscriptionHubBuilder::call_timeout) | 10 s |
+pub struct SubscriptionHub<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for SubscriptionHub<S> {
+    fn clone(&self) -> Self {
+        SubscriptionHub {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for SubscriptionHub<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionHub")
+            .field("poll_interval", &self.inner.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    /// Behind a lock so a service that is `Send` but not `Sync` (a boxed
+    /// stack) can be shared: cloned under it per call.
+    service: Mutex<S>,
+    poll: Duration,
+    max_backfill: usize,
+    call_timeout: Duration,
+    /// The `newHeads` channel while a poller runs.
+    heads: Mutex<Option<broadcast::Sender<RawJson>>>,
+}
+
+/// Builds a [`SubscriptionHub`].
+#[derive(Debug)]
+#[must_use]
+pub struct SubscriptionHubBuilder<S> {
+    service: S,
+    poll: Duration,
+    max_backfill: usize,
+    call_timeout: Duration,
+}
+
+impl<S> SubscriptionHub<S> {
+    /// A hub polling through `service` (a group's stack).
+    pub fn builder(service: S) -> SubscriptionHubBuilder<S> {
+        SubscriptionHubBuilder {
+            service,
+            poll: Duration::from_secs(1),
+            max_backfill: 128,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl<S> SubscriptionHubBuilder<S> {
+    /// How often the head is polled.
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How many blocks a gap or a reorganisation is walked back at most.
+    pub fn max_backfill(mut self, n: usize) -> Self {
+        self.max_backfill = n.max(1);
+        self
+    }
+
+    /// The deadline of each call the poller makes.
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = d;
+        self
+    }
+
+    /// The hub (its pollers start with their first subscriber).
+    pub fn build(self) -> SubscriptionHub<S> {
+        SubscriptionHub {
+            inner: Arc::new(Inner {
+                service: Mutex::new(self.service),
+                poll: self.poll,
+                max_backfill: self.max_backfill,
+                call_timeout: self.call_timeout,
+                heads: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+impl<S> SubscriptionSource for SubscriptionHub<S>
+where
+    S: JsonRpcService,
+{
+    fn subscribe(&self, params: Option<&RawJson>) -> Result<Subscription, ErrorObject> {
+        let kind: Option<String> = params
+            .and_then(|p| serde_json::from_slice::<Vec<Value>>(p.as_bytes()).ok())
+            .and_then(|v| v.first().and_then(Value::as_str).map(str::to_owned));
+        match kind.as_deref() {
+            Some("newHeads") => Ok(self.new_heads()),
+            Some(other) => Err(ErrorObject::new(
+                rpc_core::codes::INVALID_PARAMS,
+                format!("unsupported subscription `{other}` (served: newHeads)"),
+            )),
+            None => Err(ErrorObject::new(
+                rpc_core::codes::INVALID_PARAMS,
+                "expected [\"newHeads\"]",
+            )),
+        }
+    }
+}
+
+impl<S> SubscriptionHub<S>
+where
+    S: JsonRpcService,
+{
+    /// A receiver of the shared `newHeads` channel (its poller started if
+    /// none runs).
+    fn new_heads(&self) -> Subscription {
+        let rx = {
+            let mut slot = self.inner.heads.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(tx) => tx.subscribe(),
+                None => {
+                    let (tx, rx) = broadcast::channel(CHANNEL);
+                    *slot = Some(tx.clone());
+                    tokio::spawn(poll_heads(self.inner.clone(), tx));
+                    rx
+                }
+            }
+        };
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(head) => Some((head, rx)),
+                // Fell behind the channel, or the poller ended: the
+                // subscription ends (never a silent gap).
+                Err(_) => None,
+            }
+        })
+        .boxed()
+    }
+}
+
+/// A block as the poller needs it.
+struct Block {
+    number: u64,
+    hash: String,
+    parent: String,
+    /// The notification: the block without its transaction list.
+    json: RawJson,
+}
+
+fn hex_u64(v: &Value) -> Option<u64> {
+    u64::from_str_radix(v.as_str()?.strip_prefix("0x")?, 16).ok()
+}
+
+/// `method(params)` through the service; the block it answers, if any.
+async fn fetch<S: JsonRpcService>(inner: &Inner<S>, method: &str, params: Value) -> Option<Block> {
+    let params = RawJson::from_serialize(&params).ok()?;
+    let mut req = Request::new(method)
+        .with_id(Id::from(1u64))
+        .with_params(params);
+    req.extensions_mut()
+        .insert(Deadline::after(inner.call_timeout));
+    let service = inner
+        .service
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let resp = service.oneshot(req).await.ok()?;
+    let Payload::Result(raw) = resp.payload() else {
+        return None;
+    };
+    let mut block: Value = raw.deserialize().ok()?;
+    let number = hex_u64(&block["number"])?;
+    let hash = block["hash"].as_str()?.to_ascii_lowercase();
+    let parent = block["parentHash"].as_str()?.to_ascii_lowercase();
+    if let Some(obj) = block.as_object_mut() {
+        obj.remove("transactions");
+    }
+    Some(Block {
+        number,
+        hash,
+        parent,
+        json: RawJson::from_serialize(&block).ok()?,
+    })
+}
+
+/// The poller of one `newHeads` channel: until its last subscriber leaves.
+async fn poll_heads<S: JsonRpcService>(inner: Arc<Inner<S>>, tx: broadcast::Sender<RawJson>) {
+    let mut delivered: VecDeque<(u64, String)> = VecDeque::with_capacity(REMEMBERED);
+    let mut tick = tokio::time::interval(inner.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        {
+            let mut slot = inner.heads.lock().unwrap_or_else(|e| e.into_inner());
+            if tx.receiver_count() == 0 {
+                *slot = None;
+                return;
+            }
+        }
+        let Some(head) = fetch(
+            &inner,
+            "eth_getBlockByNumber",
+            serde_json::json!(["latest", false]),
+        )
+        .await
+        else {
+            continue;
+        };
+        let known = |n: u64, h: &str, d: &VecDeque<(u64, String)>| {
+            d.iter().any(|(dn, dh)| *dn == n && dh == h)
+        };
+        let Some((last_number, _)) = delivered.back().cloned() else {
+            delivered.push_back((head.number, head.hash.clone()));
+            let _ = tx.send(head.json);
+            continue;
+        };
+        // Seen, or behind what was delivered (a member behind): nothing.
+        if known(head.number, &head.hash, &delivered) || head.number < last_number {
+            continue;
+        }
+        // Walk back by parent hash to a delivered block (a gap, or a
+        // branch that replaces some).
+        let mut chain = vec![head];
+        let linked = loop {
+            let top = chain.last().expect("non-empty");
+            if delivered.iter().any(|(_, h)| *h == top.parent) {
+                break true;
+            }
+            if chain.len() >= inner.max_backfill || top.number == 0 {
+                break false;
+            }
+            let parent = top.parent.clone();
+            match fetch(
+                &inner,
+                "eth_getBlockByHash",
+                serde_json::json!([parent, false]),
+            )
+            .await
+            {
+                Some(b) => chain.push(b),
+                None => break false,
+            }
+        };
+        if !linked
+            && chain.len() < inner.max_backfill
+            && chain.last().is_some_and(|b| b.number != 0)
+        {
+            // A parent could not be fetched (a source that lost it, or
+            // failed): the next poll tries again, nothing skipped.
+            continue;
+        }
+        if !linked {
+            tracing::warn!(
+                blocks = chain.len(),
+                "newHeads: the new head does not link to what was delivered within max_backfill; subscribers see a gap"
+            );
+        }
+        for block in chain.into_iter().rev() {
+            if known(block.number, &block.hash, &delivered) {
+                continue;
+            }
+            // Blocks of a replaced branch are forgotten: their heights get
+            // the new hashes.
+            delivered.retain(|(n, _)| *n < block.number);
+            delivered.push_back((block.number, block.hash));
+            while delivered.len() > REMEMBERED {
+                delivered.pop_front();
+            }
+            metrics::counter!("rpc_hub_heads_total").increment(1);
+            if tx.send(block.json).is_err() {
+                break;
+            }
+        }
+    }
+}

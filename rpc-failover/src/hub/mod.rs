@@ -1,0 +1,45 @@
+//! A subscription hub: `eth_subscribe("newHeads")` for every client from
+//! one shared source, kept whole across failover.
+//!
+//! [`SubscriptionHub`] is a [`SubscriptionSource`](rpc_core::subscription::SubscriptionSource)
+//! (give it to `WsConfig::subscriptions`). Its source is polling through a
+//! service — typically a head-tracking [failover group](crate::failover),
+//! so the poll reaches a member at the agreed head and moves to another
+//! when one dies, freezes or lags; a user whose providers have no
+//! WebSocket still gets subscriptions:
+//!
+//! * **one source per kind**: every `newHeads` subscriber shares one poller
+//!   (`eth_getBlockByNumber("latest", false)` every `poll_interval`),
+//!   started with the first subscriber and stopped with the last;
+//! * **nothing missed, nothing twice**: each new head is linked to the
+//!   last one delivered by its parent hash; a gap (several blocks between
+//!   polls, or a source that was down) is backfilled by parent hash, oldest
+//!   first; a block already delivered is never sent again;
+//! * **reorganisations**: when the new head does not descend from the last
+//!   delivered one, the branch is walked back to the block it forks from
+//!   and its blocks are announced (the replaced heights again, with their
+//!   new hashes), as a node does;
+//! * **never backwards**: a head below the last one delivered (a member
+//!   behind) is ignored.
+//!
+//! Notifications are the block header as the node returns it, without its
+//! transaction list. `logs` and `newPendingTransactions` are not served
+//! yet (`-32602`).
+//!
+//! ```
+//! use std::time::Duration;
+//! use rpc_core::test_util::MockBackend;
+//! use rpc_failover::SubscriptionHub;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let source = MockBackend::ok("node", r#"{"number":"0x1","hash":"0xa","parentHash":"0x0"}"#);
+//! let hub = SubscriptionHub::builder(source)
+//!     .poll_interval(Duration::from_millis(500))
+//!     .build();
+//! # drop(hub);
+//! # }
+//! ```
+
+mod heads;
+
+pub use heads::{SubscriptionHub, SubscriptionHubBuilder};

@@ -1,0 +1,170 @@
+//! The `newHeads` hub against a scripted chain (paused time): every head
+//! once, gaps backfilled in order, a reorganisation announced from the
+//! fork, a head behind ignored, one poller for many subscribers, stopped
+//! with the last.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Mock;
+use futures_util::StreamExt;
+use rpc_core::subscription::{Subscription, SubscriptionSource};
+use rpc_core::{RawJson, Request, Response};
+use rpc_failover::SubscriptionHub;
+use serde_json::{json, Value};
+
+/// A node's chain: blocks by hash, the canonical tip; `lag` makes "latest"
+/// answer an older block (a member behind).
+#[derive(Default)]
+struct Chain {
+    blocks: Vec<(u64, String, String)>,
+    tip: usize,
+    lag: Option<usize>,
+}
+
+impl Chain {
+    /// Extends the canonical chain from block index `on` with `n` blocks
+    /// tagged `tag`; the new tip is the last.
+    fn grow(&mut self, on: Option<usize>, n: u64, tag: &str) {
+        let (mut number, mut parent) = match on {
+            Some(i) => (self.blocks[i].0, self.blocks[i].1.clone()),
+            None => (0, "0x00".to_owned()),
+        };
+        for _ in 0..n {
+            number += 1;
+            let hash = format!("0x{tag}{number:04}");
+            self.blocks.push((number, hash.clone(), parent));
+            parent = hash;
+        }
+        self.tip = self.blocks.len() - 1;
+    }
+
+    fn json(&self, i: usize) -> Value {
+        let (n, h, p) = &self.blocks[i];
+        json!({"number": format!("{n:#x}"), "hash": h, "parentHash": p, "transactions": ["0xt"]})
+    }
+}
+
+fn node(chain: Arc<Mutex<Chain>>) -> Mock {
+    Mock::answering("node", move |r: &Request| {
+        let c = chain.lock().expect("lock");
+        let params: Value = r
+            .params()
+            .map(|p| serde_json::from_slice(p.as_bytes()).expect("json"))
+            .unwrap_or(Value::Null);
+        let found = match r.method() {
+            "eth_getBlockByNumber" => Some(c.lag.unwrap_or(c.tip)),
+            "eth_getBlockByHash" => c.blocks.iter().position(|b| b.1 == params[0]),
+            _ => None,
+        };
+        let result = match found {
+            Some(i) => c.json(i),
+            None => Value::Null,
+        };
+        Ok(Response::result(
+            r.id().cloned().unwrap_or_default(),
+            RawJson::from_serialize(&result).expect("json"),
+        ))
+    })
+}
+
+/// The next notification's (number, hash), within `within` of paused time.
+async fn next(sub: &mut Subscription) -> (u64, String) {
+    let raw = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a head in time")
+        .expect("open");
+    let v: Value = raw.deserialize().expect("json");
+    assert!(v.get("transactions").is_none(), "no transaction list: {v}");
+    let n = u64::from_str_radix(
+        v["number"].as_str().expect("n").trim_start_matches("0x"),
+        16,
+    )
+    .expect("hex");
+    (n, v["hash"].as_str().expect("hash").to_owned())
+}
+
+async fn nothing_for(sub: &mut Subscription, d: Duration) {
+    assert!(
+        tokio::time::timeout(d, sub.next()).await.is_err(),
+        "nothing expected"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_head_once_gaps_backfilled_and_reorgs_announced_from_the_fork() {
+    let chain = Arc::new(Mutex::new(Chain::default()));
+    chain.lock().expect("lock").grow(None, 10, "a");
+    let up = node(chain.clone());
+    let hub = SubscriptionHub::builder(up.clone())
+        .poll_interval(Duration::from_secs(1))
+        .build();
+    let params = RawJson::from_static(r#"["newHeads"]"#).expect("json");
+    let mut sub = hub.subscribe(Some(&params)).expect("newHeads");
+    // The current head first.
+    assert_eq!(next(&mut sub).await, (10, "0xa0010".to_owned()));
+    // One new block.
+    chain.lock().expect("lock").grow(Some(9), 1, "a");
+    assert_eq!(next(&mut sub).await.0, 11);
+    // Three between two polls: all three, in order.
+    chain.lock().expect("lock").grow(Some(10), 3, "a");
+    for n in 12..=14 {
+        assert_eq!(next(&mut sub).await.0, n);
+    }
+    // A reorganisation: 13 and 14 replaced by 13', 14', 15'.
+    {
+        let mut c = chain.lock().expect("lock");
+        c.grow(Some(11), 3, "b");
+    }
+    assert_eq!(next(&mut sub).await, (13, "0xb0013".to_owned()));
+    assert_eq!(next(&mut sub).await, (14, "0xb0014".to_owned()));
+    assert_eq!(next(&mut sub).await, (15, "0xb0015".to_owned()));
+    // A member behind answers an old head: nothing is sent.
+    {
+        let mut c = chain.lock().expect("lock");
+        c.lag = Some(c.blocks.iter().position(|b| b.0 == 12).expect("12"));
+    }
+    nothing_for(&mut sub, Duration::from_secs(5)).await;
+    chain.lock().expect("lock").lag = None;
+    nothing_for(&mut sub, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_share_one_poller_which_stops_with_the_last() {
+    let chain = Arc::new(Mutex::new(Chain::default()));
+    chain.lock().expect("lock").grow(None, 5, "a");
+    let up = node(chain.clone());
+    let hub = SubscriptionHub::builder(up.clone())
+        .poll_interval(Duration::from_secs(1))
+        .build();
+    let params = RawJson::from_static(r#"["newHeads"]"#).expect("json");
+    let mut subs: Vec<Subscription> = (0..50)
+        .map(|_| hub.subscribe(Some(&params)).expect("newHeads"))
+        .collect();
+    for s in subs.iter_mut() {
+        assert_eq!(next(s).await.0, 5);
+    }
+    let before = up.calls();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // One poll a second, whatever the number of subscribers.
+    let polls = up.calls() - before;
+    assert!(
+        (9..=11).contains(&polls),
+        "{polls} polls in 10 s for 50 subscribers"
+    );
+    drop(subs);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = up.calls();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        up.calls(),
+        stopped,
+        "the poller stopped with its last subscriber"
+    );
+    // Other kinds are refused clearly.
+    let logs = RawJson::from_static(r#"["logs", {}]"#).expect("json");
+    let err = hub.subscribe(Some(&logs)).err().expect("refused");
+    assert_eq!(err.code(), -32602);
+}
