@@ -54,6 +54,21 @@ fn node(chain: Arc<Mutex<Chain>>) -> Mock {
             .params()
             .map(|p| serde_json::from_slice(p.as_bytes()).expect("json"))
             .unwrap_or(Value::Null);
+        if r.method() == "eth_getLogs" {
+            // One log per block, from contract 0xc0ffee; none for others.
+            let q = &params[0];
+            let result = match c.blocks.iter().find(|b| b.1 == q["blockHash"]) {
+                Some((n, h, _)) if q["address"].is_null() || q["address"] == "0xc0ffee" => json!([{
+                    "address": "0xc0ffee", "blockHash": h, "blockNumber": format!("{n:#x}"),
+                    "logIndex": "0x0", "data": "0x", "topics": [], "removed": false,
+                }]),
+                _ => json!([]),
+            };
+            return Ok(Response::result(
+                r.id().cloned().unwrap_or_default(),
+                RawJson::from_serialize(&result).expect("json"),
+            ));
+        }
         let found = match r.method() {
             "eth_getBlockByNumber" => Some(c.lag.unwrap_or(c.tip)),
             "eth_getBlockByHash" => c.blocks.iter().position(|b| b.1 == params[0]),
@@ -164,7 +179,58 @@ async fn subscribers_share_one_poller_which_stops_with_the_last() {
         "the poller stopped with its last subscriber"
     );
     // Other kinds are refused clearly.
-    let logs = RawJson::from_static(r#"["logs", {}]"#).expect("json");
-    let err = hub.subscribe(Some(&logs)).err().expect("refused");
+    let pending = RawJson::from_static(r#"["newPendingTransactions"]"#).expect("json");
+    let err = hub.subscribe(Some(&pending)).err().expect("refused");
     assert_eq!(err.code(), -32602);
+    let bad = RawJson::from_static(r#"["logs", {"fromBlock": "0x1"}]"#).expect("json");
+    assert_eq!(
+        hub.subscribe(Some(&bad)).err().expect("refused").code(),
+        -32602
+    );
+}
+
+/// The next log notification: (block hash, removed).
+async fn next_log(sub: &mut Subscription) -> (String, bool) {
+    let raw = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a log in time")
+        .expect("open");
+    let v: Value = raw.deserialize().expect("json");
+    (
+        v["blockHash"].as_str().expect("hash").to_owned(),
+        v["removed"] == true,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn logs_follow_the_chain_and_a_reorg_marks_replaced_logs_removed() {
+    let chain = Arc::new(Mutex::new(Chain::default()));
+    chain.lock().expect("lock").grow(None, 3, "a");
+    let hub = SubscriptionHub::builder(node(chain.clone()))
+        .poll_interval(Duration::from_secs(1))
+        .build();
+    let mine = RawJson::from_static(r#"["logs", {"address": "0xc0ffee"}]"#).expect("json");
+    let theirs = RawJson::from_static(r#"["logs", {"address": "0xbeef"}]"#).expect("json");
+    let mut sub = hub.subscribe(Some(&mine)).expect("logs");
+    let mut none = hub.subscribe(Some(&theirs)).expect("logs");
+    // The head at subscription time, then each new block's log.
+    assert_eq!(next_log(&mut sub).await, ("0xa0003".to_owned(), false));
+    chain.lock().expect("lock").grow(Some(2), 2, "a");
+    assert_eq!(next_log(&mut sub).await, ("0xa0004".to_owned(), false));
+    assert_eq!(next_log(&mut sub).await, ("0xa0005".to_owned(), false));
+    // A reorganisation from block 4: 5 then 4 removed (newest first), then
+    // the new branch's logs.
+    chain.lock().expect("lock").grow(Some(2), 3, "b");
+    assert_eq!(next_log(&mut sub).await, ("0xa0005".to_owned(), true));
+    assert_eq!(next_log(&mut sub).await, ("0xa0004".to_owned(), true));
+    for h in ["0xb0004", "0xb0005", "0xb0006"] {
+        assert_eq!(next_log(&mut sub).await, (h.to_owned(), false));
+    }
+    // Another contract's filter saw nothing.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), none.next())
+            .await
+            .is_err(),
+        "no logs for another address"
+    );
 }

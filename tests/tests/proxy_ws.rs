@@ -170,3 +170,112 @@ url = "http://{node}"
         assert!(tip - first >= 9, "{numbers:?}");
     }
 }
+
+/// Deploys a contract whose every call emits one log (LOG0, no data);
+/// returns its address.
+async fn deploy_logger(node: SocketAddr) -> String {
+    // Init code: copy the 6-byte runtime (PUSH1 0 PUSH1 0 LOG0 STOP) and
+    // return it.
+    let init = "0x6006600c60003960066000f360006000a000";
+    let from = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    let (_, v) = tests::call(
+        node,
+        "eth_sendTransaction",
+        json!([{"from": from, "data": init}]),
+    )
+    .await;
+    let tx = v["result"].as_str().expect("tx hash").to_owned();
+    // Mined a moment later (automine).
+    for _ in 0..50 {
+        let (_, r) = tests::call(node, "eth_getTransactionReceipt", json!([tx])).await;
+        if let Some(a) = r["result"]["contractAddress"].as_str() {
+            return a.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not deployed within 5 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_subscriptions_get_each_log_once_and_a_reorg_marks_them_removed() {
+    let (_anvil, node) = start_anvil();
+    let (_proxy, addr) = start_proxy_config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[server.websocket]
+heads_poll_interval = "200ms"
+[backends.anvil]
+url = "http://{node}"
+"#
+    ));
+    let contract = deploy_logger(node).await;
+    let mut ws = open(addr).await.expect("upgrade");
+    let v = ask(
+        &mut ws,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+               "params": ["logs", {"address": contract}]}),
+    )
+    .await;
+    let sub = v["result"].as_str().expect("a subscription id").to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Three calls, each mined in its own block (automine): three logs.
+    let from = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    let mut txs = Vec::new();
+    for _ in 0..3 {
+        let (_, v) = tests::call(
+            node,
+            "eth_sendTransaction",
+            json!([{"from": from, "to": contract}]),
+        )
+        .await;
+        txs.push(v["result"].as_str().expect("tx").to_owned());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let n = next_notification(&mut ws).await;
+        assert_eq!(n["params"]["subscription"], sub.as_str(), "{n}");
+        let log = &n["params"]["result"];
+        assert_eq!(log["removed"], false, "{n}");
+        assert_eq!(
+            log["address"].as_str().map(str::to_lowercase),
+            Some(contract.to_lowercase())
+        );
+        seen.push(log["transactionHash"].as_str().expect("tx").to_owned());
+    }
+    assert_eq!(seen, txs, "each call's log once, in order");
+    // The last two blocks are replaced by empty ones: their logs again,
+    // removed, newest first.
+    let (_, v) = tests::call(node, "anvil_reorg", json!([2, []])).await;
+    assert!(v.get("error").is_none(), "{v}");
+    let mut removed = Vec::new();
+    for _ in 0..2 {
+        let n = next_notification(&mut ws).await;
+        assert_eq!(n["params"]["result"]["removed"], true, "{n}");
+        removed.push(
+            n["params"]["result"]["transactionHash"]
+                .as_str()
+                .expect("tx")
+                .to_owned(),
+        );
+    }
+    assert_eq!(removed, [txs[2].clone(), txs[1].clone()]);
+}
+
+/// The next `eth_subscription` notification on a socket.
+async fn next_notification(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a notification in time")
+            .expect("open")
+            .expect("message");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("JSON");
+            if v["method"] == "eth_subscription" {
+                return v;
+            }
+        }
+    }
+}

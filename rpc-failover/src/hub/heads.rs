@@ -50,8 +50,20 @@ struct Inner<S> {
     poll: Duration,
     max_backfill: usize,
     call_timeout: Duration,
-    /// The `newHeads` channel while a poller runs.
-    heads: Mutex<Option<broadcast::Sender<RawJson>>>,
+    /// The chain events channel while a head poller runs.
+    heads: Mutex<Option<broadcast::Sender<Event>>>,
+    /// One channel (and poller) per distinct `logs` filter.
+    logs: Mutex<std::collections::HashMap<String, broadcast::Sender<RawJson>>>,
+}
+
+/// What the head poller tells its followers, in chain order.
+#[derive(Clone, Debug)]
+enum Event {
+    /// A new block (the header as notified).
+    Head { hash: Arc<str>, json: RawJson },
+    /// A block delivered before that a reorganisation replaced (sent
+    /// before the replacing blocks, newest first).
+    Removed { hash: Arc<str> },
 }
 
 /// Builds a [`SubscriptionHub`].
@@ -104,6 +116,7 @@ impl<S> SubscriptionHubBuilder<S> {
                 max_backfill: self.max_backfill,
                 call_timeout: self.call_timeout,
                 heads: Mutex::new(None),
+                logs: Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -119,9 +132,16 @@ where
             .and_then(|v| v.first().and_then(Value::as_str).map(str::to_owned));
         match kind.as_deref() {
             Some("newHeads") => Ok(self.new_heads()),
+            Some("logs") => {
+                let filter = params
+                    .and_then(|p| serde_json::from_slice::<Vec<Value>>(p.as_bytes()).ok())
+                    .and_then(|v| v.get(1).cloned())
+                    .unwrap_or_else(|| Value::Object(Default::default()));
+                self.logs(filter)
+            }
             Some(other) => Err(ErrorObject::new(
                 rpc_core::codes::INVALID_PARAMS,
-                format!("unsupported subscription `{other}` (served: newHeads)"),
+                format!("unsupported subscription `{other}` (served: newHeads, logs)"),
             )),
             None => Err(ErrorObject::new(
                 rpc_core::codes::INVALID_PARAMS,
@@ -135,30 +155,174 @@ impl<S> SubscriptionHub<S>
 where
     S: JsonRpcService,
 {
-    /// A receiver of the shared `newHeads` channel (its poller started if
-    /// none runs).
+    /// `newHeads`: the chain events' new blocks.
     fn new_heads(&self) -> Subscription {
+        let rx = events(&self.inner);
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(Event::Head { json, .. }) => return Some((json, rx)),
+                    Ok(Event::Removed { .. }) => continue,
+                    // Fell behind the channel, or the poller ended: the
+                    // subscription ends (never a silent gap).
+                    Err(_) => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// `logs` matching `filter` (`address`, `topics`): one poller per
+    /// distinct filter, following the chain events.
+    fn logs(&self, filter: Value) -> Result<Subscription, ErrorObject> {
+        let mut query = serde_json::Map::new();
+        match filter {
+            Value::Object(mut f) => {
+                for key in ["address", "topics"] {
+                    if let Some(v) = f.remove(key) {
+                        query.insert(key.to_owned(), v);
+                    }
+                }
+                if let Some(other) = f.keys().next() {
+                    return Err(ErrorObject::new(
+                        rpc_core::codes::INVALID_PARAMS,
+                        format!("a logs subscription filters by address and topics, not `{other}`"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(ErrorObject::new(
+                    rpc_core::codes::INVALID_PARAMS,
+                    "expected [\"logs\", {\"address\": .., \"topics\": [..]}]",
+                ))
+            }
+        }
+        // One key per distinct filter (object keys come sorted).
+        let key = Value::Object(query.clone()).to_string();
         let rx = {
-            let mut slot = self.inner.heads.lock().unwrap_or_else(|e| e.into_inner());
-            match slot.as_ref() {
+            let mut map = self.inner.logs.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(&key) {
                 Some(tx) => tx.subscribe(),
                 None => {
                     let (tx, rx) = broadcast::channel(CHANNEL);
-                    *slot = Some(tx.clone());
-                    tokio::spawn(poll_heads(self.inner.clone(), tx));
+                    map.insert(key.clone(), tx.clone());
+                    let events = events(&self.inner);
+                    tokio::spawn(poll_logs(self.inner.clone(), key, query, events, tx));
                     rx
                 }
             }
         };
-        futures_util::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(head) => Some((head, rx)),
-                // Fell behind the channel, or the poller ended: the
-                // subscription ends (never a silent gap).
-                Err(_) => None,
-            }
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.ok().map(|v| (v, rx))
         })
-        .boxed()
+        .boxed())
+    }
+}
+
+/// A receiver of the chain events (the head poller started if none runs).
+fn events<S: JsonRpcService>(inner: &Arc<Inner<S>>) -> broadcast::Receiver<Event> {
+    let mut slot = inner.heads.lock().unwrap_or_else(|e| e.into_inner());
+    match slot.as_ref() {
+        Some(tx) => tx.subscribe(),
+        None => {
+            let (tx, rx) = broadcast::channel(CHANNEL);
+            *slot = Some(tx.clone());
+            tokio::spawn(poll_heads(inner.clone(), tx));
+            rx
+        }
+    }
+}
+
+/// Blocks whose logs are remembered, to mark them removed on a reorg.
+const LOGS_REMEMBERED: usize = 128;
+
+/// The poller of one `logs` filter: for every new block its logs (by block
+/// hash, EIP-234), for every replaced block its logs again with
+/// `"removed": true`; until its last subscriber leaves.
+async fn poll_logs<S: JsonRpcService>(
+    inner: Arc<Inner<S>>,
+    key: String,
+    query: serde_json::Map<String, Value>,
+    mut events: broadcast::Receiver<Event>,
+    tx: broadcast::Sender<RawJson>,
+) {
+    let mut sent: VecDeque<(Arc<str>, Vec<Value>)> = VecDeque::new();
+    loop {
+        let event = events.recv().await;
+        {
+            let mut map = inner.logs.lock().unwrap_or_else(|e| e.into_inner());
+            if tx.receiver_count() == 0 {
+                map.remove(&key);
+                return;
+            }
+        }
+        match event {
+            Ok(Event::Head { hash, .. }) => {
+                let mut q = query.clone();
+                q.insert("blockHash".to_owned(), Value::String(hash.to_string()));
+                let mut logs = None;
+                for attempt in 0..3u64 {
+                    logs = get_logs(&inner, Value::Object(q.clone())).await;
+                    if logs.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+                let Some(logs) = logs else {
+                    tracing::warn!(block = %hash, "logs: the block's logs could not be fetched; subscribers see a gap");
+                    continue;
+                };
+                for log in &logs {
+                    if let Ok(raw) = RawJson::from_serialize(log) {
+                        let _ = tx.send(raw);
+                    }
+                }
+                sent.push_back((hash, logs));
+                while sent.len() > LOGS_REMEMBERED {
+                    sent.pop_front();
+                }
+            }
+            Ok(Event::Removed { hash }) => {
+                let Some(i) = sent.iter().position(|(h, _)| *h == hash) else {
+                    continue;
+                };
+                let (_, logs) = sent.remove(i).unwrap_or_default();
+                // Newest first, as a node announces removals.
+                for mut log in logs.into_iter().rev() {
+                    log["removed"] = Value::Bool(true);
+                    if let Ok(raw) = RawJson::from_serialize(&log) {
+                        let _ = tx.send(raw);
+                    }
+                }
+            }
+            // Fell behind the chain events: its subscribers end (never a
+            // silent gap).
+            Err(_) => {
+                let mut map = inner.logs.lock().unwrap_or_else(|e| e.into_inner());
+                map.remove(&key);
+                return;
+            }
+        }
+    }
+}
+
+/// `eth_getLogs(query)` through the service.
+async fn get_logs<S: JsonRpcService>(inner: &Inner<S>, query: Value) -> Option<Vec<Value>> {
+    let params = RawJson::from_serialize(&serde_json::json!([query])).ok()?;
+    let mut req = Request::new("eth_getLogs")
+        .with_id(Id::from(1u64))
+        .with_params(params);
+    req.extensions_mut()
+        .insert(Deadline::after(inner.call_timeout));
+    let service = inner
+        .service
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let resp = service.oneshot(req).await.ok()?;
+    match resp.payload() {
+        Payload::Result(raw) => raw.deserialize().ok(),
+        Payload::Error(_) => None,
     }
 }
 
@@ -208,7 +372,7 @@ async fn fetch<S: JsonRpcService>(inner: &Inner<S>, method: &str, params: Value)
 }
 
 /// The poller of one `newHeads` channel: until its last subscriber leaves.
-async fn poll_heads<S: JsonRpcService>(inner: Arc<Inner<S>>, tx: broadcast::Sender<RawJson>) {
+async fn poll_heads<S: JsonRpcService>(inner: Arc<Inner<S>>, tx: broadcast::Sender<Event>) {
     let mut delivered: VecDeque<(u64, String)> = VecDeque::with_capacity(REMEMBERED);
     let mut tick = tokio::time::interval(inner.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -235,7 +399,10 @@ async fn poll_heads<S: JsonRpcService>(inner: Arc<Inner<S>>, tx: broadcast::Send
         };
         let Some((last_number, _)) = delivered.back().cloned() else {
             delivered.push_back((head.number, head.hash.clone()));
-            let _ = tx.send(head.json);
+            let _ = tx.send(Event::Head {
+                hash: Arc::from(head.hash.as_str()),
+                json: head.json,
+            });
             continue;
         };
         // Seen, or behind what was delivered (a member behind): nothing.
@@ -283,15 +450,28 @@ async fn poll_heads<S: JsonRpcService>(inner: Arc<Inner<S>>, tx: broadcast::Send
             if known(block.number, &block.hash, &delivered) {
                 continue;
             }
-            // Blocks of a replaced branch are forgotten: their heights get
-            // the new hashes.
-            delivered.retain(|(n, _)| *n < block.number);
+            // Blocks of a replaced branch are announced removed (newest
+            // first) and forgotten: their heights get the new hashes.
+            while delivered.back().is_some_and(|(n, _)| *n >= block.number) {
+                if let Some((_, replaced)) = delivered.pop_back() {
+                    let _ = tx.send(Event::Removed {
+                        hash: Arc::from(replaced.as_str()),
+                    });
+                }
+            }
+            let hash: Arc<str> = Arc::from(block.hash.as_str());
             delivered.push_back((block.number, block.hash));
             while delivered.len() > REMEMBERED {
                 delivered.pop_front();
             }
             metrics::counter!("rpc_hub_heads_total").increment(1);
-            if tx.send(block.json).is_err() {
+            if tx
+                .send(Event::Head {
+                    hash,
+                    json: block.json,
+                })
+                .is_err()
+            {
                 break;
             }
         }

@@ -1,5 +1,5 @@
-//! A subscription hub: `eth_subscribe("newHeads")` for every client from
-//! one shared source, kept whole across failover.
+//! A subscription hub: `eth_subscribe("newHeads")` and `("logs", filter)`
+//! for every client from shared sources, kept whole across failover.
 //!
 //! [`SubscriptionHub`] is a [`SubscriptionSource`](rpc_core::subscription::SubscriptionSource)
 //! (give it to `WsConfig::subscriptions`). Its source is polling through a
@@ -23,8 +23,15 @@
 //!   behind) is ignored.
 //!
 //! Notifications are the block header as the node returns it, without its
-//! transaction list. `logs` and `newPendingTransactions` are not served
-//! yet (`-32602`).
+//! transaction list.
+//!
+//! **`logs`** (`address` and `topics`, as `eth_getLogs` takes them): one
+//! poller per distinct filter follows the head poller — for every new block
+//! its logs (`eth_getLogs` by `blockHash`, so a reorganisation cannot mix
+//! branches), in order; for every block a reorganisation replaced, the logs
+//! sent for it again with `"removed": true` (newest first), before the new
+//! branch's. A block whose logs cannot be fetched in three tries is logged
+//! as a gap. `newPendingTransactions` is not served yet (`-32602`).
 //!
 //! ```
 //! use std::time::Duration;
