@@ -22,6 +22,8 @@ struct Chain {
     blocks: Vec<(u64, String, String)>,
     tip: usize,
     lag: Option<usize>,
+    /// A source without `eth_getBlockByHash`.
+    no_by_hash: bool,
 }
 
 impl Chain {
@@ -69,9 +71,19 @@ fn node(chain: Arc<Mutex<Chain>>) -> Mock {
                 RawJson::from_serialize(&result).expect("json"),
             ));
         }
-        let found = match r.method() {
-            "eth_getBlockByNumber" => Some(c.lag.unwrap_or(c.tip)),
-            "eth_getBlockByHash" => c.blocks.iter().position(|b| b.1 == params[0]),
+        let found = match (r.method(), params[0].as_str()) {
+            ("eth_getBlockByNumber", Some("latest")) => Some(c.lag.unwrap_or(c.tip)),
+            // A number on the canonical chain (walked back from the tip).
+            ("eth_getBlockByNumber", Some(n)) => {
+                let n = u64::from_str_radix(n.trim_start_matches("0x"), 16).expect("hex");
+                let mut i = Some(c.tip);
+                while let Some(j) = i.filter(|&j| c.blocks[j].0 > n) {
+                    i = c.blocks.iter().position(|b| b.1 == c.blocks[j].2);
+                }
+                i.filter(|&j| c.blocks[j].0 == n)
+            }
+            ("eth_getBlockByHash", _) if c.no_by_hash => None,
+            ("eth_getBlockByHash", _) => c.blocks.iter().position(|b| b.1 == params[0]),
             _ => None,
         };
         let result = match found {
@@ -233,4 +245,23 @@ async fn logs_follow_the_chain_and_a_reorg_marks_replaced_logs_removed() {
             .is_err(),
         "no logs for another address"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_without_blocks_by_hash_is_backfilled_by_number() {
+    let chain = Arc::new(Mutex::new(Chain {
+        no_by_hash: true,
+        ..Chain::default()
+    }));
+    chain.lock().expect("lock").grow(None, 4, "a");
+    let hub = SubscriptionHub::builder(node(chain.clone()))
+        .poll_interval(Duration::from_secs(1))
+        .build();
+    let params = RawJson::from_static(r#"["newHeads"]"#).expect("json");
+    let mut sub = hub.subscribe(Some(&params)).expect("newHeads");
+    assert_eq!(next(&mut sub).await.0, 4);
+    chain.lock().expect("lock").grow(Some(3), 3, "a");
+    for n in 5..=7 {
+        assert_eq!(next(&mut sub).await.0, n);
+    }
 }

@@ -420,14 +420,26 @@ async fn poll_heads<S: JsonRpcService>(inner: Arc<Inner<S>>, tx: broadcast::Send
             if chain.len() >= inner.max_backfill || top.number == 0 {
                 break false;
             }
-            let parent = top.parent.clone();
-            match fetch(
+            let (parent, below) = (top.parent.clone(), top.number - 1);
+            // By hash (exact under a reorganisation); else by number, taken
+            // only if it is that parent (a source without the by-hash call).
+            let by_hash = fetch(
                 &inner,
                 "eth_getBlockByHash",
                 serde_json::json!([parent, false]),
             )
-            .await
-            {
+            .await;
+            let found = match by_hash {
+                Some(b) => Some(b),
+                None => fetch(
+                    &inner,
+                    "eth_getBlockByNumber",
+                    serde_json::json!([format!("{below:#x}"), false]),
+                )
+                .await
+                .filter(|b| b.hash == parent),
+            };
+            match found {
                 Some(b) => chain.push(b),
                 None => break false,
             }
