@@ -108,6 +108,13 @@ tip_ttl = "1s"
 struct Stats {
     /// `eth_blockNumber` answers lower than one the same connection saw before.
     backwards: AtomicUsize,
+    /// `newHeads` notifications on the demo's WebSocket subscriber.
+    heads: AtomicUsize,
+    /// Heads that skipped a number, or repeated or went below one seen.
+    head_gaps: AtomicUsize,
+    head_repeats: AtomicUsize,
+    /// The subscriber could not subscribe, or its socket ended early.
+    head_error: std::sync::Mutex<Option<String>>,
     sent: AtomicUsize,
     ok: AtomicUsize,
     errors: AtomicUsize,
@@ -272,6 +279,9 @@ eth_getBlockByNumber (old blocks), eth_call, eth_gasPrice.\n",
             ))
         })
         .collect();
+    // A WebSocket client follows newHeads meanwhile (served by the proxy's
+    // hub through the same flapping upstreams).
+    let subscriber = tokio::spawn(follow_heads(addr, stats.clone()));
     let ticker = {
         let (stats, bar, upstreams) = (stats.clone(), bar.clone(), counters(&upstreams));
         tokio::spawn(async move {
@@ -299,6 +309,7 @@ eth_getBlockByNumber (old blocks), eth_call, eth_gasPrice.\n",
         let _ = w.await;
     }
     ticker.abort();
+    subscriber.abort();
     let elapsed = started.elapsed();
     bar.set_position(stats.sent.load(Ordering::Relaxed) as u64);
     bar.finish_and_clear();
@@ -420,6 +431,20 @@ fn summary(stats: &Stats, upstreams: &[Upstream], elapsed: Duration) {
         "  chain seen going back {} times by a client connection (head tracking + read-your-head)",
         stats.backwards.load(Ordering::Relaxed)
     );
+    match stats
+        .head_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        Some(e) => println!("  newHeads subscriber   failed: {e}"),
+        None => println!(
+            "  newHeads over WebSocket {} heads, {} gaps, {} repeated or backwards (one subscriber, through the same upstreams)",
+            stats.heads.load(Ordering::Relaxed),
+            stats.head_gaps.load(Ordering::Relaxed),
+            stats.head_repeats.load(Ordering::Relaxed),
+        ),
+    }
     println!(
         "  upstreams            calls  probes  cut  5xx  429  stalled  stale blockNumber answers"
     );
@@ -452,6 +477,53 @@ fn summary(stats: &Stats, upstreams: &[Upstream], elapsed: Duration) {
     }
     let faults: u64 = upstreams.iter().map(|u| u.counters.faults()).sum();
     println!("  {faults} upstream faults were absorbed by failover and retry; {errors} reached a client.");
+}
+
+/// A WebSocket client subscribed to `newHeads`: counts heads, and any that
+/// skip a number or repeat (or go below) one seen.
+async fn follow_heads(addr: SocketAddr, stats: Arc<Stats>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let fail = |why: String| {
+        *stats.head_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    };
+    let mut ws = match tokio_tungstenite::connect_async(format!("ws://{addr}/")).await {
+        Ok((ws, _)) => ws,
+        Err(e) => return fail(format!("cannot connect: {e}")),
+    };
+    let subscribe = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+    if let Err(e) = ws.send(Message::text(subscribe)).await {
+        return fail(format!("cannot subscribe: {e}"));
+    }
+    let mut last: Option<u64> = None;
+    while let Some(msg) = ws.next().await {
+        let Ok(Message::Text(text)) = msg else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if let Some(e) = v.get("error") {
+            return fail(format!("subscribe refused: {e}"));
+        }
+        let Some(n) = v["params"]["result"]["number"]
+            .as_str()
+            .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok())
+        else {
+            continue;
+        };
+        stats.heads.fetch_add(1, Ordering::Relaxed);
+        match last {
+            Some(l) if n <= l => {
+                stats.head_repeats.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(l) if n > l + 1 => {
+                stats.head_gaps.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        last = Some(last.map_or(n, |l| l.max(n)));
+    }
 }
 
 /// One client connection sending calls until `total` are sent, paced so all
