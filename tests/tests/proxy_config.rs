@@ -508,6 +508,12 @@ fn the_demo_runs_its_bounded_load_without_client_errors() {
     );
     assert!(stdout.contains("calls sent           1500"), "{stdout}");
     assert!(stdout.contains("client-visible errors 0"), "{stdout}");
+    // The WebSocket subscriber saw heads, none skipped or repeated.
+    assert!(
+        stdout.contains(" heads, 0 gaps, 0 repeated or backwards")
+            && !stdout.contains("newHeads over WebSocket 0 heads"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("rpc-proxy listening on http://127.0.0.1:"),
         "{stdout}"
