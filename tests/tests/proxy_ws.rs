@@ -279,3 +279,82 @@ async fn next_notification(ws: &mut Socket) -> Value {
         }
     }
 }
+
+/// The proxy process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_with_bounded_memory_while_others_are_served() {
+    let (_anvil, node) = start_anvil();
+    let (proxy, addr) = start_proxy_config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[server.websocket]
+send_queue = 16
+[backends.anvil]
+url = "http://{node}"
+[cache]
+enabled = true
+"#
+    ));
+    // Warm the cache: eth_chainId answers from it from now on.
+    let mut other = open(addr).await.expect("upgrade");
+    ask(
+        &mut other,
+        json!({"jsonrpc": "2.0", "id": 0, "method": "eth_chainId"}),
+    )
+    .await;
+    let before = rss_kib(proxy.pid());
+    // A client sends 400 batches of 500 calls (≈ 17 KB of answers each,
+    // ≈ 7 MB in all) and never reads.
+    let batch: Vec<Value> = (0..500)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "eth_chainId"}))
+        .collect();
+    let text = serde_json::to_string(&batch).expect("json");
+    let mut slow = open(addr).await.expect("upgrade");
+    for _ in 0..400 {
+        if slow.send(Message::text(text.clone())).await.is_err() {
+            break;
+        }
+    }
+    // Others are served meanwhile.
+    for i in 1..=20 {
+        let v = ask(
+            &mut other,
+            json!({"jsonrpc": "2.0", "id": i, "method": "eth_chainId"}),
+        )
+        .await;
+        assert_eq!(v["result"], "0x7a69", "{v}");
+    }
+    // The slow client is closed (1008) after what was already written.
+    let mut answers = 0;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(20), slow.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => answers += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break None,
+            Err(_) => panic!("never closed ({answers} answers read)"),
+        }
+    };
+    assert!(
+        answers < 400,
+        "every answer was held for a client that did not read"
+    );
+    assert!(matches!(closed, Some(1008) | None), "{closed:?}");
+    let after = rss_kib(proxy.pid());
+    assert!(
+        after < before + 64 * 1024,
+        "memory grew from {before} KiB to {after} KiB"
+    );
+}
