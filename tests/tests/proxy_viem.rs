@@ -139,16 +139,20 @@ url = "http://NODE"
         String::from_utf8_lossy(&out.stderr)
     );
     let seen: Value = serde_json::from_str(stdout.trim()).expect("JSON");
-    let numbers: Vec<u64> = seen["numbers"]
+    let mut numbers: Vec<u64> = seen["numbers"]
         .as_array()
         .expect("numbers")
         .iter()
         .filter_map(Value::as_u64)
         .collect();
+    // viem fetches each notified block (`getBlock`) before calling onBlock,
+    // concurrently, so two heads notified together may reach onBlock in
+    // either order; the proxy's order is checked by the raw-client tests.
+    numbers.sort_unstable();
     let first = numbers[0];
     assert_eq!(
         numbers,
         (first..first + 8).collect::<Vec<_>>(),
-        "consecutive, none twice"
+        "every block, none twice"
     );
 }
