@@ -268,3 +268,38 @@ pub fn start_gateway(args: &[&str]) -> (Process, SocketAddr) {
         rest.split_whitespace().next()?.parse().ok()
     })
 }
+
+/// The shipped `rpc-proxy` in front of one anvil, with WebSocket
+/// subscriptions polling every 200 ms; `extra` is appended TOML.
+pub fn start_ws_proxy(node: SocketAddr, extra: &str) -> (Process, SocketAddr) {
+    start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.websocket]\nheads_poll_interval = \"200ms\"\n\
+         [backends.anvil]\nurl = \"http://{node}\"\n{extra}\n"
+    ))
+}
+
+/// Runs a Node.js client script of `tests/clients` with `args` to its end
+/// (killed past `within`): success, stdout, stderr.
+pub async fn run_node_client(
+    script: &str,
+    args: &[String],
+    within: Duration,
+) -> (bool, String, String) {
+    let child = tokio::process::Command::new("node")
+        .arg(workspace_root().join("tests/clients").join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (scripts/test.sh installs it): {e}"));
+    let out = tokio::time::timeout(within, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {within:?}"))
+        .expect("node output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{call, start_anvil, start_proxy_config, workspace_root};
+use tests::{
+    call, run_node_client, start_anvil, start_proxy_config, start_ws_proxy, workspace_root,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viem_reads_and_sends_transactions_through_the_proxy() {
@@ -98,28 +100,7 @@ deny = ["eth_sendTransaction", "eth_sign*"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viem_watch_blocks_over_websocket_sees_every_block_once() {
     let (_anvil, node) = start_anvil();
-    let (_proxy, addr) = start_proxy_config(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[server.websocket]
-heads_poll_interval = "200ms"
-[backends.anvil]
-url = "http://NODE"
-"#
-        .replace("NODE", &node.to_string())
-        .as_str(),
-    );
-    let script = workspace_root().join("tests/clients/viem-watch.mjs");
-    let child = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(format!("ws://{addr}"))
-        .arg("8")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node");
+    let (_proxy, addr) = start_ws_proxy(node, "");
     // Mine while it watches: singles and bursts.
     let miner = tokio::spawn(async move {
         for burst in ["0x1", "0x2", "0x1", "0x3", "0x1", "0x2", "0x1", "0x2"] {
@@ -127,17 +108,11 @@ url = "http://NODE"
             let _ = call(node, "anvil_mine", json!([burst])).await;
         }
     });
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
-        .await
-        .expect("viem finished within 90 s")
-        .expect("node output");
+    let args = [format!("ws://{addr}"), "8".to_owned()];
+    let (ok, stdout, stderr) =
+        run_node_client("viem-watch.mjs", &args, Duration::from_secs(90)).await;
     miner.abort();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "viem failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(ok, "viem failed:\n{stderr}\n{stdout}");
     let seen: Value = serde_json::from_str(stdout.trim()).expect("JSON");
     let mut numbers: Vec<u64> = seen["numbers"]
         .as_array()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tests::{start_anvil, start_proxy_config};
+use tests::{start_anvil, start_proxy_config, start_ws_proxy};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
@@ -112,16 +112,7 @@ deny = ["eth_sendTransaction"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_heads_subscriptions_get_every_block_once_in_order() {
     let (_anvil, node) = start_anvil();
-    let (_proxy, addr) = start_proxy_config(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[server.websocket]
-heads_poll_interval = "200ms"
-[backends.anvil]
-url = "http://{node}"
-"#
-    ));
+    let (_proxy, addr) = start_ws_proxy(node, "");
     // Two clients share the source.
     let mut a = open(addr).await.expect("upgrade");
     let mut b = open(addr).await.expect("upgrade");
@@ -199,16 +190,7 @@ async fn deploy_logger(node: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_subscriptions_get_each_log_once_and_a_reorg_marks_them_removed() {
     let (_anvil, node) = start_anvil();
-    let (_proxy, addr) = start_proxy_config(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[server.websocket]
-heads_poll_interval = "200ms"
-[backends.anvil]
-url = "http://{node}"
-"#
-    ));
+    let (_proxy, addr) = start_ws_proxy(node, "");
     let contract = deploy_logger(node).await;
     let mut ws = open(addr).await.expect("upgrade");
     let v = ask(

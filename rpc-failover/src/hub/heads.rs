@@ -306,10 +306,11 @@ async fn poll_logs<S: JsonRpcService>(
     }
 }
 
-/// `eth_getLogs(query)` through the service.
-async fn get_logs<S: JsonRpcService>(inner: &Inner<S>, query: Value) -> Option<Vec<Value>> {
-    let params = RawJson::from_serialize(&serde_json::json!([query])).ok()?;
-    let mut req = Request::new("eth_getLogs")
+/// `method(params)` through the service, under the call timeout: its
+/// result, if it answered one.
+async fn call<S: JsonRpcService>(inner: &Inner<S>, method: &str, params: Value) -> Option<Value> {
+    let params = RawJson::from_serialize(&params).ok()?;
+    let mut req = Request::new(method)
         .with_id(Id::from(1u64))
         .with_params(params);
     req.extensions_mut()
@@ -324,6 +325,11 @@ async fn get_logs<S: JsonRpcService>(inner: &Inner<S>, query: Value) -> Option<V
         Payload::Result(raw) => raw.deserialize().ok(),
         Payload::Error(_) => None,
     }
+}
+
+/// `eth_getLogs(query)` through the service.
+async fn get_logs<S: JsonRpcService>(inner: &Inner<S>, query: Value) -> Option<Vec<Value>> {
+    serde_json::from_value(call(inner, "eth_getLogs", serde_json::json!([query])).await?).ok()
 }
 
 /// A block as the poller needs it.
@@ -341,22 +347,7 @@ fn hex_u64(v: &Value) -> Option<u64> {
 
 /// `method(params)` through the service; the block it answers, if any.
 async fn fetch<S: JsonRpcService>(inner: &Inner<S>, method: &str, params: Value) -> Option<Block> {
-    let params = RawJson::from_serialize(&params).ok()?;
-    let mut req = Request::new(method)
-        .with_id(Id::from(1u64))
-        .with_params(params);
-    req.extensions_mut()
-        .insert(Deadline::after(inner.call_timeout));
-    let service = inner
-        .service
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let resp = service.oneshot(req).await.ok()?;
-    let Payload::Result(raw) = resp.payload() else {
-        return None;
-    };
-    let mut block: Value = raw.deserialize().ok()?;
+    let mut block = call(inner, method, params).await?;
     let number = hex_u64(&block["number"])?;
     let hash = block["hash"].as_str()?.to_ascii_lowercase();
     let parent = block["parentHash"].as_str()?.to_ascii_lowercase();
