@@ -238,6 +238,19 @@ async fn logs_follow_the_chain_and_a_reorg_marks_replaced_logs_removed() {
     for h in ["0xb0004", "0xb0005", "0xb0006"] {
         assert_eq!(next_log(&mut sub).await, (h.to_owned(), false));
     }
+    // Distinct filters are bounded (the two above count).
+    let bounded = SubscriptionHub::builder(node(chain.clone()))
+        .max_log_filters(1)
+        .build();
+    let _first = bounded.subscribe(Some(&mine)).expect("the first filter");
+    let _same = bounded
+        .subscribe(Some(&mine))
+        .expect("the same filter again");
+    let refused = bounded
+        .subscribe(Some(&theirs))
+        .err()
+        .expect("a second filter");
+    assert_eq!(refused.code(), -32005);
     // Another contract's filter saw nothing.
     assert!(
         tokio::time::timeout(Duration::from_secs(2), none.next())

@@ -23,6 +23,7 @@ const REMEMBERED: usize = 256;
 /// | [`poll_interval`](SubscriptionHubBuilder::poll_interval) | 1 s |
 /// | [`max_backfill`](SubscriptionHubBuilder::max_backfill) | 128 blocks |
 /// | [`call_timeout`](SubscriptionHubBuilder::call_timeout) | 10 s |
+/// | [`max_log_filters`](SubscriptionHubBuilder::max_log_filters) | 1 000 distinct filters |
 pub struct SubscriptionHub<S> {
     inner: Arc<Inner<S>>,
 }
@@ -50,6 +51,7 @@ struct Inner<S> {
     poll: Duration,
     max_backfill: usize,
     call_timeout: Duration,
+    max_log_filters: usize,
     /// The chain events channel while a head poller runs.
     heads: Mutex<Option<broadcast::Sender<Event>>>,
     /// One channel (and poller) per distinct `logs` filter.
@@ -74,6 +76,7 @@ pub struct SubscriptionHubBuilder<S> {
     poll: Duration,
     max_backfill: usize,
     call_timeout: Duration,
+    max_log_filters: usize,
 }
 
 impl<S> SubscriptionHub<S> {
@@ -84,6 +87,7 @@ impl<S> SubscriptionHub<S> {
             poll: Duration::from_secs(1),
             max_backfill: 128,
             call_timeout: Duration::from_secs(10),
+            max_log_filters: 1000,
         }
     }
 }
@@ -107,6 +111,15 @@ impl<S> SubscriptionHubBuilder<S> {
         self
     }
 
+    /// Distinct `logs` filters served at once, all clients together (each
+    /// is one `eth_getLogs` per block upstream); past it a new filter is
+    /// refused with `-32005` (subscribers of a filter already served are
+    /// not counted).
+    pub fn max_log_filters(mut self, n: usize) -> Self {
+        self.max_log_filters = n.max(1);
+        self
+    }
+
     /// The hub (its pollers start with their first subscriber).
     pub fn build(self) -> SubscriptionHub<S> {
         SubscriptionHub {
@@ -114,6 +127,7 @@ impl<S> SubscriptionHubBuilder<S> {
                 service: Mutex::new(self.service),
                 poll: self.poll,
                 max_backfill: self.max_backfill,
+                max_log_filters: self.max_log_filters,
                 call_timeout: self.call_timeout,
                 heads: Mutex::new(None),
                 logs: Mutex::new(std::collections::HashMap::new()),
@@ -203,6 +217,15 @@ where
             let mut map = self.inner.logs.lock().unwrap_or_else(|e| e.into_inner());
             match map.get(&key) {
                 Some(tx) => tx.subscribe(),
+                None if map.len() >= self.inner.max_log_filters => {
+                    return Err(ErrorObject::new(
+                        rpc_core::codes::LIMIT_EXCEEDED,
+                        format!(
+                            "at most {} distinct logs filters at once; subscribe to one already served or retry later",
+                            self.inner.max_log_filters
+                        ),
+                    ));
+                }
                 None => {
                     let (tx, rx) = broadcast::channel(CHANNEL);
                     map.insert(key.clone(), tx.clone());
@@ -233,8 +256,10 @@ fn events<S: JsonRpcService>(inner: &Arc<Inner<S>>) -> broadcast::Receiver<Event
     }
 }
 
-/// Blocks whose logs are remembered, to mark them removed on a reorg.
-const LOGS_REMEMBERED: usize = 128;
+/// Blocks whose logs are remembered, to mark them removed on a reorg
+/// (deeper reorganisations are not seen on live chains; a broad filter's
+/// logs of 32 blocks are what one poller holds at most).
+const LOGS_REMEMBERED: usize = 32;
 
 /// The poller of one `logs` filter: for every new block its logs (by block
 /// hash, EIP-234), for every replaced block its logs again with
