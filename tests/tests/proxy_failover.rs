@@ -109,9 +109,13 @@ async fn a_frozen_backend_is_cut_by_its_timeout_and_then_skipped() {
     for t in &took {
         assert!(*t < Duration::from_secs(3), "{took:?}");
     }
+    // The first call met the frozen member: cut by its 1 s timeout, or
+    // sooner by its learned stall deadline (never under 150 ms) once the
+    // health checks gave it 20 answers of that method before the freeze (a
+    // slow machine); a healthy answer takes milliseconds.
     assert!(
-        took[0] >= Duration::from_secs(1),
-        "the first call met the frozen member"
+        took[0] >= Duration::from_millis(150),
+        "the first call met the frozen member: {took:?}"
     );
     for t in &took[2..] {
         assert!(
