@@ -74,19 +74,15 @@ mod tests {
     use super::*;
 
     /// Version 2, one input (prev `aa..aa`:7, empty scriptSig), one output of
-    /// 1000 sat to OP_TRUE, lock time 0.
+    /// 1000 sat to OP_TRUE, lock time 0 (the bytes `rpc_electrum::tx`'s
+    /// tests build).
     fn legacy() -> Vec<u8> {
-        let mut tx = 2u32.to_le_bytes().to_vec();
-        tx.push(1);
-        tx.extend_from_slice(&[0xaa; 32]);
-        tx.extend_from_slice(&7u32.to_le_bytes());
-        tx.push(0);
-        tx.extend_from_slice(&u32::MAX.to_le_bytes());
-        tx.push(1);
-        tx.extend_from_slice(&1000u64.to_le_bytes());
-        tx.extend_from_slice(&[1, 0x51]);
-        tx.extend_from_slice(&0u32.to_le_bytes());
-        tx
+        let hex = format!(
+            "0200000001{}0700000000ffffffff01e80300000000000001{}00000000",
+            "aa".repeat(32),
+            "51"
+        );
+        from_hex(&hex).expect("hex")
     }
 
     #[test]
