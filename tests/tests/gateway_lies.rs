@@ -110,6 +110,18 @@ async fn until_liar_out(addr: SocketAddr, why: impl Fn(&Value) -> bool) -> Value
     }
 }
 
+/// Waits until the liar is out of rotation, distrusted with a reason
+/// that mentions `why`.
+async fn distrusted_for(addr: SocketAddr, why: &str) {
+    let entry = until_liar_out(addr, |e| e["distrusted"].is_string()).await;
+    assert!(
+        entry["distrusted"]
+            .as_str()
+            .is_some_and(|w| w.contains(why)),
+        "{entry}"
+    );
+}
+
 /// Every answer the gateway gives about the address and the chain is the
 /// honest one.
 async fn all_answers_are_true(c: &Case) {
@@ -199,65 +211,35 @@ async fn a_tip_rolled_back() {
 async fn a_fake_merkle_proof() {
     let c = case(Lie::FakeMerkleProof, 2).await;
     all_answers_are_true(&c).await;
-    let entry = until_liar_out(c.addr, |e| e["distrusted"].is_string()).await;
-    assert!(
-        entry["distrusted"]
-            .as_str()
-            .is_some_and(|w| w.contains("merkle")),
-        "{entry}"
-    );
+    distrusted_for(c.addr, "merkle").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inner_node_that_reads_as_a_64_byte_transaction() {
     let c = case(Lie::InnerNodeAsTransaction, 2).await;
     all_answers_are_true(&c).await;
-    let entry = until_liar_out(c.addr, |e| e["distrusted"].is_string()).await;
-    assert!(
-        entry["distrusted"]
-            .as_str()
-            .is_some_and(|w| w.contains("no server proves")),
-        "{entry}"
-    );
+    distrusted_for(c.addr, "no server proves").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_at_the_position_of_a_duplicated_last_node() {
     let c = case(Lie::DuplicatedLastNode, 2).await;
     all_answers_are_true(&c).await;
-    let entry = until_liar_out(c.addr, |e| e["distrusted"].is_string()).await;
-    assert!(
-        entry["distrusted"]
-            .as_str()
-            .is_some_and(|w| w.contains("merkle")),
-        "{entry}"
-    );
+    distrusted_for(c.addr, "merkle").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fake_raw_transaction_for_a_txid() {
     let c = case(Lie::FakeTransaction, 2).await;
     all_answers_are_true(&c).await;
-    let entry = until_liar_out(c.addr, |e| e["distrusted"].is_string()).await;
-    assert!(
-        entry["distrusted"]
-            .as_str()
-            .is_some_and(|w| w.contains("is not transaction")),
-        "{entry}"
-    );
+    distrusted_for(c.addr, "is not transaction").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balance_that_differs_from_the_other_servers() {
     let c = case(Lie::FakeBalance, 2).await;
     all_answers_are_true(&c).await;
-    let entry = until_liar_out(c.addr, |e| e["distrusted"].is_string()).await;
-    assert!(
-        entry["distrusted"]
-            .as_str()
-            .is_some_and(|w| w.contains("majority")),
-        "{entry}"
-    );
+    distrusted_for(c.addr, "majority").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,13 +410,7 @@ async fn a_checkpoint_proof_that_does_not_lead_to_the_root() {
     );
     let c = gateway_over(chain.clone(), servers, &["--checkpoint", &checkpoint]).await;
     all_answers_are_true(&c).await;
-    let entry = until_liar_out(c.addr, |e| e["distrusted"].is_string()).await;
-    assert!(
-        entry["distrusted"]
-            .as_str()
-            .is_some_and(|w| w.contains("checkpoint's root")),
-        "{entry}"
-    );
+    distrusted_for(c.addr, "checkpoint's root").await;
     // Without the root, entries below the checkpoint are said unverified
     // (nobody is blamed); the one above it is proven.
     let mut servers = Vec::new();
