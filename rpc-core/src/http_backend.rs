@@ -20,7 +20,7 @@ use tower::Service;
 use crate::body::{read_body, Budget, ReadError};
 use crate::parse::parse_response;
 use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
-use crate::{ByteBudget, BytePermit};
+use crate::{BuildError, ByteBudget, BytePermit};
 
 /// A JSON-RPC backend over HTTP or HTTPS: a [`JsonRpcService`](crate::JsonRpcService)
 /// on a pooled, keep-alive hyper client with rustls (no OpenSSL).
@@ -139,39 +139,6 @@ impl fmt::Debug for HttpBackendBuilder {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// Why an [`HttpBackend`] could not be built. Never contains the URL.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// The name is empty.
-    #[error("backend name is empty")]
-    EmptyName,
-    /// The URL does not parse, or is not http/https.
-    #[error("backend `{backend}`: invalid URL: {reason}")]
-    InvalidUrl {
-        /// The backend's name.
-        backend: Arc<str>,
-        /// What is wrong (without the URL itself).
-        reason: &'static str,
-    },
-    /// A header name or value is not valid HTTP.
-    #[error("backend `{backend}`: invalid header `{header}`")]
-    InvalidHeader {
-        /// The backend's name.
-        backend: Arc<str>,
-        /// The header's name as given.
-        header: String,
-    },
-    /// The TLS set-up failed.
-    #[error("backend `{backend}`: TLS set-up failed: {reason}")]
-    Tls {
-        /// The backend's name.
-        backend: Arc<str>,
-        /// The error.
-        reason: String,
-    },
 }
 
 impl HttpBackendBuilder {
@@ -296,21 +263,10 @@ impl HttpBackendBuilder {
 
         let mut headers = self.headers;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let mut basic_auth = self.basic_auth;
         // `user:password@` in the URL: move it to a header and out of the URI.
-        let uri = match authority.as_str().rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                basic_auth.get_or_insert((percent_decode(user), percent_decode(password)));
-                let mut parts = uri.clone().into_parts();
-                parts.authority = Some(host.parse().map_err(|_| invalid("invalid host"))?);
-                Uri::from_parts(parts).map_err(|_| invalid("not a valid URL"))?
-            }
-            None => uri,
-        };
-        if let Some((user, password)) = basic_auth {
-            let token = base64_encode(format!("{user}:{password}").as_bytes());
-            let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+        let (uri, userinfo) = crate::userinfo::split(&uri).map_err(|_| invalid("invalid host"))?;
+        if let Some((user, password)) = self.basic_auth.or(userinfo) {
+            let mut value = HeaderValue::from_str(&crate::userinfo::basic(&user, &password))
                 .map_err(|_| invalid("invalid credentials"))?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
@@ -513,41 +469,9 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn base64_encode(input: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(input)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), expected);
-        }
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
-        assert_eq!(percent_decode("100%"), "100%");
-    }
 
     #[test]
     fn url_errors_never_show_the_url() {
@@ -579,7 +503,7 @@ mod tests {
         let auth = b.inner.headers.get(AUTHORIZATION).expect("auth header");
         assert_eq!(
             auth.to_str().expect("ascii"),
-            format!("Basic {}", base64_encode(b"alice:p@ss"))
+            crate::userinfo::basic("alice", "p@ss")
         );
         assert!(!format!("{b:?}").contains("alice"));
         // Userinfo without a port, IPv6 with one: fine; a port over 65535 is not.

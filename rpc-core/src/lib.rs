@@ -13,6 +13,9 @@
 //!   [`BoxJsonRpcService`] is its type-erased form.
 //! * `HttpBackend` (feature `http-backend`): a named backend on a pooled
 //!   hyper client (http and https).
+//! * `WsBackend` (feature `ws-backend`): a named backend on one WebSocket
+//!   (ws and wss), for calls and upstream subscriptions
+//!   ([`subscription::PushSource`]).
 //! * `server` (feature `server`): an HTTP front that turns HTTP bodies
 //!   (single calls and batches) into calls of any `JsonRpcService`, usable on
 //!   its own or mounted in axum.
@@ -67,6 +70,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "http-backend", feature = "ws-backend"))]
+mod backend_error;
 #[cfg(any(feature = "server", feature = "http-backend"))]
 mod body;
 mod budget;
@@ -95,7 +100,14 @@ pub mod subscription;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
+#[cfg(any(feature = "http-backend", feature = "ws-backend"))]
+mod userinfo;
+#[cfg(feature = "ws-backend")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws-backend")))]
+mod ws_backend;
 
+#[cfg(any(feature = "http-backend", feature = "ws-backend"))]
+pub use backend_error::BuildError;
 pub use budget::{ByteBudget, BytePermit};
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
@@ -105,9 +117,12 @@ pub use ext::{
 };
 #[cfg(feature = "http-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
-pub use http_backend::{BuildError, HttpBackend, HttpBackendBuilder};
+pub use http_backend::{HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::RawJson;
 pub use request::{Deadline, RemoteAddr, Request};
 pub use response::{Payload, Response};
 pub use service::{BoxJsonRpcService, BoxedResponseFuture, JsonRpcService, Named};
+#[cfg(feature = "ws-backend")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws-backend")))]
+pub use ws_backend::{WsBackend, WsBackendBuilder};
