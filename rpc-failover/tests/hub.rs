@@ -191,9 +191,11 @@ async fn subscribers_share_one_poller_which_stops_with_the_last() {
         "the poller stopped with its last subscriber"
     );
     // Other kinds are refused clearly.
-    let pending = RawJson::from_static(r#"["newPendingTransactions"]"#).expect("json");
-    let err = hub.subscribe(Some(&pending)).err().expect("refused");
-    assert_eq!(err.code(), -32602);
+    for refused in [r#"["newPendingTransactions", true]"#, r#"["syncing"]"#] {
+        let params = RawJson::from_static(refused).expect("json");
+        let err = hub.subscribe(Some(&params)).err().expect("refused");
+        assert_eq!(err.code(), -32602, "{refused}");
+    }
     let bad = RawJson::from_static(r#"["logs", {"fromBlock": "0x1"}]"#).expect("json");
     assert_eq!(
         hub.subscribe(Some(&bad)).err().expect("refused").code(),
@@ -277,4 +279,205 @@ async fn a_source_without_blocks_by_hash_is_backfilled_by_number() {
     for n in 5..=7 {
         assert_eq!(next(&mut sub).await.0, n);
     }
+}
+
+/// A push source whose notifications the test sends: each subscription
+/// takes the next receiver queued with `feed`; `subscriptions` counts them.
+#[derive(Clone, Default)]
+struct Pusher {
+    queue: Arc<Mutex<std::collections::VecDeque<tokio::sync::mpsc::Receiver<Value>>>>,
+    subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Pusher {
+    /// The sender of the next subscription's notifications.
+    fn feed(&self) -> tokio::sync::mpsc::Sender<Value> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        self.queue.lock().expect("lock").push_back(rx);
+        tx
+    }
+}
+
+impl rpc_core::subscription::PushSource for Pusher {
+    fn name(&self) -> &str {
+        "pusher"
+    }
+    fn subscribe(
+        &self,
+        _params: RawJson,
+    ) -> futures_util::future::BoxFuture<'static, Result<Subscription, rpc_core::RpcError>> {
+        use futures_util::FutureExt;
+        self.subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let next = self.queue.lock().expect("lock").pop_front();
+        async move {
+            match next {
+                Some(rx) => Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+                    let v = rx.recv().await?;
+                    Some((RawJson::from_serialize(&v).expect("json"), rx))
+                })
+                .boxed()),
+                None => Err(rpc_core::RpcError::Connect {
+                    backend: "pusher".into(),
+                    source: "down".into(),
+                }),
+            }
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_push_source_wakes_the_poller_but_its_claims_are_read_through_the_service() {
+    let chain = Arc::new(Mutex::new(Chain::default()));
+    chain.lock().expect("lock").grow(None, 5, "a");
+    let up = node(chain.clone());
+    let pusher = Pusher::default();
+    let push = pusher.feed();
+    // Polling alone would look every 60 s.
+    let hub = SubscriptionHub::builder(up.clone())
+        .poll_interval(Duration::from_secs(60))
+        .push_source(Arc::new(pusher.clone()))
+        .build();
+    let params = RawJson::from_static(r#"["newHeads"]"#).expect("json");
+    let mut sub = hub.subscribe(Some(&params)).expect("newHeads");
+    assert_eq!(next(&mut sub).await.0, 5);
+    // A new block announced: delivered at once, not at the next poll.
+    chain.lock().expect("lock").grow(Some(4), 1, "a");
+    let started = tokio::time::Instant::now();
+    push.send(json!({"number": "0x6", "hash": "0xa0006"}))
+        .await
+        .expect("push");
+    assert_eq!(next(&mut sub).await, (6, "0xa0006".to_owned()));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // A block the service does not know yet: looked for again shortly,
+    // delivered when the node has it.
+    push.send(json!({"number": "0x7", "hash": "0xa0007"}))
+        .await
+        .expect("push");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    chain.lock().expect("lock").grow(Some(5), 1, "a");
+    assert_eq!(next(&mut sub).await, (7, "0xa0007".to_owned()));
+    // A lie (a block far ahead, a hash nobody has) is only a cue: nothing
+    // is delivered, and the service is asked a bounded number of times.
+    let before = up.calls();
+    push.send(json!({"number": "0xf4240", "hash": "0xdead"}))
+        .await
+        .expect("push");
+    nothing_for(&mut sub, Duration::from_secs(5)).await;
+    let asked = up.calls() - before;
+    assert!((1..=12).contains(&asked), "{asked} polls after one lie");
+    // The source ends: it is subscribed to again, and polling goes on.
+    drop(push);
+    let again = pusher.feed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pusher
+            .subscriptions
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    chain.lock().expect("lock").grow(Some(6), 1, "a");
+    again.send(json!({"number": "0x8"})).await.expect("push");
+    assert_eq!(next(&mut sub).await.0, 8);
+}
+
+/// The next pending transaction hash.
+async fn next_hash(sub: &mut Subscription) -> String {
+    let raw = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a hash in time")
+        .expect("open");
+    raw.deserialize().expect("a string")
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_transactions_poll_a_filter_made_again_when_lost_each_hash_once() {
+    // The node's filter answers the batches queued in `changes`; "lost"
+    // answers "filter not found" once (its member went away).
+    let changes: Arc<Mutex<std::collections::VecDeque<Value>>> = Arc::default();
+    let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (c, m) = (changes.clone(), made.clone());
+    let up = Mock::answering("node", move |r: &Request| {
+        let id = r.id().cloned().unwrap_or_default();
+        match r.method() {
+            "eth_newPendingTransactionFilter" => {
+                let n = m.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(Response::result(
+                    id,
+                    RawJson::from_serialize(&format!("0xf{n}")).expect("json"),
+                ))
+            }
+            "eth_getFilterChanges" => match c.lock().expect("lock").pop_front() {
+                Some(Value::String(lost)) if lost == "lost" => Ok(Response::error(
+                    id,
+                    rpc_core::ErrorObject::new(-32000, "filter not found"),
+                )),
+                Some(batch) => Ok(Response::result(
+                    id,
+                    RawJson::from_serialize(&batch).expect("json"),
+                )),
+                None => Ok(Response::result(
+                    id,
+                    RawJson::from_static("[]").expect("json"),
+                )),
+            },
+            _ => Ok(Response::result(id, RawJson::NULL)),
+        }
+    });
+    let hub = SubscriptionHub::builder(up.clone())
+        .poll_interval(Duration::from_millis(500))
+        .build();
+    let params = RawJson::from_static(r#"["newPendingTransactions"]"#).expect("json");
+    let mut a = hub.subscribe(Some(&params)).expect("pending");
+    let mut b = hub.subscribe(Some(&params)).expect("pending");
+    {
+        let mut q = changes.lock().expect("lock");
+        q.push_back(json!(["0x01", "0x02"]));
+        q.push_back(json!("lost"));
+        // The new filter's node knew 0x02 too: not sent twice.
+        q.push_back(json!(["0x02", "0x03"]));
+    }
+    for sub in [&mut a, &mut b] {
+        for want in ["0x01", "0x02", "0x03"] {
+            assert_eq!(next_hash(sub).await, want);
+        }
+    }
+    nothing_for(&mut a, Duration::from_secs(3)).await;
+    // One filter for both subscribers, made again once after it was lost.
+    assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_transactions_come_from_push_sources_moving_on_when_one_ends() {
+    let up = node(Arc::new(Mutex::new(Chain::default())));
+    let first = Pusher::default();
+    let second = Pusher::default();
+    let (one, two) = (first.feed(), second.feed());
+    let hub = SubscriptionHub::builder(up.clone())
+        .poll_interval(Duration::from_millis(200))
+        .push_source(Arc::new(first.clone()))
+        .push_source(Arc::new(second.clone()))
+        .build();
+    let params = RawJson::from_static(r#"["newPendingTransactions"]"#).expect("json");
+    let mut sub = hub.subscribe(Some(&params)).expect("pending");
+    one.send(json!("0xa1")).await.expect("push");
+    one.send(json!("0xa2")).await.expect("push");
+    assert_eq!(next_hash(&mut sub).await, "0xa1");
+    assert_eq!(next_hash(&mut sub).await, "0xa2");
+    // The first source dies; the second (which also saw 0xa2) takes over.
+    drop(one);
+    two.send(json!("0xa2")).await.expect("push");
+    two.send(json!("0xa3")).await.expect("push");
+    assert_eq!(next_hash(&mut sub).await, "0xa3");
+    assert_eq!(
+        second
+            .subscriptions
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

@@ -1,5 +1,6 @@
-//! A subscription hub: `eth_subscribe("newHeads")` and `("logs", filter)`
-//! for every client from shared sources, kept whole across failover.
+//! A subscription hub: `eth_subscribe("newHeads")`, `("logs", filter)` and
+//! `("newPendingTransactions")` for every client from shared sources, kept
+//! whole across failover.
 //!
 //! [`SubscriptionHub`] is a [`SubscriptionSource`](rpc_core::subscription::SubscriptionSource)
 //! (give it to `WsConfig::subscriptions`). Its source is polling through a
@@ -31,7 +32,22 @@
 //! branches), in order; for every block a reorganisation replaced, the logs
 //! sent for it again with `"removed": true` (newest first), before the new
 //! branch's. A block whose logs cannot be fetched in three tries is logged
-//! as a gap. `newPendingTransactions` is not served yet (`-32602`).
+//! as a gap.
+//!
+//! **WebSocket members** ([`push_source`](SubscriptionHubBuilder::push_source),
+//! e.g. `rpc_core::WsBackend`): their own `newHeads` wake the head poller
+//! as soon as a block is announced — a cue, never a fact: the head is still
+//! read through the service, so a source that lies or freezes changes
+//! nothing but how soon the hub looks.
+//!
+//! **`newPendingTransactions`** (hashes): from the push sources' own
+//! subscriptions, one at a time, moving to the next when one fails; without
+//! push sources, from a pending-transaction filter polled through the
+//! service (`eth_newPendingTransactionFilter`, `eth_getFilterChanges`; made
+//! again when its member is lost). Each hash is sent once; a mempool has no
+//! history, so hashes seen only while no source was reachable are not
+//! backfilled. `["newPendingTransactions", true]` (full transactions) is
+//! refused with `-32602`.
 //!
 //! ```
 //! use std::time::Duration;
