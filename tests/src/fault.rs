@@ -172,12 +172,17 @@ impl FaultUpstream {
 
 type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
 
+/// The contract address every block of a [`ScriptedChain`] has one log from.
+pub const LOG_ADDRESS: &str = "0x00000000000000000000000000000000000c0ffe";
+
 /// A chain a [`FaultUpstream`] serves, scripted by the test through shared
 /// atomics: its head, which fork its recent blocks are on, its finalized
 /// block. Answers `eth_blockNumber`, `eth_getBlockByNumber` (a tag or a
-/// number: number, hash, parent hash), `eth_getBalance` (a value that names
-/// the block and fork it was read at: `block * 256 + fork`) and
-/// `eth_chainId`; anything else as the plain upstream does.
+/// number: number, hash, parent hash), `eth_getBlockByHash`, `eth_getLogs`
+/// by block hash (one log per block, see [`ScriptedChain::log`]),
+/// `eth_getBalance` (a value that names the block and fork it was read at:
+/// `block * 256 + fork`) and `eth_chainId`; anything else as the plain
+/// upstream does.
 #[derive(Clone, Debug, Default)]
 pub struct ScriptedChain {
     /// The head it reports.
@@ -237,7 +242,32 @@ impl ScriptedChain {
         )
     }
 
-    fn block(&self, n: u64) -> Value {
+    /// The block number and fork a hash of this chain names, if it is
+    /// one of its blocks now.
+    fn block_of(&self, hash: &str) -> Option<u64> {
+        let hex = hash.strip_prefix("0x")?;
+        let tag = u64::from_str_radix(hex.get(..16)?, 16).ok()?;
+        let n = (tag % 1_000_000_007).checked_sub(1)?;
+        (n <= self.head.load(Ordering::SeqCst) && self.hash(n) == hash).then_some(n)
+    }
+
+    /// The one log of block `n`: from [`LOG_ADDRESS`], its data the block
+    /// number.
+    pub fn log(&self, n: u64) -> Value {
+        json!({
+            "address": LOG_ADDRESS,
+            "topics": [format!("0x{:064x}", 0xfeed)],
+            "data": format!("0x{n:064x}"),
+            "blockNumber": format!("{n:#x}"),
+            "blockHash": self.hash(n),
+            "transactionHash": format!("0x{:064x}", n + 0xabc),
+            "transactionIndex": "0x0",
+            "logIndex": "0x0",
+            "removed": false,
+        })
+    }
+
+    pub(crate) fn block(&self, n: u64) -> Value {
         json!({
             "number": format!("{n:#x}"),
             "hash": self.hash(n),
@@ -259,8 +289,30 @@ impl ScriptedChain {
         }
     }
 
-    fn answer(&self, method: &str, params: &Value) -> Option<Value> {
+    pub(crate) fn answer(&self, method: &str, params: &Value) -> Option<Value> {
         Some(match method {
+            "eth_getBlockByHash" => match params[0].as_str().and_then(|h| self.block_of(h)) {
+                Some(n) => self.block(n),
+                None => Value::Null,
+            },
+            // By block hash (EIP-234): the block's one log if the filter's
+            // address matches.
+            "eth_getLogs" if params[0]["blockHash"].is_string() => {
+                let q = &params[0];
+                let address_ok = match &q["address"] {
+                    Value::Null => true,
+                    Value::String(a) => a.eq_ignore_ascii_case(LOG_ADDRESS),
+                    Value::Array(list) => list.iter().any(|a| {
+                        a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(LOG_ADDRESS))
+                    }),
+                    _ => false,
+                };
+                match q["blockHash"].as_str().and_then(|h| self.block_of(h)) {
+                    Some(n) if address_ok => json!([self.log(n)]),
+                    Some(_) => json!([]),
+                    None => return Some(json!({"unknown block": q["blockHash"]})),
+                }
+            }
             "eth_blockNumber" => json!(format!("{:#x}", self.head.load(Ordering::SeqCst))),
             "eth_chainId" => json!("0x1"),
             "eth_getBlockByNumber" => match self.block_at(&params[0]) {

@@ -14,6 +14,7 @@ mod calls;
 mod electrumx;
 mod fault;
 mod lying;
+mod node;
 mod process;
 
 pub use anvil::*;
@@ -21,4 +22,5 @@ pub use calls::*;
 pub use electrumx::*;
 pub use fault::*;
 pub use lying::*;
+pub use node::*;
 pub use process::*;

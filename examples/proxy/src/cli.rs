@@ -146,7 +146,7 @@ struct ServerFlags {
 #[group(id = "quick", multiple = true, conflicts_with = "config")]
 #[command(next_help_heading = "Quick start (without --config)")]
 struct QuickFlags {
-    /// A backend (http:// or https://; user:pass@ becomes basic auth); repeat
+    /// A backend (http(s):// or ws(s)://; user:pass@ becomes basic auth); repeat
     /// for a failover group, tried in the order given
     #[arg(long, value_name = "[NAME=]URL")]
     upstream: Vec<String>,

@@ -12,7 +12,7 @@
 //!     RetryLayer                  [retry], one budget per group
 //!       Failover | Quorum         [groups.NAME]
 //!         MetricsLayer::backend   per backend
-//!           HttpBackend           [backends.NAME]
+//!           HttpBackend | WsBackend  [backends.NAME] (http(s):// | ws(s)://)
 //! ```
 
 use std::net::SocketAddr;
@@ -22,7 +22,8 @@ use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::ratelimit::{Limit, RateLimitLayer};
 use rpc_core::route::MethodRouter;
 use rpc_core::server::{serve_with_layer, ServerConfig, TrustedProxies};
-use rpc_core::{BoxJsonRpcService, ByteBudget, HttpBackend, ServedBy};
+use rpc_core::subscription::PushSource;
+use rpc_core::{BoxJsonRpcService, ByteBudget, HttpBackend, ServedBy, WsBackend};
 use rpc_failover::{
     AttemptDeadline, ConcurrencyLimit, ConsistencyLayer, FailoverLayer, HeadPolicy, HealthCheck,
     HedgePolicy, Member, MethodRules, QuorumLayer, RetryBudget, RetryLayer, Spread,
@@ -51,6 +52,7 @@ pub fn build(config: &Config) -> Result<Built, String> {
     let mut built_groups = Vec::with_capacity(groups.len());
     let mut views = Vec::new();
     let mut readiness = Vec::new();
+    let mut pushers = Vec::new();
     // One memory budget: request bodies and backend answers together.
     let memory = ByteBudget::new(config.server.memory_budget_mb.saturating_mul(1 << 20));
     for (name, group) in &groups {
@@ -59,6 +61,7 @@ pub fn build(config: &Config) -> Result<Built, String> {
             views.push((name.clone(), view));
         }
         readiness.push((name.clone(), built.ready));
+        pushers.push((name.clone(), built.push));
         built_groups.push((name.clone(), built.service));
     }
     let service_of = |name: &str| {
@@ -170,16 +173,24 @@ pub fn build(config: &Config) -> Result<Built, String> {
 
     // /healthz is readiness: 503 while the default group cannot take a call.
     let mut server = server_config(config)?.body_budget(memory);
-    // eth_subscribe over WebSocket: newHeads polled through the default
+    // eth_subscribe over WebSocket: heads polled through the default
     // group (its failover and head tracking), one poller for every client.
     if let (Some(ws), Protocol::Ethereum, Some(default)) = (
         server.websocket_config().cloned(),
         config.protocol,
         default_group.as_ref(),
     ) {
-        let hub = rpc_failover::SubscriptionHub::builder(service_of(default)?)
-            .poll_interval(config.server.websocket.heads_poll_interval.0)
-            .build();
+        let mut hub = rpc_failover::SubscriptionHub::builder(service_of(default)?)
+            .poll_interval(config.server.websocket.heads_poll_interval.0);
+        // Its WebSocket members' own newHeads wake the poller at once.
+        for source in pushers
+            .iter()
+            .filter(|(g, _)| g == default)
+            .flat_map(|(_, p)| p.iter())
+        {
+            hub = hub.push_source(source.clone());
+        }
+        let hub = hub.build();
         server = server.websocket(ws.subscriptions(std::sync::Arc::new(hub)));
     }
     if let Some((_, ready)) = readiness
@@ -226,6 +237,8 @@ struct GroupStack {
     service: BoxJsonRpcService,
     view: Option<rpc_core::ChainView>,
     ready: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Its WebSocket members, which push new heads.
+    push: Vec<std::sync::Arc<dyn PushSource>>,
 }
 
 fn group_stack(
@@ -235,6 +248,7 @@ fn group_stack(
     memory: &ByteBudget,
 ) -> Result<GroupStack, String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
+    let mut push = Vec::new();
     for name in group.members.get_ref() {
         let name = name.get_ref().as_str();
         let backend = config
@@ -242,25 +256,51 @@ fn group_stack(
             .get(name)
             .ok_or_else(|| format!("groups.{gname}: no backend named `{name}`"))?
             .get_ref();
-        let mut b = HttpBackend::builder(name, backend.url.get_ref().0.as_str());
-        if let Some(t) = backend.timeout {
-            b = b.timeout(t.0);
-        }
-        if let Some(t) = backend.connect_timeout {
-            b = b.connect_timeout(t.0);
-        }
-        if let Some(n) = backend.max_response_bytes {
-            b = b.max_response_size(n);
-        }
-        b = b.response_budget(memory.clone());
-        for (header, value) in &backend.headers {
-            b = b
-                .header(header, &value.get_ref().0)
-                .map_err(|e| format!("backends.{name}.headers.{header}: {e}"))?;
-        }
-        if let Some(auth) = &backend.basic_auth {
-            b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
-        }
+        let url = backend.url.get_ref().0.as_str();
+        let built = if url.starts_with("ws://") || url.starts_with("wss://") {
+            let mut b = WsBackend::builder(name, url);
+            if let Some(t) = backend.timeout {
+                b = b.timeout(t.0);
+            }
+            if let Some(t) = backend.connect_timeout {
+                b = b.connect_timeout(t.0);
+            }
+            if let Some(n) = backend.max_response_bytes {
+                b = b.max_message_size(n);
+            }
+            for (header, value) in &backend.headers {
+                b = b
+                    .header(header, &value.get_ref().0)
+                    .map_err(|e| format!("backends.{name}.headers.{header}: {e}"))?;
+            }
+            if let Some(auth) = &backend.basic_auth {
+                b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
+            }
+            let ws = b.build().map_err(|e| format!("backends.{name}: {e}"))?;
+            push.push(std::sync::Arc::new(ws.clone()) as std::sync::Arc<dyn PushSource>);
+            Backend::Ws(ws)
+        } else {
+            let mut b = HttpBackend::builder(name, url);
+            if let Some(t) = backend.timeout {
+                b = b.timeout(t.0);
+            }
+            if let Some(t) = backend.connect_timeout {
+                b = b.connect_timeout(t.0);
+            }
+            if let Some(n) = backend.max_response_bytes {
+                b = b.max_response_size(n);
+            }
+            b = b.response_budget(memory.clone());
+            for (header, value) in &backend.headers {
+                b = b
+                    .header(header, &value.get_ref().0)
+                    .map_err(|e| format!("backends.{name}.headers.{header}: {e}"))?;
+            }
+            if let Some(auth) = &backend.basic_auth {
+                b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
+            }
+            Backend::Http(b.build().map_err(|e| format!("backends.{name}: {e}"))?)
+        };
         let limit = backend.max_concurrency.as_ref().map(|n| {
             if backend.adaptive_concurrency {
                 ConcurrencyLimit::adaptive(*n.get_ref())
@@ -268,8 +308,7 @@ fn group_stack(
                 ConcurrencyLimit::fixed(*n.get_ref())
             }
         });
-        let backend = b.build().map_err(|e| format!("backends.{name}: {e}"))?;
-        let mut member = Member::named(MetricsLayer::backend_of(&backend).layer(backend));
+        let mut member = Member::named(MetricsLayer::backend_of(&built).layer(built));
         if let Some(limit) = limit {
             member = member.max_concurrency(limit);
         }
@@ -377,7 +416,45 @@ fn group_stack(
         service,
         view,
         ready,
+        push,
     })
+}
+
+/// A group member: an HTTP or a WebSocket backend.
+#[derive(Clone, Debug)]
+enum Backend {
+    Http(HttpBackend),
+    Ws(WsBackend),
+}
+
+impl tower::Service<rpc_core::Request> for Backend {
+    type Response = rpc_core::Response;
+    type Error = rpc_core::RpcError;
+    type Future = rpc_core::BoxedResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Neither backend has a fixed capacity (see their docs).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: rpc_core::Request) -> Self::Future {
+        match self {
+            Backend::Http(b) => b.call(req),
+            Backend::Ws(b) => b.call(req),
+        }
+    }
+}
+
+impl rpc_core::Named for Backend {
+    fn name(&self) -> &str {
+        match self {
+            Backend::Http(b) => b.name(),
+            Backend::Ws(b) => b.name(),
+        }
+    }
 }
 
 fn classifier(protocol: Protocol) -> MethodRules {

@@ -272,8 +272,9 @@ pub struct Metrics {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
-    /// `http://` or `https://`; `${ENV}` is expanded (keep API keys out of
-    /// the file). Never logged.
+    /// `http://` or `https://`, or `ws://` / `wss://` (calls over one
+    /// WebSocket, and its `newHeads` wake the subscription hub at once);
+    /// `${ENV}` is expanded (keep API keys out of the file). Never logged.
     pub url: Spanned<EnvString>,
     #[serde(default)]
     pub timeout: Option<Secs>,

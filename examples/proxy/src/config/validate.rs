@@ -39,11 +39,14 @@ impl Config {
         for (name, backend) in &self.backends {
             let url = &backend.get_ref().url;
             let text = &url.get_ref().0;
-            if !(text.starts_with("http://") || text.starts_with("https://")) {
+            if !["http://", "https://", "ws://", "wss://"]
+                .iter()
+                .any(|scheme| text.starts_with(scheme))
+            {
                 return err(
                     url.span(),
                     format!("backends.{name}.url"),
-                    "must start with http:// or https://".into(),
+                    "must start with http://, https://, ws:// or wss://".into(),
                 );
             }
             for (header, value) in &backend.get_ref().headers {
