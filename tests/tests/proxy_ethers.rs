@@ -6,12 +6,28 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{call, run_node_client, start_anvil, start_ws_proxy};
+use tests::{call, run_node_client, start_anvil, start_proxy_config, start_ws_proxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ethers_websocket_provider_calls_and_block_events_through_the_proxy() {
     let (_anvil, node) = start_anvil();
     let (_proxy, addr) = start_ws_proxy(node, "");
+    calls_and_block_events(node, addr).await;
+}
+
+/// The same with the proxy reaching anvil over its WebSocket (`ws://`):
+/// calls on the member's socket, its newHeads waking the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ethers_websocket_provider_through_a_proxy_with_a_websocket_member() {
+    let (_anvil, node) = start_anvil();
+    let (_proxy, addr) = start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.websocket]\nheads_poll_interval = \"1s\"\n\
+         [backends.anvil]\nurl = \"ws://{node}\"\n"
+    ));
+    calls_and_block_events(node, addr).await;
+}
+
+async fn calls_and_block_events(node: std::net::SocketAddr, addr: std::net::SocketAddr) {
     let miner = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         for burst in ["0x1", "0x2", "0x1", "0x3", "0x1", "0x1", "0x2"] {

@@ -131,3 +131,70 @@ async fn viem_watch_blocks_over_websocket_sees_every_block_once() {
         "every block, none twice"
     );
 }
+
+/// viem's `watchContractEvent` and `watchPendingTransactions` through the
+/// proxy, `count` contract calls: every event once, in order, and every
+/// call's hash among the pending transactions, none twice.
+async fn events_and_pending(client_url: String, proxy: &tests::Process) {
+    let count = 10;
+    let args = [client_url, count.to_string()];
+    let (ok, stdout, stderr) =
+        run_node_client("viem-events.mjs", &args, Duration::from_secs(120)).await;
+    assert!(
+        ok,
+        "viem failed:\n{stderr}\n{stdout}\n{}",
+        proxy.output_text()
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let events: Vec<u64> = seen["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(events, (1..=count).collect::<Vec<_>>(), "{seen}");
+    let pending: Vec<&str> = seen["pending"]
+        .as_array()
+        .expect("pending")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = pending.iter().copied().collect();
+    assert_eq!(distinct.len(), pending.len(), "a pending hash twice: {seen}");
+    for sent in seen["sent"].as_array().expect("sent") {
+        assert!(
+            distinct.contains(sent.as_str().expect("hash")),
+            "{sent} never announced pending: {seen}"
+        );
+    }
+}
+
+/// Over WebSocket, the proxy's hub polling anvil over HTTP (logs by block
+/// hash, a pending-transaction filter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viem_contract_events_and_pending_transactions_over_websocket_from_an_http_node() {
+    let (_anvil, node) = start_anvil();
+    let (proxy, addr) = start_ws_proxy(node, "");
+    events_and_pending(format!("ws://{addr}"), &proxy).await;
+}
+
+/// Over WebSocket, the member reached over anvil's own WebSocket (its
+/// newHeads and newPendingTransactions pushed to the hub).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viem_contract_events_and_pending_transactions_over_websocket_from_a_websocket_node() {
+    let (_anvil, node) = start_anvil();
+    let (proxy, addr) = tests::start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.websocket]\nheads_poll_interval = \"200ms\"\n\
+         [backends.anvil]\nurl = \"ws://{node}\"\n"
+    ));
+    events_and_pending(format!("ws://{addr}"), &proxy).await;
+}
+
+/// Over HTTP: viem's filters (`eth_newFilter`, pending-transaction filter,
+/// `eth_getFilterChanges`) kept on the node that made them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viem_contract_events_and_pending_transactions_over_http_filters() {
+    let (_anvil, node) = start_anvil();
+    let (proxy, addr) = start_ws_proxy(node, "");
+    events_and_pending(format!("http://{addr}"), &proxy).await;
+}
