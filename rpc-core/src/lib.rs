@@ -70,6 +70,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod admission;
 #[cfg(any(feature = "http-backend", feature = "ws-backend"))]
 mod backend_error;
 #[cfg(any(feature = "server", feature = "http-backend"))]

@@ -424,3 +424,68 @@ async fn a_socket_with_a_subscription_is_not_idle() {
         .expect("send");
     assert_eq!(next_json(&mut ws).await["id"], 2);
 }
+
+#[tokio::test]
+async fn subscribe_calls_can_be_admitted_by_the_stacks_policy_layers() {
+    use rpc_core::admission::AdmissionLayer;
+    use rpc_core::filter::{MethodFilter, MethodFilterLayer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // The policy refuses `eth_subscribe` for one server, allows it for the
+    // other; the service below the admission layer is never reached by it.
+    for (filter, admitted) in [
+        (
+            MethodFilter::allow_all()
+                .deny(["eth_subscribe"])
+                .expect("deny"),
+            false,
+        ),
+        (MethodFilter::allow(["eth_*"]).expect("allow"), true),
+    ] {
+        let reached = Arc::new(AtomicUsize::new(0));
+        let counter = reached.clone();
+        let stack = tower::ServiceBuilder::new()
+            .layer(MethodFilterLayer::new(filter))
+            .layer(AdmissionLayer::new())
+            .service(service_fn(move |req: Request| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    Ok::<_, RpcError>(Response::result(
+                        req.id().cloned().unwrap_or_default(),
+                        RawJson::from_static("\"node\"").expect("json"),
+                    ))
+                }
+            }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = ServerConfig::default().websocket(
+            WsConfig::default()
+                .subscriptions(Arc::new(Ticks))
+                .admit_subscriptions(true),
+        );
+        let server = tokio::spawn(serve(listener, stack, config, std::future::pending()));
+        let mut ws = connect(addr).await;
+        ws.send(Message::text(
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["ticks",2]}"#,
+        ))
+        .await
+        .expect("send");
+        let answer = next_json(&mut ws).await;
+        if admitted {
+            assert!(answer["result"].is_string(), "{answer}");
+            assert_eq!(next_json(&mut ws).await["params"]["result"], 1);
+            assert_eq!(next_json(&mut ws).await["params"]["result"], 2);
+        } else {
+            assert_eq!(answer["error"]["code"], -32601, "{answer}");
+        }
+        // Other calls still reach the service.
+        ws.send(Message::text(
+            r#"{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}"#,
+        ))
+        .await
+        .expect("send");
+        assert_eq!(next_json(&mut ws).await["result"], "node");
+        assert_eq!(reached.load(Ordering::SeqCst), 1);
+        server.abort();
+    }
+}

@@ -1,6 +1,7 @@
 // viem's watchBlocks over its webSocket transport (eth_subscribe newHeads)
 // against rpc-proxy. Usage: node viem-watch.mjs ws://127.0.0.1:PORT COUNT
-// Prints one JSON line: the block numbers seen, in order; exits 1 on error.
+// Prints one JSON line: the block numbers seen (at least COUNT, until 1.5 s
+// pass without one), in order; exits 1 on error.
 import { createPublicClient, webSocket } from "viem";
 import { foundry } from "viem/chains";
 
@@ -15,14 +16,21 @@ const timer = setTimeout(() => {
   console.error(`only ${seen.length} blocks in 60 s: ${JSON.stringify(seen)}`);
   process.exit(1);
 }, 60_000);
+// Done once COUNT blocks were seen and none came for 1.5 s (viem fetches
+// each notified block concurrently: stopping at the COUNT-th callback
+// could leave one still being fetched).
+let quiet;
 const unwatch = client.watchBlocks({
   onBlock(block) {
     seen.push(Number(block.number));
     if (seen.length >= count) {
-      unwatch();
-      clearTimeout(timer);
-      console.log(JSON.stringify({ numbers: seen }));
-      process.exit(0);
+      clearTimeout(quiet);
+      quiet = setTimeout(() => {
+        unwatch();
+        clearTimeout(timer);
+        console.log(JSON.stringify({ numbers: seen }));
+        process.exit(0);
+      }, 1500);
     }
   },
   onError(e) {

@@ -303,7 +303,8 @@ impl ScriptedChain {
                     Value::Null => true,
                     Value::String(a) => a.eq_ignore_ascii_case(LOG_ADDRESS),
                     Value::Array(list) => list.iter().any(|a| {
-                        a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(LOG_ADDRESS))
+                        a.as_str()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(LOG_ADDRESS))
                     }),
                     _ => false,
                 };

@@ -35,7 +35,10 @@ pub enum NodeState {
     Dead,
 }
 
-/// A simulated node; see the [module docs](self). Stops when dropped.
+/// A simulated node serving a [`ScriptedChain`] over HTTP and WebSocket
+/// on one port, killed ([`kill`](Self::kill)), frozen
+/// ([`freeze`](Self::freeze)) and brought back ([`revive`](Self::revive))
+/// at will. Stops when dropped.
 pub struct SimNode {
     /// Where it listens (the same address after a restart).
     pub addr: SocketAddr,
@@ -208,7 +211,9 @@ fn answer(chain: &ScriptedChain, body: &[u8], calls: &AtomicUsize) -> Value {
     let method = call["method"].as_str().unwrap_or("");
     match chain.answer(method, &call["params"]) {
         Some(result) => json!({"jsonrpc": "2.0", "id": call["id"], "result": result}),
-        None => json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")}}),
+        None => {
+            json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")}})
+        }
     }
 }
 
@@ -240,8 +245,14 @@ fn upgrade_to_websocket(
     let mut resp = http::Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
     let headers = resp.headers_mut();
-    headers.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
-    headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
     headers.insert(
         http::header::SEC_WEBSOCKET_ACCEPT,
         http::HeaderValue::from_str(&accept).map_err(std::io::Error::other)?,

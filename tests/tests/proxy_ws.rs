@@ -351,3 +351,58 @@ enabled = true
         "memory grew from {before} KiB to {after} KiB"
     );
 }
+
+/// `eth_subscribe` passes the proxy's method filter and rate limit like any
+/// call (counted in `rpc_requests_total`), and is served by the hub, never
+/// forwarded to the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_calls_meet_the_method_filter_and_the_rate_limit() {
+    let upstream = tests::FaultUpstream::start_chain(tests::ScriptedChain::new(7)).await;
+    let (_denied, denied) = start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[backends.up]\nurl = \"{}\"\n\
+         [methods]\ndeny = [\"eth_subscribe\"]\n",
+        upstream.url()
+    ));
+    let mut ws = open(denied).await.expect("upgrade");
+    let v = ask(
+        &mut ws,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}),
+    )
+    .await;
+    assert_eq!(v["error"]["code"], -32601, "{v}");
+
+    let (limited, addr) = start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [backends.up]\nurl = \"{}\"\n[rate_limit]\nper_ip = {{ rate = 1, burst = 2 }}\n",
+        upstream.url()
+    ));
+    let mut ws = open(addr).await.expect("upgrade");
+    let mut answers = Vec::new();
+    for id in 1..=3 {
+        answers.push(
+            ask(
+                &mut ws,
+                json!({"jsonrpc": "2.0", "id": id, "method": "eth_subscribe", "params": ["newPendingTransactions", true]}),
+            )
+            .await,
+        );
+    }
+    // Two admitted (and refused by the hub: full transactions are not
+    // served), the third over the budget.
+    assert_eq!(answers[0]["error"]["code"], -32602, "{answers:?}");
+    assert_eq!(answers[1]["error"]["code"], -32602, "{answers:?}");
+    assert_eq!(answers[2]["error"]["code"], -32016, "{answers:?}");
+    let metrics = tests::scrape(tests::metrics_addr(&limited)).await;
+    let lines = |prefix: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains("method=\"eth_subscribe\""))
+            .count()
+    };
+    assert!(lines("rpc_requests_total") > 0, "{metrics}");
+    assert_eq!(
+        lines("rpc_backend_"),
+        0,
+        "a subscribe call reached the node: {metrics}"
+    );
+}

@@ -34,7 +34,13 @@ async fn survives_20_outages(websocket_members: bool) {
     let chain = ScriptedChain::new(100);
     let a = SimNode::start(chain.clone()).await;
     let b = SimNode::start(chain.clone()).await;
-    let url = |n: &SimNode| if websocket_members { n.ws_url() } else { n.http_url() };
+    let url = |n: &SimNode| {
+        if websocket_members {
+            n.ws_url()
+        } else {
+            n.http_url()
+        }
+    };
     let (proxy, addr) = start_proxy_config(&format!(
         r#"
 [server]
@@ -139,13 +145,20 @@ probe_timeout = "500ms"
     // Let the client catch up with the last block mined, then stop mining.
     miner.abort();
     let last = chain.head.load(std::sync::atomic::Ordering::SeqCst);
-    let heads_id = ids.lock().expect("lock").get(&1).cloned().expect("newHeads id");
+    let heads_id = ids
+        .lock()
+        .expect("lock")
+        .get(&1)
+        .cloned()
+        .expect("newHeads id");
     let logs_id = ids.lock().expect("lock").get(&2).cloned().expect("logs id");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let caught_up = received.lock().expect("lock").iter().any(|(sub, v, _)| {
-            *sub == logs_id && hex(&v["blockNumber"]) == last
-        });
+        let caught_up = received
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(sub, v, _)| *sub == logs_id && hex(&v["blockNumber"]) == last);
         if caught_up {
             break;
         }
@@ -162,7 +175,13 @@ probe_timeout = "500ms"
     let heads: Vec<(u64, String, Instant)> = received
         .iter()
         .filter(|(sub, _, _)| *sub == heads_id)
-        .map(|(_, v, t)| (hex(&v["number"]), v["hash"].as_str().expect("hash").to_owned(), *t))
+        .map(|(_, v, t)| {
+            (
+                hex(&v["number"]),
+                v["hash"].as_str().expect("hash").to_owned(),
+                *t,
+            )
+        })
         .collect();
     let logs: Vec<u64> = received
         .iter()
@@ -181,7 +200,10 @@ probe_timeout = "500ms"
     }
     // Every log once, in order (from the block after the first head).
     let first_log = *logs.first().expect("logs");
-    assert!(first_log <= first + 1, "logs start at {first_log}, heads at {first}");
+    assert!(
+        first_log <= first + 1,
+        "logs start at {first_log}, heads at {first}"
+    );
     assert_eq!(logs, (first_log..=last).collect::<Vec<_>>(), "logs");
     // How late each block arrived after it was mined (outages included).
     let mined = mined.lock().expect("lock");

@@ -7,6 +7,7 @@
 //!   MetricsLayer::client          every call, with its method and outcome
 //!   MethodFilterLayer             [methods] allow / deny, before any cost
 //!   RateLimitLayer                [rate_limit] per IP / per API key, weighted
+//!   AdmissionLayer                WebSocket eth_subscribe stops here (admitted)
 //!   CacheLayer                    [cache], shared by every group
 //!   MethodRouter                  [routing] method pattern -> group
 //!     RetryLayer                  [retry], one budget per group
@@ -126,6 +127,10 @@ pub fn build(config: &Config) -> Result<Built, String> {
             .layer(MetricsLayer::client().method_labels(labels))
             .option_layer(filter)
             .option_layer(rate_limit)
+            // WebSocket subscribe calls are admitted (filtered, limited,
+            // counted) above this line and answered by the hub, never
+            // forwarded.
+            .layer(rpc_core::admission::AdmissionLayer::new())
             .option_layer(consistency)
             .option_layer(cache)
             .service(router),
@@ -191,7 +196,10 @@ pub fn build(config: &Config) -> Result<Built, String> {
             hub = hub.push_source(source.clone());
         }
         let hub = hub.build();
-        server = server.websocket(ws.subscriptions(std::sync::Arc::new(hub)));
+        server = server.websocket(
+            ws.subscriptions(std::sync::Arc::new(hub))
+                .admit_subscriptions(true),
+        );
     }
     if let Some((_, ready)) = readiness
         .into_iter()

@@ -69,6 +69,7 @@ pub struct WsConfig {
     pub(crate) subscriptions: Option<Arc<dyn SubscriptionSource>>,
     pub(crate) max_subscriptions: usize,
     pub(crate) methods: SubscriptionMethods,
+    pub(crate) admit: bool,
 }
 
 /// The method names of subscriptions (Ethereum's by default).
@@ -107,6 +108,7 @@ impl Default for WsConfig {
             subscriptions: None,
             max_subscriptions: 100,
             methods: SubscriptionMethods::default(),
+            admit: false,
         }
     }
 }
@@ -164,6 +166,19 @@ impl WsConfig {
     /// subscribe call gets `-32005`.
     pub fn max_subscriptions(mut self, n: usize) -> Self {
         self.max_subscriptions = n.max(1);
+        self
+    }
+
+    /// Passes each subscribe call through the service first, marked
+    /// [`AdmissionCheck`](crate::admission::AdmissionCheck), so the
+    /// stack's policy layers (method filter, rate limits, metrics) decide
+    /// and count it like any call: an error answer is the client's, a
+    /// result admits it (default: off — subscribe calls do not reach the
+    /// service). The service **must** answer such calls without forwarding
+    /// them: put [`AdmissionLayer`](crate::admission::AdmissionLayer) below
+    /// the policy layers.
+    pub fn admit_subscriptions(mut self, on: bool) -> Self {
+        self.admit = on;
         self
     }
 
@@ -375,26 +390,42 @@ pub(crate) async fn session<S: JsonRpcService>(
                     }
                 };
                 // Subscriptions are the socket's own: answered here.
-                let incoming = match (incoming, &ws.subscriptions) {
+                let job = match (incoming, &ws.subscriptions) {
+                    // Admitted by the stack's policy first.
+                    (Incoming::Single(Ok(req)), Some(_))
+                        if ws.admit && req.method() == &*ws.methods.subscribe =>
+                    {
+                        Job::Admit(req)
+                    }
                     (Incoming::Single(Ok(req)), Some(source)) if is_subscription(&ws, &req) => {
                         if subscription_call(&ws, source, &req, &mut subs, &tx, &overflow).is_err() {
                             break (CloseCode::Policy, "send queue full: read your answers", "slow_consumer");
                         }
                         continue;
                     }
-                    (incoming, _) => incoming,
+                    (incoming, _) => Job::Answer(incoming),
                 };
                 let inner = inner.clone();
                 let ctx = ctx.with_deadline(config.request_timeout);
                 let config = config.clone();
-                in_flight.push(async move { answer(inner, ctx, &config, incoming).await });
+                in_flight.push(async move { work(inner, ctx, &config, job).await });
             }
             () = overflow.notified() => {
                 metrics::counter!("rpc_ws_messages_dropped_total").increment(1);
                 break (CloseCode::Policy, "send queue full: read your notifications", "slow_consumer");
             }
             Some(out) = in_flight.next(), if !in_flight.is_empty() => {
-                let Some(json) = out else { continue };
+                let json = match out {
+                    Out::Json(json) => json,
+                    Out::Nothing => continue,
+                    Out::Subscribe(req) => {
+                        let Some(source) = &ws.subscriptions else { continue };
+                        if subscription_call(&ws, source, &req, &mut subs, &tx, &overflow).is_err() {
+                            break (CloseCode::Policy, "send queue full: read your answers", "slow_consumer");
+                        }
+                        continue;
+                    }
+                };
                 match tx.try_send(frame(json)) {
                     Ok(()) => {
                         metrics::counter!("rpc_ws_messages_total", "direction" => "out").increment(1);
@@ -423,7 +454,7 @@ pub(crate) async fn session<S: JsonRpcService>(
             () = &mut closing => {
                 // Draining: the calls in flight are answered first.
                 while let Some(out) = in_flight.next().await {
-                    if let Some(json) = out {
+                    if let Out::Json(json) = out {
                         let _ = tx.try_send(frame(json));
                     }
                 }
@@ -460,23 +491,58 @@ fn frame(json: Vec<u8>) -> Message {
     }
 }
 
-/// The answer to one message: `None` when it holds only notifications.
-async fn answer<S: JsonRpcService>(
+/// What a socket hands the service.
+enum Job {
+    /// A message to answer.
+    Answer(Incoming),
+    /// A subscribe call to admit (see `WsConfig::admit_subscriptions`).
+    Admit(crate::Request),
+}
+
+/// What comes of a [`Job`].
+enum Out {
+    /// An answer to send.
+    Json(Vec<u8>),
+    /// Nothing (a message of notifications only).
+    Nothing,
+    /// An admitted subscribe call, to serve on the socket.
+    Subscribe(crate::Request),
+}
+
+/// Runs one job through the service.
+async fn work<S: JsonRpcService>(
     inner: S,
     ctx: CallContext,
     config: &super::ServerConfig,
-    incoming: Incoming,
-) -> Option<Vec<u8>> {
-    match incoming {
-        Incoming::Single(Err(invalid)) => Some(invalid.into_response().to_json()),
-        Incoming::Single(Ok(req)) => ctx
+    job: Job,
+) -> Out {
+    let json = match job {
+        Job::Answer(Incoming::Single(Err(invalid))) => Some(invalid.into_response().to_json()),
+        Job::Answer(Incoming::Single(Ok(req))) => ctx
             .call(inner, req)
             .await
             .map(|a| a.into_response().to_json()),
-        Incoming::Batch(items) => {
+        Job::Answer(Incoming::Batch(items)) => {
             super::front::answer_batch(&inner, &ctx, config.batch_concurrency, items).await
         }
-    }
+        Job::Admit(req) => {
+            let mut check = crate::Request::new(req.method_arc().clone())
+                .with_id(req.id().cloned().unwrap_or(crate::Id::Null));
+            if let Some(params) = req.params() {
+                check = check.with_params(params.clone());
+            }
+            check
+                .extensions_mut()
+                .insert(crate::admission::AdmissionCheck);
+            return match ctx.call(inner, check).await.map(|a| a.into_response()) {
+                Some(resp) if matches!(resp.payload(), crate::Payload::Error(_)) => {
+                    Out::Json(resp.to_json())
+                }
+                _ => Out::Subscribe(req),
+            };
+        }
+    };
+    json.map_or(Out::Nothing, Out::Json)
 }
 
 /// Whether `req` is a subscribe or unsubscribe call.

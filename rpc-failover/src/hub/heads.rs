@@ -582,11 +582,9 @@ async fn poll_once<S: JsonRpcService>(
     let known =
         |n: u64, h: &str, d: &VecDeque<(u64, String)>| d.iter().any(|(dn, dh)| *dn == n && dh == h);
     let Some((last_number, _)) = delivered.back().cloned() else {
+        // The head when the poller starts is where it starts from: like a
+        // node, subscribers are told of the blocks after it.
         delivered.push_back((head.number, head.hash.clone()));
-        let _ = tx.send(Event::Head {
-            hash: Arc::from(head.hash.as_str()),
-            json: head.json,
-        });
         return;
     };
     // Seen, or behind what was delivered (a member behind): nothing.

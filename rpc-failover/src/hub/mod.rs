@@ -11,7 +11,8 @@
 //!
 //! * **one source per kind**: every `newHeads` subscriber shares one poller
 //!   (`eth_getBlockByNumber("latest", false)` every `poll_interval`),
-//!   started with the first subscriber and stopped with the last;
+//!   started with the first subscriber and stopped with the last; like a
+//!   node, it notifies the blocks after the one current when it started;
 //! * **nothing missed, nothing twice**: each new head is linked to the
 //!   last one delivered by its parent hash; a gap (several blocks between
 //!   polls, or a source that was down) is backfilled by parent hash, oldest
