@@ -1,8 +1,9 @@
 //! A named JSON-RPC backend reached over HTTP(S).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,9 +15,11 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tower::Service;
 
+use crate::batch::{BatchGroup, BatchItem};
 use crate::body::{read_body, Budget, ReadError};
 use crate::parse::parse_response;
 use crate::{BoxError, Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
@@ -67,10 +70,45 @@ struct Inner {
     response_budget: Option<ByteBudget>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     next_id: AtomicU64,
+    /// Upstream batching (`max_batch` > 1).
+    batching: Option<Batching>,
+}
+
+/// The calls of client batches waiting to be sent as upstream batches.
+struct Batching {
+    /// Calls per upstream batch now (halved when a batch is refused).
+    max: AtomicUsize,
+    window: Duration,
+    /// By client batch ([`BatchGroup::key`]): the batch being gathered
+    /// (numbered, so a flush meant for one sent when full does not take
+    /// the next).
+    open: Mutex<HashMap<usize, (u64, Vec<Queued>)>>,
+    next: AtomicU64,
+}
+
+/// An answer as a batch delivers it: its payload, and the bytes it holds.
+type Delivered = Result<(Payload, Option<Arc<BytePermit>>), RpcError>;
+
+/// A call waiting in an upstream batch.
+struct Queued {
+    id: u64,
+    frame: Vec<u8>,
+    reply: oneshot::Sender<Delivered>,
+    item: BatchItem,
+}
+
+impl Queued {
+    /// Fails the call as part of a whole batch that failed: it will be
+    /// on its way again (failover) with its batch-mates.
+    fn fail_with_batch(self, e: RpcError) {
+        self.item.unsettle();
+        let _ = self.reply.send(Err(e));
+    }
 }
 
 /// The bytes of an answer read under a [`ByteBudget`], held (in the
-/// answer's extensions) until the answer is dropped.
+/// answer's extensions) until the answer is dropped (every answer of an
+/// upstream batch holds the one body they share).
 #[derive(Clone)]
 pub(crate) struct HeldBytes(#[allow(dead_code)] Arc<BytePermit>);
 
@@ -101,6 +139,8 @@ impl HttpBackend {
             headers: HeaderMap::new(),
             basic_auth: None,
             tls: None,
+            max_batch: HttpBackendBuilder::DEFAULT_MAX_BATCH,
+            batch_window: HttpBackendBuilder::DEFAULT_BATCH_WINDOW,
         }
     }
 
@@ -130,6 +170,8 @@ pub struct HttpBackendBuilder {
     headers: HeaderMap,
     basic_auth: Option<(String, String)>,
     tls: Option<rustls::ClientConfig>,
+    max_batch: usize,
+    batch_window: Duration,
 }
 
 impl fmt::Debug for HttpBackendBuilder {
@@ -154,6 +196,40 @@ impl HttpBackendBuilder {
     pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     /// Default for [`pool_max_idle_per_host`](Self::pool_max_idle_per_host): 64.
     pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
+    /// Default for [`max_batch`](Self::max_batch): 100 calls. geth, reth
+    /// and erigon accept 1 000 per batch; hosted providers commonly cap
+    /// batches at 100 or fewer (or bill them per call anyway), so 100 is
+    /// accepted nearly everywhere while cutting a large client batch to a
+    /// few requests.
+    pub const DEFAULT_MAX_BATCH: usize = 100;
+    /// Default for [`batch_window`](Self::batch_window): 2 ms.
+    pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(2);
+
+    /// Calls of one client batch sent to this backend as one upstream
+    /// batch, at most (default 100; 1 sends every call alone). The calls
+    /// still pass every layer one by one (retry, failover, cache, metrics);
+    /// only the HTTP request is shared. Answers are matched by the
+    /// backend's own wire ids, so out-of-order items are fine; an item
+    /// missing from the answer fails alone with
+    /// [`RpcError::InvalidResponse`] (maybe sent: the retry layer retries
+    /// it where the method is safe to repeat). A backend that refuses a
+    /// batch outright (one error object, a 4xx, an answer over the size
+    /// limit) gets the calls one by one instead, and later batches half as
+    /// large.
+    pub fn max_batch(mut self, calls: usize) -> Self {
+        self.max_batch = calls.max(1);
+        self
+    }
+
+    /// The longest the calls of one client batch wait for each other
+    /// before being sent (default 2 ms). They are normally sent at once —
+    /// when every call of the batch in flight has reached a backend or
+    /// been answered; the window only bounds a call held elsewhere (a
+    /// concurrency queue, the cache waiting for an identical call).
+    pub fn batch_window(mut self, window: Duration) -> Self {
+        self.batch_window = window;
+        self
+    }
 
     /// The longest a call may take, from sending to the last byte of the answer.
     /// A request's own [`Deadline`](crate::Deadline) shortens it.
@@ -309,6 +385,12 @@ impl HttpBackendBuilder {
                 response_budget: self.response_budget,
                 client,
                 next_id: AtomicU64::new(1),
+                batching: (self.max_batch > 1).then(|| Batching {
+                    max: AtomicUsize::new(self.max_batch),
+                    window: self.batch_window,
+                    open: Mutex::new(HashMap::new()),
+                    next: AtomicU64::new(0),
+                }),
             }),
         })
     }
@@ -341,6 +423,13 @@ impl Inner {
             }
             deadline = deadline.min(call_deadline);
         }
+        if let (Some(batching), Some(item)) = (&self.batching, req.extensions().get::<BatchItem>())
+        {
+            if !req.is_notification() && batching.max.load(Ordering::Relaxed) > 1 {
+                let item = item.clone();
+                return self.batched(req, item, started, deadline).await;
+            }
+        }
         let wire_id = (!req.is_notification())
             .then(|| Id::from(self.next_id.fetch_add(1, Ordering::Relaxed)));
 
@@ -369,6 +458,54 @@ impl Inner {
     ) -> Result<(Payload, Option<BytePermit>), RpcError> {
         let mut body = Vec::with_capacity(req.encoded_len_hint());
         req.write_json(wire_id, &mut body);
+        let (status, bytes, held) = self.post(body).await?;
+        let Some(wire_id) = wire_id else {
+            // A notification: the backend owes no answer; any 2xx will do.
+            return if status.is_success() {
+                Ok((Payload::Result(RawJson::NULL), None))
+            } else {
+                Err(self.status_error(status, None))
+            };
+        };
+        self.parse_one(status, &bytes, wire_id).map(|p| (p, held))
+    }
+
+    /// One answer from a body: a 2xx carrying it, or another status
+    /// carrying a JSON-RPC error object (some providers answer invalid
+    /// params with a 400), which is the backend's answer.
+    fn parse_one(
+        &self,
+        status: StatusCode,
+        bytes: &Bytes,
+        wire_id: &Id,
+    ) -> Result<Payload, RpcError> {
+        let parsed = parse_response(bytes, wire_id);
+        if status.is_success() {
+            return parsed.map_err(|reason| RpcError::InvalidResponse {
+                backend: self.name.clone(),
+                reason,
+            });
+        }
+        match parsed {
+            Ok(payload @ Payload::Error(_)) => Ok(payload),
+            _ => Err(self.status_error(status, None)),
+        }
+    }
+
+    fn status_error(&self, status: StatusCode, retry_after: Option<Duration>) -> RpcError {
+        RpcError::HttpStatus {
+            backend: self.name.clone(),
+            status,
+            retry_after,
+        }
+    }
+
+    /// POSTs `body`: the status and the body read (under the size limit
+    /// and the budget); 429 and 5xx are errors.
+    async fn post(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Bytes, Option<BytePermit>), RpcError> {
         let mut http_req = http::Request::new(Full::new(Bytes::from(body)));
         *http_req.method_mut() = http::Method::POST;
         *http_req.uri_mut() = self.uri.clone();
@@ -390,14 +527,8 @@ impl Inner {
         })?;
 
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
-        let status_error = || RpcError::HttpStatus {
-            backend: self.name.clone(),
-            status,
-            retry_after,
-        };
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(status_error());
+            return Err(self.status_error(status, retry_after(resp.headers())));
         }
         let (parts, body) = resp.into_parts();
         let budget = match &self.response_budget {
@@ -415,29 +546,226 @@ impl Inner {
                 source: error_chain(&*e).into(),
             },
         })?;
+        Ok((status, bytes, held))
+    }
 
-        let Some(wire_id) = wire_id else {
-            // A notification: the backend owes no answer; any 2xx will do.
-            return if status.is_success() {
-                Ok((Payload::Result(RawJson::NULL), None))
-            } else {
-                Err(status_error())
-            };
+    /// A call of a client batch: queued for an upstream batch, answered
+    /// when the batch is (under the call's own deadline).
+    async fn batched(
+        self: Arc<Self>,
+        req: Request,
+        item: BatchItem,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Response, RpcError> {
+        let Some(batching) = self.batching.as_ref() else {
+            return Err(RpcError::Internal("batching is off".to_owned()));
         };
-        let parsed = parse_response(&bytes, wire_id);
-        if status.is_success() {
-            return parsed
-                .map(|p| (p, held))
-                .map_err(|reason| RpcError::InvalidResponse {
-                    backend: self.name.clone(),
-                    reason,
-                });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::with_capacity(req.encoded_len_hint());
+        req.write_json(Some(&Id::from(id)), &mut frame);
+        let (reply, answer) = oneshot::channel();
+        let key = item.group().key();
+        let (first, full) = {
+            let mut open = batching.open.lock().unwrap_or_else(|e| e.into_inner());
+            let (number, calls) = open
+                .entry(key)
+                .or_insert_with(|| (batching.next.fetch_add(1, Ordering::Relaxed), Vec::new()));
+            let first = calls.is_empty().then_some(*number);
+            calls.push(Queued {
+                id,
+                frame,
+                reply,
+                item: item.clone(),
+            });
+            let full = calls.len() >= batching.max.load(Ordering::Relaxed);
+            (first, if full { open.remove(&key) } else { None })
+        };
+        // Placed: the batch no longer waits for this call.
+        item.settle();
+        if let Some((_, calls)) = full {
+            tokio::spawn(self.clone().send_batch(calls));
+        } else if let Some(number) = first {
+            tokio::spawn(
+                self.clone()
+                    .flush_when_settled(key, number, item.group().clone()),
+            );
         }
-        // Another non-2xx status carrying a JSON-RPC error object (some providers
-        // answer invalid params with a 400) is the backend's answer.
-        match parsed {
-            Ok(payload @ Payload::Error(_)) => Ok((payload, held)),
-            _ => Err(status_error()),
+        let delivered = match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(delivered)) => delivered,
+            Ok(Err(_)) => Err(RpcError::Internal(
+                "an upstream batch was dropped".to_owned(),
+            )),
+            Err(_) => Err(RpcError::Timeout {
+                backend: Some(self.name.clone()),
+                elapsed: started.elapsed(),
+            }),
+        };
+        let (payload, held) = delivered?;
+        let mut resp = Response::new(req.id().cloned().unwrap_or(Id::Null), payload);
+        resp.extensions_mut().insert(ServedBy(self.name.clone()));
+        if let Some(held) = held {
+            resp.extensions_mut().insert(HeldBytes(held));
+        }
+        Ok(resp)
+    }
+
+    /// Sends the calls of client batch `key` once its calls in flight have
+    /// all been placed or answered (or after the window).
+    async fn flush_when_settled(self: Arc<Self>, key: usize, number: u64, group: BatchGroup) {
+        let Some(batching) = self.batching.as_ref() else {
+            return;
+        };
+        let _ = tokio::time::timeout(batching.window, group.all_settled()).await;
+        let calls = {
+            let mut open = batching.open.lock().unwrap_or_else(|e| e.into_inner());
+            match open.get(&key) {
+                // Still the batch this flush was for (not sent when full).
+                Some((n, _)) if *n == number => open.remove(&key).map(|(_, calls)| calls),
+                _ => None,
+            }
+        };
+        if let Some(calls) = calls {
+            self.send_batch(calls).await;
+        }
+    }
+
+    /// One upstream request for `calls` (a single call is sent alone), each
+    /// answer to its caller.
+    async fn send_batch(self: Arc<Self>, calls: Vec<Queued>) {
+        // rpc-metrics' `names::UPSTREAM_BATCH_SIZE` (rpc-core does not depend on it).
+        metrics::histogram!("rpc_backend_batch_size", "backend" => self.name.to_string())
+            .record(calls.len() as f64);
+        if calls.len() == 1 {
+            return self.send_alone(calls).await;
+        }
+        let mut body =
+            Vec::with_capacity(calls.iter().map(|c| c.frame.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
+        for (i, call) in calls.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&call.frame);
+        }
+        body.push(b']');
+        let sent = tokio::time::timeout(self.timeout, self.post(body)).await;
+        let (status, bytes, held) = match sent {
+            Ok(Ok(answer)) => answer,
+            // Too large together: one by one, and smaller batches.
+            Ok(Err(RpcError::ResponseTooLarge { .. })) => {
+                return self
+                    .refused(calls, "its answer was over the size limit")
+                    .await
+            }
+            // The whole batch failed: its calls fail over together.
+            Ok(Err(e)) => {
+                for call in calls {
+                    call.fail_with_batch(e.clone());
+                }
+                return;
+            }
+            Err(_) => {
+                for call in calls {
+                    call.fail_with_batch(RpcError::Timeout {
+                        backend: Some(self.name.clone()),
+                        elapsed: self.timeout,
+                    });
+                }
+                return;
+            }
+        };
+        let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
+        if !status.is_success() || first == Some(b'{') {
+            // A 4xx, or one answer for the whole batch (an error object such
+            // as "batch too large" or "batches not supported").
+            return self.refused(calls, "it was refused").await;
+        }
+        let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&bytes) {
+            Ok(items) if first == Some(b'[') => items,
+            _ => {
+                for call in calls {
+                    let _ = call.reply.send(Err(RpcError::InvalidResponse {
+                        backend: self.name.clone(),
+                        reason: "a batch answer that is not a JSON array".to_owned(),
+                    }));
+                }
+                return;
+            }
+        };
+        // Matched by the wire ids (out-of-order answers are fine; a
+        // duplicate is ignored: the first answer counts).
+        #[derive(serde::Deserialize)]
+        struct Item<'a> {
+            #[serde(borrow, default)]
+            id: Option<&'a serde_json::value::RawValue>,
+        }
+        let mut by_id: HashMap<u64, &serde_json::value::RawValue> =
+            HashMap::with_capacity(items.len());
+        for item in items {
+            let id = serde_json::from_str::<Item<'_>>(item.get())
+                .ok()
+                .and_then(|i| i.id)
+                .and_then(|id| id.get().parse::<u64>().ok());
+            if let Some(id) = id {
+                by_id.entry(id).or_insert(item);
+            }
+        }
+        let held = held.map(Arc::new);
+        for call in calls {
+            let delivered = match by_id.get(&call.id) {
+                Some(item) => {
+                    let one = bytes.slice_ref(item.get().as_bytes());
+                    self.parse_one(status, &one, &Id::from(call.id))
+                        .map(|payload| (payload, held.clone()))
+                }
+                None => Err(RpcError::InvalidResponse {
+                    backend: self.name.clone(),
+                    reason: "the call's answer is missing from the batch answer".to_owned(),
+                }),
+            };
+            let _ = call.reply.send(delivered);
+        }
+    }
+
+    /// The backend refused a batch: its calls go one by one, and its next
+    /// batches are half as large (down to none).
+    async fn refused(self: Arc<Self>, calls: Vec<Queued>, why: &str) {
+        if let Some(batching) = &self.batching {
+            let before = batching.max.load(Ordering::Relaxed);
+            let after = (calls.len() / 2).min(before).max(1);
+            if after < before {
+                batching.max.store(after, Ordering::Relaxed);
+                tracing::warn!(
+                    backend = %self.name,
+                    calls = calls.len(),
+                    max_batch = after,
+                    "a batch of {} calls was not taken ({why}); sending them one by one, and at most {after} per batch from now on",
+                    calls.len()
+                );
+            }
+        }
+        let alone = calls
+            .into_iter()
+            .map(|call| self.clone().send_alone(vec![call]));
+        futures_util::future::join_all(alone).await;
+    }
+
+    /// Sends one queued call alone.
+    async fn send_alone(self: Arc<Self>, calls: Vec<Queued>) {
+        for call in calls {
+            let sent = tokio::time::timeout(self.timeout, self.post(call.frame)).await;
+            let delivered = match sent {
+                Ok(Ok((status, bytes, held))) => self
+                    .parse_one(status, &bytes, &Id::from(call.id))
+                    .map(|payload| (payload, held.map(Arc::new))),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(RpcError::Timeout {
+                    backend: Some(self.name.clone()),
+                    elapsed: self.timeout,
+                }),
+            };
+            let _ = call.reply.send(delivered);
         }
     }
 }

@@ -73,6 +73,7 @@
 pub mod admission;
 #[cfg(any(feature = "http-backend", feature = "ws-backend"))]
 mod backend_error;
+pub mod batch;
 #[cfg(any(feature = "server", feature = "http-backend"))]
 mod body;
 mod budget;
@@ -120,7 +121,7 @@ pub use ext::{
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
 pub use http_backend::{HttpBackend, HttpBackendBuilder};
 pub use id::Id;
-pub use raw::RawJson;
+pub use raw::{ArrayJoiner, JoinError, RawJson};
 pub use request::{Deadline, RemoteAddr, Request};
 pub use response::{Payload, Response};
 pub use service::{BoxJsonRpcService, BoxedResponseFuture, JsonRpcService, Named};

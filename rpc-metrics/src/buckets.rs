@@ -10,7 +10,7 @@
 //! let builder = PrometheusBuilder::new()
 //!     .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), rpc_metrics::buckets::SECONDS)?
 //!     .set_buckets_for_metric(
-//!         Matcher::Full(rpc_metrics::names::BATCH_SIZE.into()),
+//!         Matcher::Suffix("batch_size".into()),
 //!         rpc_metrics::buckets::BATCH_SIZE,
 //!     )?;
 //! // then: let handle = builder.install_recorder()?; rpc_metrics::describe();
@@ -26,5 +26,6 @@ pub const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// For `rpc_batch_size`: 1 to the default batch cap (1 000).
+/// For `rpc_batch_size` and `rpc_backend_batch_size`: 1 to the default
+/// client batch cap (1 000).
 pub const BATCH_SIZE: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];

@@ -15,6 +15,8 @@
 //! | `rpc_requests_in_flight` | gauge | — | client calls in progress |
 //! | `rpc_response_errors_total` | counter | `method`, `code` | JSON-RPC error codes answered to clients (the backend's own codes and ours) |
 //! | `rpc_batch_size` | histogram | — | calls per client batch |
+//! | `rpc_backend_batch_size` | histogram | `backend` | calls per upstream batch a backend sent (rpc-core `HttpBackend`, `max_batch`) |
+//! | `rpc_getlogs_split_total` | counter | — | `eth_getLogs` calls split into chunks (rpc-failover `LogRangeLayer`) |
 //! | `rpc_cache_requests_total` | counter | `method`, `status` | cache outcome: `hit`, `miss`, `coalesced`, `bypass` |
 //! | `rpc_backend_requests_total` | counter | `backend`, `method`, `outcome` | calls sent to a backend: `ok`, `error`, `failed` |
 //! | `rpc_backend_request_duration_seconds` | histogram | `backend`, `method` | a backend's time to answer |

@@ -11,6 +11,8 @@ pub const IN_FLIGHT: &str = "rpc_requests_in_flight";
 pub const RESPONSE_ERRORS: &str = "rpc_response_errors_total";
 /// Histogram: calls per client batch.
 pub const BATCH_SIZE: &str = "rpc_batch_size";
+/// Histogram `{backend}`: calls per upstream batch a backend sent.
+pub const UPSTREAM_BATCH_SIZE: &str = "rpc_backend_batch_size";
 /// Counter `{method, status}`: cache outcomes (`hit`, `miss`, `coalesced`, `bypass`).
 pub const CACHE: &str = "rpc_cache_requests_total";
 /// Counter `{backend, method, outcome}`: calls sent to a backend.
@@ -30,6 +32,8 @@ pub(crate) const ALL: &[(&str, Kind, &str)] = &[
     (IN_FLIGHT, Kind::Gauge, "Client calls in progress."),
     (RESPONSE_ERRORS, Kind::Counter, "JSON-RPC error codes answered to clients, by method and code."),
     (BATCH_SIZE, Kind::Histogram, "Calls per client batch."),
+    (UPSTREAM_BATCH_SIZE, Kind::Histogram, "Calls per upstream batch a backend sent (rpc-core HttpBackend, max_batch)."),
+    ("rpc_getlogs_split_total", Kind::Counter, "eth_getLogs calls split into chunks (rpc-failover LogRangeLayer)."),
     (CACHE, Kind::Counter, "Cache outcomes by method and status (hit, miss, coalesced, bypass)."),
     (BACKEND_REQUESTS, Kind::Counter, "Calls sent to a backend, by backend, method and outcome (ok, error, failed)."),
     (BACKEND_DURATION, Kind::Histogram, "A backend's time to answer, by backend and method."),

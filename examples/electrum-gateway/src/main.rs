@@ -389,11 +389,11 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn install_metrics() -> Result<Option<metrics_exporter_prometheus::PrometheusHandle>, String> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    use rpc_metrics::{buckets, names};
+    use rpc_metrics::buckets;
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), buckets::SECONDS)
         .and_then(|b| {
-            b.set_buckets_for_metric(Matcher::Full(names::BATCH_SIZE.into()), buckets::BATCH_SIZE)
+            b.set_buckets_for_metric(Matcher::Suffix("batch_size".into()), buckets::BATCH_SIZE)
         })
         .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()

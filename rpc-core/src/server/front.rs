@@ -516,15 +516,30 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
     items: Vec<Result<Request, crate::parse::InvalidCall>>,
 ) -> Option<Vec<u8>> {
     let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    // Lets backends send the items that reach them together as one
+    // upstream batch (see `crate::batch`).
+    let group = crate::batch::BatchGroup::new(items.len());
     let answers: Vec<Option<Response>> = stream::iter(items.into_iter().zip(0u32..))
-        .map(|(item, index)| async move {
-            match item {
-                Err(invalid) => Some(invalid.into_response()),
-                Ok(mut req) => {
-                    req.extensions_mut().insert(BatchPosition { index, len });
-                    ctx.call(inner.clone(), req)
-                        .await
-                        .map(Answer::into_response)
+        .map(|(item, index)| {
+            // Counted when created (before any item of the wave runs), so
+            // a backend never sends a wave's first item alone.
+            let handle = group.item(index as usize);
+            if item.is_ok() {
+                handle.start();
+            }
+            async move {
+                match item {
+                    Err(invalid) => Some(invalid.into_response()),
+                    Ok(mut req) => {
+                        req.extensions_mut().insert(BatchPosition { index, len });
+                        req.extensions_mut().insert(handle.clone());
+                        let answer = ctx
+                            .call(inner.clone(), req)
+                            .await
+                            .map(Answer::into_response);
+                        handle.settle();
+                        answer
+                    }
                 }
             }
         })
