@@ -195,3 +195,83 @@ mod tests {
         assert!(!RawJson::from_static("0").expect("valid").is_null());
     }
 }
+
+/// Joins JSON arrays into one without parsing their items again (each
+/// part is valid JSON already): for answers assembled from several
+/// upstream answers, such as an `eth_getLogs` range split into chunks.
+/// Parts are appended as they come, so each can be dropped once added.
+///
+/// ```
+/// use rpc_core::{ArrayJoiner, RawJson};
+///
+/// let mut joined = ArrayJoiner::new(1024);
+/// for part in [r#"[1, {"a": 2}]"#, "[]", "[3]"] {
+///     joined.push(&RawJson::from_static(part)?).expect("within the limit");
+/// }
+/// assert_eq!(joined.finish().as_bytes(), br#"[1, {"a": 2},3]"#);
+/// let mut small = ArrayJoiner::new(4);
+/// assert!(small.push(&RawJson::from_static("[123456]")?).is_err());
+/// assert!(ArrayJoiner::new(8).push(&RawJson::from_static("{}")?).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ArrayJoiner {
+    items: Vec<u8>,
+    max: usize,
+}
+
+/// Why [`ArrayJoiner::push`] refused a part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The joined array would be larger than the limit (in bytes).
+    #[error("the joined answer would be larger than {0} bytes")]
+    TooLarge(usize),
+    /// The part is not a JSON array.
+    #[error("not a JSON array")]
+    NotAnArray,
+}
+
+impl ArrayJoiner {
+    /// An empty array, at most `max_bytes` long when finished.
+    pub fn new(max_bytes: usize) -> Self {
+        ArrayJoiner {
+            items: Vec::new(),
+            max: max_bytes,
+        }
+    }
+
+    /// Appends the items of `part`, a JSON array.
+    pub fn push(&mut self, part: &RawJson) -> Result<(), JoinError> {
+        let bytes = part.as_bytes();
+        let open = bytes.iter().position(|b| !b.is_ascii_whitespace());
+        let close = bytes.iter().rposition(|b| !b.is_ascii_whitespace());
+        let (Some(open), Some(close)) = (open, close) else {
+            return Err(JoinError::NotAnArray);
+        };
+        if bytes[open] != b'[' || bytes[close] != b']' || close <= open {
+            return Err(JoinError::NotAnArray);
+        }
+        let inside = &bytes[open + 1..close];
+        if inside.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let comma = usize::from(!self.items.is_empty());
+        if self.items.len() + comma + inside.len() + 2 > self.max {
+            return Err(JoinError::TooLarge(self.max));
+        }
+        if comma == 1 {
+            self.items.push(b',');
+        }
+        self.items.extend_from_slice(inside);
+        Ok(())
+    }
+
+    /// The joined array.
+    pub fn finish(self) -> RawJson {
+        let mut out = Vec::with_capacity(self.items.len() + 2);
+        out.push(b'[');
+        out.extend_from_slice(&self.items);
+        out.push(b']');
+        RawJson::from_trusted(Bytes::from(out))
+    }
+}
