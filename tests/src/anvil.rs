@@ -57,3 +57,28 @@ pub fn start_anvil_on(port: u16) -> (Process, SocketAddr) {
         line.split("Listening on ").nth(1)?.trim().parse().ok()
     })
 }
+
+/// Deploys a contract whose every call emits one log (LOG0, no data);
+/// returns its address.
+pub async fn deploy_logger(node: SocketAddr) -> String {
+    // Init code: copy the 6-byte runtime (PUSH1 0 PUSH1 0 LOG0 STOP) and
+    // return it.
+    let init = "0x6006600c60003960066000f360006000a000";
+    let from = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    let (_, v) = crate::call(
+        node,
+        "eth_sendTransaction",
+        serde_json::json!([{"from": from, "data": init}]),
+    )
+    .await;
+    let tx = v["result"].as_str().expect("tx hash").to_owned();
+    // Mined a moment later (automine).
+    for _ in 0..50 {
+        let (_, r) = crate::call(node, "eth_getTransactionReceipt", serde_json::json!([tx])).await;
+        if let Some(a) = r["result"]["contractAddress"].as_str() {
+            return a.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("not deployed within 5 s")
+}

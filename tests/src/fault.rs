@@ -32,11 +32,38 @@ use tokio::net::TcpListener;
 pub struct FaultUpstream {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Calls received, by anyone.
+    /// HTTP requests received, by anyone (a batch is one).
     pub calls: Arc<AtomicUsize>,
+    /// JSON-RPC calls received (each item of a batch counts).
+    pub items: Arc<AtomicUsize>,
     /// TCP connections accepted.
     pub connections: Arc<AtomicUsize>,
+    batch: Arc<std::sync::Mutex<BatchMode>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How a [`FaultUpstream`] answers a JSON-RPC batch (an array body): each
+/// item as a single call would be answered (the chain's methods,
+/// `fault_rpc_error`, else the echo), shaped by the mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchMode {
+    /// Every item answered, in order.
+    #[default]
+    Answer,
+    /// Every item answered, in reverse order.
+    Reversed,
+    /// The last item's answer left out.
+    DropLast,
+    /// The first item's answer sent twice (the second time last).
+    DuplicateFirst,
+    /// One error object (id null) for the whole batch, status 200.
+    OneError,
+    /// HTTP 400 with an error object: batches are not served.
+    Refuse400,
+    /// Batches of more than this many items get one error object.
+    Limit(usize),
+    /// Batches are answered with this HTTP status (a text body).
+    Status(u16),
 }
 
 impl Drop for FaultUpstream {
@@ -106,8 +133,14 @@ impl FaultUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let calls = Arc::new(AtomicUsize::new(0));
+        let items = Arc::new(AtomicUsize::new(0));
+        let batch = Arc::new(std::sync::Mutex::new(BatchMode::default()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let counter = calls.clone();
+        let counter = Counters {
+            requests: calls.clone(),
+            items: items.clone(),
+            batch: batch.clone(),
+        };
         let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -147,9 +180,16 @@ impl FaultUpstream {
         FaultUpstream {
             addr,
             calls,
+            items,
             connections,
+            batch,
             task,
         }
+    }
+
+    /// How batches are answered from now on.
+    pub fn set_batch_mode(&self, mode: BatchMode) {
+        *self.batch.lock().expect("lock") = mode;
     }
 
     /// Waits (up to 10 s) until at least `n` calls have arrived.
@@ -193,6 +233,14 @@ pub struct ScriptedChain {
     pub fork_from: Arc<std::sync::atomic::AtomicU64>,
     /// Its finalized block + 1 (0: it does not report finality).
     pub finalized: Arc<std::sync::atomic::AtomicU64>,
+    /// `eth_getLogs` over more blocks than this is refused the way
+    /// Infura and Alchemy do (0: no limit).
+    pub log_limit: Arc<std::sync::atomic::AtomicU64>,
+    /// `eth_getLogs` over a range holding this block - 1 fails with
+    /// `-32000` (0: none).
+    pub log_fail: Arc<std::sync::atomic::AtomicU64>,
+    /// `eth_getLogs` calls answered.
+    pub log_calls: Arc<AtomicUsize>,
 }
 
 impl ScriptedChain {
@@ -289,6 +337,54 @@ impl ScriptedChain {
         }
     }
 
+    /// The answer to a call of one of its methods: a result, or an error
+    /// object.
+    pub(crate) fn answer_call(&self, method: &str, params: &Value) -> Option<Result<Value, Value>> {
+        if method == "eth_getLogs" && !params[0]["blockHash"].is_string() {
+            return Some(self.logs_in_range(&params[0]));
+        }
+        self.answer(method, params).map(Ok)
+    }
+
+    /// `eth_getLogs` by range: one log per block, limits and failures as
+    /// scripted.
+    fn logs_in_range(&self, q: &Value) -> Result<Value, Value> {
+        self.log_calls.fetch_add(1, Ordering::SeqCst);
+        let head = self.head.load(Ordering::SeqCst);
+        let at = |v: &Value| match v.as_str().unwrap_or("latest") {
+            "latest" | "pending" | "safe" | "finalized" => Some(head),
+            "earliest" => Some(0),
+            hex => u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok(),
+        };
+        let (Some(from), Some(to)) = (at(&q["fromBlock"]), at(&q["toBlock"])) else {
+            return Err(json!({"code": -32602, "message": "invalid block range"}));
+        };
+        let to = to.min(head);
+        if from > to {
+            return Ok(json!([]));
+        }
+        let limit = self.log_limit.load(Ordering::SeqCst);
+        if limit > 0 && to - from + 1 > limit {
+            let end = from + limit - 1;
+            return Err(json!({"code": -32005, "message": format!(
+                "query returned more than 10000 results. Try with this block range [{from:#x}, {end:#x}]."
+            )}));
+        }
+        let fail = self.log_fail.load(Ordering::SeqCst);
+        if fail > 0 && (from..=to).contains(&(fail - 1)) {
+            return Err(json!({"code": -32000, "message": "header not found"}));
+        }
+        let address_ok = match &q["address"] {
+            Value::Null => true,
+            Value::String(a) => a.eq_ignore_ascii_case(LOG_ADDRESS),
+            _ => true,
+        };
+        if !address_ok {
+            return Ok(json!([]));
+        }
+        Ok(Value::Array((from..=to).map(|n| self.log(n)).collect()))
+    }
+
     pub(crate) fn answer(&self, method: &str, params: &Value) -> Option<Value> {
         Some(match method {
             "eth_getBlockByHash" => match params[0].as_str().and_then(|h| self.block_of(h)) {
@@ -329,13 +425,93 @@ impl ScriptedChain {
     }
 }
 
+/// What a [`FaultUpstream`] counts, and its batch mode.
+#[derive(Clone)]
+struct Counters {
+    requests: Arc<AtomicUsize>,
+    items: Arc<AtomicUsize>,
+    batch: Arc<std::sync::Mutex<BatchMode>>,
+}
+
+/// The answer to one item of a batch.
+fn batch_item(item: &Value, chain: Option<&ScriptedChain>) -> Value {
+    let (id, method, params) = (
+        &item["id"],
+        item["method"].as_str().unwrap_or(""),
+        &item["params"],
+    );
+    match chain.and_then(|c| c.answer_call(method, params)) {
+        Some(Ok(result)) => return json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Some(Err(error)) => return json!({"jsonrpc": "2.0", "id": id, "error": error}),
+        None => {}
+    }
+    if method == "fault_rpc_error" {
+        return json!({"jsonrpc": "2.0", "id": id, "error": {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}});
+    }
+    json!({"jsonrpc": "2.0", "id": id, "result": {"method": method, "params": params}})
+}
+
+/// A batch body's answer, shaped by `mode`.
+fn batch_answer(
+    body: &[u8],
+    mode: BatchMode,
+    counters: &Counters,
+    chain: Option<&ScriptedChain>,
+) -> Answer {
+    let items: Vec<Value> = serde_json::from_slice(body).unwrap_or_default();
+    counters.items.fetch_add(items.len(), Ordering::SeqCst);
+    let reply = |status: u16, body: String| -> Answer {
+        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = StatusCode::from_u16(status).map_err(std::io::Error::other)?;
+        resp.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(resp)
+    };
+    let refusal = |message: String| {
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": message}})
+            .to_string()
+    };
+    match mode {
+        BatchMode::Refuse400 => {
+            return reply(400, refusal("batch requests are not supported".to_owned()))
+        }
+        BatchMode::OneError => {
+            return reply(200, refusal("batch requests are not supported".to_owned()))
+        }
+        BatchMode::Status(code) => return reply(code, "upstream trouble".to_owned()),
+        BatchMode::Limit(n) if items.len() > n => {
+            return reply(
+                200,
+                refusal(format!("batch of {} exceeds the limit of {n}", items.len())),
+            )
+        }
+        _ => {}
+    }
+    let mut answers: Vec<Value> = items.iter().map(|item| batch_item(item, chain)).collect();
+    match mode {
+        BatchMode::Reversed => answers.reverse(),
+        BatchMode::DropLast => {
+            answers.pop();
+        }
+        BatchMode::DuplicateFirst => {
+            if let Some(first) = answers.first().cloned() {
+                answers.push(first);
+            }
+        }
+        _ => {}
+    }
+    reply(200, Value::Array(answers).to_string())
+}
+
 async fn fault_answer(
     req: http::Request<hyper::body::Incoming>,
-    counter: &AtomicUsize,
+    counters: &Counters,
     always: Option<&'static str>,
     chain: Option<&ScriptedChain>,
 ) -> Answer {
-    counter.fetch_add(1, Ordering::SeqCst);
+    counters.requests.fetch_add(1, Ordering::SeqCst);
     let headers: serde_json::Map<String, Value> = req
         .headers()
         .iter()
@@ -352,6 +528,11 @@ async fn fault_answer(
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
+    if always.is_none() && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let mode = *counters.batch.lock().expect("lock");
+        return batch_answer(&body, mode, counters, chain);
+    }
+    counters.items.fetch_add(1, Ordering::SeqCst);
     // Read id and method without building a tree, so deeply nested params
     // (which `Value` refuses past 128 levels) are still answered.
     #[derive(serde::Deserialize)]
@@ -393,8 +574,15 @@ async fn fault_answer(
         )
     };
     if let Some(chain) = chain {
-        if let Some(result) = chain.answer(&method, &params) {
-            return ok(result);
+        match chain.answer_call(&method, &params) {
+            Some(Ok(result)) => return ok(result),
+            Some(Err(error)) => {
+                return reply(
+                    200,
+                    json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string(),
+                )
+            }
+            None => {}
         }
     }
     match method.as_str() {

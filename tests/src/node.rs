@@ -209,8 +209,9 @@ fn answer(chain: &ScriptedChain, body: &[u8], calls: &AtomicUsize) -> Value {
     calls.fetch_add(1, Ordering::SeqCst);
     let call: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let method = call["method"].as_str().unwrap_or("");
-    match chain.answer(method, &call["params"]) {
-        Some(result) => json!({"jsonrpc": "2.0", "id": call["id"], "result": result}),
+    match chain.answer_call(method, &call["params"]) {
+        Some(Ok(result)) => json!({"jsonrpc": "2.0", "id": call["id"], "result": result}),
+        Some(Err(error)) => json!({"jsonrpc": "2.0", "id": call["id"], "error": error}),
         None => {
             json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")}})
         }

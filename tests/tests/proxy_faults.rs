@@ -82,7 +82,16 @@ async fn every_backend_failure_has_its_documented_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_mixing_faults_gets_one_answer_per_call_in_order() {
     let upstream = FaultUpstream::start().await;
-    let (_proxy, addr) = start_proxy(&["--upstream", &upstream.url(), "--timeout", "1"]);
+    // Each call alone upstream: the upstream fails calls one by one (a
+    // batch's HTTP status is one for all; see proxy_batching.rs).
+    let (_proxy, addr) = start_proxy(&[
+        "--upstream",
+        &upstream.url(),
+        "--timeout",
+        "1",
+        "--upstream-batch",
+        "1",
+    ]);
     let batch = json!([
         {"jsonrpc": "2.0", "id": "a", "method": "ok_1"},
         {"jsonrpc": "2.0", "id": 2, "method": "fault_status", "params": [503]},

@@ -10,7 +10,16 @@ use tests::{post, start_proxy, FaultUpstream};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_gets_exactly_one_answer_under_load() {
     let upstream = FaultUpstream::start().await;
-    let (proxy, addr) = start_proxy(&["--upstream", &upstream.url(), "--timeout", "2"]);
+    // Each call alone upstream: the faults are per call (a batch's HTTP
+    // status is one for all; see proxy_batching.rs).
+    let (proxy, addr) = start_proxy(&[
+        "--upstream",
+        &upstream.url(),
+        "--timeout",
+        "2",
+        "--upstream-batch",
+        "1",
+    ]);
 
     // 64 clients x 25 batches of 4 calls = 6400 calls, bounded in count.
     let clients: Vec<_> = (0..64)

@@ -173,36 +173,11 @@ async fn new_heads_subscriptions_get_every_block_once_in_order() {
     }
 }
 
-/// Deploys a contract whose every call emits one log (LOG0, no data);
-/// returns its address.
-async fn deploy_logger(node: SocketAddr) -> String {
-    // Init code: copy the 6-byte runtime (PUSH1 0 PUSH1 0 LOG0 STOP) and
-    // return it.
-    let init = "0x6006600c60003960066000f360006000a000";
-    let from = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
-    let (_, v) = tests::call(
-        node,
-        "eth_sendTransaction",
-        json!([{"from": from, "data": init}]),
-    )
-    .await;
-    let tx = v["result"].as_str().expect("tx hash").to_owned();
-    // Mined a moment later (automine).
-    for _ in 0..50 {
-        let (_, r) = tests::call(node, "eth_getTransactionReceipt", json!([tx])).await;
-        if let Some(a) = r["result"]["contractAddress"].as_str() {
-            return a.to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not deployed within 5 s")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_subscriptions_get_each_log_once_and_a_reorg_marks_them_removed() {
     let (_anvil, node) = start_anvil();
     let (_proxy, addr) = start_ws_proxy(node, "");
-    let contract = deploy_logger(node).await;
+    let contract = tests::deploy_logger(node).await;
     let mut ws = open(addr).await.expect("upgrade");
     let v = ask(
         &mut ws,

@@ -184,6 +184,10 @@ struct QuickFlags {
     /// Largest backend response, in bytes [default: 134217728]
     #[arg(long, value_name = "BYTES", value_parser = positive, allow_negative_numbers = true)]
     max_response: Option<usize>,
+    /// Calls of a client batch sent to a backend as one upstream batch; 1:
+    /// each alone [default: 100]
+    #[arg(long, value_name = "N", value_parser = positive, allow_negative_numbers = true)]
+    upstream_batch: Option<usize>,
     /// Allow only matching methods (repeatable; `eth_*` prefixes)
     #[arg(long, value_name = "PATTERN")]
     allow: Vec<String>,
@@ -349,6 +353,8 @@ impl QuickFlags {
                 basic_auth: None,
                 max_concurrency: None,
                 adaptive_concurrency: false,
+                max_batch: self.upstream_batch.map(|n| Spanned::new(0..0, n)),
+                batch_window: None,
             };
             config
                 .backends

@@ -10,6 +10,7 @@
 //!   AdmissionLayer                WebSocket eth_subscribe stops here (admitted)
 //!   CacheLayer                    [cache], shared by every group
 //!   MethodRouter                  [routing] method pattern -> group
+//!     LogRangeLayer               [groups.NAME.get_logs] ranges capped, split, provider limits
 //!     RetryLayer                  [retry], one budget per group
 //!       Failover | Quorum         [groups.NAME]
 //!         MetricsLayer::backend   per backend
@@ -298,6 +299,12 @@ fn group_stack(
             if let Some(n) = backend.max_response_bytes {
                 b = b.max_response_size(n);
             }
+            if let Some(n) = &backend.max_batch {
+                b = b.max_batch(*n.get_ref());
+            }
+            if let Some(w) = backend.batch_window {
+                b = b.batch_window(w.0);
+            }
             b = b.response_budget(memory.clone());
             for (header, value) in &backend.headers {
                 b = b
@@ -410,7 +417,26 @@ fn group_stack(
         .max_retry_after(r.max_retry_after.0)
         .budget(budget)
         .classifier(classifier(config.protocol));
-    let service = BoxJsonRpcService::new(retry.layer(group_service));
+    let mut service = BoxJsonRpcService::new(retry.layer(group_service));
+    // eth_getLogs ranges: capped, split, provider limits handled; each
+    // chunk through the retry and the group above.
+    if config.protocol == Protocol::Ethereum {
+        let g = &group.get_logs;
+        let mut logs = rpc_failover::LogRangeLayer::new();
+        if let Some(n) = &g.max_block_range {
+            logs = logs.max_block_range(*n.get_ref());
+        }
+        if let Some(n) = &g.chunk {
+            logs = logs.chunk(*n.get_ref());
+        }
+        if let Some(n) = &g.concurrency {
+            logs = logs.concurrency(*n.get_ref());
+        }
+        if let Some(view) = &view {
+            logs = logs.chain_view(view.clone());
+        }
+        service = BoxJsonRpcService::new(logs.layer(service));
+    }
     // Filters stay on the node that made them, whatever the spread (not
     // for quorum groups: their answers are no one node's).
     let vocabulary = config.protocol.vocabulary();
@@ -562,7 +588,7 @@ fn server_config(config: &Config) -> Result<ServerConfig, String> {
         .proxy_protocol(s.proxy_protocol)
         .max_body_size(s.max_body_bytes)
         .max_batch_len(s.max_batch)
-        .batch_concurrency(s.batch_concurrency)
+        .batch_concurrency(s.batch_concurrency.unwrap_or(s.max_batch))
         .request_timeout(s.request_timeout.0)
         .body_read_timeout(s.body_timeout.0)
         .header_read_timeout(s.header_timeout.0)

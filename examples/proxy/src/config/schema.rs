@@ -72,8 +72,11 @@ pub struct Server {
     pub max_body_bytes: usize,
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    #[serde(default = "default_batch_concurrency")]
-    pub batch_concurrency: usize,
+    /// Calls of one client batch dispatched at once (default: all of
+    /// them, up to `max_batch`: backends gather them into upstream batches
+    /// of their `max_batch`).
+    #[serde(default)]
+    pub batch_concurrency: Option<usize>,
     #[serde(default = "default_request_timeout")]
     pub request_timeout: Secs,
     #[serde(default = "default_body_timeout")]
@@ -136,7 +139,7 @@ impl Default for Server {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
             max_batch: default_max_batch(),
-            batch_concurrency: default_batch_concurrency(),
+            batch_concurrency: None,
             request_timeout: default_request_timeout(),
             body_timeout: default_body_timeout(),
             header_timeout: default_header_timeout(),
@@ -165,9 +168,6 @@ pub(crate) fn default_max_body() -> usize {
 }
 pub(crate) fn default_max_batch() -> usize {
     rpc_core::server::ServerConfig::DEFAULT_MAX_BATCH
-}
-pub(crate) fn default_batch_concurrency() -> usize {
-    rpc_core::server::ServerConfig::DEFAULT_BATCH_CONCURRENCY
 }
 pub(crate) fn default_request_timeout() -> Secs {
     Secs(rpc_core::server::ServerConfig::DEFAULT_REQUEST_TIMEOUT)
@@ -287,6 +287,14 @@ pub struct Backend {
     pub headers: BTreeMap<String, Spanned<EnvString>>,
     #[serde(default)]
     pub basic_auth: Option<BasicAuth>,
+    /// Calls of one client batch sent here as one upstream batch, at most
+    /// (default 100; 1: every call alone).
+    #[serde(default)]
+    pub max_batch: Option<Spanned<usize>>,
+    /// How long the calls of one client batch may wait for each other
+    /// (default 2 ms; they are normally sent at once).
+    #[serde(default)]
+    pub batch_window: Option<Secs>,
     /// At most this many calls in flight on this backend (default: no cap).
     #[serde(default)]
     pub max_concurrency: Option<Spanned<u32>>,
@@ -354,6 +362,27 @@ pub struct Group {
     pub queue: usize,
     #[serde(default = "default_queue_wait")]
     pub queue_wait: Secs,
+    /// `eth_getLogs` block ranges.
+    #[serde(default)]
+    pub get_logs: GetLogs,
+}
+
+/// `[groups.NAME.get_logs]`: `eth_getLogs` block ranges (Ethereum). Even
+/// without the table, a provider's own range-limit error splits the range
+/// instead of reaching the client.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetLogs {
+    /// Wider ranges are refused with -32602 before any upstream call (also
+    /// for `eth_newFilter`).
+    #[serde(default)]
+    pub max_block_range: Option<Spanned<u64>>,
+    /// Wider ranges are split into chunks of this many blocks.
+    #[serde(default)]
+    pub chunk: Option<Spanned<u64>>,
+    /// Chunks in flight at once (default 4).
+    #[serde(default)]
+    pub concurrency: Option<Spanned<usize>>,
 }
 
 /// `[groups.NAME.attempt_deadline]`: when an attempt counts as a stall.
@@ -813,6 +842,7 @@ impl Group {
             recheck_interval: default_recheck(),
             queue: defaults::QUEUE,
             queue_wait: default_queue_wait(),
+            get_logs: GetLogs::default(),
         }
     }
 }

@@ -49,6 +49,15 @@ impl Config {
                     "must start with http://, https://, ws:// or wss://".into(),
                 );
             }
+            if let Some(n) = &backend.get_ref().max_batch {
+                if *n.get_ref() == 0 {
+                    return err(
+                        n.span(),
+                        format!("backends.{name}.max_batch"),
+                        "must be at least 1 (1: every call alone)".into(),
+                    );
+                }
+            }
             for (header, value) in &backend.get_ref().headers {
                 if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                     return err(
@@ -282,7 +291,7 @@ impl Config {
     fn check_server(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         if self.server.max_body_bytes == 0
             || self.server.max_batch == 0
-            || self.server.batch_concurrency == 0
+            || self.server.batch_concurrency == Some(0)
         {
             return err(
                 0..0,
