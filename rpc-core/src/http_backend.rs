@@ -681,13 +681,13 @@ impl Inner {
             // as "batch too large" or "batches not supported").
             return self.refused(calls, "it was refused").await;
         }
-        let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&bytes) {
-            Ok(items) if first == Some(b'[') => items,
-            _ => {
+        let items = match crate::parse::parse_batch_response(&bytes) {
+            Ok(items) => items,
+            Err(reason) => {
                 for call in calls {
                     let _ = call.reply.send(Err(RpcError::InvalidResponse {
                         backend: self.name.clone(),
-                        reason: "a batch answer that is not a JSON array".to_owned(),
+                        reason: reason.clone(),
                     }));
                 }
                 return;
@@ -695,30 +695,18 @@ impl Inner {
         };
         // Matched by the wire ids (out-of-order answers are fine; a
         // duplicate is ignored: the first answer counts).
-        #[derive(serde::Deserialize)]
-        struct Item<'a> {
-            #[serde(borrow, default)]
-            id: Option<&'a serde_json::value::RawValue>,
-        }
-        let mut by_id: HashMap<u64, &serde_json::value::RawValue> =
-            HashMap::with_capacity(items.len());
-        for item in items {
-            let id = serde_json::from_str::<Item<'_>>(item.get())
-                .ok()
-                .and_then(|i| i.id)
-                .and_then(|id| id.get().parse::<u64>().ok());
-            if let Some(id) = id {
-                by_id.entry(id).or_insert(item);
-            }
+        let mut by_id: HashMap<u64, Result<Payload, String>> = HashMap::with_capacity(items.len());
+        for (id, payload) in items {
+            by_id.entry(id).or_insert(payload);
         }
         let held = held.map(Arc::new);
         for call in calls {
-            let delivered = match by_id.get(&call.id) {
-                Some(item) => {
-                    let one = bytes.slice_ref(item.get().as_bytes());
-                    self.parse_one(status, &one, &Id::from(call.id))
-                        .map(|payload| (payload, held.clone()))
-                }
+            let delivered = match by_id.remove(&call.id) {
+                Some(Ok(payload)) => Ok((payload, held.clone())),
+                Some(Err(reason)) => Err(RpcError::InvalidResponse {
+                    backend: self.name.clone(),
+                    reason,
+                }),
                 None => Err(RpcError::InvalidResponse {
                     backend: self.name.clone(),
                     reason: "the call's answer is missing from the batch answer".to_owned(),

@@ -311,6 +311,60 @@ struct WireResponse<'a> {
     error: Option<&'a RawValue>,
 }
 
+/// The payload of one answer object: tolerant of `"error": null` beside a
+/// result and `"result": null` beside an error (common and harmless),
+/// strict about two real values or none.
+fn payload_of(body: &Bytes, wire: &WireResponse<'_>) -> Result<Payload, String> {
+    let error = wire.error.filter(|e| e.get() != "null");
+    let result = match (wire.result, error) {
+        (Some(r), Some(_)) if r.get() == "null" => None,
+        (result, _) => result,
+    };
+    Ok(match (result, error) {
+        (Some(result), None) => Payload::Result(RawJson::slice_of(body, result)),
+        (None, Some(error)) => match ErrorObject::from_raw(body, error) {
+            Some(obj) => Payload::Error(obj),
+            None => return Err("malformed error object".to_owned()),
+        },
+        (Some(_), Some(_)) => return Err("both result and error".to_owned()),
+        (None, None) => return Err("neither result nor error".to_owned()),
+    })
+}
+
+/// One answer of a batch: its wire id, and its payload or why it is not one.
+pub type BatchAnswerItem = (u64, Result<Payload, String>);
+
+/// Parses a backend's answer to a batch sent with numeric wire ids, in one
+/// pass: each answer's wire id and payload (or why it is not one), in the
+/// answer's order, zero-copy. Answers without a numeric id are left out
+/// (the caller finds their calls missing).
+///
+/// ```
+/// use bytes::Bytes;
+/// use rpc_core::parse::parse_batch_response;
+///
+/// let body = Bytes::from_static(br#"[{"id":2,"result":"0x2"},{"id":1,"error":{"code":-32000,"message":"no"}}]"#);
+/// let items = parse_batch_response(&body).unwrap();
+/// assert_eq!(items.len(), 2);
+/// assert_eq!(items[0].0, 2);
+/// assert!(matches!(items[1].1, Ok(rpc_core::Payload::Error(_))));
+/// assert!(parse_batch_response(&Bytes::from_static(b"{}")).is_err());
+/// ```
+pub fn parse_batch_response(body: &Bytes) -> Result<Vec<BatchAnswerItem>, String> {
+    if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'[') {
+        return Err("a batch answer that is not a JSON array".to_owned());
+    }
+    let wires: Vec<WireResponse<'_>> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    Ok(wires
+        .iter()
+        .filter_map(|wire| {
+            let id = wire.id?.get().parse::<u64>().ok()?;
+            Some((id, payload_of(body, wire)))
+        })
+        .collect())
+}
+
 /// Parses a backend's answer to one call sent with id `wire_id`.
 ///
 /// Tolerant of what real providers send (a missing `jsonrpc`, extra fields,
@@ -329,22 +383,7 @@ pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
     }
     let wire: WireResponse<'_> =
         serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
-    // `"error": null` beside a result, and `"result": null` beside an error,
-    // are common and harmless; two real values are not.
-    let error = wire.error.filter(|e| e.get() != "null");
-    let result = match (wire.result, error) {
-        (Some(r), Some(_)) if r.get() == "null" => None,
-        (result, _) => result,
-    };
-    let payload = match (result, error) {
-        (Some(result), None) => Payload::Result(RawJson::slice_of(body, result)),
-        (None, Some(error)) => match ErrorObject::from_raw(body, error) {
-            Some(obj) => Payload::Error(obj),
-            None => return Err("malformed error object".to_owned()),
-        },
-        (Some(_), Some(_)) => return Err("both result and error".to_owned()),
-        (None, None) => return Err("neither result nor error".to_owned()),
-    };
+    let payload = payload_of(body, &wire)?;
     let id_ok = match wire.id {
         Some(id) => {
             id.get().as_bytes() == wire_id.as_json()
