@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -278,14 +278,7 @@ impl HttpBackendBuilder {
 
     /// Adds a header sent with every call (an API key header, for example).
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, BuildError> {
-        let invalid = || BuildError::InvalidHeader {
-            backend: self.name.clone(),
-            header: name.to_owned(),
-        };
-        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
-        let mut header_value = HeaderValue::from_str(value).map_err(|_| invalid())?;
-        header_value.set_sensitive(true);
-        self.headers.append(header_name, header_value);
+        crate::userinfo::add_header(&mut self.headers, &self.name, name, value)?;
         Ok(self)
     }
 

@@ -1,6 +1,31 @@
-//! `user:password@` in a backend URL, moved to basic auth.
+//! What HTTP and WebSocket backends share when they are built: a URL's
+//! `user:password@` moved to basic auth, and extra headers.
 
-use http::Uri;
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Uri};
+
+use crate::BuildError;
+
+/// Appends header `name: value` (marked sensitive: it may be an API key)
+/// for backend `backend`.
+pub(crate) fn add_header(
+    headers: &mut HeaderMap,
+    backend: &Arc<str>,
+    name: &str,
+    value: &str,
+) -> Result<(), BuildError> {
+    let invalid = || BuildError::InvalidHeader {
+        backend: backend.clone(),
+        header: name.to_owned(),
+    };
+    let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+    let mut header_value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+    header_value.set_sensitive(true);
+    headers.append(header_name, header_value);
+    Ok(())
+}
 
 /// `uri` without its userinfo, and the (percent-decoded) user and password
 /// it held.

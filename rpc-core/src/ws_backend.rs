@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Uri};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -253,14 +253,7 @@ impl WsBackendBuilder {
 
     /// Adds a header sent with the upgrade request (an API key header).
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, BuildError> {
-        let invalid = || BuildError::InvalidHeader {
-            backend: self.name.clone(),
-            header: name.to_owned(),
-        };
-        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
-        let mut header_value = HeaderValue::from_str(value).map_err(|_| invalid())?;
-        header_value.set_sensitive(true);
-        self.headers.append(header_name, header_value);
+        crate::userinfo::add_header(&mut self.headers, &self.name, name, value)?;
         Ok(self)
     }
 

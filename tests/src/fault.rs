@@ -451,6 +451,17 @@ fn batch_item(item: &Value, chain: Option<&ScriptedChain>) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": {"method": method, "params": params}})
 }
 
+/// An answer with `status` and a JSON `body`.
+fn reply(status: u16, body: String) -> Answer {
+    let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).map_err(std::io::Error::other)?;
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
 /// A batch body's answer, shaped by `mode`.
 fn batch_answer(
     body: &[u8],
@@ -460,15 +471,6 @@ fn batch_answer(
 ) -> Answer {
     let items: Vec<Value> = serde_json::from_slice(body).unwrap_or_default();
     counters.items.fetch_add(items.len(), Ordering::SeqCst);
-    let reply = |status: u16, body: String| -> Answer {
-        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
-        *resp.status_mut() = StatusCode::from_u16(status).map_err(std::io::Error::other)?;
-        resp.headers_mut().insert(
-            "content-type",
-            http::HeaderValue::from_static("application/json"),
-        );
-        Ok(resp)
-    };
     let refusal = |message: String| {
         json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": message}})
             .to_string()
@@ -558,15 +560,6 @@ async fn fault_answer(
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .unwrap_or(Value::Null);
     let arg = params[0].as_u64().unwrap_or(0);
-    let reply = |status: u16, body: String| -> Answer {
-        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
-        *resp.status_mut() = StatusCode::from_u16(status).map_err(std::io::Error::other)?;
-        resp.headers_mut().insert(
-            "content-type",
-            http::HeaderValue::from_static("application/json"),
-        );
-        Ok(resp)
-    };
     let ok = |result: Value| {
         reply(
             200,

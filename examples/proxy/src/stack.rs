@@ -266,36 +266,37 @@ fn group_stack(
             .ok_or_else(|| format!("groups.{gname}: no backend named `{name}`"))?
             .get_ref();
         let url = backend.url.get_ref().0.as_str();
+        // What both builders take alike (their methods share names).
+        macro_rules! common {
+            ($b:expr) => {{
+                let mut b = $b;
+                if let Some(t) = backend.timeout {
+                    b = b.timeout(t.0);
+                }
+                if let Some(t) = backend.connect_timeout {
+                    b = b.connect_timeout(t.0);
+                }
+                for (header, value) in &backend.headers {
+                    b = b
+                        .header(header, &value.get_ref().0)
+                        .map_err(|e| format!("backends.{name}.headers.{header}: {e}"))?;
+                }
+                if let Some(auth) = &backend.basic_auth {
+                    b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
+                }
+                b
+            }};
+        }
         let built = if url.starts_with("ws://") || url.starts_with("wss://") {
-            let mut b = WsBackend::builder(name, url);
-            if let Some(t) = backend.timeout {
-                b = b.timeout(t.0);
-            }
-            if let Some(t) = backend.connect_timeout {
-                b = b.connect_timeout(t.0);
-            }
+            let mut b = common!(WsBackend::builder(name, url));
             if let Some(n) = backend.max_response_bytes {
                 b = b.max_message_size(n);
-            }
-            for (header, value) in &backend.headers {
-                b = b
-                    .header(header, &value.get_ref().0)
-                    .map_err(|e| format!("backends.{name}.headers.{header}: {e}"))?;
-            }
-            if let Some(auth) = &backend.basic_auth {
-                b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
             }
             let ws = b.build().map_err(|e| format!("backends.{name}: {e}"))?;
             push.push(std::sync::Arc::new(ws.clone()) as std::sync::Arc<dyn PushSource>);
             Backend::Ws(ws)
         } else {
-            let mut b = HttpBackend::builder(name, url);
-            if let Some(t) = backend.timeout {
-                b = b.timeout(t.0);
-            }
-            if let Some(t) = backend.connect_timeout {
-                b = b.connect_timeout(t.0);
-            }
+            let mut b = common!(HttpBackend::builder(name, url));
             if let Some(n) = backend.max_response_bytes {
                 b = b.max_response_size(n);
             }
@@ -306,14 +307,6 @@ fn group_stack(
                 b = b.batch_window(w.0);
             }
             b = b.response_budget(memory.clone());
-            for (header, value) in &backend.headers {
-                b = b
-                    .header(header, &value.get_ref().0)
-                    .map_err(|e| format!("backends.{name}.headers.{header}: {e}"))?;
-            }
-            if let Some(auth) = &backend.basic_auth {
-                b = b.basic_auth(auth.user.0.clone(), auth.password.0.clone());
-            }
             Backend::Http(b.build().map_err(|e| format!("backends.{name}: {e}"))?)
         };
         let limit = backend.max_concurrency.as_ref().map(|n| {
