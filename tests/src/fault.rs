@@ -210,7 +210,7 @@ impl FaultUpstream {
     }
 }
 
-type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
+pub(crate) type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
 
 /// The contract address every block of a [`ScriptedChain`] has one log from.
 pub const LOG_ADDRESS: &str = "0x00000000000000000000000000000000000c0ffe";
@@ -452,7 +452,7 @@ fn batch_item(item: &Value, chain: Option<&ScriptedChain>) -> Value {
 }
 
 /// An answer with `status` and a JSON `body`.
-fn reply(status: u16, body: String) -> Answer {
+pub(crate) fn reply(status: u16, body: String) -> Answer {
     let mut resp = http::Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).map_err(std::io::Error::other)?;
     resp.headers_mut().insert(

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::fault::Answer;
 use crate::ScriptedChain;
 
 /// What a [`SimNode`] is doing.
@@ -187,13 +188,7 @@ async fn connection(
                 .await
                 .map_err(std::io::Error::other)?
                 .to_bytes();
-            let answer = answer(&chain, &body, &calls);
-            let mut resp = http::Response::new(Full::new(Bytes::from(answer.to_string())));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            Ok(resp)
+            crate::fault::reply(200, answer(&chain, &body, &calls).to_string())
         }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -217,8 +212,6 @@ fn answer(chain: &ScriptedChain, body: &[u8], calls: &AtomicUsize) -> Value {
         }
     }
 }
-
-type Answer = Result<http::Response<Full<Bytes>>, std::io::Error>;
 
 fn upgrade_to_websocket(
     mut req: http::Request<hyper::body::Incoming>,
