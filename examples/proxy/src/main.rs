@@ -28,6 +28,10 @@ mod stack;
 
 use std::process::ExitCode;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cli::{parse_args, Command};
 use config::{Config, LogFormat};
 
