@@ -41,7 +41,7 @@ impl MethodLabels {
             protocol
                 .methods()
                 .exact_names()
-                .map(|m| SharedString::from(m.to_owned())),
+                .map(|m| SharedString::from_shared(std::sync::Arc::from(m))),
         );
         self
     }
@@ -49,12 +49,16 @@ impl MethodLabels {
     /// Also label these methods by name (the methods a filter allows, a
     /// private API).
     pub fn with(mut self, methods: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.known
-            .extend(methods.into_iter().map(|m| SharedString::from(m.into())));
+        self.known.extend(
+            methods
+                .into_iter()
+                .map(|m| SharedString::from_shared(m.into().into())),
+        );
         self
     }
 
-    /// The label value for `method`: itself if known, else `other`.
+    /// The label value for `method`: itself if known, else `other`
+    /// (a shared string: cloning it allocates nothing).
     pub fn label(&self, method: &str) -> SharedString {
         match self.known.get(method) {
             Some(known) => known.clone(),

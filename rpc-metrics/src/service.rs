@@ -15,7 +15,7 @@ use tower::Service;
 use tracing::instrument::Instrumented;
 use tracing::{field, Instrument, Span};
 
-use crate::labels::CodeLabels;
+use crate::labels::{CodeLabels, OTHER};
 use crate::{names, MethodLabels};
 
 #[derive(Clone, Debug)]
@@ -43,9 +43,11 @@ struct MethodSlot {
 
 pub(crate) struct State {
     scope: Scope,
-    labels: MethodLabels,
-    slots: HashMap<SharedString, MethodSlot>,
-    other: MethodSlot,
+    /// Method name → its slot in `slots`; one lookup per call, with a fast
+    /// seeded hasher (method names come from clients).
+    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    /// Each known label and its handles; the last one is `other`.
+    slots: Vec<(SharedString, MethodSlot)>,
     codes: CodeLabels,
     in_flight: OnceLock<Gauge>,
     batch: OnceLock<Histogram>,
@@ -53,27 +55,37 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn new(scope: Scope, labels: MethodLabels) -> Self {
-        let slots = labels
+        let mut slots: Vec<(SharedString, MethodSlot)> = labels
             .names()
             .map(|n| (n.clone(), MethodSlot::default()))
             .collect();
+        let index = slots
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (Box::<str>::from(&**n), i))
+            .collect();
+        slots.push((SharedString::const_str(OTHER), MethodSlot::default()));
         State {
             scope,
-            labels,
+            index,
             slots,
-            other: MethodSlot::default(),
             codes: CodeLabels::new(),
             in_flight: OnceLock::new(),
             batch: OnceLock::new(),
         }
     }
 
-    fn slot(&self, label: &SharedString) -> &MethodSlot {
-        self.slots.get(label).unwrap_or(&self.other)
+    /// The slot of `method`'s label (`other` for unknown methods).
+    fn slot_of(&self, method: &str) -> usize {
+        self.index
+            .get(method)
+            .copied()
+            .unwrap_or(self.slots.len() - 1)
     }
 
-    fn handles(&self, label: &SharedString) -> &Handles {
-        self.slot(label).handles.get_or_init(|| {
+    fn handles(&self, slot: usize) -> &Handles {
+        let (label, slot) = &self.slots[slot];
+        slot.handles.get_or_init(|| {
             let m = label.clone();
             match &self.scope {
                 Scope::Client => Handles {
@@ -95,8 +107,9 @@ impl State {
         })
     }
 
-    fn cache_counter(&self, label: &SharedString, status: CacheStatus) -> &Counter {
-        let counters = self.slot(label).cache.get_or_init(|| {
+    fn cache_counter(&self, slot: usize, status: CacheStatus) -> &Counter {
+        let (label, slot) = &self.slots[slot];
+        let counters = slot.cache.get_or_init(|| {
             let c = |s: &'static str| {
                 metrics::counter!(names::CACHE, "method" => label.clone(), "status" => s)
             };
@@ -116,24 +129,18 @@ impl State {
     }
 
     /// Records a finished call.
-    fn finish(
-        &self,
-        label: &SharedString,
-        result: &Result<Response, RpcError>,
-        elapsed: f64,
-        span: &Span,
-    ) {
-        let h = self.handles(label);
+    fn finish(&self, slot: usize, result: &Result<Response, RpcError>, elapsed: f64, span: &Span) {
+        let h = self.handles(slot);
         h.duration.record(elapsed);
         match &self.scope {
-            Scope::Client => self.finish_client(label, h, result, span, elapsed),
-            Scope::Backend(backend) => self.finish_backend(backend, label, h, result, elapsed),
+            Scope::Client => self.finish_client(slot, h, result, span, elapsed),
+            Scope::Backend(backend) => self.finish_backend(backend, slot, h, result, elapsed),
         }
     }
 
     fn finish_client(
         &self,
-        label: &SharedString,
+        slot: usize,
         h: &Handles,
         result: &Result<Response, RpcError>,
         span: &Span,
@@ -142,7 +149,7 @@ impl State {
         let code = match result {
             Ok(resp) => {
                 if let Some(status) = resp.extensions().get::<CacheStatus>() {
-                    self.cache_counter(label, *status).increment(1);
+                    self.cache_counter(slot, *status).increment(1);
                     span.record("cache", status.as_str());
                 }
                 if let Some(ServedBy(name)) = resp.extensions().get::<ServedBy>() {
@@ -176,7 +183,8 @@ impl State {
             }
         };
         if let Some(code) = code {
-            metrics::counter!(names::RESPONSE_ERRORS, "method" => label.clone(), "code" => self.codes.label(code)).increment(1);
+            let label = self.slots[slot].0.clone();
+            metrics::counter!(names::RESPONSE_ERRORS, "method" => label, "code" => self.codes.label(code)).increment(1);
             span.record("code", code);
         }
         span.record("ms", elapsed * 1e3);
@@ -186,7 +194,7 @@ impl State {
     fn finish_backend(
         &self,
         backend: &SharedString,
-        label: &SharedString,
+        slot: usize,
         h: &Handles,
         result: &Result<Response, RpcError>,
         elapsed: f64,
@@ -199,7 +207,8 @@ impl State {
                 }
                 Payload::Error(e) => {
                     h.error.increment(1);
-                    metrics::counter!(names::BACKEND_ERRORS, "backend" => backend.clone(), "method" => label.clone(), "code" => self.codes.label(e.code())).increment(1);
+                    let label = self.slots[slot].0.clone();
+                    metrics::counter!(names::BACKEND_ERRORS, "backend" => backend.clone(), "method" => label, "code" => self.codes.label(e.code())).increment(1);
                     tracing::debug!(
                         backend = &**backend,
                         code = e.code(),
@@ -290,7 +299,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let state = self.state.clone();
-        let label = state.labels.label(request.method());
+        let slot = state.slot_of(request.method());
         let (span, in_flight) = match &state.scope {
             Scope::Client => {
                 if let Some(BatchPosition { index: 0, len }) =
@@ -321,7 +330,7 @@ where
         ResponseFuture {
             inner,
             state,
-            label,
+            slot,
             span,
             start: Instant::now(),
             _in_flight: in_flight,
@@ -335,7 +344,7 @@ pin_project! {
         #[pin]
         inner: Instrumented<F>,
         state: Arc<State>,
-        label: SharedString,
+        slot: usize,
         span: Span,
         start: Instant,
         _in_flight: Option<InFlight>,
@@ -345,7 +354,7 @@ pin_project! {
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("method", &self.label)
+            .field("method", &self.state.slots[self.slot].0)
             .finish_non_exhaustive()
     }
 }
@@ -360,7 +369,7 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let elapsed = this.start.elapsed().as_secs_f64();
-        this.state.finish(this.label, &result, elapsed, this.span);
+        this.state.finish(*this.slot, &result, elapsed, this.span);
         Poll::Ready(result)
     }
 }

@@ -87,7 +87,9 @@ impl fmt::Display for Pattern<'_> {
 /// ```
 #[derive(Clone)]
 pub struct MethodTable<T> {
-    exact: HashMap<Box<str>, T>,
+    /// Looked up on every call by several layers: a fast seeded hasher
+    /// (method names come from clients) instead of SipHash.
+    exact: HashMap<Box<str>, T, foldhash::fast::RandomState>,
     /// Longest first; among equal lengths, insertion order.
     prefixes: Vec<(Box<str>, T)>,
 }
@@ -95,7 +97,7 @@ pub struct MethodTable<T> {
 impl<T> Default for MethodTable<T> {
     fn default() -> Self {
         MethodTable {
-            exact: HashMap::new(),
+            exact: HashMap::default(),
             prefixes: Vec::new(),
         }
     }
