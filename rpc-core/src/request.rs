@@ -15,7 +15,8 @@ use crate::{Id, RawJson};
 /// The method is a shared string and the params stay raw JSON, so cloning a
 /// request for a retry or a fan-out copies no params bytes. Per-call context
 /// (a [`Deadline`], the client's address, anything a user's layer adds) lives in
-/// the [`Extensions`].
+/// the [`Extensions`], which clones share until one of them changes its own
+/// (copy on write): a retry, failover or hedge attempt allocates nothing.
 ///
 /// ```
 /// use rpc_core::{Id, RawJson, Request};
@@ -35,7 +36,15 @@ pub struct Request {
     id: Option<Id>,
     method: Arc<str>,
     params: Option<RawJson>,
-    extensions: Extensions,
+    /// `None` until something is inserted; shared by clones until one of
+    /// them is changed.
+    extensions: Option<Arc<Extensions>>,
+}
+
+/// What [`Request::extensions`] shows for a request that has none.
+fn no_extensions() -> &'static Extensions {
+    static EMPTY: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Extensions::new)
 }
 
 impl Request {
@@ -46,7 +55,7 @@ impl Request {
             id: None,
             method: method.into(),
             params: None,
-            extensions: Extensions::new(),
+            extensions: None,
         }
     }
 
@@ -99,17 +108,21 @@ impl Request {
 
     /// Per-call context.
     pub fn extensions(&self) -> &Extensions {
-        &self.extensions
+        match &self.extensions {
+            Some(e) => e,
+            None => no_extensions(),
+        }
     }
 
-    /// Per-call context, mutable.
+    /// Per-call context, mutable. A request cloned before gets its own copy
+    /// here (the first change after a clone copies the map; reads never do).
     pub fn extensions_mut(&mut self) -> &mut Extensions {
-        &mut self.extensions
+        Arc::make_mut(self.extensions.get_or_insert_with(Default::default))
     }
 
     /// The call's [`Deadline`], if one was set.
     pub fn deadline(&self) -> Option<Instant> {
-        self.extensions.get::<Deadline>().map(|d| d.0)
+        self.extensions.as_deref()?.get::<Deadline>().map(|d| d.0)
     }
 
     /// Writes the request as compact JSON with the given id on the wire
