@@ -378,6 +378,8 @@ fn group_stack(
     }
     let mut view = None;
     let ready: Box<dyn Fn() -> bool + Send + Sync>;
+    // The group's layers are one concrete type, boxed once: a box per layer
+    // would cost an allocation per layer and call (bench/cost.sh).
     let group_service = if group.strategy == Strategy::Quorum {
         let k = group.quorum.as_ref().map_or(1, |k| *k.get_ref());
         let mut quorum = QuorumLayer::new(k).group(failover);
@@ -389,7 +391,7 @@ fn group_stack(
             .map_err(|e| format!("groups.{gname}: {e}"))?;
         let probe = quorum.clone();
         ready = Box::new(move || probe.can_serve());
-        BoxJsonRpcService::new(quorum)
+        tower::util::Either::Left(quorum)
     } else {
         let group = failover
             .build(members)
@@ -400,20 +402,24 @@ fn group_stack(
         view = group.chain_view();
         let probe = group.clone();
         ready = Box::new(move || probe.can_serve());
-        BoxJsonRpcService::new(group)
+        tower::util::Either::Right(group)
     };
 
-    let retry = RetryLayer::new()
-        .max_retries(group.max_retries.unwrap_or(r.max_retries))
-        .backoff(r.initial_backoff.0, r.max_backoff.0)
-        .jitter(*r.jitter.get_ref())
-        .max_retry_after(r.max_retry_after.0)
-        .budget(budget)
-        .classifier(classifier(config.protocol));
-    let mut service = BoxJsonRpcService::new(retry.layer(group_service));
+    // No retry layer at all when retries are off (the group feeds the
+    // budget itself).
+    let max_retries = group.max_retries.unwrap_or(r.max_retries);
+    let retry = (max_retries > 0).then(|| {
+        RetryLayer::new()
+            .max_retries(max_retries)
+            .backoff(r.initial_backoff.0, r.max_backoff.0)
+            .jitter(*r.jitter.get_ref())
+            .max_retry_after(r.max_retry_after.0)
+            .budget(budget)
+            .classifier(classifier(config.protocol))
+    });
     // eth_getLogs ranges: capped, split, provider limits handled; each
     // chunk through the retry and the group above.
-    if config.protocol == Protocol::Ethereum {
+    let logs = (config.protocol == Protocol::Ethereum).then(|| {
         let g = &group.get_logs;
         let mut logs = rpc_failover::LogRangeLayer::new();
         if let Some(n) = &g.max_block_range {
@@ -428,17 +434,21 @@ fn group_stack(
         if let Some(view) = &view {
             logs = logs.chain_view(view.clone());
         }
-        service = BoxJsonRpcService::new(logs.layer(service));
-    }
+        logs
+    });
     // Filters stay on the node that made them, whatever the spread (not
     // for quorum groups: their answers are no one node's).
     let vocabulary = config.protocol.vocabulary();
     let has_handles = vocabulary.methods().iter().any(|(_, f)| f.handle.is_some());
-    let service = if has_handles && group.strategy != Strategy::Quorum {
-        BoxJsonRpcService::new(rpc_failover::HandleLayer::new(&vocabulary).layer(service))
-    } else {
-        service
-    };
+    let handles = (has_handles && group.strategy != Strategy::Quorum)
+        .then(|| rpc_failover::HandleLayer::new(&vocabulary));
+    let service = BoxJsonRpcService::new(
+        ServiceBuilder::new()
+            .option_layer(handles)
+            .option_layer(logs)
+            .option_layer(retry)
+            .service(group_service),
+    );
     Ok(GroupStack {
         service,
         view,

@@ -142,20 +142,23 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Handles<S> {
 impl<S: JsonRpcService> Service<Request> for Handles<S> {
     type Response = Response;
     type Error = RpcError;
-    type Future = BoxedResponseFuture;
+    /// Calls without handles go straight through (no clone, no box).
+    type Future = futures_util::future::Either<S::Future, BoxedResponseFuture>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let role = self.roles.get(request.method()).copied();
+        use futures_util::future::Either;
+        let Some(role) = self.roles.get(request.method()).copied() else {
+            return Either::Left(self.inner.call(request));
+        };
         let inner = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, inner);
         let table = self.table.clone();
-        match role {
-            None => BoxedResponseFuture::new(inner.oneshot(request)),
-            Some(Handle::Creates) => BoxedResponseFuture::new(async move {
+        Either::Right(match role {
+            Handle::Creates => BoxedResponseFuture::new(async move {
                 let response = inner.oneshot(request).await?;
                 let member = response.extensions().get::<ServedBy>().map(|s| s.0.clone());
                 if let (Payload::Result(raw), Some(member)) = (response.payload(), member) {
@@ -177,7 +180,7 @@ impl<S: JsonRpcService> Service<Request> for Handles<S> {
                 }
                 Ok(response)
             }),
-            Some(role) => BoxedResponseFuture::new(async move {
+            role => BoxedResponseFuture::new(async move {
                 let remove = role == Handle::Removes;
                 let id = request
                     .params()
@@ -213,6 +216,6 @@ impl<S: JsonRpcService> Service<Request> for Handles<S> {
                     other => other,
                 }
             }),
-        }
+        })
     }
 }
