@@ -80,6 +80,142 @@ async fn connections_are_kept_alive_and_reused() {
     );
 }
 
+/// `n` calls at once; every one must be answered.
+async fn concurrent(backend: &HttpBackend, n: u64) {
+    let calls = (0..n).map(|i| backend.clone().oneshot(request("ping", Id::from(i))));
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("answer");
+    }
+}
+
+#[tokio::test]
+async fn at_most_max_idle_connections_are_kept() {
+    // Slow answers: six calls at once need six connections.
+    let upstream = FaultUpstream::start_delayed(Duration::from_millis(50)).await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .pool_max_idle_per_host(2)
+        .build()
+        .expect("backend");
+    concurrent(&backend, 6).await;
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 6);
+    // Two were kept: the next six calls reuse them and open four.
+    concurrent(&backend, 6).await;
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 10);
+    // Sequential calls reuse one.
+    for i in 0..5u64 {
+        backend
+            .clone()
+            .oneshot(request("ping", Id::from(i)))
+            .await
+            .expect("answer");
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn idle_connections_close_after_the_idle_timeout() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .pool_idle_timeout(Duration::from_millis(100))
+        .build()
+        .expect("backend");
+    let call = |i: u64| backend.clone().oneshot(request("ping", Id::from(i)));
+    call(1).await.expect("answer");
+    call(2).await.expect("answer");
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        1,
+        "reused while fresh"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call(3).await.expect("answer");
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        2,
+        "an idle connection past the timeout is not reused"
+    );
+}
+
+/// A server that answers one call per connection and then closes it (a
+/// keep-alive connection the server ends while the client holds it idle).
+async fn one_call_per_connection() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The head and a body of content-length bytes.
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                // The backend's own wire id back.
+                let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                let call: Value = serde_json::from_slice(&buf[end..]).unwrap_or_default();
+                let body = format!(r#"{{"jsonrpc":"2.0","id":{},"result":"0x1"}}"#, call["id"]);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                // No `connection: close`: the client pools it; then it ends.
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_replaced_without_an_error() {
+    let (addr, accepted) = one_call_per_connection().await;
+    let backend = HttpBackend::builder("b", format!("http://{addr}/"))
+        .build()
+        .expect("backend");
+    for i in 0..5u64 {
+        let resp = backend
+            .clone()
+            .oneshot(request("ping", Id::from(i)))
+            .await
+            .expect("every call answered, on a new connection when the last one closed");
+        assert_eq!(resp.id(), &Id::from(i));
+        // Give the client a moment to see the close (the race where it has
+        // not is covered by resending an unwritten request).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
 #[tokio::test]
 async fn a_passed_deadline_is_not_sent() {
     let upstream = FaultUpstream::start().await;
@@ -237,6 +373,23 @@ async fn https_with_a_custom_root() {
         1,
         "the TLS connection is reused"
     );
+}
+
+#[tokio::test]
+async fn an_http2_backend_shares_one_connection() {
+    // The server offers h2 by ALPN: calls at once share one connection
+    // (HTTP/1.1 would need one each).
+    let (server, client) = tls_pair();
+    let upstream = FaultUpstream::start_tls(server).await;
+    let backend =
+        HttpBackend::builder("h2", format!("https://localhost:{}/", upstream.addr.port()))
+            .tls_config(client)
+            .build()
+            .expect("backend");
+    concurrent(&backend, 1).await;
+    concurrent(&backend, 20).await;
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 21);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
