@@ -2,6 +2,8 @@
 //! not cause misses.
 
 use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -23,8 +25,59 @@ use serde_json::Value;
 /// assert_eq!(CacheKey::for_request(&a, true), CacheKey::for_request(&b, true));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(Bytes);
+///
+/// The key is hashed once, when made (SipHash with a per-process random
+/// key, so clients cannot aim keys at one bucket), and every map that holds
+/// keys reuses that hash: a call's key is looked up in a shard, the
+/// in-flight map and the LRU without being hashed again.
+#[derive(Clone)]
+pub struct CacheKey {
+    bytes: Bytes,
+    hash: u64,
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.bytes == other.bytes
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The hasher of maps keyed by [`CacheKey`]: the key's own hash, as is.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `CacheKey`; anything else still hashes.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Builds [`KeyHasher`]s.
+pub(crate) type KeyHash = BuildHasherDefault<KeyHasher>;
+
+fn hash_of(bytes: &[u8]) -> u64 {
+    static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    KEY.get_or_init(Default::default).hash_one(bytes)
+}
 
 impl CacheKey {
     /// The key of `request`, or `None` when its params cannot be normalised
@@ -43,7 +96,7 @@ impl CacheKey {
         out.push(b'\n');
         write_canonical(params, lowercase_hex, &mut out);
         // Exact size: a key lives as long as its entry.
-        CacheKey(Bytes::from(out.into_boxed_slice()))
+        CacheKey::from_vec(out)
     }
 
     /// This key within tip epoch `epoch`: answers that follow the tip are
@@ -61,32 +114,44 @@ impl CacheKey {
     }
 
     fn in_generation(self, separator: u8, epoch: u64) -> CacheKey {
-        let mut out = Vec::with_capacity(self.0.len() + 21);
-        out.extend_from_slice(&self.0);
+        let mut out = Vec::with_capacity(self.bytes.len() + 21);
+        out.extend_from_slice(&self.bytes);
         out.push(separator);
         out.extend_from_slice(epoch.to_string().as_bytes());
-        CacheKey(Bytes::from(out.into_boxed_slice()))
+        CacheKey::from_vec(out)
+    }
+
+    fn from_vec(out: Vec<u8>) -> CacheKey {
+        CacheKey {
+            hash: hash_of(&out),
+            bytes: Bytes::from(out.into_boxed_slice()),
+        }
+    }
+
+    /// The hash every map of keys uses (computed once, with the key).
+    pub(crate) fn hash_value(&self) -> u64 {
+        self.hash
     }
 
     /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// The key's size in bytes, for memory accounting.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// Whether the key is empty (never, for a key built from a request).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
     }
 }
 
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheKey({:?})", String::from_utf8_lossy(&self.0))
+        write!(f, "CacheKey({:?})", String::from_utf8_lossy(&self.bytes))
     }
 }
 

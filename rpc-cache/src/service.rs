@@ -47,7 +47,7 @@ pub(crate) struct State<St> {
     seen: AtomicU64,
     /// The group's reorganisation count last seen.
     reorgs: AtomicU64,
-    in_flight: Mutex<HashMap<CacheKey, InFlight>>,
+    in_flight: Mutex<HashMap<CacheKey, InFlight, crate::key::KeyHash>>,
     generation: AtomicU64,
     /// Bumped when the head moves up, a newer block is seen, a write
     /// succeeds or the chain reorganises; answers kept for a TTL are keyed by
@@ -80,7 +80,7 @@ impl<St: CacheStore> State<St> {
             finalized: AtomicU64::new(0),
             seen: AtomicU64::new(0),
             reorgs: AtomicU64::new(0),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::default()),
             generation: AtomicU64::new(0),
             tip_epoch: AtomicU64::new(0),
             settled_epoch: AtomicU64::new(0),
@@ -199,7 +199,12 @@ impl<St: CacheStore> State<St> {
                 if now != expected || epoch_before != asked_in {
                     return;
                 }
-                slot.base.clone().in_epoch(now)
+                if now == asked_in {
+                    // The key it was looked up under.
+                    slot.key.clone()
+                } else {
+                    slot.base.clone().in_epoch(now)
+                }
             }
         };
         let ttl = match plan {

@@ -1,7 +1,6 @@
 //! Where cached answers live: a small async trait, and the in-memory LRU.
 
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -68,7 +67,7 @@ struct Entry {
 }
 
 struct Shard {
-    lru: LruCache<CacheKey, Entry>,
+    lru: LruCache<CacheKey, Entry, crate::key::KeyHash>,
     bytes: usize,
 }
 
@@ -94,7 +93,6 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     max_entries: usize,
     max_bytes: usize,
-    hasher: RandomState,
 }
 
 impl Default for MemoryStore {
@@ -127,14 +125,13 @@ impl MemoryStore {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        lru: LruCache::unbounded(),
+                        lru: LruCache::unbounded_with_hasher(Default::default()),
                         bytes: 0,
                     })
                 })
                 .collect(),
             max_entries,
             max_bytes,
-            hasher: RandomState::new(),
         }
     }
 
@@ -175,7 +172,8 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
-        let i = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        // The key's own hash (its high bits: the maps use the low ones).
+        let i = ((key.hash_value() >> 32) as usize) % self.shards.len();
         &self.shards[i]
     }
 
