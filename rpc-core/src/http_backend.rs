@@ -432,28 +432,46 @@ impl Service<Request> for HttpBackend {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        // One allocation per call for the future: an HTTP round trip dwarfs it.
-        crate::BoxedResponseFuture::new(self.inner.clone().call(req))
+        // One allocation per call for the future; the path is chosen here,
+        // so each future is only as large as its own path (a future is
+        // copied into its box: size is instructions).
+        let inner = self.inner.clone();
+        let started = Instant::now();
+        let deadline = match inner.deadline(&req, started) {
+            Ok(deadline) => deadline,
+            Err(e) => return crate::BoxedResponseFuture::new(std::future::ready(Err(e))),
+        };
+        if let (Some(batching), Some(item)) = (&inner.batching, req.extensions().get::<BatchItem>())
+        {
+            if !req.is_notification() && batching.max.load(Ordering::Relaxed) > 1 {
+                let item = item.clone();
+                return crate::BoxedResponseFuture::new(
+                    inner.batched(req, item, started, deadline),
+                );
+            }
+        }
+        crate::BoxedResponseFuture::new(inner.call(req, started, deadline))
     }
 }
 
 impl Inner {
-    async fn call(self: Arc<Self>, req: Request) -> Result<Response, RpcError> {
-        let started = Instant::now();
-        let mut deadline = started + self.timeout;
-        if let Some(call_deadline) = req.deadline() {
-            if call_deadline <= started {
-                return Err(RpcError::DeadlineExceeded);
-            }
-            deadline = deadline.min(call_deadline);
+    /// When this call must be answered: the backend's timeout, or the
+    /// request's deadline if sooner (already passed: not sent).
+    fn deadline(&self, req: &Request, started: Instant) -> Result<Instant, RpcError> {
+        let deadline = started + self.timeout;
+        match req.deadline() {
+            Some(call_deadline) if call_deadline <= started => Err(RpcError::DeadlineExceeded),
+            Some(call_deadline) => Ok(deadline.min(call_deadline)),
+            None => Ok(deadline),
         }
-        if let (Some(batching), Some(item)) = (&self.batching, req.extensions().get::<BatchItem>())
-        {
-            if !req.is_notification() && batching.max.load(Ordering::Relaxed) > 1 {
-                let item = item.clone();
-                return self.batched(req, item, started, deadline).await;
-            }
-        }
+    }
+
+    async fn call(
+        self: Arc<Self>,
+        req: Request,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Response, RpcError> {
         let wire_id = (!req.is_notification())
             .then(|| Id::from(self.next_id.fetch_add(1, Ordering::Relaxed)));
 
