@@ -272,7 +272,9 @@ impl<S: JsonRpcService> HttpFront<S> {
     {
         let _busy = self.activity.as_ref().map(|(c, r)| c.begin(r));
         let (parts, body) = req.into_parts();
-        let config = &self.config;
+        // Owned, so that a single call can take `self.inner` (a clone of
+        // the service is an allocation when it is boxed).
+        let config = &self.config.clone();
         if self
             .draining
             .as_ref()
@@ -394,7 +396,7 @@ impl<S: JsonRpcService> HttpFront<S> {
                 json_response(status, Bytes::from(invalid.into_response().to_json()))
             }
             Ok(Incoming::Single(Ok(req))) => {
-                match ctx.call(self.inner.clone(), req).await {
+                match ctx.call(self.inner, req).await {
                     // Only a notification has no answer.
                     None => no_content(),
                     Some(Answer::Ok(resp)) => {
@@ -463,7 +465,28 @@ impl CallContext {
     }
 
     /// Runs one call under the deadline, catching panics; `None` for a notification.
-    pub(crate) async fn call<S: JsonRpcService>(&self, svc: S, mut req: Request) -> Option<Answer> {
+    pub(crate) async fn call<S: JsonRpcService>(&self, svc: S, req: Request) -> Option<Answer> {
+        self.call_with(svc, req, true).await
+    }
+
+    /// The answer to a call still running when the deadline passed (`None`
+    /// for a notification).
+    fn too_late(&self, id: Option<Id>) -> Option<Response> {
+        let err = RpcError::Timeout {
+            backend: None,
+            elapsed: self.timeout,
+        };
+        id.map(|id| Response::error(id, err.to_error_object()))
+    }
+
+    /// [`call`](Self::call); `timed: false` when the caller watches the
+    /// deadline itself (a batch: one timer for all its calls).
+    async fn call_with<S: JsonRpcService>(
+        &self,
+        svc: S,
+        mut req: Request,
+        timed: bool,
+    ) -> Option<Answer> {
         let id = req.id().cloned();
         let method = req.method_arc().clone();
         req.extensions_mut().insert(self.deadline);
@@ -480,13 +503,18 @@ impl CallContext {
             req.extensions_mut().insert(connection);
         }
         let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
-        let result = match tokio::time::timeout_at(self.deadline.0, fut).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_panic)) => {
+        let outcome = if timed {
+            tokio::time::timeout_at(self.deadline.0, fut).await.ok()
+        } else {
+            Some(fut.await)
+        };
+        let result = match outcome {
+            Some(Ok(result)) => result,
+            Some(Err(_panic)) => {
                 tracing::error!(%method, "the service panicked while handling a call");
                 Err(RpcError::Internal("the service panicked".to_owned()))
             }
-            Err(_) => Err(RpcError::Timeout {
+            None => Err(RpcError::Timeout {
                 backend: None,
                 elapsed: self.timeout,
             }),
@@ -519,7 +547,16 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
     // Lets backends send the items that reach them together as one
     // upstream batch (see `crate::batch`).
     let group = crate::batch::BatchGroup::new(items.len());
-    let answers: Vec<Option<Response>> = stream::iter(items.into_iter().zip(0u32..))
+    // What each item answers if the deadline passes first: one timer for
+    // the whole batch, not one per call.
+    let late: Vec<Result<Option<Id>, Response>> = items
+        .iter()
+        .map(|item| match item {
+            Ok(req) => Ok(req.id().cloned()),
+            Err(invalid) => Err(invalid.clone().into_response()),
+        })
+        .collect();
+    let work = stream::iter(items.into_iter().zip(0u32..))
         .map(|(item, index)| {
             // Counted when created (before any item of the wave runs), so
             // a backend never sends a wave's first item alone.
@@ -534,7 +571,7 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
                         req.extensions_mut().insert(BatchPosition { index, len });
                         req.extensions_mut().insert(handle.clone());
                         let answer = ctx
-                            .call(inner.clone(), req)
+                            .call_with(inner.clone(), req, false)
                             .await
                             .map(Answer::into_response);
                         handle.settle();
@@ -543,9 +580,32 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
                 }
             }
         })
-        .buffered(concurrency)
-        .collect()
-        .await;
+        .buffered(concurrency);
+    let mut work = std::pin::pin!(work);
+    let mut answers: Vec<Option<Response>> = Vec::with_capacity(late.len());
+    let deadline = tokio::time::sleep_until(ctx.deadline.0);
+    let mut deadline = std::pin::pin!(deadline);
+    loop {
+        tokio::select! {
+            biased;
+            next = work.next() => match next {
+                Some(answer) => answers.push(answer),
+                None => break,
+            },
+            () = &mut deadline => {
+                // Answers already in hand are kept; the rest are late.
+                while let Some(Some(answer)) = work.next().now_or_never() {
+                    answers.push(answer);
+                }
+                let done = answers.len();
+                answers.extend(late.into_iter().skip(done).map(|late| match late {
+                    Ok(id) => ctx.too_late(id),
+                    Err(invalid) => Some(invalid),
+                }));
+                break;
+            }
+        }
+    }
     let answers: Vec<Response> = answers.into_iter().flatten().collect();
     if answers.is_empty() {
         return None;
