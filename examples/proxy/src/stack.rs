@@ -25,7 +25,7 @@ use rpc_core::ratelimit::{Limit, RateLimitLayer};
 use rpc_core::route::MethodRouter;
 use rpc_core::server::{serve_with_layer, ServerConfig, TrustedProxies};
 use rpc_core::subscription::PushSource;
-use rpc_core::{BoxJsonRpcService, ByteBudget, HttpBackend, ServedBy, WsBackend};
+use rpc_core::{BoxJsonRpcService, ByteBudget, HttpBackend, JsonRpcService, ServedBy, WsBackend};
 use rpc_failover::{
     AttemptDeadline, ConcurrencyLimit, ConsistencyLayer, FailoverLayer, HeadPolicy, HealthCheck,
     HedgePolicy, Member, MethodRules, QuorumLayer, RetryBudget, RetryLayer, Spread,
@@ -186,8 +186,9 @@ pub fn build(config: &Config) -> Result<Built, String> {
         config.protocol,
         default_group.as_ref(),
     ) {
-        let mut hub = rpc_failover::SubscriptionHub::builder(service_of(default)?)
-            .poll_interval(config.server.websocket.heads_poll_interval.0);
+        let mut hub =
+            rpc_failover::SubscriptionHub::builder(BoxJsonRpcService::new(service_of(default)?))
+                .poll_interval(config.server.websocket.heads_poll_interval.0);
         // Its WebSocket members' own newHeads wake the poller at once.
         for source in pushers
             .iter()
@@ -242,8 +243,10 @@ fn head_policy(protocol: Protocol, h: &crate::config::HeadSpec) -> HeadPolicy {
 /// One group: retry over a failover group or quorum of metered backends.
 /// One built group: its stack, its chain view (head tracking), and whether
 /// it can take a call now.
-struct GroupStack {
-    service: BoxJsonRpcService,
+/// A group's service: one concrete type (the router clones it per call,
+/// which for a boxed service would be an allocation each time).
+struct GroupStack<S> {
+    service: S,
     view: Option<rpc_core::ChainView>,
     ready: Box<dyn Fn() -> bool + Send + Sync>,
     /// Its WebSocket members, which push new heads.
@@ -255,7 +258,7 @@ fn group_stack(
     gname: &str,
     group: &Group,
     memory: &ByteBudget,
-) -> Result<GroupStack, String> {
+) -> Result<GroupStack<impl JsonRpcService>, String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
     let mut push = Vec::new();
     for name in group.members.get_ref() {
@@ -442,13 +445,11 @@ fn group_stack(
     let has_handles = vocabulary.methods().iter().any(|(_, f)| f.handle.is_some());
     let handles = (has_handles && group.strategy != Strategy::Quorum)
         .then(|| rpc_failover::HandleLayer::new(&vocabulary));
-    let service = BoxJsonRpcService::new(
-        ServiceBuilder::new()
-            .option_layer(handles)
-            .option_layer(logs)
-            .option_layer(retry)
-            .service(group_service),
-    );
+    let service = ServiceBuilder::new()
+        .option_layer(handles)
+        .option_layer(logs)
+        .option_layer(retry)
+        .service(group_service);
     Ok(GroupStack {
         service,
         view,
