@@ -20,9 +20,10 @@
 #      request of the target and of the upstream (utime+stime from /proc),
 #      peak RSS (VmHWM);
 #   2. the target under `valgrind --tool=callgrind`: 2 000 requests to warm
-#      up, counters zeroed, exactly N requests (`count-load`, CONNS
-#      connections), counters dumped: user-space instructions per request
-#      (kinstr). Instruction counts are repeatable; seconds are not.
+#      up, counters zeroed, exactly N requests (N/10 batches of ten;
+#      `count-load`, CONNS connections), counters dumped: user-space
+#      instructions per request (kinstr). Instruction counts are repeatable;
+#      seconds are not.
 # With PROFILES=DIR, each target's callgrind summary (top functions, and
 # instructions by category: allocator, tokio, hashing, hyper, serde_json,
 # ours) is written there as text.
@@ -30,6 +31,7 @@
 #   bash bench/cost.sh                       # N=20000 CONNS=64 DURATION=10s
 #   PROFILES=bench/profiles/after bash bench/cost.sh
 #   ONLY="plain thin-proxy" bash bench/cost.sh
+#   PROXY=/path/to/other/rpc-proxy bash bench/cost.sh   # another build
 #
 # Needs wrk, nginx, valgrind (installed from Debian if missing), taskset.
 set -euo pipefail
@@ -40,6 +42,7 @@ DURATION="${DURATION:-10s}"
 OUT="${OUT:-bench/cost-results.md}"
 PROFILES="${PROFILES:-}"
 ONLY="${ONLY:-}"
+PROXY="${PROXY:-}"
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -52,11 +55,15 @@ extra_cleanup() { pkill -f "nginx -c $TMP/" 2>/dev/null || true; }
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 [ -n "$PROFILES" ] && mkdir -p "$PROFILES"
+PROXY="${PROXY:-$BIN/rpc-proxy}"
 
 BLOCK='{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
 MISS='{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x000000000000000000000000%N%","latest"]}'
 CACHED='{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
-BATCH10="[$(for i in $(seq 10); do printf '{"jsonrpc":"2.0","id":%d,"method":"eth_blockNumber","params":[]}' "$i"; [ "$i" -lt 10 ] && printf ','; done)]"
+BATCH10="[$(for i in $(seq 10); do
+  printf '{"jsonrpc":"2.0","id":%d,"method":"eth_blockNumber","params":[]}' "$i"
+  if [ "$i" -lt 10 ]; then printf ','; fi
+done)]"
 
 taskset -c 0 "$BIN/mock-upstream" 127.0.0.1:19001 >/dev/null & pids+=($!); UP=$!
 wait_port 19001
@@ -85,8 +92,8 @@ start() {
   case "$target" in
     nginx | "nginx batch10") PORT=19002; set -- "$@" nginx -c "$TMP/nginx.conf" -p "$TMP" ;;
     thin-proxy) PORT=19006; set -- "$@" "$BIN/thin-proxy" 127.0.0.1:19006 http://127.0.0.1:19001/ ;;
-    plain | "plain batch10") PORT=19003; set -- "$@" "$BIN/rpc-proxy" --listen 127.0.0.1:19003 --upstream mock=http://127.0.0.1:19001 --retries 0 ;;
-    "full miss" | "full cached") PORT=19004; set -- "$@" "$BIN/rpc-proxy" --config bench/full.toml ;;
+    plain | "plain batch10") PORT=19003; set -- "$@" "$PROXY" --listen 127.0.0.1:19003 --upstream mock=http://127.0.0.1:19001 --retries 0 ;;
+    "full miss" | "full cached") PORT=19004; set -- "$@" "$PROXY" --config bench/full.toml ;;
   esac
   taskset -c 0 "$@" >"$TMP/server.log" 2>&1 &
   SRV=$!; pids+=($SRV)
@@ -137,7 +144,9 @@ for t in "${targets[@]}"; do
   start "$t" valgrind --tool=callgrind --callgrind-out-file="$out" --dump-line=no
   taskset -c 1 "$BIN/count-load" "127.0.0.1:$PORT" "$CONNS" 2000 "$(body_of "$t")" >/dev/null
   callgrind_control -z "$SRV" >/dev/null
-  read -r done errors _ < <(taskset -c 1 "$BIN/count-load" "127.0.0.1:$PORT" "$CONNS" "$N" "$(body_of "$t")")
+  n="$N"
+  case "$t" in *batch10) n=$((N / 10)) ;; esac # ten calls each
+  read -r done errors _ < <(taskset -c 1 "$BIN/count-load" "127.0.0.1:$PORT" "$CONNS" "$n" "$(body_of "$t")")
   callgrind_control -d "$SRV" >/dev/null
   stop
   dump="$(ls "$out".* 2>/dev/null | head -n 1)"
