@@ -455,6 +455,51 @@ async fn a_hanging_service_is_cut_at_the_deadline() {
     assert_eq!(deadline.0, started + Duration::from_secs(7));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_batch_keeps_its_answers_and_times_out_the_rest_at_the_deadline() {
+    // `fast` answers, `slow` hangs: at the deadline the batch is answered,
+    // with every answer in hand and the timeout error for the others (a
+    // notification still gets nothing, an invalid item its own error).
+    let svc = service_fn(|req: Request| async move {
+        if req.method() == "slow" {
+            std::future::pending::<()>().await;
+        }
+        Ok::<_, RpcError>(Response::result(
+            req.id().cloned().unwrap_or_default(),
+            RawJson::from_static("\"done\"").expect("json"),
+        ))
+    });
+    let front = HttpFront::new(
+        svc,
+        ServerConfig::default().request_timeout(Duration::from_secs(5)),
+    );
+    let started = tokio::time::Instant::now();
+    let (status, _, body) = post(
+        &front,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"slow"},
+            {"jsonrpc":"2.0","id":2,"method":"fast"},
+            {"jsonrpc":"2.0","method":"slow"},
+            {"jsonrpc":"2.0","id":3,"method":"slow"},
+            {"id":4},
+            {"jsonrpc":"2.0","id":5,"method":"fast"}]"#,
+    )
+    .await;
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(status, StatusCode::OK);
+    let answers = json(&body);
+    let answers = answers.as_array().expect("a batch answer");
+    let ids: Vec<i64> = answers
+        .iter()
+        .map(|a| a["id"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5], "{body}");
+    assert_eq!(answers[0]["error"]["code"], -32015, "{body}");
+    assert_eq!(answers[1]["result"], "done");
+    assert_eq!(answers[2]["error"]["code"], -32015, "{body}");
+    assert_eq!(answers[3]["error"]["code"], -32600, "{body}");
+    assert_eq!(answers[4]["result"], "done");
+}
+
 #[tokio::test]
 async fn a_panicking_service_yields_an_internal_error() {
     let boom = service_fn(|req: Request| async move {

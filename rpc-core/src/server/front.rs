@@ -565,7 +565,7 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
                 handle.start();
             }
             async move {
-                match item {
+                let answer = match item {
                     Err(invalid) => Some(invalid.into_response()),
                     Ok(mut req) => {
                         req.extensions_mut().insert(BatchPosition { index, len });
@@ -577,35 +577,42 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
                         handle.settle();
                         answer
                     }
-                }
+                };
+                (index as usize, answer)
             }
         })
-        .buffered(concurrency);
+        // Started in order, at most `concurrency` at once; answers placed
+        // by position as they come.
+        .buffer_unordered(concurrency);
     let mut work = std::pin::pin!(work);
-    let mut answers: Vec<Option<Response>> = Vec::with_capacity(late.len());
+    let mut answers: Vec<Option<Option<Response>>> = (0..late.len()).map(|_| None).collect();
     let deadline = tokio::time::sleep_until(ctx.deadline.0);
     let mut deadline = std::pin::pin!(deadline);
     loop {
         tokio::select! {
             biased;
             next = work.next() => match next {
-                Some(answer) => answers.push(answer),
+                Some((index, answer)) => answers[index] = Some(answer),
                 None => break,
             },
             () = &mut deadline => {
                 // Answers already in hand are kept; the rest are late.
-                while let Some(Some(answer)) = work.next().now_or_never() {
-                    answers.push(answer);
+                while let Some(Some((index, answer))) = work.next().now_or_never() {
+                    answers[index] = Some(answer);
                 }
-                let done = answers.len();
-                answers.extend(late.into_iter().skip(done).map(|late| match late {
-                    Ok(id) => ctx.too_late(id),
-                    Err(invalid) => Some(invalid),
-                }));
                 break;
             }
         }
     }
+    let answers: Vec<Option<Response>> = answers
+        .into_iter()
+        .zip(late)
+        .map(|(answer, late)| match (answer, late) {
+            (Some(answer), _) => answer,
+            (None, Ok(id)) => ctx.too_late(id),
+            (None, Err(invalid)) => Some(invalid),
+        })
+        .collect();
     let answers: Vec<Response> = answers.into_iter().flatten().collect();
     if answers.is_empty() {
         return None;
