@@ -63,6 +63,10 @@ pub struct HttpBackend {
 
 mod pool;
 
+/// The hasher of maps keyed by this process's own numbers (batch keys, wire
+/// ids): nothing a client chooses, so a fast one.
+type FastHash = foldhash::fast::FixedState;
+
 struct Inner {
     name: Arc<str>,
     /// The absolute URI (HTTP/2 requests).
@@ -90,7 +94,7 @@ struct Batching {
     /// By client batch ([`BatchGroup::key`]): the batch being gathered
     /// (numbered, so a flush meant for one sent when full does not take
     /// the next).
-    open: Mutex<HashMap<usize, (u64, Vec<Queued>)>>,
+    open: Mutex<HashMap<usize, (u64, Vec<Queued>), FastHash>>,
     next: AtomicU64,
 }
 
@@ -412,7 +416,7 @@ impl HttpBackendBuilder {
                 batching: (self.max_batch > 1).then(|| Batching {
                     max: AtomicUsize::new(self.max_batch),
                     window: self.batch_window,
-                    open: Mutex::new(HashMap::new()),
+                    open: Mutex::new(HashMap::default()),
                     next: AtomicU64::new(0),
                 }),
             }),
@@ -743,7 +747,8 @@ impl Inner {
         };
         // Matched by the wire ids (out-of-order answers are fine; a
         // duplicate is ignored: the first answer counts).
-        let mut by_id: HashMap<u64, Result<Payload, String>> = HashMap::with_capacity(items.len());
+        let mut by_id: HashMap<u64, Result<Payload, String>, FastHash> =
+            HashMap::with_capacity_and_hasher(items.len(), FastHash::default());
         for (id, payload) in items {
             by_id.entry(id).or_insert(payload);
         }

@@ -126,7 +126,14 @@ impl Pool {
         loop {
             let (conn, fresh) = match self.checkout() {
                 Some(conn) => (conn, false),
-                None => (self.connect().await.map_err(SendError::Connect)?, true),
+                // Boxed: a connect's state (TCP, TLS, handshake) is large
+                // and rare; inline, every call's future would carry it.
+                None => (
+                    Box::pin(self.connect())
+                        .await
+                        .map_err(SendError::Connect)?,
+                    true,
+                ),
             };
             let result = match conn {
                 Conn::H1(mut tx) => {
