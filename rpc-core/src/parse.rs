@@ -225,6 +225,32 @@ fn malformed_object(e: &serde_json::Error) -> InvalidCall {
     )
 }
 
+/// The method name as a shared string: the names the standard protocols
+/// know ([`Protocol::ethereum`](crate::protocol::Protocol::ethereum),
+/// [`electrum`](crate::protocol::Protocol::electrum)) are made once and
+/// shared by every call (a lookup instead of an allocation per call);
+/// others are copied.
+fn interned(name: &str) -> Arc<str> {
+    static KNOWN: std::sync::OnceLock<
+        std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>,
+    > = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let (eth, electrum) = (
+            crate::protocol::Protocol::ethereum(),
+            crate::protocol::Protocol::electrum(),
+        );
+        eth.methods()
+            .exact_names()
+            .chain(electrum.methods().exact_names())
+            .map(Arc::from)
+            .collect()
+    });
+    match known.get(name) {
+        Some(shared) => shared.clone(),
+        None => Arc::from(name),
+    }
+}
+
 /// Checks a call's fields and builds the request; ids, params and method are
 /// slices of `body`.
 fn validate_call(body: &Bytes, wire: WireCall<'_>) -> Result<Request, InvalidCall> {
@@ -263,7 +289,7 @@ fn validate_call(body: &Bytes, wire: WireCall<'_>) -> Result<Request, InvalidCal
                     .into()
             } else {
                 // No escapes: the text between the quotes is the name.
-                Arc::from(&m.get()[1..m.get().len() - 1])
+                interned(&m.get()[1..m.get().len() - 1])
             };
             if name.is_empty() {
                 return Err(fail("invalid request: method is empty"));

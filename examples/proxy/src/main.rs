@@ -28,6 +28,8 @@ mod stack;
 
 use std::process::ExitCode;
 
+// With `--features mimalloc`: fewer instructions per call than glibc's
+// allocator but a larger peak RSS (BENCHMARKS.md), so not the default.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
