@@ -129,9 +129,7 @@ impl Pool {
                 // Boxed: a connect's state (TCP, TLS, handshake) is large
                 // and rare; inline, every call's future would carry it.
                 None => (
-                    Box::pin(self.connect())
-                        .await
-                        .map_err(SendError::Connect)?,
+                    Box::pin(self.connect()).await.map_err(SendError::Connect)?,
                     true,
                 ),
             };
