@@ -11,45 +11,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rpc_bench::exchange;
 use tokio::net::TcpStream;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// (second sent, latency in µs, ok)
 type Sample = (u32, u32, bool);
-
-async fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Option<bool> {
-    stream.write_all(request).await.ok()?;
-    buf.clear();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = std::str::from_utf8(&buf[..end]).ok()?;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        if buf.len() >= end + 4 + length {
-            let ok = head.starts_with("HTTP/1.1 200")
-                && !buf[end + 4..end + 4 + length]
-                    .windows(8)
-                    .any(|w| w == b"\"error\":");
-            return Some(ok);
-        }
-    }
-}
 
 async fn connection(
     addr: SocketAddr,
