@@ -222,12 +222,11 @@ impl Pool {
         }
     }
 
-    /// Stops handing out the HTTP/2 connection once it is closed.
+    /// Stops handing out the HTTP/2 connection: a call on it failed (the
+    /// next call makes a new one). Unconditional, so that a connection that
+    /// keeps refusing cannot keep `send` going round.
     fn forget_h2(&self) {
-        let mut state = self.lock();
-        if state.h2.as_ref().is_some_and(|tx| tx.is_closed()) {
-            state.h2 = None;
-        }
+        self.lock().h2 = None;
     }
 
     /// A new connection: TCP, TLS where `https`, then HTTP/2 if the server
