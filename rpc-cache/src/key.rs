@@ -34,6 +34,10 @@ use serde_json::Value;
 pub struct CacheKey {
     bytes: Bytes,
     hash: u64,
+    /// Whether the key means the same to every process (not scoped by
+    /// this process' own tip epoch or a settled generation after a
+    /// reorganisation): only such keys go to a store shared by replicas.
+    fleet: bool,
 }
 
 impl PartialEq for CacheKey {
@@ -103,14 +107,22 @@ impl CacheKey {
     /// keyed by the epoch, so a new head or a write makes them unreachable at
     /// once (they age out of the store on their own).
     pub(crate) fn in_epoch(self, epoch: u64) -> CacheKey {
-        self.in_generation(b'\n', epoch)
+        let mut key = self.in_generation(b'\n', epoch);
+        // Epochs count this process' own head moves and writes.
+        key.fleet = false;
+        key
     }
 
     /// This key within settled generation `generation`: answers about
     /// blocks taken as permanent are keyed by it, so a reorganisation that
     /// reaches them makes them unreachable at once.
     pub(crate) fn in_settled(self, generation: u64) -> CacheKey {
-        self.in_generation(b'\r', generation)
+        let fleet = self.fleet && generation == 0;
+        let mut key = self.in_generation(b'\r', generation);
+        // After a reorganisation reached settled blocks, this process'
+        // generation count is its own.
+        key.fleet = fleet;
+        key
     }
 
     fn in_generation(self, separator: u8, epoch: u64) -> CacheKey {
@@ -125,12 +137,21 @@ impl CacheKey {
         CacheKey {
             hash: hash_of(&out),
             bytes: Bytes::from(out.into_boxed_slice()),
+            fleet: true,
         }
     }
 
     /// The hash every map of keys uses (computed once, with the key).
     pub(crate) fn hash_value(&self) -> u64 {
         self.hash
+    }
+
+    /// Whether the key means the same in every process, so a store shared
+    /// by replicas may hold it: false for keys scoped by this process' tip
+    /// epoch (answers that follow the chain tip: each replica counts its own
+    /// head moves) or by a settled generation after a deep reorganisation.
+    pub fn is_fleet_wide(&self) -> bool {
+        self.fleet
     }
 
     /// The key's bytes.

@@ -51,12 +51,17 @@
 
 mod key;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod rules;
 mod service;
 mod store;
 
 pub use key::CacheKey;
 pub use layer::CacheLayer;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::RedisStore;
 pub use rules::{CacheRules, Rule};
 pub use service::{Cache, Refresh, ResponseFuture};
 pub use store::{CacheStore, MemoryStore};

@@ -156,6 +156,21 @@ impl ErrorObject {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Parses an error object from its JSON text (as [`write_json`](Self::write_json)
+    /// writes it), tolerantly; `None` when it is not one.
+    ///
+    /// ```
+    /// use rpc_core::ErrorObject;
+    ///
+    /// let e = ErrorObject::new(-32000, "header not found");
+    /// assert_eq!(ErrorObject::from_json(e.to_json().into_bytes()), Some(e));
+    /// ```
+    pub fn from_json(json: impl Into<Bytes>) -> Option<Self> {
+        let body: Bytes = json.into();
+        let raw: &RawValue = serde_json::from_slice(&body).ok()?;
+        Self::from_raw(&body, raw)
+    }
+
     /// Parses an error object borrowed from `body`, tolerantly.
     pub(crate) fn from_raw(body: &Bytes, raw: &RawValue) -> Option<Self> {
         #[derive(Deserialize)]

@@ -91,6 +91,9 @@ pub mod protocol;
 #[cfg(feature = "rate-limit")]
 pub mod ratelimit;
 mod raw;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod request;
 mod response;
 pub mod route;

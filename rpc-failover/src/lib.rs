@@ -49,6 +49,9 @@
 pub mod classify;
 pub mod deadline;
 pub mod failover;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod fleet;
 mod group;
 pub mod handle;
 pub mod head;

@@ -16,6 +16,7 @@ mod fault;
 mod lying;
 mod node;
 mod process;
+mod redis;
 
 pub use anvil::*;
 pub use calls::*;
@@ -24,3 +25,4 @@ pub use fault::*;
 pub use lying::*;
 pub use node::*;
 pub use process::*;
+pub use redis::*;

@@ -378,6 +378,23 @@ fn config_errors_name_the_file_line_and_key() {
             "`server.max_batch`",
         ),
         (
+            "[backends.a]\nurl = \"http://127.0.0.1:1\"\n[redis]\nurl = \"http://127.0.0.1:6379\"\n",
+            ":4:7:",
+            "`redis.url`",
+        ),
+        (
+            "[backends.a]\nurl = \"http://127.0.0.1:1\"\n[redis]\nurl = \"redis://127.0.0.1:6379\"\n\
+             deadline = \"5s\"\n",
+            ":5:12:",
+            "`redis.deadline`: must be at most 1s",
+        ),
+        (
+            "[backends.a]\nurl = \"http://127.0.0.1:1\"\n[redis]\nurl = \"redis://127.0.0.1:6379\"\n\
+             rate_limit_when_down = \"shrug\"\n",
+            ":5:24:",
+            "`redis.rate_limit_when_down`",
+        ),
+        (
             "[backends.a]\nurl = \"http://127.0.0.1:1/${RPC_TEST_UNSET_VARIABLE}\"\n",
             ":2:7:",
             "environment variable `RPC_TEST_UNSET_VARIABLE` is not set",

@@ -6,10 +6,12 @@
 //! HTTP front (rpc-core::server)   [+ CORS, an HTTP-level tower-http layer]
 //!   MetricsLayer::client          every call, with its method and outcome
 //!   MethodFilterLayer             [methods] allow / deny, before any cost
-//!   RateLimitLayer                [rate_limit] per IP / per API key, weighted
+//!   RateLimitLayer                [rate_limit] per IP / per API key, weighted [+ redis]
 //!   AdmissionLayer                WebSocket eth_subscribe stops here (admitted)
-//!   CacheLayer                    [cache], shared by every group
+//!   ConsistencyLayer              [consistency] read-your-head sessions [+ redis]
+//!   CacheLayer                    [cache], shared by every group [+ redis: RedisStore]
 //!   MethodRouter                  [routing] method pattern -> group
+//!     FleetFloorLayer             [redis] heads: never below the fleet's agreed head
 //!     LogRangeLayer               [groups.NAME.get_logs] ranges capped, split, provider limits
 //!     RetryLayer                  [retry], one budget per group
 //!       Failover | Quorum         [groups.NAME]
@@ -19,9 +21,11 @@
 
 use std::net::SocketAddr;
 
-use rpc_cache::{CacheLayer, CacheRules, CacheStatus, MemoryStore, Rule};
+use rpc_cache::{
+    CacheKey, CacheLayer, CacheRules, CacheStatus, CacheStore, MemoryStore, RedisStore, Rule,
+};
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
-use rpc_core::ratelimit::{Limit, RateLimitLayer};
+use rpc_core::ratelimit::{Limit, RateLimitLayer, WhenRedisDown};
 use rpc_core::route::MethodRouter;
 use rpc_core::server::{serve_with_layer, ServerConfig, TrustedProxies};
 use rpc_core::subscription::PushSource;
@@ -45,6 +49,10 @@ pub struct Built {
     pub summary: String,
     /// The head rule in effect, one line per head-tracked group.
     pub head_rules: Vec<String>,
+    /// `[redis]`: the link every shared feature uses, and the groups whose
+    /// heads are shared (synced by `run`).
+    pub redis: Option<rpc_core::redis::RedisLink>,
+    pub fleets: Vec<rpc_failover::fleet::FleetHead>,
 }
 
 /// Builds the stack described by `config` (which must have been validated).
@@ -57,8 +65,11 @@ pub fn build(config: &Config) -> Result<Built, String> {
     let mut pushers = Vec::new();
     // One memory budget: request bodies and backend answers together.
     let memory = ByteBudget::new(config.server.memory_budget_mb.saturating_mul(1 << 20));
+    let redis = redis_link(config)?;
+    let mut fleets = Vec::new();
     for (name, group) in &groups {
-        let built = group_stack(config, name, group, &memory)?;
+        let built = group_stack(config, name, group, &memory, redis.as_ref())?;
+        fleets.extend(built.fleet);
         if let Some(view) = built.view {
             views.push((name.clone(), view));
         }
@@ -94,11 +105,15 @@ pub fn build(config: &Config) -> Result<Built, String> {
     let router = router.build();
 
     let filter = method_filter(config)?;
-    let rate_limit = rate_limit(config);
+    let rate_limit = rate_limit(config, redis.as_ref());
     let consistency = config.consistency.enabled.then(|| {
-        ConsistencyLayer::new()
+        let layer = ConsistencyLayer::new()
             .per_connection(config.consistency.per_connection)
-            .max_sessions(config.consistency.max_sessions)
+            .max_sessions(config.consistency.max_sessions);
+        match shared(config, redis.as_ref(), |r| r.sessions) {
+            Some(link) => layer.shared(link.clone()),
+            None => layer,
+        }
     });
     // The cache follows the default group's chain view (else the first
     // head-tracked group's); answers from other groups still carry theirs.
@@ -108,7 +123,7 @@ pub fn build(config: &Config) -> Result<Built, String> {
         .find(|(g, _)| Some(g) == default_group.as_ref())
         .or(views.first())
         .map(|(_, v)| v.clone());
-    let cache = cache(config).map(|c| match view {
+    let cache = cache(config, redis.as_ref()).map(|c| match view {
         Some(view) => c.chain_view(view),
         None => c,
     });
@@ -216,7 +231,37 @@ pub fn build(config: &Config) -> Result<Built, String> {
         cors: config.server.cors.as_ref().map(|c| cors(config, c)),
         summary,
         head_rules,
+        redis,
+        fleets,
     })
+}
+
+/// The Redis link of `[redis]`, if configured.
+fn redis_link(config: &Config) -> Result<Option<rpc_core::redis::RedisLink>, String> {
+    let Some(r) = &config.redis else {
+        return Ok(None);
+    };
+    let r = r.get_ref();
+    let link = rpc_core::redis::RedisLink::new(
+        rpc_core::redis::RedisConfig::new(r.url.get_ref().0.as_str())
+            .prefix(r.prefix.clone())
+            .deadline(r.deadline.get_ref().0)
+            .connect_timeout(r.connect_timeout.0)
+            .failures_to_open(r.failures_to_open)
+            .open_for(r.open_for.0),
+    )
+    .map_err(|e| format!("redis.url: {}", e.source_message()))?;
+    Ok(Some(link))
+}
+
+/// The link, when `[redis]` is configured and `feature` of it is on.
+fn shared<'a>(
+    config: &Config,
+    link: Option<&'a rpc_core::redis::RedisLink>,
+    feature: impl Fn(&crate::config::RedisSpec) -> bool,
+) -> Option<&'a rpc_core::redis::RedisLink> {
+    let spec = config.redis.as_ref()?.get_ref();
+    link.filter(|_| feature(spec))
 }
 
 /// A group's head-tracking policy from its `[groups.NAME.head]` table.
@@ -247,6 +292,8 @@ fn head_policy(protocol: Protocol, h: &crate::config::HeadSpec) -> HeadPolicy {
 /// which for a boxed service would be an allocation each time).
 struct GroupStack<S> {
     service: S,
+    /// `[redis] heads`: this group's head shared with the fleet.
+    fleet: Option<rpc_failover::fleet::FleetHead>,
     view: Option<rpc_core::ChainView>,
     ready: Box<dyn Fn() -> bool + Send + Sync>,
     /// Its WebSocket members, which push new heads.
@@ -258,6 +305,7 @@ fn group_stack(
     gname: &str,
     group: &Group,
     memory: &ByteBudget,
+    redis: Option<&rpc_core::redis::RedisLink>,
 ) -> Result<GroupStack<impl JsonRpcService>, String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
     let mut push = Vec::new();
@@ -445,13 +493,27 @@ fn group_stack(
     let has_handles = vocabulary.methods().iter().any(|(_, f)| f.handle.is_some());
     let handles = (has_handles && group.strategy != Strategy::Quorum)
         .then(|| rpc_failover::HandleLayer::new(&vocabulary));
+    // `[redis] heads`: never below the head the fleet agreed on.
+    let fleet = match (shared(config, redis, |r| r.heads), &view) {
+        (Some(link), Some(view)) => {
+            let interval = config.redis.as_ref().map(|r| r.get_ref().head_interval.0);
+            let fleet = rpc_failover::fleet::FleetHead::new(link.clone(), gname, view.clone());
+            Some(match interval {
+                Some(i) => fleet.interval(i).stale_after(i * 12),
+                None => fleet,
+            })
+        }
+        _ => None,
+    };
     let service = ServiceBuilder::new()
+        .option_layer(fleet.as_ref().map(|f| f.layer()))
         .option_layer(handles)
         .option_layer(logs)
         .option_layer(retry)
         .service(group_service);
     Ok(GroupStack {
         service,
+        fleet,
         view,
         ready,
         push,
@@ -521,7 +583,10 @@ fn method_filter(config: &Config) -> Result<Option<MethodFilterLayer>, String> {
     Ok(Some(MethodFilterLayer::new(filter)))
 }
 
-fn rate_limit(config: &Config) -> Option<RateLimitLayer> {
+fn rate_limit(
+    config: &Config,
+    redis: Option<&rpc_core::redis::RedisLink>,
+) -> Option<RateLimitLayer> {
     let rl = &config.rate_limit;
     if rl.per_ip.is_none() && rl.keys.is_empty() {
         return None;
@@ -544,10 +609,21 @@ fn rate_limit(config: &Config) -> Option<RateLimitLayer> {
     for (method, w) in &rl.weights {
         layer = layer.weight(method.as_str(), *w.get_ref());
     }
+    if let Some(link) = shared(config, redis, |r| r.rate_limit) {
+        let when = match config
+            .redis
+            .as_ref()
+            .map(|r| r.get_ref().rate_limit_when_down)
+        {
+            Some(crate::config::RedisDown::FailClosed) => WhenRedisDown::FailClosed,
+            _ => WhenRedisDown::FailOpen,
+        };
+        layer = layer.shared(link.clone(), when);
+    }
     Some(layer)
 }
 
-fn cache(config: &Config) -> Option<CacheLayer> {
+fn cache(config: &Config, redis: Option<&rpc_core::redis::RedisLink>) -> Option<CacheLayer<Store>> {
     let c = &config.cache;
     if !c.enabled {
         return None;
@@ -573,6 +649,11 @@ fn cache(config: &Config) -> Option<CacheLayer> {
     let store = MemoryStore::new()
         .max_bytes(c.max_mb.saturating_mul(1 << 20))
         .max_entries(c.max_entries);
+    // With `[redis] cache`, the memory store is the local tier in front.
+    let store = match shared(config, redis, |r| r.cache) {
+        Some(link) => Store::Redis(RedisStore::new(link.clone(), store)),
+        None => Store::Memory(store),
+    };
     let mut layer = CacheLayer::new(rules).store(store).coalesce(c.coalesce);
     if let Some(ttl) = c.negative_ttl {
         layer = layer.negative_ttl(ttl.0);
@@ -716,6 +797,16 @@ pub async fn run(
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
     let built = build(config)?;
+    if let Some(link) = &built.redis {
+        // Shared state from the first call when Redis is up; when it is
+        // not, the proxy starts anyway (per-process state, logged).
+        link.connect().await;
+        for fleet in built.fleets {
+            // Start at the fleet's head, then follow it.
+            fleet.sync().await;
+            tokio::spawn(fleet.run());
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -732,4 +823,27 @@ pub async fn run(
     )
     .await;
     Ok(())
+}
+
+/// The proxy's cache store: memory, or Redis with memory in front.
+#[derive(Debug)]
+enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+impl CacheStore for Store {
+    async fn get(&self, key: &CacheKey) -> Option<rpc_core::Payload> {
+        match self {
+            Store::Memory(m) => m.get_now(key),
+            Store::Redis(r) => r.get(key).await,
+        }
+    }
+
+    async fn put(&self, key: CacheKey, value: rpc_core::Payload, ttl: Option<std::time::Duration>) {
+        match self {
+            Store::Memory(m) => m.put_now(key, value, ttl),
+            Store::Redis(r) => r.put(key, value, ttl).await,
+        }
+    }
 }

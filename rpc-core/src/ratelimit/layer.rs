@@ -30,6 +30,8 @@ pub struct RateLimitLayer {
     pub(super) keys: HashMap<Arc<str>, Limit>,
     pub(super) weights: MethodTable<NonZeroU32>,
     pub(super) default_weight: NonZeroU32,
+    #[cfg(feature = "redis")]
+    pub(super) shared: Option<(crate::redis::RedisLink, super::WhenRedisDown)>,
 }
 
 impl std::fmt::Debug for RateLimitLayer {
@@ -58,6 +60,8 @@ impl RateLimitLayer {
             keys: HashMap::new(),
             weights: MethodTable::new(),
             default_weight: NonZeroU32::MIN,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -88,6 +92,36 @@ impl RateLimitLayer {
     /// default 1).
     pub fn default_weight(mut self, weight: u32) -> Self {
         self.default_weight = NonZeroU32::new(weight).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+}
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl RateLimitLayer {
+    /// Keeps the budgets in Redis, shared by every replica that uses the
+    /// same Redis and key prefix: the same limits and weights, checked
+    /// atomically on Redis (one round trip per call, a GCRA script on
+    /// Redis' clock), so a fleet of replicas admits a client's rate once,
+    /// not once per replica. `when_down` says what happens while Redis
+    /// cannot answer within the link's deadline (see [`WhenRedisDown`](super::WhenRedisDown)).
+    ///
+    /// ```no_run
+    /// use rpc_core::ratelimit::{Limit, RateLimitLayer, WhenRedisDown};
+    /// use rpc_core::redis::{RedisConfig, RedisLink};
+    ///
+    /// let link = RedisLink::new(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let layer = RateLimitLayer::new()
+    ///     .per_ip(Limit::per_second(20))
+    ///     .shared(link, WhenRedisDown::FailOpen);
+    /// # drop(layer); Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared(
+        mut self,
+        link: crate::redis::RedisLink,
+        when_down: super::WhenRedisDown,
+    ) -> Self {
+        self.shared = Some((link, when_down));
         self
     }
 }

@@ -34,6 +34,8 @@
 
 mod layer;
 mod service;
+#[cfg(feature = "redis")]
+mod shared;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -46,7 +48,10 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 pub use layer::RateLimitLayer;
-pub use service::RateLimit;
+pub use service::{RateLimit, ResponseFuture};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use shared::WhenRedisDown;
 
 use crate::protocol::MethodTable;
 use crate::{ApiKey, RemoteAddr, Request, RpcError};
@@ -94,12 +99,16 @@ const SWEEP_ABOVE: usize = 1024;
 
 /// The shared state of a [`RateLimit`] service.
 pub(crate) struct Limiter {
-    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    keys: HashMap<Arc<str>, DefaultDirectRateLimiter>,
+    per_ip: Option<(DefaultKeyedRateLimiter<IpAddr>, Limit)>,
+    keys: HashMap<Arc<str>, (DefaultDirectRateLimiter, Limit)>,
     weights: MethodTable<NonZeroU32>,
     default_weight: NonZeroU32,
     clock: DefaultClock,
     calls: AtomicU32,
+    /// Budgets in Redis, shared by replicas (the local ones are the
+    /// fallback).
+    #[cfg(feature = "redis")]
+    pub(crate) shared: Option<shared::Shared>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -118,16 +127,21 @@ impl Limiter {
         Limiter {
             per_ip: layer
                 .per_ip
-                .map(|l| DefaultKeyedRateLimiter::dashmap(l.quota())),
+                .map(|l| (DefaultKeyedRateLimiter::dashmap(l.quota()), l)),
             keys: layer
                 .keys
                 .iter()
-                .map(|(k, l)| (k.clone(), DefaultDirectRateLimiter::direct(l.quota())))
+                .map(|(k, l)| (k.clone(), (DefaultDirectRateLimiter::direct(l.quota()), *l)))
                 .collect(),
             weights: layer.weights.clone(),
             default_weight: layer.default_weight,
             clock: DefaultClock::default(),
             calls: AtomicU32::new(0),
+            #[cfg(feature = "redis")]
+            shared: layer
+                .shared
+                .as_ref()
+                .map(|(link, when)| shared::Shared::new(link.clone(), *when)),
         }
     }
 
@@ -146,9 +160,9 @@ impl Limiter {
             .get::<ApiKey>()
             .and_then(|k| self.keys.get(&k.0))
         {
-            Some(limiter) => limiter.check_n(weight),
+            Some((limiter, _)) => limiter.check_n(weight),
             None => {
-                let (Some(per_ip), Some(RemoteAddr(addr))) =
+                let (Some((per_ip, _)), Some(RemoteAddr(addr))) =
                     (&self.per_ip, req.extensions().get::<RemoteAddr>())
                 else {
                     return Ok(());
@@ -164,6 +178,50 @@ impl Limiter {
             }),
             // The call's weight exceeds the whole burst: it can never pass.
             Err(_) => Err(RpcError::RateLimited { retry_after: None }),
+        }
+    }
+
+    /// The Redis key, limit and weight of a call limited by shared
+    /// budgets; `None` when the call is not limited.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared_plan(
+        &self,
+        shared: &shared::Shared,
+        req: &Request,
+    ) -> Option<(String, Limit, u32)> {
+        let weight = self.weight(req.method()).get();
+        let key = req.extensions().get::<ApiKey>();
+        if let Some((k, (_, limit))) = key.and_then(|k| self.keys.get_key_value(&k.0)) {
+            return Some((shared.redis_key(&shared::Bucket::Key(k)), *limit, weight));
+        }
+        let ((_, limit), RemoteAddr(addr)) =
+            (self.per_ip.as_ref()?, req.extensions().get::<RemoteAddr>()?);
+        let ip = client_ip(addr.ip());
+        Some((shared.redis_key(&shared::Bucket::Ip(ip)), *limit, weight))
+    }
+
+    /// Checks a call against the shared budgets; while Redis cannot be
+    /// asked, against the local ones (fail-open) or not at all (fail-closed).
+    #[cfg(feature = "redis")]
+    pub(crate) async fn check_shared(
+        &self,
+        shared: &shared::Shared,
+        req: &Request,
+        plan: (String, Limit, u32),
+    ) -> Result<(), RpcError> {
+        let (key, limit, weight) = plan;
+        match shared.check(key, limit, weight).await {
+            Some(shared::Verdict::Pass) => Ok(()),
+            Some(shared::Verdict::Wait(wait)) => Err(RpcError::RateLimited {
+                retry_after: Some(wait),
+            }),
+            Some(shared::Verdict::Never) => Err(RpcError::RateLimited { retry_after: None }),
+            None => match shared.when_down {
+                WhenRedisDown::FailOpen => self.check(req),
+                WhenRedisDown::FailClosed => Err(RpcError::RateLimited {
+                    retry_after: Some(Duration::from_secs(1)),
+                }),
+            },
         }
     }
 

@@ -48,6 +48,8 @@ use tower::{Layer, Service};
 pub struct ConsistencyLayer {
     per_connection: bool,
     max_sessions: usize,
+    #[cfg(feature = "redis")]
+    shared: Option<(rpc_core::redis::RedisLink, std::time::Duration)>,
 }
 
 impl Default for ConsistencyLayer {
@@ -62,6 +64,8 @@ impl ConsistencyLayer {
         ConsistencyLayer {
             per_connection: true,
             max_sessions: 100_000,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -80,6 +84,44 @@ impl ConsistencyLayer {
     }
 }
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl ConsistencyLayer {
+    /// Keeps **named** sessions' heads ([`SessionId`]) in Redis too, so a
+    /// client whose calls land on several replicas never sees the chain go
+    /// backwards: a call of a named session reads the session's head from
+    /// Redis (one round trip within the link's deadline, taken with the
+    /// local one, whichever is higher), and an answer that raises it is
+    /// written back before the client has it (a script that only raises).
+    /// A session is forgotten after `idle` without a raise (default, with
+    /// [`shared`](Self::shared): 1 hour). Connections are sessions of one
+    /// replica only and stay local.
+    ///
+    /// When Redis cannot be asked, the local head is used (per-replica
+    /// consistency, counted in `rpc_redis_fallbacks_total{feature="session"}`).
+    ///
+    /// ```no_run
+    /// use rpc_core::redis::{RedisConfig, RedisLink};
+    /// use rpc_failover::ConsistencyLayer;
+    ///
+    /// let link = RedisLink::new(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let layer = ConsistencyLayer::new().shared(link);
+    /// # drop(layer); Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared(mut self, link: rpc_core::redis::RedisLink) -> Self {
+        self.shared = Some((link, std::time::Duration::from_secs(3600)));
+        self
+    }
+
+    /// How long a shared session is kept without a raise (default 1 hour).
+    pub fn session_idle(mut self, idle: std::time::Duration) -> Self {
+        if let Some((_, d)) = &mut self.shared {
+            *d = idle.max(std::time::Duration::from_secs(1));
+        }
+        self
+    }
+}
+
 impl<S> Layer<S> for ConsistencyLayer {
     type Service = Consistency<S>;
 
@@ -94,6 +136,11 @@ impl<S> Layer<S> for ConsistencyLayer {
                     .map(|_| Mutex::new(LruCache::new(per_shard)))
                     .collect(),
                 hasher: std::collections::hash_map::RandomState::new(),
+                #[cfg(feature = "redis")]
+                shared: self
+                    .shared
+                    .as_ref()
+                    .map(|(link, idle)| shared::SharedSessions::new(link.clone(), *idle)),
             }),
         }
     }
@@ -111,6 +158,8 @@ struct Sessions {
     per_connection: bool,
     shards: Box<[Mutex<LruCache<SessionKey, u64>>]>,
     hasher: std::collections::hash_map::RandomState,
+    #[cfg(feature = "redis")]
+    shared: Option<shared::SharedSessions>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -165,7 +214,8 @@ pub struct Consistency<S> {
 
 impl<S> Service<Request> for Consistency<S>
 where
-    S: Service<Request, Response = Response, Error = RpcError>,
+    S: Service<Request, Response = Response, Error = RpcError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = RpcError;
@@ -177,20 +227,40 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let key = self.state.key(&req);
+        #[cfg(feature = "redis")]
+        if let (Some(SessionKey::Named(id)), Some(_)) = (&key, &self.state.shared) {
+            // The inner service was made ready for this call: it goes with
+            // it; this one keeps a fresh clone.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            let (id, state) = (id.clone(), self.state.clone());
+            return ResponseFuture {
+                kind: Kind::Shared {
+                    future: Box::pin(shared::call(inner, state, id, req)),
+                },
+            };
+        }
         if let Some(seen) = key.as_ref().and_then(|k| self.state.seen(k)) {
-            let need = req
-                .extensions()
-                .get::<MinHead>()
-                .map_or(0, |m| m.0)
-                .max(seen);
-            req.extensions_mut().insert(MinHead(need));
+            raise_need(&mut req, seen);
         }
         ResponseFuture {
-            inner: self.inner.call(req),
-            key,
-            state: self.state.clone(),
+            kind: Kind::Local {
+                inner: self.inner.call(req),
+                key,
+                state: self.state.clone(),
+            },
         }
     }
+}
+
+/// Raises the head `req` needs to at least `seen`.
+fn raise_need(req: &mut Request, seen: u64) {
+    let need = req
+        .extensions()
+        .get::<MinHead>()
+        .map_or(0, |m| m.0)
+        .max(seen);
+    req.extensions_mut().insert(MinHead(need));
 }
 
 pin_project! {
@@ -198,9 +268,22 @@ pin_project! {
     /// raised to what the answer showed.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
-        key: Option<SessionKey>,
-        state: Arc<Sessions>,
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Local {
+            #[pin]
+            inner: F,
+            key: Option<SessionKey>,
+            state: Arc<Sessions>,
+        },
+        Shared {
+            future: futures_util::future::BoxFuture<'static, Result<Response, RpcError>>,
+        },
     }
 }
 
@@ -211,14 +294,120 @@ where
     type Output = Result<Response, RpcError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(resp), Some(key)) = (&result, this.key.take()) {
-            if let Some(ChainHead(h)) = resp.extensions().get::<ChainHead>() {
-                this.state.saw(key, *h);
+        match self.project().kind.project() {
+            KindProj::Local { inner, key, state } => {
+                let result = std::task::ready!(inner.poll(cx));
+                if let (Ok(resp), Some(key)) = (&result, key.take()) {
+                    if let Some(ChainHead(h)) = resp.extensions().get::<ChainHead>() {
+                        state.saw(key, *h);
+                    }
+                }
+                Poll::Ready(result)
+            }
+            KindProj::Shared { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Named sessions kept in Redis (cargo feature `redis`).
+#[cfg(feature = "redis")]
+mod shared {
+    use super::*;
+    use redis::Script;
+    use rpc_core::redis::{secret_id, RedisLink};
+    use std::time::Duration;
+
+    /// Raises a session's head, never lowers it; refreshes its expiry.
+    const RAISE: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return tonumber(ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return cur
+";
+
+    pub(super) struct SharedSessions {
+        link: RedisLink,
+        idle: Duration,
+        raise: Script,
+    }
+
+    impl SharedSessions {
+        pub(super) fn new(link: RedisLink, idle: Duration) -> Self {
+            SharedSessions {
+                link,
+                idle,
+                raise: Script::new(RAISE),
             }
         }
-        Poll::Ready(result)
+
+        fn key(&self, id: &str) -> String {
+            // Session names are the client's: kept out of Redis as such.
+            format!("{}s:{}", self.link.prefix(), secret_id(id))
+        }
+
+        async fn get(&self, key: &str) -> Option<u64> {
+            let got: Result<Option<u64>, _> = self
+                .link
+                .run("session_get", |mut conn| async move {
+                    redis::cmd("GET").arg(key).query_async(&mut conn).await
+                })
+                .await;
+            got.unwrap_or_else(|_| {
+                RedisLink::fell_back("session");
+                None
+            })
+        }
+
+        async fn raise(&self, key: &str, head: u64) {
+            let done: Result<u64, _> = self
+                .link
+                .run("session_raise", |mut conn| {
+                    let mut call = self.raise.key(key);
+                    call.arg(head).arg(self.idle.as_millis() as u64);
+                    async move { call.invoke_async(&mut conn).await }
+                })
+                .await;
+            if done.is_err() {
+                RedisLink::fell_back("session");
+            }
+        }
+    }
+
+    /// A named session's call: its head from here and from Redis, the
+    /// call, and a raise written back before the answer is returned.
+    pub(super) async fn call<S>(
+        mut inner: S,
+        state: Arc<Sessions>,
+        id: Arc<str>,
+        mut req: Request,
+    ) -> Result<Response, RpcError>
+    where
+        S: Service<Request, Response = Response, Error = RpcError>,
+    {
+        let Some(shared) = &state.shared else {
+            return inner.call(req).await;
+        };
+        let local_key = SessionKey::Named(id.clone());
+        let redis_key = shared.key(&id);
+        let local = state.seen(&local_key);
+        let fleet = shared.get(&redis_key).await;
+        let seen = local.max(fleet);
+        if let Some(seen) = seen {
+            raise_need(&mut req, seen);
+        }
+        let result = inner.call(req).await;
+        if let Ok(resp) = &result {
+            if let Some(ChainHead(h)) = resp.extensions().get::<ChainHead>() {
+                state.saw(local_key, *h);
+                if seen.is_none_or(|s| *h > s) {
+                    shared.raise(&redis_key, *h).await;
+                }
+            }
+        }
+        result
     }
 }
 

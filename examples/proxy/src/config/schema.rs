@@ -39,6 +39,9 @@ pub struct Config {
     pub rate_limit: RateLimit,
     #[serde(default)]
     pub consistency: ConsistencySpec,
+    /// `[redis]`: state shared by replicas (absent: each process its own).
+    #[serde(default)]
+    pub redis: Option<Spanned<RedisSpec>>,
 }
 
 /// Which method tables (safety, cache rules, metric labels) apply.
@@ -528,6 +531,75 @@ impl Default for ConsistencySpec {
             max_sessions: default_max_sessions(),
         }
     }
+}
+
+/// `[redis]`: replicas share cache, rate limits and chain heads through one
+/// Redis. Each feature can be switched off alone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// `redis://[user:password@]host:port[/db]`, `rediss://` for TLS,
+    /// `redis+unix:///path`; `${ENV}` is expanded (keep passwords there).
+    pub url: Spanned<EnvString>,
+    /// Key prefix: replicas of one fleet share it (default `rpc:`).
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// The most one Redis command may add to a call (default 10ms).
+    #[serde(default = "default_redis_deadline")]
+    pub deadline: Spanned<Secs>,
+    #[serde(default = "default_redis_connect_timeout")]
+    pub connect_timeout: Secs,
+    /// Failures in a row before Redis is skipped for `open_for` (default 3).
+    #[serde(default = "default_redis_failures")]
+    pub failures_to_open: u32,
+    #[serde(default = "default_redis_open_for")]
+    pub open_for: Secs,
+    /// Share the cache (needs `[cache]`; default on).
+    #[serde(default = "yes")]
+    pub cache: bool,
+    /// Share rate-limit budgets (needs `[rate_limit]`; default on).
+    #[serde(default = "yes")]
+    pub rate_limit: bool,
+    /// What rate limits do while Redis is unreachable (default `fail-open`:
+    /// this replica's own budgets).
+    #[serde(default)]
+    pub rate_limit_when_down: RedisDown,
+    /// Share named sessions' heads (needs `[consistency]`; default on).
+    #[serde(default = "yes")]
+    pub sessions: bool,
+    /// Share head-tracked groups' agreed heads (default on).
+    #[serde(default = "yes")]
+    pub heads: bool,
+    /// How often a group's head is published and the fleet's read (250ms).
+    #[serde(default = "default_redis_head_interval")]
+    pub head_interval: Secs,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisDown {
+    #[default]
+    FailOpen,
+    FailClosed,
+}
+
+fn default_redis_prefix() -> String {
+    "rpc:".to_owned()
+}
+fn default_redis_deadline() -> Spanned<Secs> {
+    Spanned::new(0..0, Secs(Duration::from_millis(10)))
+}
+fn default_redis_connect_timeout() -> Secs {
+    Secs(Duration::from_secs(1))
+}
+fn default_redis_failures() -> u32 {
+    3
+}
+fn default_redis_open_for() -> Secs {
+    Secs(Duration::from_secs(1))
+}
+fn default_redis_head_interval() -> Secs {
+    Secs(Duration::from_millis(250))
 }
 
 pub(crate) fn default_session_header() -> Spanned<String> {

@@ -24,6 +24,7 @@ impl Config {
         self.check_cache(&err)?;
         self.check_rate_limit(&err)?;
         self.check_consistency_and_log(&err)?;
+        self.check_redis(&err)?;
         Ok(())
     }
 
@@ -556,6 +557,38 @@ impl Config {
     }
 
     /// Consistency sessions and the log filter.
+    /// `[redis]`: a usable URL, a deadline that keeps Redis off the
+    /// critical path.
+    fn check_redis(&self, err: &Check<'_>) -> Result<(), ConfigError> {
+        let Some(redis) = &self.redis else {
+            return Ok(());
+        };
+        let r = redis.get_ref();
+        let url = &r.url.get_ref().0;
+        if let Err(e) =
+            rpc_core::redis::RedisLink::new(rpc_core::redis::RedisConfig::new(url.as_str()))
+        {
+            return err(
+                r.url.span(),
+                "redis.url".into(),
+                format!(
+                    "{} (expected redis://host:port[/db], rediss:// or redis+unix:///path)",
+                    e.source_message()
+                ),
+            );
+        }
+        let deadline = r.deadline.get_ref().0;
+        if deadline > std::time::Duration::from_secs(1) {
+            return err(
+                r.deadline.span(),
+                "redis.deadline".into(),
+                "must be at most 1s: every shared check may wait this long (a few ms is typical)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     fn check_consistency_and_log(&self, err: &Check<'_>) -> Result<(), ConfigError> {
         let c = &self.consistency;
         if c.enabled {

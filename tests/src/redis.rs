@@ -1,0 +1,90 @@
+//! A real `redis-server` (Debian's package; `.ci/run` installs it), started
+//! by the test on a free loopback port, without persistence.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::Process;
+
+/// A `redis-server` child process, killed when dropped.
+pub struct RedisServer {
+    process: Option<Process>,
+    /// Where it listens (kept across [`restart`](Self::restart)).
+    pub addr: SocketAddr,
+}
+
+impl RedisServer {
+    /// Starts one on a free port; panics with a clear message when
+    /// `redis-server` is not installed.
+    pub fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        RedisServer {
+            process: Some(spawn(port)),
+            addr,
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, `KILL`, ...).
+    pub fn signal(&self, name: &str) {
+        if let Some(p) = &self.process {
+            p.signal(name);
+        }
+    }
+
+    /// Kills it (its data is gone: no persistence).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.signal("KILL");
+            p.wait_exit(Duration::from_secs(5));
+        }
+    }
+
+    /// Starts it again on the same port (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.process = Some(spawn(self.addr.port()));
+    }
+}
+
+fn spawn(port: u16) -> Process {
+    let path = which_redis();
+    let mut cmd = Command::new(path);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        "64mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]);
+    let (p, ()) = Process::start(cmd, Duration::from_secs(20), |line| {
+        line.contains("Ready to accept connections").then_some(())
+    });
+    p
+}
+
+fn which_redis() -> String {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = format!("{dir}/redis-server");
+        if std::path::Path::new(&p).exists() {
+            return p;
+        }
+    }
+    panic!("redis-server is not installed (Debian: apt-get install redis-server; .ci/run does it)")
+}
