@@ -23,9 +23,11 @@ use crate::{CacheKey, CacheStore, MemoryStore};
 ///   deadline, so a replica that answered a call has shared it before its
 ///   client can ask another replica.
 /// * **What is shared**: keys that mean the same to every process
-///   ([`CacheKey::is_fleet_wide`]): answers kept forever, for settled blocks
-///   or for a TTL. Answers that follow the chain tip are keyed by each
-///   process' own tip epoch and stay in the local tier.
+///   ([`CacheKey::is_fleet_wide`]): answers kept forever (`eth_chainId`,
+///   [`Rule::Forever`](crate::Rule::Forever)) and answers about settled blocks
+///   and mined transactions. Answers kept for a TTL or that follow the
+///   chain tip are keyed by each process' own tip epoch (it moves with
+///   each new head and write this process sees) and stay in the local tier.
 /// * **Redis down, frozen or slow**: a read is a miss, a write stays local
 ///   (counted in `rpc_redis_fallbacks_total{feature="cache"}`); never an
 ///   error, never more than the deadline.
