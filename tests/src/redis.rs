@@ -10,6 +10,7 @@ use crate::process::Process;
 /// A `redis-server` child process, killed when dropped.
 pub struct RedisServer {
     process: Option<Process>,
+    args: Vec<String>,
     /// Where it listens (kept across [`restart`](Self::restart)).
     pub addr: SocketAddr,
 }
@@ -18,13 +19,21 @@ impl RedisServer {
     /// Starts one on a free port; panics with a clear message when
     /// `redis-server` is not installed.
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with extra `redis-server` arguments
+    /// (`--requirepass`, ...).
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         RedisServer {
-            process: Some(spawn(port)),
+            process: Some(spawn(port, &args)),
+            args,
             addr,
         }
     }
@@ -52,11 +61,11 @@ impl RedisServer {
     /// Starts it again on the same port (after [`kill`](Self::kill)).
     pub fn restart(&mut self) {
         self.kill();
-        self.process = Some(spawn(self.addr.port()));
+        self.process = Some(spawn(self.addr.port(), &self.args));
     }
 }
 
-fn spawn(port: u16) -> Process {
+fn spawn(port: u16, extra: &[String]) -> Process {
     let path = which_redis();
     let mut cmd = Command::new(path);
     cmd.args([
@@ -73,6 +82,7 @@ fn spawn(port: u16) -> Process {
         "--maxmemory-policy",
         "allkeys-lru",
     ]);
+    cmd.args(extra);
     let (p, ()) = Process::start(cmd, Duration::from_secs(20), |line| {
         line.contains("Ready to accept connections").then_some(())
     });

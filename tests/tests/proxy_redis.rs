@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tests::{
-    metrics_addr, post_with, scrape, start_proxy_config, FaultUpstream, Process, RedisServer,
-    ScriptedChain,
+    metrics_addr, post_with, scrape, start_proxy_config, start_proxy_config_env, FaultUpstream,
+    Process, RedisServer, ScriptedChain,
 };
 
 /// `n` replicas of the shipped binary with the same config.
@@ -494,4 +494,50 @@ async fn without_redis_rate_limits_fail_open_or_closed_as_configured() {
     let (status, _, v) = send(addr, "eth_chainId", json!([]), &[]).await;
     assert_eq!(status, 429, "{v}");
     assert_eq!(v["error"]["code"], -32016, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_comes_from_the_environment_and_never_shows() {
+    let secret = "s3cret-redis-pw";
+    let redis = RedisServer::start_with(&["--requirepass", secret]);
+    let upstream = FaultUpstream::start_chain(ScriptedChain::new(0x100)).await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ncache_header = true\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [cache]\nenabled = true\n\
+         [redis]\nurl = \"redis://:${{RPC_TEST_REDIS_PASSWORD}}@{}\"\n\
+         [backends.node]\nurl = \"{}\"\n",
+        redis.addr,
+        upstream.url()
+    );
+    // The right password: connected, shared.
+    let fleet: Vec<_> = (0..2)
+        .map(|_| start_proxy_config_env(&toml, &[("RPC_TEST_REDIS_PASSWORD", secret)]))
+        .collect();
+    for (p, _) in &fleet {
+        until_metric(p, "rpc_redis_up 1").await;
+    }
+    let (_, first, _) = send(fleet[0].1, "eth_chainId", json!([]), &[]).await;
+    let (_, second, _) = send(fleet[1].1, "eth_chainId", json!([]), &[]).await;
+    assert_eq!(
+        (first.as_deref(), second.as_deref()),
+        (Some("MISS"), Some("HIT"))
+    );
+    // A wrong one: refused by Redis, per-process state, and said so.
+    let (wrong, addr) =
+        start_proxy_config_env(&toml, &[("RPC_TEST_REDIS_PASSWORD", "not-the-password")]);
+    let (_, _, v) = send(addr, "eth_chainId", json!([]), &[]).await;
+    assert!(v["result"].is_string(), "served without Redis: {v}");
+    let metrics = scrape(metrics_addr(&wrong)).await;
+    assert!(metrics.contains("rpc_redis_up 0"), "{metrics}");
+    let logs = wrong.output_text();
+    assert!(logs.contains("Redis unreachable"), "{logs}");
+    for (p, _) in fleet.iter().chain([(wrong, addr)].iter()) {
+        let out = p.output_text();
+        assert!(
+            !out.contains(secret) && !out.contains("not-the-password"),
+            "a password in the logs:\n{out}"
+        );
+        let metrics = scrape(metrics_addr(p)).await;
+        assert!(!metrics.contains(secret), "a password in /metrics");
+    }
 }

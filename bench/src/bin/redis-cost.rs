@@ -237,9 +237,7 @@ async fn workload(replicas: usize, shared: Option<(&str, &str)>) -> (f64, usize)
 }
 
 async fn hit_rates(url: &str) {
-    println!(
-        "\nhit rate, 30 000 calls over 5 000 keys (skewed), round-robin over the replicas"
-    );
+    println!("\nhit rate, 30 000 calls over 5 000 keys (skewed), round-robin over the replicas");
     println!("  replicas   per-process cache        shared through Redis");
     for n in 1..=3 {
         // A fresh prefix per run: nothing left from the last.
