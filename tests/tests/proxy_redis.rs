@@ -541,3 +541,35 @@ async fn a_password_comes_from_the_environment_and_never_shows() {
         assert!(!metrics.contains(secret), "a password in /metrics");
     }
 }
+
+#[test]
+fn check_says_what_is_shared_and_hides_the_password() {
+    let path = tests::write_config(
+        "redis.toml",
+        "[cache]\nenabled = true\n[rate_limit]\nper_ip = { rate = 5 }\n\
+         [redis]\nurl = \"redis://:${RPC_TEST_REDIS_PW}@127.0.0.1:6379/2\"\nprefix = \"rpc:test:\"\n\
+         rate_limit_when_down = \"fail-closed\"\nsessions = true\n\
+         [backends.node]\nurl = \"http://127.0.0.1:9\"\n",
+    );
+    let out = std::process::Command::new(tests::binary("rpc-proxy", "rpc-proxy"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("RPC_TEST_REDIS_PW", "pw-never-shown")
+        .output()
+        .expect("run rpc-proxy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Sessions are on but [consistency] is not: not listed.
+    assert!(
+        stdout.contains(
+            "redis: redis://127.0.0.1:6379/2 (prefix `rpc:test:`, deadline 10ms): \
+             shares cache, rate limits (fail-closed)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("pw-never-shown"), "{stdout}");
+}

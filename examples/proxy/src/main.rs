@@ -70,6 +70,9 @@ fn main() -> ExitCode {
                         for rule in &built.head_rules {
                             println!("  head rule: {rule}");
                         }
+                        if let Some(redis) = stack::redis_summary(&config) {
+                            println!("  redis: {redis}");
+                        }
                         println!("  listen: http://{}", config.server.listen);
                         if config.server.websocket.enabled {
                             println!(

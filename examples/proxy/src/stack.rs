@@ -254,6 +254,45 @@ fn redis_link(config: &Config) -> Result<Option<rpc_core::redis::RedisLink>, Str
     Ok(Some(link))
 }
 
+/// One line for `check`: where Redis is and what the replicas share
+/// through it (features switched on and configured).
+pub fn redis_summary(config: &Config) -> Option<String> {
+    let r = config.redis.as_ref()?.get_ref();
+    let url = rpc_core::redis::redacted(&r.url.get_ref().0);
+    let rl = &config.rate_limit;
+    let limited = rl.per_ip.is_some() || !rl.keys.is_empty();
+    let tracked = config.groups.values().any(|g| g.get_ref().head.is_some());
+    let when_down = match r.rate_limit_when_down {
+        crate::config::RedisDown::FailOpen => "fail-open",
+        crate::config::RedisDown::FailClosed => "fail-closed",
+    };
+    let shared: Vec<String> = [
+        (r.cache && config.cache.enabled, "cache".to_owned()),
+        (
+            r.rate_limit && limited,
+            format!("rate limits ({when_down})"),
+        ),
+        (
+            r.sessions && config.consistency.enabled,
+            "sessions".to_owned(),
+        ),
+        (r.heads && tracked, "agreed heads".to_owned()),
+    ]
+    .into_iter()
+    .filter_map(|(on, what)| on.then_some(what))
+    .collect();
+    let shared = if shared.is_empty() {
+        "nothing (no shared feature is both on and configured)".to_owned()
+    } else {
+        shared.join(", ")
+    };
+    Some(format!(
+        "{url} (prefix `{}`, deadline {:?}): shares {shared}",
+        r.prefix,
+        r.deadline.get_ref().0
+    ))
+}
+
 /// The link, when `[redis]` is configured and `feature` of it is on.
 fn shared<'a>(
     config: &Config,
