@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rpc_cache::{CacheKey, CacheLayer, CacheRules, CacheStore, MemoryStore, RedisStore, Rule};
 use rpc_core::ratelimit::{Limit, RateLimitLayer, WhenRedisDown};
 use rpc_core::redis::{RedisConfig, RedisLink};
-use rpc_core::{Id, Payload, RawJson, RemoteAddr, Request, Response, RpcError};
+use rpc_core::{BoxJsonRpcService, Id, Payload, RawJson, RemoteAddr, Request, Response, RpcError};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -151,28 +151,22 @@ async fn rate_limit(link: RedisLink) {
         .per_ip(limit)
         .shared(link, WhenRedisDown::FailClosed)
         .layer(ok_service());
-    let call = |i: usize| {
+    let call = move |i: usize| {
         let mut req = request("eth_call", "[]");
         let addr = SocketAddr::from(([10, 0, (i % 200) as u8, 1], 5000));
         req.extensions_mut().insert(RemoteAddr(addr));
         req
     };
-    let s = local.clone();
-    let (seq_local, rate_local) = time(n, move |i| {
-        let s = s.clone();
-        async move {
-            s.oneshot(call(i)).await.expect("passes");
-        }
-    })
-    .await;
-    let s = shared.clone();
-    let (seq_shared, rate_shared) = time(n, move |i| {
-        let s = s.clone();
-        async move {
-            s.oneshot(call(i)).await.expect("passes");
-        }
-    })
-    .await;
+    let run = |svc: BoxJsonRpcService| {
+        time(n, move |i| {
+            let svc = svc.clone();
+            async move {
+                svc.oneshot(call(i)).await.expect("passes");
+            }
+        })
+    };
+    let (seq_local, rate_local) = run(BoxJsonRpcService::new(local)).await;
+    let (seq_shared, rate_shared) = run(BoxJsonRpcService::new(shared)).await;
     println!("\nrate-limit check (per IP, 200 clients)");
     println!(
         "  local        {seq_local:>10.2?} per call, {rate_local:>10.0} calls/s from 64 tasks"

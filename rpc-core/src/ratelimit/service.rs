@@ -1,10 +1,7 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
-use pin_project_lite::pin_project;
+use futures_util::future::{BoxFuture, Either};
 use tower::Service;
 
 use super::Limiter;
@@ -51,7 +48,7 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let limiter = self.limiter.clone();
-                return ResponseFuture::shared(Box::pin(async move {
+                return Either::Right(Box::pin(async move {
                     let Some(shared) = &limiter.shared else {
                         return Err(RpcError::Internal("shared limiter lost".into()));
                     };
@@ -61,64 +58,14 @@ where
             }
         }
         match self.limiter.check(&req) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
-            Err(e) => ResponseFuture::rejected(e),
+            Ok(()) => Either::Left(crate::filter::ResponseFuture::inner(self.inner.call(req))),
+            Err(e) => Either::Left(crate::filter::ResponseFuture::rejected(e)),
         }
     }
 }
 
-pin_project! {
-    /// The future of [`RateLimit`]: the inner call, a refusal, or (with
-    /// shared budgets) the Redis check and then the inner call.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner { #[pin] future: F },
-        Rejected { error: Option<RpcError> },
-        Shared { future: BoxFuture<'static, Result<Response, RpcError>> },
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn inner(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Inner { future },
-        }
-    }
-
-    fn rejected(error: RpcError) -> Self {
-        ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
-        }
-    }
-
-    #[cfg(feature = "redis")]
-    fn shared(future: BoxFuture<'static, Result<Response, RpcError>>) -> Self {
-        ResponseFuture {
-            kind: Kind::Shared { future },
-        }
-    }
-}
-
-impl<F> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response, RpcError>>,
-{
-    type Output = Result<Response, RpcError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Rejected { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or_else(|| RpcError::Internal("future polled after completion".into())))),
-            KindProj::Shared { future } => future.as_mut().poll(cx),
-        }
-    }
-}
+/// The future of [`RateLimit`]: the inner call or a refusal (the method
+/// filter's future), or, with shared budgets, the Redis check and then the
+/// inner call.
+pub type ResponseFuture<F> =
+    Either<crate::filter::ResponseFuture<F>, BoxFuture<'static, Result<Response, RpcError>>>;
