@@ -66,6 +66,7 @@ use tokio::time::Instant;
 /// | [`failures_to_open`](Self::failures_to_open) | 3 in a row |
 /// | [`open_for`](Self::open_for) | 1 s |
 /// | [`prefix`](Self::prefix) | `rpc:` |
+/// | [`tls_root_cert`](Self::tls_root_cert) | the system's roots (`rediss://`) |
 #[derive(Clone)]
 pub struct RedisConfig {
     url: String,
@@ -74,6 +75,7 @@ pub struct RedisConfig {
     failures_to_open: u32,
     open_for: Duration,
     prefix: String,
+    root_cert: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -86,6 +88,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("failures_to_open", &self.failures_to_open)
             .field("open_for", &self.open_for)
             .field("prefix", &self.prefix)
+            .field("root_cert", &self.root_cert.is_some())
             .finish()
     }
 }
@@ -111,7 +114,16 @@ impl RedisConfig {
             failures_to_open: 3,
             open_for: Duration::from_secs(1),
             prefix: "rpc:".to_owned(),
+            root_cert: None,
         }
+    }
+
+    /// For `rediss://`: trust only the CA certificate(s) in `pem` (PEM
+    /// text) instead of the system's roots, e.g. a private CA's. Without
+    /// it, the system's root certificates are used.
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_cert = Some(pem.into());
+        self
     }
 
     /// How long one command may take before it counts as failed and the
@@ -229,7 +241,17 @@ impl RedisLink {
                 url: redacted(&config.url),
                 source,
             })?;
-        let client = Client::open(info).map_err(|source| RedisUrlError {
+        let client = match &config.root_cert {
+            Some(pem) => Client::build_with_tls(
+                info,
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => Client::open(info),
+        }
+        .map_err(|source| RedisUrlError {
             url: redacted(&config.url),
             source,
         })?;

@@ -38,6 +38,53 @@ impl RedisServer {
         }
     }
 
+    /// One serving TLS only, with a fresh self-signed certificate for
+    /// 127.0.0.1 / localhost; returns it and the certificate's PEM file
+    /// (the CA a client must trust).
+    pub fn start_tls() -> (RedisServer, std::path::PathBuf) {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("certificate");
+        let dir = crate::process::workspace_root()
+            .join("target")
+            .join("test-configs")
+            .join(format!(
+                "redis-tls-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+        std::fs::create_dir_all(&dir).expect("cert dir");
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).expect("write key");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert_path.display().to_string(),
+            "--tls-key-file",
+            &key_path.display().to_string(),
+            "--tls-ca-cert-file",
+            &cert_path.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let server = RedisServer {
+            process: Some(spawn_with(&args)),
+            args,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        (server, cert_path)
+    }
+
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://{}", self.addr)
@@ -66,11 +113,22 @@ impl RedisServer {
 }
 
 fn spawn(port: u16, extra: &[String]) -> Process {
+    let mut args = vec!["--port".to_owned(), port.to_string()];
+    args.extend_from_slice(extra);
+    spawn_with(&args)
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// `redis-server` with `args` (which say where it listens) and the tests'
+/// common settings.
+fn spawn_with(args: &[String]) -> Process {
     let path = which_redis();
     let mut cmd = Command::new(path);
-    cmd.args([
-        "--port",
-        &port.to_string(),
+    cmd.args(args).args([
         "--bind",
         "127.0.0.1",
         "--save",
@@ -82,7 +140,6 @@ fn spawn(port: u16, extra: &[String]) -> Process {
         "--maxmemory-policy",
         "allkeys-lru",
     ]);
-    cmd.args(extra);
     let (p, ()) = Process::start(cmd, Duration::from_secs(20), |line| {
         line.contains("Ready to accept connections").then_some(())
     });

@@ -395,6 +395,12 @@ fn config_errors_name_the_file_line_and_key() {
             "`redis.rate_limit_when_down`",
         ),
         (
+            "[backends.a]\nurl = \"http://127.0.0.1:1\"\n[redis]\nurl = \"rediss://127.0.0.1:6379\"\n\
+             tls_ca_file = \"/nonexistent/ca.pem\"\n",
+            ":5:15:",
+            "`redis.tls_ca_file`: cannot read `/nonexistent/ca.pem`",
+        ),
+        (
             "[backends.a]\nurl = \"http://127.0.0.1:1/${RPC_TEST_UNSET_VARIABLE}\"\n",
             ":2:7:",
             "environment variable `RPC_TEST_UNSET_VARIABLE` is not set",

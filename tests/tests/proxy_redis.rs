@@ -573,3 +573,41 @@ fn check_says_what_is_shared_and_hides_the_password() {
     );
     assert!(!stdout.contains("pw-never-shown"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_through_tls_with_a_private_ca() {
+    let (redis, ca) = RedisServer::start_tls();
+    let upstream = FaultUpstream::start_chain(ScriptedChain::new(0x100)).await;
+    let toml = |ca_line: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ncache_header = true\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+             [cache]\nenabled = true\n\
+             [redis]\nurl = \"rediss://{}\"\ndeadline = \"200ms\"\n{ca_line}\n\
+             [backends.node]\nurl = \"{}\"\n",
+            redis.addr,
+            upstream.url()
+        )
+    };
+    let trusted = toml(&format!("tls_ca_file = \"{}\"", ca.display()));
+    let fleet = replicas(2, &trusted);
+    for (p, _) in &fleet {
+        until_metric(p, "rpc_redis_up 1").await;
+    }
+    let (_, first, _) = send(fleet[0].1, "eth_chainId", json!([]), &[]).await;
+    let (_, second, _) = send(fleet[1].1, "eth_chainId", json!([]), &[]).await;
+    assert_eq!(
+        (first.as_deref(), second.as_deref()),
+        (Some("MISS"), Some("HIT"))
+    );
+    // Without the CA the certificate is not trusted: per process, said so.
+    let (untrusting, addr) = start_proxy_config(&toml(""));
+    let (_, _, v) = send(addr, "eth_chainId", json!([]), &[]).await;
+    assert!(v["result"].is_string(), "{v}");
+    let metrics = scrape(metrics_addr(&untrusting)).await;
+    assert!(metrics.contains("rpc_redis_up 0"), "{metrics}");
+    assert!(
+        untrusting.output_text().contains("Redis unreachable"),
+        "{}",
+        untrusting.output_text()
+    );
+}

@@ -242,15 +242,19 @@ fn redis_link(config: &Config) -> Result<Option<rpc_core::redis::RedisLink>, Str
         return Ok(None);
     };
     let r = r.get_ref();
-    let link = rpc_core::redis::RedisLink::new(
-        rpc_core::redis::RedisConfig::new(r.url.get_ref().0.as_str())
-            .prefix(r.prefix.clone())
-            .deadline(r.deadline.get_ref().0)
-            .connect_timeout(r.connect_timeout.0)
-            .failures_to_open(r.failures_to_open)
-            .open_for(r.open_for.0),
-    )
-    .map_err(|e| format!("redis.url: {}", e.source_message()))?;
+    let mut redis = rpc_core::redis::RedisConfig::new(r.url.get_ref().0.as_str())
+        .prefix(r.prefix.clone())
+        .deadline(r.deadline.get_ref().0)
+        .connect_timeout(r.connect_timeout.0)
+        .failures_to_open(r.failures_to_open)
+        .open_for(r.open_for.0);
+    if let Some(ca) = &r.tls_ca_file {
+        let pem =
+            crate::config::read_ca(ca.get_ref()).map_err(|e| format!("redis.tls_ca_file: {e}"))?;
+        redis = redis.tls_root_cert(pem);
+    }
+    let link = rpc_core::redis::RedisLink::new(redis)
+        .map_err(|e| format!("redis.url: {}", e.source_message()))?;
     Ok(Some(link))
 }
 

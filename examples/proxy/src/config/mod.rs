@@ -20,6 +20,7 @@ mod validate;
 use env::expand_env;
 pub use env::{missing_variables, redact_line, EnvString};
 pub use schema::*;
+pub use validate::read_ca;
 
 /// Defaults shared with the quick flags and documented in `proxy.toml`.
 pub mod defaults {

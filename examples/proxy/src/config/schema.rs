@@ -541,6 +541,10 @@ pub struct RedisSpec {
     /// `redis://[user:password@]host:port[/db]`, `rediss://` for TLS,
     /// `redis+unix:///path`; `${ENV}` is expanded (keep passwords there).
     pub url: Spanned<EnvString>,
+    /// For `rediss://`: a PEM file of the CA certificate(s) to trust
+    /// instead of the system's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<Spanned<String>>,
     /// Key prefix: replicas of one fleet share it (default `rpc:`).
     #[serde(default = "default_redis_prefix")]
     pub prefix: String,

@@ -577,6 +577,18 @@ impl Config {
                 ),
             );
         }
+        if let Some(ca) = &r.tls_ca_file {
+            if let Err(e) = read_ca(ca.get_ref()) {
+                return err(ca.span(), "redis.tls_ca_file".into(), e);
+            }
+            if !url.starts_with("rediss://") {
+                return err(
+                    ca.span(),
+                    "redis.tls_ca_file".into(),
+                    "is for TLS: the url must start with rediss://".into(),
+                );
+            }
+        }
         let deadline = r.deadline.get_ref().0;
         if deadline > std::time::Duration::from_secs(1) {
             return err(
@@ -622,4 +634,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The PEM text of `[redis] tls_ca_file`, or why it cannot be used.
+pub fn read_ca(path: &str) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(format!("`{path}` holds no PEM certificate"));
+    }
+    Ok(pem)
 }
