@@ -6,8 +6,10 @@
 //! every [`interval`](FleetHead::interval) (default 250 ms), and reads back
 //! the fleet's: the highest head any replica published within
 //! [`stale_after`](FleetHead::stale_after) (default 3 s). That head is the
-//! **fleet floor**: [`FleetFloorLayer`] puts it on every call of the group as
-//! a [`MinHead`], so a replica that starts cold, or whose members have not
+//! **fleet floor**: [`FleetFloorLayer`] puts it on the group's calls as a
+//! [`MinHead`] (with [`FleetHead::protocol`], not on calls whose answer does
+//! not depend on the head: writes, node-state calls, constants such as
+//! `eth_chainId`), so a replica that starts cold, or whose members have not
 //! been probed since the chain moved, answers only from members that
 //! reached it (the group probes members below at once, see
 //! [`HeadPolicy::consistency_wait`](crate::HeadPolicy::consistency_wait)).
@@ -40,6 +42,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use redis::Script;
+use rpc_core::protocol::{CacheRule, Protocol};
 use rpc_core::redis::RedisLink;
 use rpc_core::{ChainView, MinHead, Request, Response, RpcError};
 use tower::{Layer, Service};
@@ -83,6 +86,7 @@ pub struct FleetHead {
     stale_after: Duration,
     script: Script,
     reorgs_seen: AtomicU64,
+    exempt: Option<Arc<Protocol>>,
 }
 
 impl std::fmt::Debug for FleetHead {
@@ -120,7 +124,18 @@ impl FleetHead {
             stale_after: Duration::from_secs(3),
             script: Script::new(SYNC),
             reorgs_seen: AtomicU64::new(0),
+            exempt: None,
         }
+    }
+
+    /// Leaves the floor off calls whose answer does not depend on the
+    /// chain's head, by `protocol`'s facts: writes (a broadcast is not an
+    /// older chain), node-state calls (filters: pinned to their node) and
+    /// answers that never change (`Forever`-cached: `eth_chainId`). Without
+    /// it, every call of the group carries the floor.
+    pub fn protocol(mut self, protocol: &Protocol) -> Self {
+        self.exempt = Some(Arc::new(protocol.clone()));
+        self
     }
 
     /// How often the head is published and the fleet's read (default
@@ -141,6 +156,7 @@ impl FleetHead {
     pub fn layer(&self) -> FleetFloorLayer {
         FleetFloorLayer {
             floor: self.floor.clone(),
+            exempt: self.exempt.clone(),
         }
     }
 
@@ -203,6 +219,7 @@ impl FleetHead {
 #[derive(Clone, Debug)]
 pub struct FleetFloorLayer {
     floor: Arc<AtomicU64>,
+    exempt: Option<Arc<Protocol>>,
 }
 
 impl<S> Layer<S> for FleetFloorLayer {
@@ -212,6 +229,7 @@ impl<S> Layer<S> for FleetFloorLayer {
         FleetFloor {
             inner,
             floor: self.floor.clone(),
+            exempt: self.exempt.clone(),
         }
     }
 }
@@ -221,6 +239,7 @@ impl<S> Layer<S> for FleetFloorLayer {
 pub struct FleetFloor<S> {
     inner: S,
     floor: Arc<AtomicU64>,
+    exempt: Option<Arc<Protocol>>,
 }
 
 impl<S> Service<Request> for FleetFloor<S>
@@ -237,7 +256,12 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let floor = self.floor.load(Ordering::Relaxed);
-        if floor != 0 {
+        if floor != 0
+            && !self
+                .exempt
+                .as_ref()
+                .is_some_and(|p| head_free(p, req.method()))
+        {
             let need = req.extensions().get::<MinHead>().map_or(0, |m| m.0);
             if need < floor {
                 req.extensions_mut().insert(MinHead(floor));
@@ -245,6 +269,12 @@ where
         }
         self.inner.call(req)
     }
+}
+
+/// Whether `method`'s answer does not depend on the head.
+fn head_free(protocol: &Protocol, method: &str) -> bool {
+    let facts = protocol.facts(method);
+    facts.write || facts.stateful || facts.cache == CacheRule::Forever
 }
 
 #[cfg(test)]
@@ -258,6 +288,7 @@ mod tests {
         let floor = Arc::new(AtomicU64::new(0));
         let svc = FleetFloorLayer {
             floor: floor.clone(),
+            exempt: Some(Arc::new(Protocol::ethereum())),
         }
         .layer(service_fn(|req: Request| async move {
             let need = req.extensions().get::<MinHead>().map_or(0, |m| m.0);
@@ -267,7 +298,7 @@ mod tests {
             ))
         }));
         let call = |min: Option<u64>| {
-            let mut req = Request::new("eth_call").with_id(Id::from(1u64));
+            let mut req = Request::new("eth_getBalance").with_id(Id::from(1u64));
             if let Some(m) = min {
                 req.extensions_mut().insert(MinHead(m));
             }
@@ -289,5 +320,16 @@ mod tests {
             r.payload(),
             &rpc_core::Payload::Result(RawJson::from_static("150").unwrap())
         );
+        // Answers that do not depend on the head carry no floor.
+        for method in [
+            "eth_chainId",
+            "eth_sendRawTransaction",
+            "eth_getFilterChanges",
+        ] {
+            let req = Request::new(method).with_id(Id::from(1u64));
+            let r = svc.clone().oneshot(req).await.unwrap();
+            let none = rpc_core::Payload::Result(RawJson::from_static("0").unwrap());
+            assert_eq!(r.payload(), &none, "{method}");
+        }
     }
 }

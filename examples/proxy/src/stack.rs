@@ -540,7 +540,8 @@ fn group_stack(
     let fleet = match (shared(config, redis, |r| r.heads), &view) {
         (Some(link), Some(view)) => {
             let interval = config.redis.as_ref().map(|r| r.get_ref().head_interval.0);
-            let fleet = rpc_failover::fleet::FleetHead::new(link.clone(), gname, view.clone());
+            let fleet = rpc_failover::fleet::FleetHead::new(link.clone(), gname, view.clone())
+                .protocol(&config.protocol.vocabulary());
             Some(match interval {
                 Some(i) => fleet.interval(i).stale_after(i * 12),
                 None => fleet,
