@@ -24,11 +24,20 @@ examples/proxy/proxy.toml. With --config, the server options above override
 the file; backends, groups and policies are set in the file only.
 Logs go to stderr; set RUST_LOG (e.g. `info`, `rpc_core=debug`) to change the level.";
 
+/// `rpc-proxy --version`: the crate version and the commit it was built
+/// from (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RPC_PROXY_COMMIT"),
+    ")"
+);
+
 /// rpc-proxy: a resilient JSON-RPC proxy
 #[derive(Debug, Parser)]
 #[command(
     name = "rpc-proxy",
-    version,
+    version = VERSION,
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
