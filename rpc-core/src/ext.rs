@@ -125,6 +125,72 @@ pub struct AgreedChain {
     pub reorg_floor: u64,
 }
 
+/// A W3C trace context from the client (`traceparent`, and `tracestate`
+/// with it), read by the front when
+/// [`ServerConfig::trace_context`](crate::server::ServerConfig::trace_context)
+/// is on and passed on by `HttpBackend` to the backend, so a client's trace
+/// continues at the provider. Only a well-formed `traceparent` is kept
+/// ([`TraceContext::parse`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `traceparent`: `00-<trace id: 32 hex>-<parent id: 16 hex>-<flags: 2 hex>`.
+    pub traceparent: http::HeaderValue,
+    /// `tracestate`, vendor data that goes with it (at most 512 bytes kept).
+    pub tracestate: Option<http::HeaderValue>,
+}
+
+impl TraceContext {
+    /// The trace context in `headers`, if its `traceparent` is well formed
+    /// (version not `ff`, lower-case hex, trace and parent ids not all
+    /// zero); anything else is ignored, as the W3C rules say.
+    ///
+    /// ```
+    /// use rpc_core::TraceContext;
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+    /// assert!(TraceContext::parse(&headers).is_some());
+    /// headers.insert("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01".parse().unwrap());
+    /// assert!(TraceContext::parse(&headers).is_none());
+    /// ```
+    pub fn parse(headers: &http::HeaderMap) -> Option<TraceContext> {
+        let value = headers.get("traceparent")?;
+        let text = value.to_str().ok()?;
+        let parts: Vec<&str> = text.split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let zero = |s: &str| s.bytes().all(|b| b == b'0');
+        let ok = match parts.as_slice() {
+            // Version 00 has exactly four fields; later versions may add more.
+            [version, trace, parent, flags, rest @ ..] => {
+                hex(version, 2)
+                    && *version != "ff"
+                    && (rest.is_empty() || *version != "00")
+                    && hex(trace, 32)
+                    && !zero(trace)
+                    && hex(parent, 16)
+                    && !zero(parent)
+                    && hex(flags, 2)
+            }
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+        let tracestate = headers
+            .get("tracestate")
+            .filter(|v| v.len() <= 512)
+            .cloned();
+        Some(TraceContext {
+            traceparent: value.clone(),
+            tracestate,
+        })
+    }
+}
+
 /// A client session named by the client (a header configured with
 /// [`ServerConfig::session_header`](crate::server::ServerConfig::session_header));
 /// in each call's extensions.

@@ -107,6 +107,9 @@ struct Queued {
     frame: Vec<u8>,
     reply: oneshot::Sender<Delivered>,
     item: BatchItem,
+    /// The client's trace context (one client batch has one: its HTTP
+    /// request's).
+    trace: Option<crate::TraceContext>,
 }
 
 impl Queued {
@@ -504,7 +507,9 @@ impl Inner {
     ) -> Result<(Payload, Option<BytePermit>), RpcError> {
         let mut body = Vec::with_capacity(req.encoded_len_hint());
         req.write_json(wire_id, &mut body);
-        let (status, bytes, held) = self.post(body).await?;
+        let (status, bytes, held) = self
+            .post(body, req.extensions().get::<crate::TraceContext>())
+            .await?;
         let Some(wire_id) = wire_id else {
             // A notification: the backend owes no answer; any 2xx will do.
             return if status.is_success() {
@@ -551,6 +556,7 @@ impl Inner {
     async fn post(
         &self,
         body: Vec<u8>,
+        trace: Option<&crate::TraceContext>,
     ) -> Result<(StatusCode, Bytes, Option<BytePermit>), RpcError> {
         let mut http_req = http::Request::new(Full::new(Bytes::from(body)));
         *http_req.method_mut() = http::Method::POST;
@@ -561,6 +567,13 @@ impl Inner {
             } else {
                 *req.uri_mut() = self.target.clone();
                 *req.headers_mut() = self.h1_headers.clone();
+            }
+            if let Some(trace) = trace {
+                let headers = req.headers_mut();
+                headers.insert("traceparent", trace.traceparent.clone());
+                if let Some(state) = &trace.tracestate {
+                    headers.insert("tracestate", state.clone());
+                }
             }
         });
         let (resp, lease) = sent.await.map_err(|e| match e {
@@ -629,6 +642,7 @@ impl Inner {
                 frame,
                 reply,
                 item: item.clone(),
+                trace: req.extensions().get::<crate::TraceContext>().cloned(),
             });
             let full = calls.len() >= batching.max.load(Ordering::Relaxed);
             (first, if full { open.remove(&key) } else { None })
@@ -701,7 +715,8 @@ impl Inner {
             body.extend_from_slice(&call.frame);
         }
         body.push(b']');
-        let sent = tokio::time::timeout(self.timeout, self.post(body)).await;
+        let trace = calls.iter().find_map(|c| c.trace.clone());
+        let sent = tokio::time::timeout(self.timeout, self.post(body, trace.as_ref())).await;
         let (status, bytes, held) = match sent {
             Ok(Ok(answer)) => answer,
             // Too large together: one by one, and smaller batches.
@@ -795,7 +810,9 @@ impl Inner {
     /// Sends one queued call alone.
     async fn send_alone(self: Arc<Self>, calls: Vec<Queued>) {
         for call in calls {
-            let sent = tokio::time::timeout(self.timeout, self.post(call.frame)).await;
+            let sent =
+                tokio::time::timeout(self.timeout, self.post(call.frame, call.trace.as_ref()))
+                    .await;
             let delivered = match sent {
                 Ok(Ok((status, bytes, held))) => self
                     .parse_one(status, &bytes, &Id::from(call.id))

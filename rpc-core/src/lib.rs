@@ -56,6 +56,7 @@
 //! | [`RemoteAddr`] | call | the front: the TCP peer, or the client named by a trusted proxy | rate limits, logs |
 //! | [`ApiKey`] | call | the front, from `ServerConfig::api_key_header` | rate limits, metrics |
 //! | [`SessionId`] | call | the front, from `ServerConfig::session_header` | `rpc_failover::ConsistencyLayer` |
+//! | [`TraceContext`] | call | the front, with `ServerConfig::trace_context` | `HttpBackend` (sent on as `traceparent` / `tracestate`) |
 //! | [`ConnectionId`] | call | `server::serve`, per connection | `ConsistencyLayer` (per-connection sessions) |
 //! | [`BatchPosition`] | call | the front, for batch items | metrics, logs |
 //! | [`MinHead`] | call | `ConsistencyLayer` | head-tracking groups (never answer from below it) |
@@ -118,7 +119,7 @@ pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
 pub use ext::{
     AgreedChain, ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ChainView, ConnectionId,
-    HeadBlock, MinHead, ServedBy, SessionId,
+    HeadBlock, MinHead, ServedBy, SessionId, TraceContext,
 };
 #[cfg(feature = "http-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 /// | `fault_huge` `[bytes]` | a string result of that size |
 /// | `fault_rpc_error` | 200 with error object code 3 |
 /// | `fault_400_rpc_error` | 400 with a `-32602` error object |
-/// | `echo_request` | the request's headers and raw body |
+/// | `echo_request` | the request's headers and raw body (in a batch: the headers) |
 pub struct FaultUpstream {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -468,6 +468,7 @@ fn batch_answer(
     mode: BatchMode,
     counters: &Counters,
     chain: Option<&ScriptedChain>,
+    headers: &serde_json::Map<String, Value>,
 ) -> Answer {
     let items: Vec<Value> = serde_json::from_slice(body).unwrap_or_default();
     counters.items.fetch_add(items.len(), Ordering::SeqCst);
@@ -491,7 +492,16 @@ fn batch_answer(
         }
         _ => {}
     }
-    let mut answers: Vec<Value> = items.iter().map(|item| batch_item(item, chain)).collect();
+    let mut answers: Vec<Value> = items
+        .iter()
+        .map(|item| match item["method"].as_str() {
+            // The batch request's headers, for each item that asks.
+            Some("echo_request") => {
+                json!({"jsonrpc": "2.0", "id": item["id"], "result": {"headers": headers}})
+            }
+            _ => batch_item(item, chain),
+        })
+        .collect();
     match mode {
         BatchMode::Reversed => answers.reverse(),
         BatchMode::DropLast => {
@@ -532,7 +542,7 @@ async fn fault_answer(
         .to_bytes();
     if always.is_none() && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         let mode = *counters.batch.lock().expect("lock");
-        return batch_answer(&body, mode, counters, chain);
+        return batch_answer(&body, mode, counters, chain, &headers);
     }
     counters.items.fetch_add(1, Ordering::SeqCst);
     // Read id and method without building a tree, so deeply nested params

@@ -715,6 +715,7 @@ fn server_config(config: &Config) -> Result<ServerConfig, String> {
         .h2_max_concurrent_streams(s.h2_max_concurrent_streams)
         .trusted_proxies(trusted)
         .proxy_protocol(s.proxy_protocol)
+        .trace_context(s.trace_context)
         .max_body_size(s.max_body_bytes)
         .max_batch_len(s.max_batch)
         .batch_concurrency(s.batch_concurrency.unwrap_or(s.max_batch))

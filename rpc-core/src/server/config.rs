@@ -57,6 +57,7 @@ pub struct ServerConfig {
     pub(crate) response_headers: Option<HeaderHook>,
     pub(crate) api_key_header: Option<http::HeaderName>,
     pub(crate) session_header: Option<http::HeaderName>,
+    pub(crate) trace_context: bool,
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_connections_per_ip: usize,
     pub(crate) idle_timeout: Duration,
@@ -84,6 +85,7 @@ impl Default for ServerConfig {
             response_headers: None,
             api_key_header: None,
             session_header: None,
+            trace_context: false,
             max_connections: None,
             max_connections_per_ip: Self::DEFAULT_MAX_CONNECTIONS_PER_IP,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
@@ -219,6 +221,14 @@ impl ServerConfig {
     /// longer than 128 bytes, are ignored.
     pub fn session_header(mut self, name: http::HeaderName) -> Self {
         self.session_header = Some(name);
+        self
+    }
+
+    /// Reads the client's W3C trace context (`traceparent`, `tracestate`)
+    /// into each call ([`TraceContext`](crate::TraceContext)), which
+    /// `HttpBackend` sends on to the backend (default off).
+    pub fn trace_context(mut self, on: bool) -> Self {
+        self.trace_context = on;
         self
     }
 

@@ -194,6 +194,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                 .map(str::trim)
                 .filter(|v| !v.is_empty() && v.len() <= 128)
                 .map(|v| SessionId(Arc::from(v))),
+            trace: config
+                .trace_context
+                .then(|| crate::TraceContext::parse(&parts.headers))
+                .flatten(),
             connection: self.connection,
         }
     }
@@ -452,6 +456,7 @@ pub(crate) struct CallContext {
     timeout: std::time::Duration,
     api_key: Option<ApiKey>,
     session: Option<SessionId>,
+    trace: Option<crate::TraceContext>,
     connection: Option<ConnectionId>,
 }
 
@@ -495,6 +500,9 @@ impl CallContext {
         }
         if let Some(key) = &self.api_key {
             req.extensions_mut().insert(key.clone());
+        }
+        if let Some(trace) = &self.trace {
+            req.extensions_mut().insert(trace.clone());
         }
         if let Some(session) = &self.session {
             req.extensions_mut().insert(session.clone());

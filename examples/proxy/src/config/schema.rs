@@ -118,6 +118,10 @@ pub struct Server {
     /// Connections from trusted proxies start with a PROXY protocol header.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Pass the client's W3C trace context (`traceparent`, `tracestate`) to
+    /// the backends.
+    #[serde(default)]
+    pub trace_context: bool,
 }
 
 pub(crate) fn default_max_connections_per_ip() -> usize {
@@ -159,6 +163,7 @@ impl Default for Server {
             memory_budget_mb: default_memory_budget_mb(),
             trusted_proxies: Spanned::new(0..0, Vec::new()),
             proxy_protocol: false,
+            trace_context: false,
         }
     }
 }
