@@ -14,6 +14,12 @@
 //! reached it (the group probes members below at once, see
 //! [`HeadPolicy::consistency_wait`](crate::HeadPolicy::consistency_wait)).
 //!
+//! One replica's word is checked like a member's: a fleet head more than
+//! [`max_ahead`](FleetHead::max_ahead) blocks above this replica's own
+//! agreed head (default 1 024, the group's rule for members) is not
+//! believed (counted in `rpc_fleet_head_rejected_total{group}`, logged once
+//! per episode); the floor then stays at this replica's own head.
+//!
 //! One round trip per interval per group (a script on Redis' clock), never
 //! on a call's path. When Redis cannot be asked, or this replica's group
 //! saw a reorganisation since the last round, the floor is dropped: the
@@ -87,6 +93,10 @@ pub struct FleetHead {
     script: Script,
     reorgs_seen: AtomicU64,
     exempt: Option<Arc<Protocol>>,
+    max_ahead: u64,
+    /// Whether the last round's fleet head was not believed (for one log
+    /// line per episode).
+    doubted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for FleetHead {
@@ -125,7 +135,19 @@ impl FleetHead {
             script: Script::new(SYNC),
             reorgs_seen: AtomicU64::new(0),
             exempt: None,
+            max_ahead: 1024,
+            doubted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// How far above this replica's own agreed head the fleet's may be and
+    /// still be believed (default 1 024 blocks; use the group's
+    /// [`HeadPolicy::max_ahead`](crate::HeadPolicy::max_ahead)). Until this
+    /// replica has a head of its own (a cold start), the fleet's is taken
+    /// as is.
+    pub fn max_ahead(mut self, blocks: u64) -> Self {
+        self.max_ahead = blocks;
+        self
     }
 
     /// Leaves the floor off calls whose answer does not depend on the
@@ -186,7 +208,25 @@ impl FleetHead {
             // replaced chain until the other replicas follow: no floor
             // this round.
             Ok(_) if reorged => 0,
-            Ok(fleet) => fleet,
+            Ok(fleet) if chain.head != 0 && fleet > chain.head.saturating_add(self.max_ahead) => {
+                // One replica's word (a bug, another chain under the same
+                // prefix) does not stop this one serving.
+                metrics::counter!("rpc_fleet_head_rejected_total", "group" => self.group.to_string())
+                    .increment(1);
+                if !self.doubted.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        group = %self.group,
+                        fleet, own = chain.head,
+                        "the fleet's head is more than {} blocks above this replica's: not believed",
+                        self.max_ahead
+                    );
+                }
+                chain.head
+            }
+            Ok(fleet) => {
+                self.doubted.store(false, Ordering::Relaxed);
+                fleet
+            }
             Err(_) => {
                 RedisLink::fell_back("chain");
                 0

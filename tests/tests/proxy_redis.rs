@@ -611,3 +611,45 @@ async fn replicas_share_through_tls_with_a_private_ca() {
         untrusting.output_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replicas_implausible_head_does_not_stop_the_others() {
+    let redis = RedisServer::start();
+    let node = FaultUpstream::start_chain(ScriptedChain::new(200)).await;
+    let (proxy, addr) = start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [redis]\nurl = \"{}\"\ndeadline = \"200ms\"\nhead_interval = \"100ms\"\n\
+         [backends.node]\nurl = \"{}\"\n[groups.main]\nmembers = [\"node\"]\n\
+         [groups.main.head]\nprobe_interval = \"100ms\"\nmax_probes_per_second = 20.0\n\
+         consistency_wait = \"500ms\"\nmax_ahead = 100\n",
+        redis.url(),
+        node.url()
+    ));
+    until_metric(&proxy, "rpc_fleet_head{group=\"main\"} 200").await;
+    // Another "replica" (a bug, another chain under the same prefix) claims
+    // a head far above: written straight into the fleet's hash, on Redis'
+    // clock, as the script would.
+    let port = redis.addr.port().to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .expect("redis-cli (Debian's redis-tools, with redis-server)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let time = cli(&["TIME"]);
+    let mut parts = time
+        .split_whitespace()
+        .map(|p| p.parse::<u64>().expect("TIME"));
+    let ms = parts.next().unwrap() * 1000 + parts.next().unwrap() / 1000;
+    cli(&["HSET", "rpc:head:main", "bogus", &format!("99999999:{ms}")]);
+    until_metric(&proxy, "rpc_fleet_head_rejected_total{group=\"main\"}").await;
+    let (_, _, v) = send(addr, "eth_blockNumber", json!([]), &[]).await;
+    assert_eq!(hex(&v), 200, "still served: {v}");
+    assert!(
+        proxy.output_text().contains("not believed"),
+        "{}",
+        proxy.output_text()
+    );
+}

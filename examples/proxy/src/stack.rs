@@ -541,7 +541,8 @@ fn group_stack(
         (Some(link), Some(view)) => {
             let interval = config.redis.as_ref().map(|r| r.get_ref().head_interval.0);
             let fleet = rpc_failover::fleet::FleetHead::new(link.clone(), gname, view.clone())
-                .protocol(&config.protocol.vocabulary());
+                .protocol(&config.protocol.vocabulary())
+                .max_ahead(group.head.as_ref().map_or(1024, |h| h.get_ref().max_ahead));
             Some(match interval {
                 Some(i) => fleet.interval(i).stale_after(i * 12),
                 None => fleet,
