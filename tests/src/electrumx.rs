@@ -114,13 +114,7 @@ impl ElectrumX {
 
     /// Sends a signal (`STOP`, `CONT`, `KILL`, ...) to server `i`.
     pub fn signal(&self, i: usize, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pids[i].to_string())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{name} {} failed", self.pids[i]);
+        crate::process::send_signal(self.pids[i], name);
     }
 
     /// Starts server `i` again after it was killed, on the same ports and

@@ -144,15 +144,10 @@ impl Process {
         self.child.id()
     }
 
-    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`, `KILL`).
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`, `KILL`); see
+    /// [`send_signal`].
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{name} failed");
+        send_signal(self.pid(), name);
     }
 
     /// Waits up to `within` for the process to exit; `None` if it did not.
@@ -302,4 +297,45 @@ pub async fn run_node_client(
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Sends signal `name` to `pid` with `kill`. For `STOP`, returns only once
+/// every thread of the process is stopped (read from `/proc`, up to 5 s):
+/// `kill` returns when the signal is queued, and a thread that was running
+/// on another core (or a descheduled virtual CPU) may still answer a request
+/// sent right after it.
+pub fn send_signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{name} {pid} failed");
+    if name == "STOP" {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            assert!(Instant::now() < deadline, "{pid} did not stop within 5 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Whether every thread of `pid` is in state `T` (stopped) per `/proc`;
+/// `true` where `/proc` cannot tell (not Linux).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .map(|stat| {
+                // The state follows the command name, which is in
+                // parentheses and may itself contain spaces.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_none_or(|state| state == "T" || state == "t")
+            })
+            .unwrap_or(true)
+    })
 }
