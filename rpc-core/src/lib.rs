@@ -95,6 +95,7 @@ mod raw;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+pub mod reload;
 mod request;
 mod response;
 pub mod route;

@@ -34,6 +34,12 @@ pub trait SubscriptionSource: Send + Sync + 'static {
     fn subscribe(&self, params: Option<&RawJson>) -> Result<Subscription, ErrorObject>;
 }
 
+impl<T: SubscriptionSource + ?Sized> SubscriptionSource for std::sync::Arc<T> {
+    fn subscribe(&self, params: Option<&RawJson>) -> Result<Subscription, ErrorObject> {
+        (**self).subscribe(params)
+    }
+}
+
 impl std::fmt::Debug for dyn SubscriptionSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SubscriptionSource")
