@@ -934,3 +934,68 @@ async fn probe_calls_per_member_per_minute_are_bounded() {
         assert!((2..=6).contains(&finality), "{who}: {finality}");
     }
 }
+
+// ---- A reload: a new group takes over what the old one learned ----
+
+#[tokio::test(start_paused = true)]
+async fn a_group_built_on_reload_keeps_suspicions_health_and_the_agreed_head() {
+    let (honest, liar, dead) = (
+        Node::new("honest", 0x100),
+        Node::new("liar", 0x100),
+        Node::new("dead", 0x100),
+    );
+    let policy = || HeadPolicy::ethereum().max_lag(3);
+    let old = spread_group(&[&honest, &liar, &dead], policy());
+    run_for(Duration::from_secs(1)).await;
+    liar.set(0xffff_ffff);
+    dead.down.store(true, Ordering::SeqCst);
+    for _ in 0..12 {
+        let _ = block_number(&old).await;
+    }
+    assert_eq!(suspect(&old, "liar"), Some("ahead"));
+    let out = |g: &Failover<Node>, name: &str| {
+        !g.members()
+            .find(|m| &*m.name == name)
+            .expect("member")
+            .in_service
+    };
+    assert!(out(&old, "dead"), "dead is out of service");
+
+    // The new configuration keeps all three (same nodes) and adds one.
+    let fresh = Node::new("fresh", 0x100);
+    let build = || {
+        FailoverLayer::new()
+            .spread(Spread::RoundRobin)
+            .head_tracking(policy())
+            .build(
+                [&honest, &liar, &dead, &fresh]
+                    .iter()
+                    .map(|n| n.member())
+                    .collect(),
+            )
+            .expect("group")
+    };
+    let (new, inherited) = build().inherit(&old, |_| true);
+    assert_eq!(inherited, 3);
+    // Before the new group probed anything: the liar is still not believed,
+    // the dead member still out, the agreed head where it was.
+    assert_eq!(suspect(&new, "liar"), Some("ahead"));
+    assert!(out(&new, "dead"));
+    assert_eq!(status(&new, "honest"), (Some(0x100), false));
+    let view = new.chain_view().expect("tracked");
+    assert_eq!(view.get().head, 0x100);
+    for _ in 0..10 {
+        let by = served_by(&new, call("eth_getBalance", "[]")).await;
+        assert!(by == "honest" || by == "fresh", "served by {by}");
+    }
+
+    // A member whose node changed (here: not kept) starts afresh.
+    let (renewed, inherited) = build().inherit(&old, |name| name != "liar");
+    assert_eq!(inherited, 2);
+    assert_eq!(suspect(&renewed, "liar"), None);
+    assert_eq!(
+        status(&renewed, "liar").0,
+        None,
+        "its head is learned again"
+    );
+}

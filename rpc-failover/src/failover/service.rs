@@ -44,6 +44,38 @@ impl<S> Failover<S> {
         self.core.available() > 0
     }
 
+    /// Takes over what `previous` (the group this one replaces, on a
+    /// configuration reload) learned about the members both share by name
+    /// and `keep` accepts — pass the names whose node and settings did not
+    /// change. Health (out of service until when, failures in a row,
+    /// latency, the adaptive concurrency limit), heads and suspicions (a
+    /// member caught lying stays out of rotation), and the agreed head,
+    /// finalized block and reorganisation count (the chain view never goes
+    /// back across a reload). Call it on a group just built, before it
+    /// serves or is cloned; returns how many members inherited (0 if the
+    /// group was already shared).
+    ///
+    /// ```
+    /// use rpc_core::test_util::{MockBackend, Step};
+    /// use rpc_failover::{FailoverLayer, Member};
+    ///
+    /// let node = |name: &str| Member::new(name, MockBackend::new(name, |_| Step::Ok("\"0x1\"")));
+    /// let old = FailoverLayer::new().build(vec![node("a"), node("b")]).unwrap();
+    /// // `b` changed its URL: only `a` keeps its state.
+    /// let new = FailoverLayer::new().build(vec![node("a"), node("b"), node("c")]).unwrap();
+    /// let (new, inherited) = new.inherit(&old, |name| name != "b");
+    /// assert_eq!(inherited, 1);
+    /// # drop(new);
+    /// ```
+    pub fn inherit<T>(
+        mut self,
+        previous: &Failover<T>,
+        keep: impl Fn(&str) -> bool,
+    ) -> (Self, usize) {
+        let n = Core::inherit_shared(&mut self.core, &previous.core, &keep);
+        (self, n)
+    }
+
     /// What the group agrees on (agreed head, finalized block,
     /// reorganisations), live, with head tracking on: give it to a cache
     /// ([`rpc_cache`'s `CacheLayer::chain_view`]) so that what the group

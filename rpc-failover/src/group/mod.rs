@@ -445,6 +445,66 @@ impl<S> Core<S> {
         u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
     }
 
+    /// Takes over what `from` learned about the members both groups share
+    /// by name and `keep` accepts (same node, same settings): health (out
+    /// of service and until when, failures in a row, why, the adaptive
+    /// concurrency limit, latency), heads and suspicions, and the group's
+    /// agreed head, finalized block and reorganisation count. Calls must
+    /// not have started on `self` (its clock is set to `from`'s, so every
+    /// instant carries over as it was); returns how many members inherited.
+    pub(crate) fn inherit<T>(&mut self, from: &Core<T>, keep: &dyn Fn(&str) -> bool) -> usize {
+        self.base = from.base;
+        let mut pairs = Vec::with_capacity(self.members.len());
+        for (i, m) in self.members.iter().enumerate() {
+            let Some(j) = from.members.iter().position(|o| o.name == m.name) else {
+                continue;
+            };
+            if !keep(&m.name) {
+                continue;
+            }
+            let (h, o) = (&self.health[i], &from.health[j]);
+            let copy32 = |a: &AtomicU32, b: &AtomicU32| {
+                a.store(b.load(Ordering::Acquire), Ordering::Release)
+            };
+            let copy64 = |a: &AtomicU64, b: &AtomicU64| {
+                a.store(b.load(Ordering::Acquire), Ordering::Release)
+            };
+            copy32(&h.failures, &o.failures);
+            copy64(&h.out_until, &o.out_until);
+            copy64(&h.ewma_ns, &o.ewma_ns);
+            copy64(&h.ewma_at, &o.ewma_at);
+            copy64(&h.answered_at, &o.answered_at);
+            h.reason
+                .store(o.reason.load(Ordering::Acquire), Ordering::Release);
+            // A limit only where both have one (an adaptive limit learned
+            // under the old settings stays within the new ones).
+            let (new_limit, old_limit) = (
+                h.limit.load(Ordering::Relaxed),
+                o.limit.load(Ordering::Relaxed),
+            );
+            if new_limit != u32::MAX && old_limit != u32::MAX {
+                h.limit.store(new_limit.min(old_limit), Ordering::Release);
+                copy32(&h.limit_ok, &o.limit_ok);
+                copy64(&h.limit_cut_at, &o.limit_cut_at);
+            }
+            pairs.push((i, j));
+        }
+        if let (Some(heads), Some(old)) = (&self.heads, &from.heads) {
+            heads.inherit(old, &pairs, self.ticks(Instant::now()));
+        }
+        pairs.len()
+    }
+
+    /// [`inherit`](Self::inherit) on a group not shared yet; 0 (nothing
+    /// taken over) once it is.
+    pub(crate) fn inherit_shared<T>(
+        core: &mut Arc<Core<S>>,
+        from: &Core<T>,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> usize {
+        Arc::get_mut(core).map_or(0, |core| core.inherit(from, keep))
+    }
+
     pub(crate) fn status(&self) -> impl Iterator<Item = MemberStatus> + '_ {
         let now = self.now();
         self.members

@@ -519,6 +519,53 @@ impl Heads {
         }
     }
 
+    /// Takes over `from`'s heads for the member pairs `(mine, theirs)` and
+    /// the group's agreed values (both groups count time from the same
+    /// instant), then recomputes who is believed at `now`. What a member's
+    /// last block was (for fork checks) is learned again at its next probe.
+    pub(crate) fn inherit(&self, from: &Heads, pairs: &[(usize, usize)], now: u64) {
+        let copy =
+            |a: &AtomicU64, b: &AtomicU64| a.store(b.load(Ordering::Acquire), Ordering::Release);
+        let copy8 =
+            |a: &AtomicU8, b: &AtomicU8| a.store(b.load(Ordering::Acquire), Ordering::Release);
+        let forked = from.book.lock().map(|b| b.forked).unwrap_or(0);
+        let mut mine = 0u64;
+        for &(i, j) in pairs {
+            let (m, o) = (&self.members[i], &from.members[j]);
+            copy(&m.head, &o.head);
+            copy(&m.passed_at, &o.passed_at);
+            copy(&m.seen_at, &o.seen_at);
+            copy(&m.probed_at, &o.probed_at);
+            copy(&m.finality_at, &o.finality_at);
+            copy(&m.claim, &o.claim);
+            copy(&m.claim_at, &o.claim_at);
+            copy(&m.finalized, &o.finalized);
+            copy(&m.safe, &o.safe);
+            copy8(&m.suspect, &o.suspect);
+            copy8(&m.numbers_only, &o.numbers_only);
+            copy8(&m.no_finality, &o.no_finality);
+            if forked & (1 << j) != 0 {
+                mine |= 1 << i;
+            }
+        }
+        if let Ok(mut book) = self.book.lock() {
+            book.forked |= mine;
+        }
+        for (a, b) in [
+            (&self.agreed, &from.agreed),
+            (&self.agreed_moved_at, &from.agreed_moved_at),
+            (&self.reference, &from.reference),
+            (&self.finalized, &from.finalized),
+            (&self.safe, &from.safe),
+            (&self.reorgs, &from.reorgs),
+            (&self.reorg_floor, &from.reorg_floor),
+        ] {
+            copy(a, b);
+        }
+        self.recompute(now);
+        self.publish(now);
+    }
+
     /// Member `i`'s current head, once learned.
     pub(crate) fn head(&self, i: usize) -> Option<u64> {
         self.members[i].head.load(Ordering::Relaxed).checked_sub(1)

@@ -47,6 +47,19 @@ impl<S> Quorum<S> {
         self.core.status()
     }
 
+    /// Takes over what `previous` learned about the members both share by
+    /// name and `keep` accepts, like
+    /// [`Failover::inherit`](crate::Failover::inherit); call it on a group
+    /// just built. Returns how many members inherited.
+    pub fn inherit<T>(
+        mut self,
+        previous: &Quorum<T>,
+        keep: impl Fn(&str) -> bool,
+    ) -> (Self, usize) {
+        let n = Core::inherit_shared(&mut self.core, &previous.core, &keep);
+        (self, n)
+    }
+
     /// Whether a quorum can be reached now: at least `k` members can take a
     /// call (in service, or due for their trial). For a readiness check.
     pub fn can_serve(&self) -> bool {
