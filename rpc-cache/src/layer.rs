@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use tower::Layer;
 
-use crate::service::{Cache, State};
+use crate::service::{Cache, Epochs, State};
 use crate::{CacheRules, CacheStore, MemoryStore};
 
 /// Caches answers per [`CacheRules`], coalescing identical calls in flight.
@@ -46,6 +46,7 @@ pub struct CacheLayer<St = MemoryStore> {
     coalesce: bool,
     negative_ttl: Option<Duration>,
     view: Option<rpc_core::ChainView>,
+    epochs: Arc<Epochs>,
 }
 
 impl<St> Clone for CacheLayer<St> {
@@ -56,6 +57,7 @@ impl<St> Clone for CacheLayer<St> {
             coalesce: self.coalesce,
             negative_ttl: self.negative_ttl,
             view: self.view.clone(),
+            epochs: self.epochs.clone(),
         }
     }
 }
@@ -69,6 +71,7 @@ impl CacheLayer<MemoryStore> {
             coalesce: true,
             negative_ttl: None,
             view: None,
+            epochs: Arc::default(),
         }
     }
 }
@@ -87,6 +90,34 @@ impl<St: CacheStore> CacheLayer<St> {
             coalesce: self.coalesce,
             negative_ttl: self.negative_ttl,
             view: self.view,
+            // Another store: epochs of its own.
+            epochs: Arc::default(),
+        }
+    }
+
+    /// Takes over `previous`'s store and the generations its entries are
+    /// keyed by: the cache of a stack built on a configuration reload, with
+    /// the entries the running one kept. Answers kept forever and answers
+    /// about settled blocks are found again (unless a reorganisation
+    /// reached them, here or there); answers that follow the tip are not
+    /// (the new cache has not seen their head). The rules, view and other
+    /// settings are this layer's.
+    ///
+    /// ```
+    /// use rpc_cache::{CacheLayer, CacheRules};
+    ///
+    /// let running = CacheLayer::new(CacheRules::ethereum());
+    /// let reloaded = CacheLayer::new(CacheRules::ethereum()).continue_from(&running);
+    /// # drop(reloaded);
+    /// ```
+    pub fn continue_from<T: CacheStore>(self, previous: &CacheLayer<T>) -> CacheLayer<T> {
+        CacheLayer {
+            rules: self.rules,
+            store: previous.store.clone(),
+            coalesce: self.coalesce,
+            negative_ttl: self.negative_ttl,
+            view: self.view,
+            epochs: previous.epochs.clone(),
         }
     }
 
@@ -130,6 +161,7 @@ impl<S, St: CacheStore> Layer<S> for CacheLayer<St> {
                 self.coalesce,
                 self.negative_ttl,
                 self.view.clone(),
+                self.epochs.clone(),
             )),
         )
     }

@@ -23,6 +23,18 @@ struct InFlight {
     waiters: usize,
 }
 
+/// The generations cached answers are keyed by.
+#[derive(Debug, Default)]
+pub(crate) struct Epochs {
+    /// Bumped when the head moves up, a newer block is seen, a write
+    /// succeeds or the chain reorganises (and when a cache starts on a
+    /// store another one filled); answers kept for a TTL are keyed by it.
+    pub(crate) tip: AtomicU64,
+    /// Bumped when a reorganisation reaches blocks taken as permanent;
+    /// answers about them are keyed by it.
+    pub(crate) settled: AtomicU64,
+}
+
 /// What every clone of a [`Cache`] service shares.
 pub(crate) struct State<St> {
     rules: Arc<CacheRules>,
@@ -49,13 +61,10 @@ pub(crate) struct State<St> {
     reorgs: AtomicU64,
     in_flight: Mutex<HashMap<CacheKey, InFlight, crate::key::KeyHash>>,
     generation: AtomicU64,
-    /// Bumped when the head moves up, a newer block is seen, a write
-    /// succeeds or the chain reorganises; answers kept for a TTL are keyed by
-    /// it.
-    tip_epoch: AtomicU64,
-    /// Bumped when a reorganisation reaches blocks taken as permanent;
-    /// answers about them are keyed by it.
-    settled_epoch: AtomicU64,
+    /// The epochs answers are keyed by, shared with every cache built
+    /// from the same layer (and a layer that
+    /// [continues](crate::CacheLayer::continue_from) it) over one store.
+    epochs: Arc<Epochs>,
     /// A head-tracking group's live view, read before every lookup.
     view: Option<rpc_core::ChainView>,
 }
@@ -67,8 +76,13 @@ impl<St: CacheStore> State<St> {
         coalesce: bool,
         negative_ttl: Option<Duration>,
         view: Option<rpc_core::ChainView>,
+        epochs: Arc<Epochs>,
     ) -> Self {
+        // Tip answers another cache kept in this store are not this one's:
+        // it has not seen their head.
+        epochs.tip.fetch_add(1, Ordering::Relaxed);
         State {
+            epochs,
             view,
             rules,
             store,
@@ -82,8 +96,6 @@ impl<St: CacheStore> State<St> {
             reorgs: AtomicU64::new(0),
             in_flight: Mutex::new(HashMap::default()),
             generation: AtomicU64::new(0),
-            tip_epoch: AtomicU64::new(0),
-            settled_epoch: AtomicU64::new(0),
         }
     }
 
@@ -109,12 +121,12 @@ impl<St: CacheStore> State<St> {
                 .settled_to(self.rules.confirmations_of())
                 .is_some_and(|settled| agreed.reorg_floor <= settled);
             if reached {
-                self.settled_epoch.fetch_add(1, Ordering::Relaxed);
+                self.epochs.settled.fetch_add(1, Ordering::Relaxed);
             }
             self.head.store(agreed.head, Ordering::Relaxed);
             self.tip
                 .store(agreed.tip.max(agreed.head), Ordering::Relaxed);
-            self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+            self.epochs.tip.fetch_add(1, Ordering::Relaxed);
             moved += 1;
         }
         if agreed.head != 0 {
@@ -169,14 +181,14 @@ impl<St: CacheStore> State<St> {
 
     /// Learns the head from an answer and stores it if the plan says so.
     async fn keep(&self, method: &str, slot: &Slot, plan: Plan, response: &Response) {
-        let epoch_before = self.tip_epoch.load(Ordering::Relaxed);
+        let epoch_before = self.epochs.tip.load(Ordering::Relaxed);
         // The head this answer came from, when a group with head tracking
         // (or an adapter) says so.
         let answer_head = response.extensions().get::<ChainHead>().map(|h| h.0);
         let raised = self.learn(method, response);
         if slot
             .settled
-            .is_some_and(|g| g != self.settled_epoch.load(Ordering::Relaxed))
+            .is_some_and(|g| g != self.epochs.settled.load(Ordering::Relaxed))
         {
             // A reorganisation reached settled blocks meanwhile.
             return;
@@ -194,7 +206,7 @@ impl<St: CacheStore> State<St> {
                 // started, or the one it was asked in. If anything else
                 // moved the epoch meanwhile (a write, a newer head), the
                 // answer may be stale already: not stored.
-                let now = self.tip_epoch.load(Ordering::Relaxed);
+                let now = self.epochs.tip.load(Ordering::Relaxed);
                 let expected = asked_in + raised;
                 if now != expected || epoch_before != asked_in {
                     return;
@@ -258,7 +270,7 @@ impl<St> State<St> {
         let raised = self.tip.fetch_max(tip, Ordering::Relaxed) < tip;
         let newer = self.see(tip);
         if raised && !newer {
-            self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+            self.epochs.tip.fetch_add(1, Ordering::Relaxed);
         }
         raised || newer
     }
@@ -268,7 +280,7 @@ impl<St> State<St> {
     fn see(&self, block: u64) -> bool {
         let newer = self.seen.fetch_max(block, Ordering::Relaxed) < block;
         if newer {
-            self.tip_epoch.fetch_add(1, Ordering::Relaxed);
+            self.epochs.tip.fetch_add(1, Ordering::Relaxed);
         }
         newer
     }
@@ -396,7 +408,7 @@ async fn bypass<S: JsonRpcService, St: CacheStore>(
     state.learn(&method, &response);
     if write && response.result_json().is_some() {
         // The chain (or a mempool) changed: tip answers are stale now.
-        state.tip_epoch.fetch_add(1, Ordering::Relaxed);
+        state.epochs.tip.fetch_add(1, Ordering::Relaxed);
     }
     Ok(tagged(response, CacheStatus::Bypass))
 }
@@ -437,7 +449,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
     // forever, or decided by their result (mined transactions), are not.
     let slot = match plan {
         Plan::Store(Some(_)) => {
-            let epoch = state.tip_epoch.load(Ordering::Relaxed);
+            let epoch = state.epochs.tip.load(Ordering::Relaxed);
             Slot {
                 key: key.clone().in_epoch(epoch),
                 base: key,
@@ -446,7 +458,7 @@ async fn run<S: JsonRpcService, St: CacheStore>(
             }
         }
         Plan::Settled | Plan::AfterResult => {
-            let generation = state.settled_epoch.load(Ordering::Relaxed);
+            let generation = state.epochs.settled.load(Ordering::Relaxed);
             Slot {
                 key: key.clone().in_settled(generation),
                 base: key,

@@ -877,3 +877,47 @@ async fn tip_answers_are_kept_only_from_the_tip_and_say_so() {
     let r = c.clone().oneshot(ahead).await.expect("answer");
     assert_eq!(status(&r), Bypass);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cache_continued_on_reload_finds_permanent_answers_not_tip_ones() {
+    let running = CacheLayer::new(CacheRules::ethereum());
+    let old_up = answers("\"0x1\"");
+    let old = running.layer(old_up.clone());
+    for (id, method) in [(1, "eth_chainId"), (2, "eth_blockNumber")] {
+        let r = old
+            .clone()
+            .oneshot(req(id, method, "[]"))
+            .await
+            .expect("answer");
+        assert_eq!(status(&r), CacheStatus::Miss);
+    }
+    // The stack built on reload: new upstream, same entries.
+    let new_up = answers("\"0x1\"");
+    let reloaded = CacheLayer::new(CacheRules::ethereum()).continue_from(&running);
+    let new = reloaded.layer(new_up.clone());
+    let r = new
+        .clone()
+        .oneshot(req(3, "eth_chainId", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Hit, "kept forever: carried over");
+    let r = new
+        .clone()
+        .oneshot(req(4, "eth_blockNumber", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(
+        status(&r),
+        CacheStatus::Miss,
+        "a tip answer the new cache never saw the head of"
+    );
+    assert_eq!((old_up.calls(), new_up.calls()), (2, 1));
+
+    // A layer that does not continue the running one shares nothing.
+    let fresh = CacheLayer::new(CacheRules::ethereum()).layer(new_up.clone());
+    let r = fresh
+        .oneshot(req(5, "eth_chainId", "[]"))
+        .await
+        .expect("answer");
+    assert_eq!(status(&r), CacheStatus::Miss);
+}
