@@ -229,8 +229,9 @@ enum CacheArg {
 
 /// What to do.
 pub enum Command {
-    /// Serve with this configuration (from a file or the quick flags).
-    Run(Box<Config>),
+    /// Serve with this configuration (from a file or the quick flags);
+    /// with a file, how to read it again on `SIGHUP`.
+    Run(Box<Config>, Option<ReloadSource>),
     /// Load and validate the file, print a summary, exit.
     Check(String),
     /// The embedded demo.
@@ -281,7 +282,34 @@ impl Cli {
                 // Flags have no lines; name the setting in flag terms.
                 .map_err(|e| format!("{}: {}", e.key, e.message))?;
         }
-        Ok(Command::Run(Box::new(config)))
+        let reload = self.config.as_ref().map(|path| ReloadSource {
+            path: path.to_string_lossy().into_owned(),
+            flags: self.server,
+        });
+        Ok(Command::Run(Box::new(config), reload))
+    }
+}
+
+/// Where a running proxy reads its configuration again (`SIGHUP`): the
+/// file, loaded and validated exactly as `rpc-proxy check` does, with the
+/// same command-line overrides as at start.
+#[derive(Debug)]
+pub struct ReloadSource {
+    path: String,
+    flags: ServerFlags,
+}
+
+impl ReloadSource {
+    /// The file as it is now, overrides applied.
+    pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut config = Config::load(&self.path)?;
+        self.flags.apply(&mut config);
+        Ok(config)
+    }
+
+    /// The file's path, as given.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 }
 
@@ -439,7 +467,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Config {
         match parse(args) {
-            Ok(Command::Run(c)) => *c,
+            Ok(Command::Run(c, _)) => *c,
             Ok(_) => panic!("{args:?}: not a run"),
             Err(e) => panic!("{args:?}: {e}"),
         }

@@ -244,7 +244,7 @@ pub async fn run(args: DemoArgs) -> Result<bool, String> {
         let shutdown = async {
             let _ = stop_rx.await;
         };
-        crate::stack::run(&config, shutdown, move |addr| {
+        crate::stack::run(&config, None, shutdown, move |addr| {
             let _ = bound_tx.send(addr);
         })
         .await

@@ -107,12 +107,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run(config) => {
+        Command::Run(config, reload) => {
             init_logging(
                 config.log.format,
                 config.log.level.as_ref().map(|l| l.get_ref().as_str()),
             );
-            match runtime().map(|rt| rt.block_on(serve(*config))) {
+            match runtime().map(|rt| rt.block_on(serve(*config, reload))) {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) | Err(e) => {
                     eprintln!("rpc-proxy: {e}");
@@ -130,12 +130,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: Config, reload: Option<cli::ReloadSource>) -> Result<(), String> {
     // The recorder comes first: layers register their handles on first use.
     if let Some(addr) = config.metrics.listen {
         metrics_http::start_metrics(addr).await?;
     }
-    stack::run(&config, rpc_core::server::shutdown_signal(), |_| {}).await?;
+    stack::run(&config, reload, rpc_core::server::shutdown_signal(), |_| {}).await?;
     println!("rpc-proxy stopped");
     Ok(())
 }

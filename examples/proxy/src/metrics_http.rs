@@ -23,6 +23,14 @@ pub async fn start_metrics(addr: SocketAddr) -> Result<SocketAddr, String> {
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
     rpc_metrics::describe();
+    metrics::describe_gauge!(
+        crate::stack::CONFIG_GENERATION,
+        "Configuration generation serving new calls (0: the one the process started with)"
+    );
+    metrics::describe_counter!(
+        crate::stack::CONFIG_RELOADS,
+        "Configuration reloads (SIGHUP) by outcome: applied, invalid, failed"
+    );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;

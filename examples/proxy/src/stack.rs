@@ -19,16 +19,19 @@
 //!           HttpBackend | WsBackend  [backends.NAME] (http(s):// | ws(s)://)
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rpc_cache::{
     CacheKey, CacheLayer, CacheRules, CacheStatus, CacheStore, MemoryStore, RedisStore, Rule,
 };
 use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::ratelimit::{Limit, RateLimitLayer, WhenRedisDown};
+use rpc_core::reload::{reloadable, ReloadHandle};
 use rpc_core::route::MethodRouter;
 use rpc_core::server::{serve_with_layer, ServerConfig, TrustedProxies};
-use rpc_core::subscription::PushSource;
+use rpc_core::subscription::{PushSource, SubscriptionSource};
 use rpc_core::{BoxJsonRpcService, ByteBudget, HttpBackend, JsonRpcService, ServedBy, WsBackend};
 use rpc_failover::{
     AttemptDeadline, ConcurrencyLimit, ConsistencyLayer, FailoverLayer, HeadPolicy, HealthCheck,
@@ -53,10 +56,68 @@ pub struct Built {
     /// heads are shared (synced by `run`).
     pub redis: Option<rpc_core::redis::RedisLink>,
     pub fleets: Vec<rpc_failover::fleet::FleetHead>,
+    /// Readiness of the default group (also set in `server`), and the
+    /// WebSocket subscription hub (also in `server`'s WebSocket settings):
+    /// what a reload swaps beside the service.
+    pub ready: Option<Ready>,
+    pub hub: Option<Arc<dyn SubscriptionSource>>,
+    /// What the next configuration reload takes over from this stack.
+    pub carry: Carry,
+}
+
+/// Whether a group can take a call now.
+pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// A group member as the group holds it: a metered backend.
+type MemberService = rpc_metrics::Metrics<Backend>;
+
+/// A built group, kept so that the group replacing it on reload can take
+/// over its members' health and heads.
+#[derive(Clone)]
+enum GroupCore {
+    Failover(rpc_failover::Failover<MemberService>),
+    Quorum(rpc_failover::Quorum<MemberService>),
+}
+
+/// What a running stack hands to the one a reload builds: its
+/// configuration (to tell what changed), the memory budget and Redis link
+/// (the front's and the process', which a reload does not replace), its
+/// backends (an unchanged backend keeps its connections), its groups (their
+/// members' health, heads and suspicions) and its cache (entries and
+/// generations).
+pub struct Carry {
+    config: Config,
+    memory: ByteBudget,
+    redis: Option<rpc_core::redis::RedisLink>,
+    backends: BTreeMap<String, Backend>,
+    groups: BTreeMap<String, GroupCore>,
+    cache: Option<CacheLayer<Store>>,
+}
+
+impl Carry {
+    /// The running instance of backend `name`, if its settings did not
+    /// change.
+    fn backend(&self, name: &str, now: &crate::config::Backend) -> Option<Backend> {
+        let before = self.config.backends.get(name)?.get_ref();
+        (before == now).then(|| self.backends.get(name).cloned())?
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
 }
 
 /// Builds the stack described by `config` (which must have been validated).
 pub fn build(config: &Config) -> Result<Built, String> {
+    build_on(config, None)
+}
+
+/// Builds the stack described by `config`, taking over what `running`
+/// (the stack it replaces on a reload) learned: unchanged backends and
+/// their connections, members' health and heads, cache entries; the
+/// memory budget and the Redis link are `running`'s.
+pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, String> {
     let groups = config.effective_groups();
     let mut router = MethodRouter::builder();
     let mut built_groups = Vec::with_capacity(groups.len());
@@ -64,11 +125,21 @@ pub fn build(config: &Config) -> Result<Built, String> {
     let mut readiness = Vec::new();
     let mut pushers = Vec::new();
     // One memory budget: request bodies and backend answers together.
-    let memory = ByteBudget::new(config.server.memory_budget_mb.saturating_mul(1 << 20));
-    let redis = redis_link(config)?;
+    let memory = match running {
+        Some(r) => r.memory.clone(),
+        None => ByteBudget::new(config.server.memory_budget_mb.saturating_mul(1 << 20)),
+    };
+    let redis = match running {
+        Some(r) => r.redis.clone(),
+        None => redis_link(config)?,
+    };
     let mut fleets = Vec::new();
+    let mut backends = BTreeMap::new();
+    let mut cores = BTreeMap::new();
     for (name, group) in &groups {
-        let built = group_stack(config, name, group, &memory, redis.as_ref())?;
+        let built = group_stack(config, name, group, &memory, redis.as_ref(), running)?;
+        backends.extend(built.backends);
+        cores.insert(name.clone(), built.core);
         fleets.extend(built.fleet);
         if let Some(view) = built.view {
             views.push((name.clone(), view));
@@ -123,10 +194,23 @@ pub fn build(config: &Config) -> Result<Built, String> {
         .find(|(g, _)| Some(g) == default_group.as_ref())
         .or(views.first())
         .map(|(_, v)| v.clone());
-    let cache = cache(config, redis.as_ref()).map(|c| match view {
-        Some(view) => c.chain_view(view),
-        None => c,
+    let cache = cache(config, redis.as_ref()).map(|c| {
+        // The same cache settings (and the same chain, as far as one
+        // unchanged backend tells): the running cache's entries stay.
+        let c = match running.and_then(|r| {
+            r.cache
+                .as_ref()
+                .filter(|_| same_cache(&r.config, config, &backends, &r.backends))
+        }) {
+            Some(before) => c.continue_from(before),
+            None => c,
+        };
+        match view {
+            Some(view) => c.chain_view(view),
+            None => c,
+        }
     });
+    let carried_cache = cache.clone();
     let labels = MethodLabels::none()
         .protocol(&config.protocol.vocabulary())
         .with(
@@ -193,9 +277,10 @@ pub fn build(config: &Config) -> Result<Built, String> {
         .collect();
 
     // /healthz is readiness: 503 while the default group cannot take a call.
-    let mut server = server_config(config)?.body_budget(memory);
+    let mut server = server_config(config)?.body_budget(memory.clone());
     // eth_subscribe over WebSocket: heads polled through the default
     // group (its failover and head tracking), one poller for every client.
+    let mut hub_source = None;
     if let (Some(ws), Protocol::Ethereum, Some(default)) = (
         server.websocket_config().cloned(),
         config.protocol,
@@ -212,17 +297,16 @@ pub fn build(config: &Config) -> Result<Built, String> {
         {
             hub = hub.push_source(source.clone());
         }
-        let hub = hub.build();
-        server = server.websocket(
-            ws.subscriptions(std::sync::Arc::new(hub))
-                .admit_subscriptions(true),
-        );
+        let hub: Arc<dyn SubscriptionSource> = Arc::new(hub.build());
+        hub_source = Some(hub.clone());
+        server = server.websocket(ws.subscriptions(hub).admit_subscriptions(true));
     }
-    if let Some((_, ready)) = readiness
+    let ready = readiness
         .into_iter()
         .find(|(g, _)| Some(g) == default_group.as_ref())
-    {
-        server = server.readiness(ready);
+        .map(|(_, ready)| ready);
+    if let Some(ready) = ready.clone() {
+        server = server.readiness(move || ready());
     }
 
     Ok(Built {
@@ -231,9 +315,39 @@ pub fn build(config: &Config) -> Result<Built, String> {
         cors: config.server.cors.as_ref().map(|c| cors(config, c)),
         summary,
         head_rules,
-        redis,
+        redis: redis.clone(),
         fleets,
+        ready,
+        hub: hub_source,
+        carry: Carry {
+            config: config.clone(),
+            memory,
+            redis,
+            backends,
+            groups: cores,
+            cache: carried_cache,
+        },
     })
+}
+
+/// Whether a reloaded stack may keep the running cache's entries: the
+/// same cache settings and protocol, the same Redis, and at least one
+/// backend unchanged (name, URL and settings) — the new stack reads the
+/// same chain through it.
+fn same_cache(
+    before: &Config,
+    now: &Config,
+    backends: &BTreeMap<String, Backend>,
+    running: &BTreeMap<String, Backend>,
+) -> bool {
+    before.cache == now.cache
+        && before.protocol == now.protocol
+        && before.redis == now.redis
+        && backends.keys().any(|name| {
+            running.contains_key(name)
+                && before.backends.get(name).map(|b| b.get_ref())
+                    == now.backends.get(name).map(|b| b.get_ref())
+        })
 }
 
 /// The Redis link of `[redis]`, if configured.
@@ -338,9 +452,13 @@ struct GroupStack<S> {
     /// `[redis] heads`: this group's head shared with the fleet.
     fleet: Option<rpc_failover::fleet::FleetHead>,
     view: Option<rpc_core::ChainView>,
-    ready: Box<dyn Fn() -> bool + Send + Sync>,
+    ready: Ready,
     /// Its WebSocket members, which push new heads.
     push: Vec<std::sync::Arc<dyn PushSource>>,
+    /// Its members' backends by name, and the group itself: what a reload
+    /// takes over.
+    backends: Vec<(String, Backend)>,
+    core: GroupCore,
 }
 
 fn group_stack(
@@ -349,9 +467,13 @@ fn group_stack(
     group: &Group,
     memory: &ByteBudget,
     redis: Option<&rpc_core::redis::RedisLink>,
+    running: Option<&Carry>,
 ) -> Result<GroupStack<impl JsonRpcService>, String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
     let mut push = Vec::new();
+    let mut backends = Vec::new();
+    // Members whose backend did not change: they keep their health.
+    let mut kept = std::collections::BTreeSet::new();
     for name in group.members.get_ref() {
         let name = name.get_ref().as_str();
         let backend = config
@@ -381,14 +503,16 @@ fn group_stack(
                 b
             }};
         }
-        let built = if url.starts_with("ws://") || url.starts_with("wss://") {
+        let reused = running.and_then(|r| r.backend(name, backend));
+        let built = if let Some(b) = reused {
+            kept.insert(name.to_owned());
+            b
+        } else if url.starts_with("ws://") || url.starts_with("wss://") {
             let mut b = common!(WsBackend::builder(name, url));
             if let Some(n) = backend.max_response_bytes {
                 b = b.max_message_size(n);
             }
-            let ws = b.build().map_err(|e| format!("backends.{name}: {e}"))?;
-            push.push(std::sync::Arc::new(ws.clone()) as std::sync::Arc<dyn PushSource>);
-            Backend::Ws(ws)
+            Backend::Ws(b.build().map_err(|e| format!("backends.{name}: {e}"))?)
         } else {
             let mut b = common!(HttpBackend::builder(name, url));
             if let Some(n) = backend.max_response_bytes {
@@ -403,6 +527,10 @@ fn group_stack(
             b = b.response_budget(memory.clone());
             Backend::Http(b.build().map_err(|e| format!("backends.{name}: {e}"))?)
         };
+        if let Backend::Ws(ws) = &built {
+            push.push(std::sync::Arc::new(ws.clone()) as std::sync::Arc<dyn PushSource>);
+        }
+        backends.push((name.to_owned(), built.clone()));
         let limit = backend.max_concurrency.as_ref().map(|n| {
             if backend.adaptive_concurrency {
                 ConcurrencyLimit::adaptive(*n.get_ref())
@@ -471,7 +599,10 @@ fn group_stack(
         failover = failover.head_tracking(head_policy(config.protocol, head.get_ref()));
     }
     let mut view = None;
-    let ready: Box<dyn Fn() -> bool + Send + Sync>;
+    let ready: Ready;
+    let core;
+    let previous = running.and_then(|r| r.groups.get(gname));
+    let keep = |member: &str| kept.contains(member);
     // The group's layers are one concrete type, boxed once: a box per layer
     // would cost an allocation per layer and call (bench/cost.sh).
     let group_service = if group.strategy == Strategy::Quorum {
@@ -480,22 +611,30 @@ fn group_stack(
         if let Some(t) = group.quorum_timeout {
             quorum = quorum.timeout(t.0);
         }
-        let quorum = quorum
+        let mut quorum = quorum
             .build(members)
             .map_err(|e| format!("groups.{gname}: {e}"))?;
+        if let Some(GroupCore::Quorum(before)) = previous {
+            quorum = quorum.inherit(before, keep).0;
+        }
         let probe = quorum.clone();
-        ready = Box::new(move || probe.can_serve());
+        ready = Arc::new(move || probe.can_serve());
+        core = GroupCore::Quorum(quorum.clone());
         tower::util::Either::Left(quorum)
     } else {
-        let group = failover
+        let mut group = failover
             .build(members)
             .map_err(|e| format!("groups.{gname}: {e}"))?;
+        if let Some(GroupCore::Failover(before)) = previous {
+            group = group.inherit(before, keep).0;
+        }
         // Heads are known before the first call (a no-op without head
         // tracking, or outside a runtime as in `check`).
         group.start_head_probes();
         view = group.chain_view();
         let probe = group.clone();
-        ready = Box::new(move || probe.can_serve());
+        ready = Arc::new(move || probe.can_serve());
+        core = GroupCore::Failover(group.clone());
         tower::util::Either::Right(group)
     };
 
@@ -562,6 +701,8 @@ fn group_stack(
         view,
         ready,
         push,
+        backends,
+        core,
     })
 }
 
@@ -755,19 +896,18 @@ fn server_config(config: &Config) -> Result<ServerConfig, String> {
             server.websocket(ws)
         }
     };
-    if config.consistency.enabled {
-        if let Ok(name) =
-            http::HeaderName::from_bytes(config.consistency.session_header.get_ref().as_bytes())
-        {
-            server = server.session_header(name);
-        }
+    // Both headers are read whether or not sessions and keys are on now:
+    // a reload may turn them on (a session id or key nobody configured
+    // changes nothing).
+    if let Ok(name) =
+        http::HeaderName::from_bytes(config.consistency.session_header.get_ref().as_bytes())
+    {
+        server = server.session_header(name);
     }
-    if !config.rate_limit.keys.is_empty() {
-        if let Ok(name) =
-            http::HeaderName::from_bytes(config.rate_limit.key_header.get_ref().as_bytes())
-        {
-            server = server.api_key_header(name);
-        }
+    if let Ok(name) =
+        http::HeaderName::from_bytes(config.rate_limit.key_header.get_ref().as_bytes())
+    {
+        server = server.api_key_header(name);
     }
     let (cache_header, served_by_header) = (s.cache_header, s.served_by_header);
     if cache_header || served_by_header {
@@ -836,9 +976,12 @@ fn cors(config: &Config, c: &crate::config::Cors) -> CorsLayer {
 }
 
 /// Binds, prints the start-up line and serves until `shutdown` completes.
-/// Returns the bound address through `on_bound` before serving.
+/// Returns the bound address through `on_bound` before serving. With a
+/// `reload` source, `SIGHUP` reads the configuration again (see
+/// [`reload`]).
 pub async fn run(
     config: &Config,
+    reload: Option<crate::cli::ReloadSource>,
     shutdown: impl std::future::Future<Output = ()>,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
@@ -847,12 +990,8 @@ pub async fn run(
         // Shared state from the first call when Redis is up; when it is
         // not, the proxy starts anyway (per-process state, logged).
         link.connect().await;
-        for fleet in built.fleets {
-            // Start at the fleet's head, then follow it.
-            fleet.sync().await;
-            tokio::spawn(fleet.run());
-        }
     }
+    start_fleets(built.fleets).await;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -860,15 +999,186 @@ pub async fn run(
     // Scripts and tests read this line to find the port (with `listen = "…:0"`).
     println!("rpc-proxy listening on http://{local} ({})", built.summary);
     on_bound(local);
+
+    // What a reload replaces: the service, the readiness check and the
+    // subscription hub, each behind a swappable pointer.
+    let (service, services) = reloadable(built.service);
+    let (ready, readies) = reloadable(built.ready);
+    let mut server = built
+        .server
+        .readiness(move || ready.with(|r| r.as_ref().is_none_or(|r| r())));
+    let hubs = match (built.hub, server.websocket_config().cloned()) {
+        (Some(hub), Some(ws)) => {
+            let (hub, hubs) = reloadable(hub);
+            server = server.websocket(ws.subscriptions(Arc::new(hub)));
+            Some(hubs)
+        }
+        _ => None,
+    };
+    metrics::gauge!(CONFIG_GENERATION).set(0.0);
+    let swap = Swap {
+        services,
+        readies,
+        hubs,
+    };
+    let reloader = tokio::spawn(reload::on_hangup(reload, built.carry, swap));
     serve_with_layer(
         listener,
-        built.service,
-        built.server,
+        service,
+        server,
         tower::util::option_layer(built.cors),
         shutdown,
     )
     .await;
+    reloader.abort();
     Ok(())
+}
+
+/// Starts following the fleet's heads through Redis (`[redis] heads`):
+/// each group starts at the fleet's head, then follows it.
+async fn start_fleets(fleets: Vec<rpc_failover::fleet::FleetHead>) {
+    for fleet in fleets {
+        fleet.sync().await;
+        tokio::spawn(fleet.run());
+    }
+}
+
+/// Metric: the configuration generation serving new calls (0: the one
+/// the process started with).
+pub const CONFIG_GENERATION: &str = "rpc_config_generation";
+/// Metric: configuration reloads by `outcome` (`applied`, `invalid`,
+/// `failed`).
+pub const CONFIG_RELOADS: &str = "rpc_config_reloads_total";
+
+/// The swappable parts of the running front.
+struct Swap {
+    services: ReloadHandle<BoxJsonRpcService>,
+    readies: ReloadHandle<Option<Ready>>,
+    hubs: Option<ReloadHandle<Arc<dyn SubscriptionSource>>>,
+}
+
+/// Configuration reload on `SIGHUP`.
+///
+/// The file is read and validated exactly as `rpc-proxy check` does (with
+/// the command line's overrides). An invalid file, or one that changes
+/// what cannot change in a running process (`protocol`), leaves the
+/// running configuration in place: the error is logged with its
+/// file:line:column and counted (`rpc_config_reloads_total{outcome}`). A
+/// valid one builds a new stack that takes over what the running one
+/// learned ([`build_on`]) and serves every call that arrives from then on,
+/// while calls in flight and open subscriptions finish on the stack they
+/// started on; `rpc_config_generation` counts the swaps. Settings of the
+/// process itself (`[server]`, `[metrics]`, `[log]`, `[redis]`, the key
+/// and session header names) keep their running values until a restart,
+/// and the log says which changed.
+pub mod reload {
+    use super::*;
+
+    pub(super) async fn on_hangup(
+        source: Option<crate::cli::ReloadSource>,
+        mut running: Carry,
+        swap: Swap,
+    ) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP: configuration reload is off");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            let Some(source) = &source else {
+                tracing::warn!("SIGHUP: nothing to reload (started without --config)");
+                continue;
+            };
+            match next(source, &running) {
+                Ok((built, restart)) => {
+                    start_fleets(built.fleets).await;
+                    swap.services.swap(built.service);
+                    swap.readies.swap(built.ready);
+                    if let (Some(hubs), Some(hub)) = (&swap.hubs, built.hub) {
+                        hubs.swap(hub);
+                    }
+                    running = built.carry;
+                    let generation = swap.services.generation();
+                    metrics::gauge!(CONFIG_GENERATION).set(generation as f64);
+                    metrics::counter!(CONFIG_RELOADS, "outcome" => "applied").increment(1);
+                    tracing::info!(
+                        file = source.path(),
+                        generation,
+                        groups = %built.summary,
+                        "configuration reloaded: new calls use it"
+                    );
+                    if !restart.is_empty() {
+                        tracing::warn!(
+                            file = source.path(),
+                            changed = %restart.join(", "),
+                            "these settings take effect on restart; the running values stay"
+                        );
+                    }
+                }
+                Err((outcome, error)) => {
+                    metrics::counter!(CONFIG_RELOADS, "outcome" => outcome).increment(1);
+                    tracing::error!(
+                        %error,
+                        "configuration reload refused: the running configuration stays"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The stack the file describes now, built on `running`, and the
+    /// process settings it changes that wait for a restart; or why not.
+    fn next(
+        source: &crate::cli::ReloadSource,
+        running: &Carry,
+    ) -> Result<(Built, Vec<&'static str>), (&'static str, String)> {
+        let mut config = source.load().map_err(|e| ("invalid", e.to_string()))?;
+        let before = running.config();
+        if config.protocol != before.protocol {
+            return Err((
+                "invalid",
+                format!(
+                    "{}: protocol: {:?} -> {:?} cannot change while running; restart to apply",
+                    source.path(),
+                    before.protocol,
+                    config.protocol
+                ),
+            ));
+        }
+        let restart = keep_process_settings(&mut config, before);
+        let built = build_on(&config, Some(running))
+            .map_err(|e| ("failed", format!("{}: {e}", source.path())))?;
+        Ok((built, restart))
+    }
+
+    /// Puts the running values of what only a restart changes into
+    /// `config`; returns the names of those that differed.
+    pub(crate) fn keep_process_settings(
+        config: &mut Config,
+        running: &Config,
+    ) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! keep {
+            ($($name:literal: $($field:ident).+),* $(,)?) => {$(
+                if config.$($field).+ != running.$($field).+ {
+                    changed.push($name);
+                    config.$($field).+ = running.$($field).+.clone();
+                }
+            )*};
+        }
+        keep!(
+            "[server]": server,
+            "[metrics]": metrics,
+            "[log]": log,
+            "[redis]": redis,
+            "rate_limit.key_header": rate_limit.key_header,
+            "consistency.session_header": consistency.session_header,
+        );
+        changed
+    }
 }
 
 /// The proxy's cache store: memory, or Redis with memory in front.

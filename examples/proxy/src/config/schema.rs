@@ -13,7 +13,7 @@ use super::defaults;
 use super::env::EnvString;
 
 /// The whole file. Every section is optional except `[backends]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -66,7 +66,7 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     #[serde(default = "default_listen")]
@@ -194,7 +194,7 @@ pub(crate) fn default_health_path() -> String {
 }
 
 /// `[server.websocket]`: unset keys keep rpc-core's `WsConfig` defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebSocket {
     /// Answer upgrades (default true); false: 405 as for any GET.
@@ -233,7 +233,7 @@ impl Default for WebSocket {
 }
 
 /// Cross-origin access for browser clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
     /// `["*"]` for any origin, or exact origins (`https://app.example`).
@@ -250,7 +250,7 @@ pub(crate) fn default_cors_max_age() -> Secs {
     Secs(defaults::CORS_MAX_AGE)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
     #[serde(default)]
@@ -269,7 +269,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Serve Prometheus metrics at `http://LISTEN/metrics`; off when absent.
@@ -277,7 +277,7 @@ pub struct Metrics {
     pub listen: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
     /// `http://` or `https://`, or `ws://` / `wss://` (calls over one
@@ -312,14 +312,14 @@ pub struct Backend {
     pub adaptive_concurrency: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub user: EnvString,
     pub password: EnvString,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
     /// Backend names, highest priority first.
@@ -378,7 +378,7 @@ pub struct Group {
 /// `[groups.NAME.get_logs]`: `eth_getLogs` block ranges (Ethereum). Even
 /// without the table, a provider's own range-limit error splits the range
 /// instead of reaching the client.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetLogs {
     /// Wider ranges are refused with -32602 before any upstream call (also
@@ -394,7 +394,7 @@ pub struct GetLogs {
 }
 
 /// `[groups.NAME.attempt_deadline]`: when an attempt counts as a stall.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StallSpec {
     /// One deadline for every member and method instead of learned ones.
@@ -457,7 +457,7 @@ pub(crate) fn default_queue_wait() -> Secs {
 }
 
 /// `[groups.NAME.head]`: keep members that are behind out of rotation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadSpec {
     #[serde(default = "default_max_lag")]
@@ -514,7 +514,7 @@ pub(crate) fn default_consistency_wait() -> Secs {
 }
 
 /// `[consistency]`: read-your-head for clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencySpec {
     #[serde(default)]
@@ -540,7 +540,7 @@ impl Default for ConsistencySpec {
 
 /// `[redis]`: replicas share cache, rate limits and chain heads through one
 /// Redis. Each feature can be switched off alone.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSpec {
     /// `redis://[user:password@]host:port[/db]`, `rediss://` for TLS,
@@ -649,7 +649,7 @@ pub enum WhenAllDown {
     FailFast,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
     /// The group of methods no pattern matches.
@@ -660,7 +660,7 @@ pub struct Routing {
     pub methods: BTreeMap<String, Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Methods {
     #[serde(default)]
@@ -671,7 +671,7 @@ pub struct Methods {
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     #[serde(default = "default_retries")]
@@ -734,7 +734,7 @@ pub(crate) fn default_budget_tokens() -> u32 {
     defaults::BUDGET_TOKENS
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cache {
     #[serde(default)]
@@ -810,7 +810,7 @@ impl<'de> Deserialize<'de> for CacheRule {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// The budget of each client IP without a known key.
@@ -849,7 +849,7 @@ pub(crate) fn default_weight() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Budget units per second.
@@ -859,7 +859,7 @@ pub struct LimitSpec {
     pub burst: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
     /// The key (`${ENV}` expanded).
