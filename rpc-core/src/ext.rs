@@ -271,3 +271,12 @@ impl ChainView {
         }
     }
 }
+
+/// The group a call should go to, whatever its method: set by
+/// `auth::KeyPolicyLayer` for client keys bound to a group, read by
+/// [`MethodRouter`](crate::route::MethodRouter), which sends the call to
+/// the service registered under that name
+/// ([`routes_named`](crate::route::MethodRouterBuilder::routes_named)) or
+/// answers `-32601` when it has none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTo(pub Arc<str>);

@@ -72,6 +72,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admission;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod auth;
 #[cfg(any(feature = "http-backend", feature = "ws-backend"))]
 mod backend_error;
 pub mod batch;
@@ -120,7 +123,7 @@ pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};
 pub use ext::{
     AgreedChain, ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ChainView, ConnectionId,
-    HeadBlock, MinHead, ServedBy, SessionId, TraceContext,
+    HeadBlock, MinHead, RouteTo, ServedBy, SessionId, TraceContext,
 };
 #[cfg(feature = "http-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]

@@ -30,6 +30,8 @@ pub struct RateLimitLayer {
     pub(super) keys: HashMap<Arc<str>, Limit>,
     pub(super) weights: MethodTable<NonZeroU32>,
     pub(super) default_weight: NonZeroU32,
+    /// Budgets of all clients together, by method pattern.
+    pub(super) methods: Vec<(Arc<str>, Limit)>,
     #[cfg(feature = "redis")]
     pub(super) shared: Option<(crate::redis::RedisLink, super::WhenRedisDown)>,
 }
@@ -42,6 +44,7 @@ impl std::fmt::Debug for RateLimitLayer {
             .field("keys", &self.keys.len())
             .field("weights", &self.weights)
             .field("default_weight", &self.default_weight)
+            .field("methods", &self.methods)
             .finish()
     }
 }
@@ -60,6 +63,7 @@ impl RateLimitLayer {
             keys: HashMap::new(),
             weights: MethodTable::new(),
             default_weight: NonZeroU32::MIN,
+            methods: Vec::new(),
             #[cfg(feature = "redis")]
             shared: None,
         }
@@ -85,6 +89,30 @@ impl RateLimitLayer {
         let parsed = Pattern::parse(pattern).unwrap_or(Pattern::Exact(pattern));
         self.weights
             .insert_pattern(parsed, NonZeroU32::new(weight).unwrap_or(NonZeroU32::MIN));
+        self
+    }
+
+    /// A budget for all clients together on the methods matching `pattern`
+    /// (`eth_getLogs`, or a prefix such as `debug_*`): every call of them,
+    /// whoever sends it, is charged its weight here too (after its client's
+    /// own budget admitted it), so that an expensive method is protected
+    /// fleet-wide (with [`shared`](Self::shared) budgets) or process-wide.
+    /// Refused calls get `-32016` and `Retry-After` like any. A method
+    /// matching several patterns is charged to the most specific one.
+    ///
+    /// ```
+    /// use rpc_core::ratelimit::{Limit, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::new()
+    ///     .per_ip(Limit::per_second(20))
+    ///     .method("eth_getLogs", Limit::per_second(50).burst(100));
+    /// # drop(layer);
+    /// ```
+    pub fn method(mut self, pattern: &str, limit: Limit) -> Self {
+        match self.methods.iter_mut().find(|(p, _)| &**p == pattern) {
+            Some(entry) => entry.1 = limit,
+            None => self.methods.push((Arc::from(pattern), limit)),
+        }
         self
     }
 

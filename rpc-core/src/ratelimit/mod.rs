@@ -53,7 +53,7 @@ pub use service::{RateLimit, ResponseFuture};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use shared::WhenRedisDown;
 
-use crate::protocol::MethodTable;
+use crate::protocol::{MethodTable, Pattern};
 use crate::{ApiKey, RemoteAddr, Request, RpcError};
 
 /// A budget: `rate` weight units per second, bursts up to `burst` units.
@@ -103,6 +103,9 @@ pub(crate) struct Limiter {
     keys: HashMap<Arc<str>, (DefaultDirectRateLimiter, Limit)>,
     weights: MethodTable<NonZeroU32>,
     default_weight: NonZeroU32,
+    /// All clients' budgets by method: pattern → index in `global`.
+    global_of: MethodTable<usize>,
+    global: Vec<(Arc<str>, DefaultDirectRateLimiter, Limit)>,
     clock: DefaultClock,
     calls: AtomicU32,
     /// Budgets in Redis, shared by replicas (the local ones are the
@@ -135,6 +138,19 @@ impl Limiter {
                 .collect(),
             weights: layer.weights.clone(),
             default_weight: layer.default_weight,
+            global_of: {
+                let mut table = MethodTable::new();
+                for (i, (pattern, _)) in layer.methods.iter().enumerate() {
+                    let parsed = Pattern::parse(pattern).unwrap_or(Pattern::Exact(pattern));
+                    table.insert_pattern(parsed, i);
+                }
+                table
+            },
+            global: layer
+                .methods
+                .iter()
+                .map(|(p, l)| (p.clone(), DefaultDirectRateLimiter::direct(l.quota()), *l))
+                .collect(),
             clock: DefaultClock::default(),
             calls: AtomicU32::new(0),
             #[cfg(feature = "redis")]
@@ -154,6 +170,28 @@ impl Limiter {
 
     /// `Ok` when the call may pass; the error to answer with otherwise.
     pub(crate) fn check(&self, req: &Request) -> Result<(), RpcError> {
+        self.check_client(req)?;
+        self.check_global(req)
+    }
+
+    /// The all-clients budget of the call's method, if it has one.
+    fn global_of(&self, method: &str) -> Option<&(Arc<str>, DefaultDirectRateLimiter, Limit)> {
+        if self.global.is_empty() {
+            return None;
+        }
+        self.global_of.get(method).map(|&i| &self.global[i])
+    }
+
+    /// Charges the call to its method's all-clients budget, if any.
+    fn check_global(&self, req: &Request) -> Result<(), RpcError> {
+        let Some((_, limiter, _)) = self.global_of(req.method()) else {
+            return Ok(());
+        };
+        verdict(limiter.check_n(self.weight(req.method())), &self.clock)
+    }
+
+    /// Charges the call to its key's or its IP's budget.
+    fn check_client(&self, req: &Request) -> Result<(), RpcError> {
         let weight = self.weight(req.method());
         let outcome = match req
             .extensions()
@@ -171,14 +209,23 @@ impl Limiter {
                 per_ip.check_key_n(&client_ip(addr.ip()), weight)
             }
         };
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(RpcError::RateLimited {
-                retry_after: Some(not_until.wait_time_from(self.clock.now())),
-            }),
-            // The call's weight exceeds the whole burst: it can never pass.
-            Err(_) => Err(RpcError::RateLimited { retry_after: None }),
-        }
+        verdict(outcome, &self.clock)
+    }
+
+    /// The plan of the call's all-clients budget in Redis, if it has one.
+    #[cfg(feature = "redis")]
+    pub(crate) fn global_plan(
+        &self,
+        shared: &shared::Shared,
+        req: &Request,
+    ) -> Option<(String, Limit, u32)> {
+        let (pattern, _, limit) = self.global_of(req.method())?;
+        let weight = self.weight(req.method()).get();
+        Some((
+            shared.redis_key(&shared::Bucket::Method(pattern)),
+            *limit,
+            weight,
+        ))
     }
 
     /// The Redis key, limit and weight of a call limited by shared
@@ -200,28 +247,42 @@ impl Limiter {
         Some((shared.redis_key(&shared::Bucket::Ip(ip)), *limit, weight))
     }
 
-    /// Checks a call against the shared budgets; while Redis cannot be
-    /// asked, against the local ones (fail-open) or not at all (fail-closed).
+    /// Checks a call against the shared budgets (its client's, then its
+    /// method's all-clients one: one round trip each); while Redis cannot
+    /// be asked, against the local ones (fail-open) or not at all
+    /// (fail-closed).
     #[cfg(feature = "redis")]
     pub(crate) async fn check_shared(
         &self,
         shared: &shared::Shared,
         req: &Request,
-        plan: (String, Limit, u32),
+        client: Option<(String, Limit, u32)>,
+        global: Option<(String, Limit, u32)>,
     ) -> Result<(), RpcError> {
-        let (key, limit, weight) = plan;
-        match shared.check(key, limit, weight).await {
-            Some(shared::Verdict::Pass) => Ok(()),
-            Some(shared::Verdict::Wait(wait)) => Err(RpcError::RateLimited {
-                retry_after: Some(wait),
-            }),
-            Some(shared::Verdict::Never) => Err(RpcError::RateLimited { retry_after: None }),
-            None => match shared.when_down {
-                WhenRedisDown::FailOpen => self.check(req),
-                WhenRedisDown::FailClosed => Err(RpcError::RateLimited {
-                    retry_after: Some(Duration::from_secs(1)),
+        let ask = |plan: (String, Limit, u32),
+                   local: fn(&Self, &Request) -> Result<(), RpcError>| async move {
+            let (key, limit, weight) = plan;
+            match shared.check(key, limit, weight).await {
+                Some(shared::Verdict::Pass) => Ok(()),
+                Some(shared::Verdict::Wait(wait)) => Err(RpcError::RateLimited {
+                    retry_after: Some(wait),
                 }),
-            },
+                Some(shared::Verdict::Never) => Err(RpcError::RateLimited { retry_after: None }),
+                None => match shared.when_down {
+                    WhenRedisDown::FailOpen => local(self, req),
+                    WhenRedisDown::FailClosed => Err(RpcError::RateLimited {
+                        retry_after: Some(Duration::from_secs(1)),
+                    }),
+                },
+            }
+        };
+        match client {
+            Some(plan) => ask(plan, Self::check_client).await?,
+            None => self.check_client(req)?,
+        }
+        match global {
+            Some(plan) => ask(plan, Self::check_global).await,
+            None => Ok(()),
         }
     }
 
@@ -233,6 +294,24 @@ impl Limiter {
             per_ip.retain_recent();
             per_ip.shrink_to_fit();
         }
+    }
+}
+
+/// A governor answer as the call's outcome.
+fn verdict(
+    outcome: Result<
+        Result<(), governor::NotUntil<<DefaultClock as Clock>::Instant>>,
+        governor::InsufficientCapacity,
+    >,
+    clock: &DefaultClock,
+) -> Result<(), RpcError> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => Err(RpcError::RateLimited {
+            retry_after: Some(not_until.wait_time_from(clock.now())),
+        }),
+        // The call's weight exceeds the whole burst: it can never pass.
+        Err(_) => Err(RpcError::RateLimited { retry_after: None }),
     }
 }
 
@@ -285,6 +364,68 @@ mod tests {
 
     async fn passes(svc: &RateLimit<BoxJsonRpcService>, req: Request) -> Result<(), RpcError> {
         svc.clone().oneshot(req).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_method_budget_is_shared_by_every_client() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(2))
+            .method("eth_getLogs", Limit::per_second(1).burst(3))
+            .method("debug_*", Limit::per_second(1).burst(1))
+            .layer(ok_service());
+        // Three clients, two getLogs each: the method's burst of 3 is
+        // spent by the first three, whoever sent them.
+        let mut passed = 0;
+        for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+            for _ in 0..2 {
+                if passes(&svc, call("eth_getLogs", ip, None)).await.is_ok() {
+                    passed += 1;
+                }
+            }
+        }
+        assert_eq!(passed, 3);
+        let err = passes(&svc, call("eth_getLogs", "10.0.0.4", None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RpcError::RateLimited {
+                    retry_after: Some(_)
+                }
+            ),
+            "{err:?}"
+        );
+        // Other methods are not charged to it; a prefix has its own.
+        passes(&svc, call("eth_call", "10.0.0.4", None))
+            .await
+            .unwrap();
+        passes(&svc, call("debug_traceCall", "10.0.0.5", None))
+            .await
+            .unwrap();
+        assert!(passes(&svc, call("debug_traceBlock", "10.0.0.6", None))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_call_its_client_may_not_make_costs_the_method_budget_nothing() {
+        let svc = RateLimitLayer::new()
+            .per_ip(Limit::per_second(1).burst(1))
+            .method("eth_getLogs", Limit::per_second(1).burst(2))
+            .layer(ok_service());
+        passes(&svc, call("eth_getLogs", "10.0.0.1", None))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            assert!(passes(&svc, call("eth_getLogs", "10.0.0.1", None))
+                .await
+                .is_err());
+        }
+        // The refused calls spent nothing of the method's budget.
+        passes(&svc, call("eth_getLogs", "10.0.0.2", None))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -42,7 +42,9 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.limiter.shared {
-            if let Some(plan) = self.limiter.shared_plan(shared, &req) {
+            let client = self.limiter.shared_plan(shared, &req);
+            let global = self.limiter.global_plan(shared, &req);
+            if client.is_some() || global.is_some() {
                 // The inner service was made ready for this call: it goes
                 // with it; this one keeps a fresh clone.
                 let clone = self.inner.clone();
@@ -52,7 +54,7 @@ where
                     let Some(shared) = &limiter.shared else {
                         return Err(RpcError::Internal("shared limiter lost".into()));
                     };
-                    limiter.check_shared(shared, &req, plan).await?;
+                    limiter.check_shared(shared, &req, client, global).await?;
                     inner.call(req).await
                 }));
             }

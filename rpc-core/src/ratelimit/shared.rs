@@ -48,6 +48,8 @@ return {1, 0}
 pub(crate) enum Bucket<'a> {
     Ip(IpAddr),
     Key(&'a str),
+    /// All clients' budget of a method pattern.
+    Method(&'a str),
 }
 
 pub(crate) struct Shared {
@@ -76,6 +78,7 @@ impl Shared {
         match bucket {
             Bucket::Ip(ip) => format!("{}rl:ip:{ip}", self.link.prefix()),
             Bucket::Key(k) => format!("{}rl:key:{}", self.link.prefix(), secret_id(k)),
+            Bucket::Method(m) => format!("{}rl:method:{m}", self.link.prefix()),
         }
     }
 

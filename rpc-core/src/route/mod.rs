@@ -50,9 +50,11 @@ use std::task::{Context, Poll};
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
+use std::collections::HashMap;
+
 use crate::filter::ResponseFuture;
 use crate::protocol::{MethodTable, Pattern, PatternError};
-use crate::{Request, Response, RpcError};
+use crate::{Request, Response, RouteTo, RpcError};
 
 /// The message of a call no route and no default took.
 pub const NO_ROUTE_MESSAGE: &str = "method not supported";
@@ -79,6 +81,8 @@ struct Table<S> {
     routes: MethodTable<usize>,
     default: Option<usize>,
     no_route: Arc<str>,
+    /// Group name → index in `services`, for calls that carry [`RouteTo`].
+    names: HashMap<Arc<str>, usize>,
 }
 
 impl<S> Table<S> {
@@ -96,6 +100,7 @@ impl<S> MethodRouter<S> {
                 routes: MethodTable::new(),
                 default: None,
                 no_route: Arc::from(NO_ROUTE_MESSAGE),
+                names: HashMap::new(),
             },
         }
     }
@@ -142,6 +147,26 @@ impl<S> MethodRouterBuilder<S> {
         Ok(self)
     }
 
+    /// [`routes`](Self::routes), and names the service: a call carrying
+    /// [`RouteTo`] with that name goes to it whatever its method (a client
+    /// key bound to a group). `patterns` may be empty (reachable by name
+    /// only). A name given twice keeps its first service.
+    pub fn routes_named<I, P>(
+        mut self,
+        name: impl Into<Arc<str>>,
+        patterns: I,
+        service: S,
+    ) -> Result<Self, PatternError>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        let index = self.table.services.len();
+        self = self.routes(patterns, service)?;
+        self.table.names.entry(name.into()).or_insert(index);
+        Ok(self)
+    }
+
     /// Sends methods no route matches to `service`. Without a default they are
     /// answered with `-32601`.
     pub fn default_service(mut self, service: S) -> Self {
@@ -180,7 +205,20 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        match self.table.lookup(req.method()) {
+        let target = match req.extensions().get::<RouteTo>() {
+            Some(RouteTo(name)) if !self.table.names.is_empty() => {
+                match self.table.names.get(name) {
+                    Some(&i) => Some(i),
+                    None => {
+                        return ResponseFuture::rejected(RpcError::MethodNotAllowed {
+                            message: Arc::from(format!("no group named `{name}`")),
+                        })
+                    }
+                }
+            }
+            _ => self.table.lookup(req.method()),
+        };
+        match target {
             Some(i) => ResponseFuture::inner(self.table.services[i].clone().oneshot(req)),
             None => ResponseFuture::rejected(RpcError::MethodNotAllowed {
                 message: self.table.no_route.clone(),
@@ -217,6 +255,29 @@ mod tests {
             .result_json()
             .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
             .unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_call_carrying_route_to_goes_to_that_group_whatever_its_method() {
+        let router = MethodRouter::builder()
+            .routes_named("main", ["eth_*"], named("main"))
+            .unwrap()
+            .routes_named("premium", Vec::<&str>::new(), named("premium"))
+            .unwrap()
+            .build();
+        let call = |to: Option<&str>| {
+            let mut req = Request::new("eth_call").with_id(1u64.into());
+            if let Some(to) = to {
+                req.extensions_mut().insert(RouteTo(Arc::from(to)));
+            }
+            router.clone().oneshot(req)
+        };
+        let text =
+            |r: Response| String::from_utf8_lossy(r.result_json().unwrap().as_bytes()).into_owned();
+        assert_eq!(text(call(None).await.unwrap()), "\"main\"");
+        assert_eq!(text(call(Some("premium")).await.unwrap()), "\"premium\"");
+        let err = call(Some("nowhere")).await.unwrap_err();
+        assert!(matches!(err, RpcError::MethodNotAllowed { .. }), "{err:?}");
     }
 
     #[tokio::test]

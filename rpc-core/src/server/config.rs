@@ -56,6 +56,7 @@ pub struct ServerConfig {
     pub(crate) max_retry_after: Duration,
     pub(crate) response_headers: Option<HeaderHook>,
     pub(crate) api_key_header: Option<http::HeaderName>,
+    pub(crate) api_keys: Option<crate::reload::Reloadable<crate::auth::ApiKeys>>,
     pub(crate) session_header: Option<http::HeaderName>,
     pub(crate) trace_context: bool,
     pub(crate) max_connections: Option<usize>,
@@ -84,6 +85,7 @@ impl Default for ServerConfig {
             max_retry_after: Self::DEFAULT_MAX_RETRY_AFTER,
             response_headers: None,
             api_key_header: None,
+            api_keys: None,
             session_header: None,
             trace_context: false,
             max_connections: None,
@@ -211,6 +213,36 @@ impl ServerConfig {
     /// ```
     pub fn api_key_header(mut self, name: http::HeaderName) -> Self {
         self.api_key_header = Some(name);
+        self
+    }
+
+    /// Requires a known client key on every request (see
+    /// [`auth`](crate::auth)): from the [API-key header](Self::api_key_header)
+    /// or the path ([`ApiKeys::path_prefix`](crate::auth::ApiKeys::path_prefix)).
+    /// A missing (unless public access is on) or unknown key gets HTTP 401
+    /// and `-32012` before the body is read; a known key's calls carry its
+    /// id as [`ApiKey`](crate::ApiKey), never the secret. Default: none (the
+    /// header's value, if any, is passed on as the key).
+    ///
+    /// ```
+    /// use rpc_core::auth::ApiKeys;
+    /// use rpc_core::server::ServerConfig;
+    ///
+    /// let config = ServerConfig::default()
+    ///     .api_key_header(http::HeaderName::from_static("x-api-key"))
+    ///     .api_keys(ApiKeys::new().key("partner-1", "s3cret").path_prefix("/v1/"));
+    /// # drop(config);
+    /// ```
+    pub fn api_keys(self, keys: crate::auth::ApiKeys) -> Self {
+        self.api_keys_from(crate::reload::reloadable(keys).0)
+    }
+
+    /// [`api_keys`](Self::api_keys) read through a [`Reloadable`](crate::reload::Reloadable):
+    /// the keys can be replaced while serving (its
+    /// [`ReloadHandle`](crate::reload::ReloadHandle)); each request is
+    /// checked against the keys current when it arrives.
+    pub fn api_keys_from(mut self, keys: crate::reload::Reloadable<crate::auth::ApiKeys>) -> Self {
+        self.api_keys = Some(keys);
         self
     }
 

@@ -162,7 +162,39 @@ where
 
 impl<S: JsonRpcService> HttpFront<S> {
     /// What every call of this HTTP request (or WebSocket session) carries.
-    fn context(&self, parts: &http::request::Parts) -> CallContext {
+    /// The key a request's calls carry: with [`ApiKeys`](crate::auth::ApiKeys),
+    /// the id of the key it presented (header, else path) or why it is
+    /// refused; without, the header's value as it is.
+    fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Option<ApiKey>, crate::auth::AuthError> {
+        let config = &self.config;
+        let header = config
+            .api_key_header
+            .as_ref()
+            .and_then(|name| parts.headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 256);
+        match &config.api_keys {
+            None => Ok(header.map(|v| ApiKey(Arc::from(v)))),
+            Some(keys) => {
+                let checked = keys
+                    .with(|keys| keys.check(header.or_else(|| keys.key_in_path(parts.uri.path()))));
+                if let Err(e) = &checked {
+                    let reason = match e {
+                        crate::auth::AuthError::Missing => "missing",
+                        _ => "unknown",
+                    };
+                    metrics::counter!("rpc_auth_refused_total", "reason" => reason).increment(1);
+                }
+                checked
+            }
+        }
+    }
+
+    fn context(&self, parts: &http::request::Parts, api_key: Option<ApiKey>) -> CallContext {
         let config = &self.config;
         CallContext {
             deadline: match parts.extensions.get::<Deadline>() {
@@ -178,14 +210,7 @@ impl<S: JsonRpcService> HttpFront<S> {
                     .map(|peer| RemoteAddr(config.trusted_proxies.client(peer.0, &parts.headers))),
             },
             timeout: config.request_timeout,
-            api_key: config
-                .api_key_header
-                .as_ref()
-                .and_then(|name| parts.headers.get(name))
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty() && v.len() <= 256)
-                .map(|v| ApiKey(Arc::from(v))),
+            api_key,
             session: config
                 .session_header
                 .as_ref()
@@ -225,6 +250,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return resp;
         };
+        let api_key = match self.authenticate(&parts) {
+            Ok(key) => key,
+            Err(e) => return error_response(StatusCode::UNAUTHORIZED, e.to_error_object()),
+        };
         let accepted = match ws::accept(&parts.headers) {
             Ok(a) => a,
             Err(why) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid request: {why}")),
@@ -236,7 +265,7 @@ impl<S: JsonRpcService> HttpFront<S> {
                 "invalid request: this connection cannot be upgraded (use HTTP/1.1)",
             );
         };
-        let ctx = self.context(&parts);
+        let ctx = self.context(&parts, api_key);
         let ip = ctx.remote.map(|r| r.0.ip());
         let slot = match self.ws_count.admit(&ws_config, ip) {
             Ok(slot) => slot,
@@ -319,6 +348,12 @@ impl<S: JsonRpcService> HttpFront<S> {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return resp;
         }
+        // Before the body is read: a client without a valid key costs a
+        // header lookup and a hash, nothing more.
+        let api_key = match self.authenticate(&parts) {
+            Ok(key) => key,
+            Err(e) => return error_response(StatusCode::UNAUTHORIZED, e.to_error_object()),
+        };
         if !is_json_content_type(&parts.headers) {
             return error_response(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -375,7 +410,7 @@ impl<S: JsonRpcService> HttpFront<S> {
             }
         };
 
-        let ctx = self.context(&parts);
+        let ctx = self.context(&parts, api_key);
 
         // A large body is parsed on the blocking pool, so that a few bulk
         // requests cannot hold the runtime's workers from ordinary calls.
