@@ -210,9 +210,15 @@ pub fn start_proxy_config(toml: &str) -> (Process, SocketAddr) {
 
 /// [`start_proxy_config`] with extra environment variables.
 pub fn start_proxy_config_env(toml: &str, env: &[(&str, &str)]) -> (Process, SocketAddr) {
-    let path = write_config("proxy.toml", toml);
+    start_proxy_file(&write_config("proxy.toml", toml), env)
+}
+
+/// Starts the shipped `rpc-proxy` with `--config path` (a file the test
+/// may rewrite, then send `HUP`) and extra environment variables; returns
+/// it with the address it printed.
+pub fn start_proxy_file(path: &Path, env: &[(&str, &str)]) -> (Process, SocketAddr) {
     let mut cmd = Command::new(binary("rpc-proxy", "rpc-proxy"));
-    cmd.arg("--config").arg(&path).envs(env.iter().copied());
+    cmd.arg("--config").arg(path).envs(env.iter().copied());
     Process::start(cmd, Duration::from_secs(20), |line| {
         let rest = line.split("listening on http://").nth(1)?;
         rest.split_whitespace().next()?.parse().ok()

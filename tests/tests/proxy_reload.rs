@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::{metrics_addr, post, start_anvil, write_config, FaultUpstream, Process};
+use tests::{
+    metrics_addr, post, scrape, start_anvil, start_proxy_file, write_config, FaultUpstream, Process,
+};
 
 /// One generation of the file: `main` answers the load through backend
 /// `main_name`, `slow` answers `fault_*` calls through `slow_name`.
@@ -89,21 +91,6 @@ async fn wait_for_log(proxy: &Process, needle: &str, n: usize) -> Instant {
     }
 }
 
-async fn scrape(addr: SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut out))
-        .await
-        .expect("scrape in time")
-        .expect("read");
-    out
-}
-
 fn metric(text: &str, line_start: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(line_start))
@@ -120,12 +107,7 @@ async fn reloads_under_load_lose_no_call_and_refuse_an_invalid_file() {
 
     // Generation 0: main = one (anvil 1), slow = s1.
     let path = write_config("reload.toml", &config("one", &u1, "s1", &slow1.url(), ""));
-    let mut cmd = std::process::Command::new(tests::binary("rpc-proxy", "rpc-proxy"));
-    cmd.arg("--config").arg(&path);
-    let (proxy, addr) = Process::start(cmd, Duration::from_secs(20), |line| {
-        let rest = line.split("listening on http://").nth(1)?;
-        rest.split_whitespace().next()?.parse().ok()
-    });
+    let (proxy, addr) = start_proxy_file(&path, &[]);
     let metrics = metrics_addr(&proxy);
     let reload = |toml: &str| {
         std::fs::write(&path, toml).expect("write the new file");

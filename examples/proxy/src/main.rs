@@ -70,6 +70,23 @@ fn main() -> ExitCode {
                         for rule in &built.head_rules {
                             println!("  head rule: {rule}");
                         }
+                        if let Some(keys) = &built.api_keys {
+                            let auth = config.auth.as_ref().map(|a| a.get_ref());
+                            let path = auth
+                                .and_then(|a| a.path_prefix.as_ref())
+                                .map(|p| format!(", or POST {}<key>", p.get_ref()))
+                                .unwrap_or_default();
+                            println!(
+                                "  auth: {} key(s) in header {}{path}; without a key: {}",
+                                keys.len(),
+                                config.rate_limit.key_header.get_ref(),
+                                if auth.is_some_and(|a| a.public) {
+                                    "served"
+                                } else {
+                                    "401"
+                                }
+                            );
+                        }
                         if let Some(redis) = stack::redis_summary(&config) {
                             println!("  redis: {redis}");
                         }

@@ -61,6 +61,8 @@ pub struct Built {
     /// what a reload swaps beside the service.
     pub ready: Option<Ready>,
     pub hub: Option<Arc<dyn SubscriptionSource>>,
+    /// `[auth]`: the client keys the front checks (also set in `server`).
+    pub api_keys: Option<rpc_core::auth::ApiKeys>,
     /// What the next configuration reload takes over from this stack.
     pub carry: Carry,
 }
@@ -155,7 +157,12 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
             .map(|(_, s)| s.clone())
             .ok_or_else(|| format!("no group named `{name}`"))
     };
-    // One route per group, with all its patterns (the group's state is shared).
+    // One route per group, with all its patterns (the group's state is
+    // shared); named when client keys are bound to groups (`RouteTo`).
+    let bound = config
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.get_ref().keys.iter().any(|k| k.group.is_some()));
     for (gname, _) in &groups {
         let patterns: Vec<&str> = config
             .routing
@@ -164,7 +171,11 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
             .filter(|(_, g)| g.get_ref() == gname)
             .map(|(p, _)| p.as_str())
             .collect();
-        if !patterns.is_empty() {
+        if bound {
+            router = router
+                .routes_named(gname.as_str(), patterns, service_of(gname)?)
+                .map_err(|e| format!("routing.methods: {e}"))?;
+        } else if !patterns.is_empty() {
             router = router
                 .routes(patterns, service_of(gname)?)
                 .map_err(|e| format!("routing.methods: {e}"))?;
@@ -176,6 +187,8 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
     let router = router.build();
 
     let filter = method_filter(config)?;
+    let api_keys = api_keys(config)?;
+    let key_policy = key_policy(config)?;
     let rate_limit = rate_limit(config, redis.as_ref());
     let consistency = config.consistency.enabled.then(|| {
         let layer = ConsistencyLayer::new()
@@ -226,6 +239,8 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
         ServiceBuilder::new()
             .layer(MetricsLayer::client().method_labels(labels))
             .option_layer(filter)
+            // What each client key may call, and where its calls go.
+            .option_layer(key_policy)
             .option_layer(rate_limit)
             // WebSocket subscribe calls are admitted (filtered, limited,
             // counted) above this line and answered by the hub, never
@@ -278,6 +293,9 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
 
     // /healthz is readiness: 503 while the default group cannot take a call.
     let mut server = server_config(config)?.body_budget(memory.clone());
+    if let Some(keys) = &api_keys {
+        server = server.api_keys(keys.clone());
+    }
     // eth_subscribe over WebSocket: heads polled through the default
     // group (its failover and head tracking), one poller for every client.
     let mut hub_source = None;
@@ -319,6 +337,7 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
         fleets,
         ready,
         hub: hub_source,
+        api_keys,
         carry: Carry {
             config: config.clone(),
             memory,
@@ -774,7 +793,12 @@ fn rate_limit(
     redis: Option<&rpc_core::redis::RedisLink>,
 ) -> Option<RateLimitLayer> {
     let rl = &config.rate_limit;
-    if rl.per_ip.is_none() && rl.keys.is_empty() {
+    let auth_keys = config
+        .auth
+        .as_ref()
+        .map_or(&[][..], |a| &a.get_ref().keys[..]);
+    let key_budgets = auth_keys.iter().any(|k| k.rate.is_some());
+    if rl.per_ip.is_none() && rl.keys.is_empty() && rl.methods.is_empty() && !key_budgets {
         return None;
     }
     let limit =
@@ -792,6 +816,18 @@ fn rate_limit(
             limit(*k.rate.get_ref(), k.burst.as_ref().map(|b| *b.get_ref())),
         );
     }
+    // `[auth]` keys: calls carry the key's id, so its budget is by id.
+    for k in auth_keys {
+        if let Some(rate) = &k.rate {
+            let burst = k.burst.as_ref().map(|b| *b.get_ref());
+            layer = layer.key(k.id.get_ref().as_str(), limit(*rate.get_ref(), burst));
+        }
+    }
+    for (method, l) in &rl.methods {
+        let l = l.get_ref();
+        let burst = l.burst.as_ref().map(|b| *b.get_ref());
+        layer = layer.method(method, limit(*l.rate.get_ref(), burst));
+    }
     for (method, w) in &rl.weights {
         layer = layer.weight(method.as_str(), *w.get_ref());
     }
@@ -807,6 +843,63 @@ fn rate_limit(
         layer = layer.shared(link.clone(), when);
     }
     Some(layer)
+}
+
+/// `[auth]`: the client keys (inline and from `keys_file`).
+fn api_keys(config: &Config) -> Result<Option<rpc_core::auth::ApiKeys>, String> {
+    let Some(auth) = &config.auth else {
+        return Ok(None);
+    };
+    let auth = auth.get_ref();
+    let mut keys = rpc_core::auth::ApiKeys::new().public(auth.public);
+    if let Some(p) = &auth.path_prefix {
+        keys = keys.path_prefix(p.get_ref().as_str());
+    }
+    if let Some(path) = &auth.keys_file {
+        let text = crate::config::read_keys_text(path.get_ref())
+            .map_err(|e| format!("auth.keys_file: {e}"))?;
+        keys = keys
+            .parse_hashed(&text)
+            .map_err(|e| format!("auth.keys_file: `{}` {e}", path.get_ref()))?;
+    }
+    for (i, k) in auth.keys.iter().enumerate() {
+        let id = k.id.get_ref();
+        keys = match (&k.key, &k.sha256) {
+            (Some(secret), _) => keys.key(id, &secret.get_ref().0),
+            (None, Some(hex_digest)) => {
+                let mut sha = [0u8; 32];
+                hex::decode_to_slice(hex_digest.get_ref(), &mut sha)
+                    .map_err(|_| format!("auth.keys[{i}].sha256: must be 64 hexadecimal digits"))?;
+                keys.hashed(id, sha)
+            }
+            // An entry of the keys file: its policy only.
+            (None, None) => keys,
+        };
+    }
+    Ok(Some(keys))
+}
+
+/// `[[auth.keys]]`: what each key may call and where its calls go.
+fn key_policy(config: &Config) -> Result<Option<rpc_core::auth::KeyPolicyLayer>, String> {
+    let Some(auth) = &config.auth else {
+        return Ok(None);
+    };
+    let mut layer = rpc_core::auth::KeyPolicyLayer::new();
+    for (i, k) in auth.get_ref().keys.iter().enumerate() {
+        let mut policy = rpc_core::auth::KeyPolicy::default();
+        if let Some(methods) = &k.methods {
+            let filter = MethodFilter::allow(methods.get_ref())
+                .map_err(|e| format!("auth.keys[{i}].methods: {e}"))?;
+            policy = policy.methods(filter);
+        }
+        if let Some(group) = &k.group {
+            policy = policy.route_to(group.get_ref().as_str());
+        }
+        if k.methods.is_some() || k.group.is_some() {
+            layer = layer.key(k.id.get_ref(), policy);
+        }
+    }
+    Ok((!layer.is_empty()).then_some(layer))
 }
 
 fn cache(config: &Config, redis: Option<&rpc_core::redis::RedisLink>) -> Option<CacheLayer<Store>> {
@@ -1007,6 +1100,15 @@ pub async fn run(
     let mut server = built
         .server
         .readiness(move || ready.with(|r| r.as_ref().is_none_or(|r| r())));
+    // `[auth]` keys, checked by the front: swapped on reload too.
+    let keys = match built.api_keys {
+        Some(k) => {
+            let (keys, handle) = reloadable(k);
+            server = server.api_keys_from(keys);
+            Some(handle)
+        }
+        None => None,
+    };
     let hubs = match (built.hub, server.websocket_config().cloned()) {
         (Some(hub), Some(ws)) => {
             let (hub, hubs) = reloadable(hub);
@@ -1020,6 +1122,7 @@ pub async fn run(
         services,
         readies,
         hubs,
+        keys,
     };
     let reloader = tokio::spawn(reload::on_hangup(reload, built.carry, swap));
     serve_with_layer(
@@ -1055,6 +1158,7 @@ struct Swap {
     services: ReloadHandle<BoxJsonRpcService>,
     readies: ReloadHandle<Option<Ready>>,
     hubs: Option<ReloadHandle<Arc<dyn SubscriptionSource>>>,
+    keys: Option<ReloadHandle<rpc_core::auth::ApiKeys>>,
 }
 
 /// Configuration reload on `SIGHUP`.
@@ -1099,6 +1203,9 @@ pub mod reload {
                     swap.readies.swap(built.ready);
                     if let (Some(hubs), Some(hub)) = (&swap.hubs, built.hub) {
                         hubs.swap(hub);
+                    }
+                    if let (Some(keys), Some(next)) = (&swap.keys, built.api_keys) {
+                        keys.swap(next);
                     }
                     running = built.carry;
                     let generation = swap.services.generation();
@@ -1168,6 +1275,12 @@ pub mod reload {
                     config.$($field).+ = running.$($field).+.clone();
                 }
             )*};
+        }
+        // Keys are reloaded; turning them on or off changes what the
+        // front does with the key header.
+        if config.auth.is_some() != running.auth.is_some() {
+            changed.push("[auth] (on or off)");
+            config.auth = running.auth.clone();
         }
         keep!(
             "[server]": server,

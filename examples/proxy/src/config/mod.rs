@@ -20,7 +20,7 @@ mod validate;
 use env::expand_env;
 pub use env::{missing_variables, redact_line, EnvString};
 pub use schema::*;
-pub use validate::read_ca;
+pub use validate::{read_ca, read_keys_text};
 
 /// Defaults shared with the quick flags and documented in `proxy.toml`.
 pub mod defaults {
@@ -266,6 +266,53 @@ mod tests {
             "[[rate_limit.keys]]",
         ] {
             assert!(text.contains(section), "{section} is not documented");
+        }
+    }
+
+    #[test]
+    fn auth_keys_are_checked_where_they_are_written() {
+        let key = |body: &str| format!("{ONE}[auth]\n[[auth.keys]]\nid = \"k\"\n{body}");
+        let ok = parse(&key("key = \"s3cret\"\nmethods = [\"eth_*\"]\nrate = 5\n")).unwrap();
+        assert_eq!(ok.auth.map(|a| a.into_inner().keys.len()), Some(1));
+        let cases = [
+            (key(""), "auth.keys[0].id", "needs `key` or `sha256`"),
+            (
+                key("key = \"a\"\nsha256 = \"00\"\n"),
+                "auth.keys[0].sha256",
+                "not both",
+            ),
+            (key("sha256 = \"abc\"\n"), "auth.keys[0].sha256", "64 hexadecimal"),
+            (key("key = \"a\"\ngroup = \"gold\"\n"), "auth.keys[0].group", "no group named `gold`"),
+            (key("key = \"a\"\nmethods = [\"eth_*x\"]\n"), "auth.keys[0].methods", ""),
+            (key("key = \"a\"\nburst = 3\n"), "auth.keys[0].burst", "needs a rate"),
+            (
+                format!("{ONE}[auth]\npath_prefix = \"v1\"\npublic = true\n"),
+                "auth.path_prefix",
+                "start and end with `/`",
+            ),
+            (format!("{ONE}[auth]\n"), "auth", "nobody could call"),
+            (
+                format!("{ONE}[auth]\nkeys_file = \"/nonexistent/keys\"\n"),
+                "auth.keys_file",
+                "cannot read",
+            ),
+            (
+                format!(
+                    "{ONE}[rate_limit]\n[[rate_limit.keys]]\nkey = \"x\"\nrate = 1\n[auth]\npublic = true\n"
+                ),
+                "rate_limit.keys",
+                "[[auth.keys]]",
+            ),
+            (
+                format!("{ONE}[rate_limit.methods]\neth_getLogs = {{ rate = 0 }}\n"),
+                "rate_limit.methods.eth_getLogs.rate",
+                "at least 1",
+            ),
+        ];
+        for (text, key, says) in cases {
+            let e = error(&text);
+            assert_eq!(e.key, key, "{e}\n{text}");
+            assert!(e.message.contains(says), "{e}");
         }
     }
 

@@ -42,6 +42,53 @@ pub struct Config {
     /// `[redis]`: state shared by replicas (absent: each process its own).
     #[serde(default)]
     pub redis: Option<Spanned<RedisSpec>>,
+    /// `[auth]`: client keys required (absent: anyone may call).
+    #[serde(default)]
+    pub auth: Option<Spanned<AuthSpec>>,
+}
+
+/// `[auth]`: which client keys may call, and what each may do.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// Calls without a key are served (charged to their IP) instead of 401.
+    #[serde(default)]
+    pub public: bool,
+    /// Keys also taken from the path: `POST {path_prefix}<key>`.
+    #[serde(default)]
+    pub path_prefix: Option<Spanned<String>>,
+    /// A file of hashed keys: `ID SHA256-HEX` per line.
+    #[serde(default)]
+    pub keys_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keys: Vec<AuthKey>,
+}
+
+/// One client key: its secret (or digest, or an entry of the keys file by
+/// id) and what it may do.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthKey {
+    /// What logs, metrics and errors show instead of the key.
+    pub id: Spanned<String>,
+    /// The key itself (`${ENV}` expanded).
+    #[serde(default)]
+    pub key: Option<Spanned<EnvString>>,
+    /// Or its SHA-256 digest, 64 hex digits.
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
+    /// Its own budget (units per second); without, its calls are charged to
+    /// their IP.
+    #[serde(default)]
+    pub rate: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub burst: Option<Spanned<u32>>,
+    /// The only methods it may call (names or prefixes).
+    #[serde(default)]
+    pub methods: Option<Spanned<Vec<String>>>,
+    /// Every call of the key goes to this group.
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
 }
 
 /// Which method tables (safety, cache rules, metric labels) apply.
@@ -828,6 +875,9 @@ pub struct RateLimit {
     /// shorter one.
     #[serde(default)]
     pub weights: BTreeMap<String, Spanned<u32>>,
+    /// Method or prefix pattern → a budget for all clients together.
+    #[serde(default)]
+    pub methods: BTreeMap<String, Spanned<LimitSpec>>,
 }
 
 impl Default for RateLimit {
@@ -838,6 +888,7 @@ impl Default for RateLimit {
             keys: Vec::new(),
             default_weight: default_weight(),
             weights: BTreeMap::new(),
+            methods: BTreeMap::new(),
         }
     }
 }

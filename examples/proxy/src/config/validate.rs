@@ -25,6 +25,124 @@ impl Config {
         self.check_rate_limit(&err)?;
         self.check_consistency_and_log(&err)?;
         self.check_redis(&err)?;
+        self.check_auth(&err)?;
+        Ok(())
+    }
+
+    /// `[auth]`: the keys file, each key (one secret, an id of its own,
+    /// patterns, a known group), and that someone can call.
+    fn check_auth(&self, err: &Check<'_>) -> Result<(), ConfigError> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        let span = auth.span();
+        let auth = auth.get_ref();
+        if let Some(p) = &auth.path_prefix {
+            let text = p.get_ref();
+            if !text.starts_with('/') || !text.ends_with('/') || text.len() < 2 {
+                return err(
+                    p.span(),
+                    "auth.path_prefix".into(),
+                    "must start and end with `/`, e.g. \"/v1/\"".into(),
+                );
+            }
+        }
+        if let Some(k) = self.rate_limit.keys.first() {
+            return err(
+                k.key.span(),
+                "rate_limit.keys".into(),
+                "with [auth], give each key its budget in [[auth.keys]] (rate, burst)".into(),
+            );
+        }
+        let from_file = match &auth.keys_file {
+            Some(path) => match read_keys(path.get_ref()) {
+                Ok(ids) => ids,
+                Err(e) => return err(path.span(), "auth.keys_file".into(), e),
+            },
+            None => Vec::new(),
+        };
+        let groups = self.effective_groups();
+        for (i, k) in auth.keys.iter().enumerate() {
+            let at = |field: &str| format!("auth.keys[{i}].{field}");
+            let id = k.id.get_ref();
+            if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_whitespace()) {
+                return err(
+                    k.id.span(),
+                    at("id"),
+                    "must be 1 to 64 characters, no spaces".into(),
+                );
+            }
+            if auth.keys[..i].iter().any(|o| o.id.get_ref() == id) {
+                return err(k.id.span(), at("id"), "is listed twice".into());
+            }
+            match (&k.key, &k.sha256, from_file.iter().any(|f| f == id)) {
+                (Some(_), Some(s), _) => {
+                    return err(
+                        s.span(),
+                        at("sha256"),
+                        "give `key` or `sha256`, not both".into(),
+                    )
+                }
+                (Some(key), None, _) if key.get_ref().0.is_empty() => {
+                    return err(key.span(), at("key"), "is empty".into())
+                }
+                (None, Some(s), _) if !is_sha256_hex(s.get_ref()) => {
+                    return err(
+                        s.span(),
+                        at("sha256"),
+                        "must be 64 hexadecimal digits".into(),
+                    )
+                }
+                (None, None, false) => {
+                    return err(
+                        k.id.span(),
+                        at("id"),
+                        "needs `key` or `sha256` (or an entry of that id in keys_file)".into(),
+                    )
+                }
+                _ => {}
+            }
+            if let Some(rate) = &k.rate {
+                if *rate.get_ref() == 0 {
+                    return err(rate.span(), at("rate"), "must be at least 1".into());
+                }
+            }
+            if let Some(b) = &k.burst {
+                if k.rate.is_none() {
+                    return err(b.span(), at("burst"), "needs a rate".into());
+                }
+                if *b.get_ref() == 0 {
+                    return err(b.span(), at("burst"), "must be at least 1".into());
+                }
+            }
+            if let Some(methods) = &k.methods {
+                if let Err(e) = rpc_core::filter::MethodFilter::allow(methods.get_ref()) {
+                    return err(methods.span(), at("methods"), e.to_string());
+                }
+            }
+            if let Some(g) = &k.group {
+                if !groups.iter().any(|(name, _)| name == g.get_ref()) {
+                    let known: Vec<&str> = groups.iter().map(|(n, _)| n.as_str()).collect();
+                    return err(
+                        g.span(),
+                        at("group"),
+                        format!(
+                            "no group named `{}` (groups: {})",
+                            g.get_ref(),
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if auth.keys.is_empty() && from_file.is_empty() && !auth.public {
+            return err(
+                span,
+                "auth".into(),
+                "no key and public = false: nobody could call (add [[auth.keys]] or keys_file)"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -537,6 +655,17 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        for (method, l) in &rl.methods {
+            if let Err(e) = rpc_core::protocol::Pattern::parse(method) {
+                return err(
+                    l.span(),
+                    format!("rate_limit.methods.{method}"),
+                    e.to_string(),
+                );
+            }
+            let l = l.get_ref();
+            limit_check(&l.rate, &l.burst, format!("rate_limit.methods.{method}"))?;
+        }
         for (method, w) in &rl.weights {
             if let Err(e) = rpc_core::protocol::Pattern::parse(method) {
                 return err(
@@ -646,4 +775,28 @@ pub fn read_ca(path: &str) -> Result<Vec<u8>, String> {
         return Err(format!("`{path}` holds no PEM certificate"));
     }
     Ok(pem)
+}
+
+/// The ids of a file of hashed keys (`ID SHA256-HEX` per line), or why it
+/// cannot be used.
+pub fn read_keys(path: &str) -> Result<Vec<String>, String> {
+    let text = read_keys_text(path)?;
+    rpc_core::auth::ApiKeys::new()
+        .parse_hashed(&text)
+        .map_err(|e| format!("`{path}` {e}"))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect())
+}
+
+/// The text of a keys file.
+pub fn read_keys_text(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
