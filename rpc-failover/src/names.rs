@@ -11,6 +11,7 @@
 //! | `rpc_backend_concurrency_limit` | gauge | `backend` (members with a concurrency limit) |
 //! | `rpc_failovers_total` | counter | `backend` (the one the call left) |
 //! | `rpc_hedges_total` | counter | — |
+//! | `rpc_multicalls_total` | counter | — (broadcasts sent to every member) |
 //! | `rpc_quorum_failures_total` | counter | — |
 //! | `rpc_retries_total` | counter | — |
 //! | `rpc_retry_budget_exhausted_total` | counter | — |
@@ -31,6 +32,8 @@ pub const STALLS: &str = "rpc_backend_stalls_total";
 pub const CONCURRENCY_LIMIT: &str = "rpc_backend_concurrency_limit";
 /// Counter: a call moved on from this member to the next.
 pub const FAILOVERS: &str = "rpc_failovers_total";
+/// Counter: a broadcast was sent to every member at once (multicall).
+pub const MULTICALLS: &str = "rpc_multicalls_total";
 /// Counter: a hedge was sent.
 pub const HEDGES: &str = "rpc_hedges_total";
 /// Counter: a quorum call ended without agreement.

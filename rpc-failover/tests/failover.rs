@@ -534,3 +534,57 @@ async fn a_member_that_declines_is_skipped_without_blame() {
     assert_eq!(err.to_error_object().code(), -32601);
     assert_eq!(err.http_status().as_u16(), 400);
 }
+
+// ---- Multicall: a broadcast goes to every member at once ----
+
+#[tokio::test(start_paused = true)]
+async fn a_broadcast_reaches_every_member_and_the_first_acceptance_answers() {
+    // `a` knows the transaction already, `b` accepts it after 50 ms, `c`
+    // after 1 s: the client gets b's hash at 50 ms, and c still gets it.
+    let a = Mock::new("a", |_| Step::Error(-32000, "already known"));
+    let b = Mock::new("b", |_| slow(50, Step::Ok("\"0xhash\"")));
+    let c = Mock::new("c", |_| slow(1_000, Step::Ok("\"0xhash\"")));
+    let g = group(FailoverLayer::new().multicall(true), &[&a, &b, &c]);
+    let started = tokio::time::Instant::now();
+    let r = call(&g, "eth_sendRawTransaction").await.expect("answer");
+    assert_eq!(result_of(&r), "\"0xhash\"");
+    assert_eq!(started.elapsed(), Duration::from_millis(50));
+    assert_eq!((a.calls(), b.calls(), c.calls()), (1, 1, 1));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        c.finished(),
+        1,
+        "the slow member's attempt was not cancelled"
+    );
+    // "already known" is an answer, not a failure: `a` stays in service.
+    for m in g.members() {
+        assert!(m.in_service && m.consecutive_failures == 0, "{m:?}");
+    }
+    // Reads are not multicast.
+    let _ = call(&g, "eth_blockNumber").await;
+    assert_eq!(a.calls() + b.calls() + c.calls(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broadcast_nobody_accepts_answers_already_known_if_a_member_said_so() {
+    let a = Mock::new("a", |_| Step::Refused);
+    let b = Mock::new("b", |_| Step::Error(-32000, "nonce too low"));
+    let c = Mock::new("c", |_| slow(20, Step::Error(-32000, "already known")));
+    let g = group(FailoverLayer::new().multicall(true), &[&a, &b, &c]);
+    let r = call(&g, "eth_sendRawTransaction").await.expect("an answer");
+    let error = r.error_object().expect("an error object");
+    assert_eq!(error.message(), "already known");
+    // Without an "already known", the last answer or error.
+    let b2 = Mock::new("b", |_| Step::Error(-32000, "nonce too low"));
+    let g = group(FailoverLayer::new().multicall(true), &[&b2]);
+    let r = call(&g, "eth_sendRawTransaction").await.expect("an answer");
+    assert_eq!(r.error_object().map(|e| e.message()), Some("nonce too low"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_multicall_a_broadcast_goes_to_one_member() {
+    let (a, b) = (Mock::ok("a", "\"0xhash\""), Mock::ok("b", "\"0xhash\""));
+    let g = group(FailoverLayer::new(), &[&a, &b]);
+    call(&g, "eth_sendRawTransaction").await.expect("answer");
+    assert_eq!((a.calls(), b.calls()), (1, 0));
+}

@@ -603,7 +603,8 @@ fn group_stack(
         .attempt_deadline(deadline)
         .budget(budget.clone())
         .health_check(health)
-        .queue(group.queue, group.queue_wait.0);
+        .queue(group.queue, group.queue_wait.0)
+        .multicall(group.multicall.as_ref().is_some_and(|m| *m.get_ref()));
     failover = match group.strategy {
         Strategy::RoundRobin => failover.spread(Spread::RoundRobin),
         Strategy::LeastLatency => failover.spread(Spread::least_latency()),

@@ -40,6 +40,9 @@ pub(crate) async fn run<S: JsonRpcService>(
         return run_sequential_from(&core, request, class.is_safe_to_repeat(), others).await;
     }
     match hedge {
+        _ if class == Idempotency::Idempotent && core.policy.multicall && core.len() > 1 => {
+            run_multicall(core, request).await
+        }
         Some(tracker) if class == Idempotency::Read && core.len() > 1 => {
             run_hedged(&core, &tracker, request).await
         }
@@ -299,5 +302,79 @@ async fn run_hedged<S: JsonRpcService>(
                 }
             }
         }
+    }
+}
+
+/// Whether a backend's error answer to a broadcast says it already has the
+/// transaction (geth / reth / erigon / anvil / Nethermind / Besu, bitcoind
+/// and ElectrumX wordings): the broadcast's purpose is met on that node.
+pub(crate) fn already_known(response: &Response) -> bool {
+    let Some(error) = response.error_object() else {
+        return false;
+    };
+    let message = error.message().to_ascii_lowercase();
+    [
+        "already known",
+        "alreadyknown",
+        "known transaction",
+        "already imported",
+        "already in the pool",
+        "already exists",
+        "txn-already-known",
+        "txn-already-in-mempool",
+        "transaction already in block chain",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
+/// A broadcast to every member at once (see
+/// [`FailoverLayer::multicall`](crate::FailoverLayer::multicall)): each
+/// attempt is a task of its own, so answering the client with the first
+/// acceptance cancels none of them.
+async fn run_multicall<S: JsonRpcService>(
+    core: Arc<Core<S>>,
+    request: Request,
+) -> Result<Response, RpcError> {
+    let started = Some(Instant::now());
+    let need = core.need(&request);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(core.len().max(1));
+    let mut tried = 0u64;
+    while let Some(pick) = core.pick_with(tried, &need) {
+        tried |= 1 << pick.index;
+        let (core, request, tx) = (core.clone(), request.clone(), tx.clone());
+        // Reserved here, not in the task: the member is released even if
+        // the task never runs (a runtime shutting down).
+        tokio::spawn(async move {
+            let reservation = core.reserve(pick);
+            let outcome = core
+                .attempt(reservation, request, true, started, false)
+                .await;
+            // The receiver may have answered and gone: fine.
+            let _ = tx.send(outcome).await;
+        });
+        if pick.last_resort {
+            break;
+        }
+    }
+    drop(tx);
+    if tried == 0 {
+        return finish(&core, None);
+    }
+    metrics::counter!(names::MULTICALLS).increment(1);
+    let mut known = None;
+    let mut last = None;
+    while let Some(outcome) = rx.recv().await {
+        match outcome {
+            Outcome::Answer(response) if response.result_json().is_some() => {
+                return Ok(with_attempts(response, tried));
+            }
+            Outcome::Answer(response) if already_known(&response) => known = Some(response),
+            outcome => last = Some(outcome),
+        }
+    }
+    match known {
+        Some(response) => Ok(with_attempts(response, tried)),
+        None => finish(&core, last),
     }
 }

@@ -97,6 +97,31 @@ impl FailoverLayer {
         self
     }
 
+    /// Sends each broadcast — a call that changes state but may be repeated
+    /// ([`Idempotent`](crate::Idempotency::Idempotent):
+    /// `eth_sendRawTransaction`, `blockchain.transaction.broadcast`) — to
+    /// every member in rotation at once, so that a transaction reaches
+    /// every node's pool however the nodes gossip (proxyd's multicall).
+    /// The first member to accept it answers the client; the others run to
+    /// their own end in the background (their answers feed their health
+    /// like any attempt), and one saying the transaction is already known
+    /// is not a failure. When none accepts it, the client gets an
+    /// "already known" answer if a member gave one (the transaction is in
+    /// a pool), else the last answer or error. Default: off (a broadcast
+    /// goes to one member, failing over like any idempotent call).
+    /// Counted in `rpc_multicalls_total`.
+    ///
+    /// ```
+    /// use rpc_failover::FailoverLayer;
+    ///
+    /// let layer = FailoverLayer::new().multicall(true);
+    /// # drop(layer);
+    /// ```
+    pub fn multicall(mut self, on: bool) -> Self {
+        self.policy.multicall = on;
+        self
+    }
+
     /// Tracks each member's chain head and keeps lagging or frozen members
     /// out of rotation, routes explicit-block calls to members that have the
     /// block, and honours [`MinHead`](rpc_core::MinHead) for read-your-head

@@ -252,6 +252,8 @@ pub(crate) struct GroupPolicy {
     pub(crate) health: HealthCheck,
     pub(crate) max_queue: usize,
     pub(crate) max_queue_wait: Duration,
+    /// Broadcasts (idempotent writes) go to every member at once.
+    pub(crate) multicall: bool,
 }
 
 impl Default for GroupPolicy {
@@ -269,6 +271,7 @@ impl Default for GroupPolicy {
             health: HealthCheck::default(),
             max_queue: 1024,
             max_queue_wait: Duration::from_secs(5),
+            multicall: false,
         }
     }
 }
@@ -285,6 +288,7 @@ impl std::fmt::Debug for GroupPolicy {
             .field("budget", &self.budget)
             .field("health", &self.health)
             .field("max_queue", &self.max_queue)
+            .field("multicall", &self.multicall)
             .finish_non_exhaustive()
     }
 }

@@ -417,6 +417,9 @@ pub struct Group {
     pub queue: usize,
     #[serde(default = "default_queue_wait")]
     pub queue_wait: Secs,
+    /// Broadcasts (`eth_sendRawTransaction`, ...) to every member at once.
+    #[serde(default)]
+    pub multicall: Option<Spanned<bool>>,
     /// `eth_getLogs` block ranges.
     #[serde(default)]
     pub get_logs: GetLogs,
@@ -974,6 +977,7 @@ impl Group {
             recheck_interval: default_recheck(),
             queue: defaults::QUEUE,
             queue_wait: default_queue_wait(),
+            multicall: None,
             get_logs: GetLogs::default(),
         }
     }

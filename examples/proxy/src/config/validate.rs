@@ -287,6 +287,16 @@ impl Config {
                     "`hedge_delay` / `hedge_quantile` need `strategy = \"hedged\"`".into(),
                 );
             }
+            if let Some(m) = &g.multicall {
+                if *m.get_ref() && g.strategy == Strategy::Quorum {
+                    return err(
+                        m.span(),
+                        key("multicall"),
+                        "a quorum group sends writes to one member; multicall needs another strategy"
+                            .into(),
+                    );
+                }
+            }
             if let Some(q) = &g.hedge_quantile {
                 if !(q.get_ref() > &0.0 && q.get_ref() < &1.0) {
                     return err(
