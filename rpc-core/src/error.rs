@@ -48,6 +48,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// | `MethodNotAllowed` | not sent | no | -32601 | 403 |
 /// | `InvalidParams` | not sent | no | -32602 | 400 |
 /// | `RateLimited` | not sent | after `retry_after` | -32016 | 429 |
+/// | `SenderLimited` | not sent | after `retry_after` | -32017 | 429 |
 /// | `Overloaded` | not sent | yes | -32011 | 503 |
 /// | `QuorumNotReached` | maybe sent | no | -32019 | 502 |
 /// | `Rejected` | not sent | no | its own | its own |
@@ -155,6 +156,14 @@ pub enum RpcError {
     #[error("rate limited")]
     RateLimited {
         /// When the client may try again.
+        retry_after: Option<Duration>,
+    },
+
+    /// The transaction's sender is over its rate limit (a per-sender limit
+    /// on broadcasts: `ratelimit::SenderLimitLayer`).
+    #[error("sender rate limited")]
+    SenderLimited {
+        /// When the sender may try again.
         retry_after: Option<Duration>,
     },
 
@@ -270,6 +279,9 @@ impl Clone for RpcError {
             RpcError::RateLimited { retry_after } => RpcError::RateLimited {
                 retry_after: *retry_after,
             },
+            RpcError::SenderLimited { retry_after } => RpcError::SenderLimited {
+                retry_after: *retry_after,
+            },
             RpcError::Overloaded => RpcError::Overloaded,
             RpcError::QuorumNotReached { reason, votes } => RpcError::QuorumNotReached {
                 reason: reason.clone(),
@@ -325,6 +337,7 @@ impl RpcError {
             | RpcError::MethodNotAllowed { .. }
             | RpcError::InvalidParams { .. }
             | RpcError::RateLimited { .. }
+            | RpcError::SenderLimited { .. }
             | RpcError::Rejected { .. }
             | RpcError::Overloaded => Delivery::NotSent,
             RpcError::Timeout { .. }
@@ -349,6 +362,7 @@ impl RpcError {
             | RpcError::InvalidResponse { .. }
             | RpcError::NoBackendAvailable { .. }
             | RpcError::RateLimited { .. }
+            | RpcError::SenderLimited { .. }
             | RpcError::Overloaded => true,
             RpcError::HttpStatus { status, .. } => {
                 *status == StatusCode::REQUEST_TIMEOUT
@@ -391,7 +405,8 @@ impl RpcError {
         match self {
             RpcError::HttpStatus { retry_after, .. }
             | RpcError::NoBackendAvailable { retry_after }
-            | RpcError::RateLimited { retry_after } => *retry_after,
+            | RpcError::RateLimited { retry_after }
+            | RpcError::SenderLimited { retry_after } => *retry_after,
             _ => None,
         }
     }
@@ -445,6 +460,10 @@ impl RpcError {
             RpcError::RateLimited { .. } => {
                 ErrorObject::new(codes::RATE_LIMITED, "over rate limit")
             }
+            RpcError::SenderLimited { .. } => ErrorObject::new(
+                codes::SENDER_RATE_LIMITED,
+                "over rate limit: too many transactions from this sender",
+            ),
             RpcError::Overloaded => ErrorObject::new(codes::NO_BACKEND, "server overloaded"),
             RpcError::QuorumNotReached { votes, .. } => {
                 let obj = ErrorObject::new(codes::QUORUM_NOT_REACHED, "backends did not agree");
@@ -494,7 +513,9 @@ impl RpcError {
             }
             RpcError::MethodNotAllowed { .. } => StatusCode::FORBIDDEN,
             RpcError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
-            RpcError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RpcError::RateLimited { .. } | RpcError::SenderLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             RpcError::Rejected { status, .. } => *status,
             RpcError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

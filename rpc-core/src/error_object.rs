@@ -31,6 +31,8 @@ pub mod codes {
     pub const GATEWAY_TIMEOUT: i64 = -32015;
     /// The client is over its rate limit.
     pub const RATE_LIMITED: i64 = -32016;
+    /// The transaction's sender is over its rate limit.
+    pub const SENDER_RATE_LIMITED: i64 = -32017;
     /// Backends did not agree, or too few answered, for a quorum.
     pub const QUORUM_NOT_REACHED: i64 = -32019;
     /// A backend's response was larger than allowed.

@@ -173,7 +173,8 @@ impl State {
                 match err {
                     RpcError::MethodNotAllowed { .. }
                     | RpcError::InvalidParams { .. }
-                    | RpcError::RateLimited { .. } => h.rejected.increment(1),
+                    | RpcError::RateLimited { .. }
+                    | RpcError::SenderLimited { .. } => h.rejected.increment(1),
                     _ => h.failed.increment(1),
                 }
                 if let Some(b) = err.backend() {

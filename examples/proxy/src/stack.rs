@@ -6,7 +6,9 @@
 //! HTTP front (rpc-core::server)   [+ CORS, an HTTP-level tower-http layer]
 //!   MetricsLayer::client          every call, with its method and outcome
 //!   MethodFilterLayer             [methods] allow / deny, before any cost
-//!   RateLimitLayer                [rate_limit] per IP / per API key, weighted [+ redis]
+//!   KeyPolicyLayer                [[auth.keys]] methods and group per client key
+//!   RateLimitLayer                [rate_limit] per IP / per API key / per method, weighted [+ redis]
+//!   SenderLimitLayer              [rate_limit] per_sender: per transaction sender
 //!   AdmissionLayer                WebSocket eth_subscribe stops here (admitted)
 //!   ConsistencyLayer              [consistency] read-your-head sessions [+ redis]
 //!   CacheLayer                    [cache], shared by every group [+ redis: RedisStore]
@@ -190,6 +192,13 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
     let api_keys = api_keys(config)?;
     let key_policy = key_policy(config)?;
     let rate_limit = rate_limit(config, redis.as_ref());
+    // `[rate_limit] per_sender`: each transaction sender's own budget.
+    let per_sender = config.rate_limit.per_sender.as_ref().map(|p| {
+        let p = p.get_ref();
+        let rate = *p.rate.get_ref();
+        let burst = p.burst.as_ref().map_or(rate, |b| *b.get_ref());
+        rpc_core::ratelimit::SenderLimitLayer::new(Limit::per_second(rate).burst(burst))
+    });
     let consistency = config.consistency.enabled.then(|| {
         let layer = ConsistencyLayer::new()
             .per_connection(config.consistency.per_connection)
@@ -242,6 +251,7 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
             // What each client key may call, and where its calls go.
             .option_layer(key_policy)
             .option_layer(rate_limit)
+            .option_layer(per_sender)
             // WebSocket subscribe calls are admitted (filtered, limited,
             // counted) above this line and answered by the hub, never
             // forwarded.

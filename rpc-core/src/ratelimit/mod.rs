@@ -33,6 +33,9 @@
 //! ```
 
 mod layer;
+#[cfg(feature = "tx-sender")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tx-sender")))]
+pub mod sender;
 mod service;
 #[cfg(feature = "redis")]
 mod shared;
@@ -48,6 +51,12 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 pub use layer::RateLimitLayer;
+#[cfg(feature = "tx-sender")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tx-sender")))]
+pub use sender::{
+    sender_of, SenderLimit, SenderLimitLayer, RAW_TRANSACTION_METHODS, SENDER_LIMITED,
+    SENDER_UNRECOGNIZED,
+};
 pub use service::{RateLimit, ResponseFuture};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -866,6 +866,10 @@ pub struct RateLimit {
     /// The budget of each client IP without a known key.
     #[serde(default)]
     pub per_ip: Option<LimitSpec>,
+    /// The budget of each transaction sender (recovered from the signed
+    /// transaction of `eth_sendRawTransaction` and its variants).
+    #[serde(default)]
+    pub per_sender: Option<Spanned<LimitSpec>>,
     /// The request header clients put their key in.
     #[serde(default = "default_key_header")]
     pub key_header: Spanned<String>,
@@ -887,6 +891,7 @@ impl Default for RateLimit {
     fn default() -> Self {
         RateLimit {
             per_ip: None,
+            per_sender: None,
             key_header: default_key_header(),
             keys: Vec::new(),
             default_weight: default_weight(),

@@ -638,6 +638,18 @@ impl Config {
         if let Some(p) = &rl.per_ip {
             limit_check(&p.rate, &p.burst, "rate_limit.per_ip".into())?;
         }
+        if let Some(p) = &rl.per_sender {
+            if self.protocol != Protocol::Ethereum {
+                return err(
+                    p.span(),
+                    "rate_limit.per_sender".into(),
+                    "needs `protocol = \"ethereum\"` (senders are recovered from Ethereum transactions)"
+                        .into(),
+                );
+            }
+            let l = p.get_ref();
+            limit_check(&l.rate, &l.burst, "rate_limit.per_sender".into())?;
+        }
         for (i, k) in rl.keys.iter().enumerate() {
             limit_check(&k.rate, &k.burst, format!("rate_limit.keys[{i}]"))?;
             if k.key.get_ref().0.is_empty() {
