@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use sha2::Digest;
 use tests::{body, post_to, scrape, start_anvil, start_proxy_file, write_config};
+use tokio_tungstenite::tungstenite::Message;
 
 const READER_KEY: &str = "rk-7f3c0e6a-reader-secret";
 const VIP_KEY: &str = "vk-91d2b4c8-vip-secret";
@@ -173,6 +175,39 @@ async fn keys_in_header_path_and_file_and_what_each_may_do() {
         codes[2..].iter().all(|c| *c == (429, Some(-32016))),
         "{codes:?}"
     );
+
+    // A WebSocket upgrade is checked like a POST: 401 without a key; with
+    // the key in the path it opens, and its calls carry the key's policy.
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401)
+        }
+        other => panic!("upgrade without a key: {:?}", other.map(|_| ())),
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/{FILED_KEY}"))
+        .await
+        .expect("an upgrade with a key");
+    for (method, ok) in [("eth_chainId", true), ("net_version", false)] {
+        ws.send(Message::text(body(method, json!([]))))
+            .await
+            .expect("send");
+        let answer = loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("an answer in time")
+                .expect("open")
+                .expect("a message");
+            if let Message::Text(t) = msg {
+                break serde_json::from_str::<Value>(&t).expect("JSON");
+            }
+        };
+        if ok {
+            assert!(answer["result"].is_string(), "{method}: {answer}");
+        } else {
+            assert_eq!(answer["error"]["code"], -32601, "{method}: {answer}");
+        }
+    }
+    drop(ws);
 
     // A key added to the file, then SIGHUP: it works without a restart.
     let (status, _, _) = call(addr, "/", Some(LATE_KEY), chain_id()).await;

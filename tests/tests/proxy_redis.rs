@@ -139,6 +139,46 @@ async fn three_replicas_admit_one_rate_not_three() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_budget_for_all_clients_is_one_across_replicas() {
+    let redis = RedisServer::start();
+    let upstream = FaultUpstream::start_chain(ScriptedChain::new(0x100)).await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[rate_limit]\nper_ip = {{ rate = 1000 }}\n\
+         [rate_limit.methods]\neth_getBalance = {{ rate = 1, burst = 4 }}\n\
+         [redis]\nurl = \"{}\"\ndeadline = \"200ms\"\n[backends.node]\nurl = \"{}\"\n",
+        redis.url(),
+        upstream.url()
+    );
+    let fleet = replicas(2, &toml);
+    let start = Instant::now();
+    let (mut admitted, mut refused) = (0, 0);
+    // Twelve calls alternating replicas, as fast as they go: each replica
+    // alone would admit its own burst of 4 (8 in all).
+    for i in 0..12 {
+        let params = json!(["0x0000000000000000000000000000000000000000", "latest"]);
+        let (status, _, v) = send(fleet[i % 2].1, "eth_getBalance", params, &[]).await;
+        if v.get("result").is_some() {
+            admitted += 1;
+        } else {
+            assert_eq!(
+                (status, v["error"]["code"].clone()),
+                (429, json!(-32016)),
+                "{v}"
+            );
+            refused += 1;
+        }
+    }
+    let allowed = 4.0 + start.elapsed().as_secs_f64();
+    assert!(
+        admitted >= 4 && f64::from(admitted) <= allowed.floor(),
+        "admitted {admitted}, refused {refused}: the fleet's budget is {allowed:.1}"
+    );
+    // Other methods are not charged to it.
+    let (status, _, _) = send(fleet[0].1, "eth_chainId", json!([]), &[]).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_replica_hits_what_the_first_cached() {
     let redis = RedisServer::start();
     let upstream = FaultUpstream::start_chain(ScriptedChain::new(0x100)).await;
