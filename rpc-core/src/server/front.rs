@@ -161,7 +161,6 @@ where
 }
 
 impl<S: JsonRpcService> HttpFront<S> {
-    /// What every call of this HTTP request (or WebSocket session) carries.
     /// The key a request's calls carry: with [`ApiKeys`](crate::auth::ApiKeys),
     /// the id of the key it presented (header, else path) or why it is
     /// refused; without, the header's value as it is.
@@ -194,6 +193,7 @@ impl<S: JsonRpcService> HttpFront<S> {
         }
     }
 
+    /// What every call of this HTTP request (or WebSocket session) carries.
     fn context(&self, parts: &http::request::Parts, api_key: Option<ApiKey>) -> CallContext {
         let config = &self.config;
         CallContext {
