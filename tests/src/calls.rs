@@ -187,3 +187,27 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
     let (status, _, body) = send(addr, req).await;
     (status, body)
 }
+
+/// A client WebSocket to a proxy (`tokio_tungstenite::connect_async`).
+pub type WsSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends one JSON-RPC message on `ws` and returns the next text message
+/// (pings and other frames skipped), within 10 s.
+pub async fn ws_ask(ws: &mut WsSocket, body: Value) -> Value {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(body.to_string()))
+        .await
+        .expect("send");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("a message");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("JSON");
+        }
+    }
+}

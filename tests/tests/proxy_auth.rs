@@ -5,11 +5,9 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use sha2::Digest;
-use tests::{body, post_to, scrape, start_anvil, start_proxy_file, write_config};
-use tokio_tungstenite::tungstenite::Message;
+use tests::{body, post_to, scrape, start_anvil, start_proxy_file, write_config, ws_ask};
 
 const READER_KEY: &str = "rk-7f3c0e6a-reader-secret";
 const VIP_KEY: &str = "vk-91d2b4c8-vip-secret";
@@ -188,19 +186,8 @@ async fn keys_in_header_path_and_file_and_what_each_may_do() {
         .await
         .expect("an upgrade with a key");
     for (method, ok) in [("eth_chainId", true), ("net_version", false)] {
-        ws.send(Message::text(body(method, json!([]))))
-            .await
-            .expect("send");
-        let answer = loop {
-            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .expect("an answer in time")
-                .expect("open")
-                .expect("a message");
-            if let Message::Text(t) = msg {
-                break serde_json::from_str::<Value>(&t).expect("JSON");
-            }
-        };
+        let message: Value = serde_json::from_str(&body(method, json!([]))).expect("JSON");
+        let answer = ws_ask(&mut ws, message).await;
         if ok {
             assert!(answer["result"].is_string(), "{method}: {answer}");
         } else {

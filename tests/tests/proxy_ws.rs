@@ -8,33 +8,16 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tests::{start_anvil, start_proxy_config, start_ws_proxy};
+use tests::{start_anvil, start_proxy_config, start_ws_proxy, ws_ask as ask};
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tests::WsSocket;
 
 async fn open(addr: SocketAddr) -> Result<Socket, u16> {
     match tokio_tungstenite::connect_async(format!("ws://{addr}/")).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
         Err(e) => panic!("upgrade failed: {e}"),
-    }
-}
-
-async fn ask(ws: &mut Socket, body: Value) -> Value {
-    ws.send(Message::text(body.to_string()))
-        .await
-        .expect("send");
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an answer in time")
-            .expect("open")
-            .expect("a message");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).expect("JSON");
-        }
     }
 }
 
