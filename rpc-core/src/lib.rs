@@ -47,7 +47,7 @@
 //!
 //! ## Extensions: what layers tell each other
 //!
-//! Layers pass facts in the `http::Extensions` of calls and answers, never
+//! Layers pass facts in the [`Extensions`] of calls and answers, never
 //! by depending on each other. Who sets and who reads each type:
 //!
 //! | type | on | set by | read by |
@@ -84,6 +84,7 @@ mod budget;
 mod error;
 mod error_object;
 mod ext;
+mod extensions;
 pub mod filter;
 #[cfg(feature = "http-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
@@ -127,6 +128,7 @@ pub use ext::{
 };
 #[cfg(feature = "http-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
+pub use extensions::Extensions;
 pub use http_backend::{HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::{ArrayJoiner, JoinError, RawJson};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Extensions;
+use crate::Extensions;
 use tokio::time::Instant;
 
 use crate::error_object::write_json_str;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use http::Extensions;
+use crate::Extensions;
 
 use crate::{ErrorObject, Id, RawJson};
 
@@ -32,7 +32,14 @@ pub enum Payload {
 pub struct Response {
     id: Id,
     payload: Payload,
-    extensions: Extensions,
+    /// `None` until a layer puts something in (one allocation then).
+    extensions: Option<Box<Extensions>>,
+}
+
+/// What [`Response::extensions`] shows for an answer that has none.
+fn no_extensions() -> &'static Extensions {
+    static EMPTY: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Extensions::new)
 }
 
 impl Response {
@@ -41,7 +48,7 @@ impl Response {
         Response {
             id,
             payload,
-            extensions: Extensions::new(),
+            extensions: None,
         }
     }
 
@@ -88,17 +95,24 @@ impl Response {
 
     /// Consumes the response into its parts.
     pub fn into_parts(self) -> (Id, Payload, Extensions) {
-        (self.id, self.payload, self.extensions)
+        (
+            self.id,
+            self.payload,
+            self.extensions.map(|e| *e).unwrap_or_default(),
+        )
     }
 
     /// Per-call context.
     pub fn extensions(&self) -> &Extensions {
-        &self.extensions
+        match &self.extensions {
+            Some(e) => e,
+            None => no_extensions(),
+        }
     }
 
     /// Per-call context, mutable.
     pub fn extensions_mut(&mut self) -> &mut Extensions {
-        &mut self.extensions
+        self.extensions.get_or_insert_with(Box::default)
     }
 
     /// Writes the response as compact JSON.
