@@ -175,6 +175,11 @@ impl ErrorObject {
 
     /// Parses an error object borrowed from `body`, tolerantly.
     pub(crate) fn from_raw(body: &Bytes, raw: &RawValue) -> Option<Self> {
+        Self::from_raw_str(body, raw.get())
+    }
+
+    /// [`from_raw`](Self::from_raw) for the JSON text of an error object.
+    pub(crate) fn from_raw_str(body: &Bytes, raw: &str) -> Option<Self> {
         #[derive(Deserialize)]
         struct Wire<'a> {
             #[serde(borrow, default)]
@@ -184,7 +189,7 @@ impl ErrorObject {
             #[serde(borrow, default, deserialize_with = "crate::parse::some_raw")]
             data: Option<&'a RawValue>,
         }
-        let wire: Wire<'_> = serde_json::from_str(raw.get()).ok()?;
+        let wire: Wire<'_> = serde_json::from_str(raw).ok()?;
         let code = match wire.code {
             Some(code) => parse_code(code.get())?,
             None => return None,

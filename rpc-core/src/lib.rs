@@ -90,6 +90,7 @@ pub mod filter;
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
 mod http_backend;
 mod id;
+mod json_scan;
 pub mod methods;
 pub mod parse;
 pub mod protocol;

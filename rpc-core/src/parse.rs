@@ -10,6 +10,8 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::json_scan::{Fields, Scan, Scanner};
+
 use crate::{ErrorObject, Id, Payload, RawJson, Request, Response};
 
 /// A parsed HTTP body: one call or a batch of them.
@@ -337,24 +339,76 @@ struct WireResponse<'a> {
     error: Option<&'a RawValue>,
 }
 
+impl<'a> WireResponse<'a> {
+    fn fields(&self) -> Fields<'a> {
+        Fields {
+            id: self.id.map(RawValue::get),
+            result: self.result.map(RawValue::get),
+            error: self.error.map(RawValue::get),
+        }
+    }
+}
+
 /// The payload of one answer object: tolerant of `"error": null` beside a
 /// result and `"result": null` beside an error (common and harmless),
 /// strict about two real values or none.
-fn payload_of(body: &Bytes, wire: &WireResponse<'_>) -> Result<Payload, String> {
-    let error = wire.error.filter(|e| e.get() != "null");
+fn payload_of(body: &Bytes, wire: &Fields<'_>) -> Result<Payload, String> {
+    let error = wire.error.filter(|e| *e != "null");
     let result = match (wire.result, error) {
-        (Some(r), Some(_)) if r.get() == "null" => None,
+        (Some("null"), Some(_)) => None,
         (result, _) => result,
     };
     Ok(match (result, error) {
-        (Some(result), None) => Payload::Result(RawJson::slice_of(body, result)),
-        (None, Some(error)) => match ErrorObject::from_raw(body, error) {
+        (Some(result), None) => Payload::Result(RawJson::slice_of_str(body, result)),
+        (None, Some(error)) => match ErrorObject::from_raw_str(body, error) {
             Some(obj) => Payload::Error(obj),
             None => return Err("malformed error object".to_owned()),
         },
         (Some(_), Some(_)) => return Err("both result and error".to_owned()),
         (None, None) => return Err("neither result nor error".to_owned()),
     })
+}
+
+/// Why an answer is not JSON, in the words the callers report.
+fn malformed(e: impl fmt::Display) -> String {
+    format!("malformed JSON: {e}")
+}
+
+fn scan_into<'a>(
+    scan: &mut Scanner<'a>,
+    batch: bool,
+    answers: &mut Vec<Fields<'a>>,
+) -> Result<(), Scan> {
+    if batch {
+        scan.expect_open_array()?;
+        if !scan.eat(b']') {
+            loop {
+                answers.push(scan.answer()?);
+                if scan.eat(b']') {
+                    break;
+                }
+                scan.expect_comma()?;
+            }
+        }
+    } else {
+        answers.push(scan.answer()?);
+    }
+    scan.end()
+}
+
+/// The answer objects of `body` (one, or a batch's), scanned with
+/// [`json_scan`](crate::json_scan); `Ok(None)` when only serde_json can
+/// tell (an escaped member name).
+fn scan_answers(body: &Bytes, batch: bool) -> Result<Option<Vec<Fields<'_>>>, String> {
+    let text = std::str::from_utf8(body).map_err(malformed)?;
+    let mut scan = Scanner::new(text);
+    let mut answers = Vec::new();
+    match scan_into(&mut scan, batch, &mut answers) {
+        Ok(()) => Ok(Some(answers)),
+        Err(Scan::EscapedKey) => Ok(None),
+        Err(Scan::Duplicate(name)) => Err(malformed(format_args!("duplicate field `{name}`"))),
+        Err(Scan::Malformed(at)) => Err(malformed(format_args!("at byte {at}"))),
+    }
 }
 
 /// One answer of a batch: its wire id, and its payload or why it is not one.
@@ -380,12 +434,18 @@ pub fn parse_batch_response(body: &Bytes) -> Result<Vec<BatchAnswerItem>, String
     if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'[') {
         return Err("a batch answer that is not a JSON array".to_owned());
     }
-    let wires: Vec<WireResponse<'_>> =
-        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let serde;
+    let wires = match scan_answers(body, true)? {
+        Some(wires) => wires,
+        None => {
+            serde = serde_json::from_slice::<Vec<WireResponse<'_>>>(body).map_err(malformed)?;
+            serde.iter().map(WireResponse::fields).collect()
+        }
+    };
     Ok(wires
         .iter()
         .filter_map(|wire| {
-            let id = wire.id?.get().parse::<u64>().ok()?;
+            let id = wire.id?.parse::<u64>().ok()?;
             Some((id, payload_of(body, wire)))
         })
         .collect())
@@ -407,13 +467,17 @@ pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
         None => return Err("empty body".to_owned()),
         Some(_) => return Err("not a JSON-RPC response object".to_owned()),
     }
-    let wire: WireResponse<'_> =
-        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let wire = match scan_answers(body, false)? {
+        Some(mut one) => one.pop().unwrap_or_default(),
+        None => serde_json::from_slice::<WireResponse<'_>>(body)
+            .map_err(malformed)?
+            .fields(),
+    };
     let payload = payload_of(body, &wire)?;
     let id_ok = match wire.id {
         Some(id) => {
-            id.get().as_bytes() == wire_id.as_json()
-                || matches!(payload, Payload::Error(_)) && id.get() == "null"
+            id.as_bytes() == wire_id.as_json()
+                || matches!(payload, Payload::Error(_)) && id == "null"
         }
         None => matches!(payload, Payload::Error(_)),
     };
@@ -421,4 +485,105 @@ pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
         return Err("id does not match the request".to_owned());
     }
     Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json_scan::tests::mutations;
+
+    /// Each answer's id text and payload, or why the whole body is refused.
+    type Answers = Result<Vec<(Option<String>, Result<Payload, String>)>, String>;
+
+    /// What the answers of `body` are, by serde_json alone (answers that
+    /// are not objects refused, as the scanner does: serde would read an
+    /// array as the struct's fields in order).
+    fn serde_only(body: &Bytes, batch: bool) -> Answers {
+        let objects: Vec<&RawValue> = if batch {
+            serde_json::from_slice(body).map_err(malformed)?
+        } else {
+            vec![serde_json::from_slice(body).map_err(malformed)?]
+        };
+        let mut out = Vec::new();
+        for raw in objects {
+            if !raw.get().starts_with('{') {
+                return Err(malformed("not an object"));
+            }
+            let wire = serde_json::from_str::<WireResponse<'_>>(raw.get()).map_err(malformed)?;
+            let fields = wire.fields();
+            out.push((fields.id.map(str::to_owned), payload_of(body, &fields)));
+        }
+        Ok(out)
+    }
+
+    /// `None` when the scanner leaves the answer to serde_json.
+    fn scanned(body: &Bytes, batch: bool) -> Option<Answers> {
+        match scan_answers(body, batch) {
+            Ok(None) => None,
+            Ok(Some(answers)) => Some(Ok(answers
+                .iter()
+                .map(|f| (f.id.map(str::to_owned), payload_of(body, f)))
+                .collect())),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// On thousands of damaged answers, the scanner finds exactly the
+    /// answers, ids and payloads serde_json finds, and refuses exactly
+    /// what it refuses.
+    #[test]
+    fn the_scanner_reads_answers_as_serde_json_does() {
+        let single = r#"{"jsonrpc":"2.0","id":17,"result":{"hash":"0xab","txs":[{"v":"0x1"}],"n":null},"error":null}"#;
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"result":"0x1"},{"id":2,"error":{"code":-32000,"message":"m\u00e9","data":[1]}},{"id":3,"result":null,"error":{"code":1,"message":"x"}}]"#;
+        let mut compared = 0;
+        for (seed, is_batch) in [(single, false), (batch, true)] {
+            for text in std::iter::once(seed.to_owned()).chain(mutations(seed, 20_000)) {
+                let body = Bytes::from(text.clone());
+                let Some(fast) = scanned(&body, is_batch) else {
+                    // An escaped member name: serde_json decides.
+                    continue;
+                };
+                let slow = serde_only(&body, is_batch);
+                compared += 1;
+                match (&fast, &slow) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                    (Err(_), Err(_)) => {}
+                    _ => {
+                        panic!("{text}: scanner {fast:?}, serde {slow:?}");
+                    }
+                }
+            }
+        }
+        assert!(compared > 30_000, "{compared}");
+    }
+
+    #[test]
+    fn escaped_member_names_are_read_by_serde_json() {
+        let body = Bytes::from_static(br#"{"\u0069d":5,"result":"0x1"}"#);
+        assert_eq!(
+            parse_response(&body, &Id::from(5u64)),
+            Ok(Payload::Result(RawJson::from_static(r#""0x1""#).unwrap()))
+        );
+        let body = Bytes::from_static(br#"[{"id":5,"r\u0065sult":"0x1"}]"#);
+        let items = parse_batch_response(&body).unwrap();
+        assert_eq!(items[0].0, 5);
+        assert!(items[0].1.is_ok());
+    }
+
+    #[test]
+    fn answers_that_are_not_utf8_or_repeat_a_member_are_malformed() {
+        let body = Bytes::from_static(b"{\"id\":1,\"result\":\"\xff\"}");
+        assert!(parse_response(&body, &Id::from(1u64))
+            .unwrap_err()
+            .starts_with("malformed JSON"));
+        let body = Bytes::from_static(br#"{"id":1,"result":"0x1","result":"0x2"}"#);
+        assert_eq!(
+            parse_response(&body, &Id::from(1u64)),
+            Err("malformed JSON: duplicate field `result`".to_owned())
+        );
+        let body = Bytes::from_static(br#"[{"id":1,"result":"0x1"},[1,"0x2",null]]"#);
+        assert!(parse_batch_response(&body)
+            .unwrap_err()
+            .starts_with("malformed JSON"));
+    }
 }

@@ -60,7 +60,12 @@ impl RawJson {
     /// `raw` must point into `body`; when it does not (which would be a bug in
     /// the caller) the value is copied instead, so the result is still right.
     pub(crate) fn slice_of(body: &Bytes, raw: &RawValue) -> Self {
-        let text = raw.get().as_bytes();
+        Self::slice_of_str(body, raw.get())
+    }
+
+    /// [`slice_of`](Self::slice_of) for JSON text the caller validated.
+    pub(crate) fn slice_of_str(body: &Bytes, text: &str) -> Self {
+        let text = text.as_bytes();
         let start = body.as_ptr() as usize;
         let at = text.as_ptr() as usize;
         if at >= start && at + text.len() <= start + body.len() {
