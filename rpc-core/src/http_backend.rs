@@ -104,12 +104,24 @@ type Delivered = Result<(Payload, Option<Arc<BytePermit>>), RpcError>;
 /// A call waiting in an upstream batch.
 struct Queued {
     id: u64,
-    frame: Vec<u8>,
+    /// Written straight into the upstream body when the batch is sent (a
+    /// clone shares the method, params and extensions: no copy here).
+    req: Request,
     reply: oneshot::Sender<Delivered>,
     item: BatchItem,
+}
+
+impl Queued {
+    /// The call as sent, under its wire id.
+    fn write(&self, out: &mut Vec<u8>) {
+        self.req.write_json(Some(&Id::from(self.id)), out);
+    }
+
     /// The client's trace context (one client batch has one: its HTTP
     /// request's).
-    trace: Option<crate::TraceContext>,
+    fn trace(&self) -> Option<&crate::TraceContext> {
+        self.req.extensions().get::<crate::TraceContext>()
+    }
 }
 
 impl Queued {
@@ -627,8 +639,7 @@ impl Inner {
             return Err(RpcError::Internal("batching is off".to_owned()));
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Vec::with_capacity(req.encoded_len_hint());
-        req.write_json(Some(&Id::from(id)), &mut frame);
+        let client_id = req.id().cloned().unwrap_or(Id::Null);
         let (reply, answer) = oneshot::channel();
         let key = item.group().key();
         let (first, full) = {
@@ -639,10 +650,9 @@ impl Inner {
             let first = calls.is_empty().then_some(*number);
             calls.push(Queued {
                 id,
-                frame,
+                req,
                 reply,
                 item: item.clone(),
-                trace: req.extensions().get::<crate::TraceContext>().cloned(),
             });
             let full = calls.len() >= batching.max.load(Ordering::Relaxed);
             (first, if full { open.remove(&key) } else { None })
@@ -668,7 +678,7 @@ impl Inner {
             }),
         };
         let (payload, held) = delivered?;
-        let mut resp = Response::new(req.id().cloned().unwrap_or(Id::Null), payload);
+        let mut resp = Response::new(client_id, payload);
         resp.extensions_mut().insert(ServedBy(self.name.clone()));
         if let Some(held) = held {
             resp.extensions_mut().insert(HeldBytes(held));
@@ -705,17 +715,21 @@ impl Inner {
         if calls.len() == 1 {
             return self.send_alone(calls).await;
         }
-        let mut body =
-            Vec::with_capacity(calls.iter().map(|c| c.frame.len() + 1).sum::<usize>() + 2);
+        // Each call's size (the hint has room for a wire id) and its comma.
+        let size = calls
+            .iter()
+            .map(|c| c.req.encoded_len_hint() + 1)
+            .sum::<usize>();
+        let mut body = Vec::with_capacity(size + 2);
         body.push(b'[');
         for (i, call) in calls.iter().enumerate() {
             if i > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(&call.frame);
+            call.write(&mut body);
         }
         body.push(b']');
-        let trace = calls.iter().find_map(|c| c.trace.clone());
+        let trace = calls.iter().find_map(|c| c.trace().cloned());
         let sent = tokio::time::timeout(self.timeout, self.post(body, trace.as_ref())).await;
         let (status, bytes, held) = match sent {
             Ok(Ok(answer)) => answer,
@@ -810,9 +824,9 @@ impl Inner {
     /// Sends one queued call alone.
     async fn send_alone(self: Arc<Self>, calls: Vec<Queued>) {
         for call in calls {
-            let sent =
-                tokio::time::timeout(self.timeout, self.post(call.frame, call.trace.as_ref()))
-                    .await;
+            let mut frame = Vec::with_capacity(call.req.encoded_len_hint());
+            call.write(&mut frame);
+            let sent = tokio::time::timeout(self.timeout, self.post(frame, call.trace())).await;
             let delivered = match sent {
                 Ok(Ok((status, bytes, held))) => self
                     .parse_one(status, &bytes, &Id::from(call.id))
