@@ -377,13 +377,13 @@ fn malformed(e: impl fmt::Display) -> String {
 fn scan_into<'a>(
     scan: &mut Scanner<'a>,
     batch: bool,
-    answers: &mut Vec<Fields<'a>>,
+    each: &mut impl FnMut(Fields<'a>),
 ) -> Result<(), Scan> {
     if batch {
         scan.expect_open_array()?;
         if !scan.eat(b']') {
             loop {
-                answers.push(scan.answer()?);
+                each(scan.answer()?);
                 if scan.eat(b']') {
                     break;
                 }
@@ -391,21 +391,24 @@ fn scan_into<'a>(
             }
         }
     } else {
-        answers.push(scan.answer()?);
+        each(scan.answer()?);
     }
     scan.end()
 }
 
-/// The answer objects of `body` (one, or a batch's), scanned with
-/// [`json_scan`](crate::json_scan); `Ok(None)` when only serde_json can
-/// tell (an escaped member name).
-fn scan_answers(body: &Bytes, batch: bool) -> Result<Option<Vec<Fields<'_>>>, String> {
+/// Scans the answer objects of `body` (one, or a batch's) with
+/// [`json_scan`](crate::json_scan), handing each to `each`; `Ok(false)`
+/// when only serde_json can tell (an escaped member name).
+fn scan_answers<'a>(
+    body: &'a Bytes,
+    batch: bool,
+    mut each: impl FnMut(Fields<'a>),
+) -> Result<bool, String> {
     let text = std::str::from_utf8(body).map_err(malformed)?;
     let mut scan = Scanner::new(text);
-    let mut answers = Vec::new();
-    match scan_into(&mut scan, batch, &mut answers) {
-        Ok(()) => Ok(Some(answers)),
-        Err(Scan::EscapedKey) => Ok(None),
+    match scan_into(&mut scan, batch, &mut each) {
+        Ok(()) => Ok(true),
+        Err(Scan::EscapedKey) => Ok(false),
         Err(Scan::Duplicate(name)) => Err(malformed(format_args!("duplicate field `{name}`"))),
         Err(Scan::Malformed(at)) => Err(malformed(format_args!("at byte {at}"))),
     }
@@ -434,14 +437,12 @@ pub fn parse_batch_response(body: &Bytes) -> Result<Vec<BatchAnswerItem>, String
     if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'[') {
         return Err("a batch answer that is not a JSON array".to_owned());
     }
+    let mut wires = Vec::new();
     let serde;
-    let wires = match scan_answers(body, true)? {
-        Some(wires) => wires,
-        None => {
-            serde = serde_json::from_slice::<Vec<WireResponse<'_>>>(body).map_err(malformed)?;
-            serde.iter().map(WireResponse::fields).collect()
-        }
-    };
+    if !scan_answers(body, true, |f| wires.push(f))? {
+        serde = serde_json::from_slice::<Vec<WireResponse<'_>>>(body).map_err(malformed)?;
+        wires = serde.iter().map(WireResponse::fields).collect();
+    }
     Ok(wires
         .iter()
         .filter_map(|wire| {
@@ -467,11 +468,13 @@ pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
         None => return Err("empty body".to_owned()),
         Some(_) => return Err("not a JSON-RPC response object".to_owned()),
     }
-    let wire = match scan_answers(body, false)? {
-        Some(mut one) => one.pop().unwrap_or_default(),
-        None => serde_json::from_slice::<WireResponse<'_>>(body)
+    let mut one = None;
+    let wire = if scan_answers(body, false, |f| one = Some(f))? {
+        one.unwrap_or_default()
+    } else {
+        serde_json::from_slice::<WireResponse<'_>>(body)
             .map_err(malformed)?
-            .fields(),
+            .fields()
     };
     let payload = payload_of(body, &wire)?;
     let id_ok = match wire.id {
@@ -518,9 +521,10 @@ mod tests {
 
     /// `None` when the scanner leaves the answer to serde_json.
     fn scanned(body: &Bytes, batch: bool) -> Option<Answers> {
-        match scan_answers(body, batch) {
-            Ok(None) => None,
-            Ok(Some(answers)) => Some(Ok(answers
+        let mut answers = Vec::new();
+        match scan_answers(body, batch, |f| answers.push(f)) {
+            Ok(false) => None,
+            Ok(true) => Some(Ok(answers
                 .iter()
                 .map(|f| (f.id.map(str::to_owned), payload_of(body, f)))
                 .collect())),
