@@ -39,6 +39,38 @@ fn parsing(c: &mut Criterion) {
     g.bench_function("batch_100", |b| {
         b.iter(|| parse_message(black_box(body.clone()), 100))
     });
+    // A backend's answer to a batch of 100 `eth_getBlockByNumber` (blocks
+    // shaped like anvil's: hashes, a 512-digit bloom, short quantities).
+    let answers = (0..100)
+        .map(|i| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"result":{{"hash":"0x{h}","parentHash":"0x{h}","sha3Uncles":"0x{h}","miner":"0x{a}","stateRoot":"0x{h}","transactionsRoot":"0x{h}","receiptsRoot":"0x{h}","logsBloom":"0x{bloom}","difficulty":"0x0","number":"{i:#x}","gasLimit":"0x1c9c380","gasUsed":"0x0","timestamp":"0x6b0a1814","extraData":"0x","mixHash":"0x{h}","nonce":"0x0000000000000000","baseFeePerGas":"0x3b9aca00","size":"0x244","uncles":[],"transactions":[]}}}}"#,
+                h = "5e".repeat(32),
+                a = "00".repeat(20),
+                bloom = "0".repeat(512)
+            )
+        })
+        .collect::<Vec<_>>();
+    let answer = Bytes::from(format!("[{}]", answers.join(",")));
+    g.throughput(Throughput::Bytes(answer.len() as u64));
+    g.bench_function("backend_batch_answer_100_blocks", |b| {
+        b.iter(|| rpc_core::parse::parse_batch_response(black_box(&answer)))
+    });
+    // The same answer read the way rpc-core did before `json_scan`:
+    // serde_json with borrowed `&RawValue` members.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Wire<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        result: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        error: Option<&'a serde_json::value::RawValue>,
+    }
+    g.bench_function("backend_batch_answer_100_blocks_serde_json", |b| {
+        b.iter(|| serde_json::from_slice::<Vec<Wire<'_>>>(black_box(&answer)).map(|v| v.len()))
+    });
     g.finish();
 }
 
