@@ -7,19 +7,26 @@
 # and rpc-proxy's upstream requests per client batch from its metrics.
 #
 #   bash bench/batch.sh            # N=200 requests per workload
+#   ROUNDS=5 bash bench/batch.sh   # each cell the median of 5 interleaved rounds
+#   PROXY=path bash bench/batch.sh # another build of rpc-proxy
+#   CALLGRIND=1 bash bench/batch.sh
+#                                  # and rpc-proxy's user-space instructions per
+#                                  # 100-call batch under callgrind (200 batches)
 #
 # Needs nginx (installed from Debian if missing) and anvil (tests/node_modules,
 # `npm install --prefix tests`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-200}"
+ROUNDS="${ROUNDS:-1}"
 command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
-extra_cleanup() { [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true; }
+extra_cleanup() { kill "$(cat "$TMP/nginx.pid" 2>/dev/null)" 2>/dev/null || true; }
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
 tests/node_modules/.bin/anvil --host 127.0.0.1 --port 19101 --silent & pids+=($!)
 wait_port 19101
+PROXY="${PROXY:-$BIN/rpc-proxy}"
 cat > "$TMP/nginx.conf" <<NGINX
 worker_processes 1;
 pid $TMP/nginx.pid;
@@ -35,13 +42,13 @@ http {
 }
 NGINX
 nginx -c "$TMP/nginx.conf" -p "$TMP" -g 'daemon off;' 2>/dev/null & pids+=($!)
-"$BIN/rpc-proxy" --listen 127.0.0.1:19103 --metrics-listen 127.0.0.1:19104 \
+"$PROXY" --listen 127.0.0.1:19103 --metrics-listen 127.0.0.1:19104 \
   --upstream anvil=http://127.0.0.1:19101 >/dev/null 2>&1 & pids+=($!)
 wait_port 19102; wait_port 19103
 
-python3 - "$N" <<'PY'
-import http.client, json, sys, time, urllib.request
-n = int(sys.argv[1])
+python3 - "$N" "$ROUNDS" <<'PY'
+import http.client, json, statistics, sys, time, urllib.request
+n, rounds = int(sys.argv[1]), int(sys.argv[2])
 def post(port, body):
     c = http.client.HTTPConnection("127.0.0.1", port)
     c.request("POST", "/", body, {"content-type": "application/json"})
@@ -63,13 +70,32 @@ def mean_us(port, body):
 def metric(name):
     text = urllib.request.urlopen("http://127.0.0.1:19104/metrics").read().decode()
     return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
-print(f"| request ({n} sequential) | direct | nginx | rpc-proxy | proxy / direct | upstream requests per client request |")
+print(f"| request ({n} sequential{f', median of {rounds} rounds' if rounds > 1 else ''}) | direct | nginx | rpc-proxy | proxy / direct | upstream requests per client request |")
 print("|---|---|---|---|---|---|")
 for name, body in workloads:
-    d, g = mean_us(19101, body), mean_us(19102, body)
-    before = metric("rpc_backend_batch_size_count")
-    p = mean_us(19103, body)
-    # Upstream batches (a single call is one request of its own).
-    per = (metric("rpc_backend_batch_size_count") - before) / (n + 20) if name.startswith("batch") else 1
-    print(f"| {name} | {d:.0f} µs | {g:.0f} µs | {p:.0f} µs | {p/d:.2f}× | {per:.2f} |")
+    ds, gs, ps, rs = [], [], [], []
+    for _ in range(rounds):
+        d, g = mean_us(19101, body), mean_us(19102, body)
+        before = metric("rpc_backend_batch_size_count")
+        p = mean_us(19103, body)
+        # Upstream batches (a single call is one request of its own).
+        per = (metric("rpc_backend_batch_size_count") - before) / (n + 20) if name.startswith("batch") else 1
+        ds.append(d); gs.append(g); ps.append(p); rs.append(p / d)
+    d, g, p, r = (statistics.median(v) for v in (ds, gs, ps, rs))
+    print(f"| {name} | {d:.0f} µs | {g:.0f} µs | {p:.0f} µs | {r:.2f}× | {per:.2f} |")
 PY
+
+if [ -n "${CALLGRIND:-}" ]; then
+  # rpc-proxy's own work per 100-call batch: instructions do not move with
+  # the machine's load, microseconds do.
+  BATCH100="$(python3 -c 'import json; print(json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_getBlockByNumber", "params": [hex(i), True]} for i in range(100)]))')"
+  valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" --dump-line=no \
+    "$PROXY" --listen 127.0.0.1:19105 --upstream anvil=http://127.0.0.1:19101 >/dev/null 2>&1 & pids+=($!); CG=$!
+  wait_port 19105 600
+  "$BIN/count-load" 127.0.0.1:19105 1 50 "$BATCH100" >/dev/null
+  callgrind_control -z "$CG" >/dev/null
+  read -r done errors _ < <("$BIN/count-load" 127.0.0.1:19105 1 200 "$BATCH100")
+  callgrind_control -d "$CG" >/dev/null
+  [ "$errors" = 0 ] || echo "$errors of $done batches failed under callgrind" >&2
+  awk -v n="$done" '/^summary:/ { printf "rpc-proxy: %.0f k user-space instructions per 100-call batch (%d batches)\n", $2 / n / 1000, n }' "$(ls "$TMP"/cg.out.* | head -n 1)"
+fi
