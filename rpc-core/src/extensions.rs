@@ -5,11 +5,11 @@ use std::any::Any;
 use std::fmt;
 
 use crate::batch::BatchItem;
+use crate::budget::HeldBytes;
 use crate::ext::{
     AgreedChain, ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ConnectionId, MinHead,
     ServedBy, SessionId,
 };
-use crate::http_backend::HeldBytes;
 use crate::request::{Deadline, RemoteAddr};
 
 macro_rules! slots {

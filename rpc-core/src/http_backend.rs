@@ -20,6 +20,7 @@ use tower::Service;
 
 use crate::batch::{BatchGroup, BatchItem};
 use crate::body::{read_body, Budget, ReadError};
+use crate::budget::HeldBytes;
 use crate::parse::parse_response;
 use crate::{BuildError, ByteBudget, BytePermit};
 use crate::{Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
@@ -122,9 +123,7 @@ impl Queued {
     fn trace(&self) -> Option<&crate::TraceContext> {
         self.req.extensions().get::<crate::TraceContext>()
     }
-}
 
-impl Queued {
     /// Fails the call as part of a whole batch that failed: it will be
     /// on its way again (failover) with its batch-mates.
     fn fail_with_batch(self, e: RpcError) {
@@ -132,12 +131,6 @@ impl Queued {
         let _ = self.reply.send(Err(e));
     }
 }
-
-/// The bytes of an answer read under a [`ByteBudget`], held (in the
-/// answer's extensions) until the answer is dropped (every answer of an
-/// upstream batch holds the one body they share).
-#[derive(Clone)]
-pub(crate) struct HeldBytes(#[allow(dead_code)] Arc<BytePermit>);
 
 impl fmt::Debug for HttpBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,11 +6,13 @@
 //! hex data, blooms), which serde_json validates byte by byte (≈ 7
 //! instructions per byte of a block answer, a third of the proxy's work on
 //! a 100-block batch). This scanner looks for a string's end sixteen bytes
-//! at a time, in a loop the compiler turns into vector compares. The crates that validate faster (simd-json,
-//! sonic-rs) either rewrite the input in place or give no byte offsets,
-//! and the proxy needs zero-copy slices of the body. Requests, error
-//! objects and anything unusual (an escaped key) still go through
-//! serde_json; `tests` below checks both agree on mutated answers.
+//! at a time, in a loop the compiler turns into vector compares. Kept as
+//! our own code: the proxy needs zero-copy slices of the body, and the SIMD
+//! JSON crates work differently (simd-json parses a mutable copy into a
+//! tape; sonic-rs would be a large new dependency for this one function).
+//! Requests, error objects and anything unusual (an escaped member name)
+//! still go through serde_json; the tests here and in `parse` check both
+//! agree on thousands of damaged answers.
 
 /// Nesting deeper than this is refused (no JSON-RPC answer comes near;
 /// the scanner keeps one bit per level, on the stack).

@@ -127,9 +127,9 @@ pub use ext::{
     AgreedChain, ApiKey, Attempts, BatchPosition, CacheStatus, ChainHead, ChainView, ConnectionId,
     HeadBlock, MinHead, RouteTo, ServedBy, SessionId, TraceContext,
 };
+pub use extensions::Extensions;
 #[cfg(feature = "http-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
-pub use extensions::Extensions;
 pub use http_backend::{HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::{ArrayJoiner, JoinError, RawJson};
