@@ -130,6 +130,13 @@ impl BytePermit {
     }
 }
 
+/// The bytes of an answer read under a [`ByteBudget`], held (in the
+/// answer's extensions) until the answer is dropped (every answer of an
+/// upstream batch holds the one body they share).
+#[derive(Clone)]
+#[cfg_attr(not(feature = "http-backend"), allow(dead_code))]
+pub(crate) struct HeldBytes(#[allow(dead_code)] pub(crate) std::sync::Arc<BytePermit>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,10 +161,3 @@ mod tests {
         );
     }
 }
-
-/// The bytes of an answer read under a [`ByteBudget`], held (in the
-/// answer's extensions) until the answer is dropped (every answer of an
-/// upstream batch holds the one body they share).
-#[derive(Clone)]
-#[cfg_attr(not(feature = "http-backend"), allow(dead_code))]
-pub(crate) struct HeldBytes(#[allow(dead_code)] pub(crate) std::sync::Arc<BytePermit>);

@@ -147,6 +147,15 @@ slots! {
     held: HeldBytes,
 }
 
+impl Extensions {
+    /// An empty map that lives for the whole program: what a request or an
+    /// answer without extensions shows.
+    pub(crate) fn empty() -> &'static Extensions {
+        static EMPTY: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(Extensions::new)
+    }
+}
+
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Values are not required to be `Debug` (as with `http::Extensions`).

@@ -105,8 +105,8 @@ type Delivered = Result<(Payload, Option<Arc<BytePermit>>), RpcError>;
 /// A call waiting in an upstream batch.
 struct Queued {
     id: u64,
-    /// Written straight into the upstream body when the batch is sent (a
-    /// clone shares the method, params and extensions: no copy here).
+    /// The call itself, written straight into the upstream body when the
+    /// batch is sent (no frame of its own in between).
     req: Request,
     reply: oneshot::Sender<Delivered>,
     item: BatchItem,

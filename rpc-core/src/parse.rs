@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::json_scan::{Fields, Scan, Scanner};
-
 use crate::{ErrorObject, Id, Payload, RawJson, Request, Response};
 
 /// A parsed HTTP body: one call or a batch of them.
@@ -374,6 +373,7 @@ fn malformed(e: impl fmt::Display) -> String {
     format!("malformed JSON: {e}")
 }
 
+/// One answer object, or a batch's array of them, to its end.
 fn scan_into<'a>(
     scan: &mut Scanner<'a>,
     batch: bool,

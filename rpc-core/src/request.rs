@@ -41,12 +41,6 @@ pub struct Request {
     extensions: Option<Arc<Extensions>>,
 }
 
-/// What [`Request::extensions`] shows for a request that has none.
-fn no_extensions() -> &'static Extensions {
-    static EMPTY: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(Extensions::new)
-}
-
 impl Request {
     /// A notification (no id) of `method` without params; add them with the
     /// `with_*` methods.
@@ -110,7 +104,7 @@ impl Request {
     pub fn extensions(&self) -> &Extensions {
         match &self.extensions {
             Some(e) => e,
-            None => no_extensions(),
+            None => Extensions::empty(),
         }
     }
 

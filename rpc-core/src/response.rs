@@ -36,12 +36,6 @@ pub struct Response {
     extensions: Option<Box<Extensions>>,
 }
 
-/// What [`Response::extensions`] shows for an answer that has none.
-fn no_extensions() -> &'static Extensions {
-    static EMPTY: std::sync::OnceLock<Extensions> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(Extensions::new)
-}
-
 impl Response {
     /// A response with the given payload.
     pub fn new(id: Id, payload: Payload) -> Self {
@@ -106,7 +100,7 @@ impl Response {
     pub fn extensions(&self) -> &Extensions {
         match &self.extensions {
             Some(e) => e,
-            None => no_extensions(),
+            None => Extensions::empty(),
         }
     }
 
