@@ -125,10 +125,6 @@ impl<S: JsonRpcService> Service<Request> for Failover<S> {
 
     fn call(&mut self, request: Request) -> ResponseFuture {
         self.core.ensure_prober();
-        ResponseFuture::new(super::future::run(
-            self.core.clone(),
-            self.hedge.clone(),
-            request,
-        ))
+        super::future::run(self.core.clone(), self.hedge.clone(), request)
     }
 }
