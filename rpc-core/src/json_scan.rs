@@ -93,6 +93,7 @@ const HIGHS: u64 = ONES << 7;
 /// as one `u64` (SWAR: "has a zero byte" on the word xor `"` and xor `\`,
 /// "has a byte below 0x20" on the word itself). A borrow can only mark a
 /// byte above one that is really special, so the lowest mark is exact.
+#[inline(always)]
 fn special_in_word(word: [u8; 8]) -> Option<usize> {
     let word = u64::from_le_bytes(word);
     let quote = word ^ (ONES * u64::from(b'"'));
@@ -104,7 +105,8 @@ fn special_in_word(word: [u8; 8]) -> Option<usize> {
     (marks != 0).then(|| marks.trailing_zeros() as usize / 8)
 }
 
-/// The first eight bytes of `bytes` (which has at least eight).
+/// The eight bytes of `bytes` at `at`, if there are eight.
+#[inline(always)]
 fn word_at(bytes: &[u8], at: usize) -> Option<[u8; 8]> {
     bytes.get(at..at + 8)?.try_into().ok()
 }
@@ -114,51 +116,55 @@ fn word_at(bytes: &[u8], at: usize) -> Option<[u8; 8]> {
 ///
 /// - the first sixteen bytes as two words ([`special_in_word`]): most
 ///   strings of an answer (member names, short hex numbers) end there,
-///   found in ≈ 15 instructions each;
-/// - then sixteen bytes at a time, in a loop the compiler turns into
-///   vector compares (three compares, one mask, one branch: ≈ 1
-///   instruction per byte), for hashes, blooms and call data; the block
-///   that has the byte is located as two words again;
-/// - the last few bytes as a word padded with a plain byte.
+///   found in ≈ 15 instructions each, inlined where strings are read;
+/// - then [`find_special_after`]: sixteen bytes at a time, in a loop the
+///   compiler turns into vector compares (three compares, one mask, one
+///   branch: ≈ 1 instruction per byte), for hashes, blooms and call data;
+///   the block that has the byte is located as two words again;
+/// - the last few bytes of the text as a word padded with a plain byte.
+#[inline(always)]
 fn find_special(bytes: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while at < 16 {
-        let Some(word) = word_at(bytes, at) else {
+    let (Some(first), Some(second)) = (word_at(bytes, 0), word_at(bytes, 8)) else {
+        return find_special_after(bytes, 0);
+    };
+    if let Some(i) = special_in_word(first) {
+        return Some(i);
+    }
+    if let Some(i) = special_in_word(second) {
+        return Some(8 + i);
+    }
+    find_special_after(bytes, 16)
+}
+
+/// [`find_special`] from offset `at` (none before it).
+#[inline(never)]
+fn find_special_after(bytes: &[u8], mut at: usize) -> Option<usize> {
+    let mut blocks = bytes.get(at..).unwrap_or_default().chunks_exact(16);
+    for block in &mut blocks {
+        let Ok(block) = <&[u8; 16]>::try_from(block) else {
             break;
         };
+        let mut any = 0u8;
+        for &b in block {
+            // `|`, not `||`: no branch per byte, so the loop vectorises.
+            any |= u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20);
+        }
+        if any != 0 {
+            let (low, high) = block.split_at(8);
+            let [low, high] = [low, high].map(|w| <[u8; 8]>::try_from(w).unwrap_or([0; 8]));
+            return special_in_word(low)
+                .or_else(|| special_in_word(high).map(|i| 8 + i))
+                .map(|i| at + i);
+        }
+        at += 16;
+    }
+    if let Some(word) = word_at(bytes, at) {
         if let Some(i) = special_in_word(word) {
             return Some(at + i);
         }
         at += 8;
     }
-    if at == 16 {
-        let mut blocks = bytes[at..].chunks_exact(16);
-        for block in &mut blocks {
-            let Ok(block) = <&[u8; 16]>::try_from(block) else {
-                break;
-            };
-            let mut any = 0u8;
-            for &b in block {
-                // `|`, not `||`: no branch per byte, so the loop vectorises.
-                any |= u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20);
-            }
-            if any != 0 {
-                let (low, high) = block.split_at(8);
-                let [low, high] = [low, high].map(|w| <[u8; 8]>::try_from(w).unwrap_or([0; 8]));
-                return special_in_word(low)
-                    .or_else(|| special_in_word(high).map(|i| 8 + i))
-                    .map(|i| at + i);
-            }
-            at += 16;
-        }
-        if let Some(word) = word_at(bytes, at) {
-            if let Some(i) = special_in_word(word) {
-                return Some(at + i);
-            }
-            at += 8;
-        }
-    }
-    let rest = &bytes[at..];
+    let rest = bytes.get(at..).unwrap_or_default();
     if rest.is_empty() {
         return None;
     }
@@ -236,9 +242,28 @@ impl<'a> Scanner<'a> {
         self.expect(b',')
     }
 
-    /// A string, the scanner at its opening quote.
+    /// A string, the scanner at its opening quote. Inlined where strings
+    /// are read: most strings have no escape and end in their first
+    /// sixteen bytes, and that path is a few instructions; the rest is
+    /// [`Scanner::string_rest`], out of line.
+    #[inline(always)]
     fn string(&mut self) -> Result<(), Scan> {
-        self.i += 1;
+        let start = self.i + 1;
+        let rest = self.bytes().get(start..).unwrap_or_default();
+        match find_special(rest) {
+            Some(n) if rest.get(n) == Some(&b'"') => {
+                self.i = start + n + 1;
+                Ok(())
+            }
+            _ => self.string_rest(start),
+        }
+    }
+
+    /// A string from its content's first byte `at`: escapes checked, a
+    /// control character or a missing closing quote refused.
+    #[inline(never)]
+    fn string_rest(&mut self, at: usize) -> Result<(), Scan> {
+        self.i = at;
         loop {
             let rest = &self.bytes()[self.i..];
             let Some(n) = find_special(rest) else {
