@@ -187,7 +187,7 @@ impl<'a> Scanner<'a> {
         self.text.as_bytes()
     }
 
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.bytes().get(self.i).copied()
     }
 
@@ -230,6 +230,16 @@ impl<'a> Scanner<'a> {
             self.i += 1;
         }
         hit
+    }
+
+    /// The offset the scanner is at.
+    pub(crate) fn position(&self) -> usize {
+        self.i
+    }
+
+    /// Goes back to `at` (an offset [`position`](Self::position) gave).
+    pub(crate) fn rewind(&mut self, at: usize) {
+        self.i = at;
     }
 
     /// The `[` that opens a batch (after whitespace).
@@ -408,10 +418,23 @@ impl<'a> Scanner<'a> {
     /// An answer object (after whitespace): its `id`, `result` and `error`
     /// members; any other member validated and skipped.
     pub(crate) fn answer(&mut self) -> Result<Fields<'a>, Scan> {
+        let [id, result, error] = self.members(&["id", "result", "error"])?;
+        Ok(Fields { id, result, error })
+    }
+
+    /// An object (after whitespace): the values of the members `names`
+    /// (their raw JSON text, `None` when absent), in that order; any other
+    /// member validated and skipped. A name given twice is
+    /// [`Scan::Duplicate`]; a member name with an escape is
+    /// [`Scan::EscapedKey`] (it could spell one of `names`).
+    pub(crate) fn members<const N: usize>(
+        &mut self,
+        names: &[&'static str; N],
+    ) -> Result<[Option<&'a str>; N], Scan> {
         self.expect(b'{')?;
-        let mut fields = Fields::default();
+        let mut found = [None; N];
         if self.eat(b'}') {
-            return Ok(fields);
+            return Ok(found);
         }
         loop {
             self.ws();
@@ -426,26 +449,16 @@ impl<'a> Scanner<'a> {
             }
             self.expect(b':')?;
             let value = self.value()?;
-            let (slot, name) = match key {
-                b"id" => (&mut fields.id, "id"),
-                b"result" => (&mut fields.result, "result"),
-                b"error" => (&mut fields.error, "error"),
-                _ => {
-                    if self.eat(b',') {
-                        continue;
-                    }
-                    self.expect(b'}')?;
-                    return Ok(fields);
+            if let Some(at) = names.iter().position(|name| name.as_bytes() == key) {
+                if found[at].replace(value).is_some() {
+                    return Err(Scan::Duplicate(names[at]));
                 }
-            };
-            if slot.replace(value).is_some() {
-                return Err(Scan::Duplicate(name));
             }
             if self.eat(b',') {
                 continue;
             }
             self.expect(b'}')?;
-            return Ok(fields);
+            return Ok(found);
         }
     }
 }
@@ -468,7 +481,9 @@ pub(crate) mod tests {
     /// confuse).
     #[test]
     fn find_special_agrees_with_a_byte_by_byte_search() {
-        let plain = [b'a', b'0', b' ', b'!', b'#', b'[', b']', 0x20, 0x7f, 0x80, 0xa2, 0xdc, 0xff];
+        let plain = [
+            b'a', b'0', b' ', b'!', b'#', b'[', b']', 0x20, 0x7f, 0x80, 0xa2, 0xdc, 0xff,
+        ];
         let odd = [b'"', b'\\', 0x00, 0x01, 0x0a, 0x1f];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {

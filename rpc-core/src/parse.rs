@@ -108,13 +108,112 @@ impl MessageError {
 /// assert_eq!(items[1].as_ref().unwrap_err().error.code(), -32600);
 /// ```
 pub fn parse_message(body: Bytes, max_batch: usize) -> Result<Incoming, MessageError> {
+    // The scanner reads the common message in one pass; whatever it cannot
+    // decide alone (a duplicate or escaped member name, text that is not
+    // JSON) is read again by serde_json, whose verdict and words stand.
+    if let Some(parsed) = scan_message(&body, max_batch) {
+        return parsed;
+    }
+    parse_message_serde(body, max_batch)
+}
+
+/// The members of a call, as raw JSON text (whichever parser read them).
+#[derive(Default)]
+struct CallFields<'a> {
+    jsonrpc: Option<&'a str>,
+    id: Option<&'a str>,
+    method: Option<&'a str>,
+    params: Option<&'a str>,
+}
+
+impl<'a> CallFields<'a> {
+    const NAMES: [&'static str; 4] = ["jsonrpc", "id", "method", "params"];
+
+    fn from_scan([jsonrpc, id, method, params]: [Option<&'a str>; 4]) -> Self {
+        CallFields {
+            jsonrpc,
+            id,
+            method,
+            params,
+        }
+    }
+}
+
+/// [`parse_message`] with [`json_scan`](crate::json_scan): `None` when
+/// only serde_json can tell (the message or one of its calls has a
+/// member name twice or escaped, or is not JSON).
+fn scan_message(body: &Bytes, max_batch: usize) -> Option<Result<Incoming, MessageError>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut scan = Scanner::new(text);
+    if scan.eat(b'{') {
+        // Back to the brace: `members` reads the whole object.
+        scan = Scanner::new(text);
+        let fields = scan.members(&CallFields::NAMES).ok()?;
+        scan.end().ok()?;
+        return Some(Ok(Incoming::Single(validate_call(
+            body,
+            CallFields::from_scan(fields),
+        ))));
+    }
+    if !scan.eat(b'[') {
+        return None;
+    }
+    if scan.eat(b']') {
+        scan.end().ok()?;
+        return Some(Err(MessageError::EmptyBatch));
+    }
+    let mut calls = Vec::new();
+    let mut len = 0usize;
+    loop {
+        len += 1;
+        if len > max_batch {
+            // Only counted from here on.
+            scan.value().ok()?;
+        } else {
+            scan.ws();
+            let start = scan.position();
+            let call = if scan.peek() == Some(b'{') {
+                match scan.members(&CallFields::NAMES) {
+                    Ok(fields) => validate_call(body, CallFields::from_scan(fields)),
+                    // This call only: serde_json's words for it.
+                    Err(Scan::Duplicate(_) | Scan::EscapedKey) => {
+                        scan.rewind(start);
+                        parse_call(body, scan.value().ok()?)
+                    }
+                    Err(Scan::Malformed(_)) => return None,
+                }
+            } else {
+                scan.value().ok()?;
+                Err(not_an_object())
+            };
+            calls.push(call);
+        }
+        if scan.eat(b']') {
+            break;
+        }
+        scan.eat(b',').then_some(())?;
+    }
+    scan.end().ok()?;
+    Some(if len > max_batch {
+        Err(MessageError::BatchTooLarge {
+            len,
+            max: max_batch,
+        })
+    } else {
+        Ok(Incoming::Batch(calls))
+    })
+}
+
+/// [`parse_message`] with serde_json alone: what decides when the scanner
+/// cannot, and the reference the tests hold the scanner to.
+fn parse_message_serde(body: Bytes, max_batch: usize) -> Result<Incoming, MessageError> {
     match body.iter().copied().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {
             // One pass: the call's fields straight from the body.
             let mut de = serde_json::Deserializer::from_slice(&body);
             let wire = WireCall::deserialize(&mut de).and_then(|w| de.end().map(|()| w));
             match wire {
-                Ok(wire) => Ok(Incoming::Single(validate_call(&body, wire))),
+                Ok(wire) => Ok(Incoming::Single(validate_call(&body, wire.fields()))),
                 // Valid JSON but not a valid call object (a duplicate field).
                 Err(e) if e.is_data() => Ok(Incoming::Single(Err(malformed_object(&e)))),
                 Err(_) => Err(MessageError::Parse),
@@ -131,7 +230,7 @@ pub fn parse_message(body: Bytes, max_batch: usize) -> Result<Incoming, MessageE
                 BatchScan::Items(items) => Ok(Incoming::Batch(
                     items
                         .into_iter()
-                        .map(|raw| parse_call(&body, raw))
+                        .map(|raw| parse_call(&body, raw.get()))
                         .collect(),
                 )),
                 BatchScan::TooLarge(len) => Err(MessageError::BatchTooLarge {
@@ -202,19 +301,34 @@ struct WireCall<'a> {
     params: Option<&'a RawValue>,
 }
 
-/// Parses and validates one call borrowed from `body`.
-fn parse_call(body: &Bytes, raw: &RawValue) -> Result<Request, InvalidCall> {
-    let wire: WireCall<'_> = serde_json::from_str(raw.get()).map_err(|e| {
-        if raw.get().starts_with('{') {
-            malformed_object(&e)
-        } else {
-            InvalidCall::new(
-                Id::Null,
-                ErrorObject::invalid_request("invalid request: a call must be an object"),
-            )
+impl<'a> WireCall<'a> {
+    fn fields(&self) -> CallFields<'a> {
+        CallFields {
+            jsonrpc: self.jsonrpc.map(RawValue::get),
+            id: self.id.map(RawValue::get),
+            method: self.method.map(RawValue::get),
+            params: self.params.map(RawValue::get),
         }
-    })?;
-    validate_call(body, wire)
+    }
+}
+
+/// A batch item that is not an object: no call (an array is not read as
+/// a call's members in order, as serde would).
+fn not_an_object() -> InvalidCall {
+    InvalidCall::new(
+        Id::Null,
+        ErrorObject::invalid_request("invalid request: a call must be an object"),
+    )
+}
+
+/// Parses and validates one call of a batch, `raw` (valid JSON text
+/// borrowed from `body`), with serde_json.
+fn parse_call(body: &Bytes, raw: &str) -> Result<Request, InvalidCall> {
+    if !raw.starts_with('{') {
+        return Err(not_an_object());
+    }
+    let wire: WireCall<'_> = serde_json::from_str(raw).map_err(|e| malformed_object(&e))?;
+    validate_call(body, wire.fields())
 }
 
 /// An object that is valid JSON but cannot be read as a call (a duplicate
@@ -254,10 +368,10 @@ fn interned(name: &str) -> Arc<str> {
 
 /// Checks a call's fields and builds the request; ids, params and method are
 /// slices of `body`.
-fn validate_call(body: &Bytes, wire: WireCall<'_>) -> Result<Request, InvalidCall> {
+fn validate_call(body: &Bytes, wire: CallFields<'_>) -> Result<Request, InvalidCall> {
     let id = match wire.id {
         None => None,
-        Some(raw_id) => match Id::from_raw(body, raw_id) {
+        Some(raw_id) => match Id::from_raw_str(body, raw_id) {
             Some(id) => Some(id),
             None => {
                 return Err(InvalidCall::new(
@@ -277,20 +391,20 @@ fn validate_call(body: &Bytes, wire: WireCall<'_>) -> Result<Request, InvalidCal
     };
 
     match wire.jsonrpc {
-        Some(v) if v.get() == "\"2.0\"" => {}
+        Some("\"2.0\"") => {}
         Some(_) => return Err(fail("invalid request: jsonrpc must be \"2.0\"")),
         None => return Err(fail("invalid request: missing jsonrpc \"2.0\"")),
     }
 
     let method: Arc<str> = match wire.method {
-        Some(m) if m.get().starts_with('"') => {
-            let name: Arc<str> = if m.get().contains('\\') {
-                serde_json::from_str::<String>(m.get())
+        Some(m) if m.starts_with('"') => {
+            let name: Arc<str> = if m.contains('\\') {
+                serde_json::from_str::<String>(m)
                     .map_err(|_| fail("invalid request: method must be a string"))?
                     .into()
             } else {
                 // No escapes: the text between the quotes is the name.
-                interned(&m.get()[1..m.get().len() - 1])
+                interned(&m[1..m.len() - 1])
             };
             if name.is_empty() {
                 return Err(fail("invalid request: method is empty"));
@@ -303,8 +417,8 @@ fn validate_call(body: &Bytes, wire: WireCall<'_>) -> Result<Request, InvalidCal
 
     let params = match wire.params {
         None => None,
-        Some(p) => match p.get().as_bytes().first() {
-            Some(b'[' | b'{') => Some(RawJson::slice_of(body, p)),
+        Some(p) => match p.as_bytes().first() {
+            Some(b'[' | b'{') => Some(RawJson::slice_of_str(body, p)),
             Some(b'n') => None,
             _ => {
                 return Err(InvalidCall::new(
@@ -494,6 +608,74 @@ pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
 mod tests {
     use super::*;
     use crate::json_scan::tests::mutations;
+
+    /// A parsed message as text: each call as it would be forwarded, or
+    /// the error it is answered with.
+    fn describe(parsed: &Result<Incoming, MessageError>) -> String {
+        let call = |c: &Result<Request, InvalidCall>| match c {
+            Ok(req) => String::from_utf8_lossy(&req.to_json()).into_owned(),
+            Err(e) => String::from_utf8_lossy(&e.clone().into_response().to_json()).into_owned(),
+        };
+        match parsed {
+            Ok(Incoming::Single(c)) => format!("single {}", call(c)),
+            Ok(Incoming::Batch(calls)) => {
+                format!(
+                    "batch {}",
+                    calls.iter().map(call).collect::<Vec<_>>().join(" | ")
+                )
+            }
+            Err(e) => format!("error {e:?}"),
+        }
+    }
+
+    /// Random changes to real-looking calls and batches: what the
+    /// scanner's path makes of each is what serde_json's makes of it
+    /// (the same calls forwarded, the same errors with the same words).
+    #[test]
+    fn mutated_calls_get_serde_jsons_verdict() {
+        let seeds = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x407d73d8a49eeb85d32cf465507dd71d507100c1","latest"]}"#,
+            r#"[{"jsonrpc":"2.0","id":"a\"b","method":"eth_call","params":[{"to":"0x01","data":"0x70a08231"},"0x1b4"]},{"jsonrpc":"2.0","method":"eth_blockNumber"},{"jsonrpc":"2.0","id":null,"method":"m\u0065","params":{"k":[1.5e3,-2,true,false,null]}}]"#,
+            r#" [ {"id":7, "jsonrpc":"2.0", "method":"net_version", "params":[], "extra":{"x":[]}} , 3 ] "#,
+        ];
+        let (mut checked, mut scanned) = (0, 0);
+        for seed in seeds {
+            for text in std::iter::once(seed.to_owned()).chain(mutations(seed, 15_000)) {
+                for max in [1, 2, 10] {
+                    let body = Bytes::from(text.clone());
+                    scanned += usize::from(scan_message(&body, max).is_some());
+                    let fast = describe(&parse_message(body.clone(), max));
+                    let serde = describe(&parse_message_serde(body, max));
+                    assert_eq!(fast, serde, "{text}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 40_000, "{checked}");
+        // Most texts were decided by the scanner, not handed back.
+        assert!(scanned > checked, "{scanned} of {checked} (x3)");
+    }
+
+    /// What serde would read as a call's members in order (an array) is
+    /// no call, in a batch as alone.
+    #[test]
+    fn an_array_is_not_a_call() {
+        let body = Bytes::from_static(
+            br#"[["2.0",1,"eth_blockNumber",[]],{"jsonrpc":"2.0","id":2,"method":"m"}]"#,
+        );
+        let Ok(Incoming::Batch(calls)) = parse_message(body, 10) else {
+            panic!("a batch");
+        };
+        let first = calls[0].as_ref().expect_err("not a call");
+        assert_eq!(first.id, Id::Null);
+        assert!(first.error.message().contains("must be an object"));
+        assert!(calls[1].is_ok());
+        let alone = parse_message(Bytes::from_static(br#"["2.0",1,"eth_blockNumber",[]]"#), 10);
+        let Ok(Incoming::Batch(calls)) = alone else {
+            panic!("a batch of four");
+        };
+        assert!(calls.iter().all(Result::is_err));
+    }
 
     /// Each answer's id text and payload, or why the whole body is refused.
     type Answers = Result<Vec<(Option<String>, Result<Payload, String>)>, String>;
