@@ -258,14 +258,22 @@ impl<'a> Scanner<'a> {
     /// [`Scanner::string_rest`], out of line.
     #[inline(always)]
     fn string(&mut self) -> Result<(), Scan> {
+        self.string_escaped().map(|_| ())
+    }
+
+    /// [`string`](Self::string), and whether it has an escape.
+    #[inline(always)]
+    fn string_escaped(&mut self) -> Result<bool, Scan> {
         let start = self.i + 1;
         let rest = self.bytes().get(start..).unwrap_or_default();
         match find_special(rest) {
             Some(n) if rest.get(n) == Some(&b'"') => {
                 self.i = start + n + 1;
-                Ok(())
+                Ok(false)
             }
-            _ => self.string_rest(start),
+            // The first byte that is not plain content is not the closing
+            // quote: an escape (or an error).
+            _ => self.string_rest(start).map(|()| true),
         }
     }
 
@@ -442,11 +450,10 @@ impl<'a> Scanner<'a> {
                 return self.malformed();
             }
             let key_start = self.i + 1;
-            self.string()?;
-            let key = &self.bytes()[key_start..self.i - 1];
-            if key.contains(&b'\\') {
+            if self.string_escaped()? {
                 return Err(Scan::EscapedKey);
             }
+            let key = &self.bytes()[key_start..self.i - 1];
             self.expect(b':')?;
             let value = self.value()?;
             if let Some(at) = names.iter().position(|name| name.as_bytes() == key) {
