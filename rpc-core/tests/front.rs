@@ -527,6 +527,87 @@ async fn a_panicking_service_yields_an_internal_error() {
     assert_eq!(json(&body)[1]["result"], Value::Null);
 }
 
+/// A service whose `call` itself panics for method `boom` (not its future).
+#[derive(Clone)]
+struct PanicsWhenCalled;
+
+impl Service<Request> for PanicsWhenCalled {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = std::future::Ready<Result<Response, RpcError>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), RpcError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        assert!(req.method() != "boom", "bug in a user layer's call");
+        std::future::ready(Ok(Response::result(
+            req.id().cloned().unwrap_or_default(),
+            RawJson::NULL,
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_batch_call_that_panics_when_made_is_answered_and_the_rest_go_on() {
+    let front = HttpFront::new(PanicsWhenCalled, ServerConfig::default());
+    let (status, _, body) = post(
+        &front,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ok"},{"jsonrpc":"2.0","id":2,"method":"boom"},{"jsonrpc":"2.0","id":3,"method":"ok"},{"jsonrpc":"2.0","id":4,"method":"boom"},{"jsonrpc":"2.0","id":5,"method":"ok"}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answers = json(&body);
+    let codes: Vec<Option<i64>> = (0..5)
+        .map(|i| answers[i]["error"]["code"].as_i64())
+        .collect();
+    assert_eq!(codes, [None, Some(-32603), None, Some(-32603), None]);
+    let ids: Vec<i64> = (0..5).map(|i| answers[i]["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+}
+
+/// A batch on a service that is ready for one call at a time: each call
+/// waits its turn (none holds capacity it does not use), all answered.
+#[tokio::test(start_paused = true)]
+async fn batch_calls_wait_for_a_service_that_is_not_ready() {
+    let slow = service_fn(|req: Request| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, RpcError>(Response::result(
+            req.id().cloned().unwrap_or_default(),
+            RawJson::NULL,
+        ))
+    });
+    let one_at_a_time = ServiceBuilder::new().concurrency_limit(1).service(slow);
+    let front = HttpFront::new(
+        one_at_a_time,
+        ServerConfig::default().request_timeout(Duration::from_secs(5)),
+    );
+    let body = format!(
+        "[{}]",
+        (0..6)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"m"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let started = tokio::time::Instant::now();
+    let (status, _, body) = post(&front, &body).await;
+    assert_eq!(status, 200);
+    let answers = json(&body);
+    for i in 0..6 {
+        assert_eq!(answers[i]["id"], i, "{body}");
+        assert_eq!(answers[i]["result"], Value::Null, "{body}");
+    }
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(600),
+        "one after another"
+    );
+}
+
 #[tokio::test]
 async fn the_front_restores_the_client_id() {
     let wrong_id = service_fn(|_req: Request| async {
