@@ -529,13 +529,6 @@ impl CallContext {
     ) -> Option<Answer> {
         let id = req.id().cloned();
         let method = req.method_arc().clone();
-        self.prepare(&mut req);
-        let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
-        self.finish(id, &method, timed, fut).await
-    }
-
-    /// Puts what every call of this context carries in `req`'s extensions.
-    fn prepare(&self, req: &mut Request) {
         req.extensions_mut().insert(self.deadline);
         if let Some(remote) = self.remote {
             req.extensions_mut().insert(remote);
@@ -552,22 +545,11 @@ impl CallContext {
         if let Some(connection) = self.connection {
             req.extensions_mut().insert(connection);
         }
-    }
-
-    /// Awaits a started call (`call`, its panic caught) and makes its
-    /// answer: the client's `id`, or an error answer; `None` for a
-    /// notification.
-    async fn finish(
-        &self,
-        id: Option<Id>,
-        method: &str,
-        timed: bool,
-        call: impl Future<Output = std::thread::Result<Result<Response, RpcError>>>,
-    ) -> Option<Answer> {
+        let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
         let outcome = if timed {
-            tokio::time::timeout_at(self.deadline.0, call).await.ok()
+            tokio::time::timeout_at(self.deadline.0, fut).await.ok()
         } else {
-            Some(call.await)
+            Some(fut.await)
         };
         let result = match outcome {
             Some(Ok(result)) => result,
@@ -596,58 +578,6 @@ impl CallContext {
     }
 }
 
-/// A batch call started by [`start_on`]: its future, its panic caught.
-type Started<F, S> = futures_util::future::Either<
-    futures_util::future::CatchUnwind<AssertUnwindSafe<F>>,
-    futures_util::future::Either<
-        futures_util::future::Ready<std::thread::Result<Result<Response, RpcError>>>,
-        futures_util::future::CatchUnwind<AssertUnwindSafe<tower::util::Oneshot<S, Request>>>,
-    >,
->;
-
-/// Starts a batch call on the batch's own clone of the service when it is
-/// ready now (one clone per batch rather than one per call: a boxed
-/// service's clone is an allocation); else on a clone of its own that
-/// waits for readiness. Once the batch's clone was not ready, or panicked,
-/// it is not used again.
-fn start_on<S: JsonRpcService>(
-    shared: &mut Option<S>,
-    inner: &S,
-    req: Request,
-) -> Started<S::Future, S> {
-    use futures_util::future::Either;
-    let req = match shared {
-        Some(svc) => {
-            // Readiness and the call are the service's code: a panic in
-            // either is this call's answer, as it is on a clone's.
-            let started =
-                std::panic::catch_unwind(AssertUnwindSafe(|| match svc.ready().now_or_never() {
-                    Some(Ok(_)) => Ok(svc.call(req)),
-                    _ => Err(req),
-                }));
-            match started {
-                Ok(Ok(fut)) => return Either::Left(AssertUnwindSafe(fut).catch_unwind()),
-                // Not ready now: the rest of the batch waits on clones of
-                // their own, and this one is dropped — kept, it could be
-                // handed the capacity it asked for (a semaphore's permit)
-                // and hold it with no call to use it.
-                Ok(Err(req)) => {
-                    *shared = None;
-                    req
-                }
-                Err(panic) => {
-                    *shared = None;
-                    return Either::Right(Either::Left(futures_util::future::ready(Err(panic))));
-                }
-            }
-        }
-        None => req,
-    };
-    Either::Right(Either::Right(
-        AssertUnwindSafe(inner.clone().oneshot(req)).catch_unwind(),
-    ))
-}
-
 /// A batch's calls, `concurrency` at a time, answered as one JSON array
 /// in the client's order; `None` when every item was a notification.
 pub(crate) async fn answer_batch<S: JsonRpcService>(
@@ -669,7 +599,6 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
             Err(invalid) => Err(invalid.clone().into_response()),
         })
         .collect();
-    let mut shared = Some(inner.clone());
     let work = stream::iter(items.into_iter().zip(0u32..))
         .map(|(item, index)| {
             // Counted when created (before any item of the wave runs), so
@@ -678,20 +607,14 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
             if item.is_ok() {
                 handle.start();
             }
-            let call = item.map(|mut req| {
-                req.extensions_mut().insert(BatchPosition { index, len });
-                req.extensions_mut().insert(handle.clone());
-                let id = req.id().cloned();
-                let method = req.method_arc().clone();
-                ctx.prepare(&mut req);
-                (id, method, start_on(&mut shared, inner, req))
-            });
             async move {
-                let answer = match call {
+                let answer = match item {
                     Err(invalid) => Some(invalid.into_response()),
-                    Ok((id, method, call)) => {
+                    Ok(mut req) => {
+                        req.extensions_mut().insert(BatchPosition { index, len });
+                        req.extensions_mut().insert(handle.clone());
                         let answer = ctx
-                            .finish(id, &method, false, call)
+                            .call_with(inner.clone(), req, false)
                             .await
                             .map(Answer::into_response);
                         handle.settle();
