@@ -25,41 +25,28 @@ fn with_attempts(mut response: Response, tried: u64) -> Response {
 /// BENCHMARKS.md for the measured overhead of a healthy group).
 pub type ResponseFuture = rpc_core::BoxedResponseFuture;
 
-/// A group call: its path (pinned, broadcast to all, hedged, one member
-/// at a time) is chosen here and only that path's future is boxed, so the
-/// common call does not carry the state of the others (a future is copied
-/// into its box, and one past the allocator's small sizes costs several
-/// times more to allocate).
-pub(crate) fn run<S: JsonRpcService>(
+pub(crate) async fn run<S: JsonRpcService>(
     core: Arc<Core<S>>,
     hedge: Option<Arc<LatencyTracker>>,
     request: Request,
-) -> ResponseFuture {
+) -> Result<Response, RpcError> {
     let class = core.classify(&request);
     // Pinned to one member (node-side state lives there): only it.
     if let Some(pin) = request.extensions().get::<crate::Pin>() {
         let Some(index) = (0..core.len()).find(|&i| **core.name(i) == *pin.0) else {
-            return ResponseFuture::new(std::future::ready(Err(RpcError::NoBackendAvailable {
-                retry_after: None,
-            })));
+            return Err(RpcError::NoBackendAvailable { retry_after: None });
         };
         let others = !(1u64 << index);
-        let safe = class.is_safe_to_repeat();
-        return ResponseFuture::new(async move {
-            run_sequential_from(&core, request, safe, others).await
-        });
+        return run_sequential_from(&core, request, class.is_safe_to_repeat(), others).await;
     }
     match hedge {
         _ if class == Idempotency::Idempotent && core.policy.multicall && core.len() > 1 => {
-            ResponseFuture::new(run_multicall(core, request))
+            run_multicall(core, request).await
         }
         Some(tracker) if class == Idempotency::Read && core.len() > 1 => {
-            ResponseFuture::new(async move { run_hedged(&core, &tracker, request).await })
+            run_hedged(&core, &tracker, request).await
         }
-        _ => {
-            let safe = class.is_safe_to_repeat();
-            ResponseFuture::new(async move { run_sequential(&core, request, safe).await })
-        }
+        _ => run_sequential(&core, request, class.is_safe_to_repeat()).await,
     }
 }
 
@@ -114,8 +101,7 @@ async fn run_sequential_from<S: JsonRpcService>(
             // No member has the head this session has seen: wait for one.
             None if need.session != 0 && last.is_none() && busy == 0 && !waited => {
                 waited = true;
-                // Boxed: rare, and not to be carried by every call's future.
-                if Box::pin(core.wait_for_head(&need, request.deadline())).await {
+                if core.wait_for_head(&need, request.deadline()).await {
                     continue;
                 }
                 return Err(RpcError::NoBackendAvailable {
@@ -125,7 +111,7 @@ async fn run_sequential_from<S: JsonRpcService>(
             // Members that could take it are at their concurrency limit:
             // wait in the queue for room.
             None if core.full(tried) != 0 => {
-                if Box::pin(core.wait_for_room(request.deadline())).await? {
+                if core.wait_for_room(request.deadline()).await? {
                     continue;
                 }
                 return match last {

@@ -125,6 +125,10 @@ impl<S: JsonRpcService> Service<Request> for Failover<S> {
 
     fn call(&mut self, request: Request) -> ResponseFuture {
         self.core.ensure_prober();
-        super::future::run(self.core.clone(), self.hedge.clone(), request)
+        ResponseFuture::new(super::future::run(
+            self.core.clone(),
+            self.hedge.clone(),
+            request,
+        ))
     }
 }

@@ -112,10 +112,8 @@ impl<S: JsonRpcService> Core<S> {
         let ready = match svc.ready().now_or_never() {
             Some(r) => r.map(|_| ()),
             None if !wait_ready => return Outcome::Busy,
-            // Boxed: a wait for room is rare, and every attempt's future
-            // would otherwise carry its timer.
             None => match deadline {
-                Some(d) => match Box::pin(tokio::time::timeout_at(d, svc.ready())).await {
+                Some(d) => match tokio::time::timeout_at(d, svc.ready()).await {
                     Ok(r) => r.map(|_| ()),
                     Err(_) => Err(RpcError::DeadlineExceeded),
                 },
@@ -167,8 +165,7 @@ impl<S: JsonRpcService> Core<S> {
                         return Outcome::Stalled(timeout(started.elapsed()));
                     }
                     match deadline {
-                        // Boxed, as above: stalls are rare.
-                        Some(d) => match Box::pin(tokio::time::timeout_at(d, &mut call)).await {
+                        Some(d) => match tokio::time::timeout_at(d, &mut call).await {
                             Ok(r) => r,
                             Err(_) => Err(timeout(started.elapsed())),
                         },
