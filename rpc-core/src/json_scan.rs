@@ -1,21 +1,27 @@
-//! A validating scanner for backends' answers: the spans of an answer
-//! object's `id`, `result` and `error`, every byte checked against the
-//! JSON grammar (RFC 8259) without building any value.
+//! A validating scanner for the JSON the proxy forwards: clients' calls
+//! and backends' answers. It returns the spans of an object's members
+//! (a call's `jsonrpc`, `id`, `method`, `params`; an answer's `id`,
+//! `result`, `error`), every byte checked against the JSON grammar (RFC
+//! 8259) without building any value.
 //!
 //! Why not serde_json here: an answer is mostly long strings (hashes,
 //! hex data, blooms), which serde_json validates byte by byte (≈ 7
 //! instructions per byte of a block answer, a third of the proxy's work on
-//! a 100-block batch). This scanner looks for a string's end sixteen bytes
-//! at a time, in a loop the compiler turns into vector compares. Kept as
-//! our own code: the proxy needs zero-copy slices of the body, and the SIMD
-//! JSON crates work differently (simd-json parses a mutable copy into a
-//! tape; sonic-rs would be a large new dependency for this one function).
-//! Requests, error objects and anything unusual (an escaped member name)
-//! still go through serde_json; the tests here and in `parse` check both
-//! agree on thousands of damaged answers.
+//! a 100-block batch), and a call was read twice in a batch (the array,
+//! then each item). This scanner finds a string's end a word at a time
+//! (integer arithmetic on eight bytes), then sixteen bytes at a time in a
+//! loop the compiler turns into vector compares. Kept as our own code: the
+//! proxy needs zero-copy slices of the body, and the SIMD JSON crates work
+//! differently (simd-json parses a mutable copy into a tape; sonic-rs
+//! would be a large new dependency for this one function). Error objects
+//! and anything unusual (a member name given twice or with an escape) still
+//! go through serde_json, whose verdicts and words stand; the tests here
+//! and in `parse` check both agree on tens of thousands of damaged calls
+//! and answers.
 
-/// Nesting deeper than this is refused (no JSON-RPC answer comes near;
-/// the scanner keeps one bit per level, on the stack).
+/// Nesting deeper than this is refused (no JSON-RPC answer comes near; a
+/// call nested deeper is handed to serde_json; the scanner keeps one bit
+/// per level, on the stack).
 pub(crate) const MAX_DEPTH: usize = 1024;
 
 /// Why an answer could not be scanned.

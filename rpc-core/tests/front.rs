@@ -34,6 +34,14 @@ fn echo(calls: Arc<AtomicUsize>) -> impl JsonRpcService {
     })
 }
 
+/// A batch of calls to method `m`, with these ids.
+fn batch_of(ids: std::ops::Range<u32>) -> String {
+    let calls: Vec<String> = ids
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"m"}}"#))
+        .collect();
+    format!("[{}]", calls.join(","))
+}
+
 async fn post<S: JsonRpcService>(
     front: &HttpFront<S>,
     body: &str,
@@ -148,13 +156,7 @@ async fn batch_items_run_concurrently_with_a_bound() {
         }
     });
     let front = HttpFront::new(slow, ServerConfig::default().batch_concurrency(4));
-    let body = format!(
-        "[{}]",
-        (0..40)
-            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"m"}}"#))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let body = batch_of(0..40);
     let started = tokio::time::Instant::now();
     let (status, _, body) = post(&front, &body).await;
     assert_eq!(status, 200);
@@ -586,13 +588,7 @@ async fn batch_calls_wait_for_a_service_that_is_not_ready() {
         one_at_a_time,
         ServerConfig::default().request_timeout(Duration::from_secs(5)),
     );
-    let body = format!(
-        "[{}]",
-        (0..6)
-            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"m"}}"#))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let body = batch_of(0..6);
     let started = tokio::time::Instant::now();
     let (status, _, body) = post(&front, &body).await;
     assert_eq!(status, 200);
