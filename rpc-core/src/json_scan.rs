@@ -156,10 +156,10 @@ fn find_special_after(bytes: &[u8], mut at: usize) -> Option<usize> {
             any |= u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20);
         }
         if any != 0 {
-            let (low, high) = block.split_at(8);
-            let [low, high] = [low, high].map(|w| <[u8; 8]>::try_from(w).unwrap_or([0; 8]));
-            return special_in_word(low)
-                .or_else(|| special_in_word(high).map(|i| 8 + i))
+            // Which byte: the block's two words, as in `find_special`.
+            return [0, 8]
+                .into_iter()
+                .find_map(|half| Some(half + special_in_word(word_at(block, half)?)?))
                 .map(|i| at + i);
         }
         at += 16;

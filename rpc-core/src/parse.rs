@@ -118,7 +118,6 @@ pub fn parse_message(body: Bytes, max_batch: usize) -> Result<Incoming, MessageE
 }
 
 /// The members of a call, as raw JSON text (whichever parser read them).
-#[derive(Default)]
 struct CallFields<'a> {
     jsonrpc: Option<&'a str>,
     id: Option<&'a str>,
@@ -145,9 +144,8 @@ impl<'a> CallFields<'a> {
 fn scan_message(body: &Bytes, max_batch: usize) -> Option<Result<Incoming, MessageError>> {
     let text = std::str::from_utf8(body).ok()?;
     let mut scan = Scanner::new(text);
-    if scan.eat(b'{') {
-        // Back to the brace: `members` reads the whole object.
-        scan = Scanner::new(text);
+    scan.ws();
+    if scan.peek() == Some(b'{') {
         let fields = scan.members(&CallFields::NAMES).ok()?;
         scan.end().ok()?;
         return Some(Ok(Incoming::Single(validate_call(
