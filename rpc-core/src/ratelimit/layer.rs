@@ -96,7 +96,8 @@ impl RateLimitLayer {
     /// (`eth_getLogs`, or a prefix such as `debug_*`): every call of them,
     /// whoever sends it, is charged its weight here too (after its client's
     /// own budget admitted it), so that an expensive method is protected
-    /// fleet-wide (with [`shared`](Self::shared) budgets) or process-wide.
+    /// fleet-wide (with `shared` budgets, cargo feature `redis`) or
+    /// process-wide.
     /// Refused calls get `-32016` and `Retry-After` like any. A method
     /// matching several patterns is charged to the most specific one.
     ///
