@@ -21,7 +21,7 @@ use tower::Service;
 use crate::batch::{BatchGroup, BatchItem};
 use crate::body::{read_body, Budget, ReadError};
 use crate::budget::HeldBytes;
-use crate::parse::parse_response;
+use crate::parse::parse_response_to;
 use crate::{BuildError, ByteBudget, BytePermit};
 use crate::{Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
 
@@ -115,7 +115,9 @@ struct Queued {
 impl Queued {
     /// The call as sent, under its wire id.
     fn write(&self, out: &mut Vec<u8>) {
-        self.req.write_json(Some(&Id::from(self.id)), out);
+        let mut wire = itoa::Buffer::new();
+        self.req
+            .write_json_with(Some(wire.format(self.id).as_bytes()), out);
     }
 
     /// The client's trace context (one client batch has one: its HTTP
@@ -484,10 +486,10 @@ impl Inner {
         started: Instant,
         deadline: Instant,
     ) -> Result<Response, RpcError> {
-        let wire_id = (!req.is_notification())
-            .then(|| Id::from(self.next_id.fetch_add(1, Ordering::Relaxed)));
+        let wire_id =
+            (!req.is_notification()).then(|| self.next_id.fetch_add(1, Ordering::Relaxed));
 
-        match tokio::time::timeout_at(deadline, self.exchange(&req, wire_id.as_ref())).await {
+        match tokio::time::timeout_at(deadline, self.exchange(&req, wire_id)).await {
             Ok(Ok((payload, held))) => {
                 let id = req.id().cloned().unwrap_or(Id::Null);
                 let mut resp = Response::new(id, payload);
@@ -508,10 +510,13 @@ impl Inner {
     async fn exchange(
         &self,
         req: &Request,
-        wire_id: Option<&Id>,
+        wire_id: Option<u64>,
     ) -> Result<(Payload, Option<BytePermit>), RpcError> {
+        // Formatted on the stack, not as an `Id` (an allocation per call).
+        let mut wire = itoa::Buffer::new();
+        let wire_id = wire_id.map(|n| wire.format(n).as_bytes());
         let mut body = Vec::with_capacity(req.encoded_len_hint());
-        req.write_json(wire_id, &mut body);
+        req.write_json_with(wire_id, &mut body);
         let (status, bytes, held) = self
             .post(body, req.extensions().get::<crate::TraceContext>())
             .await?;
@@ -533,9 +538,9 @@ impl Inner {
         &self,
         status: StatusCode,
         bytes: &Bytes,
-        wire_id: &Id,
+        wire_id: &[u8],
     ) -> Result<Payload, RpcError> {
-        let parsed = parse_response(bytes, wire_id);
+        let parsed = parse_response_to(bytes, wire_id);
         if status.is_success() {
             return parsed.map_err(|reason| RpcError::InvalidResponse {
                 backend: self.name.clone(),
@@ -822,7 +827,11 @@ impl Inner {
             let sent = tokio::time::timeout(self.timeout, self.post(frame, call.trace())).await;
             let delivered = match sent {
                 Ok(Ok((status, bytes, held))) => self
-                    .parse_one(status, &bytes, &Id::from(call.id))
+                    .parse_one(
+                        status,
+                        &bytes,
+                        itoa::Buffer::new().format(call.id).as_bytes(),
+                    )
                     .map(|payload| (payload, held.map(Arc::new))),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(RpcError::Timeout {

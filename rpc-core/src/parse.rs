@@ -573,6 +573,11 @@ pub fn parse_batch_response(body: &Bytes) -> Result<Vec<BatchAnswerItem>, String
 ///
 /// Returns the reason on failure, for [`RpcError::InvalidResponse`](crate::RpcError::InvalidResponse).
 pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
+    parse_response_to(body, wire_id.as_json())
+}
+
+/// [`parse_response`] with the wire id as its JSON text.
+pub(crate) fn parse_response_to(body: &Bytes, wire_id: &[u8]) -> Result<Payload, String> {
     let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'{') => {}
@@ -591,8 +596,7 @@ pub fn parse_response(body: &Bytes, wire_id: &Id) -> Result<Payload, String> {
     let payload = payload_of(body, &wire)?;
     let id_ok = match wire.id {
         Some(id) => {
-            id.as_bytes() == wire_id.as_json()
-                || matches!(payload, Payload::Error(_)) && id == "null"
+            id.as_bytes() == wire_id || matches!(payload, Payload::Error(_)) && id == "null"
         }
         None => matches!(payload, Payload::Error(_)),
     };

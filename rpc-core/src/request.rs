@@ -122,10 +122,16 @@ impl Request {
     /// Writes the request as compact JSON with the given id on the wire
     /// (`wire_id: None` keeps the request's own id).
     pub fn write_json(&self, wire_id: Option<&Id>, out: &mut Vec<u8>) {
+        self.write_json_with(wire_id.map(Id::as_json), out);
+    }
+
+    /// [`write_json`](Self::write_json) with the wire id as JSON text
+    /// (a backend's numeric wire id, formatted on the stack).
+    pub(crate) fn write_json_with(&self, wire_id: Option<&[u8]>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"jsonrpc\":\"2.0\"");
-        if let Some(id) = wire_id.or(self.id.as_ref()) {
+        if let Some(id) = wire_id.or(self.id.as_ref().map(Id::as_json)) {
             out.extend_from_slice(b",\"id\":");
-            out.extend_from_slice(id.as_json());
+            out.extend_from_slice(id);
         }
         out.extend_from_slice(b",\"method\":");
         write_json_str(out, &self.method);

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tower::Service;
 
-use crate::parse::parse_response;
+use crate::parse::parse_response_to;
 use crate::subscription::{PushSource, Subscription};
 use crate::{BoxError, BuildError, Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
 
@@ -444,8 +444,9 @@ impl WsBackend {
             };
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let wire_id = Id::from(id);
-        req.write_json(Some(&wire_id), &mut frame);
+        let mut wire = itoa::Buffer::new();
+        let wire_id = wire.format(id).as_bytes();
+        req.write_json_with(Some(wire_id), &mut frame);
         let frame = String::from_utf8(frame).map_err(|e| RpcError::Internal(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
         let exchange = async {
@@ -465,7 +466,7 @@ impl WsBackend {
             }
         };
         let payload =
-            parse_response(&bytes, &wire_id).map_err(|reason| RpcError::InvalidResponse {
+            parse_response_to(&bytes, wire_id).map_err(|reason| RpcError::InvalidResponse {
                 backend: config.name.clone(),
                 reason,
             })?;
@@ -488,7 +489,7 @@ impl PushSource for WsBackend {
             let id = this.inner.next_id.fetch_add(1, Ordering::Relaxed);
             let req = Request::new(config.subscribe.clone()).with_params(params);
             let mut frame = Vec::new();
-            req.write_json(Some(&Id::from(id)), &mut frame);
+            req.write_json_with(Some(itoa::Buffer::new().format(id).as_bytes()), &mut frame);
             let frame = String::from_utf8(frame).map_err(|e| RpcError::Internal(e.to_string()))?;
             let tx = this.sender();
             let (reply, answer) = oneshot::channel();
@@ -748,7 +749,10 @@ impl Conn<'_> {
                     let _ = reply.send(Ok(bytes.clone()));
                 }
                 Some(Pending::Subscribe(reply)) => {
-                    let answer = match parse_response(&bytes, &Id::from(id)) {
+                    let answer = match parse_response_to(
+                        &bytes,
+                        itoa::Buffer::new().format(id).as_bytes(),
+                    ) {
                         Ok(Payload::Result(sub)) if !sub.is_null() => {
                             let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
                             let key = String::from_utf8_lossy(sub.as_bytes()).into();
