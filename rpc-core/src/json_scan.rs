@@ -201,7 +201,16 @@ impl<'a> Scanner<'a> {
         Err(Scan::Malformed(self.i))
     }
 
+    #[inline(always)]
     pub(crate) fn ws(&mut self) {
+        // Compact JSON has none: one compare decides.
+        if self.peek().is_some_and(|b| b <= b' ') {
+            self.ws_rest();
+        }
+    }
+
+    #[inline(never)]
+    fn ws_rest(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.i += 1;
         }
@@ -363,12 +372,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// An object member's key and colon (after whitespace).
+    #[inline(always)]
     fn key(&mut self) -> Result<(), Scan> {
         self.ws();
         if self.peek() != Some(b'"') {
             return self.malformed();
         }
         self.string()?;
+        // Compact JSON: the colon right after the name.
+        if self.peek() == Some(b':') {
+            self.i += 1;
+            return Ok(());
+        }
         self.expect(b':')
     }
 
@@ -377,6 +392,9 @@ impl<'a> Scanner<'a> {
         self.ws();
         let start = self.i;
         let mut nesting = Nesting::new();
+        // The innermost container (`Some(true)`: an object), kept here so
+        // that the end of each value does not read the stack.
+        let mut inner = None;
         loop {
             // A value starts here.
             self.ws();
@@ -388,6 +406,7 @@ impl<'a> Scanner<'a> {
                         if !nesting.push(object) {
                             return self.malformed();
                         }
+                        inner = Some(object);
                         if object {
                             self.key()?;
                         }
@@ -403,7 +422,7 @@ impl<'a> Scanner<'a> {
             }
             // A value ended: close what it ends, or go on to the next one.
             loop {
-                let Some(object) = nesting.top() else {
+                let Some(object) = inner else {
                     return Ok(&self.text[start..self.i]);
                 };
                 self.ws();
@@ -418,10 +437,12 @@ impl<'a> Scanner<'a> {
                     Some(b'}') if object => {
                         self.i += 1;
                         nesting.pop();
+                        inner = nesting.top();
                     }
                     Some(b']') if !object => {
                         self.i += 1;
                         nesting.pop();
+                        inner = nesting.top();
                     }
                     _ => return self.malformed(),
                 }
