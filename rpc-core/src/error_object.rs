@@ -227,6 +227,16 @@ fn parse_code(text: &str) -> Option<i64> {
 
 /// Writes `s` as a JSON string literal.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Method names and most messages need no escape: copied between quotes
+    // as they are (what serde_json writes too: it escapes only `"`, `\`
+    // and control characters).
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Serialising a `&str` into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -246,6 +256,31 @@ impl fmt::Display for ErrorObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The copy without escapes writes what serde_json writes, for plain
+    /// names and for every character that needs an escape.
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> = [
+            "eth_blockNumber",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\tnew\nline",
+            "\u{1}\u{1f}\u{7f}",
+            "é ✓ 𝄞",
+            "</script>",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        texts.extend((0u8..=0x7f).map(|b| format!("x{}y", b as char)));
+        for text in texts {
+            let mut ours = Vec::new();
+            write_json_str(&mut ours, &text);
+            assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text:?}");
+        }
+    }
 
     fn parse(text: &'static str) -> Option<ErrorObject> {
         let body = Bytes::from_static(text.as_bytes());
