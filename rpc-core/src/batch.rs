@@ -15,6 +15,7 @@
 //! use rpc_core::batch::BatchGroup;
 //!
 //! let group = BatchGroup::new(2);
+//! assert_eq!(group.len(), 2);
 //! let (a, b) = (group.item(0), group.item(1));
 //! assert_eq!(group.unsettled(), 0);
 //! a.start();
@@ -65,6 +66,16 @@ impl BatchGroup {
             group: self.clone(),
             index,
         }
+    }
+
+    /// The number of calls in the client batch.
+    pub fn len(&self) -> usize {
+        self.shared.settled.len()
+    }
+
+    /// Whether the client batch has no calls.
+    pub fn is_empty(&self) -> bool {
+        self.shared.settled.is_empty()
     }
 
     /// Items started and not yet settled.

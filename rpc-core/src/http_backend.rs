@@ -640,11 +640,18 @@ impl Inner {
         let client_id = req.id().cloned().unwrap_or(Id::Null);
         let (reply, answer) = oneshot::channel();
         let key = item.group().key();
+        let max = batching.max.load(Ordering::Relaxed);
         let (first, full) = {
             let mut open = batching.open.lock().unwrap_or_else(|e| e.into_inner());
-            let (number, calls) = open
-                .entry(key)
-                .or_insert_with(|| (batching.next.fetch_add(1, Ordering::Relaxed), Vec::new()));
+            let (number, calls) = open.entry(key).or_insert_with(|| {
+                // Room for the client batch's calls, up to a full upstream
+                // batch: no regrowth while they arrive.
+                let room = item.group().len().min(max);
+                (
+                    batching.next.fetch_add(1, Ordering::Relaxed),
+                    Vec::with_capacity(room),
+                )
+            });
             let first = calls.is_empty().then_some(*number);
             calls.push(Queued {
                 id,
@@ -652,7 +659,7 @@ impl Inner {
                 reply,
                 item: item.clone(),
             });
-            let full = calls.len() >= batching.max.load(Ordering::Relaxed);
+            let full = calls.len() >= max;
             (first, if full { open.remove(&key) } else { None })
         };
         // Placed: the batch no longer waits for this call.
