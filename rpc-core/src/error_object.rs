@@ -180,6 +180,11 @@ impl ErrorObject {
 
     /// [`from_raw`](Self::from_raw) for the JSON text of an error object.
     pub(crate) fn from_raw_str(body: &Bytes, raw: &str) -> Option<Self> {
+        Self::from_raw_bytes(body, raw.as_bytes())
+    }
+
+    /// [`from_raw_str`](Self::from_raw_str) for JSON text as bytes.
+    pub(crate) fn from_raw_bytes(body: &Bytes, raw: &[u8]) -> Option<Self> {
         #[derive(Deserialize)]
         struct Wire<'a> {
             #[serde(borrow, default)]
@@ -189,7 +194,7 @@ impl ErrorObject {
             #[serde(borrow, default, deserialize_with = "crate::parse::some_raw")]
             data: Option<&'a RawValue>,
         }
-        let wire: Wire<'_> = serde_json::from_str(raw).ok()?;
+        let wire: Wire<'_> = serde_json::from_slice(raw).ok()?;
         let code = match wire.code {
             Some(code) => parse_code(code.get())?,
             None => return None,

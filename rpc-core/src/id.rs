@@ -33,11 +33,11 @@ pub enum Id {
 impl Id {
     /// Classifies a raw JSON value as an id; `None` when it is an object,
     /// array or boolean, which JSON-RPC 2.0 does not allow.
-    pub(crate) fn from_raw_str(body: &Bytes, text: &str) -> Option<Id> {
-        match text.as_bytes().first()? {
+    pub(crate) fn from_raw(body: &Bytes, text: &[u8]) -> Option<Id> {
+        match text.first()? {
             b'n' => Some(Id::Null),
-            b'"' => Some(Id::String(RawJson::slice_of_str(body, text))),
-            b'-' | b'0'..=b'9' => Some(Id::Number(RawJson::slice_of_str(body, text))),
+            b'"' => Some(Id::String(RawJson::slice_of_bytes(body, text))),
+            b'-' | b'0'..=b'9' => Some(Id::Number(RawJson::slice_of_bytes(body, text))),
             _ => None,
         }
     }

@@ -18,6 +18,11 @@
 //! go through serde_json, whose verdicts and words stand; the tests here
 //! and in `parse` check both agree on tens of thousands of damaged calls
 //! and answers.
+//!
+//! The scanner reads bytes, not a `str`: UTF-8 is checked only where it can
+//! be broken, inside strings that have a byte above 0x7f (outside strings,
+//! such a byte is already refused by the grammar). Whole-body validation
+//! cost half an instruction per byte of every answer, most of them ASCII.
 
 /// Nesting deeper than this is refused (no JSON-RPC answer comes near; a
 /// call nested deeper is handed to serde_json; the scanner keeps one bit
@@ -35,12 +40,13 @@ pub(crate) enum Scan {
     EscapedKey,
 }
 
-/// The members of an answer object that matter, as raw JSON text.
+/// The members of an answer object that matter, as raw JSON text (valid
+/// UTF-8: each one was scanned or parsed whole).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Fields<'a> {
-    pub(crate) id: Option<&'a str>,
-    pub(crate) result: Option<&'a str>,
-    pub(crate) error: Option<&'a str>,
+    pub(crate) id: Option<&'a [u8]>,
+    pub(crate) result: Option<&'a [u8]>,
+    pub(crate) error: Option<&'a [u8]>,
 }
 
 /// One bit per open container: set for an object.
@@ -83,11 +89,12 @@ impl Nesting {
 }
 
 /// Bytes that end a run of plain string content: the closing quote, an
-/// escape, or a control character (not allowed raw in a string). What
+/// escape, a control character (not allowed raw in a string), or a byte
+/// above 0x7f (part of a character whose UTF-8 must be checked). What
 /// [`find_special`] looks for, byte by byte (the tests' reference).
 #[cfg(test)]
 fn special(b: u8) -> bool {
-    b == b'"' || b == b'\\' || b < 0x20
+    b == b'"' || b == b'\\' || !(0x20..=0x7f).contains(&b)
 }
 
 /// `0x01` in every byte of a word.
@@ -97,8 +104,9 @@ const HIGHS: u64 = ONES << 7;
 
 /// The offset of the first [`special`] byte of an eight-byte word, tested
 /// as one `u64` (SWAR: "has a zero byte" on the word xor `"` and xor `\`,
-/// "has a byte below 0x20" on the word itself). A borrow can only mark a
-/// byte above one that is really special, so the lowest mark is exact.
+/// "has a byte below 0x20" on the word itself, and the high bit of each
+/// byte). A borrow can only mark a byte above one that is really special,
+/// so the lowest mark is exact.
 #[inline(always)]
 fn special_in_word(word: [u8; 8]) -> Option<usize> {
     let word = u64::from_le_bytes(word);
@@ -106,7 +114,8 @@ fn special_in_word(word: [u8; 8]) -> Option<usize> {
     let escape = word ^ (ONES * u64::from(b'\\'));
     let marks = ((quote.wrapping_sub(ONES) & !quote)
         | (escape.wrapping_sub(ONES) & !escape)
-        | (word.wrapping_sub(ONES * 0x20) & !word))
+        | (word.wrapping_sub(ONES * 0x20) & !word)
+        | word)
         & HIGHS;
     (marks != 0).then(|| marks.trailing_zeros() as usize / 8)
 }
@@ -153,7 +162,9 @@ fn find_special_after(bytes: &[u8], mut at: usize) -> Option<usize> {
         let mut any = 0u8;
         for &b in block {
             // `|`, not `||`: no branch per byte, so the loop vectorises.
-            any |= u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20);
+            // Below 0x20 or above 0x7f as one unsigned compare.
+            any |=
+                u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b.wrapping_sub(0x20) > 0x5f);
         }
         if any != 0 {
             // Which byte: the block's two words, as in `find_special`.
@@ -180,17 +191,17 @@ fn find_special_after(bytes: &[u8], mut at: usize) -> Option<usize> {
 }
 
 pub(crate) struct Scanner<'a> {
-    text: &'a str,
+    text: &'a [u8],
     i: usize,
 }
 
 impl<'a> Scanner<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a [u8]) -> Self {
         Scanner { text, i: 0 }
     }
 
     fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
+        self.text
     }
 
     pub(crate) fn peek(&self) -> Option<u8> {
@@ -287,16 +298,18 @@ impl<'a> Scanner<'a> {
                 Ok(false)
             }
             // The first byte that is not plain content is not the closing
-            // quote: an escape (or an error).
-            _ => self.string_rest(start).map(|()| true),
+            // quote: an escape, a character beyond ASCII (or an error).
+            _ => self.string_rest(start),
         }
     }
 
-    /// A string from its content's first byte `at`: escapes checked, a
-    /// control character or a missing closing quote refused.
+    /// A string from its content's first byte `at`: escapes checked, each
+    /// character beyond ASCII checked as UTF-8, a control character or a
+    /// missing closing quote refused; whether it has an escape.
     #[inline(never)]
-    fn string_rest(&mut self, at: usize) -> Result<(), Scan> {
+    fn string_rest(&mut self, at: usize) -> Result<bool, Scan> {
         self.i = at;
+        let mut escaped = false;
         loop {
             let rest = &self.bytes()[self.i..];
             let Some(n) = find_special(rest) else {
@@ -307,9 +320,28 @@ impl<'a> Scanner<'a> {
             match rest[n] {
                 b'"' => {
                     self.i += 1;
-                    return Ok(());
+                    return Ok(escaped);
                 }
-                b'\\' => self.i += 1,
+                b'\\' => {
+                    self.i += 1;
+                    escaped = true;
+                }
+                lead @ 0x80.. => {
+                    // One character, as std's UTF-8 check sees it (no
+                    // overlong form, no surrogate, nothing past U+10FFFF).
+                    let width = match lead {
+                        0xc2..=0xdf => 2,
+                        0xe0..=0xef => 3,
+                        0xf0..=0xf4 => 4,
+                        _ => return self.malformed(),
+                    };
+                    let ch = self.bytes().get(self.i..self.i + width);
+                    if ch.is_none_or(|c| std::str::from_utf8(c).is_err()) {
+                        return self.malformed();
+                    }
+                    self.i += width;
+                    continue;
+                }
                 // A control character.
                 _ => return self.malformed(),
             }
@@ -388,7 +420,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// One value (after whitespace), validated and skipped; its text.
-    pub(crate) fn value(&mut self) -> Result<&'a str, Scan> {
+    pub(crate) fn value(&mut self) -> Result<&'a [u8], Scan> {
         self.ws();
         let start = self.i;
         let mut nesting = Nesting::new();
@@ -465,7 +497,7 @@ impl<'a> Scanner<'a> {
     pub(crate) fn members<const N: usize>(
         &mut self,
         names: &[&'static str; N],
-    ) -> Result<[Option<&'a str>; N], Scan> {
+    ) -> Result<[Option<&'a [u8]>; N], Scan> {
         self.expect(b'{')?;
         let mut found = [None; N];
         if self.eat(b'}') {
@@ -501,8 +533,8 @@ impl<'a> Scanner<'a> {
 pub(crate) mod tests {
     use super::*;
 
-    fn value(text: &str) -> Result<&str, Scan> {
-        let mut s = Scanner::new(text);
+    fn value<T: AsRef<[u8]> + ?Sized>(text: &T) -> Result<&[u8], Scan> {
+        let mut s = Scanner::new(text.as_ref());
         let v = s.value()?;
         s.end()?;
         Ok(v)
@@ -545,9 +577,15 @@ pub(crate) mod tests {
     }
 
     /// The scanner's verdict on a whole text agrees with serde_json's.
-    fn agrees(text: &str) {
-        let serde = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
-        assert_eq!(value(text).is_ok(), serde, "{text:?}");
+    fn agrees<T: AsRef<[u8]> + ?Sized>(text: &T) {
+        let text = text.as_ref();
+        // serde_json skips an ignored string without checking its UTF-8
+        // (it does check the raw values the proxy forwards); the scanner
+        // checks every string, as JSON text must be UTF-8 (RFC 8259).
+        let serde = std::str::from_utf8(text).is_ok()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok();
+        let shown = String::from_utf8_lossy(text);
+        assert_eq!(value(text).is_ok(), serde, "{shown:?} {text:?}");
     }
 
     #[test]
@@ -568,7 +606,7 @@ pub(crate) mod tests {
             r#"{"hash":"0xab","txs":[{"v":"0x1"},{"v":"0x2"}],"n":null}"#,
             "\"é ünïcode ✓\"",
         ] {
-            assert_eq!(value(text), Ok(text.trim()), "{text:?}");
+            assert_eq!(value(text), Ok(text.trim().as_bytes()), "{text:?}");
             agrees(text);
         }
     }
@@ -612,6 +650,51 @@ pub(crate) mod tests {
         }
     }
 
+    /// Characters beyond ASCII are checked where they are: in strings,
+    /// short or long, as keys or values; what std's UTF-8 check refuses
+    /// (overlong forms, surrogates, past U+10FFFF, cut short, a stray
+    /// continuation byte) is refused, the rest read.
+    #[test]
+    fn utf8_is_checked_in_strings() {
+        let good: [&[u8]; 5] = [
+            "é".as_bytes(),
+            "✓".as_bytes(),
+            "𝄞".as_bytes(),
+            "\u{7ff}\u{800}\u{ffff}\u{10000}\u{10ffff}".as_bytes(),
+            "ключ".as_bytes(),
+        ];
+        let bad: [&[u8]; 8] = [
+            b"\xc0\xaf",
+            b"\xe0\x80\xaf",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xf5\x80\x80\x80",
+            b"\xe2\x9c",
+            b"\x80",
+            b"\xff",
+        ];
+        // Short strings, strings past the first sixteen bytes and past a
+        // vector block, and object member names.
+        let pads = ["", "0123456789abcdef", &"x".repeat(40)];
+        for pad in pads {
+            for (chars, ok) in good
+                .iter()
+                .map(|c| (c, true))
+                .chain(bad.iter().map(|c| (c, false)))
+            {
+                let mut text = format!("[\"{pad}").into_bytes();
+                text.extend_from_slice(chars);
+                text.extend_from_slice(b"\",{\"");
+                text.extend_from_slice(chars);
+                text.extend_from_slice(b"\":1}]");
+                assert_eq!(value(&text).is_ok(), ok, "{text:?}");
+                agrees(&text);
+            }
+        }
+        // Outside a string, such a byte is no JSON at all.
+        assert!(value("[1,é]".as_bytes()).is_err());
+    }
+
     #[test]
     fn nesting_is_bounded() {
         let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
@@ -629,32 +712,38 @@ pub(crate) mod tests {
     #[test]
     fn answers_give_their_members() {
         let text = r#" {"jsonrpc":"2.0","id":7,"extra":{"x":[1]},"result":{"a":"0x1"}} "#;
-        let mut s = Scanner::new(text);
+        let mut s = Scanner::new(text.as_bytes());
         let f = s.answer().unwrap();
         s.end().unwrap();
         assert_eq!(
             f,
             Fields {
-                id: Some("7"),
-                result: Some(r#"{"a":"0x1"}"#),
+                id: Some(b"7"),
+                result: Some(br#"{"a":"0x1"}"#),
                 error: None
             }
         );
-        let mut s = Scanner::new(r#"{"id":1,"id":2}"#);
+        let mut s = Scanner::new(br#"{"id":1,"id":2}"#);
         assert_eq!(s.answer(), Err(Scan::Duplicate("id")));
-        let mut s = Scanner::new(r#"{"\u0069d":1}"#);
+        let mut s = Scanner::new(br#"{"\u0069d":1}"#);
         assert_eq!(s.answer(), Err(Scan::EscapedKey));
-        let mut s = Scanner::new("{}");
+        // A name beyond ASCII is no escape: it is read here.
+        let mut s = Scanner::new("{\"idé\":1,\"id\":2}".as_bytes());
+        assert_eq!(s.answer().unwrap().id, Some(&b"2"[..]));
+        let mut s = Scanner::new(b"{}");
         assert_eq!(s.answer(), Ok(Fields::default()));
-        let mut s = Scanner::new("[]");
+        let mut s = Scanner::new(b"[]");
         assert!(s.answer().is_err());
     }
 
     /// `n` texts made from `seed` by one to three random byte changes
-    /// (replace, insert, delete) from a JSON-ish alphabet; those that are
-    /// not UTF-8 left out (callers check that first).
-    pub(crate) fn mutations(seed: &str, n: usize) -> Vec<String> {
-        let alphabet = b"{}[]\":,\\ 0123456789-+.eEtrufalsn\x01\tab";
+    /// (replace, insert, delete) from a JSON-ish alphabet that has bytes
+    /// of UTF-8 characters too (leads, continuations, and bytes UTF-8
+    /// never has): many results are not UTF-8, which the scanner checks
+    /// itself.
+    pub(crate) fn mutations(seed: &str, n: usize) -> Vec<Vec<u8>> {
+        let alphabet =
+            b"{}[]\":,\\ 0123456789-+.eEtrufalsn\x01\tab\x80\xa9\xbf\xc0\xc3\xe2\xed\xf0\xf4\xf5\xff";
         let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ seed.len() as u64;
         let mut next = || {
             state ^= state << 13;
@@ -677,9 +766,7 @@ pub(crate) mod tests {
                     _ => {}
                 }
             }
-            if let Ok(text) = String::from_utf8(bytes) {
-                out.push(text);
-            }
+            out.push(bytes);
         }
         out
     }
@@ -691,6 +778,7 @@ pub(crate) mod tests {
         let seeds = [
             r#"{"jsonrpc":"2.0","id":1,"result":{"number":"0x1b4","hash":"0xdc0818cf78f21a8e70579cb46a43643f78291264dda342ae31049421c82d21ae","transactions":[],"uncles":null,"size":1027,"gas":1.5e3,"ok":true,"no":false,"esc":"a\"b\\c\u00e9\n"}}"#,
             r#"[{"id":1,"error":{"code":-32000,"message":"header not found","data":[1,2,{"x":-0.5}]}},{"id":2,"result":"0x"}]"#,
+            r#"{"id":3,"result":{"name":"café ✓ 𝄞 ü","ключ":"значение","data":"0xc3a9"}}"#,
         ];
         let mut checked = 0;
         for seed in seeds {
@@ -700,6 +788,6 @@ pub(crate) mod tests {
                 checked += 1;
             }
         }
-        assert!(checked > 30_000, "{checked}");
+        assert!(checked > 50_000, "{checked}");
     }
 }

@@ -117,18 +117,19 @@ pub fn parse_message(body: Bytes, max_batch: usize) -> Result<Incoming, MessageE
     parse_message_serde(body, max_batch)
 }
 
-/// The members of a call, as raw JSON text (whichever parser read them).
+/// The members of a call, as raw JSON text (whichever parser read them;
+/// valid UTF-8, each was scanned or parsed whole).
 struct CallFields<'a> {
-    jsonrpc: Option<&'a str>,
-    id: Option<&'a str>,
-    method: Option<&'a str>,
-    params: Option<&'a str>,
+    jsonrpc: Option<&'a [u8]>,
+    id: Option<&'a [u8]>,
+    method: Option<&'a [u8]>,
+    params: Option<&'a [u8]>,
 }
 
 impl<'a> CallFields<'a> {
     const NAMES: [&'static str; 4] = ["jsonrpc", "id", "method", "params"];
 
-    fn from_scan([jsonrpc, id, method, params]: [Option<&'a str>; 4]) -> Self {
+    fn from_scan([jsonrpc, id, method, params]: [Option<&'a [u8]>; 4]) -> Self {
         CallFields {
             jsonrpc,
             id,
@@ -142,8 +143,7 @@ impl<'a> CallFields<'a> {
 /// only serde_json can tell (the message or one of its calls has a
 /// member name twice or escaped, or is not JSON).
 fn scan_message(body: &Bytes, max_batch: usize) -> Option<Result<Incoming, MessageError>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let mut scan = Scanner::new(text);
+    let mut scan = Scanner::new(body);
     scan.ws();
     if scan.peek() == Some(b'{') {
         let fields = scan.members(&CallFields::NAMES).ok()?;
@@ -228,7 +228,7 @@ fn parse_message_serde(body: Bytes, max_batch: usize) -> Result<Incoming, Messag
                 BatchScan::Items(items) => Ok(Incoming::Batch(
                     items
                         .into_iter()
-                        .map(|raw| parse_call(&body, raw.get()))
+                        .map(|raw| parse_call(&body, raw_bytes(raw)))
                         .collect(),
                 )),
                 BatchScan::TooLarge(len) => Err(MessageError::BatchTooLarge {
@@ -302,10 +302,10 @@ struct WireCall<'a> {
 impl<'a> WireCall<'a> {
     fn fields(&self) -> CallFields<'a> {
         CallFields {
-            jsonrpc: self.jsonrpc.map(RawValue::get),
-            id: self.id.map(RawValue::get),
-            method: self.method.map(RawValue::get),
-            params: self.params.map(RawValue::get),
+            jsonrpc: self.jsonrpc.map(raw_bytes),
+            id: self.id.map(raw_bytes),
+            method: self.method.map(raw_bytes),
+            params: self.params.map(raw_bytes),
         }
     }
 }
@@ -319,13 +319,18 @@ fn not_an_object() -> InvalidCall {
     )
 }
 
+/// A raw value's JSON text as bytes.
+fn raw_bytes(raw: &RawValue) -> &[u8] {
+    raw.get().as_bytes()
+}
+
 /// Parses and validates one call of a batch, `raw` (valid JSON text
 /// borrowed from `body`), with serde_json.
-fn parse_call(body: &Bytes, raw: &str) -> Result<Request, InvalidCall> {
-    if !raw.starts_with('{') {
+fn parse_call(body: &Bytes, raw: &[u8]) -> Result<Request, InvalidCall> {
+    if raw.first() != Some(&b'{') {
         return Err(not_an_object());
     }
-    let wire: WireCall<'_> = serde_json::from_str(raw).map_err(|e| malformed_object(&e))?;
+    let wire: WireCall<'_> = serde_json::from_slice(raw).map_err(|e| malformed_object(&e))?;
     validate_call(body, wire.fields())
 }
 
@@ -369,7 +374,7 @@ fn interned(name: &str) -> Arc<str> {
 fn validate_call(body: &Bytes, wire: CallFields<'_>) -> Result<Request, InvalidCall> {
     let id = match wire.id {
         None => None,
-        Some(raw_id) => match Id::from_raw_str(body, raw_id) {
+        Some(raw_id) => match Id::from_raw(body, raw_id) {
             Some(id) => Some(id),
             None => {
                 return Err(InvalidCall::new(
@@ -389,20 +394,24 @@ fn validate_call(body: &Bytes, wire: CallFields<'_>) -> Result<Request, InvalidC
     };
 
     match wire.jsonrpc {
-        Some("\"2.0\"") => {}
+        Some(b"\"2.0\"") => {}
         Some(_) => return Err(fail("invalid request: jsonrpc must be \"2.0\"")),
         None => return Err(fail("invalid request: missing jsonrpc \"2.0\"")),
     }
 
     let method: Arc<str> = match wire.method {
-        Some(m) if m.starts_with('"') => {
-            let name: Arc<str> = if m.contains('\\') {
-                serde_json::from_str::<String>(m)
-                    .map_err(|_| fail("invalid request: method must be a string"))?
+        Some(m) if m.first() == Some(&b'"') => {
+            let not_a_string = || fail("invalid request: method must be a string");
+            let name: Arc<str> = if m.contains(&b'\\') {
+                serde_json::from_slice::<String>(m)
+                    .map_err(|_| not_a_string())?
                     .into()
             } else {
-                // No escapes: the text between the quotes is the name.
-                interned(&m[1..m.len() - 1])
+                // No escapes: the text between the quotes is the name
+                // (UTF-8, checked by whichever parser read it; checked
+                // again here, a few instructions on a name).
+                let inner = m.get(1..m.len() - 1).unwrap_or_default();
+                interned(std::str::from_utf8(inner).map_err(|_| not_a_string())?)
             };
             if name.is_empty() {
                 return Err(fail("invalid request: method is empty"));
@@ -415,8 +424,8 @@ fn validate_call(body: &Bytes, wire: CallFields<'_>) -> Result<Request, InvalidC
 
     let params = match wire.params {
         None => None,
-        Some(p) => match p.as_bytes().first() {
-            Some(b'[' | b'{') => Some(RawJson::slice_of_str(body, p)),
+        Some(p) => match p.first() {
+            Some(b'[' | b'{') => Some(RawJson::slice_of_bytes(body, p)),
             Some(b'n') => None,
             _ => {
                 return Err(InvalidCall::new(
@@ -453,9 +462,9 @@ struct WireResponse<'a> {
 impl<'a> WireResponse<'a> {
     fn fields(&self) -> Fields<'a> {
         Fields {
-            id: self.id.map(RawValue::get),
-            result: self.result.map(RawValue::get),
-            error: self.error.map(RawValue::get),
+            id: self.id.map(raw_bytes),
+            result: self.result.map(raw_bytes),
+            error: self.error.map(raw_bytes),
         }
     }
 }
@@ -464,14 +473,14 @@ impl<'a> WireResponse<'a> {
 /// result and `"result": null` beside an error (common and harmless),
 /// strict about two real values or none.
 fn payload_of(body: &Bytes, wire: &Fields<'_>) -> Result<Payload, String> {
-    let error = wire.error.filter(|e| *e != "null");
+    let error = wire.error.filter(|e| *e != b"null");
     let result = match (wire.result, error) {
-        (Some("null"), Some(_)) => None,
+        (Some(b"null"), Some(_)) => None,
         (result, _) => result,
     };
     Ok(match (result, error) {
-        (Some(result), None) => Payload::Result(RawJson::slice_of_str(body, result)),
-        (None, Some(error)) => match ErrorObject::from_raw_str(body, error) {
+        (Some(result), None) => Payload::Result(RawJson::slice_of_bytes(body, result)),
+        (None, Some(error)) => match ErrorObject::from_raw_bytes(body, error) {
             Some(obj) => Payload::Error(obj),
             None => return Err("malformed error object".to_owned()),
         },
@@ -516,8 +525,7 @@ fn scan_answers<'a>(
     batch: bool,
     mut each: impl FnMut(Fields<'a>),
 ) -> Result<bool, String> {
-    let text = std::str::from_utf8(body).map_err(malformed)?;
-    let mut scan = Scanner::new(text);
+    let mut scan = Scanner::new(body);
     match scan_into(&mut scan, batch, &mut each) {
         Ok(()) => Ok(true),
         Err(Scan::EscapedKey) => Ok(false),
@@ -558,7 +566,7 @@ pub fn parse_batch_response(body: &Bytes) -> Result<Vec<BatchAnswerItem>, String
     Ok(wires
         .iter()
         .filter_map(|wire| {
-            let id = wire.id?.parse::<u64>().ok()?;
+            let id = std::str::from_utf8(wire.id?).ok()?.parse::<u64>().ok()?;
             Some((id, payload_of(body, wire)))
         })
         .collect())
@@ -595,9 +603,7 @@ pub(crate) fn parse_response_to(body: &Bytes, wire_id: &[u8]) -> Result<Payload,
     };
     let payload = payload_of(body, &wire)?;
     let id_ok = match wire.id {
-        Some(id) => {
-            id.as_bytes() == wire_id || matches!(payload, Payload::Error(_)) && id == "null"
-        }
+        Some(id) => id == wire_id || matches!(payload, Payload::Error(_)) && id == b"null",
         None => matches!(payload, Payload::Error(_)),
     };
     if !id_ok {
@@ -640,22 +646,28 @@ mod tests {
             r#"[{"jsonrpc":"2.0","id":"a\"b","method":"eth_call","params":[{"to":"0x01","data":"0x70a08231"},"0x1b4"]},{"jsonrpc":"2.0","method":"eth_blockNumber"},{"jsonrpc":"2.0","id":null,"method":"m\u0065","params":{"k":[1.5e3,-2,true,false,null]}}]"#,
             r#" [ {"id":7, "jsonrpc":"2.0", "method":"net_version", "params":[], "extra":{"x":[]}} , 3 ] "#,
         ];
-        let (mut checked, mut scanned) = (0, 0);
+        let (mut checked, mut not_utf8, mut scanned) = (0, 0, 0);
         for seed in seeds {
-            for text in std::iter::once(seed.to_owned()).chain(mutations(seed, 15_000)) {
+            for text in std::iter::once(seed.as_bytes().to_vec()).chain(mutations(seed, 15_000)) {
+                let utf8 = std::str::from_utf8(&text).is_ok();
                 for max in [1, 2, 10] {
                     let body = Bytes::from(text.clone());
-                    scanned += usize::from(scan_message(&body, max).is_some());
+                    if utf8 {
+                        scanned += usize::from(scan_message(&body, max).is_some());
+                    }
                     let fast = describe(&parse_message(body.clone(), max));
                     let serde = describe(&parse_message_serde(body, max));
-                    assert_eq!(fast, serde, "{text}");
+                    assert_eq!(fast, serde, "{}", String::from_utf8_lossy(&text));
                 }
                 checked += 1;
+                not_utf8 += usize::from(!utf8);
             }
         }
         assert!(checked > 40_000, "{checked}");
+        assert!(not_utf8 > 5_000, "{not_utf8}");
         // Most texts were decided by the scanner, not handed back.
-        assert!(scanned > checked, "{scanned} of {checked} (x3)");
+        let utf8 = checked - not_utf8;
+        assert!(scanned > utf8, "{scanned} of {utf8} (x3)");
     }
 
     /// What serde would read as a call's members in order (an array) is
@@ -680,7 +692,7 @@ mod tests {
     }
 
     /// Each answer's id text and payload, or why the whole body is refused.
-    type Answers = Result<Vec<(Option<String>, Result<Payload, String>)>, String>;
+    type Answers = Result<Vec<(Option<Vec<u8>>, Result<Payload, String>)>, String>;
 
     /// What the answers of `body` are, by serde_json alone (answers that
     /// are not objects refused, as the scanner does: serde would read an
@@ -698,7 +710,7 @@ mod tests {
             }
             let wire = serde_json::from_str::<WireResponse<'_>>(raw.get()).map_err(malformed)?;
             let fields = wire.fields();
-            out.push((fields.id.map(str::to_owned), payload_of(body, &fields)));
+            out.push((fields.id.map(<[u8]>::to_vec), payload_of(body, &fields)));
         }
         Ok(out)
     }
@@ -710,7 +722,7 @@ mod tests {
             Ok(false) => None,
             Ok(true) => Some(Ok(answers
                 .iter()
-                .map(|f| (f.id.map(str::to_owned), payload_of(body, f)))
+                .map(|f| (f.id.map(<[u8]>::to_vec), payload_of(body, f)))
                 .collect())),
             Err(e) => Some(Err(e)),
         }
@@ -725,7 +737,7 @@ mod tests {
         let batch = r#"[{"jsonrpc":"2.0","id":1,"result":"0x1"},{"id":2,"error":{"code":-32000,"message":"m\u00e9","data":[1]}},{"id":3,"result":null,"error":{"code":1,"message":"x"}}]"#;
         let mut compared = 0;
         for (seed, is_batch) in [(single, false), (batch, true)] {
-            for text in std::iter::once(seed.to_owned()).chain(mutations(seed, 20_000)) {
+            for text in std::iter::once(seed.as_bytes().to_vec()).chain(mutations(seed, 20_000)) {
                 let body = Bytes::from(text.clone());
                 let Some(fast) = scanned(&body, is_batch) else {
                     // An escaped member name: serde_json decides.
@@ -734,10 +746,13 @@ mod tests {
                 let slow = serde_only(&body, is_batch);
                 compared += 1;
                 match (&fast, &slow) {
-                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(&text)),
                     (Err(_), Err(_)) => {}
                     _ => {
-                        panic!("{text}: scanner {fast:?}, serde {slow:?}");
+                        panic!(
+                            "{}: scanner {fast:?}, serde {slow:?}",
+                            String::from_utf8_lossy(&text)
+                        );
                     }
                 }
             }

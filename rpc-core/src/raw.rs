@@ -65,7 +65,12 @@ impl RawJson {
 
     /// [`slice_of`](Self::slice_of) for JSON text the caller validated.
     pub(crate) fn slice_of_str(body: &Bytes, text: &str) -> Self {
-        let text = text.as_bytes();
+        Self::slice_of_bytes(body, text.as_bytes())
+    }
+
+    /// [`slice_of_str`](Self::slice_of_str) for JSON text (valid UTF-8)
+    /// the caller validated as bytes.
+    pub(crate) fn slice_of_bytes(body: &Bytes, text: &[u8]) -> Self {
         let start = body.as_ptr() as usize;
         let at = text.as_ptr() as usize;
         if at >= start && at + text.len() <= start + body.len() {
