@@ -82,15 +82,22 @@ async fn run_sequential_from<S: JsonRpcService>(
     safe_to_repeat: bool,
     excluded: u64,
 ) -> Result<Response, RpcError> {
-    // Only a deadline needs to know when the call began.
+    // Only a deadline needs to know when the call began (and the first
+    // check of it reads the same clock).
     let started = request.deadline().map(|_| Instant::now());
     let need = core.need(&request);
     let mut waited = false;
     let mut tried = excluded;
     let mut busy = 0u64;
     let mut last = None;
+    let mut first = true;
     loop {
-        if deadline_passed(&request) {
+        let passed = match (started, request.deadline()) {
+            (Some(now), Some(d)) if first => now >= d,
+            _ => deadline_passed(&request),
+        };
+        first = false;
+        if passed {
             return match last {
                 None => Err(RpcError::DeadlineExceeded),
                 last => finish(core, last),

@@ -174,7 +174,10 @@ impl<S: JsonRpcService> Core<S> {
                 }
             },
         };
-        let elapsed = started.elapsed();
+        // One clock read for how long it took and when the member last
+        // answered.
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(started);
         // The attempt finished: the guard must not clear a probe flag that
         // on_success / on_failure now own, nor charge a stall.
         reservation.probe_held = false;
@@ -183,7 +186,8 @@ impl<S: JsonRpcService> Core<S> {
 
         match result {
             Ok(mut response) => {
-                self.answered(pick.index);
+                let now = self.ticks(finished);
+                self.answered_at(pick.index, now);
                 if response.extensions().get::<ServedBy>().is_none() {
                     response
                         .extensions_mut()
@@ -193,7 +197,7 @@ impl<S: JsonRpcService> Core<S> {
                     // Learn the member's head from its answer, and tell the
                     // layers above which head this answer comes from and
                     // what the group agrees on.
-                    heads.learn(pick.index, learn, &response, self.now());
+                    heads.learn(pick.index, learn, &response, now);
                     heads.stamp(pick.index, &mut response);
                 }
                 if self.policy.failure_rules.is_backend_failure(&response) {
@@ -221,7 +225,7 @@ impl<S: JsonRpcService> Core<S> {
             Err(err) => {
                 if matches!(err, RpcError::HttpStatus { .. }) {
                     // The member's server is up and answering.
-                    self.answered(pick.index);
+                    self.answered_at(pick.index, self.ticks(finished));
                 }
                 let counted = !stalled
                     && match (&err, deadline) {

@@ -444,7 +444,7 @@ impl<S> Core<S> {
         self.ticks(Instant::now())
     }
 
-    fn ticks(&self, at: Instant) -> u64 {
+    pub(crate) fn ticks(&self, at: Instant) -> u64 {
         let ns = at.saturating_duration_since(self.base).as_nanos();
         u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
     }
@@ -878,9 +878,12 @@ impl<S> Core<S> {
 
     /// Records a sign of life from member `i`.
     fn answered(&self, i: usize) {
-        self.health[i]
-            .answered_at
-            .store(self.now(), Ordering::Relaxed);
+        self.answered_at(i, self.now());
+    }
+
+    /// Records a sign of life from member `i` at `ticks`.
+    fn answered_at(&self, i: usize, ticks: u64) {
+        self.health[i].answered_at.store(ticks, Ordering::Relaxed);
     }
 
     /// Additive increase of an adaptive limit: one more slot per `limit`
