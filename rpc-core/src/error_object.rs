@@ -234,8 +234,10 @@ fn parse_code(text: &str) -> Option<i64> {
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
     // Method names and most messages need no escape: copied between quotes
     // as they are (what serde_json writes too: it escapes only `"`, `\`
-    // and control characters).
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    // and control characters). The scanner's search finds those a word at
+    // a time (and stops at non-ASCII too: such text goes to serde_json,
+    // which writes it unescaped all the same).
+    if crate::json_scan::find_special(s.as_bytes()).is_none() {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

@@ -138,7 +138,7 @@ fn word_at(bytes: &[u8], at: usize) -> Option<[u8; 8]> {
 ///   the block that has the byte is located as two words again;
 /// - the last few bytes of the text as a word padded with a plain byte.
 #[inline(always)]
-fn find_special(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn find_special(bytes: &[u8]) -> Option<usize> {
     let (Some(first), Some(second)) = (word_at(bytes, 0), word_at(bytes, 8)) else {
         return find_special_after(bytes, 0);
     };
