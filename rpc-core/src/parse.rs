@@ -348,9 +348,11 @@ fn malformed_object(e: &serde_json::Error) -> InvalidCall {
 /// [`electrum`](crate::protocol::Protocol::electrum)) are made once and
 /// shared by every call (a lookup instead of an allocation per call);
 /// others are copied.
-fn interned(name: &str) -> Arc<str> {
+/// `None` when `name` is not UTF-8.
+fn interned(name: &[u8]) -> Option<Arc<str>> {
+    // By the name's bytes, so that a known name needs no UTF-8 check.
     static KNOWN: std::sync::OnceLock<
-        std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>,
+        std::collections::HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>,
     > = std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(|| {
         let (eth, electrum) = (
@@ -360,12 +362,12 @@ fn interned(name: &str) -> Arc<str> {
         eth.methods()
             .exact_names()
             .chain(electrum.methods().exact_names())
-            .map(Arc::from)
+            .map(|name| (Box::from(name.as_bytes()), Arc::from(name)))
             .collect()
     });
     match known.get(name) {
-        Some(shared) => shared.clone(),
-        None => Arc::from(name),
+        Some(shared) => Some(shared.clone()),
+        None => std::str::from_utf8(name).ok().map(Arc::from),
     }
 }
 
@@ -408,10 +410,10 @@ fn validate_call(body: &Bytes, wire: CallFields<'_>) -> Result<Request, InvalidC
                     .into()
             } else {
                 // No escapes: the text between the quotes is the name
-                // (UTF-8, checked by whichever parser read it; checked
-                // again here, a few instructions on a name).
+                // (UTF-8, checked by whichever parser read it; an unknown
+                // name is checked again as it becomes a `str`).
                 let inner = m.get(1..m.len() - 1).unwrap_or_default();
-                interned(std::str::from_utf8(inner).map_err(|_| not_a_string())?)
+                interned(inner).ok_or_else(not_a_string)?
             };
             if name.is_empty() {
                 return Err(fail("invalid request: method is empty"));
