@@ -110,6 +110,10 @@ struct Queued {
     req: Request,
     reply: oneshot::Sender<Delivered>,
     item: BatchItem,
+    /// When the call reached the backend, and when it must be answered:
+    /// the batch's task keeps every call's deadline with one timer.
+    started: Instant,
+    deadline: Instant,
 }
 
 impl Queued {
@@ -131,6 +135,21 @@ impl Queued {
     fn fail_with_batch(self, e: RpcError) {
         self.item.unsettle();
         let _ = self.reply.send(Err(e));
+    }
+
+    /// Answers the call with a timeout: as part of its batch while the
+    /// call has time left for another backend (the backend's own timeout
+    /// passed), else alone (the call's deadline passed: it goes nowhere).
+    fn time_out(self, backend: &Arc<str>) {
+        let e = RpcError::Timeout {
+            backend: Some(backend.clone()),
+            elapsed: self.started.elapsed(),
+        };
+        if self.req.deadline().is_some_and(|d| d <= Instant::now()) {
+            let _ = self.reply.send(Err(e));
+        } else {
+            self.fail_with_batch(e);
+        }
     }
 }
 
@@ -658,6 +677,8 @@ impl Inner {
                 req,
                 reply,
                 item: item.clone(),
+                started,
+                deadline,
             });
             let full = calls.len() >= max;
             (first, if full { open.remove(&key) } else { None })
@@ -672,15 +693,14 @@ impl Inner {
                     .flush_when_settled(key, number, item.group().clone()),
             );
         }
-        let delivered = match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(delivered)) => delivered,
-            Ok(Err(_)) => Err(RpcError::Internal(
+        // No timer of its own: the batch's task answers every call by its
+        // deadline (`within_deadlines`), so a call of a client batch costs
+        // no timer registration here.
+        let delivered = match answer.await {
+            Ok(delivered) => delivered,
+            Err(_) => Err(RpcError::Internal(
                 "an upstream batch was dropped".to_owned(),
             )),
-            Err(_) => Err(RpcError::Timeout {
-                backend: Some(self.name.clone()),
-                elapsed: started.elapsed(),
-            }),
         };
         let (payload, held) = delivered?;
         let mut resp = Response::new(client_id, payload);
@@ -714,6 +734,10 @@ impl Inner {
     /// One upstream request for `calls` (a single call is sent alone), each
     /// answer to its caller.
     async fn send_batch(self: Arc<Self>, calls: Vec<Queued>) {
+        let calls = self.answer_late(calls);
+        if calls.is_empty() {
+            return;
+        }
         // rpc-metrics' `names::UPSTREAM_BATCH_SIZE` (rpc-core does not depend on it).
         metrics::histogram!("rpc_backend_batch_size", "backend" => self.name.to_string())
             .record(calls.len() as f64);
@@ -735,28 +759,23 @@ impl Inner {
         }
         body.push(b']');
         let trace = calls.iter().find_map(|c| c.trace().cloned());
-        let sent = tokio::time::timeout(self.timeout, self.post(body, trace.as_ref())).await;
+        let post = self.post(body, trace.as_ref());
+        let Some((sent, calls)) = self.within_deadlines(calls, post).await else {
+            // Every call was answered with a timeout.
+            return;
+        };
         let (status, bytes, held) = match sent {
-            Ok(Ok(answer)) => answer,
+            Ok(answer) => answer,
             // Too large together: one by one, and smaller batches.
-            Ok(Err(RpcError::ResponseTooLarge { .. })) => {
+            Err(RpcError::ResponseTooLarge { .. }) => {
                 return self
                     .refused(calls, "its answer was over the size limit")
                     .await
             }
             // The whole batch failed: its calls fail over together.
-            Ok(Err(e)) => {
+            Err(e) => {
                 for call in calls {
                     call.fail_with_batch(e.clone());
-                }
-                return;
-            }
-            Err(_) => {
-                for call in calls {
-                    call.fail_with_batch(RpcError::Timeout {
-                        backend: Some(self.name.clone()),
-                        elapsed: self.timeout,
-                    });
                 }
                 return;
             }
@@ -803,6 +822,45 @@ impl Inner {
         }
     }
 
+    /// Answers the calls whose deadline passed while they waited for their
+    /// batch (at most the batch window): they are not sent.
+    fn answer_late(&self, calls: Vec<Queued>) -> Vec<Queued> {
+        let now = Instant::now();
+        if calls.iter().all(|c| c.deadline > now) {
+            return calls;
+        }
+        let (late, calls): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.deadline <= now);
+        for call in late {
+            call.time_out(&self.name);
+        }
+        calls
+    }
+
+    /// Waits for `sent`, the upstream request of `calls`, answering each
+    /// call whose deadline comes first with a timeout: one timer for the
+    /// whole batch (reset to the next deadline), not one per call. `None`
+    /// when every call was answered so.
+    async fn within_deadlines<F: std::future::Future>(
+        &self,
+        mut calls: Vec<Queued>,
+        sent: F,
+    ) -> Option<(F::Output, Vec<Queued>)> {
+        let mut sent = std::pin::pin!(sent);
+        let first = calls.iter().map(|c| c.deadline).min()?;
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(first));
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut sent => return Some((out, calls)),
+                () = &mut timer => {
+                    calls = self.answer_late(calls);
+                    let next = calls.iter().map(|c| c.deadline).min()?;
+                    timer.as_mut().reset(next);
+                }
+            }
+        }
+    }
+
     /// The backend refused a batch: its calls go one by one, and its next
     /// batches are half as large (down to none).
     async fn refused(self: Arc<Self>, calls: Vec<Queued>, why: &str) {
@@ -831,7 +889,7 @@ impl Inner {
         for call in calls {
             let mut frame = Vec::with_capacity(call.req.encoded_len_hint());
             call.write(&mut frame);
-            let sent = tokio::time::timeout(self.timeout, self.post(frame, call.trace())).await;
+            let sent = tokio::time::timeout_at(call.deadline, self.post(frame, call.trace())).await;
             let delivered = match sent {
                 Ok(Ok((status, bytes, held))) => self
                     .parse_one(
@@ -843,7 +901,7 @@ impl Inner {
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(RpcError::Timeout {
                     backend: Some(self.name.clone()),
-                    elapsed: self.timeout,
+                    elapsed: call.started.elapsed(),
                 }),
             };
             let _ = call.reply.send(delivered);

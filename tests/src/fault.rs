@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 /// | `fault_garbage` | 200 with an HTML body |
 /// | `fault_truncated` | 200 with half a JSON object |
 /// | `fault_wrong_id` | 200, answer under another id |
-/// | `fault_slow` `[ms]` | echo after the delay |
+/// | `fault_slow` `[ms]` | echo after the delay (in a batch: the whole answer, after the longest) |
 /// | `fault_drop` | connection closed without an answer |
 /// | `fault_huge` `[bytes]` | a string result of that size |
 /// | `fault_rpc_error` | 200 with error object code 3 |
@@ -542,6 +542,16 @@ async fn fault_answer(
         .to_bytes();
     if always.is_none() && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         let mode = *counters.batch.lock().expect("lock");
+        // A slow item holds the whole batch's answer.
+        let slowest = serde_json::from_slice::<Vec<Value>>(&body)
+            .unwrap_or_default()
+            .iter()
+            .filter(|item| item["method"] == "fault_slow")
+            .filter_map(|item| item["params"][0].as_u64())
+            .max();
+        if let Some(ms) = slowest {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         return batch_answer(&body, mode, counters, chain, &headers);
     }
     counters.items.fetch_add(1, Ordering::SeqCst);

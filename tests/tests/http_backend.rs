@@ -411,3 +411,101 @@ async fn https_to_an_untrusted_certificate_fails_to_connect() {
     assert_eq!(err.delivery(), Delivery::NotSent);
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 0);
 }
+
+/// Two calls of one client batch, queued for one upstream batch, each with
+/// its own deadline (`None`: the backend's timeout alone).
+fn batch_pair(
+    backend: &HttpBackend,
+    slow_ms: u64,
+    deadlines: [Option<Duration>; 2],
+) -> (
+    rpc_core::batch::BatchGroup,
+    [tokio::task::JoinHandle<(Result<rpc_core::Response, RpcError>, Duration)>; 2],
+) {
+    let group = rpc_core::batch::BatchGroup::new(2);
+    let started = std::time::Instant::now();
+    let calls = [0usize, 1].map(|index| {
+        let item = group.item(index);
+        item.start();
+        let mut req = Request::new("fault_slow")
+            .with_id(Id::from(index as u64))
+            .with_params(RawJson::from_bytes(format!("[{slow_ms}]")).expect("json"));
+        if let Some(after) = deadlines[index] {
+            req.extensions_mut().insert(Deadline::after(after));
+        }
+        req.extensions_mut().insert(item);
+        let backend = backend.clone();
+        tokio::spawn(async move { (backend.oneshot(req).await, started.elapsed()) })
+    });
+    (group, calls)
+}
+
+/// The calls of an upstream batch keep their own deadlines (the batch's
+/// task holds them with one timer): each is answered with a timeout when
+/// its own time is up, not before and not with its batch-mate; an answer
+/// that comes before a call's deadline still reaches it.
+#[tokio::test]
+async fn the_calls_of_an_upstream_batch_keep_their_own_deadlines() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .timeout(Duration::from_secs(30))
+        .max_batch(10)
+        .build()
+        .expect("backend");
+
+    // The batch answers after 5 s: both calls time out, each at its deadline.
+    let short = Duration::from_millis(300);
+    let long = Duration::from_millis(900);
+    let (_, [a, b]) = batch_pair(&backend, 5_000, [Some(short), Some(long)]);
+    let (a, a_took) = a.await.expect("task");
+    let (b, b_took) = b.await.expect("task");
+    for (result, took, deadline) in [(&a, a_took, short), (&b, b_took, long)] {
+        let err = result.as_ref().expect_err("timed out");
+        assert!(
+            matches!(err, RpcError::Timeout { backend: Some(n), .. } if &**n == "b"),
+            "{err}"
+        );
+        assert!(took >= deadline, "answered before its deadline: {took:?}");
+    }
+    assert!(a_took < b_took, "{a_took:?} {b_took:?}");
+
+    // The batch answers after 600 ms: the call with 200 ms times out, the
+    // one with 10 s gets its answer.
+    let (_, [a, b]) = batch_pair(
+        &backend,
+        600,
+        [
+            Some(Duration::from_millis(200)),
+            Some(Duration::from_secs(10)),
+        ],
+    );
+    let (a, _) = a.await.expect("task");
+    let (b, _) = b.await.expect("task");
+    assert!(matches!(a, Err(RpcError::Timeout { .. })), "{a:?}");
+    let b = b.expect("answered before its deadline");
+    assert_eq!(b.id(), &Id::from(1u64));
+    assert!(b.error_object().is_none(), "{b:?}");
+}
+
+/// A batch the backend does not answer within its own timeout fails as a
+/// unit: its calls, which still have time, are on their way again together
+/// (counted as unsettled for the next backend's batch).
+#[tokio::test]
+async fn an_upstream_batch_past_the_backend_timeout_fails_over_as_a_unit() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .timeout(Duration::from_millis(300))
+        .max_batch(10)
+        .build()
+        .expect("backend");
+    let (group, [a, b]) = batch_pair(&backend, 5_000, [None, None]);
+    for call in [a, b] {
+        let (result, took) = call.await.expect("task");
+        assert!(
+            matches!(result, Err(RpcError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+    }
+    assert_eq!(group.unsettled(), 2, "both calls go on, together");
+}
