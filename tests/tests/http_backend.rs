@@ -412,16 +412,16 @@ async fn https_to_an_untrusted_certificate_fails_to_connect() {
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 0);
 }
 
+/// A call's outcome and how long it took.
+type Timed = tokio::task::JoinHandle<(Result<rpc_core::Response, RpcError>, Duration)>;
+
 /// Two calls of one client batch, queued for one upstream batch, each with
 /// its own deadline (`None`: the backend's timeout alone).
 fn batch_pair(
     backend: &HttpBackend,
     slow_ms: u64,
     deadlines: [Option<Duration>; 2],
-) -> (
-    rpc_core::batch::BatchGroup,
-    [tokio::task::JoinHandle<(Result<rpc_core::Response, RpcError>, Duration)>; 2],
-) {
+) -> (rpc_core::batch::BatchGroup, [Timed; 2]) {
     let group = rpc_core::batch::BatchGroup::new(2);
     let started = std::time::Instant::now();
     let calls = [0usize, 1].map(|index| {
