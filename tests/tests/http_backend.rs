@@ -412,6 +412,16 @@ async fn https_to_an_untrusted_certificate_fails_to_connect() {
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 0);
 }
 
+/// A backend that sends the calls of a client batch together, with the
+/// given timeout.
+fn batching(upstream: &FaultUpstream, timeout: Duration) -> HttpBackend {
+    HttpBackend::builder("b", upstream.url())
+        .timeout(timeout)
+        .max_batch(10)
+        .build()
+        .expect("backend")
+}
+
 /// A call's outcome and how long it took.
 type Timed = tokio::task::JoinHandle<(Result<rpc_core::Response, RpcError>, Duration)>;
 
@@ -447,11 +457,7 @@ fn batch_pair(
 #[tokio::test]
 async fn the_calls_of_an_upstream_batch_keep_their_own_deadlines() {
     let upstream = FaultUpstream::start().await;
-    let backend = HttpBackend::builder("b", upstream.url())
-        .timeout(Duration::from_secs(30))
-        .max_batch(10)
-        .build()
-        .expect("backend");
+    let backend = batching(&upstream, Duration::from_secs(30));
 
     // The batch answers after 5 s: both calls time out, each at its deadline.
     let short = Duration::from_millis(300);
@@ -493,11 +499,7 @@ async fn the_calls_of_an_upstream_batch_keep_their_own_deadlines() {
 #[tokio::test]
 async fn an_upstream_batch_past_the_backend_timeout_fails_over_as_a_unit() {
     let upstream = FaultUpstream::start().await;
-    let backend = HttpBackend::builder("b", upstream.url())
-        .timeout(Duration::from_millis(300))
-        .max_batch(10)
-        .build()
-        .expect("backend");
+    let backend = batching(&upstream, Duration::from_millis(300));
     let (group, [a, b]) = batch_pair(&backend, 5_000, [None, None]);
     for call in [a, b] {
         let (result, took) = call.await.expect("task");
