@@ -444,7 +444,7 @@ impl<S> Core<S> {
         self.ticks(Instant::now())
     }
 
-    pub(crate) fn ticks(&self, at: Instant) -> u64 {
+    fn ticks(&self, at: Instant) -> u64 {
         let ns = at.saturating_duration_since(self.base).as_nanos();
         u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
     }
