@@ -413,11 +413,12 @@ async fn https_to_an_untrusted_certificate_fails_to_connect() {
 }
 
 /// A backend that sends the calls of a client batch together, with the
-/// given timeout.
-fn batching(upstream: &FaultUpstream, timeout: Duration) -> HttpBackend {
+/// given timeout and batch window.
+fn batching(upstream: &FaultUpstream, timeout: Duration, window: Duration) -> HttpBackend {
     HttpBackend::builder("b", upstream.url())
         .timeout(timeout)
         .max_batch(10)
+        .batch_window(window)
         .build()
         .expect("backend")
 }
@@ -425,14 +426,21 @@ fn batching(upstream: &FaultUpstream, timeout: Duration) -> HttpBackend {
 /// A call's outcome and how long it took.
 type Timed = tokio::task::JoinHandle<(Result<rpc_core::Response, RpcError>, Duration)>;
 
-/// Two calls of one client batch, queued for one upstream batch, each with
-/// its own deadline (`None`: the backend's timeout alone).
+/// Two calls of one client batch of `len` calls, queued for one upstream
+/// batch, each with its own deadline (`None`: the backend's timeout
+/// alone). The batch's other calls are started and never reach the
+/// backend (held elsewhere, as by a concurrency queue): the upstream batch
+/// goes when its window ends.
 fn batch_pair(
     backend: &HttpBackend,
     slow_ms: u64,
     deadlines: [Option<Duration>; 2],
+    len: usize,
 ) -> (rpc_core::batch::BatchGroup, [Timed; 2]) {
-    let group = rpc_core::batch::BatchGroup::new(2);
+    let group = rpc_core::batch::BatchGroup::new(len);
+    for held in 2..len {
+        group.item(held).start();
+    }
     let started = std::time::Instant::now();
     let calls = [0usize, 1].map(|index| {
         let item = group.item(index);
@@ -457,12 +465,12 @@ fn batch_pair(
 #[tokio::test]
 async fn the_calls_of_an_upstream_batch_keep_their_own_deadlines() {
     let upstream = FaultUpstream::start().await;
-    let backend = batching(&upstream, Duration::from_secs(30));
+    let backend = batching(&upstream, Duration::from_secs(30), Duration::from_millis(2));
 
     // The batch answers after 5 s: both calls time out, each at its deadline.
     let short = Duration::from_millis(300);
     let long = Duration::from_millis(900);
-    let (_, [a, b]) = batch_pair(&backend, 5_000, [Some(short), Some(long)]);
+    let (_, [a, b]) = batch_pair(&backend, 5_000, [Some(short), Some(long)], 2);
     let (a, a_took) = a.await.expect("task");
     let (b, b_took) = b.await.expect("task");
     for (result, took, deadline) in [(&a, a_took, short), (&b, b_took, long)] {
@@ -484,6 +492,7 @@ async fn the_calls_of_an_upstream_batch_keep_their_own_deadlines() {
             Some(Duration::from_millis(200)),
             Some(Duration::from_secs(10)),
         ],
+        2,
     );
     let (a, _) = a.await.expect("task");
     let (b, _) = b.await.expect("task");
@@ -495,12 +504,19 @@ async fn the_calls_of_an_upstream_batch_keep_their_own_deadlines() {
 
 /// A batch the backend does not answer within its own timeout fails as a
 /// unit: its calls, which still have time, are on their way again together
-/// (counted as unsettled for the next backend's batch).
+/// (counted as unsettled for the next backend's batch). The batch waits
+/// out a 100 ms window for a call held elsewhere, so its calls reached the
+/// backend well before it was sent: a timer of their own would answer them
+/// first, alone, and leave them counted as placed.
 #[tokio::test]
 async fn an_upstream_batch_past_the_backend_timeout_fails_over_as_a_unit() {
     let upstream = FaultUpstream::start().await;
-    let backend = batching(&upstream, Duration::from_millis(300));
-    let (group, [a, b]) = batch_pair(&backend, 5_000, [None, None]);
+    let backend = batching(
+        &upstream,
+        Duration::from_millis(300),
+        Duration::from_millis(100),
+    );
+    let (group, [a, b]) = batch_pair(&backend, 5_000, [None, None], 3);
     for call in [a, b] {
         let (result, took) = call.await.expect("task");
         assert!(
@@ -509,5 +525,6 @@ async fn an_upstream_batch_past_the_backend_timeout_fails_over_as_a_unit() {
         );
         assert!(took >= Duration::from_millis(300), "{took:?}");
     }
-    assert_eq!(group.unsettled(), 2, "both calls go on, together");
+    // Both calls on their way again, with the one that never came.
+    assert_eq!(group.unsettled(), 3, "the calls go on together");
 }
