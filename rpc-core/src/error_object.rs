@@ -175,15 +175,11 @@ impl ErrorObject {
 
     /// Parses an error object borrowed from `body`, tolerantly.
     pub(crate) fn from_raw(body: &Bytes, raw: &RawValue) -> Option<Self> {
-        Self::from_raw_str(body, raw.get())
+        Self::from_raw_bytes(body, raw.get().as_bytes())
     }
 
-    /// [`from_raw`](Self::from_raw) for the JSON text of an error object.
-    pub(crate) fn from_raw_str(body: &Bytes, raw: &str) -> Option<Self> {
-        Self::from_raw_bytes(body, raw.as_bytes())
-    }
-
-    /// [`from_raw_str`](Self::from_raw_str) for JSON text as bytes.
+    /// [`from_raw`](Self::from_raw) for the JSON text of an error object,
+    /// as bytes.
     pub(crate) fn from_raw_bytes(body: &Bytes, raw: &[u8]) -> Option<Self> {
         #[derive(Deserialize)]
         struct Wire<'a> {

@@ -53,7 +53,7 @@ impl Id {
     /// The numeric value when the id is a non-negative integer written plainly.
     pub fn as_u64(&self) -> Option<u64> {
         match self {
-            Id::Number(raw) => std::str::from_utf8(raw.as_bytes()).ok()?.parse().ok(),
+            Id::Number(raw) => plain_u64(raw.as_bytes()),
             _ => None,
         }
     }
@@ -65,6 +65,20 @@ impl Id {
             _ => None,
         }
     }
+}
+
+/// The value of a JSON number that is a non-negative integer written
+/// plainly (no sign, fraction, exponent or leading zero), read from its
+/// digits: an id's [`as_u64`](Id::as_u64), and a backend's wire ids in a
+/// batch answer (no UTF-8 check or `str::parse` on the way).
+pub(crate) fn plain_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 1 && text[0] == b'0' {
+        return None;
+    }
+    text.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 impl From<u64> for Id {
@@ -102,5 +116,40 @@ impl fmt::Display for Id {
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Id({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain integers are read as `str::parse::<u64>` reads the same text.
+    #[test]
+    fn plain_integers_are_read_as_str_parse_reads_them() {
+        for text in [
+            "0",
+            "7",
+            "00",
+            "01",
+            "42",
+            "-1",
+            "+1",
+            "1.0",
+            "1e3",
+            "",
+            "a",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "\"1\"",
+        ] {
+            // A JSON number has no leading zero or plus sign (valid JSON
+            // never brings one here); `parse` would take "01" and "+1".
+            let want = text
+                .parse::<u64>()
+                .ok()
+                .filter(|_| !(text.len() > 1 && text.starts_with('0') || text.starts_with('+')));
+            assert_eq!(plain_u64(text.as_bytes()), want, "{text}");
+        }
     }
 }

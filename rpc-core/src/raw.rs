@@ -60,16 +60,11 @@ impl RawJson {
     /// `raw` must point into `body`; when it does not (which would be a bug in
     /// the caller) the value is copied instead, so the result is still right.
     pub(crate) fn slice_of(body: &Bytes, raw: &RawValue) -> Self {
-        Self::slice_of_str(body, raw.get())
+        Self::slice_of_bytes(body, raw.get().as_bytes())
     }
 
-    /// [`slice_of`](Self::slice_of) for JSON text the caller validated.
-    pub(crate) fn slice_of_str(body: &Bytes, text: &str) -> Self {
-        Self::slice_of_bytes(body, text.as_bytes())
-    }
-
-    /// [`slice_of_str`](Self::slice_of_str) for JSON text (valid UTF-8)
-    /// the caller validated as bytes.
+    /// [`slice_of`](Self::slice_of) for JSON text (valid UTF-8) the caller
+    /// validated as bytes.
     pub(crate) fn slice_of_bytes(body: &Bytes, text: &[u8]) -> Self {
         let start = body.as_ptr() as usize;
         let at = text.as_ptr() as usize;
