@@ -25,28 +25,43 @@ fn with_attempts(mut response: Response, tried: u64) -> Response {
 /// BENCHMARKS.md for the measured overhead of a healthy group).
 pub type ResponseFuture = rpc_core::BoxedResponseFuture;
 
-pub(crate) async fn run<S: JsonRpcService>(
+/// A group call's future, boxed: the path is chosen here, so the box holds
+/// only the chosen path's future (the sequential one is the common case,
+/// and a future's size is copied into its box).
+pub(crate) fn run<S: JsonRpcService>(
     core: Arc<Core<S>>,
     hedge: Option<Arc<LatencyTracker>>,
     request: Request,
-) -> Result<Response, RpcError> {
+) -> ResponseFuture {
     let class = core.classify(&request);
     // Pinned to one member (node-side state lives there): only it.
     if let Some(pin) = request.extensions().get::<crate::Pin>() {
         let Some(index) = (0..core.len()).find(|&i| **core.name(i) == *pin.0) else {
-            return Err(RpcError::NoBackendAvailable { retry_after: None });
+            return ResponseFuture::new(std::future::ready(Err(RpcError::NoBackendAvailable {
+                retry_after: None,
+            })));
         };
         let others = !(1u64 << index);
-        return run_sequential_from(&core, request, class.is_safe_to_repeat(), others).await;
+        return ResponseFuture::new(run_sequential_from(
+            core,
+            request,
+            class.is_safe_to_repeat(),
+            others,
+        ));
     }
     match hedge {
         _ if class == Idempotency::Idempotent && core.policy.multicall && core.len() > 1 => {
-            run_multicall(core, request).await
+            ResponseFuture::new(run_multicall(core, request))
         }
         Some(tracker) if class == Idempotency::Read && core.len() > 1 => {
-            run_hedged(&core, &tracker, request).await
+            ResponseFuture::new(async move { run_hedged(&core, &tracker, request).await })
         }
-        _ => run_sequential(&core, request, class.is_safe_to_repeat()).await,
+        _ => ResponseFuture::new(run_sequential_from(
+            core,
+            request,
+            class.is_safe_to_repeat(),
+            0,
+        )),
     }
 }
 
@@ -75,108 +90,121 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
 }
 
 /// [`run_sequential`] with the members in `excluded` (a bit per index)
-/// never tried.
-async fn run_sequential_from<S: JsonRpcService>(
-    core: &Core<S>,
+/// never tried. An `async move` block, not an `async fn`, so the request is
+/// kept once in the future, not twice.
+#[allow(clippy::manual_async_fn)] // see above: the request kept once
+fn run_sequential_from<'a, S, C>(
+    core: C,
     request: Request,
     safe_to_repeat: bool,
     excluded: u64,
-) -> Result<Response, RpcError> {
-    // Only a deadline needs to know when the call began (and the first
-    // check of it reads the same clock).
-    let started = request.deadline().map(|_| Instant::now());
-    let need = core.need(&request);
-    let mut waited = false;
-    let mut tried = excluded;
-    let mut busy = 0u64;
-    let mut last = None;
-    let mut first = true;
-    loop {
-        let passed = match (started, request.deadline()) {
-            (Some(now), Some(d)) if first => now >= d,
-            _ => deadline_passed(&request),
-        };
-        first = false;
-        if passed {
-            return match last {
-                None => Err(RpcError::DeadlineExceeded),
-                last => finish(core, last),
+) -> impl Future<Output = Result<Response, RpcError>> + Send + 'a
+where
+    S: JsonRpcService,
+    C: std::ops::Deref<Target = Core<S>> + Send + 'a,
+{
+    async move {
+        let core = &*core;
+        // Only a deadline needs to know when the call began (and the first
+        // check of it reads the same clock).
+        let started = request.deadline().map(|_| Instant::now());
+        let need = core.need(&request);
+        let mut waited = false;
+        let mut tried = excluded;
+        let mut busy = 0u64;
+        // Boxed: only a call that moves on fills it, and the future that
+        // holds it is smaller for every call.
+        let mut last: Option<Box<Outcome>> = None;
+        let mut first = true;
+        loop {
+            let passed = match (started, request.deadline()) {
+                (Some(now), Some(d)) if first => now >= d,
+                _ => deadline_passed(&request),
             };
-        }
-        let (pick, wait_ready) = match core.pick_with(tried, &need) {
-            Some(pick) => (pick, false),
-            // No member has the head this session has seen: wait for one.
-            None if need.session != 0 && last.is_none() && busy == 0 && !waited => {
-                waited = true;
-                if core.wait_for_head(&need, request.deadline()).await {
-                    continue;
-                }
-                return Err(RpcError::NoBackendAvailable {
-                    retry_after: Some(std::time::Duration::from_secs(1)),
-                });
-            }
-            // Members that could take it are at their concurrency limit:
-            // wait in the queue for room.
-            None if core.full(tried) != 0 => {
-                if core.wait_for_room(request.deadline()).await? {
-                    continue;
-                }
+            first = false;
+            if passed {
                 return match last {
-                    None => Err(RpcError::Overloaded),
-                    last => finish(core, last),
+                    None => Err(RpcError::DeadlineExceeded),
+                    last => finish(core, last.map(|o| *o)),
                 };
             }
-            // Only saturated members are left: wait for the first of them.
-            None if busy != 0 => {
-                let index = busy.trailing_zeros() as usize;
-                busy &= !(1 << index);
-                (core.claim_forced(index), true)
-            }
-            None => return finish(core, last),
-        };
-        tried |= 1 << pick.index;
-        let may_leave = core.may_leave(safe_to_repeat, tried, pick);
-        match core
-            .attempt(
-                core.reserve(pick),
-                request.clone(),
-                wait_ready,
-                started,
-                may_leave,
-            )
-            .await
-        {
-            Outcome::Answer(response) => match core.shortfall(pick.index, &need, tried) {
-                // The answer showed the member below the session's head (it
-                // went back since it was picked): never served; another
-                // member, or the wait, decides.
-                Some(Shortfall::Session) if safe_to_repeat => {}
-                // Below the block the call prefers, which another member
-                // has: kept in case nobody does better.
-                Some(Shortfall::Block) if safe_to_repeat => last = Some(Outcome::Answer(response)),
-                _ => return Ok(with_attempts(response, tried & !excluded)),
-            },
-            Outcome::Busy => busy |= 1 << pick.index,
-            outcome => {
-                // With every member out, the call's one attempt went to the
-                // member due back first: it does not go round them all (a
-                // retry layer above decides, from its budget).
-                if pick.last_resort || !core.may_move_on(&outcome, safe_to_repeat) {
-                    return finish(core, Some(outcome));
+            let (pick, wait_ready) = match core.pick_with(tried, &need) {
+                Some(pick) => (pick, false),
+                // No member has the head this session has seen: wait for one.
+                None if need.session != 0 && last.is_none() && busy == 0 && !waited => {
+                    waited = true;
+                    if core.wait_for_head(&need, request.deadline()).await {
+                        continue;
+                    }
+                    return Err(RpcError::NoBackendAvailable {
+                        retry_after: Some(std::time::Duration::from_secs(1)),
+                    });
                 }
-                // Extra load on the pool draws from the budget.
-                if !core.pay_to_move_on(pick.index, &outcome) {
-                    tracing::debug!(method = request.method(), "budget spent: not moving on");
-                    return finish(core, Some(outcome));
+                // Members that could take it are at their concurrency limit:
+                // wait in the queue for room.
+                None if core.full(tried) != 0 => {
+                    if core.wait_for_room(request.deadline()).await? {
+                        continue;
+                    }
+                    return match last {
+                        None => Err(RpcError::Overloaded),
+                        last => finish(core, last.map(|o| *o)),
+                    };
                 }
-                tracing::debug!(
-                    backend = %core.name(pick.index),
-                    method = request.method(),
-                    "moving the call to the next backend"
-                );
-                metrics::counter!(names::FAILOVERS, "backend" => core.name(pick.index).clone())
-                    .increment(1);
-                last = Some(outcome);
+                // Only saturated members are left: wait for the first of them.
+                None if busy != 0 => {
+                    let index = busy.trailing_zeros() as usize;
+                    busy &= !(1 << index);
+                    (core.claim_forced(index), true)
+                }
+                None => return finish(core, last.map(|o| *o)),
+            };
+            tried |= 1 << pick.index;
+            let may_leave = core.may_leave(safe_to_repeat, tried, pick);
+            match core
+                .attempt(
+                    core.reserve(pick),
+                    request.clone(),
+                    wait_ready,
+                    started,
+                    may_leave,
+                )
+                .await
+            {
+                Outcome::Answer(response) => match core.shortfall(pick.index, &need, tried) {
+                    // The answer showed the member below the session's head (it
+                    // went back since it was picked): never served; another
+                    // member, or the wait, decides.
+                    Some(Shortfall::Session) if safe_to_repeat => {}
+                    // Below the block the call prefers, which another member
+                    // has: kept in case nobody does better.
+                    Some(Shortfall::Block) if safe_to_repeat => {
+                        last = Some(Box::new(Outcome::Answer(response)))
+                    }
+                    _ => return Ok(with_attempts(response, tried & !excluded)),
+                },
+                Outcome::Busy => busy |= 1 << pick.index,
+                outcome => {
+                    // With every member out, the call's one attempt went to the
+                    // member due back first: it does not go round them all (a
+                    // retry layer above decides, from its budget).
+                    if pick.last_resort || !core.may_move_on(&outcome, safe_to_repeat) {
+                        return finish(core, Some(outcome));
+                    }
+                    // Extra load on the pool draws from the budget.
+                    if !core.pay_to_move_on(pick.index, &outcome) {
+                        tracing::debug!(method = request.method(), "budget spent: not moving on");
+                        return finish(core, Some(outcome));
+                    }
+                    tracing::debug!(
+                        backend = %core.name(pick.index),
+                        method = request.method(),
+                        "moving the call to the next backend"
+                    );
+                    metrics::counter!(names::FAILOVERS, "backend" => core.name(pick.index).clone())
+                        .increment(1);
+                    last = Some(Box::new(outcome));
+                }
             }
         }
     }

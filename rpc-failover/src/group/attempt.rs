@@ -1,7 +1,9 @@
 //! One attempt on one member: its reservation, its stall deadline, and how
 //! it ended.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use futures_util::FutureExt;
 use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
@@ -84,6 +86,20 @@ impl<S> Core<S> {
     }
 }
 
+/// Waits for `svc` to be ready, until `deadline`.
+async fn wait_ready_until<S: JsonRpcService>(
+    svc: &mut S,
+    deadline: Option<Instant>,
+) -> Result<(), RpcError> {
+    match deadline {
+        Some(d) => match tokio::time::timeout_at(d, svc.ready()).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(RpcError::DeadlineExceeded),
+        },
+        None => svc.ready().await.map(|_| ()),
+    }
+}
+
 impl<S: JsonRpcService> Core<S> {
     /// One attempt on one member, recording the member's health.
     ///
@@ -93,161 +109,177 @@ impl<S: JsonRpcService> Core<S> {
     ///
     /// `may_leave`: at the stall deadline the call may leave this attempt
     /// and move on (it is safe to repeat and another member can take it).
-    pub(crate) async fn attempt(
-        &self,
-        mut reservation: Reservation<'_, S>,
+    #[allow(clippy::manual_async_fn)] // the arguments kept once (below)
+    pub(crate) fn attempt<'a>(
+        &'a self,
+        mut reservation: Reservation<'a, S>,
         request: Request,
         wait_ready: bool,
         call_started: Option<Instant>,
         may_leave: bool,
-    ) -> Outcome {
-        let pick = reservation.pick;
-        let member = &self.members[pick.index];
-        let deadline = request.deadline();
-        let mut svc = member.service.clone();
-        let learn = self.heads.as_ref().map(|h| h.teaches(&request));
-        let class = self.expect.class(request.method_arc());
+    ) -> impl std::future::Future<Output = Outcome> + Send + 'a {
+        // An `async move` block, not an `async fn`: an `async fn` keeps its
+        // arguments twice in its future (the request alone is 96 bytes),
+        // and every attempt's future is copied into the group's box.
+        async move {
+            let pick = reservation.pick;
+            let member = &self.members[pick.index];
+            let deadline = request.deadline();
+            let mut svc = member.service.clone();
+            let learn = self.heads.as_ref().map(|h| h.teaches(&request));
+            let class = self.expect.class(request.method_arc());
 
-        // Readiness: a saturated member must not stall the group.
-        let ready = match svc.ready().now_or_never() {
-            Some(r) => r.map(|_| ()),
-            None if !wait_ready => return Outcome::Busy,
-            None => match deadline {
-                Some(d) => match tokio::time::timeout_at(d, svc.ready()).await {
-                    Ok(r) => r.map(|_| ()),
-                    Err(_) => Err(RpcError::DeadlineExceeded),
-                },
-                None => svc.ready().await.map(|_| ()),
-            },
-        };
-        if let Err(err) = ready {
-            // Not ready is not a fault of the backend's answers; not counted.
-            return Outcome::Failed(err);
-        }
-
-        let started = Instant::now();
-        let stall_after = self.expect.deadline(pick.index, class);
-        let stall_at = started + stall_after;
-        reservation.stall_at = self.ticks(stall_at);
-        let timeout = |elapsed| RpcError::Timeout {
-            backend: Some(member.name.clone()),
-            elapsed,
-        };
-        let mut call = std::pin::pin!(svc.call(request));
-        let mut stalled = false;
-        let result = match deadline {
-            // The call's deadline comes first: no stall to watch for.
-            Some(d) if d <= stall_at => match tokio::time::timeout_at(d, &mut call).await {
-                Ok(r) => r,
-                Err(_) => Err(timeout(started.elapsed())),
-            },
-            _ => match tokio::time::timeout_at(stall_at, &mut call).await {
-                Ok(r) => r,
-                Err(_) => {
-                    // A stall: charged now, whatever happens next.
-                    stalled = true;
-                    reservation.settled = true;
-                    reservation.probe_held = false;
-                    self.charge_stall(pick, "no answer within its stall deadline");
-                    // A member still answering other calls is slow, not
-                    // frozen: repeating the call elsewhere is extra load and
-                    // takes a token from the budget. "Still" is the second
-                    // half of the stall window: answers to calls in flight
-                    // just before a freeze are no sign of life.
-                    let recent = self.ticks(stall_at - stall_after / 2);
-                    let responsive = self.answered_since(pick.index, recent);
-                    if may_leave && (!responsive || self.withdraw()) {
-                        tracing::debug!(
-                            backend = %member.name,
-                            responsive,
-                            "attempt stalled: moving on"
-                        );
-                        return Outcome::Stalled(timeout(started.elapsed()));
-                    }
-                    match deadline {
-                        Some(d) => match tokio::time::timeout_at(d, &mut call).await {
-                            Ok(r) => r,
-                            Err(_) => Err(timeout(started.elapsed())),
-                        },
-                        None => call.await,
-                    }
-                }
-            },
-        };
-        // One clock read for how long it took and when the member last
-        // answered.
-        let finished = Instant::now();
-        let elapsed = finished.saturating_duration_since(started);
-        // The attempt finished: the guard must not clear a probe flag that
-        // on_success / on_failure now own, nor charge a stall.
-        reservation.probe_held = false;
-        reservation.settled = true;
-        drop(reservation);
-
-        match result {
-            Ok(mut response) => {
-                let now = self.ticks(finished);
-                self.answered_at(pick.index, now);
-                if response.extensions().get::<ServedBy>().is_none() {
-                    response
-                        .extensions_mut()
-                        .insert(ServedBy(member.name.clone()));
-                }
-                if let (Some(heads), Some(learn)) = (&self.heads, learn) {
-                    // Learn the member's head from its answer, and tell the
-                    // layers above which head this answer comes from and
-                    // what the group agrees on.
-                    heads.learn(pick.index, learn, &response, now);
-                    heads.stamp(pick.index, &mut response);
-                }
-                if self.policy.failure_rules.is_backend_failure(&response) {
-                    if !stalled {
-                        let reason = response
-                            .error_object()
-                            .map(|e| format!("error {}: {}", e.code(), e.message()))
-                            .unwrap_or_default();
-                        self.budget.record_failure();
-                        self.on_failure(pick, OutReason::Refused, &reason, None);
-                    }
-                    Outcome::Refused(response)
-                } else {
-                    // A stalled attempt's late answer is served, but it
-                    // neither clears the stall nor teaches the deadline.
-                    if !stalled {
-                        self.observe_latency(pick.index, elapsed);
-                        self.expect.record(pick.index, class, elapsed);
-                        self.budget.record_success();
-                        self.on_success(pick);
-                    }
-                    Outcome::Answer(response)
-                }
+            // Readiness: a saturated member must not stall the group. Waiting
+            // is rare, so its future lives in its own box, not in every
+            // attempt's (a future's size is copied when it is boxed).
+            let waited = match svc.ready().now_or_never() {
+                Some(r) => r.map(|_| ()).err(),
+                None if !wait_ready => return Outcome::Busy,
+                None => Box::pin(wait_ready_until(&mut svc, deadline)).await.err(),
+            };
+            if let Some(err) = waited {
+                // Not ready is not a fault of the backend's answers; not counted.
+                return Outcome::Failed(err);
             }
-            Err(err) => {
-                if matches!(err, RpcError::HttpStatus { .. }) {
-                    // The member's server is up and answering.
-                    self.answered_at(pick.index, self.ticks(finished));
-                }
-                let counted = !stalled
-                    && match (&err, deadline) {
-                        (RpcError::Timeout { .. }, Some(d)) => {
-                            let total =
-                                d.saturating_duration_since(call_started.unwrap_or(started));
-                            let budget = d.saturating_duration_since(started);
-                            budget * 2 >= total
+
+            let started = Instant::now();
+            let stall_after = self.expect.deadline(pick.index, class);
+            let stall_at = started + stall_after;
+            reservation.stall_at = self.ticks(stall_at);
+            let timeout = |elapsed| RpcError::Timeout {
+                backend: Some(member.name.clone()),
+                elapsed,
+            };
+            let mut call = std::pin::pin!(svc.call(request));
+            let mut stalled = false;
+            // One timer for the attempt: the stall deadline, or the call's
+            // deadline when that comes first; after a stall the call stays,
+            // the same timer moves on to the call's deadline.
+            let watching_stall = !matches!(deadline, Some(d) if d <= stall_at);
+            let first = match deadline {
+                Some(d) if !watching_stall => d,
+                _ => stall_at,
+            };
+            let mut timer = std::pin::pin!(tokio::time::sleep_until(first));
+            let mut timer_on = true;
+            let result = loop {
+                let fired = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = call.as_mut().poll(cx) {
+                        return Poll::Ready(Err(r));
+                    }
+                    if timer_on && timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match fired {
+                    Err(answered) => break answered,
+                    // The call's deadline passed.
+                    Ok(()) if stalled || !watching_stall => break Err(timeout(started.elapsed())),
+                    Ok(()) => {
+                        // A stall: charged now, whatever happens next.
+                        stalled = true;
+                        reservation.settled = true;
+                        reservation.probe_held = false;
+                        self.charge_stall(pick, "no answer within its stall deadline");
+                        // A member still answering other calls is slow, not
+                        // frozen: repeating the call elsewhere is extra load and
+                        // takes a token from the budget. "Still" is the second
+                        // half of the stall window: answers to calls in flight
+                        // just before a freeze are no sign of life.
+                        let recent = self.ticks(stall_at - stall_after / 2);
+                        let responsive = self.answered_since(pick.index, recent);
+                        if may_leave && (!responsive || self.withdraw()) {
+                            tracing::debug!(
+                                backend = %member.name,
+                                responsive,
+                                "attempt stalled: moving on"
+                            );
+                            return Outcome::Stalled(timeout(started.elapsed()));
                         }
-                        _ => err.is_backend_fault(),
-                    };
-                if counted {
-                    self.observe_latency(pick.index, elapsed);
-                    self.budget.record_failure();
-                    self.on_failure(pick, OutReason::of(&err), &err, None);
-                } else if pick.probe && !stalled {
-                    // The trial did not decide anything; let another call try.
-                    self.health[pick.index]
-                        .probing
-                        .store(false, Ordering::Release);
+                        match deadline {
+                            Some(d) => timer.as_mut().reset(d),
+                            None => timer_on = false,
+                        }
+                    }
                 }
-                Outcome::Failed(err)
+            };
+            // One clock read for how long it took and when the member last
+            // answered.
+            let finished = Instant::now();
+            let elapsed = finished.saturating_duration_since(started);
+            // The attempt finished: the guard must not clear a probe flag that
+            // on_success / on_failure now own, nor charge a stall.
+            reservation.probe_held = false;
+            reservation.settled = true;
+            drop(reservation);
+
+            match result {
+                Ok(mut response) => {
+                    let now = self.ticks(finished);
+                    self.answered_at(pick.index, now);
+                    if response.extensions().get::<ServedBy>().is_none() {
+                        response
+                            .extensions_mut()
+                            .insert(ServedBy(member.name.clone()));
+                    }
+                    if let (Some(heads), Some(learn)) = (&self.heads, learn) {
+                        // Learn the member's head from its answer, and tell the
+                        // layers above which head this answer comes from and
+                        // what the group agrees on.
+                        heads.learn(pick.index, learn, &response, now);
+                        heads.stamp(pick.index, &mut response);
+                    }
+                    if self.policy.failure_rules.is_backend_failure(&response) {
+                        if !stalled {
+                            let reason = response
+                                .error_object()
+                                .map(|e| format!("error {}: {}", e.code(), e.message()))
+                                .unwrap_or_default();
+                            self.budget.record_failure();
+                            self.on_failure(pick, OutReason::Refused, &reason, None);
+                        }
+                        Outcome::Refused(response)
+                    } else {
+                        // A stalled attempt's late answer is served, but it
+                        // neither clears the stall nor teaches the deadline.
+                        if !stalled {
+                            self.observe_latency(pick.index, elapsed);
+                            self.expect.record(pick.index, class, elapsed);
+                            self.budget.record_success();
+                            self.on_success(pick);
+                        }
+                        Outcome::Answer(response)
+                    }
+                }
+                Err(err) => {
+                    if matches!(err, RpcError::HttpStatus { .. }) {
+                        // The member's server is up and answering.
+                        self.answered_at(pick.index, self.ticks(finished));
+                    }
+                    let counted = !stalled
+                        && match (&err, deadline) {
+                            (RpcError::Timeout { .. }, Some(d)) => {
+                                let total =
+                                    d.saturating_duration_since(call_started.unwrap_or(started));
+                                let budget = d.saturating_duration_since(started);
+                                budget * 2 >= total
+                            }
+                            _ => err.is_backend_fault(),
+                        };
+                    if counted {
+                        self.observe_latency(pick.index, elapsed);
+                        self.budget.record_failure();
+                        self.on_failure(pick, OutReason::of(&err), &err, None);
+                    } else if pick.probe && !stalled {
+                        // The trial did not decide anything; let another call try.
+                        self.health[pick.index]
+                            .probing
+                            .store(false, Ordering::Release);
+                    }
+                    Outcome::Failed(err)
+                }
             }
         }
     }
