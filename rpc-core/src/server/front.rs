@@ -155,8 +155,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
+        // Boxed as it is: a wrapping `async` block would hold the front and
+        // the request a second time (a future's size is copied into its box).
+        Box::pin(self.clone().handle(req).map(Ok))
     }
 }
 
@@ -297,85 +298,34 @@ impl<S: JsonRpcService> HttpFront<S> {
         let (head, ()) = accepted.into_parts();
         http::Response::from_parts(head, Full::new(Bytes::new()))
     }
-    async fn handle<B>(self, req: http::Request<B>) -> http::Response<ResponseBody>
+    /// An `async move` block, not an `async fn`: an `async fn` keeps its
+    /// arguments twice in its future, and this one is boxed per request.
+    #[allow(clippy::manual_async_fn)]
+    fn handle<B>(
+        self,
+        req: http::Request<B>,
+    ) -> impl Future<Output = http::Response<ResponseBody>> + Send
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let _busy = self.activity.as_ref().map(|(c, r)| c.begin(r));
-        let (parts, body) = req.into_parts();
-        // Owned, so that a single call can take `self.inner` (a clone of
-        // the service is an allocation when it is boxed).
-        let config = &self.config.clone();
-        if self
-            .draining
-            .as_ref()
-            .is_some_and(|d| d.load(Ordering::Acquire))
-        {
-            let mut resp = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorObject::new(
-                    crate::codes::NO_BACKEND,
-                    "shutting down: retry on another replica",
-                ),
-            );
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            resp.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            return resp;
-        }
-        if parts.method == Method::GET && parts.uri.path() == config.health_path {
-            return match &config.readiness {
-                Some(ready) if !(ready.0)() => json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Bytes::from_static(br#"{"status":"unavailable"}"#),
-                ),
-                _ => json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)),
-            };
-        }
-        #[cfg(feature = "websocket")]
-        if parts.method == Method::GET && super::ws::is_upgrade(&parts.headers) {
-            return self.upgrade(parts);
-        }
-        if parts.method != Method::POST {
-            let mut resp = error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorObject::invalid_request("invalid request: use POST"),
-            );
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            return resp;
-        }
-        // Before the body is read: a client without a valid key costs a
-        // header lookup and a hash, nothing more.
-        let api_key = match self.authenticate(&parts) {
-            Ok(key) => key,
-            Err(e) => return error_response(StatusCode::UNAUTHORIZED, e.to_error_object()),
-        };
-        if !is_json_content_type(&parts.headers) {
-            return error_response(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorObject::invalid_request(
-                    "invalid request: Content-Type must be application/json",
-                ),
-            );
-        }
-        let read = read_body(
-            &parts.headers,
-            body,
-            config.max_body_bytes,
-            Budget::FailFast(&config.body_budget),
-        );
-        let (bytes, _held) = match tokio::time::timeout(config.body_read_timeout, read).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(ReadError::NoBudget)) => {
+        async move {
+            let _busy = self.activity.as_ref().map(|(c, r)| c.begin(r));
+            let (parts, body) = req.into_parts();
+            // Owned, so that a single call can take `self.inner` (a clone of
+            // the service is an allocation when it is boxed).
+            let config = &self.config.clone();
+            if self
+                .draining
+                .as_ref()
+                .is_some_and(|d| d.load(Ordering::Acquire))
+            {
                 let mut resp = error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorObject::new(
-                        crate::codes::LIMIT_EXCEEDED,
-                        "server busy: too many request bytes in flight, retry shortly",
+                        crate::codes::NO_BACKEND,
+                        "shutting down: retry on another replica",
                     ),
                 );
                 resp.headers_mut()
@@ -384,86 +334,147 @@ impl<S: JsonRpcService> HttpFront<S> {
                     .insert(CONNECTION, HeaderValue::from_static("close"));
                 return resp;
             }
-            Ok(Err(ReadError::TooLarge)) => {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorObject::request_too_large(config.max_body_bytes),
-                )
-            }
-            Ok(Err(ReadError::Failed(_))) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    ErrorObject::new(
-                        crate::codes::PARSE_ERROR,
-                        "parse error: body could not be read",
+            if parts.method == Method::GET && parts.uri.path() == config.health_path {
+                return match &config.readiness {
+                    Some(ready) if !(ready.0)() => json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Bytes::from_static(br#"{"status":"unavailable"}"#),
                     ),
-                )
+                    _ => json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)),
+                };
             }
-            Err(_) => {
+            #[cfg(feature = "websocket")]
+            if parts.method == Method::GET && super::ws::is_upgrade(&parts.headers) {
+                return self.upgrade(parts);
+            }
+            if parts.method != Method::POST {
                 let mut resp = error_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    ErrorObject::invalid_request("invalid request: body not received in time"),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    ErrorObject::invalid_request("invalid request: use POST"),
                 );
                 resp.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                    .insert(ALLOW, HeaderValue::from_static("POST"));
                 return resp;
             }
-        };
-
-        let ctx = self.context(&parts, api_key);
-
-        // A large body is parsed on the blocking pool, so that a few bulk
-        // requests cannot hold the runtime's workers from ordinary calls.
-        let parsed = if bytes.len() > PARSE_INLINE_BYTES {
-            let max_batch = config.max_batch;
-            match tokio::task::spawn_blocking(move || parse_message(bytes, max_batch)).await {
-                Ok(parsed) => parsed,
-                Err(_) => {
+            // Before the body is read: a client without a valid key costs a
+            // header lookup and a hash, nothing more.
+            let api_key = match self.authenticate(&parts) {
+                Ok(key) => key,
+                Err(e) => return error_response(StatusCode::UNAUTHORIZED, e.to_error_object()),
+            };
+            if !is_json_content_type(&parts.headers) {
+                return error_response(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorObject::invalid_request(
+                        "invalid request: Content-Type must be application/json",
+                    ),
+                );
+            }
+            let read = read_body(
+                &parts.headers,
+                body,
+                config.max_body_bytes,
+                Budget::FailFast(&config.body_budget),
+            );
+            let (bytes, _held) = match tokio::time::timeout(config.body_read_timeout, read).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(ReadError::NoBudget)) => {
+                    let mut resp = error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorObject::new(
+                            crate::codes::LIMIT_EXCEEDED,
+                            "server busy: too many request bytes in flight, retry shortly",
+                        ),
+                    );
+                    resp.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                    return resp;
+                }
+                Ok(Err(ReadError::TooLarge)) => {
                     return error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        ErrorObject::new(crate::codes::INTERNAL_ERROR, "internal error"),
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorObject::request_too_large(config.max_body_bytes),
                     )
                 }
-            }
-        } else {
-            parse_message(bytes, config.max_batch)
-        };
-        match parsed {
-            Err(e) => error_response(e.http_status(), e.to_error_object()),
-            Ok(Incoming::Single(Err(invalid))) => {
-                let status = StatusCode::BAD_REQUEST;
-                json_response(status, Bytes::from(invalid.into_response().to_json()))
-            }
-            Ok(Incoming::Single(Ok(req))) => {
-                match ctx.call(self.inner, req).await {
-                    // Only a notification has no answer.
-                    None => no_content(),
-                    Some(Answer::Ok(resp)) => {
-                        let mut http_resp =
-                            json_response(StatusCode::OK, Bytes::from(resp.to_json()));
-                        if let Some(hook) = &config.response_headers {
-                            (hook.0)(&resp, http_resp.headers_mut());
-                        }
-                        http_resp
-                    }
-                    Some(Answer::Failed(resp, err)) => {
-                        let mut http_resp =
-                            json_response(err.http_status(), Bytes::from(resp.to_json()));
-                        if let Some(after) = err.retry_after() {
-                            let after = after.min(config.max_retry_after);
-                            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-                            http_resp
-                                .headers_mut()
-                                .insert(RETRY_AFTER, HeaderValue::from(secs));
-                        }
-                        http_resp
+                Ok(Err(ReadError::Failed(_))) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        ErrorObject::new(
+                            crate::codes::PARSE_ERROR,
+                            "parse error: body could not be read",
+                        ),
+                    )
+                }
+                Err(_) => {
+                    let mut resp = error_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        ErrorObject::invalid_request("invalid request: body not received in time"),
+                    );
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                    return resp;
+                }
+            };
+
+            let ctx = self.context(&parts, api_key);
+            // Not needed past here: not kept in the future while the call runs.
+            drop(parts);
+
+            // A large body is parsed on the blocking pool, so that a few bulk
+            // requests cannot hold the runtime's workers from ordinary calls.
+            let parsed = if bytes.len() > PARSE_INLINE_BYTES {
+                let max_batch = config.max_batch;
+                match tokio::task::spawn_blocking(move || parse_message(bytes, max_batch)).await {
+                    Ok(parsed) => parsed,
+                    Err(_) => {
+                        return error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            ErrorObject::new(crate::codes::INTERNAL_ERROR, "internal error"),
+                        )
                     }
                 }
-            }
-            Ok(Incoming::Batch(items)) => {
-                match answer_batch(&self.inner, &ctx, config.batch_concurrency, items).await {
-                    Some(out) => json_response(StatusCode::OK, Bytes::from(out)),
-                    None => no_content(),
+            } else {
+                parse_message(bytes, config.max_batch)
+            };
+            match parsed {
+                Err(e) => error_response(e.http_status(), e.to_error_object()),
+                Ok(Incoming::Single(Err(invalid))) => {
+                    let status = StatusCode::BAD_REQUEST;
+                    json_response(status, Bytes::from(invalid.into_response().to_json()))
+                }
+                Ok(Incoming::Single(Ok(req))) => {
+                    match ctx.call(self.inner, req).await {
+                        // Only a notification has no answer.
+                        None => no_content(),
+                        Some(Answer::Ok(resp)) => {
+                            let mut http_resp =
+                                json_response(StatusCode::OK, Bytes::from(resp.to_json()));
+                            if let Some(hook) = &config.response_headers {
+                                (hook.0)(&resp, http_resp.headers_mut());
+                            }
+                            http_resp
+                        }
+                        Some(Answer::Failed(resp, err)) => {
+                            let mut http_resp =
+                                json_response(err.http_status(), Bytes::from(resp.to_json()));
+                            if let Some(after) = err.retry_after() {
+                                let after = after.min(config.max_retry_after);
+                                let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                                http_resp
+                                    .headers_mut()
+                                    .insert(RETRY_AFTER, HeaderValue::from(secs));
+                            }
+                            http_resp
+                        }
+                    }
+                }
+                Ok(Incoming::Batch(items)) => {
+                    match answer_batch(&self.inner, &ctx, config.batch_concurrency, items).await {
+                        Some(out) => json_response(StatusCode::OK, Bytes::from(out)),
+                        None => no_content(),
+                    }
                 }
             }
         }
@@ -505,8 +516,12 @@ impl CallContext {
     }
 
     /// Runs one call under the deadline, catching panics; `None` for a notification.
-    pub(crate) async fn call<S: JsonRpcService>(&self, svc: S, req: Request) -> Option<Answer> {
-        self.call_with(svc, req, true).await
+    pub(crate) fn call<S: JsonRpcService>(
+        &self,
+        svc: S,
+        req: Request,
+    ) -> impl Future<Output = Option<Answer>> + Send + '_ {
+        self.call_with(svc, req, true)
     }
 
     /// The answer to a call still running when the deadline passed (`None`
@@ -521,60 +536,64 @@ impl CallContext {
 
     /// [`call`](Self::call); `timed: false` when the caller watches the
     /// deadline itself (a batch: one timer for all its calls).
-    async fn call_with<S: JsonRpcService>(
+    /// An `async move` block, not an `async fn`, so the request is held once.
+    #[allow(clippy::manual_async_fn)]
+    fn call_with<S: JsonRpcService>(
         &self,
         svc: S,
         mut req: Request,
         timed: bool,
-    ) -> Option<Answer> {
-        let id = req.id().cloned();
-        let method = req.method_arc().clone();
-        req.extensions_mut().insert(self.deadline);
-        if let Some(remote) = self.remote {
-            req.extensions_mut().insert(remote);
-        }
-        if let Some(key) = &self.api_key {
-            req.extensions_mut().insert(key.clone());
-        }
-        if let Some(trace) = &self.trace {
-            req.extensions_mut().insert(trace.clone());
-        }
-        if let Some(session) = &self.session {
-            req.extensions_mut().insert(session.clone());
-        }
-        if let Some(connection) = self.connection {
-            req.extensions_mut().insert(connection);
-        }
-        let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
-        let outcome = if timed {
-            tokio::time::timeout_at(self.deadline.0, fut).await.ok()
-        } else {
-            Some(fut.await)
-        };
-        let result = match outcome {
-            Some(Ok(result)) => result,
-            Some(Err(_panic)) => {
-                tracing::error!(%method, "the service panicked while handling a call");
-                Err(RpcError::Internal("the service panicked".to_owned()))
+    ) -> impl Future<Output = Option<Answer>> + Send + '_ {
+        async move {
+            let id = req.id().cloned();
+            let method = req.method_arc().clone();
+            req.extensions_mut().insert(self.deadline);
+            if let Some(remote) = self.remote {
+                req.extensions_mut().insert(remote);
             }
-            None => Err(RpcError::Timeout {
-                backend: None,
-                elapsed: self.timeout,
-            }),
-        };
-        if let Err(e) = &result {
-            tracing::debug!(%method, error = %e, "call failed");
-        }
-        // A notification gets no answer, whatever happened.
-        let id = id?;
-        Some(match result {
-            Ok(mut resp) => {
-                // The client's id, whatever a layer below did with it.
-                resp.set_id(id);
-                Answer::Ok(resp)
+            if let Some(key) = &self.api_key {
+                req.extensions_mut().insert(key.clone());
             }
-            Err(err) => Answer::Failed(Response::error(id, err.to_error_object()), err),
-        })
+            if let Some(trace) = &self.trace {
+                req.extensions_mut().insert(trace.clone());
+            }
+            if let Some(session) = &self.session {
+                req.extensions_mut().insert(session.clone());
+            }
+            if let Some(connection) = self.connection {
+                req.extensions_mut().insert(connection);
+            }
+            let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
+            let outcome = if timed {
+                tokio::time::timeout_at(self.deadline.0, fut).await.ok()
+            } else {
+                Some(fut.await)
+            };
+            let result = match outcome {
+                Some(Ok(result)) => result,
+                Some(Err(_panic)) => {
+                    tracing::error!(%method, "the service panicked while handling a call");
+                    Err(RpcError::Internal("the service panicked".to_owned()))
+                }
+                None => Err(RpcError::Timeout {
+                    backend: None,
+                    elapsed: self.timeout,
+                }),
+            };
+            if let Err(e) = &result {
+                tracing::debug!(%method, error = %e, "call failed");
+            }
+            // A notification gets no answer, whatever happened.
+            let id = id?;
+            Some(match result {
+                Ok(mut resp) => {
+                    // The client's id, whatever a layer below did with it.
+                    resp.set_id(id);
+                    Answer::Ok(resp)
+                }
+                Err(err) => Answer::Failed(Response::error(id, err.to_error_object()), err),
+            })
+        }
     }
 }
 
