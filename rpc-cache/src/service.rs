@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -392,185 +393,207 @@ impl<S: JsonRpcService, St: CacheStore> Service<Request> for Cache<S, St> {
     fn call(&mut self, request: Request) -> ResponseFuture {
         let inner = self.inner.clone();
         let state = self.state.clone();
-        ResponseFuture::new(run(inner, state, request))
+        // Decided by the method alone first: uncacheable calls (a broadcast
+        // with a large payload) are never parsed, and their future is only
+        // the bypass.
+        let rule = state.rules.rule(request.method());
+        if request.is_notification() || rule == Rule::Never {
+            return ResponseFuture::new(bypass(inner, state, request));
+        }
+        ResponseFuture::new(run(inner, state, request, rule))
     }
 }
 
-async fn bypass<S: JsonRpcService, St: CacheStore>(
-    inner: S,
-    state: &State<St>,
-    request: Request,
-) -> Result<Response, RpcError> {
-    let write = state.rules.is_write(request.method());
-    let method = request.method_arc().clone();
-    let response = inner.oneshot(request).await?;
-    // Uncached answers still show the chain (a head, a reorganisation).
-    state.learn(&method, &response);
-    if write && response.result_json().is_some() {
-        // The chain (or a mempool) changed: tip answers are stale now.
-        state.epochs.tip.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(tagged(response, CacheStatus::Bypass))
-}
-
-async fn run<S: JsonRpcService, St: CacheStore>(
+/// A call the cache does not keep. An `async move` block, not an `async
+/// fn` (which keeps its arguments twice).
+#[allow(clippy::manual_async_fn)]
+fn bypass<S: JsonRpcService, St: CacheStore>(
     inner: S,
     state: Arc<State<St>>,
     request: Request,
-) -> Result<Response, RpcError> {
-    // Decided by the method alone first: uncacheable calls (a broadcast with
-    // a large payload) are never parsed.
-    let rule = state.rules.rule(request.method());
-    if request.is_notification() || rule == Rule::Never {
-        return bypass(inner, &state, request).await;
-    }
-    let Some(params) = parse_params(&request) else {
-        return bypass(inner, &state, request).await;
-    };
-    state.sync();
-    let plan = state.rules.plan(rule, &params, state.line());
-    if plan == Plan::Skip {
-        return bypass(inner, &state, request).await;
-    }
-    if matches!(plan, Plan::Store(Some(_)))
-        && request
-            .extensions()
-            .get::<MinHead>()
-            .is_some_and(|m| m.0 > state.tip.load(Ordering::Relaxed))
-    {
-        // The caller's session has seen a head above the cache's tip: a tip
-        // answer kept here is older than what it saw.
-        return bypass(inner, &state, request).await;
-    }
-    let key = CacheKey::from_parts(request.method(), &params, state.rules.lowercases_hex());
-    drop(params);
-    // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
-    // new head or a write makes them unreachable at once. Answers kept
-    // forever, or decided by their result (mined transactions), are not.
-    let slot = match plan {
-        Plan::Store(Some(_)) => {
-            let epoch = state.epochs.tip.load(Ordering::Relaxed);
-            Slot {
-                key: key.clone().in_epoch(epoch),
-                base: key,
-                epoch: Some(epoch),
-                settled: None,
-            }
+) -> impl Future<Output = Result<Response, RpcError>> + Send {
+    async move {
+        let write = state.rules.is_write(request.method());
+        let method = request.method_arc().clone();
+        let response = inner.oneshot(request).await?;
+        // Uncached answers still show the chain (a head, a reorganisation).
+        state.learn(&method, &response);
+        if write && response.result_json().is_some() {
+            // The chain (or a mempool) changed: tip answers are stale now.
+            state.epochs.tip.fetch_add(1, Ordering::Relaxed);
         }
-        Plan::Settled | Plan::AfterResult => {
-            let generation = state.epochs.settled.load(Ordering::Relaxed);
-            Slot {
-                key: key.clone().in_settled(generation),
+        Ok(tagged(response, CacheStatus::Bypass))
+    }
+}
+
+/// A cache call whose method has a rule other than
+/// [`Rule::Never`]. An `async move` block, not an `async fn` (which keeps its
+/// arguments twice): this future is boxed per call.
+#[allow(clippy::manual_async_fn)]
+fn run<S: JsonRpcService, St: CacheStore>(
+    inner: S,
+    state: Arc<State<St>>,
+    request: Request,
+    rule: Rule,
+) -> impl Future<Output = Result<Response, RpcError>> + Send {
+    async move {
+        let Some(params) = parse_params(&request) else {
+            // Boxed: the cache's own future stays small for every call.
+            return Box::pin(bypass(inner, state, request)).await;
+        };
+        state.sync();
+        let plan = state.rules.plan(rule, &params, state.line());
+        if plan == Plan::Skip {
+            // Boxed: the cache's own future stays small for every call.
+            return Box::pin(bypass(inner, state, request)).await;
+        }
+        if matches!(plan, Plan::Store(Some(_)))
+            && request
+                .extensions()
+                .get::<MinHead>()
+                .is_some_and(|m| m.0 > state.tip.load(Ordering::Relaxed))
+        {
+            // The caller's session has seen a head above the cache's tip: a tip
+            // answer kept here is older than what it saw.
+            // Boxed: the cache's own future stays small for every call.
+            return Box::pin(bypass(inner, state, request)).await;
+        }
+        let key = CacheKey::from_parts(request.method(), &params, state.rules.lowercases_hex());
+        drop(params);
+        // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
+        // new head or a write makes them unreachable at once. Answers kept
+        // forever, or decided by their result (mined transactions), are not.
+        let slot = match plan {
+            Plan::Store(Some(_)) => {
+                let epoch = state.epochs.tip.load(Ordering::Relaxed);
+                Slot {
+                    key: key.clone().in_epoch(epoch),
+                    base: key,
+                    epoch: Some(epoch),
+                    settled: None,
+                }
+            }
+            Plan::Settled | Plan::AfterResult => {
+                let generation = state.epochs.settled.load(Ordering::Relaxed);
+                Slot {
+                    key: key.clone().in_settled(generation),
+                    base: key,
+                    epoch: None,
+                    settled: Some(generation),
+                }
+            }
+            _ => Slot {
+                key: key.clone(),
                 base: key,
                 epoch: None,
-                settled: Some(generation),
-            }
+                settled: None,
+            },
+        };
+        let key = slot.key.clone();
+        let id = request.id().cloned().unwrap_or_default();
+
+        if request.extensions().get::<Refresh>().is_some() {
+            // The caller distrusts what is kept: ask upstream, keep the answer
+            // in place of the old one.
+            let method = request.method_arc().clone();
+            let response = inner.oneshot(request).await?;
+            state.keep(&method, &slot, plan, &response).await;
+            return Ok(tagged(response, CacheStatus::Miss));
         }
-        _ => Slot {
-            key: key.clone(),
-            base: key,
-            epoch: None,
-            settled: None,
-        },
-    };
-    let key = slot.key.clone();
-    let id = request.id().cloned().unwrap_or_default();
 
-    if request.extensions().get::<Refresh>().is_some() {
-        // The caller distrusts what is kept: ask upstream, keep the answer
-        // in place of the old one.
-        let method = request.method_arc().clone();
-        let response = inner.oneshot(request).await?;
-        state.keep(&method, &slot, plan, &response).await;
-        return Ok(tagged(response, CacheStatus::Miss));
-    }
-
-    if let Some(payload) = state.store.get(&key).await {
-        let mut response = Response::new(id, payload);
-        if slot.epoch.is_some() && state.tracked.load(Ordering::Relaxed) {
-            // A tip answer is kept only from members at the tip of its
-            // epoch: say so, so a read-your-head session records it.
-            response
-                .extensions_mut()
-                .insert(ChainHead(state.tip.load(Ordering::Relaxed)));
-        }
-        return Ok(tagged(response, CacheStatus::Hit));
-    }
-
-    if !state.coalesce {
-        let method = request.method_arc().clone();
-        let response = inner.oneshot(request).await?;
-        state.keep(&method, &slot, plan, &response).await;
-        return Ok(tagged(response, CacheStatus::Miss));
-    }
-
-    let deadline = request.deadline();
-    let (flight, generation, leader) = {
-        let mut map = state
-            .in_flight
-            .lock()
-            .map_err(|_| RpcError::Internal("cache in-flight table poisoned".into()))?;
-        match map.get_mut(&key) {
-            Some(f) => {
-                f.waiters += 1;
-                (f.flight.clone(), f.generation, false)
+        if let Some(payload) = state.store.get(&key).await {
+            let mut response = Response::new(id, payload);
+            if slot.epoch.is_some() && state.tracked.load(Ordering::Relaxed) {
+                // A tip answer is kept only from members at the tip of its
+                // epoch: say so, so a read-your-head session records it.
+                response
+                    .extensions_mut()
+                    .insert(ChainHead(state.tip.load(Ordering::Relaxed)));
             }
-            None => {
-                let generation = state.generation.fetch_add(1, Ordering::Relaxed);
-                let flight = upstream(inner, state.clone(), slot, plan, generation, request)
-                    .boxed()
-                    .shared();
-                map.insert(
-                    key.clone(),
-                    InFlight {
-                        generation,
-                        flight: flight.clone(),
-                        waiters: 1,
-                    },
-                );
-                (flight, generation, true)
-            }
+            return Ok(tagged(response, CacheStatus::Hit));
         }
-    };
-    let _waiter = Waiter {
-        state: &state,
-        key: &key,
-        generation,
-    };
-    let result = match deadline {
-        Some(at) => match tokio::time::timeout_at(at, flight).await {
-            Ok(result) => result,
-            Err(_) => Err(RpcError::DeadlineExceeded),
-        },
-        None => flight.await,
-    };
-    let mut response = result?;
-    response.set_id(id);
-    let status = if leader {
-        CacheStatus::Miss
-    } else {
-        CacheStatus::Coalesced
-    };
-    Ok(tagged(response, status))
+
+        if !state.coalesce {
+            let method = request.method_arc().clone();
+            let response = inner.oneshot(request).await?;
+            state.keep(&method, &slot, plan, &response).await;
+            return Ok(tagged(response, CacheStatus::Miss));
+        }
+
+        let deadline = request.deadline();
+        let (flight, generation, leader) = {
+            let mut map = state
+                .in_flight
+                .lock()
+                .map_err(|_| RpcError::Internal("cache in-flight table poisoned".into()))?;
+            match map.get_mut(&key) {
+                Some(f) => {
+                    f.waiters += 1;
+                    (f.flight.clone(), f.generation, false)
+                }
+                None => {
+                    let generation = state.generation.fetch_add(1, Ordering::Relaxed);
+                    let flight = upstream(inner, state.clone(), slot, plan, generation, request)
+                        .boxed()
+                        .shared();
+                    map.insert(
+                        key.clone(),
+                        InFlight {
+                            generation,
+                            flight: flight.clone(),
+                            waiters: 1,
+                        },
+                    );
+                    (flight, generation, true)
+                }
+            }
+        };
+        let _waiter = Waiter {
+            state: &state,
+            key: &key,
+            generation,
+        };
+        let result = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, flight).await {
+                Ok(result) => result,
+                Err(_) => Err(RpcError::DeadlineExceeded),
+            },
+            None => flight.await,
+        };
+        let mut response = result?;
+        response.set_id(id);
+        let status = if leader {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Coalesced
+        };
+        Ok(tagged(response, status))
+    }
 }
 
 /// The one upstream call behind a flight: stores the answer, then leaves the
 /// in-flight table.
-async fn upstream<S: JsonRpcService, St: CacheStore>(
+///
+/// An `async move` block, not an `async fn` (which keeps its arguments
+/// twice): this future is boxed per miss.
+#[allow(clippy::manual_async_fn)]
+fn upstream<S: JsonRpcService, St: CacheStore>(
     inner: S,
     state: Arc<State<St>>,
     slot: Slot,
     plan: Plan,
     generation: u64,
     request: Request,
-) -> Result<Response, RpcError> {
-    let method = request.method_arc().clone();
-    let result = inner.oneshot(request).await;
-    if let Ok(response) = &result {
-        state.keep(&method, &slot, plan, response).await;
+) -> impl Future<Output = Result<Response, RpcError>> + Send {
+    async move {
+        let method = request.method_arc().clone();
+        let result = inner.oneshot(request).await;
+        if let Ok(response) = &result {
+            state.keep(&method, &slot, plan, response).await;
+        }
+        state.finish(&slot.key, generation);
+        result
     }
-    state.finish(&slot.key, generation);
-    result
 }
 
 /// A request extension: do not answer from the cache — ask upstream and

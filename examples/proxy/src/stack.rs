@@ -1312,18 +1312,22 @@ enum Store {
     Redis(RedisStore),
 }
 
+// Redis's futures are boxed: unboxed, the largest variant sizes the
+// future of every cache call (a Redis `put` is 664 bytes), memory store or
+// not, and each call's future is copied into its box; a Redis round trip
+// pays one allocation more.
 impl CacheStore for Store {
     async fn get(&self, key: &CacheKey) -> Option<rpc_core::Payload> {
         match self {
             Store::Memory(m) => m.get_now(key),
-            Store::Redis(r) => r.get(key).await,
+            Store::Redis(r) => Box::pin(r.get(key)).await,
         }
     }
 
     async fn put(&self, key: CacheKey, value: rpc_core::Payload, ttl: Option<std::time::Duration>) {
         match self {
             Store::Memory(m) => m.put_now(key, value, ttl),
-            Store::Redis(r) => r.put(key, value, ttl).await,
+            Store::Redis(r) => Box::pin(r.put(key, value, ttl)).await,
         }
     }
 }
