@@ -483,7 +483,7 @@ impl Service<Request> for HttpBackend {
                 );
             }
         }
-        crate::BoxedResponseFuture::new(inner.call(req, started, deadline))
+        crate::BoxedResponseFuture::new(inner.timed_call(req, started, deadline))
     }
 }
 
@@ -499,55 +499,65 @@ impl Inner {
         }
     }
 
-    async fn call(
+    /// A single call, under `deadline`: one boxed future of the exchange
+    /// under a `Timeout`, whose timeout is turned into the backend's error
+    /// outside it (the future is boxed per call, and its size is copied:
+    /// kept under glibc's per-thread cache limit).
+    fn timed_call(
         self: Arc<Self>,
         req: Request,
         started: Instant,
         deadline: Instant,
-    ) -> Result<Response, RpcError> {
+    ) -> impl std::future::Future<Output = Result<Response, RpcError>> + Send {
         let wire_id =
             (!req.is_notification()).then(|| self.next_id.fetch_add(1, Ordering::Relaxed));
-
-        match tokio::time::timeout_at(deadline, self.exchange(&req, wire_id)).await {
-            Ok(Ok((payload, held))) => {
-                let id = req.id().cloned().unwrap_or(Id::Null);
-                let mut resp = Response::new(id, payload);
-                resp.extensions_mut().insert(ServedBy(self.name.clone()));
-                if let Some(held) = held {
-                    resp.extensions_mut().insert(HeldBytes(Arc::new(held)));
-                }
-                Ok(resp)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(RpcError::Timeout {
-                backend: Some(self.name.clone()),
-                elapsed: started.elapsed(),
-            }),
-        }
+        let this = self.clone();
+        futures_util::FutureExt::map(
+            tokio::time::timeout_at(deadline, self.call(req, wire_id)),
+            move |answered| {
+                answered.unwrap_or_else(|_| {
+                    Err(RpcError::Timeout {
+                        backend: Some(this.name.clone()),
+                        elapsed: started.elapsed(),
+                    })
+                })
+            },
+        )
     }
 
-    async fn exchange(
-        &self,
-        req: &Request,
+    // An `async move` block, not an `async fn`: an `async fn` keeps its
+    // arguments twice in its future, which is boxed per call.
+    #[allow(clippy::manual_async_fn)]
+    fn call(
+        self: Arc<Self>,
+        req: Request,
         wire_id: Option<u64>,
-    ) -> Result<(Payload, Option<BytePermit>), RpcError> {
-        // Formatted on the stack, not as an `Id` (an allocation per call).
-        let mut wire = itoa::Buffer::new();
-        let wire_id = wire_id.map(|n| wire.format(n).as_bytes());
-        let mut body = Vec::with_capacity(req.encoded_len_hint());
-        req.write_json_with(wire_id, &mut body);
-        let (status, bytes, held) = self
-            .post(body, req.extensions().get::<crate::TraceContext>())
+    ) -> impl std::future::Future<Output = Result<Response, RpcError>> + Send {
+        async move {
+            // Formatted on the stack, not as an `Id` (an allocation per call).
+            let mut wire = itoa::Buffer::new();
+            let wire_id = wire_id.map(|n| wire.format(n).as_bytes());
+            let (status, bytes, held) = {
+                let mut body = Vec::with_capacity(req.encoded_len_hint());
+                req.write_json_with(wire_id, &mut body);
+                self.post(body, req.extensions().get::<crate::TraceContext>())
+            }
             .await?;
-        let Some(wire_id) = wire_id else {
-            // A notification: the backend owes no answer; any 2xx will do.
-            return if status.is_success() {
-                Ok((Payload::Result(RawJson::NULL), None))
-            } else {
-                Err(self.status_error(status, None))
+            let payload = match wire_id {
+                Some(wire_id) => self.parse_one(status, &bytes, wire_id)?,
+                // A notification: the backend owes no answer; any 2xx will do.
+                None if status.is_success() => Payload::Result(RawJson::NULL),
+                None => return Err(self.status_error(status, None)),
             };
-        };
-        self.parse_one(status, &bytes, wire_id).map(|p| (p, held))
+            let id = req.id().cloned().unwrap_or(Id::Null);
+            let mut resp = Response::new(id, payload);
+            resp.extensions_mut().insert(ServedBy(self.name.clone()));
+            // A notification's answer holds nothing.
+            if let (Some(held), Some(_)) = (held, wire_id) {
+                resp.extensions_mut().insert(HeldBytes(Arc::new(held)));
+            }
+            Ok(resp)
+        }
     }
 
     /// One answer from a body: a 2xx carrying it, or another status
@@ -582,65 +592,79 @@ impl Inner {
 
     /// POSTs `body`: the status and the body read (under the size limit
     /// and the budget); 429 and 5xx are errors.
-    async fn post(
-        &self,
+    // An `async move` block, not an `async fn`: an `async fn` keeps its
+    // arguments twice in its future, which is boxed per call.
+    #[allow(clippy::manual_async_fn)]
+    fn post<'a>(
+        &'a self,
         body: Vec<u8>,
-        trace: Option<&crate::TraceContext>,
-    ) -> Result<(StatusCode, Bytes, Option<BytePermit>), RpcError> {
-        let mut http_req = http::Request::new(Full::new(Bytes::from(body)));
-        *http_req.method_mut() = http::Method::POST;
-        let sent = self.pool.send(http_req, |req, h2| {
-            if h2 {
-                *req.uri_mut() = self.uri.clone();
-                *req.headers_mut() = self.headers.clone();
-            } else {
-                *req.uri_mut() = self.target.clone();
-                *req.headers_mut() = self.h1_headers.clone();
-            }
-            if let Some(trace) = trace {
-                let headers = req.headers_mut();
-                headers.insert("traceparent", trace.traceparent.clone());
-                if let Some(state) = &trace.tracestate {
-                    headers.insert("tracestate", state.clone());
-                }
-            }
-        });
-        let (resp, lease) = sent.await.map_err(|e| match e {
-            pool::SendError::Connect(e) => RpcError::Connect {
-                backend: self.name.clone(),
-                source: error_chain(&*e).into(),
-            },
-            pool::SendError::Closed(e) => RpcError::ConnectionClosed {
-                backend: self.name.clone(),
-                source: error_chain(&e).into(),
-            },
-        })?;
+        trace: Option<&'a crate::TraceContext>,
+    ) -> impl std::future::Future<Output = Result<(StatusCode, Bytes, Option<BytePermit>), RpcError>>
+           + Send
+           + 'a {
+        async move {
+            // The request and the answer's head live in blocks that end
+            // before the next await: not kept in the future while it waits.
+            let sent = {
+                let mut http_req = http::Request::new(Full::new(Bytes::from(body)));
+                *http_req.method_mut() = http::Method::POST;
+                self.pool.send(http_req, |req, h2| {
+                    if h2 {
+                        *req.uri_mut() = self.uri.clone();
+                        *req.headers_mut() = self.headers.clone();
+                    } else {
+                        *req.uri_mut() = self.target.clone();
+                        *req.headers_mut() = self.h1_headers.clone();
+                    }
+                    if let Some(trace) = trace {
+                        let headers = req.headers_mut();
+                        headers.insert("traceparent", trace.traceparent.clone());
+                        if let Some(state) = &trace.tracestate {
+                            headers.insert("tracestate", state.clone());
+                        }
+                    }
+                })
+            };
+            let (status, headers, body, lease) = {
+                let (resp, lease) = sent.await.map_err(|e| match e {
+                    pool::SendError::Connect(e) => RpcError::Connect {
+                        backend: self.name.clone(),
+                        source: error_chain(&*e).into(),
+                    },
+                    pool::SendError::Closed(e) => RpcError::ConnectionClosed {
+                        backend: self.name.clone(),
+                        source: error_chain(&e).into(),
+                    },
+                })?;
 
-        let status = resp.status();
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(self.status_error(status, retry_after(resp.headers())));
+                let status = resp.status();
+                if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                    return Err(self.status_error(status, retry_after(resp.headers())));
+                }
+                let (parts, body) = resp.into_parts();
+                (status, parts.headers, body, lease)
+            };
+            let budget = match &self.response_budget {
+                Some(budget) => Budget::Wait(budget),
+                None => Budget::None,
+            };
+            let read = read_body(&headers, body, self.max_response_bytes, budget).await;
+            if read.is_ok() {
+                // Read to the end: the connection can take the next call.
+                lease.release();
+            }
+            let (bytes, held) = read.map_err(|e| match e {
+                ReadError::TooLarge | ReadError::NoBudget => RpcError::ResponseTooLarge {
+                    backend: self.name.clone(),
+                    limit: self.max_response_bytes,
+                },
+                ReadError::Failed(e) => RpcError::ConnectionClosed {
+                    backend: self.name.clone(),
+                    source: error_chain(&*e).into(),
+                },
+            })?;
+            Ok((status, bytes, held))
         }
-        let (parts, body) = resp.into_parts();
-        let budget = match &self.response_budget {
-            Some(budget) => Budget::Wait(budget),
-            None => Budget::None,
-        };
-        let read = read_body(&parts.headers, body, self.max_response_bytes, budget).await;
-        if read.is_ok() {
-            // Read to the end: the connection can take the next call.
-            lease.release();
-        }
-        let (bytes, held) = read.map_err(|e| match e {
-            ReadError::TooLarge | ReadError::NoBudget => RpcError::ResponseTooLarge {
-                backend: self.name.clone(),
-                limit: self.max_response_bytes,
-            },
-            ReadError::Failed(e) => RpcError::ConnectionClosed {
-                backend: self.name.clone(),
-                source: error_chain(&*e).into(),
-            },
-        })?;
-        Ok((status, bytes, held))
     }
 
     /// A call of a client batch: queued for an upstream batch, answered

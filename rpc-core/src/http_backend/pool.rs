@@ -117,74 +117,81 @@ impl Pool {
     /// goes on (`true`: HTTP/2) — target form and headers. A request that
     /// was not written (its pooled connection had closed) goes out on the
     /// next connection.
-    pub(super) async fn send(
-        &self,
+    // An `async move` block, not an `async fn`: an `async fn` keeps its
+    // arguments twice in its future, which is boxed per call.
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn send<'a>(
+        &'a self,
         mut req: http::Request<Body>,
-        prepare: impl Fn(&mut http::Request<Body>, bool),
-    ) -> Result<(http::Response<Incoming>, Lease<'_>), SendError> {
-        // Bounded: each turn drops a pooled connection; a new one ends it.
-        loop {
-            let (conn, fresh) = match self.checkout() {
-                Some(conn) => (conn, false),
-                // Boxed: a connect's state (TCP, TLS, handshake) is large
-                // and rare; inline, every call's future would carry it.
-                None => (
-                    Box::pin(self.connect()).await.map_err(SendError::Connect)?,
-                    true,
-                ),
-            };
-            let result = match conn {
-                Conn::H1(mut tx) => {
-                    if tx.ready().await.is_err() {
-                        if fresh {
-                            return Err(SendError::Connect("the new connection closed".into()));
+        prepare: impl Fn(&mut http::Request<Body>, bool) + Send + 'a,
+    ) -> impl std::future::Future<Output = Result<(http::Response<Incoming>, Lease<'a>), SendError>>
+           + Send
+           + 'a {
+        async move {
+            // Bounded: each turn drops a pooled connection; a new one ends it.
+            loop {
+                let (conn, fresh) = match self.checkout() {
+                    Some(conn) => (conn, false),
+                    // Boxed: a connect's state (TCP, TLS, handshake) is large
+                    // and rare; inline, every call's future would carry it.
+                    None => (
+                        Box::pin(self.connect()).await.map_err(SendError::Connect)?,
+                        true,
+                    ),
+                };
+                let result = match conn {
+                    Conn::H1(mut tx) => {
+                        if tx.ready().await.is_err() {
+                            if fresh {
+                                return Err(SendError::Connect("the new connection closed".into()));
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    prepare(&mut req, false);
-                    match tx.try_send_request(req).await {
-                        Ok(resp) => {
-                            let lease = Lease {
-                                pool: self,
-                                tx: Some(tx),
-                            };
-                            return Ok((resp, lease));
-                        }
-                        Err(e) => e,
-                    }
-                }
-                Conn::H2(mut tx) => {
-                    if tx.ready().await.is_err() {
-                        self.forget_h2();
-                        if fresh {
-                            return Err(SendError::Connect("the new connection closed".into()));
-                        }
-                        continue;
-                    }
-                    prepare(&mut req, true);
-                    match tx.try_send_request(req).await {
-                        Ok(resp) => {
-                            return Ok((
-                                resp,
-                                Lease {
+                        prepare(&mut req, false);
+                        match tx.try_send_request(req).await {
+                            Ok(resp) => {
+                                let lease = Lease {
                                     pool: self,
-                                    tx: None,
-                                },
-                            ))
-                        }
-                        Err(e) => {
-                            self.forget_h2();
-                            e
+                                    tx: Some(tx),
+                                };
+                                return Ok((resp, lease));
+                            }
+                            Err(e) => e,
                         }
                     }
+                    Conn::H2(mut tx) => {
+                        if tx.ready().await.is_err() {
+                            self.forget_h2();
+                            if fresh {
+                                return Err(SendError::Connect("the new connection closed".into()));
+                            }
+                            continue;
+                        }
+                        prepare(&mut req, true);
+                        match tx.try_send_request(req).await {
+                            Ok(resp) => {
+                                return Ok((
+                                    resp,
+                                    Lease {
+                                        pool: self,
+                                        tx: None,
+                                    },
+                                ))
+                            }
+                            Err(e) => {
+                                self.forget_h2();
+                                e
+                            }
+                        }
+                    }
+                };
+                let mut e = result;
+                match e.take_message() {
+                    // Not written: on the next connection.
+                    Some(unsent) if !fresh => req = unsent,
+                    Some(_) => return Err(SendError::Connect(e.into_error().into())),
+                    None => return Err(SendError::Closed(e.into_error())),
                 }
-            };
-            let mut e = result;
-            match e.take_message() {
-                // Not written: on the next connection.
-                Some(unsent) if !fresh => req = unsent,
-                Some(_) => return Err(SendError::Connect(e.into_error().into())),
-                None => return Err(SendError::Closed(e.into_error())),
             }
         }
     }
