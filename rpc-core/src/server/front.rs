@@ -321,18 +321,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                 .as_ref()
                 .is_some_and(|d| d.load(Ordering::Acquire))
             {
-                let mut resp = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorObject::new(
-                        crate::codes::NO_BACKEND,
-                        "shutting down: retry on another replica",
-                    ),
+                return unavailable_closing(
+                    crate::codes::NO_BACKEND,
+                    "shutting down: retry on another replica",
                 );
-                resp.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                resp.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-                return resp;
             }
             if parts.method == Method::GET && parts.uri.path() == config.health_path {
                 return match &config.readiness {
@@ -379,18 +371,10 @@ impl<S: JsonRpcService> HttpFront<S> {
             let (bytes, _held) = match tokio::time::timeout(config.body_read_timeout, read).await {
                 Ok(Ok(read)) => read,
                 Ok(Err(ReadError::NoBudget)) => {
-                    let mut resp = error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorObject::new(
-                            crate::codes::LIMIT_EXCEEDED,
-                            "server busy: too many request bytes in flight, retry shortly",
-                        ),
+                    return unavailable_closing(
+                        crate::codes::LIMIT_EXCEEDED,
+                        "server busy: too many request bytes in flight, retry shortly",
                     );
-                    resp.headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                    resp.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                    return resp;
                 }
                 Ok(Err(ReadError::TooLarge)) => {
                     return error_response(
@@ -725,6 +709,20 @@ fn error_response(status: StatusCode, error: ErrorObject) -> http::Response<Resp
         status,
         Bytes::from(Response::error(Id::Null, error).to_json()),
     )
+}
+
+/// 503 with `Retry-After: 1`, closing the connection (the client should
+/// come back, elsewhere or later).
+fn unavailable_closing(code: i64, message: &'static str) -> http::Response<ResponseBody> {
+    let mut resp = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorObject::new(code, message),
+    );
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 fn no_content() -> http::Response<ResponseBody> {
