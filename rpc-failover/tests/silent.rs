@@ -116,6 +116,37 @@ async fn a_stall_counts_even_when_the_call_cannot_move_and_the_client_leaves() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stalled_call_that_cannot_move_ends_at_its_own_deadline() {
+    // One member (nowhere to move): at its stall deadline the attempt is
+    // charged but not left, and the call then ends at its own deadline, as
+    // the member's timeout: not at the stall, not later.
+    let a = Mock::new("a", |n| if n < 30 { Step::Ok("1") } else { Step::Hang });
+    let g = group(FailoverLayer::new().failure_threshold(1), vec![a.member()]);
+    for _ in 0..30 {
+        g.clone().oneshot(req("eth_call")).await.expect("a");
+    }
+    let started = Instant::now();
+    let call = g
+        .clone()
+        .oneshot(with_deadline("eth_call", Duration::from_secs(3)));
+    let err = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("ended by its own deadline, not left waiting")
+        .expect_err("no answer");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert!(
+        matches!(&err, RpcError::Timeout { backend: Some(b), .. } if &**b == "a"),
+        "{err:?}"
+    );
+    let status = g.members().next().expect("a");
+    assert_eq!(
+        status.reason,
+        Some(OutReason::Stall),
+        "the stall was charged on the way"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn unsafe_calls_are_never_left_but_the_stall_is_counted() {
     let a = Mock::new("a", |n| {
         if n < 30 {
