@@ -99,15 +99,22 @@ async fn a_slow_but_correct_member_is_not_punished() {
     assert_eq!(a_status.consecutive_failures, 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stall_counts_even_when_the_call_cannot_move_and_the_client_leaves() {
-    // One member (nowhere to move): the attempt is not left, but the stall
-    // is charged at the deadline, before the client gives up.
+/// A one-member group (nowhere to move) whose member learned a short stall
+/// deadline from 30 quick answers and now never answers.
+async fn one_member_that_learned_then_hangs() -> Group {
     let a = Mock::new("a", |n| if n < 30 { Step::Ok("1") } else { Step::Hang });
     let g = group(FailoverLayer::new().failure_threshold(1), vec![a.member()]);
     for _ in 0..30 {
         g.clone().oneshot(req("eth_call")).await.expect("a");
     }
+    g
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_counts_even_when_the_call_cannot_move_and_the_client_leaves() {
+    // One member (nowhere to move): the attempt is not left, but the stall
+    // is charged at the deadline, before the client gives up.
+    let g = one_member_that_learned_then_hangs().await;
     let client = tokio::time::timeout(Duration::from_secs(5), g.clone().oneshot(req("eth_call")));
     assert!(client.await.is_err(), "the client left");
     let status = g.members().next().expect("a");
@@ -120,11 +127,7 @@ async fn a_stalled_call_that_cannot_move_ends_at_its_own_deadline() {
     // One member (nowhere to move): at its stall deadline the attempt is
     // charged but not left, and the call then ends at its own deadline, as
     // the member's timeout: not at the stall, not later.
-    let a = Mock::new("a", |n| if n < 30 { Step::Ok("1") } else { Step::Hang });
-    let g = group(FailoverLayer::new().failure_threshold(1), vec![a.member()]);
-    for _ in 0..30 {
-        g.clone().oneshot(req("eth_call")).await.expect("a");
-    }
+    let g = one_member_that_learned_then_hangs().await;
     let started = Instant::now();
     let call = g
         .clone()
