@@ -428,7 +428,8 @@ fn bypass<S: JsonRpcService, St: CacheStore>(
 
 /// A cache call whose method has a rule other than
 /// [`Rule::Never`]. An `async move` block, not an `async fn` (which keeps its
-/// arguments twice): this future is boxed per call.
+/// arguments twice): this future is boxed per call. Its rarer bypasses box
+/// theirs, so that it stays small for every call.
 #[allow(clippy::manual_async_fn)]
 fn run<S: JsonRpcService, St: CacheStore>(
     inner: S,
@@ -438,13 +439,11 @@ fn run<S: JsonRpcService, St: CacheStore>(
 ) -> impl Future<Output = Result<Response, RpcError>> + Send {
     async move {
         let Some(params) = parse_params(&request) else {
-            // Boxed: the cache's own future stays small for every call.
             return Box::pin(bypass(inner, state, request)).await;
         };
         state.sync();
         let plan = state.rules.plan(rule, &params, state.line());
         if plan == Plan::Skip {
-            // Boxed: the cache's own future stays small for every call.
             return Box::pin(bypass(inner, state, request)).await;
         }
         if matches!(plan, Plan::Store(Some(_)))
@@ -455,7 +454,6 @@ fn run<S: JsonRpcService, St: CacheStore>(
         {
             // The caller's session has seen a head above the cache's tip: a tip
             // answer kept here is older than what it saw.
-            // Boxed: the cache's own future stays small for every call.
             return Box::pin(bypass(inner, state, request)).await;
         }
         let key = CacheKey::from_parts(request.method(), &params, state.rules.lowercases_hex());
