@@ -125,10 +125,7 @@ impl<S: JsonRpcService> Service<Request> for Failover<S> {
 
     fn call(&mut self, request: Request) -> ResponseFuture {
         self.core.ensure_prober();
-        ResponseFuture::new(super::future::run(
-            self.core.clone(),
-            self.hedge.clone(),
-            request,
-        ))
+        // `run` boxes the chosen path's future itself.
+        super::future::run(self.core.clone(), self.hedge.clone(), request)
     }
 }
