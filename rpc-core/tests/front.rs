@@ -179,6 +179,102 @@ async fn batch_items_run_concurrently_with_a_bound() {
     );
 }
 
+/// A long batch on a multi-thread runtime is run in shares, one per worker
+/// (the first on the connection's task, the others on tasks of their own):
+/// its answers still come in the client's order, with invalid items and
+/// notifications in every share answered as in a short batch, and the
+/// shares together keep to the batch's concurrency — while really running
+/// at once (more calls in flight than one share's part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_batch_is_shared_among_the_workers_in_order_and_within_its_bound() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (f, p) = (in_flight.clone(), peak.clone());
+    let slow = service_fn(move |req: Request| {
+        let (f, p) = (f.clone(), p.clone());
+        async move {
+            let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            f.fetch_sub(1, Ordering::SeqCst);
+            let result = format!("{:?}", req.method());
+            Ok::<_, RpcError>(Response::result(
+                req.id().cloned().unwrap_or_default(),
+                RawJson::from_bytes(result).expect("json"),
+            ))
+        }
+    });
+    let front = HttpFront::new(slow, ServerConfig::default().batch_concurrency(8));
+    // 200 items: every 7th a notification, every 11th invalid (no method).
+    let items: Vec<String> = (0..200u32)
+        .map(|i| match i {
+            _ if i % 11 == 5 => format!(r#"{{"jsonrpc":"2.0","id":{i}}}"#),
+            _ if i % 7 == 3 => format!(r#"{{"jsonrpc":"2.0","method":"n{i}"}}"#),
+            _ => format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"m{i}"}}"#),
+        })
+        .collect();
+    let (status, _, body) = post(&front, &format!("[{}]", items.join(","))).await;
+    assert_eq!(status, 200);
+    let answers = json(&body);
+    let answers = answers.as_array().expect("array");
+    let want: Vec<u32> = (0..200).filter(|i| i % 7 != 3 || i % 11 == 5).collect();
+    let ids: Vec<u64> = answers
+        .iter()
+        .map(|a| a["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, want.iter().map(|&i| u64::from(i)).collect::<Vec<_>>());
+    for (answer, i) in answers.iter().zip(&want) {
+        if i % 11 == 5 {
+            assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        } else {
+            assert_eq!(answer["result"], format!("m{i}"), "{answer}");
+        }
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 8, "the batch's bound holds across shares: {peak}");
+    assert!(peak > 4, "the shares run at once: {peak}");
+}
+
+/// At the deadline a shared batch keeps every answer in hand, from every
+/// share, and answers the rest with the timeout error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_batch_keeps_its_answers_from_every_share_at_the_deadline() {
+    let svc = service_fn(|req: Request| async move {
+        if req.method() == "slow" {
+            std::future::pending::<()>().await;
+        }
+        Ok::<_, RpcError>(Response::result(
+            req.id().cloned().unwrap_or_default(),
+            RawJson::from_static("\"done\"").expect("json"),
+        ))
+    });
+    let front = HttpFront::new(
+        svc,
+        ServerConfig::default().request_timeout(Duration::from_millis(300)),
+    );
+    // Slow calls at both ends of the batch (in the first and last shares).
+    let slow = |i: u32| i % 50 == 0 || i % 50 == 49;
+    let items: Vec<String> = (0..200u32)
+        .map(|i| {
+            let method = if slow(i) { "slow" } else { "fast" };
+            format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"{method}"}}"#)
+        })
+        .collect();
+    let (status, _, body) = post(&front, &format!("[{}]", items.join(","))).await;
+    assert_eq!(status, StatusCode::OK);
+    let answers = json(&body);
+    let answers = answers.as_array().expect("a batch answer");
+    assert_eq!(answers.len(), 200, "{body}");
+    for (i, answer) in (0..200u32).zip(answers) {
+        assert_eq!(answer["id"], i, "{answer}");
+        if slow(i) {
+            assert_eq!(answer["error"]["code"], -32015, "{answer}");
+        } else {
+            assert_eq!(answer["result"], "done", "{answer}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn whole_request_failures() {
     let front = HttpFront::new(

@@ -528,3 +528,66 @@ async fn an_upstream_batch_past_the_backend_timeout_fails_over_as_a_unit() {
     // Both calls on their way again, with the one that never came.
     assert_eq!(group.unsettled(), 3, "the calls go on together");
 }
+
+/// A long client batch that the front shares among the runtime's workers
+/// still reaches the backend as one upstream batch: every share's first
+/// wave is counted as started before any runs, so the backend waits for the
+/// share that comes later. The second half of the batch is held 50 ms on
+/// its way (as by a layer that waits): counted only when it started, the
+/// first half would go upstream alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_batch_shared_among_workers_goes_upstream_as_one_batch() {
+    use http_body_util::BodyExt;
+    use rpc_core::server::{HttpFront, ServerConfig};
+    use rpc_core::BatchPosition;
+
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .max_batch(200)
+        .batch_window(Duration::from_secs(5))
+        .build()
+        .expect("backend");
+    let held = tower::service_fn(move |req: Request| {
+        let backend = backend.clone();
+        async move {
+            let index = req
+                .extensions()
+                .get::<BatchPosition>()
+                .map_or(0, |p| p.index);
+            if index >= 100 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            backend.oneshot(req).await
+        }
+    });
+    let front = HttpFront::new(held, ServerConfig::default().batch_concurrency(200));
+    let calls: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"eth_chainId","params":[]}}"#))
+        .collect();
+    let req = http::Request::post("/")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "[{}]",
+            calls.join(",")
+        ))))
+        .expect("request");
+    let resp = front.oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let answers: Vec<Value> = serde_json::from_slice(&body).expect("json");
+    let ids: Vec<u64> = answers
+        .iter()
+        .map(|a| a["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, (0..200).collect::<Vec<_>>());
+    assert!(
+        answers.iter().all(|a| a.get("result").is_some()),
+        "{answers:?}"
+    );
+    assert_eq!(
+        upstream.calls.load(Ordering::SeqCst),
+        1,
+        "one upstream batch"
+    );
+    assert_eq!(upstream.items.load(Ordering::SeqCst), 200);
+}
