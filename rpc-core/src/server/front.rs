@@ -455,8 +455,7 @@ impl<S: JsonRpcService> HttpFront<S> {
                     }
                 }
                 Ok(Incoming::Batch(items)) => {
-                    let (concurrency, shared) = (config.batch_concurrency, true);
-                    match answer_batch(&self.inner, &ctx, concurrency, shared, items).await {
+                    match answer_batch(&self.inner, &ctx, config.batch_concurrency, items).await {
                         Some(out) => json_response(StatusCode::OK, Bytes::from(out)),
                         None => no_content(),
                     }
@@ -582,53 +581,33 @@ impl CallContext {
     }
 }
 
-/// A client batch long enough to share among the runtime's worker threads
-/// has at least this many calls per share.
-///
-/// A batch's calls are otherwise all driven by the task of the connection
-/// that sent it, one thread: a 100-call batch's walk through the layers
-/// (≈ 10 k instructions per call, there and back) is paid one call after
-/// the other while the other workers idle. Below two shares' worth, a
-/// second task's wake-up across threads costs more than it saves.
-const CALLS_PER_SHARE: usize = 32;
-
-/// How many shares a batch of `len` calls is run in: one per worker thread
-/// (a current-thread runtime has one), each of at least
-/// [`CALLS_PER_SHARE`] calls, and no more than `concurrency` (each share
-/// gets its part of it).
-fn batch_shares(len: usize, concurrency: usize) -> usize {
-    if len < 2 * CALLS_PER_SHARE {
-        return 1;
-    }
-    let workers = tokio::runtime::Handle::try_current()
-        .map(|rt| rt.metrics().num_workers())
-        .unwrap_or(1);
-    workers.min(len / CALLS_PER_SHARE).min(concurrency).max(1)
-}
-
-/// The calls of one share of a batch (`items`, with their positions),
-/// `concurrency` at a time, as a stream of answers by position. The items
-/// at positions below `prestarted` were counted as started by the caller
-/// (see [`answer_batch`]); the others are counted when they start.
-fn batch_work<'a, S, I>(
-    inner: &'a S,
-    ctx: &'a CallContext,
-    group: &'a crate::batch::BatchGroup,
-    len: u32,
-    items: I,
-    prestarted: u32,
+/// A batch's calls, `concurrency` at a time, answered as one JSON array
+/// in the client's order; `None` when every item was a notification.
+pub(crate) async fn answer_batch<S: JsonRpcService>(
+    inner: &S,
+    ctx: &CallContext,
     concurrency: usize,
-) -> impl futures_util::Stream<Item = (usize, Option<Response>)> + Send + 'a
-where
-    S: JsonRpcService,
-    I: Iterator<Item = (Result<Request, crate::parse::InvalidCall>, u32)> + Send + 'a,
-{
-    stream::iter(items)
-        .map(move |(item, index)| {
+    items: Vec<Result<Request, crate::parse::InvalidCall>>,
+) -> Option<Vec<u8>> {
+    let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    // Lets backends send the items that reach them together as one
+    // upstream batch (see `crate::batch`).
+    let group = crate::batch::BatchGroup::new(items.len());
+    // What each item answers if the deadline passes first: one timer for
+    // the whole batch, not one per call.
+    let late: Vec<Result<Option<Id>, Response>> = items
+        .iter()
+        .map(|item| match item {
+            Ok(req) => Ok(req.id().cloned()),
+            Err(invalid) => Err(invalid.clone().into_response()),
+        })
+        .collect();
+    let work = stream::iter(items.into_iter().zip(0u32..))
+        .map(|(item, index)| {
             // Counted when created (before any item of the wave runs), so
             // a backend never sends a wave's first item alone.
             let handle = group.item(index as usize);
-            if item.is_ok() && index >= prestarted {
+            if item.is_ok() {
                 handle.start();
             }
             async move {
@@ -650,142 +629,32 @@ where
         })
         // Started in order, at most `concurrency` at once; answers placed
         // by position as they come.
-        .buffer_unordered(concurrency)
-}
-
-/// The next answer from the batch's other shares; `None` once they have
-/// all finished (or when there are none).
-async fn next_shared(
-    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<(usize, Option<Response>)>>,
-) -> Option<(usize, Option<Response>)> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => None,
-    }
-}
-
-/// A batch's calls, `concurrency` at a time, answered as one JSON array
-/// in the client's order; `None` when every item was a notification.
-///
-/// With `shared`, a long batch on a multi-thread runtime is run in
-/// shares, one per worker ([`batch_shares`]): the first share on this task,
-/// each other on a task of its own, each with its part of `concurrency`.
-/// Those tasks live in a `JoinSet`, so they end with this future (a client
-/// gone, the deadline). A WebSocket connection's batches are not shared: the
-/// connection already runs several messages at once, and a client that does
-/// not read its answers is found by its send queue filling up — with a
-/// batch's work on other threads, the writer drains that queue into the
-/// kernel's socket buffers more often, and such a client was found later
-/// (measured: not at all within 7 MB of answers).
-pub(crate) async fn answer_batch<S: JsonRpcService>(
-    inner: &S,
-    ctx: &CallContext,
-    concurrency: usize,
-    shared: bool,
-    items: Vec<Result<Request, crate::parse::InvalidCall>>,
-) -> Option<Vec<u8>> {
-    let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
-    // Lets backends send the items that reach them together as one
-    // upstream batch (see `crate::batch`).
-    let group = crate::batch::BatchGroup::new(items.len());
-    // What each item answers if the deadline passes first: one timer for
-    // the whole batch, not one per call.
-    let late: Vec<Result<Option<Id>, Response>> = items
-        .iter()
-        .map(|item| match item {
-            Ok(req) => Ok(req.id().cloned()),
-            Err(invalid) => Err(invalid.clone().into_response()),
-        })
-        .collect();
-    let shares = if shared {
-        batch_shares(items.len(), concurrency)
-    } else {
-        1
-    };
-    let mut others = tokio::task::JoinSet::new();
-    let mut shared = None;
-    let mut items = items;
-    let (mine, prestarted) = if shares == 1 {
-        (concurrency, 0)
-    } else {
-        let per_share = concurrency / shares;
-        let share_len = items.len().div_ceil(shares);
-        // Every share's first wave is counted as started before any share
-        // runs: a backend waits for all of them (see `crate::batch`), not
-        // only for those of the share that reaches it first.
-        for (index, item) in late.iter().enumerate() {
-            if item.is_ok() && index % share_len < per_share {
-                group.item(index).start();
-            }
-        }
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        shared = Some(rx);
-        let mut rest = items.split_off(share_len);
-        let mut first = u32::try_from(share_len).unwrap_or(u32::MAX);
-        while !rest.is_empty() {
-            let tail = rest.split_off(share_len.min(rest.len()));
-            let share = std::mem::replace(&mut rest, tail);
-            let next = first.saturating_add(u32::try_from(share.len()).unwrap_or(u32::MAX));
-            let prestarted = first.saturating_add(u32::try_from(per_share).unwrap_or(u32::MAX));
-            let (svc, ctx, group, tx) = (inner.clone(), ctx.clone(), group.clone(), tx.clone());
-            others.spawn(async move {
-                let share = share.into_iter().zip(first..);
-                let work = batch_work(&svc, &ctx, &group, len, share, prestarted, per_share);
-                let mut work = std::pin::pin!(work);
-                while let Some(answer) = work.next().await {
-                    if tx.send(answer).is_err() {
-                        return;
-                    }
-                }
-            });
-            first = next;
-        }
-        (per_share, u32::try_from(per_share).unwrap_or(u32::MAX))
-    };
-    let items = items.into_iter().zip(0u32..);
-    let work = batch_work(inner, ctx, &group, len, items, prestarted, mine);
+        .buffer_unordered(concurrency);
     let mut work = std::pin::pin!(work);
     let mut answers: Vec<Option<Option<Response>>> = (0..late.len()).map(|_| None).collect();
     let deadline = tokio::time::sleep_until(ctx.deadline.0);
     let mut deadline = std::pin::pin!(deadline);
-    let (mut mine_done, mut others_done) = (false, shared.is_none());
-    while !(mine_done && others_done) {
+    loop {
         tokio::select! {
             biased;
-            next = work.next(), if !mine_done => match next {
+            next = work.next() => match next {
                 Some((index, answer)) => answers[index] = Some(answer),
-                None => mine_done = true,
-            },
-            next = next_shared(&mut shared), if !others_done => match next {
-                Some((index, answer)) => answers[index] = Some(answer),
-                None => others_done = true,
+                None => break,
             },
             () = &mut deadline => {
                 // Answers already in hand are kept; the rest are late.
                 while let Some(Some((index, answer))) = work.next().now_or_never() {
                     answers[index] = Some(answer);
                 }
-                while let Some(Ok((index, answer))) = shared.as_mut().map(|rx| rx.try_recv()) {
-                    answers[index] = Some(answer);
-                }
                 break;
             }
         }
     }
-    // Every share ended: a call still without an answer was lost with its
-    // share's task (it panicked outside the call, or the runtime is
-    // shutting down), not late.
-    let lost = mine_done && others_done;
-    drop(others);
     let answers: Vec<Option<Response>> = answers
         .into_iter()
         .zip(late)
         .map(|(answer, late)| match (answer, late) {
             (Some(answer), _) => answer,
-            (None, Ok(id)) if lost => id.map(|id| {
-                let err = RpcError::Internal("the batch's worker task stopped".to_owned());
-                Response::error(id, err.to_error_object())
-            }),
             (None, Ok(id)) => ctx.too_late(id),
             (None, Err(invalid)) => Some(invalid),
         })

@@ -523,8 +523,7 @@ async fn work<S: JsonRpcService>(
             .await
             .map(|a| a.into_response().to_json()),
         Job::Answer(Incoming::Batch(items)) => {
-            // Not shared among the workers (see `answer_batch`).
-            super::front::answer_batch(&inner, &ctx, config.batch_concurrency, false, items).await
+            super::front::answer_batch(&inner, &ctx, config.batch_concurrency, items).await
         }
         Job::Admit(req) => {
             let mut check = crate::Request::new(req.method_arc().clone())
