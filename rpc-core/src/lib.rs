@@ -10,7 +10,9 @@
 //!   may have been delivered, whether a retry can help, and the one error the
 //!   client sees.
 //! * [`JsonRpcService`]: a trait alias over `tower::Service<Request>`;
-//!   [`BoxJsonRpcService`] is its type-erased form.
+//!   [`BoxJsonRpcService`] is its type-erased form, and
+//!   [`SharedJsonRpcService`] one whose clones share the stack (a reference
+//!   count each, for stacks cloned per call).
 //! * `HttpBackend` (feature `http-backend`): a named backend on a pooled
 //!   hyper client (http and https).
 //! * `WsBackend` (feature `ws-backend`): a named backend on one WebSocket
@@ -135,7 +137,9 @@ pub use id::Id;
 pub use raw::{ArrayJoiner, JoinError, RawJson};
 pub use request::{Deadline, RemoteAddr, Request};
 pub use response::{Payload, Response};
-pub use service::{BoxJsonRpcService, BoxedResponseFuture, JsonRpcService, Named};
+pub use service::{
+    BoxJsonRpcService, BoxedResponseFuture, JsonRpcService, Named, SharedJsonRpcService,
+};
 #[cfg(feature = "ws-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ws-backend")))]
 pub use ws_backend::{WsBackend, WsBackendBuilder};

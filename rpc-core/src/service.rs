@@ -94,6 +94,82 @@ pub trait Named {
 /// ```
 pub type BoxJsonRpcService = BoxCloneSyncService<Request, Response, RpcError>;
 
+/// A type-erased [`JsonRpcService`] whose clones share one stack: cloning
+/// it is a reference count, where cloning a [`BoxJsonRpcService`] allocates
+/// a box for the copy. Each call clones the stack inside the call's own
+/// boxed future, so a call costs one allocation in all (a
+/// `BoxJsonRpcService` that is cloned per call, as a shared or reloadable
+/// stack is, costs two).
+///
+/// Readiness is awaited per call, inside its future (as
+/// [`Reloadable`](crate::reload::Reloadable) does): `poll_ready` is always
+/// ready, and a stack with backpressure (a concurrency limit) holds each
+/// call until it has room. Put a load-shedding layer inside the stack, not
+/// around this service.
+///
+/// ```
+/// use rpc_core::{Id, RawJson, Request, Response, RpcError, SharedJsonRpcService};
+/// use tower::{service_fn, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let echo = service_fn(|req: Request| async move {
+///     Ok::<_, RpcError>(Response::result(req.id().cloned().unwrap_or_default(), RawJson::NULL))
+/// });
+/// let shared = SharedJsonRpcService::new(echo);
+/// let answer = shared.clone().oneshot(Request::new("m").with_id(Id::from(1u64))).await;
+/// assert_eq!(answer.unwrap().id(), &Id::from(1u64));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SharedJsonRpcService {
+    inner: std::sync::Arc<dyn SharedCall>,
+}
+
+/// A call on a shared stack (its clone made in the call's future).
+trait SharedCall: Send + Sync {
+    fn call(&self, req: Request) -> BoxedResponseFuture;
+}
+
+impl<S: JsonRpcService> SharedCall for S {
+    fn call(&self, req: Request) -> BoxedResponseFuture {
+        BoxedResponseFuture::new(tower::ServiceExt::oneshot(self.clone(), req))
+    }
+}
+
+impl SharedJsonRpcService {
+    /// Shares `service`.
+    pub fn new<S: JsonRpcService>(service: S) -> Self {
+        SharedJsonRpcService {
+            inner: std::sync::Arc::new(service),
+        }
+    }
+}
+
+impl Service<Request> for SharedJsonRpcService {
+    type Response = Response;
+    type Error = RpcError;
+    type Future = BoxedResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), RpcError>> {
+        // Awaited per call, in the call's future (see the type's docs).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> BoxedResponseFuture {
+        self.inner.call(req)
+    }
+}
+
+impl std::fmt::Debug for SharedJsonRpcService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedJsonRpcService")
+            .finish_non_exhaustive()
+    }
+}
+
 /// A boxed, `Send` response future: the `Future` of layers and backends whose
 /// logic is an `async` block (groups, the cache, the Electrum backend). One
 /// allocation per call; a named type, so it can change without breaking users.
@@ -134,5 +210,46 @@ impl std::fmt::Debug for BoxedResponseFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BoxedResponseFuture")
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    use super::SharedJsonRpcService;
+    use crate::{Id, RawJson, Request, Response, RpcError};
+
+    /// A shared stack's clones call the one stack: a stack with room for
+    /// one call at a time holds the second call until the first has ended
+    /// (readiness awaited in the call's future), rather than refusing it or
+    /// running both at once.
+    #[tokio::test(start_paused = true)]
+    async fn clones_share_the_stack_and_wait_for_its_room_per_call() {
+        let slow = service_fn(|req: Request| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, RpcError>(Response::result(
+                req.id().cloned().unwrap_or_default(),
+                RawJson::NULL,
+            ))
+        });
+        let one_at_a_time = ServiceBuilder::new().concurrency_limit(1).service(slow);
+        let shared = SharedJsonRpcService::new(one_at_a_time);
+        let call = |i: u64| {
+            shared
+                .clone()
+                .oneshot(Request::new("m").with_id(Id::from(i)))
+        };
+        let started = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(call(1), call(2));
+        assert_eq!(a.expect("answered").id(), &Id::from(1u64));
+        assert_eq!(b.expect("answered").id(), &Id::from(2u64));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(200),
+            "one after the other"
+        );
     }
 }

@@ -34,7 +34,10 @@ use rpc_core::reload::{reloadable, ReloadHandle};
 use rpc_core::route::MethodRouter;
 use rpc_core::server::{serve_with_layer, ServerConfig, TrustedProxies};
 use rpc_core::subscription::{PushSource, SubscriptionSource};
-use rpc_core::{BoxJsonRpcService, ByteBudget, HttpBackend, JsonRpcService, ServedBy, WsBackend};
+use rpc_core::{
+    BoxJsonRpcService, ByteBudget, HttpBackend, JsonRpcService, ServedBy, SharedJsonRpcService,
+    WsBackend,
+};
 use rpc_failover::{
     AttemptDeadline, ConcurrencyLimit, ConsistencyLayer, FailoverLayer, HeadPolicy, HealthCheck,
     HedgePolicy, Member, MethodRules, QuorumLayer, RetryBudget, RetryLayer, Spread,
@@ -47,7 +50,9 @@ use crate::config::{CacheRule, Config, Group, Protocol, Strategy, WhenAllDown};
 
 /// Everything `serve` needs.
 pub struct Built {
-    pub service: BoxJsonRpcService,
+    /// The whole stack: shared, so that the front's clone of it per call is
+    /// a reference count (a boxed stack would allocate one per call).
+    pub service: SharedJsonRpcService,
     pub server: ServerConfig,
     pub cors: Option<CorsLayer>,
     /// One line for the start-up message: groups and routes.
@@ -244,7 +249,7 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
                 .filter(|p| !p.contains('*'))
                 .cloned(),
         );
-    let service = BoxJsonRpcService::new(
+    let service = SharedJsonRpcService::new(
         ServiceBuilder::new()
             .layer(MetricsLayer::client().method_labels(labels))
             .option_layer(filter)
@@ -1166,7 +1171,7 @@ pub const CONFIG_RELOADS: &str = "rpc_config_reloads_total";
 
 /// The swappable parts of the running front.
 struct Swap {
-    services: ReloadHandle<BoxJsonRpcService>,
+    services: ReloadHandle<SharedJsonRpcService>,
     readies: ReloadHandle<Option<Ready>>,
     hubs: Option<ReloadHandle<Arc<dyn SubscriptionSource>>>,
     keys: Option<ReloadHandle<rpc_core::auth::ApiKeys>>,
