@@ -14,7 +14,6 @@ use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tower::Service;
 
@@ -63,6 +62,7 @@ pub struct HttpBackend {
 }
 
 mod pool;
+mod replies;
 
 /// The hasher of maps keyed by this process's own numbers (batch keys, wire
 /// ids): nothing a client chooses, so a fast one.
@@ -94,13 +94,18 @@ struct Batching {
     window: Duration,
     /// By client batch ([`BatchGroup::key`]): the batch being gathered
     /// (numbered, so a flush meant for one sent when full does not take
-    /// the next).
-    open: Mutex<HashMap<usize, (u64, Vec<Queued>), FastHash>>,
+    /// the next), and the room for its answers.
+    open: Mutex<HashMap<usize, Open, FastHash>>,
     next: AtomicU64,
 }
 
 /// An answer as a batch delivers it: its payload, and the bytes it holds.
 type Delivered = Result<(Payload, Option<Arc<BytePermit>>), RpcError>;
+
+/// An upstream batch being gathered: its number, its calls, and the slots
+/// of their answers (made for the client batch's calls, up to a full
+/// upstream batch, in one allocation).
+type Open = (u64, Vec<Queued>, Arc<replies::Slots<Delivered>>);
 
 /// A call waiting in an upstream batch.
 struct Queued {
@@ -108,7 +113,7 @@ struct Queued {
     /// The call itself, written straight into the upstream body when the
     /// batch is sent (no frame of its own in between).
     req: Request,
-    reply: oneshot::Sender<Delivered>,
+    reply: replies::Reply<Delivered>,
     item: BatchItem,
     /// When the call reached the backend, and when it must be answered:
     /// the batch's task keeps every call's deadline with one timer.
@@ -134,7 +139,7 @@ impl Queued {
     /// on its way again (failover) with its batch-mates.
     fn fail_with_batch(self, e: RpcError) {
         self.item.unsettle();
-        let _ = self.reply.send(Err(e));
+        self.reply.send(Err(e));
     }
 
     /// Answers the call with a timeout: as part of its batch while the
@@ -146,7 +151,7 @@ impl Queued {
             elapsed: self.started.elapsed(),
         };
         if self.req.deadline().is_some_and(|d| d <= Instant::now()) {
-            let _ = self.reply.send(Err(e));
+            self.reply.send(Err(e));
         } else {
             self.fail_with_batch(e);
         }
@@ -681,21 +686,27 @@ impl Inner {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let client_id = req.id().cloned().unwrap_or(Id::Null);
-        let (reply, answer) = oneshot::channel();
         let key = item.group().key();
         let max = batching.max.load(Ordering::Relaxed);
-        let (first, full) = {
+        let (first, full, answer) = {
             let mut open = batching.open.lock().unwrap_or_else(|e| e.into_inner());
-            let (number, calls) = open.entry(key).or_insert_with(|| {
+            let (number, calls, slots) = open.entry(key).or_insert_with(|| {
                 // Room for the client batch's calls, up to a full upstream
                 // batch: no regrowth while they arrive.
                 let room = item.group().len().min(max);
                 (
                     batching.next.fetch_add(1, Ordering::Relaxed),
                     Vec::with_capacity(room),
+                    replies::replies(room),
                 )
             });
             let first = calls.is_empty().then_some(*number);
+            // A call beyond the room (one of the batch's calls on its way
+            // again while the batch gathers) gets a slot of its own.
+            let (reply, answer) = match calls.len() {
+                index if index < slots.len() => slots.pair(index),
+                _ => replies::replies(1).pair(0),
+            };
             calls.push(Queued {
                 id,
                 req,
@@ -705,11 +716,11 @@ impl Inner {
                 deadline,
             });
             let full = calls.len() >= max;
-            (first, if full { open.remove(&key) } else { None })
+            (first, if full { open.remove(&key) } else { None }, answer)
         };
         // Placed: the batch no longer waits for this call.
         item.settle();
-        if let Some((_, calls)) = full {
+        if let Some((_, calls, _)) = full {
             tokio::spawn(self.clone().send_batch(calls));
         } else if let Some(number) = first {
             tokio::spawn(
@@ -746,7 +757,7 @@ impl Inner {
             let mut open = batching.open.lock().unwrap_or_else(|e| e.into_inner());
             match open.get(&key) {
                 // Still the batch this flush was for (not sent when full).
-                Some((n, _)) if *n == number => open.remove(&key).map(|(_, calls)| calls),
+                Some((n, _, _)) if *n == number => open.remove(&key).map(|(_, calls, _)| calls),
                 _ => None,
             }
         };
@@ -814,7 +825,7 @@ impl Inner {
             Ok(items) => items,
             Err(reason) => {
                 for call in calls {
-                    let _ = call.reply.send(Err(RpcError::InvalidResponse {
+                    call.reply.send(Err(RpcError::InvalidResponse {
                         backend: self.name.clone(),
                         reason: reason.clone(),
                     }));
@@ -842,7 +853,7 @@ impl Inner {
                     reason: "the call's answer is missing from the batch answer".to_owned(),
                 }),
             };
-            let _ = call.reply.send(delivered);
+            call.reply.send(delivered);
         }
     }
 
@@ -928,7 +939,7 @@ impl Inner {
                     elapsed: call.started.elapsed(),
                 }),
             };
-            let _ = call.reply.send(delivered);
+            call.reply.send(delivered);
         }
     }
 }
