@@ -572,10 +572,8 @@ async fn a_batch_call_that_panics_when_made_is_answered_and_the_rest_go_on() {
     assert_eq!(ids, [1, 2, 3, 4, 5]);
 }
 
-/// A batch on a service that is ready for one call at a time: each call
-/// waits its turn (none holds capacity it does not use), all answered.
-#[tokio::test(start_paused = true)]
-async fn batch_calls_wait_for_a_service_that_is_not_ready() {
+/// A service that takes 100 ms per call and has room for one at a time.
+fn slow_one_at_a_time() -> impl JsonRpcService {
     let slow = service_fn(|req: Request| async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         Ok::<_, RpcError>(Response::result(
@@ -583,7 +581,14 @@ async fn batch_calls_wait_for_a_service_that_is_not_ready() {
             RawJson::NULL,
         ))
     });
-    let one_at_a_time = ServiceBuilder::new().concurrency_limit(1).service(slow);
+    ServiceBuilder::new().concurrency_limit(1).service(slow)
+}
+
+/// A batch on a service that is ready for one call at a time: each call
+/// waits its turn (none holds capacity it does not use), all answered.
+#[tokio::test(start_paused = true)]
+async fn batch_calls_wait_for_a_service_that_is_not_ready() {
+    let one_at_a_time = slow_one_at_a_time();
     let front = HttpFront::new(
         one_at_a_time,
         ServerConfig::default().request_timeout(Duration::from_secs(5)),
@@ -801,4 +806,27 @@ async fn a_backend_s_retry_after_is_clamped() {
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(headers["retry-after"], expected, "an hour asked, capped");
     }
+}
+
+/// A `SharedJsonRpcService`'s clones call the one stack: a stack with room
+/// for one call at a time holds the second call until the first has ended
+/// (readiness awaited in the call's future), rather than refusing it or
+/// running both at once.
+#[tokio::test(start_paused = true)]
+async fn shared_stack_clones_wait_for_its_room_per_call() {
+    let shared = rpc_core::SharedJsonRpcService::new(slow_one_at_a_time());
+    let call = |i: u64| {
+        shared
+            .clone()
+            .oneshot(Request::new("m").with_id(Id::from(i)))
+    };
+    let started = tokio::time::Instant::now();
+    let (a, b) = tokio::join!(call(1), call(2));
+    assert_eq!(a.expect("answered").id(), &Id::from(1u64));
+    assert_eq!(b.expect("answered").id(), &Id::from(2u64));
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(200),
+        "one after the other"
+    );
 }
