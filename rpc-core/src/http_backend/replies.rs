@@ -28,7 +28,7 @@ enum State<T> {
     Waiting,
     /// Answered, not yet taken.
     Ready(T),
-    /// Taken by the call, or closed unanswered.
+    /// Taken by the call, closed unanswered, or no longer waited for.
     Done,
 }
 
@@ -85,11 +85,16 @@ pub(super) struct Reply<T> {
 }
 
 impl<T> Reply<T> {
-    /// Answers the call (a call that stopped waiting drops the answer).
+    /// Answers the call. The answer of a call that stopped waiting is
+    /// dropped here, at once: it may hold bytes of the response budget.
     pub(super) fn send(mut self, value: T) {
         if let Some(slots) = self.slots.take() {
-            *slots.lock(self.index) = State::Ready(value);
-            slots.slots[self.index].waker.wake();
+            let mut state = slots.lock(self.index);
+            if matches!(*state, State::Waiting) {
+                *state = State::Ready(value);
+                drop(state);
+                slots.slots[self.index].waker.wake();
+            }
         }
     }
 }
@@ -109,6 +114,15 @@ impl<T> Drop for Reply<T> {
 pub(super) struct Answer<T> {
     slots: Arc<Slots<T>>,
     index: usize,
+}
+
+impl<T> Drop for Answer<T> {
+    fn drop(&mut self) {
+        // No longer waited for: an answer already in is dropped now, and
+        // one sent later is dropped by its sender (not kept in the slots
+        // until the batch's last end is gone).
+        *self.slots.lock(self.index) = State::Done;
+    }
 }
 
 /// The batch's side of a call was dropped without an answer.
@@ -141,23 +155,37 @@ mod tests {
 
     /// Each call gets its own answer, whatever the order they are sent in
     /// and whether the call waits before or after; a reply dropped unsent
-    /// closes its answer (the others are untouched); an answer whose call
-    /// stopped waiting is dropped with the slots.
+    /// closes its answer (the others are untouched).
     #[tokio::test]
     async fn each_call_gets_its_own_answer_or_learns_its_batch_is_gone() {
-        let slots = replies::<String>(4);
-        assert_eq!(slots.len(), 4);
-        let [(r0, a0), (r1, a1), (r2, a2), (r3, a3)] = [0, 1, 2, 3].map(|i| slots.pair(i));
+        let slots = replies::<String>(3);
+        assert_eq!(slots.len(), 3);
+        let [(r0, a0), (r1, a1), (r2, a2)] = [0, 1, 2].map(|i| slots.pair(i));
         let waiting = tokio::spawn(a1);
         tokio::task::yield_now().await;
         r2.send("two".to_owned());
         r1.send("one".to_owned());
         drop(r0);
-        drop(a3);
-        r3.send("nobody waits".to_owned());
         assert_eq!(waiting.await.expect("task").expect("answered"), "one");
         assert_eq!(a2.await.expect("answered"), "two");
         assert!(a0.await.is_err(), "closed unanswered");
+    }
+
+    /// The answer of a call that stopped waiting is dropped at once, sent
+    /// before or after it stopped, while the batch's other calls still
+    /// wait: it may hold bytes of the response budget.
+    #[test]
+    fn an_answer_nobody_waits_for_is_dropped_at_once() {
+        let slots = replies::<Arc<()>>(3);
+        let [(r0, a0), (r1, a1), (_r2, _a2)] = [0, 1, 2].map(|i| slots.pair(i));
+        let held = Arc::new(());
+        r0.send(held.clone());
+        assert_eq!(Arc::strong_count(&held), 2, "kept for its call");
+        drop(a0);
+        assert_eq!(Arc::strong_count(&held), 1, "dropped with its call");
+        drop(a1);
+        r1.send(held.clone());
+        assert_eq!(Arc::strong_count(&held), 1, "not kept for nobody");
     }
 
     /// The slots are freed when the last end is dropped, answers inside.
