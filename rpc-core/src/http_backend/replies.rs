@@ -88,10 +88,16 @@ impl<T> Reply<T> {
     /// Answers the call. The answer of a call that stopped waiting is
     /// dropped here, at once: it may hold bytes of the response budget.
     pub(super) fn send(mut self, value: T) {
+        self.settle(State::Ready(value));
+    }
+
+    /// Puts `to` in the call's slot and wakes the call, once, if it still
+    /// waits (`to` is dropped otherwise).
+    fn settle(&mut self, to: State<T>) {
         if let Some(slots) = self.slots.take() {
             let mut state = slots.lock(self.index);
             if matches!(*state, State::Waiting) {
-                *state = State::Ready(value);
+                *state = to;
                 drop(state);
                 slots.slots[self.index].waker.wake();
             }
@@ -102,10 +108,7 @@ impl<T> Reply<T> {
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
         // Unanswered: the call is told its batch is gone.
-        if let Some(slots) = self.slots.take() {
-            *slots.lock(self.index) = State::Done;
-            slots.slots[self.index].waker.wake();
-        }
+        self.settle(State::Done);
     }
 }
 
