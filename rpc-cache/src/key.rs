@@ -1,11 +1,12 @@
 //! Cache keys: the method and the params, normalised so that formatting does
 //! not cause misses.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::sync::OnceLock;
+use std::io::Write as _;
+use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use serde_json::Value;
 
 /// A cache key: the method name and the call's params in a canonical form
@@ -30,14 +31,99 @@ use serde_json::Value;
 /// key, so clients cannot aim keys at one bucket), and every map that holds
 /// keys reuses that hash: a call's key is looked up in a shard, the
 /// in-flight map and the LRU without being hashed again.
+///
+/// Its bytes are shared, not copied, by its clones (the store, the
+/// in-flight table and the call each hold one).
 #[derive(Clone)]
 pub struct CacheKey {
-    bytes: Bytes,
+    bytes: Arc<[u8]>,
     hash: u64,
+    /// How many of `bytes` are the method and params, before the scope (a
+    /// tip epoch or a settled generation), so that the key can be scoped
+    /// again without parsing the params again.
+    base: usize,
     /// Whether the key means the same to every process (not scoped by
     /// this process' own tip epoch or a settled generation after a
     /// reorganisation): only such keys go to a store shared by replicas.
     fleet: bool,
+}
+
+/// What a key is scoped by, after its method and params.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Nothing: answers kept forever, the same in every process.
+    Unscoped,
+    /// This process' tip epoch: answers that follow the chain tip.
+    Epoch(u64),
+    /// The settled generation: answers about blocks taken as permanent.
+    Settled(u64),
+}
+
+impl Scope {
+    /// The separator written before the scope's number, and the number.
+    fn suffix(self) -> Option<(u8, u64)> {
+        match self {
+            Scope::Unscoped => None,
+            Scope::Epoch(n) => Some((b'\n', n)),
+            Scope::Settled(n) => Some((b'\r', n)),
+        }
+    }
+
+    /// Whether a key in this scope means the same in every process: not
+    /// one scoped by this process' own head moves and writes, nor by a
+    /// settled generation this process counted after a reorganisation.
+    fn fleet_wide(self) -> bool {
+        match self {
+            Scope::Unscoped | Scope::Settled(0) => true,
+            Scope::Epoch(_) | Scope::Settled(_) => false,
+        }
+    }
+}
+
+/// Scratch space keys are written into before they get their exact-size
+/// allocation (one allocation per key, whatever the params' shape). A
+/// buffer per thread because keys are made on every worker; one grown past
+/// [`SCRATCH_KEEP`] by a huge key is not kept.
+const SCRATCH_KEEP: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `write` on an empty scratch buffer and returns the key made of what
+/// it wrote, with `base` bytes before the scope.
+fn with_scratch(
+    base_hint: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> usize,
+    scope: Scope,
+) -> CacheKey {
+    let finish = |buf: &mut Vec<u8>| {
+        buf.clear();
+        buf.reserve(base_hint + 21);
+        let base = write(buf);
+        if let Some((separator, n)) = scope.suffix() {
+            buf.push(separator);
+            let _ = write!(buf, "{n}");
+        }
+        CacheKey {
+            hash: hash_of(buf),
+            bytes: Arc::from(&buf[..]),
+            base,
+            fleet: scope.fleet_wide(),
+        }
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let key = finish(&mut buf);
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            key
+        }
+        // Not reached (keys are not made while one is being made); a
+        // buffer of its own then.
+        Err(_) => finish(&mut Vec::new()),
+    })
 }
 
 impl PartialEq for CacheKey {
@@ -91,54 +177,46 @@ impl CacheKey {
     /// would, so such calls are never cached).
     pub fn for_request(request: &rpc_core::Request, lowercase_hex: bool) -> Option<CacheKey> {
         let params = parse_params(request)?;
-        Some(Self::from_parts(request.method(), &params, lowercase_hex))
+        Some(Self::from_parts(
+            request.method(),
+            &params,
+            lowercase_hex,
+            Scope::Unscoped,
+        ))
     }
 
-    pub(crate) fn from_parts(method: &str, params: &Value, lowercase_hex: bool) -> CacheKey {
-        let mut out = Vec::with_capacity(method.len() + 64);
-        out.extend_from_slice(method.as_bytes());
-        out.push(b'\n');
-        write_canonical(params, lowercase_hex, &mut out);
-        // Exact size: a key lives as long as its entry.
-        CacheKey::from_vec(out)
+    /// The key of a call to `method` with `params` (parsed by
+    /// [`parse_params`]), within `scope`.
+    pub(crate) fn from_parts(
+        method: &str,
+        params: &Value,
+        lowercase_hex: bool,
+        scope: Scope,
+    ) -> CacheKey {
+        with_scratch(
+            method.len() + 64,
+            |out| {
+                out.extend_from_slice(method.as_bytes());
+                out.push(b'\n');
+                write_canonical(params, lowercase_hex, out);
+                out.len()
+            },
+            scope,
+        )
     }
 
-    /// This key within tip epoch `epoch`: answers that follow the tip are
-    /// keyed by the epoch, so a new head or a write makes them unreachable at
-    /// once (they age out of the store on their own).
-    pub(crate) fn in_epoch(self, epoch: u64) -> CacheKey {
-        let mut key = self.in_generation(b'\n', epoch);
-        // Epochs count this process' own head moves and writes.
-        key.fleet = false;
-        key
-    }
-
-    /// This key within settled generation `generation`: answers about
-    /// blocks taken as permanent are keyed by it, so a reorganisation that
-    /// reaches them makes them unreachable at once.
-    pub(crate) fn in_settled(self, generation: u64) -> CacheKey {
-        let fleet = self.fleet && generation == 0;
-        let mut key = self.in_generation(b'\r', generation);
-        // After a reorganisation reached settled blocks, this process'
-        // generation count is its own.
-        key.fleet = fleet;
-        key
-    }
-
-    fn in_generation(self, separator: u8, epoch: u64) -> CacheKey {
-        let mut out = Vec::with_capacity(self.bytes.len() + 21);
-        out.extend_from_slice(&self.bytes);
-        out.push(separator);
-        out.extend_from_slice(epoch.to_string().as_bytes());
-        CacheKey::from_vec(out)
-    }
-
-    fn from_vec(out: Vec<u8>) -> CacheKey {
-        CacheKey {
-            hash: hash_of(&out),
-            bytes: Bytes::from(out.into_boxed_slice()),
-            fleet: true,
-        }
+    /// The same method and params within `scope` instead (an answer kept in
+    /// the tip epoch it turned out to be fresh for).
+    pub(crate) fn rescoped(&self, scope: Scope) -> CacheKey {
+        let base = &self.bytes[..self.base];
+        with_scratch(
+            base.len(),
+            |out| {
+                out.extend_from_slice(base);
+                out.len()
+            },
+            scope,
+        )
     }
 
     /// The hash every map of keys uses (computed once, with the key).
@@ -378,6 +456,68 @@ mod tests {
         assert_ne!(key("m", "[1]", true), key("n", "[1]", true));
         assert_ne!(key("m", "[1]", true), key("m", r#"["1"]"#, true));
         assert_ne!(key("m", "[[1,2]]", true), key("m", "[[2,1]]", true));
+    }
+
+    fn scoped(params: &'static str, scope: Scope) -> CacheKey {
+        let request = Request::new("m").with_params(RawJson::from_static(params).expect("json"));
+        let params = parse_params(&request).expect("keyed");
+        CacheKey::from_parts("m", &params, true, scope)
+    }
+
+    #[test]
+    fn scopes_are_part_of_the_key_and_of_its_reach() {
+        // The bytes are shared by replicas through a store: their layout is
+        // kept as it is (method, newline, canonical params, then the scope).
+        let plain = scoped(r#"[ "0xAB", 1 ]"#, Scope::Unscoped);
+        assert_eq!(plain.as_bytes(), b"m\n[\"0xab\",1]");
+        assert!(plain.is_fleet_wide());
+        let epoch = scoped(r#"["0xab",1]"#, Scope::Epoch(42));
+        assert_eq!(epoch.as_bytes(), b"m\n[\"0xab\",1]\n42");
+        assert!(!epoch.is_fleet_wide(), "each process counts its own epochs");
+        let settled = scoped(r#"["0xab",1]"#, Scope::Settled(0));
+        assert_eq!(settled.as_bytes(), b"m\n[\"0xab\",1]\r0");
+        assert!(settled.is_fleet_wide());
+        let after_reorg = scoped(r#"["0xab",1]"#, Scope::Settled(3));
+        assert!(!after_reorg.is_fleet_wide());
+        assert_ne!(epoch, scoped(r#"["0xab",1]"#, Scope::Epoch(43)));
+        assert_ne!(settled, after_reorg);
+    }
+
+    #[test]
+    fn a_key_scoped_again_is_the_key_made_in_that_scope() {
+        let asked = scoped(r#"[{"b":"0xCD","a":2}]"#, Scope::Epoch(7));
+        for scope in [
+            Scope::Epoch(8),
+            Scope::Epoch(123_456_789_012),
+            Scope::Settled(0),
+            Scope::Settled(2),
+            Scope::Unscoped,
+        ] {
+            let again = asked.rescoped(scope);
+            let made = scoped(r#"[{"a":2,"b":"0xcd"}]"#, scope);
+            assert_eq!(again, made, "{scope:?}");
+            assert_eq!(again.as_bytes(), made.as_bytes());
+            assert_eq!(again.hash_value(), made.hash_value());
+            assert_eq!(again.is_fleet_wide(), made.is_fleet_wide());
+            // And back: the base is kept through any number of scopings.
+            assert_eq!(again.rescoped(Scope::Epoch(7)), asked);
+        }
+    }
+
+    #[test]
+    fn a_huge_key_is_made_whole_and_its_scratch_not_kept() {
+        let big = format!("[\"0x{}\"]", "AB".repeat(20_000));
+        let request =
+            Request::new("m").with_params(RawJson::from_bytes(big.clone()).expect("json"));
+        let key = CacheKey::for_request(&request, true).expect("keyed");
+        assert_eq!(key.len(), 2 + big.len());
+        assert!(key.as_bytes().ends_with(b"abab\"]"));
+        SCRATCH.with(|buf| assert!(buf.borrow().capacity() <= SCRATCH_KEEP));
+        // Small keys after it are still right.
+        assert_eq!(
+            scoped("[1]", Scope::Epoch(1)).as_bytes(),
+            b"m\n[1]\n1".as_slice()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rpc_core::{
 };
 use tower::{Service, ServiceExt};
 
-use crate::key::{parse_params, CacheKey};
+use crate::key::{parse_params, CacheKey, Scope};
 use crate::rules::{is_negative, Line, Plan};
 use crate::{CacheRules, CacheStatus, CacheStore, MemoryStore, Rule};
 
@@ -216,7 +216,7 @@ impl<St: CacheStore> State<St> {
                     // The key it was looked up under.
                     slot.key.clone()
                 } else {
-                    slot.base.clone().in_epoch(now)
+                    slot.key.rescoped(Scope::Epoch(now))
                 }
             }
         };
@@ -288,13 +288,12 @@ impl<St> State<St> {
 }
 
 /// Where an answer is looked up and kept: `key` (the lookup and in-flight
-/// key) is `base` within tip epoch `epoch` for answers kept for a TTL, and
-/// within settled generation `settled` for answers about blocks taken as
-/// permanent.
+/// key) is the call's method and params within tip epoch `epoch` for answers
+/// kept for a TTL, and within settled generation `settled` for answers about
+/// blocks taken as permanent.
 #[derive(Clone)]
 struct Slot {
     key: CacheKey,
-    base: CacheKey,
     epoch: Option<u64>,
     settled: Option<u64>,
 }
@@ -456,37 +455,31 @@ fn run<S: JsonRpcService, St: CacheStore>(
             // answer kept here is older than what it saw.
             return Box::pin(bypass(inner, state, request)).await;
         }
-        let key = CacheKey::from_parts(request.method(), &params, state.rules.lowercases_hex());
-        drop(params);
         // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
         // new head or a write makes them unreachable at once. Answers kept
         // forever, or decided by their result (mined transactions), are not.
-        let slot = match plan {
+        let (scope, epoch, settled) = match plan {
             Plan::Store(Some(_)) => {
                 let epoch = state.epochs.tip.load(Ordering::Relaxed);
-                Slot {
-                    key: key.clone().in_epoch(epoch),
-                    base: key,
-                    epoch: Some(epoch),
-                    settled: None,
-                }
+                (Scope::Epoch(epoch), Some(epoch), None)
             }
             Plan::Settled | Plan::AfterResult => {
                 let generation = state.epochs.settled.load(Ordering::Relaxed);
-                Slot {
-                    key: key.clone().in_settled(generation),
-                    base: key,
-                    epoch: None,
-                    settled: Some(generation),
-                }
+                (Scope::Settled(generation), None, Some(generation))
             }
-            _ => Slot {
-                key: key.clone(),
-                base: key,
-                epoch: None,
-                settled: None,
-            },
+            _ => (Scope::Unscoped, None, None),
         };
+        let slot = Slot {
+            key: CacheKey::from_parts(
+                request.method(),
+                &params,
+                state.rules.lowercases_hex(),
+                scope,
+            ),
+            epoch,
+            settled,
+        };
+        drop(params);
         let key = slot.key.clone();
         let id = request.id().cloned().unwrap_or_default();
 
