@@ -387,10 +387,14 @@ fn write_canonical(v: &Value, lowercase_hex: bool, out: &mut Vec<u8>) {
     }
 }
 
+/// `s` as a JSON string; `lowercase` only for hex strings ([`is_hex`]), whose
+/// characters need no escaping: written lowercased in place, not copied.
 fn write_string(s: &str, lowercase: bool, out: &mut Vec<u8>) {
     if lowercase {
-        let lower = s.to_ascii_lowercase();
-        let _ = serde_json::to_writer(&mut *out, &lower);
+        debug_assert!(is_hex(s));
+        out.push(b'"');
+        out.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
+        out.push(b'"');
     } else {
         let _ = serde_json::to_writer(&mut *out, s);
     }
