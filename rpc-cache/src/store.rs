@@ -56,9 +56,11 @@ pub trait CacheStore: Send + Sync + 'static {
 }
 
 /// Bytes counted per entry beyond its key and answer: map slot and its
-/// growth slack, list links, expiry, buffer handles and allocator headers.
-/// Measured (`cargo bench -p rpc-cache --bench cache_memory`): about 200.
-const ENTRY_OVERHEAD: usize = 200;
+/// growth slack, list links, expiry, buffer handles, the key's and the
+/// answer's allocation headers. Measured (`cargo bench -p rpc-cache --bench
+/// cache_memory`, keys held by clones as the cache layer holds them):
+/// 242–248.
+const ENTRY_OVERHEAD: usize = 248;
 
 struct Entry {
     payload: Payload,
@@ -80,7 +82,7 @@ struct Shard {
 /// | setting | default |
 /// |---|---|
 /// | [`max_entries`](Self::max_entries) | 100 000 |
-/// | [`max_bytes`](Self::max_bytes) | 64 MiB (keys + answers + ~200 bytes per entry, as measured) |
+/// | [`max_bytes`](Self::max_bytes) | 64 MiB (keys + answers + ~250 bytes per entry, as measured) |
 /// | [`shards`](Self::shards) | 16 |
 ///
 /// ```
