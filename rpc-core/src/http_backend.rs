@@ -129,6 +129,14 @@ impl Queued {
             .write_json_with(Some(wire.format(self.id).as_bytes()), out);
     }
 
+    /// The length [`write`](Self::write) writes (exact unless the method
+    /// name needs escaping).
+    fn encoded_len(&self) -> usize {
+        let mut wire = itoa::Buffer::new();
+        self.req
+            .encoded_len_with(Some(wire.format(self.id).as_bytes()))
+    }
+
     /// The client's trace context (one client batch has one: its HTTP
     /// request's).
     fn trace(&self) -> Option<&crate::TraceContext> {
@@ -543,7 +551,7 @@ impl Inner {
             let mut wire = itoa::Buffer::new();
             let wire_id = wire_id.map(|n| wire.format(n).as_bytes());
             let (status, bytes, held) = {
-                let mut body = Vec::with_capacity(req.encoded_len_hint());
+                let mut body = Vec::with_capacity(req.encoded_len_with(wire_id));
                 req.write_json_with(wire_id, &mut body);
                 self.post(body, req.extensions().get::<crate::TraceContext>())
             }
@@ -779,12 +787,10 @@ impl Inner {
         if calls.len() == 1 {
             return self.send_alone(calls).await;
         }
-        // Each call's size (the hint has room for a wire id) and its comma.
-        let size = calls
-            .iter()
-            .map(|c| c.req.encoded_len_hint() + 1)
-            .sum::<usize>();
-        let mut body = Vec::with_capacity(size + 2);
+        // Each call's size under its wire id, the commas between them and
+        // the brackets: exact when no method name needs escaping.
+        let size = calls.iter().map(Queued::encoded_len).sum::<usize>();
+        let mut body = Vec::with_capacity(size + calls.len() + 1);
         body.push(b'[');
         for (i, call) in calls.iter().enumerate() {
             if i > 0 {
@@ -922,7 +928,7 @@ impl Inner {
     /// Sends one queued call alone.
     async fn send_alone(self: Arc<Self>, calls: Vec<Queued>) {
         for call in calls {
-            let mut frame = Vec::with_capacity(call.req.encoded_len_hint());
+            let mut frame = Vec::with_capacity(call.encoded_len());
             call.write(&mut frame);
             let sent = tokio::time::timeout_at(call.deadline, self.post(frame, call.trace())).await;
             let delivered = match sent {

@@ -149,9 +149,26 @@ impl Request {
         out
     }
 
-    /// A capacity that fits the encoded request in most cases.
+    /// The length of the request as compact JSON under its own id: exact
+    /// unless the method name needs escaping (then a lower bound).
     pub fn encoded_len_hint(&self) -> usize {
-        48 + self.method.len() + self.params.as_ref().map_or(0, RawJson::len)
+        self.encoded_len_with(self.id.as_ref().map(Id::as_json))
+    }
+
+    /// The length of [`write_json_with`](Self::write_json_with) under
+    /// `wire_id`: exact unless the method name needs escaping. A buffer of
+    /// exactly this size becomes a `Bytes` without an allocation of its own
+    /// (one with spare room gets a shared header allocated).
+    pub(crate) fn encoded_len_with(&self, wire_id: Option<&[u8]>) -> usize {
+        const JSONRPC: usize = r#"{"jsonrpc":"2.0""#.len();
+        const ID: usize = r#","id":"#.len();
+        const METHOD: usize = r#","method":"""#.len();
+        const PARAMS: usize = r#","params":"#.len();
+        let id = wire_id
+            .or(self.id.as_ref().map(Id::as_json))
+            .map_or(0, |id| ID + id.len());
+        let params = self.params.as_ref().map_or(0, |p| PARAMS + p.len());
+        JSONRPC + id + METHOD + self.method.len() + params + 1
     }
 }
 
@@ -197,3 +214,34 @@ impl Deadline {
 /// front when it is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteAddr(pub std::net::SocketAddr);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_lengths_are_exact_so_bodies_need_no_second_allocation() {
+        let params = RawJson::from_static(r#"["0xabc", {"a": 1}]"#).expect("json");
+        let calls = [
+            Request::new("eth_blockNumber"),
+            Request::new("eth_blockNumber").with_id(Id::from(7u64)),
+            Request::new("eth_getBalance")
+                .with_id(Id::from("a \"quoted\" id"))
+                .with_params(params.clone()),
+            Request::new("eth_call").with_params(params),
+        ];
+        for req in &calls {
+            let written = req.to_json();
+            assert_eq!(req.encoded_len_hint(), written.len(), "{req:?}");
+            assert_eq!(written.capacity(), written.len(), "{req:?}");
+            for wire in [&b"1"[..], b"18446744073709551615", b"\"w\""] {
+                let mut out = Vec::new();
+                req.write_json_with(Some(wire), &mut out);
+                assert_eq!(req.encoded_len_with(Some(wire)), out.len(), "{req:?}");
+            }
+        }
+        // A method name that needs escaping: a lower bound (the buffer grows).
+        let odd = Request::new("a\"b\\c").with_id(Id::from(1u64));
+        assert!(odd.encoded_len_hint() < odd.to_json().len());
+    }
+}

@@ -133,11 +133,15 @@ impl Response {
         out
     }
 
-    /// A capacity that fits the encoded response in most cases.
+    /// A capacity that fits the encoded response: exact for a result (a
+    /// buffer of exactly its size becomes a `Bytes` without an allocation
+    /// of its own), room enough for most errors.
     pub fn encoded_len_hint(&self) -> usize {
-        40 + self.id.as_json().len()
+        const HEAD: usize = r#"{"jsonrpc":"2.0","id":"#.len();
+        const RESULT: usize = r#","result":"#.len();
+        HEAD + self.id.as_json().len()
             + match &self.payload {
-                Payload::Result(r) => r.len(),
+                Payload::Result(r) => RESULT + r.len() + 1,
                 Payload::Error(e) => 48 + e.message().len() + e.data().map_or(0, RawJson::len),
             }
     }
@@ -152,5 +156,29 @@ impl fmt::Debug for Response {
             Payload::Error(e) => d.field("error", e),
         };
         d.finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_is_written_into_exactly_its_size() {
+        for (id, result) in [
+            (Id::from(1u64), "\"0x10\""),
+            (Id::from("some \"id\""), r#"{"a":[1,2,{"b":null}]}"#),
+            (Id::Null, "null"),
+        ] {
+            let resp = Response::new(
+                id,
+                Payload::Result(RawJson::from_static(result).expect("json")),
+            );
+            let written = resp.to_json();
+            assert_eq!(resp.encoded_len_hint(), written.len(), "{resp:?}");
+            assert_eq!(written.capacity(), written.len(), "{resp:?}");
+        }
+        let failed = Response::error(Id::from(2u64), ErrorObject::new(-32000, "nope"));
+        assert!(failed.encoded_len_hint() >= failed.to_json().len());
     }
 }

@@ -433,8 +433,8 @@ impl WsBackend {
             deadline = deadline.min(call_deadline);
         }
         let tx = self.sender();
-        let mut frame = Vec::with_capacity(req.encoded_len_hint());
         if req.is_notification() {
+            let mut frame = Vec::with_capacity(req.encoded_len_hint());
             req.write_json(None, &mut frame);
             let frame = String::from_utf8(frame).map_err(|e| RpcError::Internal(e.to_string()))?;
             return match tokio::time::timeout_at(deadline, tx.send(Cmd::Notify { frame })).await {
@@ -446,6 +446,7 @@ impl WsBackend {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut wire = itoa::Buffer::new();
         let wire_id = wire.format(id).as_bytes();
+        let mut frame = Vec::with_capacity(req.encoded_len_with(Some(wire_id)));
         req.write_json_with(Some(wire_id), &mut frame);
         let frame = String::from_utf8(frame).map_err(|e| RpcError::Internal(e.to_string()))?;
         let (reply, answer) = oneshot::channel();

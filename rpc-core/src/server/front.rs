@@ -663,11 +663,13 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
     if answers.is_empty() {
         return None;
     }
+    // The answers, the commas between them and the brackets: exact when
+    // every answer is a result (no second allocation as a `Bytes`).
     let cap = answers
         .iter()
         .map(|r| r.encoded_len_hint() + 1)
         .sum::<usize>()
-        + 2;
+        + 1;
     let mut out = Vec::with_capacity(cap);
     out.push(b'[');
     for (i, resp) in answers.iter().enumerate() {
