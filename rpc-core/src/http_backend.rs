@@ -92,12 +92,21 @@ struct Batching {
     /// Calls per upstream batch now (halved when a batch is refused).
     max: AtomicUsize,
     window: Duration,
-    /// By client batch ([`BatchGroup::key`]): the batch being gathered
-    /// (numbered, so a flush meant for one sent when full does not take
-    /// the next), and the room for its answers.
+    /// How long single calls (not of a client batch) wait for each other
+    /// to go upstream together; `None`: each is sent at once.
+    singles: Option<Duration>,
+    /// By client batch ([`BatchGroup::key`], or [`SINGLES`] for single
+    /// calls gathered across clients): the batch being gathered (numbered,
+    /// so a flush meant for one sent when full does not take the next), and
+    /// the room for its answers.
     open: Mutex<HashMap<usize, Open, FastHash>>,
     next: AtomicU64,
 }
+
+/// The key of the upstream batch that single calls from any client gather
+/// in ([`HttpBackendBuilder::cross_client_window`]): never a
+/// [`BatchGroup::key`], which is an address.
+const SINGLES: usize = usize::MAX;
 
 /// An answer as a batch delivers it: its payload, and the bytes it holds.
 type Delivered = Result<(Payload, Option<Arc<BytePermit>>), RpcError>;
@@ -114,7 +123,9 @@ struct Queued {
     /// batch is sent (no frame of its own in between).
     req: Request,
     reply: replies::Reply<Delivered>,
-    item: BatchItem,
+    /// Its place in its client batch (`None`: a single call gathered with
+    /// other clients' calls).
+    item: Option<BatchItem>,
     /// When the call reached the backend, and when it must be answered:
     /// the batch's task keeps every call's deadline with one timer.
     started: Instant,
@@ -146,7 +157,9 @@ impl Queued {
     /// Fails the call as part of a whole batch that failed: it will be
     /// on its way again (failover) with its batch-mates.
     fn fail_with_batch(self, e: RpcError) {
-        self.item.unsettle();
+        if let Some(item) = &self.item {
+            item.unsettle();
+        }
         self.reply.send(Err(e));
     }
 
@@ -195,6 +208,7 @@ impl HttpBackend {
             tls: None,
             max_batch: HttpBackendBuilder::DEFAULT_MAX_BATCH,
             batch_window: HttpBackendBuilder::DEFAULT_BATCH_WINDOW,
+            cross_client_window: None,
         }
     }
 
@@ -226,6 +240,7 @@ pub struct HttpBackendBuilder {
     tls: Option<rustls::ClientConfig>,
     max_batch: usize,
     batch_window: Duration,
+    cross_client_window: Option<Duration>,
 }
 
 impl fmt::Debug for HttpBackendBuilder {
@@ -287,6 +302,34 @@ impl HttpBackendBuilder {
     /// concurrency queue, the cache waiting for an identical call).
     pub fn batch_window(mut self, window: Duration) -> Self {
         self.batch_window = window;
+        self
+    }
+
+    /// Single calls — not part of a client batch, from any client — that
+    /// reach this backend within `window` of the first are sent upstream
+    /// together, as one batch of up to [`max_batch`](Self::max_batch)
+    /// calls (default: off, each single call is sent at once; a zero
+    /// window turns it off). Each call waits at most `window` for others
+    /// (a full batch goes at once), and is answered from the batch as a
+    /// call of a client batch is: its own answer matched by wire id, its
+    /// own deadline, a refused batch sent again call by call. For a
+    /// provider that bills or limits by HTTP request, and to spend less
+    /// CPU per call under load; it adds up to `window` to every single
+    /// call's latency, and one client's trace context goes with the whole
+    /// upstream request. No effect with `max_batch(1)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::HttpBackend;
+    ///
+    /// let backend = HttpBackend::builder("node", "http://127.0.0.1:8545")
+    ///     .cross_client_window(Duration::from_micros(500))
+    ///     .build()?;
+    /// # drop(backend);
+    /// # Ok::<(), rpc_core::BuildError>(())
+    /// ```
+    pub fn cross_client_window(mut self, window: Duration) -> Self {
+        self.cross_client_window = (!window.is_zero()).then_some(window);
         self
     }
 
@@ -458,6 +501,7 @@ impl HttpBackendBuilder {
                 batching: (self.max_batch > 1).then(|| Batching {
                     max: AtomicUsize::new(self.max_batch),
                     window: self.batch_window,
+                    singles: self.cross_client_window,
                     open: Mutex::new(HashMap::default()),
                     next: AtomicU64::new(0),
                 }),
@@ -487,13 +531,14 @@ impl Service<Request> for HttpBackend {
             Ok(deadline) => deadline,
             Err(e) => return crate::BoxedResponseFuture::new(std::future::ready(Err(e))),
         };
-        if let (Some(batching), Some(item)) = (&inner.batching, req.extensions().get::<BatchItem>())
-        {
+        if let Some(batching) = &inner.batching {
             if !req.is_notification() && batching.max.load(Ordering::Relaxed) > 1 {
-                let item = item.clone();
-                return crate::BoxedResponseFuture::new(
-                    inner.batched(req, item, started, deadline),
-                );
+                let item = req.extensions().get::<BatchItem>().cloned();
+                if item.is_some() || batching.singles.is_some() {
+                    return crate::BoxedResponseFuture::new(
+                        inner.batched(req, item, started, deadline),
+                    );
+                }
             }
         }
         crate::BoxedResponseFuture::new(inner.timed_call(req, started, deadline))
@@ -680,12 +725,13 @@ impl Inner {
         }
     }
 
-    /// A call of a client batch: queued for an upstream batch, answered
-    /// when the batch is (under the call's own deadline).
+    /// A call of a client batch (`item`), or a single call gathered with
+    /// other clients' (`None`): queued for an upstream batch, answered when
+    /// the batch is (under the call's own deadline).
     async fn batched(
         self: Arc<Self>,
         req: Request,
-        item: BatchItem,
+        item: Option<BatchItem>,
         started: Instant,
         deadline: Instant,
     ) -> Result<Response, RpcError> {
@@ -694,14 +740,17 @@ impl Inner {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let client_id = req.id().cloned().unwrap_or(Id::Null);
-        let key = item.group().key();
+        let key = item.as_ref().map_or(SINGLES, |item| item.group().key());
         let max = batching.max.load(Ordering::Relaxed);
         let (first, full, answer) = {
             let mut open = batching.open.lock().unwrap_or_else(|e| e.into_inner());
             let (number, calls, slots) = open.entry(key).or_insert_with(|| {
-                // Room for the client batch's calls, up to a full upstream
-                // batch: no regrowth while they arrive.
-                let room = item.group().len().min(max);
+                // Room for the client batch's calls (for single calls, a
+                // full batch), up to a full upstream batch: no regrowth
+                // while they arrive.
+                let room = item
+                    .as_ref()
+                    .map_or(max, |item| item.group().len().min(max));
                 (
                     batching.next.fetch_add(1, Ordering::Relaxed),
                     Vec::with_capacity(room),
@@ -727,14 +776,14 @@ impl Inner {
             (first, if full { open.remove(&key) } else { None }, answer)
         };
         // Placed: the batch no longer waits for this call.
-        item.settle();
+        if let Some(item) = &item {
+            item.settle();
+        }
         if let Some((_, calls, _)) = full {
             tokio::spawn(self.clone().send_batch(calls));
         } else if let Some(number) = first {
-            tokio::spawn(
-                self.clone()
-                    .flush_when_settled(key, number, item.group().clone()),
-            );
+            let group = item.as_ref().map(|item| item.group().clone());
+            tokio::spawn(self.clone().flush_when_settled(key, number, group));
         }
         // No timer of its own: the batch's task answers every call by its
         // deadline (`within_deadlines`), so a call of a client batch costs
@@ -755,12 +804,24 @@ impl Inner {
     }
 
     /// Sends the calls of client batch `key` once its calls in flight have
-    /// all been placed or answered (or after the window).
-    async fn flush_when_settled(self: Arc<Self>, key: usize, number: u64, group: BatchGroup) {
+    /// all been placed or answered (or after the window); single calls
+    /// (`group` is `None`) when their window ends.
+    async fn flush_when_settled(
+        self: Arc<Self>,
+        key: usize,
+        number: u64,
+        group: Option<BatchGroup>,
+    ) {
         let Some(batching) = self.batching.as_ref() else {
             return;
         };
-        let _ = tokio::time::timeout(batching.window, group.all_settled()).await;
+        match (group, batching.singles) {
+            (Some(group), _) => {
+                let _ = tokio::time::timeout(batching.window, group.all_settled()).await;
+            }
+            (None, Some(window)) => tokio::time::sleep(window).await,
+            (None, None) => {}
+        }
         let calls = {
             let mut open = batching.open.lock().unwrap_or_else(|e| e.into_inner());
             match open.get(&key) {
@@ -777,7 +838,7 @@ impl Inner {
     /// One upstream request for `calls` (a single call is sent alone), each
     /// answer to its caller.
     async fn send_batch(self: Arc<Self>, calls: Vec<Queued>) {
-        let calls = self.answer_late(calls);
+        let calls = self.answer_late(calls, false);
         if calls.is_empty() {
             return;
         }
@@ -864,15 +925,22 @@ impl Inner {
     }
 
     /// Answers the calls whose deadline passed while they waited for their
-    /// batch (at most the batch window): they are not sent.
-    fn answer_late(&self, calls: Vec<Queued>) -> Vec<Queued> {
+    /// batch (at most the batch window: they are not sent, `sent` false) or
+    /// for its answer (`sent` true).
+    fn answer_late(&self, calls: Vec<Queued>, sent: bool) -> Vec<Queued> {
         let now = Instant::now();
         if calls.iter().all(|c| c.deadline > now) {
             return calls;
         }
         let (late, calls): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.deadline <= now);
         for call in late {
-            call.time_out(&self.name);
+            if !sent && call.req.deadline().is_some_and(|d| d <= now) {
+                // The call's own deadline: it goes nowhere, and was never
+                // sent (a retry layer may rely on that).
+                call.reply.send(Err(RpcError::DeadlineExceeded));
+            } else {
+                call.time_out(&self.name);
+            }
         }
         calls
     }
@@ -894,7 +962,7 @@ impl Inner {
                 biased;
                 out = &mut sent => return Some((out, calls)),
                 () = &mut timer => {
-                    calls = self.answer_late(calls);
+                    calls = self.answer_late(calls, true);
                     let next = calls.iter().map(|c| c.deadline).min()?;
                     timer.as_mut().reset(next);
                 }

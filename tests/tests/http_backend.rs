@@ -528,3 +528,145 @@ async fn an_upstream_batch_past_the_backend_timeout_fails_over_as_a_unit() {
     // Both calls on their way again, with the one that never came.
     assert_eq!(group.unsettled(), 3, "the calls go on together");
 }
+
+/// A backend that gathers single calls from any client for `window`, in
+/// upstream batches of at most `max` calls.
+fn gathering(upstream: &FaultUpstream, window: Duration, max: usize) -> HttpBackend {
+    HttpBackend::builder("b", upstream.url())
+        .max_batch(max)
+        .cross_client_window(window)
+        .build()
+        .expect("backend")
+}
+
+/// `n` single calls (no client batch) at once, each from its own task as
+/// from its own client; each answer checked against its own call.
+async fn singles_at_once(
+    backend: &HttpBackend,
+    n: u64,
+) -> Vec<Result<rpc_core::Response, RpcError>> {
+    let calls = (0..n).map(|i| {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let req = Request::new("gather_me")
+                .with_id(Id::from(i))
+                .with_params(RawJson::from_bytes(format!("[{i}]")).expect("json"));
+            backend.oneshot(req).await
+        })
+    });
+    let all = futures_util::future::join_all(calls);
+    // A bound for the test, not a measurement: nothing here waits long.
+    tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("every call answered")
+        .into_iter()
+        .map(|joined| joined.expect("task"))
+        .collect()
+}
+
+fn assert_own_answers(answers: &[Result<rpc_core::Response, RpcError>]) {
+    for (i, answer) in answers.iter().enumerate() {
+        let resp = answer.as_ref().expect("answered");
+        assert_eq!(resp.id(), &Id::from(i as u64), "its own id");
+        let result: Value = resp
+            .result_json()
+            .expect("result")
+            .deserialize()
+            .expect("json");
+        assert_eq!(result["params"], serde_json::json!([i]), "its own answer");
+    }
+}
+
+/// Single calls from different clients within the window go upstream as
+/// one batch; each gets its own answer under its own id.
+#[tokio::test]
+async fn single_calls_within_the_window_go_upstream_together() {
+    let upstream = FaultUpstream::start().await;
+    let backend = gathering(&upstream, Duration::from_secs(2), 100);
+    let answers = singles_at_once(&backend, 6).await;
+    assert_own_answers(&answers);
+    assert_eq!(upstream.items.load(Ordering::SeqCst), 6);
+    assert_eq!(
+        upstream.calls.load(Ordering::SeqCst),
+        1,
+        "one upstream request for six clients' calls"
+    );
+}
+
+/// Without a window (the default), each single call is its own request.
+#[tokio::test]
+async fn without_a_window_single_calls_go_alone() {
+    let upstream = FaultUpstream::start().await;
+    let backend = HttpBackend::builder("b", upstream.url())
+        .build()
+        .expect("backend");
+    let answers = singles_at_once(&backend, 6).await;
+    assert_own_answers(&answers);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 6);
+    // A zero window is the same as none.
+    let upstream = FaultUpstream::start().await;
+    let backend = gathering(&upstream, Duration::ZERO, 100);
+    assert_own_answers(&singles_at_once(&backend, 3).await);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 3);
+}
+
+/// A full gathering goes at once, not at the window's end: with a 60 s
+/// window, six calls in batches of three are answered (within the test's
+/// 10 s bound) in two upstream requests. The calls left over go when their
+/// window ends.
+#[tokio::test]
+async fn a_full_gathering_goes_at_once_and_the_rest_when_its_window_ends() {
+    let upstream = FaultUpstream::start().await;
+    let backend = gathering(&upstream, Duration::from_secs(60), 3);
+    let answers = singles_at_once(&backend, 6).await;
+    assert_own_answers(&answers);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 2);
+
+    let upstream = FaultUpstream::start().await;
+    let backend = gathering(&upstream, Duration::from_secs(2), 3);
+    let answers = singles_at_once(&backend, 7).await;
+    assert_own_answers(&answers);
+    assert_eq!(upstream.items.load(Ordering::SeqCst), 7);
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 3, "3 + 3 + 1");
+}
+
+/// A gathered batch the backend refuses is sent again call by call, and
+/// later gatherings are smaller; every call still gets its own answer.
+#[tokio::test]
+async fn a_refused_gathering_is_sent_call_by_call() {
+    let upstream = FaultUpstream::start().await;
+    upstream.set_batch_mode(tests::BatchMode::Refuse400);
+    let backend = gathering(&upstream, Duration::from_secs(2), 100);
+    let answers = singles_at_once(&backend, 4).await;
+    assert_own_answers(&answers);
+    assert_eq!(
+        upstream.calls.load(Ordering::SeqCst),
+        1 + 4,
+        "the refused batch, then each call alone"
+    );
+}
+
+/// A call whose deadline passes while it waits for others is answered then,
+/// as not sent (it never was); a call with time left is sent.
+#[tokio::test]
+async fn a_call_past_its_deadline_in_the_window_is_not_sent() {
+    let upstream = FaultUpstream::start().await;
+    let backend = gathering(&upstream, Duration::from_millis(400), 100);
+    let mut late = Request::new("gather_me").with_id(Id::from(1u64));
+    late.extensions_mut()
+        .insert(Deadline::after(Duration::from_millis(100)));
+    let on_time = Request::new("gather_me").with_id(Id::from(2u64));
+    let (late, on_time) = tokio::join!(
+        backend.clone().oneshot(late),
+        backend.clone().oneshot(on_time)
+    );
+    let err = late.expect_err("timed out");
+    assert!(matches!(err, RpcError::DeadlineExceeded), "{err}");
+    assert_eq!(err.delivery(), Delivery::NotSent, "{err}");
+    assert_eq!(on_time.expect("answered").id(), &Id::from(2u64));
+    assert_eq!(
+        upstream.items.load(Ordering::SeqCst),
+        1,
+        "only the call on time"
+    );
+}

@@ -60,6 +60,42 @@ async fn a_client_batch_goes_upstream_as_ceil_n_over_max_batch_requests() {
     }
 }
 
+/// `cross_client_window`: single calls from different clients (each on its
+/// own connection) within the window share one upstream request; each
+/// client gets its own answer. Without it, each call is its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_calls_of_different_clients_share_an_upstream_request_within_the_window() {
+    let upstream = FaultUpstream::start().await;
+    for (line, requests) in [("cross_client_window = \"2s\"", 1), ("", 8)] {
+        let (_proxy, addr) = proxy(&upstream.url(), line, "");
+        let before = upstream.calls.load(Ordering::SeqCst);
+        let clients = (0..8).map(|i| {
+            let body = json!({"jsonrpc": "2.0", "id": format!("c{i}"), "method": "eth_getTransactionByHash", "params": [format!("0x{i:064x}")]});
+            tokio::spawn(post(addr, body.to_string()))
+        });
+        for (i, client) in futures_util::future::join_all(clients)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let (status, _, text) = client.expect("client");
+            assert_eq!(status, 200, "{text}");
+            let answer: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(answer["id"], format!("c{i}"), "{answer}");
+            assert_eq!(
+                answer["result"]["params"][0],
+                format!("0x{i:064x}"),
+                "{answer}"
+            );
+        }
+        assert_eq!(
+            upstream.calls.load(Ordering::SeqCst) - before,
+            requests,
+            "{line:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_answers_out_of_order_missing_or_doubled_still_reach_the_right_calls() {
     let upstream = FaultUpstream::start().await;

@@ -1,5 +1,6 @@
 //! Durations as both binaries write them, in files and on the command line:
-//! `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, or a bare number of seconds.
+//! `"500us"`, `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, or a bare number
+//! of seconds.
 //! (`electrum-gateway` includes this file: one format for both.)
 
 use std::time::Duration;
@@ -13,7 +14,8 @@ pub fn seconds(v: f64) -> Result<Duration, String> {
     }
 }
 
-/// Parses `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"` (or a bare number of seconds).
+/// Parses `"500us"` (or `"500µs"`), `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`,
+/// `"1h"` (or a bare number of seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -21,6 +23,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let scale = match unit.trim() {
+        "us" | "µs" => 0.000_001,
         "ms" => 0.001,
         "" | "s" => 1.0,
         "m" => 60.0,
@@ -42,6 +45,8 @@ mod tests {
     #[test]
     fn units_and_bare_seconds() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_duration("2µs"), Ok(Duration::from_micros(2)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));

@@ -350,6 +350,11 @@ pub struct Backend {
     /// (default 2 ms; they are normally sent at once).
     #[serde(default)]
     pub batch_window: Option<Secs>,
+    /// Single calls from any client that reach this backend within this
+    /// window go upstream as one batch (default: off; adds up to the
+    /// window to each single call).
+    #[serde(default)]
+    pub cross_client_window: Option<Secs>,
     /// At most this many calls in flight on this backend (default: no cap).
     #[serde(default)]
     pub max_concurrency: Option<Spanned<u32>>,
@@ -928,7 +933,7 @@ pub struct KeySpec {
     pub burst: Option<Spanned<u32>>,
 }
 
-/// A duration: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, or a number of
+/// A duration: `"500us"`, `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, or a number of
 /// seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Secs(pub Duration);
