@@ -132,7 +132,7 @@ pub use ext::{
 pub use extensions::Extensions;
 #[cfg(feature = "http-backend")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-backend")))]
-pub use http_backend::{HttpBackend, HttpBackendBuilder};
+pub use http_backend::{CrossClient, HttpBackend, HttpBackendBuilder};
 pub use id::Id;
 pub use raw::{ArrayJoiner, JoinError, RawJson};
 pub use request::{Deadline, RemoteAddr, Request};

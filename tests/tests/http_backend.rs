@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rpc_core::{Deadline, Delivery, HttpBackend, Id, RawJson, Request, RpcError, ServedBy};
+use rpc_core::{
+    CrossClient, Deadline, Delivery, HttpBackend, Id, RawJson, Request, RpcError, ServedBy,
+};
 use serde_json::Value;
 use tests::FaultUpstream;
 use tower::ServiceExt;
@@ -529,12 +531,12 @@ async fn an_upstream_batch_past_the_backend_timeout_fails_over_as_a_unit() {
     assert_eq!(group.unsettled(), 3, "the calls go on together");
 }
 
-/// A backend that gathers single calls from any client for `window`, in
+/// A backend that gathers single calls from any client as `mode` says, in
 /// upstream batches of at most `max` calls.
-fn gathering(upstream: &FaultUpstream, window: Duration, max: usize) -> HttpBackend {
+fn gathering(upstream: &FaultUpstream, mode: CrossClient, max: usize) -> HttpBackend {
     HttpBackend::builder("b", upstream.url())
         .max_batch(max)
-        .cross_client_window(window)
+        .cross_client_batching(mode)
         .build()
         .expect("backend")
 }
@@ -577,20 +579,47 @@ fn assert_own_answers(answers: &[Result<rpc_core::Response, RpcError>]) {
     }
 }
 
-/// Single calls from different clients within the window go upstream as
-/// one batch; each gets its own answer under its own id.
+/// Single calls from different clients within the window, or ready in the
+/// same turn of the runtime (here: six tasks spawned at once on the test's
+/// one thread), go upstream as one batch; each gets its own answer under
+/// its own id.
 #[tokio::test]
 async fn single_calls_within_the_window_go_upstream_together() {
+    for mode in [
+        CrossClient::Window(Duration::from_secs(2)),
+        CrossClient::SameTurn,
+    ] {
+        let upstream = FaultUpstream::start().await;
+        let backend = gathering(&upstream, mode, 100);
+        let answers = singles_at_once(&backend, 6).await;
+        assert_own_answers(&answers);
+        assert_eq!(upstream.items.load(Ordering::SeqCst), 6);
+        assert_eq!(
+            upstream.calls.load(Ordering::SeqCst),
+            1,
+            "one upstream request for six clients' calls ({mode:?})"
+        );
+    }
+}
+
+/// Gathering by turn waits for nothing: a call alone is sent in the turn
+/// it arrives, answered as fast as without gathering (here: within the
+/// test's bound, where a window would hold it 60 s).
+#[tokio::test]
+async fn a_call_alone_in_its_turn_is_sent_at_once() {
     let upstream = FaultUpstream::start().await;
-    let backend = gathering(&upstream, Duration::from_secs(2), 100);
-    let answers = singles_at_once(&backend, 6).await;
-    assert_own_answers(&answers);
-    assert_eq!(upstream.items.load(Ordering::SeqCst), 6);
-    assert_eq!(
-        upstream.calls.load(Ordering::SeqCst),
-        1,
-        "one upstream request for six clients' calls"
-    );
+    let backend = gathering(&upstream, CrossClient::SameTurn, 100);
+    for i in 0..3u64 {
+        let resp = tokio::time::timeout(
+            Duration::from_secs(10),
+            backend.clone().oneshot(request("ping", Id::from(i))),
+        )
+        .await
+        .expect("not held")
+        .expect("answer");
+        assert_eq!(resp.id(), &Id::from(i));
+    }
+    assert_eq!(upstream.calls.load(Ordering::SeqCst), 3);
 }
 
 /// Without a window (the default), each single call is its own request.
@@ -603,9 +632,8 @@ async fn without_a_window_single_calls_go_alone() {
     let answers = singles_at_once(&backend, 6).await;
     assert_own_answers(&answers);
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 6);
-    // A zero window is the same as none.
     let upstream = FaultUpstream::start().await;
-    let backend = gathering(&upstream, Duration::ZERO, 100);
+    let backend = gathering(&upstream, CrossClient::Off, 100);
     assert_own_answers(&singles_at_once(&backend, 3).await);
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 3);
 }
@@ -617,13 +645,13 @@ async fn without_a_window_single_calls_go_alone() {
 #[tokio::test]
 async fn a_full_gathering_goes_at_once_and_the_rest_when_its_window_ends() {
     let upstream = FaultUpstream::start().await;
-    let backend = gathering(&upstream, Duration::from_secs(60), 3);
+    let backend = gathering(&upstream, CrossClient::Window(Duration::from_secs(60)), 3);
     let answers = singles_at_once(&backend, 6).await;
     assert_own_answers(&answers);
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 2);
 
     let upstream = FaultUpstream::start().await;
-    let backend = gathering(&upstream, Duration::from_secs(2), 3);
+    let backend = gathering(&upstream, CrossClient::Window(Duration::from_secs(2)), 3);
     let answers = singles_at_once(&backend, 7).await;
     assert_own_answers(&answers);
     assert_eq!(upstream.items.load(Ordering::SeqCst), 7);
@@ -636,7 +664,7 @@ async fn a_full_gathering_goes_at_once_and_the_rest_when_its_window_ends() {
 async fn a_refused_gathering_is_sent_call_by_call() {
     let upstream = FaultUpstream::start().await;
     upstream.set_batch_mode(tests::BatchMode::Refuse400);
-    let backend = gathering(&upstream, Duration::from_secs(2), 100);
+    let backend = gathering(&upstream, CrossClient::SameTurn, 100);
     let answers = singles_at_once(&backend, 4).await;
     assert_own_answers(&answers);
     assert_eq!(
@@ -651,7 +679,11 @@ async fn a_refused_gathering_is_sent_call_by_call() {
 #[tokio::test]
 async fn a_call_past_its_deadline_in_the_window_is_not_sent() {
     let upstream = FaultUpstream::start().await;
-    let backend = gathering(&upstream, Duration::from_millis(400), 100);
+    let backend = gathering(
+        &upstream,
+        CrossClient::Window(Duration::from_millis(400)),
+        100,
+    );
     let mut late = Request::new("gather_me").with_id(Id::from(1u64));
     late.extensions_mut()
         .insert(Deadline::after(Duration::from_millis(100)));

@@ -60,13 +60,14 @@ async fn a_client_batch_goes_upstream_as_ceil_n_over_max_batch_requests() {
     }
 }
 
-/// `cross_client_window`: single calls from different clients (each on its
-/// own connection) within the window share one upstream request; each
-/// client gets its own answer. Without it, each call is its own request.
+/// `cross_client_batching` with a window: single calls from different
+/// clients (each on its own connection) within the window share one
+/// upstream request; each client gets its own answer. Without it, each
+/// call is its own request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_calls_of_different_clients_share_an_upstream_request_within_the_window() {
     let upstream = FaultUpstream::start().await;
-    for (line, requests) in [("cross_client_window = \"2s\"", 1), ("", 8)] {
+    for (line, requests) in [("cross_client_batching = \"2s\"", 1), ("", 8)] {
         let (_proxy, addr) = proxy(&upstream.url(), line, "");
         let before = upstream.calls.load(Ordering::SeqCst);
         let clients = (0..8).map(|i| {

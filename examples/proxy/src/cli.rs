@@ -392,7 +392,7 @@ impl QuickFlags {
                 adaptive_concurrency: false,
                 max_batch: self.upstream_batch.map(|n| Spanned::new(0..0, n)),
                 batch_window: None,
-                cross_client_window: None,
+                cross_client_batching: None,
             };
             config
                 .backends

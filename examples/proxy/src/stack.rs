@@ -558,8 +558,8 @@ fn group_stack(
             if let Some(w) = backend.batch_window {
                 b = b.batch_window(w.0);
             }
-            if let Some(w) = backend.cross_client_window {
-                b = b.cross_client_window(w.0);
+            if let Some(mode) = backend.cross_client_batching {
+                b = b.cross_client_batching(mode.0);
             }
             b = b.response_budget(memory.clone());
             Backend::Http(b.build().map_err(|e| format!("backends.{name}: {e}"))?)

@@ -270,6 +270,33 @@ mod tests {
     }
 
     #[test]
+    fn cross_client_batching_is_off_same_turn_or_a_window() {
+        let mode = |value: &str| {
+            let config = parse(&format!("{ONE}cross_client_batching = \"{value}\"\n"))
+                .unwrap_or_else(|e| panic!("{value}: {e}"));
+            config.backends["a"]
+                .get_ref()
+                .cross_client_batching
+                .map(|m| m.0)
+        };
+        assert_eq!(mode("off"), Some(rpc_core::CrossClient::Off));
+        assert_eq!(mode("same-turn"), Some(rpc_core::CrossClient::SameTurn));
+        assert_eq!(
+            mode("2ms"),
+            Some(rpc_core::CrossClient::Window(Duration::from_millis(2)))
+        );
+        assert_eq!(
+            mode("500us"),
+            Some(rpc_core::CrossClient::Window(Duration::from_micros(500)))
+        );
+        let absent = parse(ONE).expect("valid");
+        assert_eq!(absent.backends["a"].get_ref().cross_client_batching, None);
+        let err = error(&format!("{ONE}cross_client_batching = \"sometimes\"\n"));
+        assert!(err.message.contains("same-turn"), "{err}");
+        assert!(err.to_string().contains("cross_client_batching"), "{err}");
+    }
+
+    #[test]
     fn auth_keys_are_checked_where_they_are_written() {
         let key = |body: &str| format!("{ONE}[auth]\n[[auth.keys]]\nid = \"k\"\n{body}");
         let ok = parse(&key("key = \"s3cret\"\nmethods = [\"eth_*\"]\nrate = 5\n")).unwrap();

@@ -350,11 +350,11 @@ pub struct Backend {
     /// (default 2 ms; they are normally sent at once).
     #[serde(default)]
     pub batch_window: Option<Secs>,
-    /// Single calls from any client that reach this backend within this
-    /// window go upstream as one batch (default: off; adds up to the
-    /// window to each single call).
+    /// Single calls from different clients sent upstream together:
+    /// `"off"` (the default), `"same-turn"` (those that arrive in the same
+    /// turn of the runtime, no timer), or a window such as `"2ms"`.
     #[serde(default)]
-    pub cross_client_window: Option<Secs>,
+    pub cross_client_batching: Option<CrossClientBatching>,
     /// At most this many calls in flight on this backend (default: no cap).
     #[serde(default)]
     pub max_concurrency: Option<Spanned<u32>>,
@@ -964,6 +964,26 @@ impl<'de> Deserialize<'de> for Secs {
 }
 
 pub(crate) use crate::duration::{parse_duration, seconds};
+
+/// `cross_client_batching`: `"off"`, `"same-turn"`, or a window (`"2ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossClientBatching(pub rpc_core::CrossClient);
+
+impl<'de> Deserialize<'de> for CrossClientBatching {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mode = match text.trim() {
+            "off" => rpc_core::CrossClient::Off,
+            "same-turn" => rpc_core::CrossClient::SameTurn,
+            window => rpc_core::CrossClient::Window(parse_duration(window).map_err(|_| {
+                de::Error::custom(format!(
+                    "`{text}` is not \"off\", \"same-turn\" or a window like \"2ms\""
+                ))
+            })?),
+        };
+        Ok(CrossClientBatching(mode))
+    }
+}
 
 impl Group {
     /// A plain failover group over `members`, with the defaults.
