@@ -117,7 +117,7 @@ const SINGLES_ROOM: usize = 16;
 /// Measured against an instant upstream on the same core
 /// (BENCHMARKS.md, `eth_blockNumber`, three interleaved rounds): at 64
 /// connections, [`SameTurn`](Self::SameTurn) served 2.5 × the calls per
-/// second of no gathering (about 17 calls per upstream request), with
+/// second of no gathering (19 calls per upstream request), with
 /// p50 2.4 → 0.9 ms and CPU per call 25 → 14 µs; at 4 connections it cost
 /// nothing measurable (p50 about 150 µs either way). A 2 ms
 /// [`Window`](Self::Window) won only at 256 connections and made every
@@ -347,7 +347,8 @@ impl HttpBackendBuilder {
     /// deadline, a refused batch sent again call by call. For a provider
     /// that bills or limits by HTTP request, and to spend less CPU per
     /// call under load. One client's trace context goes with the whole
-    /// upstream request. No effect with `max_batch(1)`.
+    /// upstream request. No effect with `max_batch(1)`; a zero
+    /// [`CrossClient::Window`] is [`CrossClient::SameTurn`].
     ///
     /// ```
     /// use rpc_core::{CrossClient, HttpBackend};
