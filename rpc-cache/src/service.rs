@@ -187,22 +187,20 @@ impl<St: CacheStore> State<St> {
         // (or an adapter) says so.
         let answer_head = response.extensions().get::<ChainHead>().map(|h| h.0);
         let raised = self.learn(method, response);
-        if slot
-            .settled
-            .is_some_and(|g| g != self.epochs.settled.load(Ordering::Relaxed))
-        {
-            // A reorganisation reached settled blocks meanwhile.
-            return;
+        if let Scope::Settled(g) = slot.scope {
+            if g != self.epochs.settled.load(Ordering::Relaxed) {
+                // A reorganisation reached settled blocks meanwhile.
+                return;
+            }
         }
-        if slot.epoch.is_some() && answer_head.is_some_and(|h| h < self.tip.load(Ordering::Relaxed))
-        {
+        if slot.follows_tip() && answer_head.is_some_and(|h| h < self.tip.load(Ordering::Relaxed)) {
             // From a backend behind the head already seen: passed on to its
             // caller, never kept for others.
             return;
         }
-        let key = match slot.epoch {
-            None => slot.key.clone(),
-            Some(asked_in) => {
+        let key = match slot.scope {
+            Scope::Unscoped | Scope::Settled(_) => slot.key.clone(),
+            Scope::Epoch(asked_in) => {
                 // Stored in the epoch it is fresh for: the one its own head
                 // started, or the one it was asked in. If anything else
                 // moved the epoch meanwhile (a write, a newer head), the
@@ -288,14 +286,21 @@ impl<St> State<St> {
 }
 
 /// Where an answer is looked up and kept: `key` (the lookup and in-flight
-/// key) is the call's method and params within tip epoch `epoch` for answers
-/// kept for a TTL, and within settled generation `settled` for answers about
-/// blocks taken as permanent.
+/// key) is the call's method and params within `scope`: the tip epoch for
+/// answers kept for a TTL, the settled generation for answers about blocks
+/// taken as permanent.
 #[derive(Clone)]
 struct Slot {
     key: CacheKey,
-    epoch: Option<u64>,
-    settled: Option<u64>,
+    scope: Scope,
+}
+
+impl Slot {
+    /// Whether the answer follows the chain tip (kept for a TTL, within
+    /// the tip epoch it was asked in).
+    fn follows_tip(&self) -> bool {
+        matches!(self.scope, Scope::Epoch(_))
+    }
 }
 
 /// Leaves the in-flight table when a waiter goes; the last one to leave an
@@ -458,16 +463,12 @@ fn run<S: JsonRpcService, St: CacheStore>(
         // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
         // new head or a write makes them unreachable at once. Answers kept
         // forever, or decided by their result (mined transactions), are not.
-        let (scope, epoch, settled) = match plan {
-            Plan::Store(Some(_)) => {
-                let epoch = state.epochs.tip.load(Ordering::Relaxed);
-                (Scope::Epoch(epoch), Some(epoch), None)
-            }
+        let scope = match plan {
+            Plan::Store(Some(_)) => Scope::Epoch(state.epochs.tip.load(Ordering::Relaxed)),
             Plan::Settled | Plan::AfterResult => {
-                let generation = state.epochs.settled.load(Ordering::Relaxed);
-                (Scope::Settled(generation), None, Some(generation))
+                Scope::Settled(state.epochs.settled.load(Ordering::Relaxed))
             }
-            _ => (Scope::Unscoped, None, None),
+            _ => Scope::Unscoped,
         };
         let slot = Slot {
             key: CacheKey::from_parts(
@@ -476,8 +477,7 @@ fn run<S: JsonRpcService, St: CacheStore>(
                 state.rules.lowercases_hex(),
                 scope,
             ),
-            epoch,
-            settled,
+            scope,
         };
         drop(params);
         let key = slot.key.clone();
@@ -494,7 +494,7 @@ fn run<S: JsonRpcService, St: CacheStore>(
 
         if let Some(payload) = state.store.get(&key).await {
             let mut response = Response::new(id, payload);
-            if slot.epoch.is_some() && state.tracked.load(Ordering::Relaxed) {
+            if slot.follows_tip() && state.tracked.load(Ordering::Relaxed) {
                 // A tip answer is kept only from members at the tip of its
                 // epoch: say so, so a read-your-head session records it.
                 response
