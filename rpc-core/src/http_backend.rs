@@ -8,10 +8,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::HOST;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode, Uri};
-use http_body_util::Full;
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
@@ -25,8 +23,14 @@ use crate::{BuildError, ByteBudget, BytePermit};
 use crate::{Id, Payload, RawJson, Request, Response, RpcError, ServedBy};
 
 /// A JSON-RPC backend over HTTP or HTTPS: a [`JsonRpcService`](crate::JsonRpcService)
-/// on pooled keep-alive connections (hyper's HTTP/1.1, or one HTTP/2
-/// connection when the server offers it by ALPN) with rustls (no OpenSSL).
+/// on pooled keep-alive connections (HTTP/1.1, each exchange written and
+/// read by the calling task; or one HTTP/2 connection on hyper when the
+/// server offers it by ALPN) with rustls (no OpenSSL).
+///
+/// HTTP/1.1 answers may be sized by `Content-Length`, chunked, or end with
+/// the connection; a head is at most 64 KiB and 100 fields. A connection
+/// goes back to the pool only when its answer was read to the end and the
+/// server keeps it open; a pooled one is checked for a close before use.
 ///
 /// Every call has a deadline (the backend's timeout, or the request's
 /// [`Deadline`](crate::Deadline) if sooner) and a response size limit. Failures map to
@@ -61,6 +65,7 @@ pub struct HttpBackend {
     inner: Arc<Inner>,
 }
 
+mod h1;
 mod pool;
 mod replies;
 
@@ -70,14 +75,6 @@ type FastHash = foldhash::fast::FixedState;
 
 struct Inner {
     name: Arc<str>,
-    /// The absolute URI (HTTP/2 requests).
-    uri: Uri,
-    /// Its path and query (HTTP/1.1 requests: origin form).
-    target: Uri,
-    /// The static headers (HTTP/2 requests).
-    headers: HeaderMap,
-    /// The same with `Host` (HTTP/1.1 requests).
-    h1_headers: HeaderMap,
     timeout: Duration,
     max_response_bytes: usize,
     response_budget: Option<ByteBudget>,
@@ -499,22 +496,9 @@ impl HttpBackendBuilder {
         .enable_http2()
         .wrap_connector(http);
 
-        let target = uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse::<Uri>()
-            .map_err(|_| invalid("invalid path"))?;
-        let mut h1_headers = headers.clone();
-        if let Some(authority) = uri.authority() {
-            // The authority without userinfo (split above), as the pooled
-            // client wrote it.
-            let host =
-                HeaderValue::from_str(authority.as_str()).map_err(|_| invalid("invalid host"))?;
-            h1_headers.insert(HOST, host);
-        }
         let pool = pool::Pool::new(
             connector,
-            uri.clone(),
+            pool::Target::new(uri, headers),
             self.connect_timeout,
             self.pool_idle_timeout,
             self.pool_max_idle_per_host,
@@ -523,10 +507,6 @@ impl HttpBackendBuilder {
         Ok(HttpBackend {
             inner: Arc::new(Inner {
                 name,
-                uri,
-                target,
-                headers,
-                h1_headers,
                 timeout: self.timeout,
                 max_response_bytes: self.max_response_bytes,
                 response_budget: self.response_budget,
@@ -695,56 +675,52 @@ impl Inner {
            + Send
            + 'a {
         async move {
-            // The request and the answer's head live in blocks that end
-            // before the next await: not kept in the future while it waits.
-            let sent = {
-                let mut http_req = http::Request::new(Full::new(Bytes::from(body)));
-                *http_req.method_mut() = http::Method::POST;
-                self.pool.send(http_req, |req, h2| {
-                    if h2 {
-                        *req.uri_mut() = self.uri.clone();
-                        *req.headers_mut() = self.headers.clone();
-                    } else {
-                        *req.uri_mut() = self.target.clone();
-                        *req.headers_mut() = self.h1_headers.clone();
+            let answer = self.pool.send(body, trace).await.map_err(|e| match e {
+                pool::SendError::Connect(e) => RpcError::Connect {
+                    backend: self.name.clone(),
+                    source: error_chain(&*e).into(),
+                },
+                pool::SendError::Closed(e) => RpcError::ConnectionClosed {
+                    backend: self.name.clone(),
+                    source: error_chain(&*e).into(),
+                },
+            })?;
+            let (status, read) = match answer {
+                pool::Answer::H1 { head, mut lease } => {
+                    let status = head.status;
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        return Err(self.status_error(status, head.retry_after));
                     }
-                    if let Some(trace) = trace {
-                        let headers = req.headers_mut();
-                        headers.insert("traceparent", trace.traceparent.clone());
-                        if let Some(state) = &trace.tracestate {
-                            headers.insert("tracestate", state.clone());
-                        }
+                    let read = lease
+                        .conn()
+                        .read_body(
+                            &head,
+                            self.max_response_bytes,
+                            self.response_budget.as_ref(),
+                        )
+                        .await;
+                    if read.is_ok() {
+                        // Read to the end: the connection can take the next
+                        // call (if the server keeps it open).
+                        lease.release();
                     }
-                })
-            };
-            let (status, headers, body, lease) = {
-                let (resp, lease) = sent.await.map_err(|e| match e {
-                    pool::SendError::Connect(e) => RpcError::Connect {
-                        backend: self.name.clone(),
-                        source: error_chain(&*e).into(),
-                    },
-                    pool::SendError::Closed(e) => RpcError::ConnectionClosed {
-                        backend: self.name.clone(),
-                        source: error_chain(&e).into(),
-                    },
-                })?;
-
-                let status = resp.status();
-                if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                    return Err(self.status_error(status, retry_after(resp.headers())));
+                    (status, read)
                 }
-                let (parts, body) = resp.into_parts();
-                (status, parts.headers, body, lease)
+                pool::Answer::H2(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        return Err(self.status_error(status, retry_after(resp.headers())));
+                    }
+                    let (parts, body) = resp.into_parts();
+                    let budget = match &self.response_budget {
+                        Some(budget) => Budget::Wait(budget),
+                        None => Budget::None,
+                    };
+                    let read =
+                        read_body(&parts.headers, body, self.max_response_bytes, budget).await;
+                    (status, read)
+                }
             };
-            let budget = match &self.response_budget {
-                Some(budget) => Budget::Wait(budget),
-                None => Budget::None,
-            };
-            let read = read_body(&headers, body, self.max_response_bytes, budget).await;
-            if read.is_ok() {
-                // Read to the end: the connection can take the next call.
-                lease.release();
-            }
             let (bytes, held) = read.map_err(|e| match e {
                 ReadError::TooLarge | ReadError::NoBudget => RpcError::ResponseTooLarge {
                     backend: self.name.clone(),
@@ -1120,8 +1096,22 @@ mod tests {
         let b = HttpBackend::builder("n", "http://alice:p%40ss@127.0.0.1:9/x")
             .build()
             .expect("ok");
-        assert_eq!(b.inner.uri.to_string(), "http://127.0.0.1:9/x");
-        let auth = b.inner.headers.get(AUTHORIZATION).expect("auth header");
+        let target = b.inner.pool.target();
+        assert_eq!(target.uri.to_string(), "http://127.0.0.1:9/x");
+        // The HTTP/1.1 head names the host without the userinfo.
+        let head = String::from_utf8(target.h1_head.to_vec()).expect("ASCII");
+        assert!(
+            head.starts_with("POST /x HTTP/1.1\r\nhost: 127.0.0.1:9\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("alice"), "{head}");
+        let auth = b
+            .inner
+            .pool
+            .target()
+            .headers
+            .get(AUTHORIZATION)
+            .expect("auth header");
         assert_eq!(
             auth.to_str().expect("ascii"),
             crate::userinfo::basic("alice", "p@ss")

@@ -13,8 +13,9 @@
 //!   [`BoxJsonRpcService`] is its type-erased form, and
 //!   [`SharedJsonRpcService`] one whose clones share the stack (a reference
 //!   count each, for stacks cloned per call).
-//! * `HttpBackend` (feature `http-backend`): a named backend on a pooled
-//!   hyper client (http and https).
+//! * `HttpBackend` (feature `http-backend`): a named backend on its own
+//!   pool of keep-alive connections (http and https; HTTP/1.1, or HTTP/2
+//!   on hyper when the server offers it).
 //! * `WsBackend` (feature `ws-backend`): a named backend on one WebSocket
 //!   (ws and wss), for calls and upstream subscriptions
 //!   ([`subscription::PushSource`]).

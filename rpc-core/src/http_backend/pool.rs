@@ -1,7 +1,8 @@
 //! The connections of one [`HttpBackend`](super::HttpBackend): HTTP/1.1
 //! connections to its one host, kept idle between calls (most recently used
-//! first), or one shared HTTP/2 connection when the server picks `h2` by
-//! ALPN; made with hyper's connection API (`hyper::client::conn`).
+//! first) and driven by the call that holds one ([`h1`](super::h1)), or one
+//! shared HTTP/2 connection when the server picks `h2` by ALPN (hyper's
+//! `client::conn::http2`).
 //!
 //! Why not hyper-util's pooled `Client`: it serves any number of hosts, so
 //! each call does a checkout keyed by scheme and authority (a map lookup
@@ -14,24 +15,29 @@
 //!
 //! Behaviours kept from the pooled client: a call that was not written
 //! because its pooled connection had closed goes out on another (the server
-//! closing an idle keep-alive connection is routine), idle connections close
-//! after the idle timeout, at most `max_idle` are kept. Added: the whole
-//! connect (TCP, TLS, HTTP/2 handshake) is bounded by the connect timeout.
+//! closing an idle keep-alive connection is routine; a pooled connection is
+//! also checked, without waiting, for a close before it is handed out), idle
+//! connections close after the idle timeout, at most `max_idle` are kept.
+//! Added: the whole connect (TCP, TLS, HTTP/2 handshake) is bounded by the
+//! connect timeout.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_rustls::HttpsConnector;
+use hyper_rustls::MaybeHttpsStream;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::BoxError;
+use super::h1;
+use crate::{BoxError, TraceContext};
 
 type Body = Full<Bytes>;
 
@@ -41,14 +47,70 @@ pub(super) enum SendError {
     /// The request was not sent: no connection could be made.
     Connect(BoxError),
     /// The request may have been sent: the connection failed after.
-    Closed(hyper::Error),
+    Closed(BoxError),
+}
+
+/// The stream of an HTTP/1.1 connection (TCP, or TLS over it).
+type Io = TokioIo<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>;
+
+/// An HTTP/1.1 connection: boxed, so a checkout moves a pointer, not the
+/// TLS state.
+type H1 = Box<h1::Conn<Io>>;
+
+/// What every request of a backend says besides its body, prepared once.
+pub(super) struct Target {
+    /// The absolute URI (HTTP/2 requests).
+    pub(super) uri: http::Uri,
+    /// The static header fields (HTTP/2 requests).
+    pub(super) headers: http::HeaderMap,
+    /// `POST <path> HTTP/1.1`, `Host` and the static fields, each line
+    /// ended (HTTP/1.1 requests; `Content-Length` and the empty line come
+    /// per request).
+    pub(super) h1_head: Box<[u8]>,
+}
+
+impl Target {
+    /// `uri` without userinfo. HTTP/1.1 requests take `Host` from it (the
+    /// authority, as the pooled client wrote it) and their path and query
+    /// (origin form); the framing fields are written per request, so
+    /// `headers`' own `Host`, `Content-Length` and `Transfer-Encoding` are
+    /// not sent on HTTP/1.1. Field values cannot hold CR or LF
+    /// (`HeaderValue` refuses them), nor the URI a space.
+    pub(super) fn new(uri: http::Uri, headers: http::HeaderMap) -> Self {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = Vec::with_capacity(64);
+        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(authority) = uri.authority() {
+            head.extend_from_slice(b"host: ");
+            head.extend_from_slice(authority.as_str().as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in &headers {
+            if name != HOST && name != CONTENT_LENGTH && name != TRANSFER_ENCODING {
+                field(&mut head, name.as_str(), value.as_bytes());
+            }
+        }
+        Target {
+            uri,
+            headers,
+            h1_head: head.into(),
+        }
+    }
+}
+
+fn field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
 }
 
 /// The connections of one backend.
 pub(super) struct Pool {
     connector: HttpsConnector<HttpConnector>,
-    /// Where connections go (scheme, host, port).
-    uri: http::Uri,
+    target: Target,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -67,13 +129,23 @@ struct State {
 }
 
 struct Idle {
-    tx: http1::SendRequest<Body>,
+    conn: H1,
     since: Instant,
 }
 
 enum Conn {
-    H1(http1::SendRequest<Body>),
+    H1(H1),
     H2(http2::SendRequest<Body>),
+}
+
+/// An answer whose head is read: its body is read next.
+pub(super) enum Answer<'a> {
+    /// On an HTTP/1.1 connection, lent to this exchange.
+    H1 {
+        head: h1::Head,
+        lease: Lease<'a>,
+    },
+    H2(http::Response<Incoming>),
 }
 
 /// An HTTP/1.1 connection lent to one exchange. [`Lease::release`] it once
@@ -81,14 +153,22 @@ enum Conn {
 /// a timeout), the connection closes.
 pub(super) struct Lease<'a> {
     pool: &'a Pool,
-    tx: Option<http1::SendRequest<Body>>,
+    conn: Option<H1>,
 }
 
 impl Lease<'_> {
-    /// The exchange is over: the connection is idle again.
+    /// The connection, to read the answer's body.
+    pub(super) fn conn(&mut self) -> &mut h1::Conn<Io> {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until released")
+    }
+
+    /// The exchange is over: the connection is idle again if it can take
+    /// another.
     pub(super) fn release(mut self) {
-        if let Some(tx) = self.tx.take() {
-            self.pool.put(tx);
+        if let Some(conn) = self.conn.take() {
+            self.pool.put(conn);
         }
     }
 }
@@ -96,14 +176,14 @@ impl Lease<'_> {
 impl Pool {
     pub(super) fn new(
         connector: HttpsConnector<HttpConnector>,
-        uri: http::Uri,
+        target: Target,
         connect_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
     ) -> Arc<Self> {
         Arc::new_cyclic(|this| Pool {
             connector,
-            uri,
+            target,
             connect_timeout,
             idle_timeout,
             max_idle,
@@ -112,21 +192,24 @@ impl Pool {
         })
     }
 
-    /// Sends `req` on an idle HTTP/1.1 connection or a new one, or on the
-    /// HTTP/2 connection; `prepare` fits it to the kind of connection it
-    /// goes on (`true`: HTTP/2) — target form and headers. A request that
-    /// was not written (its pooled connection had closed) goes out on the
-    /// next connection.
+    /// What every request says.
+    #[cfg(test)]
+    pub(super) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// POSTs `body` on an idle HTTP/1.1 connection or a new one, or on the
+    /// HTTP/2 connection, with the trace context's fields when there is
+    /// one; the answer's head. A request that was not written (its pooled
+    /// connection had closed) goes out on the next connection.
     // An `async move` block, not an `async fn`: an `async fn` keeps its
     // arguments twice in its future, which is boxed per call.
     #[allow(clippy::manual_async_fn)]
     pub(super) fn send<'a>(
         &'a self,
-        mut req: http::Request<Body>,
-        prepare: impl Fn(&mut http::Request<Body>, bool) + Send + 'a,
-    ) -> impl std::future::Future<Output = Result<(http::Response<Incoming>, Lease<'a>), SendError>>
-           + Send
-           + 'a {
+        body: Vec<u8>,
+        trace: Option<&'a TraceContext>,
+    ) -> impl std::future::Future<Output = Result<Answer<'a>, SendError>> + Send + 'a {
         async move {
             // Bounded: each turn drops a pooled connection; a new one ends it.
             loop {
@@ -139,24 +222,43 @@ impl Pool {
                         true,
                     ),
                 };
-                let result = match conn {
-                    Conn::H1(mut tx) => {
-                        if tx.ready().await.is_err() {
-                            if fresh {
-                                return Err(SendError::Connect("the new connection closed".into()));
-                            }
-                            continue;
-                        }
-                        prepare(&mut req, false);
-                        match tx.try_send_request(req).await {
-                            Ok(resp) => {
+                match conn {
+                    Conn::H1(mut conn) => {
+                        let sent = conn
+                            .send(
+                                |head| {
+                                    head.extend_from_slice(&self.target.h1_head);
+                                    if let Some(trace) = trace {
+                                        field(head, "traceparent", trace.traceparent.as_bytes());
+                                        if let Some(state) = &trace.tracestate {
+                                            field(head, "tracestate", state.as_bytes());
+                                        }
+                                    }
+                                    head.extend_from_slice(b"content-length: ");
+                                    head.extend_from_slice(
+                                        itoa::Buffer::new().format(body.len()).as_bytes(),
+                                    );
+                                    head.extend_from_slice(b"\r\n\r\n");
+                                },
+                                &body,
+                            )
+                            .await;
+                        match sent {
+                            Ok(head) => {
                                 let lease = Lease {
                                     pool: self,
-                                    tx: Some(tx),
+                                    conn: Some(conn),
                                 };
-                                return Ok((resp, lease));
+                                return Ok(Answer::H1 { head, lease });
                             }
-                            Err(e) => e,
+                            // Not written: on the next connection.
+                            Err(h1::SendError::NotWritten(_)) if !fresh => continue,
+                            Err(h1::SendError::NotWritten(e)) => {
+                                return Err(SendError::Connect(e.into()))
+                            }
+                            Err(h1::SendError::Failed(e)) => {
+                                return Err(SendError::Closed(e.into()))
+                            }
                         }
                     }
                     Conn::H2(mut tx) => {
@@ -167,30 +269,28 @@ impl Pool {
                             }
                             continue;
                         }
-                        prepare(&mut req, true);
-                        match tx.try_send_request(req).await {
-                            Ok(resp) => {
-                                return Ok((
-                                    resp,
-                                    Lease {
-                                        pool: self,
-                                        tx: None,
-                                    },
-                                ))
-                            }
-                            Err(e) => {
-                                self.forget_h2();
-                                e
+                        let mut req = http::Request::new(Full::new(Bytes::from(body)));
+                        *req.method_mut() = http::Method::POST;
+                        *req.uri_mut() = self.target.uri.clone();
+                        *req.headers_mut() = self.target.headers.clone();
+                        if let Some(trace) = trace {
+                            let headers = req.headers_mut();
+                            headers.insert("traceparent", trace.traceparent.clone());
+                            if let Some(state) = &trace.tracestate {
+                                headers.insert("tracestate", state.clone());
                             }
                         }
+                        return match tx.try_send_request(req).await {
+                            Ok(resp) => Ok(Answer::H2(resp)),
+                            Err(mut e) => {
+                                self.forget_h2();
+                                match e.take_message() {
+                                    Some(_) => Err(SendError::Connect(e.into_error().into())),
+                                    None => Err(SendError::Closed(e.into_error().into())),
+                                }
+                            }
+                        };
                     }
-                };
-                let mut e = result;
-                match e.take_message() {
-                    // Not written: on the next connection.
-                    Some(unsent) if !fresh => req = unsent,
-                    Some(_) => return Err(SendError::Connect(e.into_error().into())),
-                    None => return Err(SendError::Closed(e.into_error())),
                 }
             }
         }
@@ -208,22 +308,22 @@ impl Pool {
             }
             state.h2 = None;
         }
-        while let Some(idle) = state.idle.pop() {
-            if !idle.tx.is_closed() && idle.since.elapsed() < self.idle_timeout {
-                return Some(Conn::H1(idle.tx));
+        while let Some(mut idle) = state.idle.pop() {
+            if idle.since.elapsed() < self.idle_timeout && idle.conn.is_open() {
+                return Some(Conn::H1(idle.conn));
             }
         }
         None
     }
 
-    fn put(&self, tx: http1::SendRequest<Body>) {
-        if tx.is_closed() {
+    fn put(&self, conn: H1) {
+        if !conn.reusable() {
             return;
         }
         let mut state = self.lock();
         if state.idle.len() < self.max_idle {
             state.idle.push(Idle {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -240,7 +340,11 @@ impl Pool {
     /// chose it by ALPN, else HTTP/1.1; all within the connect timeout.
     async fn connect(&self) -> Result<Conn, BoxError> {
         let connect = async {
-            let io = self.connector.clone().oneshot(self.uri.clone()).await?;
+            let io = self
+                .connector
+                .clone()
+                .oneshot(self.target.uri.clone())
+                .await?;
             if io.connected().is_negotiated_h2() {
                 let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
@@ -254,13 +358,7 @@ impl Pool {
                 self.lock().h2 = Some(tx.clone());
                 Ok::<_, BoxError>(Conn::H2(tx))
             } else {
-                let (tx, conn) = http1::Builder::new().handshake(io).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "backend connection ended");
-                    }
-                });
-                Ok(Conn::H1(tx))
+                Ok(Conn::H1(Box::new(h1::Conn::new(TokioIo::new(io)))))
             }
         };
         let conn = match tokio::time::timeout(self.connect_timeout, connect).await {
@@ -295,9 +393,7 @@ impl Pool {
                 let Some(pool) = this.upgrade() else { return };
                 let mut state = pool.lock();
                 let timeout = pool.idle_timeout;
-                state
-                    .idle
-                    .retain(|i| !i.tx.is_closed() && i.since.elapsed() < timeout);
+                state.idle.retain(|i| i.since.elapsed() < timeout);
             }
         });
     }
