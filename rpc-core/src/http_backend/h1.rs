@@ -37,8 +37,10 @@ use crate::{ByteBudget, BytePermit};
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Header fields read per answer; more is an invalid answer.
 pub(super) const MAX_HEADERS: usize = 100;
-/// The read buffer a connection keeps between exchanges.
+/// What the read buffer grows by (and a connection's first read asks for).
 const BUF: usize = 8 * 1024;
+/// A read buffer larger than this is not kept for the next exchange.
+const KEEP: usize = 4 * BUF;
 /// A body buffer is made this large before its bytes arrive, at most
 /// (unless the response budget already holds room for all of it).
 const EAGER: usize = 1024 * 1024;
@@ -133,6 +135,11 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Conn<Io> {
         body: &[u8],
     ) -> Result<Head, SendError> {
         self.reusable = false;
+        // A long head or a chunked answer grew the buffer: not kept for
+        // the connection's life.
+        if self.buf.capacity() > KEEP {
+            self.buf = Vec::new();
+        }
         self.buf.clear();
         self.pos = 0;
         self.head.clear();
@@ -772,6 +779,88 @@ mod tests {
             Err(SendError::Failed(e)) => assert!(e.to_string().contains("longer than"), "{e}"),
             other => panic!("a head over the limit must fail: {other:?}"),
         }
+    }
+
+    /// A stream that hands over one byte per read: every answer split at
+    /// every point.
+    struct OneByte(DuplexStream);
+
+    impl AsyncRead for OneByte {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let mut one = [0u8; 1];
+            let mut small = ReadBuf::new(&mut one);
+            match std::pin::Pin::new(&mut self.0).poll_read(cx, &mut small) {
+                Poll::Ready(Ok(())) => {
+                    buf.put_slice(small.filled());
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            }
+        }
+    }
+
+    impl AsyncWrite for OneByte {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_read_one_byte_at_a_time_come_out_whole() {
+        for (answer, want, reusable) in [
+            (&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"[..], &b"hello"[..], true),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\r\nhe\r\n3\r\nllo\r\n0\r\nx: y\r\n\r\n",
+                b"hello",
+                true,
+            ),
+            (b"HTTP/1.0 200 OK\r\n\r\nhello", b"hello", false),
+        ] {
+            let (mut conn, _peer) = peer_with(answer, !reusable);
+            let mut conn = Conn::new(OneByte(std::mem::replace(&mut conn.io, duplex(1).0)));
+            let head = conn.send(|h| h.extend_from_slice(HEAD), b"{}").await.unwrap();
+            let (body, _) = conn.read_body(&head, 100, None).await.ok().unwrap();
+            assert_eq!(&body[..], want, "{:?}", String::from_utf8_lossy(answer));
+            assert_eq!(conn.reusable(), reusable, "{:?}", String::from_utf8_lossy(answer));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grown_read_buffer_is_not_kept() {
+        let mut answer = b"HTTP/1.1 200 OK\r\nx-long: ".to_vec();
+        answer.resize(KEEP + KEEP / 2, b'a');
+        answer.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\nok");
+        let (mut conn, peer) = peer_with(Vec::leak(answer), true);
+        let head = conn
+            .send(|h| h.extend_from_slice(HEAD), b"{}")
+            .await
+            .unwrap();
+        conn.read_body(&head, 100, None).await.ok().unwrap();
+        assert!(conn.buf.capacity() > KEEP);
+        peer.await.unwrap();
+        // The next exchange starts without it (and fails: the peer is gone).
+        let _ = conn.send(|h| h.extend_from_slice(HEAD), b"{}").await;
+        assert!(conn.buf.capacity() <= KEEP);
     }
 
     #[test]
