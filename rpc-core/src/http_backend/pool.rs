@@ -301,19 +301,23 @@ impl Pool {
     }
 
     fn checkout(&self) -> Option<Conn> {
-        let mut state = self.lock();
-        if let Some(tx) = &state.h2 {
-            if !tx.is_closed() {
-                return Some(Conn::H2(tx.clone()));
-            }
-            state.h2 = None;
-        }
-        while let Some(mut idle) = state.idle.pop() {
+        loop {
+            let mut idle = {
+                let mut state = self.lock();
+                if let Some(tx) = &state.h2 {
+                    if !tx.is_closed() {
+                        return Some(Conn::H2(tx.clone()));
+                    }
+                    state.h2 = None;
+                }
+                state.idle.pop()?
+            };
+            // Checked outside the lock (a read that does not wait, but a
+            // system call); a connection that fails is dropped (closed).
             if idle.since.elapsed() < self.idle_timeout && idle.conn.is_open() {
                 return Some(Conn::H1(idle.conn));
             }
         }
-        None
     }
 
     fn put(&self, conn: H1) {
