@@ -207,7 +207,7 @@ impl Pool {
     #[allow(clippy::manual_async_fn)]
     pub(super) fn send<'a>(
         &'a self,
-        body: Vec<u8>,
+        mut body: Vec<u8>,
         trace: Option<&'a TraceContext>,
     ) -> impl std::future::Future<Output = Result<Answer<'a>, SendError>> + Send + 'a {
         async move {
@@ -269,7 +269,8 @@ impl Pool {
                             }
                             continue;
                         }
-                        let mut req = http::Request::new(Full::new(Bytes::from(body)));
+                        let bytes = Bytes::from(std::mem::take(&mut body));
+                        let mut req = http::Request::new(Full::new(bytes.clone()));
                         *req.method_mut() = http::Method::POST;
                         *req.uri_mut() = self.target.uri.clone();
                         *req.headers_mut() = self.target.headers.clone();
@@ -280,16 +281,23 @@ impl Pool {
                                 headers.insert("tracestate", state.clone());
                             }
                         }
-                        return match tx.try_send_request(req).await {
-                            Ok(resp) => Ok(Answer::H2(resp)),
+                        match tx.try_send_request(req).await {
+                            Ok(resp) => return Ok(Answer::H2(resp)),
                             Err(mut e) => {
                                 self.forget_h2();
                                 match e.take_message() {
-                                    Some(_) => Err(SendError::Connect(e.into_error().into())),
-                                    None => Err(SendError::Closed(e.into_error().into())),
+                                    // Not written: on the next connection.
+                                    Some(unsent) if !fresh => {
+                                        drop(unsent);
+                                        body = Vec::from(bytes);
+                                    }
+                                    Some(_) => {
+                                        return Err(SendError::Connect(e.into_error().into()))
+                                    }
+                                    None => return Err(SendError::Closed(e.into_error().into())),
                                 }
                             }
-                        };
+                        }
                     }
                 }
             }
