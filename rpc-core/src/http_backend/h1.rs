@@ -144,25 +144,48 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Conn<Io> {
         self.pos = 0;
         self.head.clear();
         head(&mut self.head);
-        write(&mut self.io, &self.head, body).await?;
+        // A server may answer before it has read the whole request (a 413
+        // for a body over its limit) and close: when the write fails part
+        // way, an answer that came first is still read, and is the outcome.
+        let cut = match write(&mut self.io, &self.head, body).await {
+            Ok(()) => None,
+            Err(SendError::Failed(e)) => Some(e),
+            Err(not_written) => return Err(not_written),
+        };
+        let failed = |e: SendError, cut: Option<io::Error>| match cut {
+            Some(cut) => SendError::Failed(cut),
+            None => e,
+        };
         loop {
-            if let Some((used, parsed)) = parse_head(&self.buf[self.pos..])? {
-                self.pos += used;
-                match parsed {
-                    Parsed::Interim => continue,
-                    Parsed::Final(head) => return Ok(head),
+            match parse_head(&self.buf[self.pos..]) {
+                Ok(Some((used, parsed))) => {
+                    self.pos += used;
+                    match parsed {
+                        Parsed::Interim => continue,
+                        Parsed::Final(mut head) => {
+                            // The rest of the request was never written.
+                            head.keep_alive &= cut.is_none();
+                            return Ok(head);
+                        }
+                    }
                 }
+                Ok(None) => {}
+                Err(e) => return Err(failed(e, cut)),
             }
             if self.buf.len() - self.pos >= MAX_HEAD {
-                return Err(invalid(format!(
-                    "the answer's head is longer than {MAX_HEAD} bytes"
-                )));
+                let e = invalid(format!("the answer's head is longer than {MAX_HEAD} bytes"));
+                return Err(failed(e, cut));
             }
-            if self.fill().await.map_err(SendError::Failed)? == 0 {
-                return Err(SendError::Failed(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the backend closed the connection before answering",
-                )));
+            match self.fill().await {
+                Ok(0) => {
+                    let e = SendError::Failed(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the backend closed the connection before answering",
+                    ));
+                    return Err(failed(e, cut));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(failed(SendError::Failed(e), cut)),
             }
         }
     }
@@ -861,6 +884,42 @@ mod tests {
         // The next exchange starts without it (and fails: the peer is gone).
         let _ = conn.send(|h| h.extend_from_slice(HEAD), b"{}").await;
         assert!(conn.buf.capacity() <= KEEP);
+    }
+
+    #[tokio::test]
+    async fn an_answer_sent_before_the_request_was_read_is_the_outcome() {
+        // The peer reads the head only, answers 413 and closes: the rest of
+        // a body larger than the pipe cannot be written.
+        let (ours, mut theirs) = duplex(16 * 1024);
+        tokio::spawn(async move {
+            let mut head = vec![0u8; HEAD.len()];
+            theirs.read_exact(&mut head).await.unwrap();
+            theirs
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 7\r\n\r\ntoo big")
+                .await
+                .unwrap();
+        });
+        let mut conn = Conn::new(ours);
+        let body = vec![b' '; 256 * 1024];
+        let head = conn
+            .send(|h| h.extend_from_slice(HEAD), &body)
+            .await
+            .expect("the early answer");
+        assert_eq!(head.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (answer, _) = conn.read_body(&head, 100, None).await.ok().unwrap();
+        assert_eq!(&answer[..], b"too big");
+        assert!(!conn.reusable(), "the request was not written whole");
+        // No answer at all: the write's own failure.
+        let (ours, mut theirs) = duplex(16 * 1024);
+        tokio::spawn(async move {
+            let mut head = vec![0u8; HEAD.len()];
+            theirs.read_exact(&mut head).await.unwrap();
+        });
+        let mut conn = Conn::new(ours);
+        match conn.send(|h| h.extend_from_slice(HEAD), &body).await {
+            Err(SendError::Failed(e)) => assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}"),
+            other => panic!("a write cut short with no answer fails: {other:?}"),
+        }
     }
 
     #[test]
