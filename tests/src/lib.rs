@@ -11,6 +11,7 @@ mod readme {}
 
 mod anvil;
 mod calls;
+mod chunked;
 mod electrumx;
 mod fault;
 mod lying;
@@ -20,6 +21,7 @@ mod redis;
 
 pub use anvil::*;
 pub use calls::*;
+pub use chunked::*;
 pub use electrumx::*;
 pub use fault::*;
 pub use lying::*;

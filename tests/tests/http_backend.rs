@@ -8,7 +8,7 @@ use rpc_core::{
     CrossClient, Deadline, Delivery, HttpBackend, Id, RawJson, Request, RpcError, ServedBy,
 };
 use serde_json::Value;
-use tests::FaultUpstream;
+use tests::{ChunkedUpstream, FaultUpstream};
 use tower::ServiceExt;
 
 fn request(method: &str, id: Id) -> Request {
@@ -218,86 +218,10 @@ async fn a_connection_the_server_closed_is_replaced_without_an_error() {
     assert_eq!(accepted.load(Ordering::SeqCst), 5);
 }
 
-/// A keep-alive server that answers every call (a JSON-RPC result of
-/// `len` characters) with a chunked body in 1 000-byte chunks, each written
-/// on its own after a pause, so the client reads the head, chunk lines and
-/// chunks split across reads, as from a Go node (`net/http` chunks any
-/// answer it did not size).
-async fn chunked_upstream(
-    len: usize,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            stream.set_nodelay(true).expect("nodelay");
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    // One request: its head and a body of content-length bytes.
-                    let (end, body_len) = loop {
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                            let body_len: usize = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .map_or(0, |v| v.trim().parse().unwrap_or(0));
-                            if buf.len() >= end + 4 + body_len {
-                                break (end + 4, body_len);
-                            }
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let call: Value =
-                        serde_json::from_slice(&buf[end..end + body_len]).unwrap_or_default();
-                    buf.drain(..end + body_len);
-                    let body = format!(
-                        r#"{{"jsonrpc":"2.0","id":{},"result":"{}"}}"#,
-                        call["id"],
-                        "a".repeat(len)
-                    );
-                    let mut pieces = vec![b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec()];
-                    for part in body.as_bytes().chunks(1000) {
-                        let mut piece = format!("{:x}\r\n", part.len()).into_bytes();
-                        piece.extend_from_slice(part);
-                        piece.extend_from_slice(b"\r\n");
-                        pieces.push(piece);
-                    }
-                    pieces.push(b"0\r\n\r\n".to_vec());
-                    for piece in pieces {
-                        // Each piece in two writes: a chunk line or a
-                        // chunk cut in the middle.
-                        let (a, b) = piece.split_at(piece.len() / 2);
-                        for half in [a, b] {
-                            if stream.write_all(half).await.is_err() {
-                                return;
-                            }
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
-}
-
 #[tokio::test]
 async fn chunked_answers_in_pieces_are_read_whole_on_one_kept_alive_connection() {
-    let (addr, accepted) = chunked_upstream(5_000).await;
+    let upstream = ChunkedUpstream::start(5_000).await;
+    let addr = upstream.addr;
     let backend = HttpBackend::builder("b", format!("http://{addr}/"))
         .build()
         .expect("backend");
@@ -317,7 +241,7 @@ async fn chunked_answers_in_pieces_are_read_whole_on_one_kept_alive_connection()
         assert!(result.bytes().all(|b| b == b'a'));
     }
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        upstream.connections.load(Ordering::SeqCst),
         1,
         "a chunked answer read to its end leaves the connection reusable"
     );

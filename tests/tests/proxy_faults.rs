@@ -379,3 +379,48 @@ max_retry_after = "1s"
     assert_eq!(s.as_u16(), 503);
     assert_eq!(headers["retry-after"], "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_answers_written_in_pieces_reach_clients_whole() {
+    // A Go node chunks any answer it did not size; this upstream writes
+    // each chunk-size line and chunk in two pieces with pauses between.
+    let upstream = tests::ChunkedUpstream::start(3_000).await;
+    let (_proxy, addr) = start_proxy(&["--upstream", &upstream.url(), "--name", "chunked"]);
+    for i in 0..5u64 {
+        let (s, body) = call(addr, "eth_anything", json!([i])).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["id"], 1);
+        let result = body["result"].as_str().unwrap_or_default();
+        assert_eq!(result.len(), 3_000, "{body}");
+        assert!(result.bytes().all(|b| b == b'a'));
+    }
+    // A client batch goes upstream as one batch; each answer back by its id.
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"jsonrpc": "2.0", "id": 100 + i, "method": "eth_anything", "params": [i]}))
+        .collect();
+    let (s, _, text) = post(addr, Value::Array(batch).to_string()).await;
+    assert_eq!(s, 200, "{text}");
+    let answers: Vec<Value> = serde_json::from_str(&text).expect("a JSON batch answer");
+    let mut ids: Vec<i64> = answers
+        .iter()
+        .map(|a| a["id"].as_i64().unwrap_or(-1))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (100..110).collect::<Vec<_>>());
+    assert!(answers
+        .iter()
+        .all(|a| a["result"].as_str().map(str::len) == Some(3_000)));
+    let seen = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        seen(&upstream.batches),
+        1,
+        "one upstream request for the client's batch"
+    );
+    // Fifteen calls, and the proxy's own probes, on kept-alive connections
+    // (a probe while a call is out takes a second one).
+    let connections = seen(&upstream.connections);
+    assert!(
+        connections <= 2,
+        "every chunked answer read to its end, its connection reused: {connections} connections"
+    );
+}
