@@ -545,6 +545,13 @@ mod tests {
         peer_with(answer, false)
     }
 
+    /// Sends `HEAD` and a two-byte body on `conn`: the answer's head.
+    async fn ask<Io: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<Io>) -> Head {
+        conn.send(|h| h.extend_from_slice(HEAD), b"{}")
+            .await
+            .expect("an answer's head")
+    }
+
     const HEAD: &[u8] = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n";
 
     async fn exchange(answer: &'static [u8]) -> (Result<(Bytes, bool), String>, StatusCode) {
@@ -569,10 +576,7 @@ mod tests {
     #[tokio::test]
     async fn writes_head_and_body_and_reads_a_length_answer() {
         let (mut conn, peer) = peer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         assert_eq!(head.status, StatusCode::OK);
         let (body, held) = conn.read_body(&head, 100, None).await.ok().unwrap();
         assert_eq!(&body[..], b"hello");
@@ -600,10 +604,7 @@ mod tests {
     #[tokio::test]
     async fn reads_to_the_end_without_a_length_and_is_not_reused() {
         let (mut conn, _peer) = peer_with(b"HTTP/1.1 200 OK\r\n\r\n{\"a\":1}", true);
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         let (body, _) = conn.read_body(&head, 100, None).await.ok().unwrap();
         assert_eq!(&body[..], b"{\"a\":1}");
         assert!(!conn.reusable());
@@ -643,10 +644,7 @@ mod tests {
     #[tokio::test]
     async fn a_declared_length_over_the_limit_is_refused_before_reading() {
         let (mut conn, _peer) = peer(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n");
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         assert!(matches!(
             conn.read_body(&head, 999, None).await,
             Err(ReadError::TooLarge)
@@ -657,19 +655,13 @@ mod tests {
     #[tokio::test]
     async fn chunked_and_close_delimited_bodies_stop_at_the_limit() {
         let (mut conn, _peer) = peer(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n");
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         assert!(matches!(
             conn.read_body(&head, 9, None).await,
             Err(ReadError::TooLarge)
         ));
         let (mut conn, _peer) = peer(b"HTTP/1.1 200 OK\r\n\r\n0123456789");
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         assert!(matches!(
             conn.read_body(&head, 9, None).await,
             Err(ReadError::TooLarge)
@@ -680,10 +672,7 @@ mod tests {
     async fn the_budget_holds_the_body_and_refuses_more_than_it_has() {
         let budget = ByteBudget::new(10);
         let (mut conn, _peer) = peer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         let (_, held) = conn
             .read_body(&head, 100, Some(&budget))
             .await
@@ -694,10 +683,7 @@ mod tests {
         drop(held);
         assert_eq!(budget.available(), 10);
         let (mut conn, _peer) = peer(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world");
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         assert!(matches!(
             conn.read_body(&head, 100, Some(&budget)).await,
             Err(ReadError::TooLarge)
@@ -735,10 +721,7 @@ mod tests {
     async fn a_body_cut_short_is_an_error() {
         let (mut conn, _peer) =
             peer_with(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf", true);
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         match conn.read_body(&head, 100, None).await {
             Err(ReadError::Failed(e)) => {
                 assert!(e.to_string().contains("middle of the answer"), "{e}")
@@ -766,10 +749,7 @@ mod tests {
     async fn retry_after_and_status_are_read() {
         let (mut conn, _peer) =
             peer(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\ncontent-length: 0\r\n\r\n");
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         assert_eq!(head.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(head.retry_after, Some(Duration::from_secs(7)));
     }
@@ -780,10 +760,7 @@ mod tests {
         let mut answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").into_bytes();
         answer.extend((0..len).map(|i| (i % 251) as u8));
         let (mut conn, _peer) = peer(Vec::leak(answer));
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         let (body, _) = conn.read_body(&head, 4 * EAGER, None).await.ok().unwrap();
         assert_eq!(body.len(), len);
         assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
@@ -861,7 +838,7 @@ mod tests {
         ] {
             let (mut conn, _peer) = peer_with(answer, !reusable);
             let mut conn = Conn::new(OneByte(std::mem::replace(&mut conn.io, duplex(1).0)));
-            let head = conn.send(|h| h.extend_from_slice(HEAD), b"{}").await.unwrap();
+            let head = ask(&mut conn).await;
             let (body, _) = conn.read_body(&head, 100, None).await.ok().unwrap();
             assert_eq!(&body[..], want, "{:?}", String::from_utf8_lossy(answer));
             assert_eq!(conn.reusable(), reusable, "{:?}", String::from_utf8_lossy(answer));
@@ -874,10 +851,7 @@ mod tests {
         answer.resize(KEEP + KEEP / 2, b'a');
         answer.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\nok");
         let (mut conn, peer) = peer_with(Vec::leak(answer), true);
-        let head = conn
-            .send(|h| h.extend_from_slice(HEAD), b"{}")
-            .await
-            .unwrap();
+        let head = ask(&mut conn).await;
         conn.read_body(&head, 100, None).await.ok().unwrap();
         assert!(conn.buf.capacity() > KEEP);
         peer.await.unwrap();
