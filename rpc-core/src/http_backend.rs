@@ -654,6 +654,19 @@ impl Inner {
         }
     }
 
+    /// 429 and 5xx are errors, their bodies unread (`retry_after` read
+    /// only then); any other status's body is the answer to read.
+    fn must_read(
+        &self,
+        status: StatusCode,
+        retry_after: impl FnOnce() -> Option<Duration>,
+    ) -> Result<(), RpcError> {
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(self.status_error(status, retry_after()));
+        }
+        Ok(())
+    }
+
     fn status_error(&self, status: StatusCode, retry_after: Option<Duration>) -> RpcError {
         RpcError::HttpStatus {
             backend: self.name.clone(),
@@ -688,9 +701,7 @@ impl Inner {
             let (status, read) = match answer {
                 pool::Answer::H1 { head, mut lease } => {
                     let status = head.status;
-                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                        return Err(self.status_error(status, head.retry_after));
-                    }
+                    self.must_read(status, || head.retry_after)?;
                     let read = lease
                         .conn()
                         .read_body(
@@ -708,9 +719,7 @@ impl Inner {
                 }
                 pool::Answer::H2(resp) => {
                     let status = resp.status();
-                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                        return Err(self.status_error(status, retry_after(resp.headers())));
-                    }
+                    self.must_read(status, || retry_after(resp.headers()))?;
                     let (parts, body) = resp.into_parts();
                     let budget = match &self.response_budget {
                         Some(budget) => Budget::Wait(budget),
