@@ -11,10 +11,10 @@
 //! then each item). This scanner finds a string's end sixteen bytes at a
 //! time: three SSE2 compares and a mask on x86-64 (through `safe_arch`'s
 //! safe wrappers), two eight-byte word tests (integer arithmetic)
-//! elsewhere; long strings go thirty-two bytes a turn. Kept as our own code: the
-//! proxy needs zero-copy slices of the body, and the SIMD JSON crates work
-//! differently (simd-json parses a mutable copy into a tape; sonic-rs
-//! would be a large new dependency for this one function). Error objects
+//! elsewhere; long strings go thirty-two bytes a turn. Kept as our own
+//! code: the proxy needs zero-copy slices of the body, and the SIMD JSON
+//! crates work differently (simd-json parses a mutable copy into a tape;
+//! sonic-rs would be a large new dependency for this one function). Error objects
 //! and anything unusual (a member name given twice or with an escape) still
 //! go through serde_json, whose verdicts and words stand; the tests here
 //! and in `parse` check both agree on tens of thousands of damaged calls
@@ -128,9 +128,10 @@ fn word_at(bytes: &[u8], at: usize) -> Option<[u8; 8]> {
 }
 
 /// The [`special`] bytes of a sixteen-byte block, a bit each (bit `i` for
-/// byte `i`): three vector compares and a mask (SSE2, part of every x86-64 CPU, through
-/// `safe_arch`'s safe wrappers: the workspace has no `unsafe`). A signed
-/// compare with 0x20 also catches the bytes above 0x7f (negative as `i8`).
+/// byte `i`): three vector compares and a mask (SSE2, part of every x86-64
+/// CPU, through `safe_arch`'s safe wrappers: the workspace has no
+/// `unsafe`). A signed compare with 0x20 also catches the bytes above 0x7f
+/// (negative as `i8`).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn block_marks(block: &[u8; 16]) -> u32 {
@@ -180,7 +181,7 @@ fn special_in_block(block: &[u8; 16]) -> Option<usize> {
 /// - the first sixteen bytes as one block ([`special_in_block`]): most
 ///   strings of an answer (member names, short hex numbers) end there,
 ///   inlined where strings are read;
-/// - then [`find_special_after`]: sixteen bytes at a time, for hashes,
+/// - then [`find_special_after`]: thirty-two bytes a turn, for hashes,
 ///   blooms and call data;
 /// - the last few bytes of the text as a word padded with a plain byte.
 #[inline(always)]
