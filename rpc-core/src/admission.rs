@@ -101,3 +101,31 @@ where
         futures_util::future::Either::Right(self.inner.call(req))
     }
 }
+
+impl<S> Service<crate::batch::Batch> for Admission<S>
+where
+    S: crate::batch::JsonRpcBatchService,
+{
+    type Response = crate::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = crate::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Admission checks answered in place; the other calls go on as one
+    /// batch.
+    fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
+        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
+            self.inner.clone(),
+            batch,
+            |call| {
+                call.extensions().get::<AdmissionCheck>().map(|_| {
+                    let id = call.id().cloned().unwrap_or(Id::Null);
+                    Ok(Response::result(id, RawJson::NULL))
+                })
+            },
+        ))
+    }
+}

@@ -289,6 +289,46 @@ where
     }
 }
 
+impl<S> Service<crate::batch::Batch> for KeyPolicyService<S>
+where
+    S: crate::batch::JsonRpcBatchService,
+{
+    type Response = crate::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = crate::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Each call as a single call would be: refused in place, or routed to
+    /// its key's group; the others go on as one batch.
+    fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
+        let policies = self.policies.clone();
+        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
+            self.inner.clone(),
+            batch,
+            move |call| {
+                let policy = call
+                    .extensions()
+                    .get::<ApiKey>()
+                    .and_then(|k| policies.get(&k.0))?;
+                if let Some(filter) = &policy.methods {
+                    if !filter.permits(call.method()) {
+                        return Some(Err(RpcError::MethodNotAllowed {
+                            message: Arc::from(KEY_METHOD_MESSAGE),
+                        }));
+                    }
+                }
+                if let Some(group) = policy.route.clone() {
+                    call.extensions_mut().insert(RouteTo(group));
+                }
+                None
+            },
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::batch::{BatchGroup, BatchItem};
+use crate::batch::{Batch, BatchAnswers, BatchGroup, BatchItem};
 use crate::body::{read_body, Budget, ReadError};
 use crate::budget::HeldBytes;
 use crate::parse::parse_response_to;
@@ -559,7 +559,119 @@ impl Service<Request> for HttpBackend {
     }
 }
 
+impl Service<Batch> for HttpBackend {
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = crate::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// A batch that reached the backend whole goes upstream at once, as
+    /// batches of at most [`max_batch`](HttpBackendBuilder::max_batch)
+    /// calls (nothing to gather: the calls are all here); each call is
+    /// answered as a gathered one would be, by its own deadline. Without
+    /// upstream batching the calls go one by one, at once.
+    fn call(&mut self, batch: Batch) -> Self::Future {
+        let inner = self.inner.clone();
+        match &inner.batching {
+            Some(b) if b.max.load(Ordering::Relaxed) > 1 && batch.len() > 1 => {
+                crate::batch::BoxedBatchFuture::new(inner.whole(batch))
+            }
+            _ => crate::batch::BoxedBatchFuture::new(crate::batch::per_call(self.clone(), batch)),
+        }
+    }
+}
+
 impl Inner {
+    /// A client batch that reached the backend whole: see
+    /// `Service<Batch> for HttpBackend`.
+    async fn whole(self: Arc<Self>, batch: Batch) -> BatchAnswers {
+        let max = self
+            .batching
+            .as_ref()
+            .map_or(1, |b| b.max.load(Ordering::Relaxed))
+            .max(1);
+        let started = Instant::now();
+        let n = batch.len();
+        let mut answers: BatchAnswers = (0..n).map(|_| None).collect();
+        let slots = replies::replies(n);
+        let mut waiting = Vec::with_capacity(n);
+        let mut queued = Vec::with_capacity(n);
+        let mut alone = Vec::new();
+        for (index, req) in batch.into_calls().into_iter().enumerate() {
+            // Here: a backend gathering the client batch's other calls (made
+            // single calls by a layer above) no longer waits for this one.
+            if let Some(item) = req.extensions().get::<BatchItem>() {
+                item.settle();
+            }
+            let deadline = match self.deadline(&req, started) {
+                Ok(deadline) => deadline,
+                Err(e) => {
+                    answers[index] = Some(Err(e));
+                    continue;
+                }
+            };
+            // A notification owes no answer: it cannot share a batch.
+            if req.is_notification() {
+                alone.push((index, req, deadline));
+                continue;
+            }
+            let (reply, answer) = slots.pair(index);
+            waiting.push((index, req.id().cloned().unwrap_or(Id::Null), answer));
+            queued.push(Queued {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                req,
+                reply,
+                item: None,
+                started,
+                deadline,
+            });
+        }
+        let mut chunks = Vec::with_capacity(queued.len().div_ceil(max));
+        while queued.len() > max {
+            let rest = queued.split_off(max);
+            chunks.push(std::mem::replace(&mut queued, rest));
+        }
+        if !queued.is_empty() {
+            chunks.push(queued);
+        }
+        let sent = futures_util::future::join_all(
+            chunks
+                .into_iter()
+                .map(|chunk| self.clone().send_batch(chunk)),
+        );
+        let notified =
+            futures_util::future::join_all(alone.into_iter().map(|(index, req, deadline)| {
+                let this = self.clone();
+                async move { (index, this.timed_call(req, started, deadline).await) }
+            }));
+        let ((), notified) =
+            futures_util::future::join(futures_util::FutureExt::map(sent, |_| ()), notified).await;
+        for (index, answer) in notified {
+            answers[index] = Some(answer);
+        }
+        // Every call of a sent batch has its answer by now.
+        for (index, client_id, answer) in waiting {
+            let delivered = match answer.await {
+                Ok(delivered) => delivered,
+                Err(_) => Err(RpcError::Internal(
+                    "an upstream batch was dropped".to_owned(),
+                )),
+            };
+            answers[index] = Some(delivered.map(|(payload, held)| {
+                let mut resp = Response::new(client_id, payload);
+                resp.extensions_mut().insert(ServedBy(self.name.clone()));
+                if let Some(held) = held {
+                    resp.extensions_mut().insert(HeldBytes(held));
+                }
+                resp
+            }));
+        }
+        answers
+    }
+
     /// When this call must be answered: the backend's timeout, or the
     /// request's deadline if sooner (already passed: not sent).
     fn deadline(&self, req: &Request, started: Instant) -> Result<Instant, RpcError> {

@@ -123,6 +123,7 @@ mod ws_backend;
 
 #[cfg(any(feature = "http-backend", feature = "ws-backend"))]
 pub use backend_error::BuildError;
+pub use batch::{Batch, BatchAnswers, JsonRpcBatchService};
 pub use budget::{ByteBudget, BytePermit};
 pub use error::{BoxError, Delivery, QuorumVote, RpcError};
 pub use error_object::{codes, ErrorObject};

@@ -44,6 +44,7 @@ use arc_swap::ArcSwap;
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
+use crate::batch::{Batch, BatchAnswers, JsonRpcBatchService};
 use crate::subscription::{Subscription, SubscriptionSource};
 use crate::{ErrorObject, RawJson, Request, Response, RpcError};
 
@@ -113,6 +114,22 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         S::clone(&self.current.load()).oneshot(req)
+    }
+}
+
+impl<S: JsonRpcBatchService> Service<Batch> for Reloadable<S> {
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = Oneshot<S, Batch>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // As for a single call: the stack is the one current when the
+        // batch is made.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: Batch) -> Self::Future {
+        S::clone(&self.current.load()).oneshot(batch)
     }
 }
 

@@ -5,6 +5,9 @@ use std::future::Future;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
+use std::convert::Infallible;
+
+use crate::batch::{Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
 use crate::{Request, Response, RpcError};
 
 /// A tower service that answers one JSON-RPC call.
@@ -128,19 +131,67 @@ pub struct SharedJsonRpcService {
 /// A call on a shared stack (its clone made in the call's future).
 trait SharedCall: Send + Sync {
     fn call(&self, req: Request) -> BoxedResponseFuture;
+    fn call_batch(&self, batch: Batch) -> BoxedBatchFuture;
 }
 
-impl<S: JsonRpcService> SharedCall for S {
+/// A stack without a batch form: a batch is made single calls of it.
+struct PerCall<S>(S);
+
+impl<S: JsonRpcService> SharedCall for PerCall<S> {
     fn call(&self, req: Request) -> BoxedResponseFuture {
-        BoxedResponseFuture::new(tower::ServiceExt::oneshot(self.clone(), req))
+        BoxedResponseFuture::new(tower::ServiceExt::oneshot(self.0.clone(), req))
+    }
+
+    fn call_batch(&self, batch: Batch) -> BoxedBatchFuture {
+        BoxedBatchFuture::new(crate::batch::per_call(self.0.clone(), batch))
+    }
+}
+
+/// A stack that takes batches as one unit.
+struct Batched<S>(S);
+
+impl<S: JsonRpcBatchService> SharedCall for Batched<S> {
+    fn call(&self, req: Request) -> BoxedResponseFuture {
+        BoxedResponseFuture::new(tower::ServiceExt::oneshot(self.0.clone(), req))
+    }
+
+    fn call_batch(&self, batch: Batch) -> BoxedBatchFuture {
+        BoxedBatchFuture::new(crate::batch::call_batch(self.0.clone(), batch))
     }
 }
 
 impl SharedJsonRpcService {
-    /// Shares `service`.
+    /// Shares `service`. A [`Batch`] sent to it is made single calls of
+    /// `service` (see [`batched`](Self::batched) for a stack that takes
+    /// batches whole).
     pub fn new<S: JsonRpcService>(service: S) -> Self {
         SharedJsonRpcService {
-            inner: std::sync::Arc::new(service),
+            inner: std::sync::Arc::new(PerCall(service)),
+        }
+    }
+
+    /// Shares `service`, a stack that takes a [`Batch`] as one unit (every
+    /// layer of ours does; see [`JsonRpcBatchService`]): a client batch
+    /// sent to it goes through the stack once, not once per call.
+    ///
+    /// ```
+    /// use rpc_core::batch::{call_batch, Batch};
+    /// use rpc_core::{Id, RawJson, Request, Response, RpcError, SharedJsonRpcService};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let echo = SharedJsonRpcService::new(tower::service_fn(|req: Request| async move {
+    ///     Ok::<_, RpcError>(Response::result(req.id().cloned().unwrap_or_default(), RawJson::NULL))
+    /// }));
+    /// // A shared stack takes batches; so this one takes them whole.
+    /// let stack = SharedJsonRpcService::batched(echo);
+    /// let batch = Batch::new(vec![Request::new("m").with_id(Id::from(1u64))]);
+    /// let answers = call_batch(stack, batch).await;
+    /// assert_eq!(answers.len(), 1);
+    /// # }
+    /// ```
+    pub fn batched<S: JsonRpcBatchService>(service: S) -> Self {
+        SharedJsonRpcService {
+            inner: std::sync::Arc::new(Batched(service)),
         }
     }
 }
@@ -160,6 +211,23 @@ impl Service<Request> for SharedJsonRpcService {
 
     fn call(&mut self, req: Request) -> BoxedResponseFuture {
         self.inner.call(req)
+    }
+}
+
+impl Service<Batch> for SharedJsonRpcService {
+    type Response = BatchAnswers;
+    type Error = Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+        self.inner.call_batch(batch)
     }
 }
 

@@ -421,6 +421,22 @@ impl Service<Request> for WsBackend {
     }
 }
 
+impl Service<crate::batch::Batch> for WsBackend {
+    type Response = crate::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = crate::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The calls go as single messages on the one socket, at once (their
+    /// answers are matched by id as they come).
+    fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
+        crate::batch::BoxedBatchFuture::new(crate::batch::per_call(self.clone(), batch))
+    }
+}
+
 impl WsBackend {
     async fn exchange(&self, req: Request) -> Result<Response, RpcError> {
         let config = &self.inner.config;

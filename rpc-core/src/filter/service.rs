@@ -4,6 +4,9 @@ use std::task::{Context, Poll};
 use tower::Service;
 
 use super::{MethodFilter, ResponseFuture};
+use std::convert::Infallible;
+
+use crate::batch::{answer_in_place, Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
 use crate::{Request, Response, RpcError};
 
 /// The service built by [`MethodFilterLayer`](super::MethodFilterLayer).
@@ -42,5 +45,26 @@ where
         } else {
             ResponseFuture::rejected(self.filter.rejection())
         }
+    }
+}
+
+impl<S> Service<Batch> for MethodFilterService<S>
+where
+    S: JsonRpcBatchService,
+{
+    type Response = BatchAnswers;
+    type Error = Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Refusals answered in place; the permitted calls go on as one batch.
+    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+        let filter = self.filter.clone();
+        BoxedBatchFuture::new(answer_in_place(self.inner.clone(), batch, move |call| {
+            (!filter.permits(call.method())).then(|| Err(filter.rejection()))
+        }))
     }
 }

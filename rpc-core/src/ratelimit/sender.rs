@@ -165,6 +165,47 @@ where
     }
 }
 
+impl<S> Service<crate::batch::Batch> for SenderLimit<S>
+where
+    S: crate::batch::JsonRpcBatchService,
+{
+    type Response = crate::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = crate::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Each sender's budget checked in the batch's order, refusals
+    /// answered in place; the other calls go on as one batch.
+    fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
+        let state = self.state.clone();
+        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
+            self.inner.clone(),
+            batch,
+            move |call| {
+                if !state.methods.iter().any(|m| **m == *call.method()) {
+                    return None;
+                }
+                match sender_of_call(call) {
+                    Some(sender) => match state.check(&sender) {
+                        Ok(()) => None,
+                        Err(e) => {
+                            metrics::counter!(SENDER_LIMITED).increment(1);
+                            Some(Err(e))
+                        }
+                    },
+                    None => {
+                        metrics::counter!(SENDER_UNRECOGNIZED).increment(1);
+                        None
+                    }
+                }
+            },
+        ))
+    }
+}
+
 /// The sender of the raw transaction in a call's first param, if it
 /// decodes and its signature recovers.
 fn sender_of_call(req: &Request) -> Option<[u8; 20]> {

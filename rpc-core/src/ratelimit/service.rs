@@ -66,6 +66,39 @@ where
     }
 }
 
+impl<S> Service<crate::batch::Batch> for RateLimit<S>
+where
+    S: crate::batch::JsonRpcBatchService,
+{
+    type Response = crate::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = crate::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Each call's budgets checked in the batch's order, refusals answered
+    /// in place; the other calls go on as one batch. With budgets shared
+    /// through Redis (a check is a round trip) the batch is made single
+    /// calls.
+    fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
+        #[cfg(feature = "redis")]
+        if self.limiter.shared.is_some() {
+            return crate::batch::BoxedBatchFuture::new(crate::batch::per_call(
+                self.clone(),
+                batch,
+            ));
+        }
+        let limiter = self.limiter.clone();
+        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
+            self.inner.clone(),
+            batch,
+            move |call| limiter.check(call).err().map(Err),
+        ))
+    }
+}
+
 /// The future of [`RateLimit`]: the inner call or a refusal (the method
 /// filter's future), or, with shared budgets, the Redis check and then the
 /// inner call.

@@ -52,6 +52,9 @@ use tower::{Service, ServiceExt};
 
 use std::collections::HashMap;
 
+use crate::batch::{
+    call_batch, Batch, BatchAnswers, BatchItem, BoxedBatchFuture, JsonRpcBatchService,
+};
 use crate::filter::ResponseFuture;
 use crate::protocol::{MethodTable, Pattern, PatternError};
 use crate::{Request, Response, RouteTo, RpcError};
@@ -205,25 +208,92 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        match self.table.target(&req) {
+            Ok(i) => ResponseFuture::inner(self.table.services[i].clone().oneshot(req)),
+            Err(e) => ResponseFuture::rejected(e),
+        }
+    }
+}
+
+impl<S> Table<S> {
+    /// The service a call goes to, or why none takes it.
+    fn target(&self, req: &Request) -> Result<usize, RpcError> {
         let target = match req.extensions().get::<RouteTo>() {
-            Some(RouteTo(name)) if !self.table.names.is_empty() => {
-                match self.table.names.get(name) {
-                    Some(&i) => Some(i),
-                    None => {
-                        return ResponseFuture::rejected(RpcError::MethodNotAllowed {
-                            message: Arc::from(format!("no group named `{name}`")),
-                        })
+            Some(RouteTo(name)) if !self.names.is_empty() => match self.names.get(name) {
+                Some(&i) => Some(i),
+                None => {
+                    return Err(RpcError::MethodNotAllowed {
+                        message: Arc::from(format!("no group named `{name}`")),
+                    })
+                }
+            },
+            _ => self.lookup(req.method()),
+        };
+        target.ok_or_else(|| RpcError::MethodNotAllowed {
+            message: self.no_route.clone(),
+        })
+    }
+}
+
+impl<S: JsonRpcBatchService> Service<Batch> for MethodRouter<S> {
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// A batch per service its calls go to, sent at once; calls no route
+    /// takes are answered in place. A batch whose calls all go to one
+    /// service goes on whole.
+    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+        let table = self.table.clone();
+        BoxedBatchFuture::new(async move {
+            let targets: Vec<Result<usize, RpcError>> =
+                batch.calls().iter().map(|c| table.target(c)).collect();
+            let first = match targets.first() {
+                Some(Ok(first)) => Some(*first),
+                _ => None,
+            };
+            if let Some(first) = first {
+                if targets.iter().all(|t| matches!(t, Ok(i) if *i == first)) {
+                    return call_batch(table.services[first].clone(), batch).await;
+                }
+            }
+            // Calls by service, in the client's order within each.
+            let mut by_service: Vec<(usize, Vec<usize>, Vec<Request>)> = Vec::new();
+            let mut answers: BatchAnswers = (0..batch.len()).map(|_| None).collect();
+            let template = batch.with_calls(Vec::new());
+            for (index, (call, target)) in batch.into_calls().into_iter().zip(targets).enumerate() {
+                match target {
+                    Ok(service) => match by_service.iter_mut().find(|(s, _, _)| *s == service) {
+                        Some((_, at, calls)) => {
+                            at.push(index);
+                            calls.push(call);
+                        }
+                        None => by_service.push((service, vec![index], vec![call])),
+                    },
+                    Err(e) => {
+                        if let Some(item) = call.extensions().get::<BatchItem>() {
+                            item.settle();
+                        }
+                        answers[index] = Some(Err(e));
                     }
                 }
             }
-            _ => self.table.lookup(req.method()),
-        };
-        match target {
-            Some(i) => ResponseFuture::inner(self.table.services[i].clone().oneshot(req)),
-            None => ResponseFuture::rejected(RpcError::MethodNotAllowed {
-                message: self.table.no_route.clone(),
-            }),
-        }
+            let sent = by_service.into_iter().map(|(service, at, calls)| {
+                let batch = template.with_calls(calls);
+                let service = table.services[service].clone();
+                async move { (at, call_batch(service, batch).await) }
+            });
+            for (at, answered) in futures_util::future::join_all(sent).await {
+                for (index, answer) in at.into_iter().zip(answered) {
+                    answers[index] = answer;
+                }
+            }
+            answers
+        })
     }
 }
 

@@ -14,6 +14,7 @@ use tower::{Service, ServiceExt};
 
 use super::conn::{Conn, Registry};
 use super::ServerConfig;
+use crate::batch::{Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
 use crate::body::{read_body, Budget, ReadError};
 use crate::parse::{parse_message, Incoming};
 use crate::{
@@ -62,7 +63,7 @@ pub type ResponseBody = Full<Bytes>;
 #[derive(Clone)]
 pub struct HttpFront<S> {
     inner: S,
-    config: Arc<ServerConfig>,
+    pub(crate) config: Arc<ServerConfig>,
     remote: Option<RemoteAddr>,
     connection: Option<ConnectionId>,
     /// Set while [`serve`](super::serve) drains: every request gets 503.
@@ -74,6 +75,16 @@ pub struct HttpFront<S> {
     /// Open WebSocket sessions, shared by every clone.
     #[cfg(feature = "websocket")]
     ws_count: Arc<super::ws::WsCount>,
+    /// How a client batch reaches `inner` whole ([`HttpFront::batched`]);
+    /// `None`: call by call.
+    pub(crate) batches: Option<BatchEntry<S>>,
+}
+
+/// A client batch sent to the front's service as one [`Batch`].
+pub(crate) type BatchEntry<S> = fn(&S, Batch) -> BoxedBatchFuture;
+
+fn batch_entry<S: JsonRpcBatchService>(service: &S, batch: Batch) -> BoxedBatchFuture {
+    BoxedBatchFuture::new(crate::batch::call_batch(service.clone(), batch))
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for HttpFront<S> {
@@ -100,7 +111,42 @@ impl<S> HttpFront<S> {
             proxied: None,
             #[cfg(feature = "websocket")]
             ws_count: Arc::default(),
+            batches: None,
         }
+    }
+
+    /// A front that sends each client batch to `inner` as one [`Batch`]
+    /// (see [`JsonRpcBatchService`]) instead of one call per item: for a
+    /// stack of our layers, a batch then walks the stack once. Answers,
+    /// errors, deadlines and limits are the same as with [`new`](Self::new).
+    ///
+    /// ```
+    /// use rpc_core::server::{HttpFront, ServerConfig};
+    /// use rpc_core::{RawJson, Request, Response, RpcError, SharedJsonRpcService};
+    /// use tower::{service_fn, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inner = SharedJsonRpcService::new(service_fn(|req: Request| async move {
+    ///     Ok::<_, RpcError>(Response::result(req.id().cloned().unwrap_or_default(), RawJson::NULL))
+    /// }));
+    /// let front = HttpFront::batched(inner, ServerConfig::default());
+    /// let http_req = http::Request::post("/")
+    ///     .header("content-type", "application/json")
+    ///     .body(http_body_util::Full::new(bytes::Bytes::from_static(
+    ///         br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#,
+    ///     )))
+    ///     .unwrap();
+    /// let resp = front.oneshot(http_req).await.unwrap();
+    /// assert_eq!(resp.status(), 200);
+    /// # }
+    /// ```
+    pub fn batched(inner: S, config: ServerConfig) -> Self
+    where
+        S: JsonRpcBatchService,
+    {
+        let mut front = Self::new(inner, config);
+        front.batches = Some(batch_entry::<S>);
+        front
     }
 
     pub(crate) fn with_proxied(
@@ -282,6 +328,7 @@ impl<S: JsonRpcService> HttpFront<S> {
         // session lives; the server's drain or room request closes it.
         let busy = self.activity.as_ref().map(|(c, r)| (c.begin(r), c.clone()));
         let inner = self.inner.clone();
+        let batches = self.batches;
         let config = self.config.clone();
         let draining = self.draining.clone();
         tokio::spawn(async move {
@@ -292,7 +339,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                 conn: busy.as_ref().map(|(_, c)| c.clone()),
                 draining,
             };
-            ws::session(upgraded, inner, ctx, config, ws_config, signals, slot).await;
+            ws::session(
+                upgraded, inner, batches, ctx, config, ws_config, signals, slot,
+            )
+            .await;
             drop(busy);
         });
         let (head, ()) = accepted.into_parts();
@@ -455,7 +505,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                     }
                 }
                 Ok(Incoming::Batch(items)) => {
-                    match answer_batch(&self.inner, &ctx, config.batch_concurrency, items).await {
+                    let entry = self.batches;
+                    match answer_batch(&self.inner, entry, &ctx, config.batch_concurrency, items)
+                        .await
+                    {
                         Some(out) => json_response(StatusCode::OK, Bytes::from(out)),
                         None => no_content(),
                     }
@@ -508,6 +561,27 @@ impl CallContext {
         self.call_with(svc, req, true)
     }
 
+    /// What every call of the request carries: its deadline, the client's
+    /// address, key, trace, session and connection.
+    fn prepare(&self, req: &mut Request) {
+        req.extensions_mut().insert(self.deadline);
+        if let Some(remote) = self.remote {
+            req.extensions_mut().insert(remote);
+        }
+        if let Some(key) = &self.api_key {
+            req.extensions_mut().insert(key.clone());
+        }
+        if let Some(trace) = &self.trace {
+            req.extensions_mut().insert(trace.clone());
+        }
+        if let Some(session) = &self.session {
+            req.extensions_mut().insert(session.clone());
+        }
+        if let Some(connection) = self.connection {
+            req.extensions_mut().insert(connection);
+        }
+    }
+
     /// The answer to a call still running when the deadline passed (`None`
     /// for a notification).
     fn too_late(&self, id: Option<Id>) -> Option<Response> {
@@ -531,22 +605,7 @@ impl CallContext {
         async move {
             let id = req.id().cloned();
             let method = req.method_arc().clone();
-            req.extensions_mut().insert(self.deadline);
-            if let Some(remote) = self.remote {
-                req.extensions_mut().insert(remote);
-            }
-            if let Some(key) = &self.api_key {
-                req.extensions_mut().insert(key.clone());
-            }
-            if let Some(trace) = &self.trace {
-                req.extensions_mut().insert(trace.clone());
-            }
-            if let Some(session) = &self.session {
-                req.extensions_mut().insert(session.clone());
-            }
-            if let Some(connection) = self.connection {
-                req.extensions_mut().insert(connection);
-            }
+            self.prepare(&mut req);
             let fut = AssertUnwindSafe(svc.oneshot(req)).catch_unwind();
             let outcome = if timed {
                 tokio::time::timeout_at(self.deadline.0, fut).await.ok()
@@ -585,10 +644,14 @@ impl CallContext {
 /// in the client's order; `None` when every item was a notification.
 pub(crate) async fn answer_batch<S: JsonRpcService>(
     inner: &S,
+    entry: Option<BatchEntry<S>>,
     ctx: &CallContext,
     concurrency: usize,
     items: Vec<Result<Request, crate::parse::InvalidCall>>,
 ) -> Option<Vec<u8>> {
+    if let Some(entry) = entry {
+        return answer_batch_whole(inner, entry, ctx, concurrency, items).await;
+    }
     let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
     // Lets backends send the items that reach them together as one
     // upstream batch (see `crate::batch`).
@@ -660,6 +723,110 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
         })
         .collect();
     let answers: Vec<Response> = answers.into_iter().flatten().collect();
+    write_batch(answers)
+}
+
+/// [`answer_batch`] with the calls sent to `inner` as one [`Batch`].
+async fn answer_batch_whole<S: JsonRpcService>(
+    inner: &S,
+    entry: BatchEntry<S>,
+    ctx: &CallContext,
+    concurrency: usize,
+    items: Vec<Result<Request, crate::parse::InvalidCall>>,
+) -> Option<Vec<u8>> {
+    /// What an item of the client's batch answers from.
+    enum Slot {
+        Invalid(Response),
+        Call(Option<Id>),
+    }
+    let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    // Below a layer that makes single calls of the batch, backends still
+    // send its calls together (see `crate::batch`).
+    let group = crate::batch::BatchGroup::new(items.len());
+    let mut slots = Vec::with_capacity(items.len());
+    let mut calls = Vec::with_capacity(items.len());
+    for (item, index) in items.into_iter().zip(0u32..) {
+        match item {
+            Err(invalid) => slots.push(Slot::Invalid(invalid.into_response())),
+            Ok(mut req) => {
+                slots.push(Slot::Call(req.id().cloned()));
+                ctx.prepare(&mut req);
+                req.extensions_mut().insert(BatchPosition { index, len });
+                let handle = group.item(index as usize);
+                handle.start();
+                req.extensions_mut().insert(handle);
+                calls.push(req);
+            }
+        }
+    }
+    // One deadline for the batch: the layers below answer what they can
+    // by it (a call still running is `None`); a stack that overruns it is
+    // left, and every call it holds answered as late.
+    let answers: Result<Option<BatchAnswers>, ()> = if calls.is_empty() {
+        Ok(Some(Vec::new()))
+    } else {
+        let batch = Batch::new(calls).with_concurrency(concurrency);
+        let fut = AssertUnwindSafe(entry(inner, batch)).catch_unwind();
+        match tokio::time::timeout_at(ctx.deadline.0, fut).await {
+            Ok(Ok(Ok(answers))) => Ok(Some(answers)),
+            Ok(Ok(Err(never))) => match never {},
+            Ok(Err(_panic)) => {
+                tracing::error!("the service panicked while handling a batch");
+                Err(())
+            }
+            Err(_) => Ok(None),
+        }
+    };
+    let mut answers = match answers {
+        Ok(Some(answers)) => answers.into_iter(),
+        Ok(None) => Vec::new().into_iter(),
+        Err(()) => {
+            // Every call is answered with the panic's error.
+            let out = slots
+                .into_iter()
+                .filter_map(|slot| match slot {
+                    Slot::Invalid(r) => Some(r),
+                    Slot::Call(id) => id.map(|id| {
+                        let e = RpcError::Internal("the service panicked".to_owned());
+                        Response::error(id, e.to_error_object())
+                    }),
+                })
+                .collect();
+            return write_batch(out);
+        }
+    };
+    let out = slots
+        .into_iter()
+        .filter_map(|slot| {
+            let id = match slot {
+                Slot::Invalid(r) => return Some(r),
+                Slot::Call(id) => id,
+            };
+            // A call's answer, or late: the stack answered fewer.
+            let answer = answers.next().flatten();
+            if let Some(Err(e)) = &answer {
+                tracing::debug!(error = %e, "call failed");
+            }
+            // A notification gets no answer, whatever happened.
+            let id = id?;
+            Some(match answer {
+                Some(Ok(mut resp)) => {
+                    // The client's id, whatever a layer below did with it.
+                    resp.set_id(id);
+                    resp
+                }
+                Some(Err(e)) => Response::error(id, e.to_error_object()),
+                None => return ctx.too_late(Some(id)),
+            })
+        })
+        .collect();
+    for index in 0..group.len() {
+        group.item(index).settle();
+    }
+    write_batch(out)
+}
+
+fn write_batch(answers: Vec<Response>) -> Option<Vec<u8>> {
     if answers.is_empty() {
         return None;
     }

@@ -74,7 +74,7 @@ mod ws;
 pub use client_ip::{Cidr, CidrError, TrustedProxies};
 pub use config::ServerConfig;
 pub use front::{FrontFuture, HttpFront, ResponseBody};
-pub use serve::{serve, serve_with_layer};
+pub use serve::{serve, serve_front, serve_with_layer};
 pub use signal::shutdown_signal;
 #[cfg(feature = "websocket")]
 pub use ws::{Subscription, SubscriptionMethods, SubscriptionSource, WsConfig};

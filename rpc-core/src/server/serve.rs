@@ -87,6 +87,43 @@ pub async fn serve_with_layer<S, L, B, F>(
     B::Error: Into<BoxError>,
     F: Future<Output = ()>,
 {
+    serve_front(listener, HttpFront::new(service, config), layer, shutdown).await;
+}
+
+/// Like [`serve_with_layer`], serving a front made beforehand: a
+/// [`HttpFront::batched`] one, whose service takes a client batch whole.
+///
+/// ```no_run
+/// use rpc_core::server::{serve_front, HttpFront, ServerConfig};
+/// use rpc_core::{HttpBackend, SharedJsonRpcService};
+/// use tower::layer::util::Identity;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = HttpBackend::builder("node", "http://127.0.0.1:8545").build()?;
+/// let front = HttpFront::batched(SharedJsonRpcService::batched(backend), ServerConfig::default());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8546").await?;
+/// let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+/// serve_front(listener, front, Identity::new(), shutdown).await;
+/// # Ok(()) }
+/// ```
+pub async fn serve_front<S, L, B, F>(
+    listener: TcpListener,
+    front: HttpFront<S>,
+    layer: L,
+    shutdown: F,
+) where
+    S: JsonRpcService,
+    L: Layer<HttpFront<S>>,
+    L::Service:
+        Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    <L::Service as Service<http::Request<Incoming>>>::Future: Send + 'static,
+    <L::Service as Service<http::Request<Incoming>>>::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    F: Future<Output = ()>,
+{
+    let config = front.config.clone();
     let shutdown_timeout = config.shutdown_timeout;
     let idle_timeout = config.idle_timeout;
     let first_bytes = config.header_read_timeout;
@@ -110,7 +147,7 @@ pub async fn serve_with_layer<S, L, B, F>(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     let draining = Arc::new(AtomicBool::new(false));
-    let front = HttpFront::new(service, config).with_drain(draining.clone());
+    let front = front.with_drain(draining.clone());
     let mut shutdown = std::pin::pin!(shutdown);
     let mut reap = tokio::time::interval(Duration::from_secs(1));
     reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -304,9 +304,11 @@ pub(crate) struct Signals {
 }
 
 /// Serves one upgraded connection until it closes.
+#[allow(clippy::too_many_arguments)] // the front's parts, handed over once
 pub(crate) async fn session<S: JsonRpcService>(
     upgraded: hyper::upgrade::Upgraded,
     inner: S,
+    batches: Option<super::front::BatchEntry<S>>,
     ctx: CallContext,
     config: Arc<super::ServerConfig>,
     ws: WsConfig,
@@ -408,7 +410,7 @@ pub(crate) async fn session<S: JsonRpcService>(
                 let inner = inner.clone();
                 let ctx = ctx.with_deadline(config.request_timeout);
                 let config = config.clone();
-                in_flight.push(async move { work(inner, ctx, &config, job).await });
+                in_flight.push(async move { work(inner, batches, ctx, &config, job).await });
             }
             () = overflow.notified() => {
                 metrics::counter!("rpc_ws_messages_dropped_total").increment(1);
@@ -512,6 +514,7 @@ enum Out {
 /// Runs one job through the service.
 async fn work<S: JsonRpcService>(
     inner: S,
+    batches: Option<super::front::BatchEntry<S>>,
     ctx: CallContext,
     config: &super::ServerConfig,
     job: Job,
@@ -523,7 +526,7 @@ async fn work<S: JsonRpcService>(
             .await
             .map(|a| a.into_response().to_json()),
         Job::Answer(Incoming::Batch(items)) => {
-            super::front::answer_batch(&inner, &ctx, config.batch_concurrency, items).await
+            super::front::answer_batch(&inner, batches, &ctx, config.batch_concurrency, items).await
         }
         Job::Admit(req) => {
             let mut check = crate::Request::new(req.method_arc().clone())

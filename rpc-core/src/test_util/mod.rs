@@ -81,6 +81,7 @@ enum Script {
 pub struct MockBackend {
     name: Arc<str>,
     calls: Arc<AtomicU32>,
+    batches: Arc<AtomicU32>,
     finished: Arc<AtomicU32>,
     times: Arc<Mutex<Vec<tokio::time::Instant>>>,
     methods: Arc<Mutex<Vec<String>>>,
@@ -111,6 +112,7 @@ impl MockBackend {
         MockBackend {
             name: name.into(),
             calls: Arc::default(),
+            batches: Arc::default(),
             finished: Arc::default(),
             times: Arc::default(),
             methods: Arc::default(),
@@ -145,6 +147,12 @@ impl MockBackend {
     /// Calls received.
     pub fn calls(&self) -> u32 {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Batches received whole ([`Batch`](crate::Batch)); their calls are
+    /// counted in [`calls`](Self::calls) too.
+    pub fn batches(&self) -> u32 {
+        self.batches.load(Ordering::SeqCst)
     }
 
     /// Calls that ran to completion (the rest were cancelled or hang).
@@ -251,6 +259,34 @@ impl Service<Request> for MockBackend {
             let r = fut.await;
             finished.fetch_add(1, Ordering::SeqCst);
             r
+        })
+    }
+}
+
+/// A batch is one exchange: each of its calls is answered as the script
+/// says for it (as an upstream batch's calls are), all at once.
+impl Service<crate::Batch> for MockBackend {
+    type Response = crate::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = crate::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: crate::Batch) -> Self::Future {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        let calls: Vec<BoxFut> = batch
+            .into_calls()
+            .into_iter()
+            .map(|req| Service::<Request>::call(self, req))
+            .collect();
+        crate::batch::BoxedBatchFuture::new(async move {
+            futures_util::future::join_all(calls)
+                .await
+                .into_iter()
+                .map(Some)
+                .collect()
         })
     }
 }
