@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use metrics::{Counter, Gauge, Histogram, SharedString};
 use pin_project_lite::pin_project;
+use rpc_core::batch::{call_batch, Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
 use rpc_core::{
     Attempts, BatchPosition, CacheStatus, Payload, Request, Response, RpcError, ServedBy,
 };
@@ -336,6 +337,89 @@ where
             start: Instant::now(),
             _in_flight: in_flight,
         }
+    }
+}
+
+impl<S> Service<Batch> for Metrics<S>
+where
+    S: JsonRpcBatchService,
+{
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The batch goes on whole; each call is counted as a single call is,
+    /// by its method and outcome, when the batch's answers come (a call
+    /// still unanswered at its deadline is not counted, as a single call
+    /// dropped at its deadline is not).
+    fn call(&mut self, batch: Batch) -> Self::Future {
+        let state = self.state.clone();
+        let inner = self.inner.clone();
+        let calls: Vec<(usize, Span)> = batch
+            .calls()
+            .iter()
+            .map(|request| {
+                let slot = state.slot_of(request.method());
+                let span = match &state.scope {
+                    Scope::Client => {
+                        if let Some(BatchPosition { index: 0, len }) =
+                            request.extensions().get::<BatchPosition>()
+                        {
+                            state
+                                .batch
+                                .get_or_init(|| metrics::histogram!(names::BATCH_SIZE))
+                                .record(f64::from(*len));
+                        }
+                        tracing::debug_span!(
+                            "rpc.call",
+                            method = request.method(),
+                            id = request.id().map(field::display),
+                            backend = field::Empty,
+                            attempts = field::Empty,
+                            cache = field::Empty,
+                            code = field::Empty,
+                            ms = field::Empty,
+                        )
+                    }
+                    Scope::Backend(_) => Span::none(),
+                };
+                (slot, span)
+            })
+            .collect();
+        let in_flight = match &state.scope {
+            Scope::Client => {
+                let gauge = state.in_flight().clone();
+                gauge.increment(calls.len() as f64);
+                Some(BatchInFlight(gauge, calls.len() as f64))
+            }
+            Scope::Backend(_) => None,
+        };
+        BoxedBatchFuture::new(async move {
+            let start = Instant::now();
+            let answers = call_batch(inner, batch).await;
+            let elapsed = start.elapsed().as_secs_f64();
+            for ((slot, span), answer) in calls.iter().zip(&answers) {
+                if let Some(result) = answer {
+                    state.finish(*slot, result, elapsed, span);
+                }
+            }
+            drop(in_flight);
+            answers
+        })
+    }
+}
+
+/// Takes a batch's calls off the in-flight gauge when it ends or is
+/// dropped.
+struct BatchInFlight(Gauge, f64);
+
+impl Drop for BatchInFlight {
+    fn drop(&mut self) {
+        self.0.decrement(self.1);
     }
 }
 
