@@ -311,6 +311,44 @@ where
     }
 }
 
+impl<S> Service<rpc_core::batch::Batch> for FleetFloor<S>
+where
+    S: rpc_core::batch::JsonRpcBatchService,
+{
+    type Response = rpc_core::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = rpc_core::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Each call's need raised as a single call's is; the batch goes on
+    /// whole.
+    fn call(&mut self, mut batch: rpc_core::batch::Batch) -> Self::Future {
+        let floor = self.floor.load(Ordering::Relaxed);
+        if floor != 0 {
+            for req in batch.calls_mut() {
+                if self
+                    .exempt
+                    .as_ref()
+                    .is_some_and(|p| head_free(p, req.method()))
+                {
+                    continue;
+                }
+                let need = req.extensions().get::<MinHead>().map_or(0, |m| m.0);
+                if need < floor {
+                    req.extensions_mut().insert(MinHead(floor));
+                }
+            }
+        }
+        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::call_batch(
+            self.inner.clone(),
+            batch,
+        ))
+    }
+}
+
 /// Whether `method`'s answer does not depend on the head.
 fn head_free(protocol: &Protocol, method: &str) -> bool {
     let facts = protocol.facts(method);

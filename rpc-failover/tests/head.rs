@@ -156,6 +156,21 @@ impl Service<Request> for Node {
     }
 }
 
+/// A batch is the node's calls answered together (one batch counted).
+impl Service<rpc_core::Batch> for Node {
+    type Response = rpc_core::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = rpc_core::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: rpc_core::Batch) -> Self::Future {
+        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::per_call(self.clone(), batch))
+    }
+}
+
 fn group(nodes: &[&Node], policy: HeadPolicy) -> Failover<Node> {
     FailoverLayer::new()
         .head_tracking(policy)
@@ -998,4 +1013,83 @@ async fn a_group_built_on_reload_keeps_suspicions_health_and_the_agreed_head() {
         None,
         "its head is learned again"
     );
+}
+
+// ---- Batches sent whole: the same chain truth ----
+
+/// Who served each answer of a batch sent to the group whole, and each
+/// answer's result.
+async fn batch_served(g: &Failover<Node>, calls: Vec<Request>) -> Vec<(String, String)> {
+    let calls = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| c.with_id(Id::from(i as u64)))
+        .collect();
+    let answers = rpc_core::batch::call_batch(g.clone(), rpc_core::Batch::new(calls)).await;
+    answers
+        .into_iter()
+        .map(|a| {
+            let r = a.expect("answered").expect("an answer");
+            let by = r.extensions().get::<ServedBy>().map(|s| s.0.to_string());
+            let text =
+                String::from_utf8_lossy(r.result_json().expect("result").as_bytes()).into_owned();
+            (by.unwrap_or_default(), text)
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_goes_to_a_member_with_the_heads_its_calls_need() {
+    let (a, b) = (Node::new("a", 100), Node::new("b", 102));
+    let g = group(&[&a, &b], HeadPolicy::ethereum().max_lag(3));
+    g.start_head_probes();
+    run_for(Duration::from_millis(500)).await;
+    // Without needs the batch goes to the first member...
+    let plain = batch_served(
+        &g,
+        vec![call("eth_chainId", "[]"), call("eth_chainId", "[]")],
+    )
+    .await;
+    assert!(plain.iter().all(|(by, _)| by == "a"), "{plain:?}");
+    // ...with a block only b has, or a session b alone has reached, to b:
+    // every call of it, together.
+    let mut session = call("eth_getBalance", "[]");
+    session.extensions_mut().insert(MinHead(101));
+    let before = b.other_calls.load(Ordering::SeqCst);
+    let served = batch_served(
+        &g,
+        vec![
+            call("eth_getBlockByNumber", r#"["0x66",false]"#),
+            call("eth_chainId", "[]"),
+            session,
+        ],
+    )
+    .await;
+    assert!(served.iter().all(|(by, _)| by == "b"), "{served:?}");
+    assert_ne!(served[0].1, "null", "b has block 0x66");
+    assert_eq!(b.other_calls.load(Ordering::SeqCst) - before, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_liars_answers_in_a_batch_are_answered_by_a_believed_member() {
+    let (honest, liar) = (Node::new("honest", 0x100), Node::new("liar", 0x100));
+    let g = spread_group(&[&honest, &liar], HeadPolicy::ethereum().max_lag(3));
+    run_for(Duration::from_secs(1)).await;
+    liar.set(0xffff_ffff);
+    for _ in 0..4 {
+        let served = batch_served(
+            &g,
+            vec![
+                call("eth_blockNumber", "[]"),
+                call("eth_getBalance", "[]"),
+                call("eth_blockNumber", "[]"),
+            ],
+        )
+        .await;
+        for (by, text) in &served {
+            assert_eq!(by, "honest", "{served:?}");
+            assert_ne!(text, "\"0xffffffff\"", "the lie reached a client");
+        }
+    }
+    assert_eq!(suspect(&g, "liar"), Some("ahead"));
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use rpc_core::batch::{Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
 use rpc_core::{Attempts, JsonRpcService, Request, Response, RpcError};
 use tokio::time::Instant;
 
@@ -47,6 +48,7 @@ pub(crate) fn run<S: JsonRpcService>(
             request,
             class.is_safe_to_repeat(),
             others,
+            None,
         ));
     }
     match hedge {
@@ -61,6 +63,7 @@ pub(crate) fn run<S: JsonRpcService>(
             request,
             class.is_safe_to_repeat(),
             0,
+            None,
         )),
     }
 }
@@ -86,18 +89,20 @@ pub(crate) async fn run_sequential<S: JsonRpcService>(
     request: Request,
     safe_to_repeat: bool,
 ) -> Result<Response, RpcError> {
-    run_sequential_from(core, request, safe_to_repeat, 0).await
+    run_sequential_from(core, request, safe_to_repeat, 0, None).await
 }
 
 /// [`run_sequential`] with the members in `excluded` (a bit per index)
-/// never tried. An `async move` block, not an `async fn`, so the request is
-/// kept once in the future, not twice.
+/// never tried; `prior`: the members already tried for this call (as part
+/// of a batch) and how the last attempt ended. An `async move` block, not
+/// an `async fn`, so the request is kept once in the future, not twice.
 #[allow(clippy::manual_async_fn)] // see above: the request kept once
 fn run_sequential_from<'a, S, C>(
     core: C,
     request: Request,
     safe_to_repeat: bool,
     excluded: u64,
+    prior: Option<(u64, Option<Outcome>)>,
 ) -> impl Future<Output = Result<Response, RpcError>> + Send + 'a
 where
     S: JsonRpcService,
@@ -115,6 +120,10 @@ where
         // Boxed: only a call that moves on fills it, and the future that
         // holds it is smaller for every call.
         let mut last: Option<Box<Outcome>> = None;
+        if let Some((before, outcome)) = prior {
+            tried |= before;
+            last = outcome.map(Box::new);
+        }
         let mut first = true;
         loop {
             let passed = match (started, request.deadline()) {
@@ -208,6 +217,211 @@ where
             }
         }
     }
+}
+
+/// A batch sent to a group (see `Service<Batch> for Failover`): the calls
+/// that need nothing a single call would get on its own — a pin, a safe or
+/// finalized head, hedging, a broadcast — go to one member together as one
+/// attempt; the others go as single calls, at once.
+pub(crate) fn run_batch<S: JsonRpcBatchService>(
+    group: super::Failover<S>,
+    batch: Batch,
+) -> BoxedBatchFuture {
+    BoxedBatchFuture::new(async move {
+        let core = group.core.clone();
+        let hedged = group.hedge.is_some() && core.len() > 1;
+        let (mut split, together) = batch.split(|req| {
+            if req.extensions().get::<crate::Pin>().is_some() {
+                return true;
+            }
+            let class = core.classify(req);
+            (class == Idempotency::Idempotent && core.policy.multicall && core.len() > 1)
+                || (hedged && class == Idempotency::Read)
+                || core.need(req).finality.is_some()
+        });
+        if split.is_empty() {
+            return run_together(&core, together).await;
+        }
+        let apart = split.take();
+        let (positions, calls): (Vec<usize>, Vec<Request>) = apart.into_iter().unzip();
+        let apart = together.with_calls(calls);
+        let (own, together) = futures_util::future::join(
+            rpc_core::batch::per_call(group.clone(), apart),
+            run_together(&core, together),
+        )
+        .await;
+        let mut merge = split.merge();
+        merge.rest(together);
+        for (position, answer) in positions.into_iter().zip(own) {
+            merge.put(position, answer);
+        }
+        merge.finish()
+    })
+}
+
+/// The calls of a batch that go together: one member and one attempt for
+/// all of them, a member that has the heads they need (the highest of
+/// their sessions' and blocks'); the calls whose outcome lets them move on
+/// go on together to the next member (one token from the budget for the
+/// move, as for one call), and so do those whose answer fell short of what
+/// they needed (as a single call's would); the others are answered. When no
+/// member can take them at once (every member tried, out or full, the
+/// deadline passed, a single call, a session head nobody has yet), each
+/// call finds its way alone, as a single call does, with what was tried
+/// and how it ended.
+async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> BatchAnswers {
+    let n = batch.len();
+    let mut answers: BatchAnswers = (0..n).map(|_| None).collect();
+    // The calls still going: where each is in the client's batch, whether
+    // it is safe to repeat, what it needs of a head, how it last ended.
+    let mut going: Vec<Going> = batch
+        .calls()
+        .iter()
+        .enumerate()
+        .map(|(at, req)| Going {
+            at,
+            safe: core.classify(req).is_safe_to_repeat(),
+            need: core.need(req),
+            last: None,
+        })
+        .collect();
+    let template = batch.with_calls(Vec::new());
+    let mut batch = batch;
+    let mut tried = 0u64;
+    let started = batch.deadline().map(|_| Instant::now());
+    loop {
+        let passed = batch.deadline().is_some_and(|d| Instant::now() >= d);
+        let need = going
+            .iter()
+            .fold(crate::head::Need::default(), |mut all, g| {
+                all.session = all.session.max(g.need.session);
+                all.block = all.block.max(g.need.block);
+                all
+            });
+        let pick = if batch.len() > 1 && !passed {
+            core.pick_with(tried, &need)
+        } else {
+            None
+        };
+        let Some(pick) = pick else {
+            let alone = one_by_one(core, batch, going.iter_mut(), tried).await;
+            for (g, answer) in going.iter().zip(alone) {
+                answers[g.at] = Some(answer);
+            }
+            return answers;
+        };
+        tried |= 1 << pick.index;
+        let may_leave = going.iter().all(|g| g.safe) && core.may_leave(true, tried, pick);
+        let calls = batch.clone();
+        let Some(outcomes) = core
+            .attempt_batch(core.reserve(pick), batch, started, may_leave)
+            .await
+        else {
+            // Not ready at once: the calls wait for room one by one.
+            let before = tried & !(1 << pick.index);
+            let alone = one_by_one(core, calls, going.iter_mut(), before).await;
+            for (g, answer) in going.iter().zip(alone) {
+                answers[g.at] = Some(answer);
+            }
+            return answers;
+        };
+        let mut moving = Vec::new();
+        let mut moving_calls = Vec::new();
+        // The first outcome that asks a member for more work: it pays.
+        let mut pays: Option<Outcome> = None;
+        for ((outcome, req), mut g) in outcomes
+            .into_iter()
+            .zip(calls.into_calls())
+            .zip(std::mem::take(&mut going))
+        {
+            match outcome {
+                Outcome::Answer(response) => match core.shortfall(pick.index, &g.need, tried) {
+                    // Below the session's head (it went back since it was
+                    // picked): never served; another member decides.
+                    Some(Shortfall::Session) if g.safe => {
+                        moving.push(g);
+                        moving_calls.push(req);
+                    }
+                    // Below the block the call prefers, which another member
+                    // has: kept in case nobody does better.
+                    Some(Shortfall::Block) if g.safe => {
+                        g.last = Some(Outcome::Answer(response));
+                        moving.push(g);
+                        moving_calls.push(req);
+                    }
+                    _ => answers[g.at] = Some(Ok(with_attempts(response, tried))),
+                },
+                outcome if pick.last_resort || !core.may_move_on(&outcome, g.safe) => {
+                    answers[g.at] = Some(finish(core, Some(outcome)));
+                }
+                outcome => {
+                    if pays.is_none() {
+                        pays = Some(match &outcome {
+                            Outcome::Failed(e) => Outcome::Failed(e.clone()),
+                            Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
+                            _ => Outcome::Busy,
+                        });
+                    }
+                    g.last = Some(outcome);
+                    moving.push(g);
+                    moving_calls.push(req);
+                }
+            }
+        }
+        if moving.is_empty() {
+            return answers;
+        }
+        if let Some(outcome) = &pays {
+            // The move is paid once, for the calls that go on together.
+            if !core.pay_to_move_on(pick.index, outcome) {
+                tracing::debug!(calls = moving.len(), "budget spent: not moving on");
+                for g in moving {
+                    answers[g.at] = Some(finish(core, g.last));
+                }
+                return answers;
+            }
+            tracing::debug!(
+                backend = %core.name(pick.index),
+                calls = moving.len(),
+                "moving the batch's calls to the next backend"
+            );
+            let failed = moving
+                .iter()
+                .filter(|g| !matches!(g.last, None | Some(Outcome::Answer(_))))
+                .count();
+            metrics::counter!(names::FAILOVERS, "backend" => core.name(pick.index).clone())
+                .increment(failed as u64);
+        }
+        going = moving;
+        batch = template.with_calls(moving_calls);
+    }
+}
+
+/// A call of a batch on its way (see [`run_together`]).
+struct Going {
+    /// Its place in the batch the group got.
+    at: usize,
+    safe: bool,
+    need: crate::head::Need,
+    /// How its last attempt ended (an answer kept in case nobody does
+    /// better, or a failure to answer with if nobody answers).
+    last: Option<Outcome>,
+}
+
+/// The calls of `batch` as single calls, at once, each with the members
+/// already `tried` and how it last ended — as if it had been a single call
+/// all along.
+async fn one_by_one<'a, S: JsonRpcService>(
+    core: &Core<S>,
+    batch: Batch,
+    going: impl Iterator<Item = &'a mut Going>,
+    tried: u64,
+) -> Vec<Result<Response, RpcError>> {
+    let alone = batch.into_calls().into_iter().zip(going).map(|(req, g)| {
+        let prior = Some((tried, g.last.take()));
+        run_sequential_from(core, req, g.safe, 0, prior)
+    });
+    futures_util::future::join_all(alone).await
 }
 
 /// Starts one attempt; a named function so every attempt has the same type.

@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use rpc_core::batch::{Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
 use rpc_core::{JsonRpcService, Request, Response, RpcError};
 use tower::Service;
 
@@ -127,5 +128,27 @@ impl<S: JsonRpcService> Service<Request> for Failover<S> {
         self.core.ensure_prober();
         // `run` boxes the chosen path's future itself.
         super::future::run(self.core.clone(), self.hedge.clone(), request)
+    }
+}
+
+impl<S: JsonRpcBatchService> Service<Batch> for Failover<S> {
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The calls that need nothing of their own (no pin, no safe or
+    /// finalized head, no hedging or broadcast) go to one member as one
+    /// attempt, as a batch: a member with the heads they need, the member's
+    /// health recorded once for the attempt. The calls whose answer says
+    /// "try elsewhere" (a failure that may move on, an answer below the
+    /// head the call needs, a suspect member) move on together to the next
+    /// member. The others go as single calls.
+    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+        self.core.ensure_prober();
+        super::future::run_batch(self.clone(), batch)
     }
 }

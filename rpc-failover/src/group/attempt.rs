@@ -8,7 +8,7 @@ use std::task::Poll;
 use futures_util::FutureExt;
 use rpc_core::{JsonRpcService, Request, Response, RpcError, ServedBy};
 use tokio::time::Instant;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 use super::{Core, OutReason, Pick};
 use crate::names;
@@ -336,5 +336,226 @@ impl<S: JsonRpcService> Core<S> {
     /// safe to repeat and another member can take it.
     pub(crate) fn may_leave(&self, safe_to_repeat: bool, tried: u64, pick: Pick) -> bool {
         safe_to_repeat && !pick.last_resort && self.another_can_take(tried)
+    }
+}
+
+impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
+    /// One attempt of a whole batch on one member: [`attempt`](Self::attempt)
+    /// for calls that travel together. The member's health is recorded
+    /// once for the attempt (a failure if it refused a call or failed in a
+    /// way that counts, else a success), and each call gets its outcome.
+    /// `None` when the member was not ready at once: the calls then go one
+    /// by one (they wait for room there). The stall deadline is the longest
+    /// of the calls' classes', as each call of a gathered batch had it.
+    #[allow(clippy::manual_async_fn)] // the arguments kept once (see `attempt`)
+    pub(crate) fn attempt_batch<'a>(
+        &'a self,
+        mut reservation: Reservation<'a, S>,
+        batch: rpc_core::batch::Batch,
+        call_started: Option<Instant>,
+        may_leave: bool,
+    ) -> impl std::future::Future<Output = Option<Vec<Outcome>>> + Send + 'a {
+        async move {
+            use rpc_core::batch::Batch;
+            let pick = reservation.pick;
+            let member = &self.members[pick.index];
+            let deadline = batch.deadline();
+            let n = batch.len();
+            let mut svc = member.service.clone();
+            match ServiceExt::<Request>::ready(&mut svc).now_or_never() {
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+            match ServiceExt::<Batch>::ready(&mut svc).now_or_never() {
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+            let learns: Vec<_> = match &self.heads {
+                Some(heads) => batch
+                    .calls()
+                    .iter()
+                    .map(|r| Some(heads.teaches(r)))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let classes: Vec<u8> = batch
+                .calls()
+                .iter()
+                .map(|r| self.expect.class(r.method_arc()))
+                .collect();
+            let stall_after = classes
+                .iter()
+                .map(|c| self.expect.deadline(pick.index, *c))
+                .max()
+                .unwrap_or_default();
+
+            let started = Instant::now();
+            let stall_at = started + stall_after;
+            reservation.stall_at = self.ticks(stall_at);
+            let timeout = |elapsed| RpcError::Timeout {
+                backend: Some(member.name.clone()),
+                elapsed,
+            };
+            let mut call = std::pin::pin!(Service::<Batch>::call(&mut svc, batch));
+            let mut stalled = false;
+            let watching_stall = !matches!(deadline, Some(d) if d <= stall_at);
+            let first = match deadline {
+                Some(d) if !watching_stall => d,
+                _ => stall_at,
+            };
+            let mut timer = std::pin::pin!(tokio::time::sleep_until(first));
+            let mut timer_on = true;
+            let answers = loop {
+                let fired = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = call.as_mut().poll(cx) {
+                        return Poll::Ready(Err(r));
+                    }
+                    if timer_on && timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match fired {
+                    Err(Ok(answers)) => break Some(answers),
+                    Err(Err(never)) => match never {},
+                    Ok(()) if stalled || !watching_stall => break None,
+                    Ok(()) => {
+                        stalled = true;
+                        reservation.settled = true;
+                        reservation.probe_held = false;
+                        self.charge_stall(pick, "no answer to a batch within its stall deadline");
+                        let recent = self.ticks(stall_at - stall_after / 2);
+                        let responsive = self.answered_since(pick.index, recent);
+                        if may_leave && (!responsive || self.withdraw()) {
+                            tracing::debug!(
+                                backend = %member.name,
+                                responsive,
+                                calls = n,
+                                "batch attempt stalled: moving on"
+                            );
+                            let e = timeout(started.elapsed());
+                            return Some((0..n).map(|_| Outcome::Stalled(e.clone())).collect());
+                        }
+                        match deadline {
+                            Some(d) => timer.as_mut().reset(d),
+                            None => timer_on = false,
+                        }
+                    }
+                }
+            };
+            let finished = Instant::now();
+            let elapsed = finished.saturating_duration_since(started);
+            reservation.probe_held = false;
+            reservation.settled = true;
+            drop(reservation);
+
+            // The batch's deadline passed with no answer: every call timed out.
+            let Some(answers) = answers else {
+                let e = timeout(elapsed);
+                let counted = !stalled
+                    && match deadline {
+                        Some(d) => {
+                            let total =
+                                d.saturating_duration_since(call_started.unwrap_or(started));
+                            d.saturating_duration_since(started) * 2 >= total
+                        }
+                        None => true,
+                    };
+                if counted {
+                    self.observe_latency(pick.index, elapsed);
+                    self.budget.record_failure();
+                    self.on_failure(pick, OutReason::of(&e), &e, None);
+                } else if pick.probe && !stalled {
+                    self.health[pick.index]
+                        .probing
+                        .store(false, Ordering::Release);
+                }
+                return Some((0..n).map(|_| Outcome::Failed(e.clone())).collect());
+            };
+
+            let now = self.ticks(finished);
+            let mut refused: Option<String> = None;
+            let mut failure: Option<RpcError> = None;
+            let mut answered = false;
+            let mut outcomes = Vec::with_capacity(n);
+            for (i, answer) in answers.into_iter().enumerate() {
+                let outcome = match answer {
+                    Some(Ok(mut response)) => {
+                        answered = true;
+                        if response.extensions().get::<ServedBy>().is_none() {
+                            response
+                                .extensions_mut()
+                                .insert(ServedBy(member.name.clone()));
+                        }
+                        if let (Some(heads), Some(Some(learn))) = (&self.heads, learns.get(i)) {
+                            heads.learn(pick.index, *learn, &response, now);
+                            heads.stamp(pick.index, &mut response);
+                        }
+                        if self.policy.failure_rules.is_backend_failure(&response) {
+                            if refused.is_none() {
+                                refused = Some(
+                                    response
+                                        .error_object()
+                                        .map(|e| format!("error {}: {}", e.code(), e.message()))
+                                        .unwrap_or_default(),
+                                );
+                            }
+                            Outcome::Refused(response)
+                        } else {
+                            Outcome::Answer(response)
+                        }
+                    }
+                    Some(Err(err)) => {
+                        if matches!(err, RpcError::HttpStatus { .. }) {
+                            answered = true;
+                        }
+                        let counts = match (&err, deadline) {
+                            (RpcError::Timeout { .. }, Some(d)) => {
+                                let total =
+                                    d.saturating_duration_since(call_started.unwrap_or(started));
+                                d.saturating_duration_since(started) * 2 >= total
+                            }
+                            _ => err.is_backend_fault(),
+                        };
+                        if counts && failure.is_none() {
+                            failure = Some(err.clone());
+                        }
+                        Outcome::Failed(err)
+                    }
+                    // Left unanswered at the deadline by the member's batch.
+                    None => Outcome::Failed(timeout(elapsed)),
+                };
+                outcomes.push(outcome);
+            }
+            if answered {
+                self.answered_at(pick.index, now);
+            }
+            if !stalled {
+                if let Some(reason) = refused {
+                    self.budget.record_failure();
+                    self.on_failure(pick, OutReason::Refused, &reason, None);
+                } else if let Some(err) = failure {
+                    self.observe_latency(pick.index, elapsed);
+                    self.budget.record_failure();
+                    self.on_failure(pick, OutReason::of(&err), &err, None);
+                } else if outcomes.iter().any(|o| matches!(o, Outcome::Answer(_))) {
+                    self.observe_latency(pick.index, elapsed);
+                    let mut seen = [false; 256];
+                    for class in classes {
+                        if !std::mem::replace(&mut seen[class as usize], true) {
+                            self.expect.record(pick.index, class, elapsed);
+                        }
+                    }
+                    self.budget.record_success();
+                    self.on_success(pick);
+                } else if pick.probe {
+                    self.health[pick.index]
+                        .probing
+                        .store(false, Ordering::Release);
+                }
+            }
+            Some(outcomes)
+        }
     }
 }

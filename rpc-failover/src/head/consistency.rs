@@ -253,6 +253,31 @@ where
     }
 }
 
+impl<S> Service<rpc_core::batch::Batch> for Consistency<S>
+where
+    S: rpc_core::batch::JsonRpcBatchService,
+{
+    type Response = rpc_core::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = rpc_core::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Calls of a session go as single calls (each raises the session's
+    /// head from its answer); the others go on as one batch.
+    fn call(&mut self, batch: rpc_core::batch::Batch) -> Self::Future {
+        let state = self.state.clone();
+        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::split_apart(
+            self.clone(),
+            self.inner.clone(),
+            batch,
+            move |call| state.key(call).is_some(),
+        ))
+    }
+}
+
 /// Raises the head `req` needs to at least `seen`.
 fn raise_need(req: &mut Request, seen: u64) {
     let need = req

@@ -173,6 +173,30 @@ where
     }
 }
 
+impl<S> Service<rpc_core::batch::Batch> for LogRange<S>
+where
+    S: rpc_core::batch::JsonRpcBatchService,
+{
+    type Response = rpc_core::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = rpc_core::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// `eth_getLogs` and `eth_newFilter` calls as single calls (checked,
+    /// split); the others go on as one batch.
+    fn call(&mut self, batch: rpc_core::batch::Batch) -> Self::Future {
+        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::split_apart(
+            self.clone(),
+            self.inner.clone(),
+            batch,
+            |call| matches!(call.method(), "eth_getLogs" | "eth_newFilter"),
+        ))
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     GetLogs,

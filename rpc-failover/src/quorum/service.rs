@@ -103,6 +103,21 @@ impl<S: JsonRpcService> Service<Request> for Quorum<S> {
     }
 }
 
+impl<S: JsonRpcService> Service<rpc_core::batch::Batch> for Quorum<S> {
+    type Response = rpc_core::batch::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = rpc_core::batch::BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Each call is asked of the members and voted on as a single call.
+    fn call(&mut self, batch: rpc_core::batch::Batch) -> Self::Future {
+        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::per_call(self.clone(), batch))
+    }
+}
+
 /// Whether two answers agree: byte-equal results, or equal error objects.
 fn same_answer(a: &Response, b: &Response) -> bool {
     match (a.payload(), b.payload()) {

@@ -1,15 +1,95 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::Layer;
+use std::task::{Context, Poll};
+
+use rpc_core::batch::{call_batch, Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
+use rpc_core::{Request, Response, RpcError};
+use tower::retry::Policy;
+use tower::{Layer, Service, ServiceExt};
 
 use super::policy::Settings;
 use super::{RetryBudget, RetryPolicy};
 use crate::classify::{Classifier, FailureRules};
 
 /// A service wrapped by [`RetryLayer`]: tower's retry middleware with our
-/// policy.
-pub type Retry<S> = tower::retry::Retry<RetryPolicy, S>;
+/// policy for single calls; a batch goes on whole, and each call whose
+/// answer the policy would retry is retried on its own, as a single call
+/// would be (same budget, backoff and count).
+#[derive(Clone, Debug)]
+pub struct Retry<S> {
+    inner: tower::retry::Retry<RetryPolicy, S>,
+    policy: RetryPolicy,
+}
+
+impl<S> Retry<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+}
+
+impl<S> Service<Request> for Retry<S>
+where
+    S: Service<Request, Response = Response, Error = RpcError> + Clone,
+{
+    type Response = Response;
+    type Error = RpcError;
+    type Future = tower::retry::future::ResponseFuture<RetryPolicy, S, Request>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RpcError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+impl<S: JsonRpcBatchService> Service<Batch> for Retry<S> {
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+        let inner = self.inner.get_ref().clone();
+        let policy = self.policy.clone();
+        // The calls are kept for their retries only when there can be any.
+        let mut kept: Vec<Option<Request>> = batch
+            .calls()
+            .iter()
+            .map(|call| policy.clone().clone_request(call))
+            .collect();
+        BoxedBatchFuture::new(async move {
+            let mut answers = call_batch(inner.clone(), batch).await;
+            let mut retries = Vec::new();
+            for (index, (answer, call)) in answers.iter_mut().zip(&mut kept).enumerate() {
+                let (Some(result), Some(call)) = (answer.as_mut(), call.as_mut()) else {
+                    continue;
+                };
+                // The first attempt judged as a single call's is; the
+                // policy (its count, its budget) goes on with the call.
+                let mut policy = policy.clone();
+                if let Some(wait) = policy.retry(call, result) {
+                    let call = call.clone();
+                    let retry = tower::retry::Retry::new(policy, inner.clone());
+                    retries.push(async move {
+                        wait.await;
+                        (index, retry.oneshot(call).await)
+                    });
+                }
+            }
+            for (index, result) in futures_util::future::join_all(retries).await {
+                answers[index] = Some(result);
+            }
+            answers
+        })
+    }
+}
 
 /// Retries failed calls with backoff, within the deadline and a budget.
 ///
@@ -130,6 +210,9 @@ impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
-        tower::retry::Retry::new(self.policy(), inner)
+        Retry {
+            inner: tower::retry::Retry::new(self.policy(), inner),
+            policy: self.policy(),
+        }
     }
 }
