@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use rpc_core::batch::{call_batch, Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
 use rpc_core::{
     codes, AgreedChain, ChainHead, JsonRpcService, MinHead, Payload, Request, Response, RpcError,
 };
@@ -408,6 +409,258 @@ impl<S: JsonRpcService, St: CacheStore> Service<Request> for Cache<S, St> {
     }
 }
 
+impl<S: JsonRpcBatchService, St: CacheStore> Service<Batch> for Cache<S, St> {
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Each call as a single call would be: hits answered from the store,
+    /// calls already in flight (another client's) awaited, and the rest —
+    /// misses, refreshes, calls the cache does not keep — sent on as one
+    /// batch, their answers kept and read for the chain as a single call's
+    /// are.
+    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+        BoxedBatchFuture::new(cache_batch(self.inner.clone(), self.state.clone(), batch))
+    }
+}
+
+/// How a call sent on in a batch is answered.
+enum Sent {
+    /// Not kept: its answer read for the chain (a write starts a new tip
+    /// epoch).
+    Bypass { method: Arc<str>, write: bool },
+    /// Kept when answered (a refresh, a miss without coalescing).
+    Keep {
+        method: Arc<str>,
+        slot: Slot,
+        plan: Plan,
+    },
+    /// The leader of a flight: its answer goes to the flight, which keeps
+    /// it and answers every call waiting on it.
+    Lead(tokio::sync::oneshot::Sender<Result<Response, RpcError>>),
+}
+
+/// A call answered by a flight (its own, as leader, or another's).
+struct Awaited {
+    index: usize,
+    id: rpc_core::Id,
+    key: CacheKey,
+    generation: u64,
+    flight: Flight,
+    status: CacheStatus,
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// [`Cache`]'s batch form (see `Service<Batch> for Cache`).
+async fn cache_batch<S: JsonRpcBatchService, St: CacheStore>(
+    inner: S,
+    state: Arc<State<St>>,
+    batch: Batch,
+) -> BatchAnswers {
+    let n = batch.len();
+    let mut answers: BatchAnswers = (0..n).map(|_| None).collect();
+    let template = batch.with_calls(Vec::new());
+    let mut sent: Vec<(usize, Sent)> = Vec::new();
+    let mut sent_calls: Vec<Request> = Vec::new();
+    let mut lookups = Vec::new();
+    for (index, request) in batch.into_calls().into_iter().enumerate() {
+        let rule = state.rules.rule(request.method());
+        let prepared = if request.is_notification() || rule == Rule::Never {
+            Prepared::Bypass
+        } else {
+            prepare(&state, &request, rule)
+        };
+        match prepared {
+            Prepared::Bypass => {
+                let method = request.method_arc().clone();
+                let write = state.rules.is_write(&method);
+                sent.push((index, Sent::Bypass { method, write }));
+                sent_calls.push(request);
+            }
+            Prepared::Refresh(slot, plan) => {
+                let method = request.method_arc().clone();
+                sent.push((index, Sent::Keep { method, slot, plan }));
+                sent_calls.push(request);
+            }
+            Prepared::Lookup(slot, plan) => lookups.push((index, request, slot, plan)),
+        }
+    }
+
+    // The store, for every call it may hold, at once.
+    let found = futures_util::future::join_all(
+        lookups
+            .iter()
+            .map(|(_, _, slot, _)| state.store.get(&slot.key)),
+    )
+    .await;
+    let mut awaited = Vec::new();
+    for ((index, request, slot, plan), payload) in lookups.into_iter().zip(found) {
+        let id = request.id().cloned().unwrap_or_default();
+        if let Some(payload) = payload {
+            settle(&request);
+            answers[index] = Some(Ok(hit(&state, &slot, id, payload)));
+            continue;
+        }
+        if !state.coalesce {
+            let method = request.method_arc().clone();
+            sent.push((index, Sent::Keep { method, slot, plan }));
+            sent_calls.push(request);
+            continue;
+        }
+        let deadline = request.deadline();
+        let key = slot.key.clone();
+        let Ok(mut map) = state.in_flight.lock() else {
+            answers[index] = Some(Err(RpcError::Internal(
+                "cache in-flight table poisoned".into(),
+            )));
+            continue;
+        };
+        if let Some(f) = map.get_mut(&key) {
+            // Another call asked already: this one waits for its answer.
+            f.waiters += 1;
+            let (flight, generation) = (f.flight.clone(), f.generation);
+            drop(map);
+            settle(&request);
+            awaited.push(Awaited {
+                index,
+                id,
+                key,
+                generation,
+                flight,
+                status: CacheStatus::Coalesced,
+                deadline,
+            });
+            continue;
+        }
+        let generation = state.generation.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Fed by this batch's answer; should the batch be dropped first,
+        // the flight asks on its own for the calls still waiting on it.
+        let alone = (inner.clone(), request.clone());
+        let flight_state = state.clone();
+        let flight_slot = slot;
+        let method = request.method_arc().clone();
+        let flight = async move {
+            let result = match rx.await {
+                Ok(result) => result,
+                Err(_) => alone.0.oneshot(alone.1).await,
+            };
+            if let Ok(response) = &result {
+                flight_state
+                    .keep(&method, &flight_slot, plan, response)
+                    .await;
+            }
+            flight_state.finish(&flight_slot.key, generation);
+            result
+        }
+        .boxed()
+        .shared();
+        map.insert(
+            key.clone(),
+            InFlight {
+                generation,
+                flight: flight.clone(),
+                waiters: 1,
+            },
+        );
+        drop(map);
+        awaited.push(Awaited {
+            index,
+            id,
+            key,
+            generation,
+            flight,
+            status: CacheStatus::Miss,
+            deadline,
+        });
+        sent.push((index, Sent::Lead(tx)));
+        sent_calls.push(request);
+    }
+
+    // Everything that goes upstream, as one batch.
+    if !sent_calls.is_empty() {
+        let got = call_batch(inner, template.with_calls(sent_calls)).await;
+        for ((index, how), mut answer) in sent.into_iter().zip(got) {
+            match how {
+                Sent::Bypass { method, write } => {
+                    if let Some(Ok(response)) = &mut answer {
+                        state.learn(&method, response);
+                        if write && response.result_json().is_some() {
+                            // The chain (or a mempool) changed: tip answers
+                            // are stale now.
+                            state.epochs.tip.fetch_add(1, Ordering::Relaxed);
+                        }
+                        response.extensions_mut().insert(CacheStatus::Bypass);
+                    }
+                    answers[index] = answer;
+                }
+                Sent::Keep { method, slot, plan } => {
+                    if let Some(Ok(response)) = &mut answer {
+                        state.keep(&method, &slot, plan, response).await;
+                        response.extensions_mut().insert(CacheStatus::Miss);
+                    }
+                    answers[index] = answer;
+                }
+                Sent::Lead(tx) => match answer {
+                    Some(result) => {
+                        let _ = tx.send(result);
+                    }
+                    // Left at the deadline: the flight asks on its own for
+                    // whoever still waits; this call is left too.
+                    None => {
+                        drop(tx);
+                        if let Some(a) = awaited.iter_mut().find(|a| a.index == index) {
+                            a.deadline = Some(tokio::time::Instant::now());
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    // The calls answered by flights.
+    let flights = awaited.into_iter().map(|a| {
+        let state = &state;
+        async move {
+            let _waiter = Waiter {
+                state,
+                key: &a.key,
+                generation: a.generation,
+            };
+            let result = match a.deadline {
+                Some(at) => match tokio::time::timeout_at(at, a.flight).await {
+                    Ok(result) => Some(result),
+                    Err(_) if a.status == CacheStatus::Miss => None,
+                    Err(_) => Some(Err(RpcError::DeadlineExceeded)),
+                },
+                None => Some(a.flight.await),
+            };
+            let answer = result.map(|r| {
+                r.map(|mut response| {
+                    response.set_id(a.id);
+                    tagged(response, a.status)
+                })
+            });
+            (a.index, answer)
+        }
+    });
+    for (index, answer) in futures_util::future::join_all(flights).await {
+        answers[index] = answer;
+    }
+    answers
+}
+
+/// The call no longer holds up a backend gathering its batch-mates.
+fn settle(request: &Request) {
+    if let Some(item) = request.extensions().get::<rpc_core::batch::BatchItem>() {
+        item.settle();
+    }
+}
+
 /// A call the cache does not keep. An `async move` block, not an `async
 /// fn` (which keeps its arguments twice).
 #[allow(clippy::manual_async_fn)]
@@ -442,66 +695,23 @@ fn run<S: JsonRpcService, St: CacheStore>(
     rule: Rule,
 ) -> impl Future<Output = Result<Response, RpcError>> + Send {
     async move {
-        let Some(params) = parse_params(&request) else {
-            return Box::pin(bypass(inner, state, request)).await;
-        };
-        state.sync();
-        let plan = state.rules.plan(rule, &params, state.line());
-        if plan == Plan::Skip {
-            return Box::pin(bypass(inner, state, request)).await;
-        }
-        if matches!(plan, Plan::Store(Some(_)))
-            && request
-                .extensions()
-                .get::<MinHead>()
-                .is_some_and(|m| m.0 > state.tip.load(Ordering::Relaxed))
-        {
-            // The caller's session has seen a head above the cache's tip: a tip
-            // answer kept here is older than what it saw.
-            return Box::pin(bypass(inner, state, request)).await;
-        }
-        // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
-        // new head or a write makes them unreachable at once. Answers kept
-        // forever, or decided by their result (mined transactions), are not.
-        let scope = match plan {
-            Plan::Store(Some(_)) => Scope::Epoch(state.epochs.tip.load(Ordering::Relaxed)),
-            Plan::Settled | Plan::AfterResult => {
-                Scope::Settled(state.epochs.settled.load(Ordering::Relaxed))
+        let (slot, plan) = match prepare(&state, &request, rule) {
+            Prepared::Bypass => return Box::pin(bypass(inner, state, request)).await,
+            Prepared::Refresh(slot, plan) => {
+                // The caller distrusts what is kept: ask upstream, keep the
+                // answer in place of the old one.
+                let method = request.method_arc().clone();
+                let response = inner.oneshot(request).await?;
+                state.keep(&method, &slot, plan, &response).await;
+                return Ok(tagged(response, CacheStatus::Miss));
             }
-            _ => Scope::Unscoped,
+            Prepared::Lookup(slot, plan) => (slot, plan),
         };
-        let slot = Slot {
-            key: CacheKey::from_parts(
-                request.method(),
-                &params,
-                state.rules.lowercases_hex(),
-                scope,
-            ),
-            scope,
-        };
-        drop(params);
         let key = slot.key.clone();
         let id = request.id().cloned().unwrap_or_default();
 
-        if request.extensions().get::<Refresh>().is_some() {
-            // The caller distrusts what is kept: ask upstream, keep the answer
-            // in place of the old one.
-            let method = request.method_arc().clone();
-            let response = inner.oneshot(request).await?;
-            state.keep(&method, &slot, plan, &response).await;
-            return Ok(tagged(response, CacheStatus::Miss));
-        }
-
         if let Some(payload) = state.store.get(&key).await {
-            let mut response = Response::new(id, payload);
-            if slot.follows_tip() && state.tracked.load(Ordering::Relaxed) {
-                // A tip answer is kept only from members at the tip of its
-                // epoch: say so, so a read-your-head session records it.
-                response
-                    .extensions_mut()
-                    .insert(ChainHead(state.tip.load(Ordering::Relaxed)));
-            }
-            return Ok(tagged(response, CacheStatus::Hit));
+            return Ok(hit(&state, &slot, id, payload));
         }
 
         if !state.coalesce {
@@ -560,6 +770,83 @@ fn run<S: JsonRpcService, St: CacheStore>(
         };
         Ok(tagged(response, status))
     }
+}
+
+/// What the cache does with a call whose method's rule is not
+/// [`Rule::Never`], decided before anything is awaited.
+enum Prepared {
+    /// Passed through (params that cannot be keyed, a plan that skips, a
+    /// session ahead of the cache's tip).
+    Bypass,
+    /// Asked upstream, the answer kept in place of the kept one
+    /// ([`Refresh`]).
+    Refresh(Slot, Plan),
+    /// Looked up, then asked upstream on a miss.
+    Lookup(Slot, Plan),
+}
+
+/// Decides what to do with `request` (see [`Prepared`]).
+fn prepare<St: CacheStore>(state: &State<St>, request: &Request, rule: Rule) -> Prepared {
+    let Some(params) = parse_params(request) else {
+        return Prepared::Bypass;
+    };
+    state.sync();
+    let plan = state.rules.plan(rule, &params, state.line());
+    if plan == Plan::Skip {
+        return Prepared::Bypass;
+    }
+    if matches!(plan, Plan::Store(Some(_)))
+        && request
+            .extensions()
+            .get::<MinHead>()
+            .is_some_and(|m| m.0 > state.tip.load(Ordering::Relaxed))
+    {
+        // The caller's session has seen a head above the cache's tip: a tip
+        // answer kept here is older than what it saw.
+        return Prepared::Bypass;
+    }
+    // Answers kept for a TTL follow the tip: keyed by the tip epoch, so a
+    // new head or a write makes them unreachable at once. Answers kept
+    // forever, or decided by their result (mined transactions), are not.
+    let scope = match plan {
+        Plan::Store(Some(_)) => Scope::Epoch(state.epochs.tip.load(Ordering::Relaxed)),
+        Plan::Settled | Plan::AfterResult => {
+            Scope::Settled(state.epochs.settled.load(Ordering::Relaxed))
+        }
+        _ => Scope::Unscoped,
+    };
+    let slot = Slot {
+        key: CacheKey::from_parts(
+            request.method(),
+            &params,
+            state.rules.lowercases_hex(),
+            scope,
+        ),
+        scope,
+    };
+    if request.extensions().get::<Refresh>().is_some() {
+        Prepared::Refresh(slot, plan)
+    } else {
+        Prepared::Lookup(slot, plan)
+    }
+}
+
+/// The answer to a call found in the store.
+fn hit<St: CacheStore>(
+    state: &State<St>,
+    slot: &Slot,
+    id: rpc_core::Id,
+    payload: Payload,
+) -> Response {
+    let mut response = Response::new(id, payload);
+    if slot.follows_tip() && state.tracked.load(Ordering::Relaxed) {
+        // A tip answer is kept only from members at the tip of its
+        // epoch: say so, so a read-your-head session records it.
+        response
+            .extensions_mut()
+            .insert(ChainHead(state.tip.load(Ordering::Relaxed)));
+    }
+    tagged(response, CacheStatus::Hit)
 }
 
 /// The one upstream call behind a flight: stores the answer, then leaves the

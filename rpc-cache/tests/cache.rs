@@ -921,3 +921,92 @@ async fn a_cache_continued_on_reload_finds_permanent_answers_not_tip_ones() {
         .expect("answer");
     assert_eq!(status(&r), CacheStatus::Miss);
 }
+
+/// The statuses of a batch's answers, in order.
+fn batch_statuses(answers: &rpc_core::BatchAnswers) -> Vec<CacheStatus> {
+    answers
+        .iter()
+        .map(|a| match a {
+            Some(Ok(r)) => status(r),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_takes_hits_from_the_store_and_sends_the_rest_upstream_as_one_batch() {
+    let up = answers("\"0x1\"");
+    let c = cache(&up);
+    let balance = |id| req(id, "eth_getBalance", r#"["0x01","0x10"]"#);
+    // eth_getBalance at a block number is kept; a method the rules do not
+    // know, never (a write would also make tip answers stale: not here).
+    let send = |id| req(id, "x_unknown", "[]");
+    let batch = || {
+        rpc_core::Batch::new(vec![
+            balance(1),
+            send(2),
+            req(3, "eth_getBalance", r#"["0x02","0x10"]"#),
+        ])
+    };
+    let first = rpc_core::batch::call_batch(c.clone(), batch()).await;
+    assert_eq!(
+        batch_statuses(&first),
+        [CacheStatus::Miss, CacheStatus::Bypass, CacheStatus::Miss]
+    );
+    assert_eq!((up.batches(), up.calls()), (1, 3));
+    // Kept: the balances are hits now; only the broadcast goes upstream.
+    let second = rpc_core::batch::call_batch(c.clone(), batch()).await;
+    assert_eq!(
+        batch_statuses(&second),
+        [CacheStatus::Hit, CacheStatus::Bypass, CacheStatus::Hit]
+    );
+    assert_eq!((up.batches(), up.calls()), (2, 4));
+    // Ids are each call's own.
+    for (answers, ids) in [(&first, [1u64, 2, 3]), (&second, [1, 2, 3])] {
+        for (a, id) in answers.iter().zip(ids) {
+            let r = a.as_ref().and_then(|r| r.as_ref().ok()).expect("answer");
+            assert_eq!(r.id(), &Id::from(id));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_waits_for_an_identical_call_already_in_flight() {
+    let up = MockBackend::ok("up", "\"0x5\"").delay(Duration::from_millis(100));
+    let c = cache(&up);
+    let call = || req(1, "eth_getBalance", r#"["0x01","0x10"]"#);
+    // A single call is on its way upstream...
+    let single = tokio::spawn(c.clone().oneshot(call()));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // ...a batch asking the same (twice) shares its answer.
+    let batch = rpc_core::Batch::new(vec![call(), call().with_id(Id::from(9u64))]);
+    let answers = rpc_core::batch::call_batch(c.clone(), batch).await;
+    assert_eq!(
+        batch_statuses(&answers),
+        [CacheStatus::Coalesced, CacheStatus::Coalesced]
+    );
+    let r = answers[1]
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .expect("answer");
+    assert_eq!(r.id(), &Id::from(9u64));
+    assert_eq!(
+        status(&single.await.expect("task").expect("answer")),
+        CacheStatus::Miss
+    );
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_call_twice_in_a_batch_goes_upstream_once() {
+    let up = answers("\"0x1\"");
+    let c = cache(&up);
+    let call = |id| req(id, "eth_getBalance", r#"["0x01","0x10"]"#);
+    let answers =
+        rpc_core::batch::call_batch(c.clone(), rpc_core::Batch::new(vec![call(1), call(2)])).await;
+    assert_eq!(
+        batch_statuses(&answers),
+        [CacheStatus::Miss, CacheStatus::Coalesced]
+    );
+    assert_eq!(up.calls(), 1);
+}
