@@ -5,7 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use rpc_core::{Request, Response, RpcError};
+use rpc_core::batch::{answer_in_place, BoxedBatchFuture, JsonRpcBatchService};
+use rpc_core::{Batch, BatchAnswers, Request, Response, RpcError};
 use tower::{Layer, Service};
 
 /// Refuses calls whose params are longer than `max_bytes` of JSON text.
@@ -51,6 +52,16 @@ pub struct MaxParams<S> {
 /// noise next to a network round trip; name your own future to avoid it).
 pub type MaxParamsFuture = Pin<Box<dyn Future<Output = Result<Response, RpcError>> + Send>>;
 
+impl<S> MaxParams<S> {
+    /// The refusal of a call whose params are too long, if it is one.
+    fn refusal(&self, request: &Request) -> Option<RpcError> {
+        let len = request.params().map_or(0, |p| p.as_bytes().len());
+        (len > self.max_bytes).then(|| RpcError::InvalidParams {
+            message: format!("params of {len} bytes; at most {} accepted", self.max_bytes),
+        })
+    }
+}
+
 impl<S> Service<Request> for MaxParams<S>
 where
     S: Service<Request, Response = Response, Error = RpcError>,
@@ -65,15 +76,36 @@ where
     }
 
     fn call(&mut self, request: Request) -> MaxParamsFuture {
-        let len = request.params().map_or(0, |p| p.as_bytes().len());
-        if len > self.max_bytes {
-            let max = self.max_bytes;
-            return Box::pin(async move {
-                Err(RpcError::InvalidParams {
-                    message: format!("params of {len} bytes; at most {max} accepted"),
-                })
-            });
+        if let Some(refusal) = self.refusal(&request) {
+            return Box::pin(async move { Err(refusal) });
         }
         Box::pin(self.inner.call(request))
+    }
+}
+
+/// The batch form (what makes the layer a `JsonRpcBatchService` over one):
+/// refusals answered in place, the other calls passed on as one batch. A
+/// layer that cannot look at a batch's calls in place would instead make
+/// single calls of it: `BoxedBatchFuture::new(per_call(self.clone(), batch))`.
+impl<S> Service<Batch> for MaxParams<S>
+where
+    S: JsonRpcBatchService,
+{
+    type Response = BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = BoxedBatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+        let this = MaxParams {
+            inner: (),
+            max_bytes: self.max_bytes,
+        };
+        BoxedBatchFuture::new(answer_in_place(self.inner.clone(), batch, move |call| {
+            this.refusal(call).map(Err)
+        }))
     }
 }

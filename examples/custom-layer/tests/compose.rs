@@ -49,3 +49,45 @@ async fn the_adapter_answers_unknown_methods_with_its_own_error() {
     let r = svc.oneshot(request("nope", "[]")).await.expect("an answer");
     assert_eq!(r.error_object().map(|e| e.code()), Some(-32601));
 }
+
+/// A client batch through the custom layer, the group and the adapter as
+/// one unit: the refusal answered in place, the other calls answered by
+/// the backend in one go, in the client's order.
+#[tokio::test]
+async fn a_batch_goes_through_the_layer_and_the_adapter_whole() {
+    let node =
+        StaticBackend::new("a").answer("eth_call", RawJson::from_static("\"0x\"").expect("JSON"));
+    let group = FailoverLayer::new()
+        .build(vec![Member::new("a", node)])
+        .expect("group");
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new())
+        .layer(MaxParamsLayer::new(16))
+        .service(group);
+    let calls = vec![
+        request("eth_call", "[]").with_id(Id::from(1u64)),
+        request(
+            "eth_call",
+            r#"["a long string, longer than sixteen bytes"]"#,
+        )
+        .with_id(Id::from(2u64)),
+        request("eth_call", "[]").with_id(Id::from(3u64)),
+    ];
+    let answers = rpc_core::batch::call_batch(svc, rpc_core::Batch::new(calls)).await;
+    let ok = |i: usize| {
+        answers[i]
+            .as_ref()
+            .and_then(|a| a.as_ref().ok())
+            .expect("answer")
+    };
+    assert_eq!(ok(0).id(), &Id::from(1u64));
+    assert_eq!(ok(2).id(), &Id::from(3u64));
+    assert_eq!(
+        ok(2).extensions().get::<ServedBy>().map(|s| &*s.0),
+        Some("a")
+    );
+    assert!(matches!(
+        answers[1],
+        Some(Err(RpcError::InvalidParams { .. }))
+    ));
+}
