@@ -271,3 +271,42 @@ async fn log_ranges_are_capped_split_and_provider_limits_are_split_around() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(message.contains("0x7d0..0xbb7"), "{message}");
 }
+
+/// A batch that walks the whole stack — the cache on, two groups — is one
+/// upstream request per group, each with its group's calls, and the
+/// answers come back in the client's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_through_the_cache_and_two_groups_is_one_upstream_request_per_group() {
+    let (a, b) = (FaultUpstream::start().await, FaultUpstream::start().await);
+    let (_proxy, addr) = start_proxy_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[cache]\nenabled = true\n\
+         [backends.a]\nurl = \"{}\"\n[backends.b]\nurl = \"{}\"\n\
+         [groups.main]\nmembers = [\"a\"]\nhealth_method = \"\"\n\
+         [groups.other]\nmembers = [\"b\"]\nhealth_method = \"\"\n\
+         [routing]\ndefault = \"main\"\nmethods = {{ \"x_*\" = \"other\" }}\n",
+        a.url(),
+        b.url()
+    ));
+    // Reads the cache may keep, calls it never keeps, and calls of the
+    // other group, interleaved.
+    let calls: Vec<Value> = (0..30)
+        .map(|i| match i % 3 {
+            0 => json!({"jsonrpc": "2.0", "id": i, "method": "eth_getBalance", "params": [format!("0x{i:040x}"), "latest"]}),
+            1 => json!({"jsonrpc": "2.0", "id": i, "method": "eth_estimateGas", "params": [{"to": format!("0x{i:040x}")}]}),
+            _ => json!({"jsonrpc": "2.0", "id": i, "method": "x_thing", "params": [format!("{i}")]}),
+        })
+        .collect();
+    let (status, _, text) = post(addr, Value::Array(calls.clone()).to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    let answers: Vec<Value> = serde_json::from_str(&text).expect("json");
+    assert_eq!(answers.len(), 30);
+    for (call, answer) in calls.iter().zip(&answers) {
+        assert_eq!(answer["id"], call["id"], "{answer}");
+        assert_eq!(answer["result"]["method"], call["method"], "{answer}");
+        assert_eq!(answer["result"]["params"], call["params"], "{answer}");
+    }
+    assert_eq!(a.calls.load(Ordering::SeqCst), 1, "group main");
+    assert_eq!(a.items.load(Ordering::SeqCst), 20);
+    assert_eq!(b.calls.load(Ordering::SeqCst), 1, "group other");
+    assert_eq!(b.items.load(Ordering::SeqCst), 10);
+}

@@ -32,11 +32,10 @@ use rpc_core::filter::{MethodFilter, MethodFilterLayer};
 use rpc_core::ratelimit::{Limit, RateLimitLayer, WhenRedisDown};
 use rpc_core::reload::{reloadable, ReloadHandle};
 use rpc_core::route::MethodRouter;
-use rpc_core::server::{serve_with_layer, ServerConfig, TrustedProxies};
+use rpc_core::server::{serve_front, HttpFront, ServerConfig, TrustedProxies};
 use rpc_core::subscription::{PushSource, SubscriptionSource};
 use rpc_core::{
-    BoxJsonRpcService, ByteBudget, HttpBackend, JsonRpcService, ServedBy, SharedJsonRpcService,
-    WsBackend,
+    BoxJsonRpcService, ByteBudget, HttpBackend, ServedBy, SharedJsonRpcService, WsBackend,
 };
 use rpc_failover::{
     AttemptDeadline, ConcurrencyLimit, ConsistencyLayer, FailoverLayer, HeadPolicy, HealthCheck,
@@ -249,7 +248,8 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
                 .filter(|p| !p.contains('*'))
                 .cloned(),
         );
-    let service = SharedJsonRpcService::new(
+    // Batches travel the stack whole (every layer here has a batch form).
+    let service = SharedJsonRpcService::batched(
         ServiceBuilder::new()
             .layer(MetricsLayer::client().method_labels(labels))
             .option_layer(filter)
@@ -502,7 +502,7 @@ fn group_stack(
     memory: &ByteBudget,
     redis: Option<&rpc_core::redis::RedisLink>,
     running: Option<&Carry>,
-) -> Result<GroupStack<impl JsonRpcService>, String> {
+) -> Result<GroupStack<impl rpc_core::JsonRpcBatchService>, String> {
     let mut members = Vec::with_capacity(group.members.get_ref().len());
     let mut push = Vec::new();
     let mut backends = Vec::new();
@@ -768,6 +768,26 @@ impl tower::Service<rpc_core::Request> for Backend {
         match self {
             Backend::Http(b) => b.call(req),
             Backend::Ws(b) => b.call(req),
+        }
+    }
+}
+
+impl tower::Service<rpc_core::Batch> for Backend {
+    type Response = rpc_core::BatchAnswers;
+    type Error = std::convert::Infallible;
+    type Future = rpc_core::batch::BoxedBatchFuture;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: rpc_core::Batch) -> Self::Future {
+        match self {
+            Backend::Http(b) => b.call(batch),
+            Backend::Ws(b) => b.call(batch),
         }
     }
 }
@@ -1144,10 +1164,10 @@ pub async fn run(
         keys,
     };
     let reloader = tokio::spawn(reload::on_hangup(reload, built.carry, swap));
-    serve_with_layer(
+    // A client batch reaches the stack as one batch (see `build`).
+    serve_front(
         listener,
-        service,
-        server,
+        HttpFront::batched(service, server),
         tower::util::option_layer(built.cors),
         shutdown,
     )
