@@ -501,7 +501,6 @@ async fn cache_batch<S: JsonRpcBatchService, St: CacheStore>(
     for ((index, request, slot, plan), payload) in lookups.into_iter().zip(found) {
         let id = request.id().cloned().unwrap_or_default();
         if let Some(payload) = payload {
-            settle(&request);
             answers[index] = Some(Ok(hit(&state, &slot, id, payload)));
             continue;
         }
@@ -524,7 +523,6 @@ async fn cache_batch<S: JsonRpcBatchService, St: CacheStore>(
             f.waiters += 1;
             let (flight, generation) = (f.flight.clone(), f.generation);
             drop(map);
-            settle(&request);
             awaited.push(Awaited {
                 index,
                 id,
@@ -652,13 +650,6 @@ async fn cache_batch<S: JsonRpcBatchService, St: CacheStore>(
         answers[index] = answer;
     }
     answers
-}
-
-/// The call no longer holds up a backend gathering its batch-mates.
-fn settle(request: &Request) {
-    if let Some(item) = request.extensions().get::<rpc_core::batch::BatchItem>() {
-        item.settle();
-    }
 }
 
 /// A call the cache does not keep. An `async move` block, not an `async

@@ -108,24 +108,20 @@ where
 {
     type Response = crate::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = crate::batch::BoxedBatchFuture;
+    type Future = crate::batch::PassOrBoxed<<S as Service<crate::batch::Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<crate::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Admission checks answered in place; the other calls go on as one
     /// batch.
     fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
-        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
-            self.inner.clone(),
-            batch,
-            |call| {
-                call.extensions().get::<AdmissionCheck>().map(|_| {
-                    let id = call.id().cloned().unwrap_or(Id::Null);
-                    Ok(Response::result(id, RawJson::NULL))
-                })
-            },
-        ))
+        crate::batch::answer_in_place(&mut self.inner, batch, |call| {
+            call.extensions().get::<AdmissionCheck>().map(|_| {
+                let id = call.id().cloned().unwrap_or(Id::Null);
+                Ok(Response::result(id, RawJson::NULL))
+            })
+        })
     }
 }

@@ -295,37 +295,33 @@ where
 {
     type Response = crate::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = crate::batch::BoxedBatchFuture;
+    type Future = crate::batch::PassOrBoxed<<S as Service<crate::batch::Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<crate::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Each call as a single call would be: refused in place, or routed to
     /// its key's group; the others go on as one batch.
     fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
         let policies = self.policies.clone();
-        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
-            self.inner.clone(),
-            batch,
-            move |call| {
-                let policy = call
-                    .extensions()
-                    .get::<ApiKey>()
-                    .and_then(|k| policies.get(&k.0))?;
-                if let Some(filter) = &policy.methods {
-                    if !filter.permits(call.method()) {
-                        return Some(Err(RpcError::MethodNotAllowed {
-                            message: Arc::from(KEY_METHOD_MESSAGE),
-                        }));
-                    }
+        crate::batch::answer_in_place(&mut self.inner, batch, move |call| {
+            let policy = call
+                .extensions()
+                .get::<ApiKey>()
+                .and_then(|k| policies.get(&k.0))?;
+            if let Some(filter) = &policy.methods {
+                if !filter.permits(call.method()) {
+                    return Some(Err(RpcError::MethodNotAllowed {
+                        message: Arc::from(KEY_METHOD_MESSAGE),
+                    }));
                 }
-                if let Some(group) = policy.route.clone() {
-                    call.extensions_mut().insert(RouteTo(group));
-                }
-                None
-            },
-        ))
+            }
+            if let Some(group) = policy.route.clone() {
+                call.extensions_mut().insert(RouteTo(group));
+            }
+            None
+        })
     }
 }
 

@@ -1,11 +1,15 @@
-//! The client batch a call belongs to, so a backend can send the calls of
-//! one client batch that reach it together as one upstream batch.
+//! Client batches: [`Batch`], a batch travelling the layers as one unit
+//! (see [`JsonRpcBatchService`]), and [`BatchGroup`], the batch that single
+//! calls came from, so a backend can send the ones that reach it together
+//! as one upstream batch.
 //!
-//! The front puts a [`BatchGroup`] in each batch item's extensions (beside
-//! [`BatchPosition`](crate::BatchPosition)). Items still go through every
-//! layer one by one — filter, rate limit, cache, routing, retry, failover,
-//! metrics — and a backend that batches (`HttpBackendBuilder::max_batch`)
-//! gathers the items of one group that reach it. It sends them when every
+//! A group's calls are single calls made of one batch: by the front serving
+//! a stack call by call ([`HttpFront::new`](crate::server::HttpFront::new)),
+//! or by a layer with no batch form ([`per_call`]). Each carries a
+//! [`BatchItem`] in its extensions (beside
+//! [`BatchPosition`](crate::BatchPosition)) and goes through the layers on
+//! its own, and a backend that batches (`HttpBackendBuilder::max_batch`)
+//! gathers the calls of one group that reach it. It sends them when every
 //! item of the group that is in flight has either reached a backend or been
 //! answered above (the cache, a refusal), when `max_batch` are gathered, or
 //! after a short window (an item held elsewhere, e.g. waiting for a
@@ -259,13 +263,24 @@ impl Batch {
     /// Splits the batch: the calls for which `apart` holds, with their
     /// positions, and a batch of the others, with theirs. Put the answers
     /// back together with [`Merge`].
+    ///
+    /// When no call is set apart the batch is given back as it is (no
+    /// copy), and the [`Split`] is empty.
     pub fn split(self, mut apart: impl FnMut(&Request) -> bool) -> (Split, Batch) {
         let len = self.calls.len();
+        let Some(first) = self.calls.iter().position(&mut apart) else {
+            let split = Split {
+                len,
+                taken: Vec::new(),
+                rest_at: Vec::new(),
+            };
+            return (split, self);
+        };
         let mut taken = Vec::new();
-        let mut rest = Vec::with_capacity(len);
-        let mut rest_at = Vec::with_capacity(len);
+        let mut rest = Vec::with_capacity(len - 1);
+        let mut rest_at = Vec::with_capacity(len - 1);
         for (i, call) in self.calls.into_iter().enumerate() {
-            if apart(&call) {
+            if i == first || (i > first && apart(&call)) {
                 taken.push((i, call));
             } else {
                 rest_at.push(i);
@@ -325,6 +340,13 @@ pub struct Merge {
 impl Merge {
     /// The answers of the batch of the calls not set apart.
     pub fn rest(&mut self, answers: BatchAnswers) {
+        if self.rest_at.is_empty() {
+            // Nothing was set apart: the answers are the batch's own.
+            for (slot, answer) in self.answers.iter_mut().zip(answers) {
+                *slot = answer;
+            }
+            return;
+        }
         for (at, answer) in self.rest_at.iter().zip(answers) {
             self.answers[*at] = answer;
         }
@@ -450,8 +472,9 @@ impl std::fmt::Debug for BoxedBatchFuture {
 /// concurrency at once, answered in order: what a layer with no batch form
 /// does with a batch. A call still running at the batch's deadline is
 /// left (its slot `None`); a call whose service panicked is answered with
-/// an internal error, its batch-mates as usual. Each call's
-/// [`BatchItem`] is settled when it is answered.
+/// an internal error, its batch-mates as usual. The calls carry a
+/// [`BatchItem`] of one [`BatchGroup`], so a batching backend still sends
+/// the ones that reach it together as one upstream batch.
 ///
 /// ```
 /// use rpc_core::batch::{per_call, Batch};
@@ -480,10 +503,20 @@ where
 
     let deadline = batch.deadline();
     let concurrency = batch.concurrency;
-    let mut answers: BatchAnswers = (0..batch.calls.len()).map(|_| None).collect();
+    let len = batch.calls.len();
+    let mut answers: BatchAnswers = (0..len).map(|_| None).collect();
+    // The calls, now single, still reach a batching backend together.
+    let group = (len > 1).then(|| BatchGroup::new(len));
     let work = stream::iter(batch.calls.into_iter().enumerate())
-        .map(|(index, call)| {
-            let item = call.extensions().get::<BatchItem>().cloned();
+        .map(|(index, mut call)| {
+            // Counted when made (before any call of the wave runs), so a
+            // backend never sends a wave's first call alone.
+            let item = group.as_ref().map(|group| {
+                let item = group.item(index);
+                item.start();
+                call.extensions_mut().insert(item.clone());
+                item
+            });
             let method = call.method_arc().clone();
             let answer = std::panic::AssertUnwindSafe(service.clone().oneshot(call))
                 .catch_unwind()
@@ -525,10 +558,18 @@ where
     answers
 }
 
+/// The future of a layer's batch form that passes a batch on whole when it
+/// has nothing to do with its calls (no box, no copy), and otherwise
+/// boxes the work ([`split_apart`], [`answer_in_place`]).
+pub type PassOrBoxed<F> = futures_util::future::Either<F, BoxedBatchFuture>;
+
 /// Serves a batch through `this` (the layer's own single-call path) for
 /// the calls `apart` picks, and through `inner` as one batch for the
 /// others, concurrently: the shape of a layer that acts on a few methods
-/// (subscriptions, filters, `eth_getLogs`) and passes the rest on.
+/// (subscriptions, filters, `eth_getLogs`) and passes the rest on. When
+/// `apart` picks no call, the batch goes to `inner` as it is: call it from
+/// the layer's `Service<Batch>::call`, after its `poll_ready` has polled
+/// `inner`'s.
 ///
 /// ```
 /// use rpc_core::batch::{split_apart, Batch};
@@ -543,44 +584,51 @@ where
 ///     Request::new("plain").with_id(Id::from(2u64)),
 /// ]);
 /// // A shared stack takes batches (here made single calls of `answer`).
-/// let inner = SharedJsonRpcService::new(answer("\"inner\""));
-/// let answers = split_apart(answer("\"layer\""), inner, batch, |c| c.method() == "special").await;
+/// let mut inner = SharedJsonRpcService::new(answer("\"inner\""));
+/// let answers = split_apart(answer("\"layer\""), &mut inner, batch, |c| c.method() == "special")
+///     .await
+///     .unwrap();
 /// let text = |i: usize| answers[i].as_ref().unwrap().as_ref().unwrap().result_json().unwrap().as_bytes().to_vec();
 /// assert_eq!(text(0), b"\"layer\"");
 /// assert_eq!(text(1), b"\"inner\"");
 /// # }
 /// ```
-pub async fn split_apart<T, I>(
+pub fn split_apart<T, I>(
     this: T,
-    inner: I,
+    inner: &mut I,
     batch: Batch,
     apart: impl FnMut(&Request) -> bool,
-) -> BatchAnswers
+) -> PassOrBoxed<<I as Service<Batch>>::Future>
 where
-    T: Service<Request, Response = Response, Error = RpcError> + Clone,
+    T: Service<Request, Response = Response, Error = RpcError> + Clone + Send + Sync + 'static,
+    T::Future: Send,
     I: JsonRpcBatchService,
 {
+    use futures_util::future::Either;
     let (mut split, rest) = batch.split(apart);
     if split.is_empty() {
-        return call_batch(inner, rest).await;
+        return Either::Left(Service::<Batch>::call(inner, rest));
     }
-    let taken = split.take();
-    let (positions, calls): (Vec<usize>, Vec<Request>) = taken.into_iter().unzip();
-    let apart_batch = rest.with_calls(calls);
-    let own = per_call(this, apart_batch);
-    let passed = async move {
-        if rest.is_empty() {
-            return Vec::new();
+    let inner = inner.clone();
+    Either::Right(BoxedBatchFuture::new(async move {
+        let taken = split.take();
+        let (positions, calls): (Vec<usize>, Vec<Request>) = taken.into_iter().unzip();
+        let apart_batch = rest.with_calls(calls);
+        let own = per_call(this, apart_batch);
+        let passed = async move {
+            if rest.is_empty() {
+                return Vec::new();
+            }
+            call_batch(inner, rest).await
+        };
+        let (own, passed) = futures_util::future::join(own, passed).await;
+        let mut merge = split.merge();
+        merge.rest(passed);
+        for (position, answer) in positions.into_iter().zip(own) {
+            merge.put(position, answer);
         }
-        call_batch(inner, rest).await
-    };
-    let (own, passed) = futures_util::future::join(own, passed).await;
-    let mut merge = split.merge();
-    merge.rest(passed);
-    for (position, answer) in positions.into_iter().zip(own) {
-        merge.put(position, answer);
-    }
-    merge.finish()
+        merge.finish()
+    }))
 }
 
 /// Sends `batch` to `service` as one unit (waiting for its readiness):
@@ -596,62 +644,65 @@ pub async fn call_batch<S: JsonRpcBatchService>(service: S, batch: Batch) -> Bat
 /// refusal, a filter's verdict) and sends the others to `inner` as one
 /// batch: the shape of a layer that decides per call, synchronously,
 /// whether a call goes on. `answer` may also change a call that goes on
-/// (as the layer would change a single call). A call answered here has its
-/// [`BatchItem`] settled (a backend gathering the others does not wait for
-/// it).
+/// (as the layer would change a single call). When no call is answered
+/// here, the batch goes to `inner` as it is:
+/// call it from the layer's `Service<Batch>::call`, after its `poll_ready`
+/// has polled `inner`'s.
 ///
 /// ```
 /// use rpc_core::batch::{answer_in_place, Batch};
 /// use rpc_core::{Id, RawJson, Request, Response, RpcError, SharedJsonRpcService};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let inner = SharedJsonRpcService::new(tower::service_fn(|req: Request| async move {
+/// let mut inner = SharedJsonRpcService::new(tower::service_fn(|req: Request| async move {
 ///     Ok::<_, RpcError>(Response::result(req.id().cloned().unwrap_or_default(), RawJson::NULL))
 /// }));
 /// let batch = Batch::new(vec![
 ///     Request::new("admin_peers").with_id(Id::from(1u64)),
 ///     Request::new("eth_chainId").with_id(Id::from(2u64)),
 /// ]);
-/// let answers = answer_in_place(inner, batch, |call| {
+/// let answers = answer_in_place(&mut inner, batch, |call| {
 ///     call.method().starts_with("admin_").then(|| Err(RpcError::MethodNotAllowed { message: "no".into() }))
 /// })
-/// .await;
+/// .await
+/// .unwrap();
 /// assert!(matches!(answers[0], Some(Err(RpcError::MethodNotAllowed { .. }))));
 /// assert!(matches!(answers[1], Some(Ok(_))));
 /// # }
 /// ```
-pub async fn answer_in_place<I: JsonRpcBatchService>(
-    inner: I,
+pub fn answer_in_place<I: JsonRpcBatchService>(
+    inner: &mut I,
     mut batch: Batch,
     mut answer: impl FnMut(&mut Request) -> Option<Result<Response, RpcError>>,
-) -> BatchAnswers {
+) -> PassOrBoxed<<I as Service<Batch>>::Future> {
+    use futures_util::future::Either;
     let mut placed = Vec::new();
     for (index, call) in batch.calls.iter_mut().enumerate() {
         if let Some(answered) = answer(call) {
-            if let Some(item) = call.extensions().get::<BatchItem>() {
-                item.settle();
-            }
             placed.push((index, answered));
         }
     }
     if placed.is_empty() {
-        return call_batch(inner, batch).await;
+        return Either::Left(Service::<Batch>::call(inner, batch));
     }
-    let mut answered = vec![false; batch.calls.len()];
-    for (index, _) in &placed {
-        answered[*index] = true;
-    }
-    let mut position = 0;
-    let (split, rest) = batch.split(|_| {
-        position += 1;
-        answered[position - 1]
-    });
-    let mut merge = split.merge();
-    if !rest.is_empty() {
-        merge.rest(call_batch(inner, rest).await);
-    }
-    for (index, answered) in placed {
-        merge.put(index, Some(answered));
-    }
-    merge.finish()
+    let inner = inner.clone();
+    Either::Right(BoxedBatchFuture::new(async move {
+        let mut answered = vec![false; batch.calls.len()];
+        for (index, _) in &placed {
+            answered[*index] = true;
+        }
+        let mut position = 0;
+        let (split, rest) = batch.split(|_| {
+            position += 1;
+            answered[position - 1]
+        });
+        let mut merge = split.merge();
+        if !rest.is_empty() {
+            merge.rest(call_batch(inner, rest).await);
+        }
+        for (index, answered) in placed {
+            merge.put(index, Some(answered));
+        }
+        merge.finish()
+    }))
 }

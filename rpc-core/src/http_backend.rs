@@ -82,6 +82,8 @@ struct Inner {
     next_id: AtomicU64,
     /// Upstream batching (`max_batch` > 1).
     batching: Option<Batching>,
+    /// The histogram of upstream batch sizes, registered on first use.
+    batch_sizes: std::sync::OnceLock<metrics::Histogram>,
 }
 
 /// The calls of client batches waiting to be sent as upstream batches.
@@ -519,6 +521,7 @@ impl HttpBackendBuilder {
                     open: Mutex::new(HashMap::default()),
                     next: AtomicU64::new(0),
                 }),
+                batch_sizes: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -600,12 +603,15 @@ impl Inner {
         let mut waiting = Vec::with_capacity(n);
         let mut queued = Vec::with_capacity(n);
         let mut alone = Vec::new();
+        // Consecutive wire ids, taken at once: the answers are matched by
+        // place (see `send_batch`).
+        let calls = batch
+            .calls()
+            .iter()
+            .filter(|c| !c.is_notification())
+            .count() as u64;
+        let mut wire = self.next_id.fetch_add(calls, Ordering::Relaxed);
         for (index, req) in batch.into_calls().into_iter().enumerate() {
-            // Here: a backend gathering the client batch's other calls (made
-            // single calls by a layer above) no longer waits for this one.
-            if let Some(item) = req.extensions().get::<BatchItem>() {
-                item.settle();
-            }
             let deadline = match self.deadline(&req, started) {
                 Ok(deadline) => deadline,
                 Err(e) => {
@@ -620,8 +626,10 @@ impl Inner {
             }
             let (reply, answer) = slots.pair(index);
             waiting.push((index, req.id().cloned().unwrap_or(Id::Null), answer));
+            let id = wire;
+            wire += 1;
             queued.push(Queued {
-                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                id,
                 req,
                 reply,
                 item: None,
@@ -629,28 +637,39 @@ impl Inner {
                 deadline,
             });
         }
-        let mut chunks = Vec::with_capacity(queued.len().div_ceil(max));
-        while queued.len() > max {
-            let rest = queued.split_off(max);
-            chunks.push(std::mem::replace(&mut queued, rest));
-        }
-        if !queued.is_empty() {
+        let sent = async {
+            if queued.len() <= max {
+                // One upstream batch (the common case): no list of them.
+                if !queued.is_empty() {
+                    self.clone().send_batch(queued).await;
+                }
+                return;
+            }
+            let mut chunks = Vec::with_capacity(queued.len().div_ceil(max));
+            while queued.len() > max {
+                let rest = queued.split_off(max);
+                chunks.push(std::mem::replace(&mut queued, rest));
+            }
             chunks.push(queued);
-        }
-        let sent = futures_util::future::join_all(
-            chunks
-                .into_iter()
-                .map(|chunk| self.clone().send_batch(chunk)),
-        );
-        let notified =
-            futures_util::future::join_all(alone.into_iter().map(|(index, req, deadline)| {
-                let this = self.clone();
-                async move { (index, this.timed_call(req, started, deadline).await) }
-            }));
-        let ((), notified) =
-            futures_util::future::join(futures_util::FutureExt::map(sent, |_| ()), notified).await;
-        for (index, answer) in notified {
-            answers[index] = Some(answer);
+            futures_util::future::join_all(
+                chunks
+                    .into_iter()
+                    .map(|chunk| self.clone().send_batch(chunk)),
+            )
+            .await;
+        };
+        if alone.is_empty() {
+            sent.await;
+        } else {
+            let notified =
+                futures_util::future::join_all(alone.into_iter().map(|(index, req, deadline)| {
+                    let this = self.clone();
+                    async move { (index, this.timed_call(req, started, deadline).await) }
+                }));
+            let ((), notified) = futures_util::future::join(sent, notified).await;
+            for (index, answer) in notified {
+                answers[index] = Some(answer);
+            }
         }
         // Every call of a sent batch has its answer by now.
         for (index, client_id, answer) in waiting {
@@ -984,8 +1003,12 @@ impl Inner {
         if calls.is_empty() {
             return;
         }
-        // rpc-metrics' `names::UPSTREAM_BATCH_SIZE` (rpc-core does not depend on it).
-        metrics::histogram!("rpc_backend_batch_size", "backend" => self.name.to_string())
+        self.batch_sizes
+            .get_or_init(|| {
+                // rpc-metrics' `names::UPSTREAM_BATCH_SIZE` (rpc-core does
+                // not depend on it).
+                metrics::histogram!("rpc_backend_batch_size", "backend" => self.name.to_string())
+            })
             .record(calls.len() as f64);
         if calls.len() == 1 {
             return self.send_alone(calls).await;
@@ -1030,7 +1053,7 @@ impl Inner {
             // as "batch too large" or "batches not supported").
             return self.refused(calls, "it was refused").await;
         }
-        let items = match crate::parse::parse_batch_response(&bytes) {
+        let items = match crate::parse::parse_batch_response_of(&bytes, calls.len()) {
             Ok(items) => items,
             Err(reason) => {
                 for call in calls {
@@ -1042,6 +1065,47 @@ impl Inner {
                 return;
             }
         };
+        let held = held.map(Arc::new);
+        let deliver = |payload: Result<Payload, String>| match payload {
+            Ok(payload) => Ok((payload, held.clone())),
+            Err(reason) => Err(RpcError::InvalidResponse {
+                backend: self.name.clone(),
+                reason,
+            }),
+        };
+        let missing = || RpcError::InvalidResponse {
+            backend: self.name.clone(),
+            reason: "the call's answer is missing from the batch answer".to_owned(),
+        };
+        // A client batch's calls have consecutive wire ids: an answer's id
+        // is its call's place (no map).
+        let base = calls[0].id;
+        let consecutive = calls
+            .iter()
+            .zip(0u64..)
+            .all(|(call, i)| call.id == base.wrapping_add(i));
+        if consecutive {
+            let mut calls = calls;
+            for (id, payload) in items {
+                let Some(call) = id
+                    .checked_sub(base)
+                    .and_then(|k| usize::try_from(k).ok())
+                    .and_then(|k| calls.get_mut(k))
+                else {
+                    continue;
+                };
+                // A duplicate is ignored: the first answer counts.
+                if !call.reply.is_sent() {
+                    call.reply.send_now(deliver(payload));
+                }
+            }
+            for call in calls {
+                if !call.reply.is_sent() {
+                    call.reply.send(Err(missing()));
+                }
+            }
+            return;
+        }
         // Matched by the wire ids (out-of-order answers are fine; a
         // duplicate is ignored: the first answer counts).
         let mut by_id: HashMap<u64, Result<Payload, String>, FastHash> =
@@ -1049,18 +1113,10 @@ impl Inner {
         for (id, payload) in items {
             by_id.entry(id).or_insert(payload);
         }
-        let held = held.map(Arc::new);
         for call in calls {
             let delivered = match by_id.remove(&call.id) {
-                Some(Ok(payload)) => Ok((payload, held.clone())),
-                Some(Err(reason)) => Err(RpcError::InvalidResponse {
-                    backend: self.name.clone(),
-                    reason,
-                }),
-                None => Err(RpcError::InvalidResponse {
-                    backend: self.name.clone(),
-                    reason: "the call's answer is missing from the batch answer".to_owned(),
-                }),
+                Some(payload) => deliver(payload),
+                None => Err(missing()),
             };
             call.reply.send(delivered);
         }

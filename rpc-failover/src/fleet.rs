@@ -317,10 +317,10 @@ where
 {
     type Response = rpc_core::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = rpc_core::batch::BoxedBatchFuture;
+    type Future = <S as Service<rpc_core::batch::Batch>>::Future;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<rpc_core::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Each call's need raised as a single call's is; the batch goes on
@@ -342,10 +342,7 @@ where
                 }
             }
         }
-        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::call_batch(
-            self.inner.clone(),
-            batch,
-        ))
+        self.inner.call(batch)
     }
 }
 

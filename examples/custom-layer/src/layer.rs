@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use rpc_core::batch::{answer_in_place, BoxedBatchFuture, JsonRpcBatchService};
+use rpc_core::batch::{answer_in_place, JsonRpcBatchService, PassOrBoxed};
 use rpc_core::{Batch, BatchAnswers, Request, Response, RpcError};
 use tower::{Layer, Service};
 
@@ -86,26 +86,28 @@ where
 /// The batch form (what makes the layer a `JsonRpcBatchService` over one):
 /// refusals answered in place, the other calls passed on as one batch. A
 /// layer that cannot look at a batch's calls in place would instead make
-/// single calls of it: `BoxedBatchFuture::new(per_call(self.clone(), batch))`.
+/// single calls of it: `BoxedBatchFuture::new(per_call(self.clone(), batch))`
+/// (with `type Future = BoxedBatchFuture`).
 impl<S> Service<Batch> for MaxParams<S>
 where
     S: JsonRpcBatchService,
 {
     type Response = BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = BoxedBatchFuture;
+    type Future = PassOrBoxed<<S as Service<Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Batch>::poll_ready(&mut self.inner, cx)
     }
 
-    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+    fn call(&mut self, batch: Batch) -> Self::Future {
         let this = MaxParams {
             inner: (),
             max_bytes: self.max_bytes,
         };
-        BoxedBatchFuture::new(answer_in_place(self.inner.clone(), batch, move |call| {
+        // Nothing to refuse: the batch goes on as it is, with no box.
+        answer_in_place(&mut self.inner, batch, move |call| {
             this.refusal(call).map(Err)
-        }))
+        })
     }
 }

@@ -6,7 +6,7 @@ use tower::Service;
 use super::{MethodFilter, ResponseFuture};
 use std::convert::Infallible;
 
-use crate::batch::{answer_in_place, Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
+use crate::batch::{answer_in_place, Batch, BatchAnswers, JsonRpcBatchService, PassOrBoxed};
 use crate::{Request, Response, RpcError};
 
 /// The service built by [`MethodFilterLayer`](super::MethodFilterLayer).
@@ -54,17 +54,17 @@ where
 {
     type Response = BatchAnswers;
     type Error = Infallible;
-    type Future = BoxedBatchFuture;
+    type Future = PassOrBoxed<<S as Service<Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Refusals answered in place; the permitted calls go on as one batch.
-    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+    fn call(&mut self, batch: Batch) -> Self::Future {
         let filter = self.filter.clone();
-        BoxedBatchFuture::new(answer_in_place(self.inner.clone(), batch, move |call| {
+        answer_in_place(&mut self.inner, batch, move |call| {
             (!filter.permits(call.method())).then(|| Err(filter.rejection()))
-        }))
+        })
     }
 }

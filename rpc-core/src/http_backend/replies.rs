@@ -91,6 +91,17 @@ impl<T> Reply<T> {
         self.settle(State::Ready(value));
     }
 
+    /// [`send`](Self::send), keeping the handle (a second send does
+    /// nothing).
+    pub(super) fn send_now(&mut self, value: T) {
+        self.settle(State::Ready(value));
+    }
+
+    /// Whether the call was answered (or its handle already used).
+    pub(super) fn is_sent(&self) -> bool {
+        self.slots.is_none()
+    }
+
     /// Puts `to` in the call's slot and wakes the call, once, if it still
     /// waits (`to` is dropped otherwise).
     fn settle(&mut self, to: State<T>) {

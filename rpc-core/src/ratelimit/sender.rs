@@ -171,38 +171,34 @@ where
 {
     type Response = crate::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = crate::batch::BoxedBatchFuture;
+    type Future = crate::batch::PassOrBoxed<<S as Service<crate::batch::Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<crate::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Each sender's budget checked in the batch's order, refusals
     /// answered in place; the other calls go on as one batch.
     fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
         let state = self.state.clone();
-        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
-            self.inner.clone(),
-            batch,
-            move |call| {
-                if !state.methods.iter().any(|m| **m == *call.method()) {
-                    return None;
-                }
-                match sender_of_call(call) {
-                    Some(sender) => match state.check(&sender) {
-                        Ok(()) => None,
-                        Err(e) => {
-                            metrics::counter!(SENDER_LIMITED).increment(1);
-                            Some(Err(e))
-                        }
-                    },
-                    None => {
-                        metrics::counter!(SENDER_UNRECOGNIZED).increment(1);
-                        None
+        crate::batch::answer_in_place(&mut self.inner, batch, move |call| {
+            if !state.methods.iter().any(|m| **m == *call.method()) {
+                return None;
+            }
+            match sender_of_call(call) {
+                Some(sender) => match state.check(&sender) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        metrics::counter!(SENDER_LIMITED).increment(1);
+                        Some(Err(e))
                     }
+                },
+                None => {
+                    metrics::counter!(SENDER_UNRECOGNIZED).increment(1);
+                    None
                 }
-            },
-        ))
+            }
+        })
     }
 }
 

@@ -72,10 +72,10 @@ where
 {
     type Response = crate::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = crate::batch::BoxedBatchFuture;
+    type Future = crate::batch::PassOrBoxed<<S as Service<crate::batch::Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<crate::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Each call's budgets checked in the batch's order, refusals answered
@@ -85,17 +85,15 @@ where
     fn call(&mut self, batch: crate::batch::Batch) -> Self::Future {
         #[cfg(feature = "redis")]
         if self.limiter.shared.is_some() {
-            return crate::batch::BoxedBatchFuture::new(crate::batch::per_call(
+            return Either::Right(crate::batch::BoxedBatchFuture::new(crate::batch::per_call(
                 self.clone(),
                 batch,
-            ));
+            )));
         }
         let limiter = self.limiter.clone();
-        crate::batch::BoxedBatchFuture::new(crate::batch::answer_in_place(
-            self.inner.clone(),
-            batch,
-            move |call| limiter.check(call).err().map(Err),
-        ))
+        crate::batch::answer_in_place(&mut self.inner, batch, move |call| {
+            limiter.check(call).err().map(Err)
+        })
     }
 }
 

@@ -53,7 +53,7 @@ use tower::{Service, ServiceExt};
 use std::collections::HashMap;
 
 use crate::batch::{
-    call_batch, Batch, BatchAnswers, BatchItem, BoxedBatchFuture, JsonRpcBatchService,
+    call_batch, Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService, PassOrBoxed,
 };
 use crate::filter::ResponseFuture;
 use crate::protocol::{MethodTable, Pattern, PatternError};
@@ -238,7 +238,7 @@ impl<S> Table<S> {
 impl<S: JsonRpcBatchService> Service<Batch> for MethodRouter<S> {
     type Response = BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = BoxedBatchFuture;
+    type Future = PassOrBoxed<<S as Service<Batch>>::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -247,9 +247,21 @@ impl<S: JsonRpcBatchService> Service<Batch> for MethodRouter<S> {
     /// A batch per service its calls go to, sent at once; calls no route
     /// takes are answered in place. A batch whose calls all go to one
     /// service goes on whole.
-    fn call(&mut self, batch: Batch) -> BoxedBatchFuture {
+    fn call(&mut self, batch: Batch) -> Self::Future {
+        use futures_util::FutureExt;
+        // The common case first: every call to one service, which is ready
+        // (ours always are): the batch goes to it as it is.
+        let mut calls = batch.calls().iter().map(|c| self.table.target(c));
+        if let Some(Ok(first)) = calls.next() {
+            if calls.all(|t| matches!(t, Ok(i) if i == first)) {
+                let mut service = self.table.services[first].clone();
+                if let Some(Ok(_)) = ServiceExt::<Batch>::ready(&mut service).now_or_never() {
+                    return futures_util::future::Either::Left(service.call(batch));
+                }
+            }
+        }
         let table = self.table.clone();
-        BoxedBatchFuture::new(async move {
+        futures_util::future::Either::Right(BoxedBatchFuture::new(async move {
             let targets: Vec<Result<usize, RpcError>> =
                 batch.calls().iter().map(|c| table.target(c)).collect();
             let first = match targets.first() {
@@ -274,12 +286,7 @@ impl<S: JsonRpcBatchService> Service<Batch> for MethodRouter<S> {
                         }
                         None => by_service.push((service, vec![index], vec![call])),
                     },
-                    Err(e) => {
-                        if let Some(item) = call.extensions().get::<BatchItem>() {
-                            item.settle();
-                        }
-                        answers[index] = Some(Err(e));
-                    }
+                    Err(e) => answers[index] = Some(Err(e)),
                 }
             }
             let sent = by_service.into_iter().map(|(service, at, calls)| {
@@ -293,7 +300,7 @@ impl<S: JsonRpcBatchService> Service<Batch> for MethodRouter<S> {
                 }
             }
             answers
-        })
+        }))
     }
 }
 

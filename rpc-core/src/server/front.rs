@@ -723,7 +723,7 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
         })
         .collect();
     let answers: Vec<Response> = answers.into_iter().flatten().collect();
-    write_batch(answers)
+    write_batch(answers.iter())
 }
 
 /// [`answer_batch`] with the calls sent to `inner` as one [`Batch`].
@@ -734,27 +734,20 @@ async fn answer_batch_whole<S: JsonRpcService>(
     concurrency: usize,
     items: Vec<Result<Request, crate::parse::InvalidCall>>,
 ) -> Option<Vec<u8>> {
-    /// What an item of the client's batch answers from.
-    enum Slot {
-        Invalid(Response),
-        Call(Option<Id>),
-    }
-    let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
-    // Below a layer that makes single calls of the batch, backends still
-    // send its calls together (see `crate::batch`).
-    let group = crate::batch::BatchGroup::new(items.len());
-    let mut slots = Vec::with_capacity(items.len());
-    let mut calls = Vec::with_capacity(items.len());
+    let total = items.len();
+    let len = u32::try_from(total).unwrap_or(u32::MAX);
+    // The calls, each one's id (`None`: a notification), and the answers
+    // to the items that are not calls, by position.
+    let mut calls = Vec::with_capacity(total);
+    let mut ids: Vec<Option<Id>> = Vec::with_capacity(total);
+    let mut invalid: Vec<(usize, Response)> = Vec::new();
     for (item, index) in items.into_iter().zip(0u32..) {
         match item {
-            Err(invalid) => slots.push(Slot::Invalid(invalid.into_response())),
+            Err(call) => invalid.push((index as usize, call.into_response())),
             Ok(mut req) => {
-                slots.push(Slot::Call(req.id().cloned()));
+                ids.push(req.id().cloned());
                 ctx.prepare(&mut req);
                 req.extensions_mut().insert(BatchPosition { index, len });
-                let handle = group.item(index as usize);
-                handle.start();
-                req.extensions_mut().insert(handle);
                 calls.push(req);
             }
         }
@@ -762,84 +755,71 @@ async fn answer_batch_whole<S: JsonRpcService>(
     // One deadline for the batch: the layers below answer what they can
     // by it (a call still running is `None`); a stack that overruns it is
     // left, and every call it holds answered as late.
-    let answers: Result<Option<BatchAnswers>, ()> = if calls.is_empty() {
-        Ok(Some(Vec::new()))
+    let outcome: Result<BatchAnswers, ()> = if calls.is_empty() {
+        Ok(Vec::new())
     } else {
         let batch = Batch::new(calls).with_concurrency(concurrency);
         let fut = AssertUnwindSafe(entry(inner, batch)).catch_unwind();
         match tokio::time::timeout_at(ctx.deadline.0, fut).await {
-            Ok(Ok(Ok(answers))) => Ok(Some(answers)),
+            Ok(Ok(Ok(answers))) => Ok(answers),
             Ok(Ok(Err(never))) => match never {},
             Ok(Err(_panic)) => {
                 tracing::error!("the service panicked while handling a batch");
                 Err(())
             }
-            Err(_) => Ok(None),
+            Err(_) => Ok(Vec::new()),
         }
     };
-    let mut answers = match answers {
-        Ok(Some(answers)) => answers.into_iter(),
-        Ok(None) => Vec::new().into_iter(),
-        Err(()) => {
-            // Every call is answered with the panic's error.
-            let out = slots
-                .into_iter()
-                .filter_map(|slot| match slot {
-                    Slot::Invalid(r) => Some(r),
-                    Slot::Call(id) => id.map(|id| {
-                        let e = RpcError::Internal("the service panicked".to_owned());
-                        Response::error(id, e.to_error_object())
-                    }),
-                })
-                .collect();
-            return write_batch(out);
-        }
-    };
-    let out = slots
+    let panicked = outcome.is_err();
+    // Each call's answer as the client gets it, in place: its own id, an
+    // error object, or late; `None` for a notification.
+    let mut answers = outcome.unwrap_or_default();
+    answers.resize_with(ids.len(), || None);
+    // Collected where the answers were (same size: no new allocation).
+    let mut out: Vec<Option<Response>> = answers
         .into_iter()
-        .filter_map(|slot| {
-            let id = match slot {
-                Slot::Invalid(r) => return Some(r),
-                Slot::Call(id) => id,
-            };
-            // A call's answer, or late: the stack answered fewer.
-            let answer = answers.next().flatten();
+        .zip(ids)
+        .map(|(answer, id)| {
             if let Some(Err(e)) = &answer {
                 tracing::debug!(error = %e, "call failed");
             }
             // A notification gets no answer, whatever happened.
             let id = id?;
             Some(match answer {
+                _ if panicked => {
+                    let e = RpcError::Internal("the service panicked".to_owned());
+                    Response::error(id, e.to_error_object())
+                }
                 Some(Ok(mut resp)) => {
                     // The client's id, whatever a layer below did with it.
                     resp.set_id(id);
                     resp
                 }
                 Some(Err(e)) => Response::error(id, e.to_error_object()),
-                None => return ctx.too_late(Some(id)),
+                None => ctx.too_late(Some(id))?,
             })
         })
         .collect();
-    for index in 0..group.len() {
-        group.item(index).settle();
+    // The items that were not calls, back in their places.
+    for (position, response) in invalid {
+        out.insert(position.min(out.len()), Some(response));
     }
-    write_batch(out)
+    write_batch(out.iter().flatten())
 }
 
-fn write_batch(answers: Vec<Response>) -> Option<Vec<u8>> {
-    if answers.is_empty() {
-        return None;
-    }
+fn write_batch<'a>(answers: impl Iterator<Item = &'a Response> + Clone) -> Option<Vec<u8>> {
+    // No answer at all (only notifications): no body.
+    answers.clone().next()?;
     // The answers, the commas between them and the brackets: exact when
     // every answer is a result (no second allocation as a `Bytes`).
     let cap = answers
-        .iter()
+        .clone()
         .map(|r| r.encoded_len_hint() + 1)
         .sum::<usize>()
         + 1;
     let mut out = Vec::with_capacity(cap);
     out.push(b'[');
-    for (i, resp) in answers.iter().enumerate() {
+    for (i, resp) in answers.enumerate() {
         if i > 0 {
             out.push(b',');
         }

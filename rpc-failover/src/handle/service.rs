@@ -223,21 +223,18 @@ impl<S: JsonRpcService> Service<Request> for Handles<S> {
 impl<S: rpc_core::batch::JsonRpcBatchService> Service<rpc_core::batch::Batch> for Handles<S> {
     type Response = rpc_core::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = rpc_core::batch::BoxedBatchFuture;
+    type Future = rpc_core::batch::PassOrBoxed<<S as Service<rpc_core::batch::Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<rpc_core::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Calls that make or use a handle as single calls (pinned to their
     /// member); the others go on as one batch.
     fn call(&mut self, batch: rpc_core::batch::Batch) -> Self::Future {
-        let roles = self.roles.clone();
-        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::split_apart(
-            self.clone(),
-            self.inner.clone(),
-            batch,
-            move |call| roles.get(call.method()).is_some(),
-        ))
+        let (this, roles) = (self.clone(), self.roles.clone());
+        rpc_core::batch::split_apart(this, &mut self.inner, batch, move |call| {
+            roles.get(call.method()).is_some()
+        })
     }
 }

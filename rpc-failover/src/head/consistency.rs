@@ -259,22 +259,19 @@ where
 {
     type Response = rpc_core::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = rpc_core::batch::BoxedBatchFuture;
+    type Future = rpc_core::batch::PassOrBoxed<<S as Service<rpc_core::batch::Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<rpc_core::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// Calls of a session go as single calls (each raises the session's
     /// head from its answer); the others go on as one batch.
     fn call(&mut self, batch: rpc_core::batch::Batch) -> Self::Future {
-        let state = self.state.clone();
-        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::split_apart(
-            self.clone(),
-            self.inner.clone(),
-            batch,
-            move |call| state.key(call).is_some(),
-        ))
+        let (this, state) = (self.clone(), self.state.clone());
+        rpc_core::batch::split_apart(this, &mut self.inner, batch, move |call| {
+            state.key(call).is_some()
+        })
     }
 }
 

@@ -179,21 +179,19 @@ where
 {
     type Response = rpc_core::batch::BatchAnswers;
     type Error = std::convert::Infallible;
-    type Future = rpc_core::batch::BoxedBatchFuture;
+    type Future = rpc_core::batch::PassOrBoxed<<S as Service<rpc_core::batch::Batch>>::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<rpc_core::batch::Batch>::poll_ready(&mut self.inner, cx)
     }
 
     /// `eth_getLogs` and `eth_newFilter` calls as single calls (checked,
     /// split); the others go on as one batch.
     fn call(&mut self, batch: rpc_core::batch::Batch) -> Self::Future {
-        rpc_core::batch::BoxedBatchFuture::new(rpc_core::batch::split_apart(
-            self.clone(),
-            self.inner.clone(),
-            batch,
-            |call| matches!(call.method(), "eth_getLogs" | "eth_newFilter"),
-        ))
+        let this = self.clone();
+        rpc_core::batch::split_apart(this, &mut self.inner, batch, |call| {
+            matches!(call.method(), "eth_getLogs" | "eth_newFilter")
+        })
     }
 }
 
