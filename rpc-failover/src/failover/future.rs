@@ -8,7 +8,7 @@ use rpc_core::{Attempts, JsonRpcService, Request, Response, RpcError};
 use tokio::time::Instant;
 
 use crate::classify::Idempotency;
-use crate::group::{Core, Outcome, Pick, Reservation};
+use crate::group::{Attempted, Core, Outcome, Pick, Reservation};
 use crate::head::Shortfall;
 use crate::hedge::LatencyTracker;
 use crate::names;
@@ -230,14 +230,20 @@ pub(crate) fn run_batch<S: JsonRpcBatchService>(
     BoxedBatchFuture::new(async move {
         let core = group.core.clone();
         let hedged = group.hedge.is_some() && core.len() > 1;
+        let multicall = core.policy.multicall && core.len() > 1;
         let (mut split, together) = batch.split(|req| {
             if req.extensions().get::<crate::Pin>().is_some() {
                 return true;
             }
-            let class = core.classify(req);
-            (class == Idempotency::Idempotent && core.policy.multicall && core.len() > 1)
-                || (hedged && class == Idempotency::Read)
-                || core.need(req).finality.is_some()
+            if hedged || multicall {
+                let class = core.classify(req);
+                if (multicall && class == Idempotency::Idempotent)
+                    || (hedged && class == Idempotency::Read)
+                {
+                    return true;
+                }
+            }
+            core.heads.is_some() && core.need(req).finality.is_some()
         });
         if split.is_empty() {
             return run_together(&core, together).await;
@@ -271,10 +277,98 @@ pub(crate) fn run_batch<S: JsonRpcBatchService>(
 /// and how it ended.
 async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> BatchAnswers {
     let n = batch.len();
+    // What the calls need of a member (the highest session and block),
+    // and whether they may all leave a stalled attempt.
+    let mut need = crate::head::Need::default();
+    let mut all_safe = true;
+    for req in batch.calls() {
+        let own = core.need(req);
+        need.session = need.session.max(own.session);
+        need.block = need.block.max(own.block);
+        all_safe &= core.classify(req).is_safe_to_repeat();
+    }
+    let started = batch.deadline().map(|_| Instant::now());
+    let passed = batch.deadline().is_some_and(|d| Instant::now() >= d);
+    let pick = if n > 1 && !passed {
+        core.pick_with(0, &need)
+    } else {
+        None
+    };
+    let Some(pick) = pick else {
+        return Box::pin(alone(core, batch, Vec::new(), 0)).await;
+    };
+    let tried = 1u64 << pick.index;
+    let may_leave = all_safe && core.may_leave(true, tried, pick);
+    let calls = batch.clone();
+    let Some(attempted) = core
+        .attempt_batch(core.reserve(pick), batch, started, may_leave)
+        .await
+    else {
+        // Not ready at once: the calls wait for room one by one.
+        return Box::pin(alone(core, calls, Vec::new(), 0)).await;
+    };
+    // The common case: every call answered, as it needed: the member's
+    // answers are the batch's, where they are.
+    if let Attempted::Answers(mut answers) = attempted {
+        let fine = answers
+            .iter()
+            .zip(calls.calls())
+            .all(|(answer, req)| match answer {
+                Some(Ok(response)) => {
+                    !core.policy.failure_rules.is_backend_failure(response)
+                        && (core.heads.is_none()
+                            || core.shortfall(pick.index, &core.need(req), tried).is_none())
+                }
+                _ => false,
+            });
+        if fine {
+            for answer in answers.iter_mut() {
+                if let Some(Ok(response)) = answer {
+                    response
+                        .extensions_mut()
+                        .insert(Attempts(tried.count_ones()));
+                }
+            }
+            return answers;
+        }
+        let outcomes = answers.into_iter().map(|a| core.outcome_of(a)).collect();
+        return Box::pin(settle_and_move_on(
+            core, calls, outcomes, pick, tried, started,
+        ))
+        .await;
+    }
+    let Attempted::Each(outcome) = attempted else {
+        unreachable!("handled above")
+    };
+    let outcomes = (0..n)
+        .map(|_| match &outcome {
+            Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
+            Outcome::Failed(e) => Outcome::Failed(e.clone()),
+            _ => Outcome::Busy,
+        })
+        .collect();
+    Box::pin(settle_and_move_on(
+        core, calls, outcomes, pick, tried, started,
+    ))
+    .await
+}
+
+/// After a batch attempt in which some calls were not answered as they
+/// needed: the answered ones are kept, the ones that may move on go on
+/// together to the next member, round after round, and the others are
+/// answered with how they ended (see [`run_together`]).
+async fn settle_and_move_on<S: JsonRpcBatchService>(
+    core: &Core<S>,
+    calls: Batch,
+    outcomes: Vec<Outcome>,
+    mut pick: crate::group::Pick,
+    mut tried: u64,
+    started: Option<Instant>,
+) -> BatchAnswers {
+    let n = calls.len();
     let mut answers: BatchAnswers = (0..n).map(|_| None).collect();
-    // The calls still going: where each is in the client's batch, whether
-    // it is safe to repeat, what it needs of a head, how it last ended.
-    let mut going: Vec<Going> = batch
+    let template = calls.with_calls(Vec::new());
+    let mut going: Vec<Going> = calls
         .calls()
         .iter()
         .enumerate()
@@ -285,46 +379,9 @@ async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> B
             last: None,
         })
         .collect();
-    let template = batch.with_calls(Vec::new());
-    let mut batch = batch;
-    let mut tried = 0u64;
-    let started = batch.deadline().map(|_| Instant::now());
+    let mut calls = calls;
+    let mut outcomes = outcomes;
     loop {
-        let passed = batch.deadline().is_some_and(|d| Instant::now() >= d);
-        let need = going
-            .iter()
-            .fold(crate::head::Need::default(), |mut all, g| {
-                all.session = all.session.max(g.need.session);
-                all.block = all.block.max(g.need.block);
-                all
-            });
-        let pick = if batch.len() > 1 && !passed {
-            core.pick_with(tried, &need)
-        } else {
-            None
-        };
-        let Some(pick) = pick else {
-            let alone = one_by_one(core, batch, going.iter_mut(), tried).await;
-            for (g, answer) in going.iter().zip(alone) {
-                answers[g.at] = Some(answer);
-            }
-            return answers;
-        };
-        tried |= 1 << pick.index;
-        let may_leave = going.iter().all(|g| g.safe) && core.may_leave(true, tried, pick);
-        let calls = batch.clone();
-        let Some(outcomes) = core
-            .attempt_batch(core.reserve(pick), batch, started, may_leave)
-            .await
-        else {
-            // Not ready at once: the calls wait for room one by one.
-            let before = tried & !(1 << pick.index);
-            let alone = one_by_one(core, calls, going.iter_mut(), before).await;
-            for (g, answer) in going.iter().zip(alone) {
-                answers[g.at] = Some(answer);
-            }
-            return answers;
-        };
         let mut moving = Vec::new();
         let mut moving_calls = Vec::new();
         // The first outcome that asks a member for more work: it pays.
@@ -393,7 +450,59 @@ async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> B
                 .increment(failed as u64);
         }
         going = moving;
-        batch = template.with_calls(moving_calls);
+        calls = template.with_calls(moving_calls);
+        // The next member that has what the calls still going need.
+        let passed = calls.deadline().is_some_and(|d| Instant::now() >= d);
+        let need = going
+            .iter()
+            .fold(crate::head::Need::default(), |mut all, g| {
+                all.session = all.session.max(g.need.session);
+                all.block = all.block.max(g.need.block);
+                all
+            });
+        let next = if calls.len() > 1 && !passed {
+            core.pick_with(tried, &need)
+        } else {
+            None
+        };
+        let Some(next) = next else {
+            let last = going.iter_mut().map(|g| g.last.take()).collect();
+            let safe: Vec<bool> = going.iter().map(|g| g.safe).collect();
+            let alone_answers = alone_safe(core, calls, last, &safe, tried).await;
+            for (g, answer) in going.iter().zip(alone_answers) {
+                answers[g.at] = Some(answer);
+            }
+            return answers;
+        };
+        pick = next;
+        tried |= 1 << pick.index;
+        let may_leave = going.iter().all(|g| g.safe) && core.may_leave(true, tried, pick);
+        let sent = calls.clone();
+        let attempted = core
+            .attempt_batch(core.reserve(pick), calls, started, may_leave)
+            .await;
+        calls = sent;
+        outcomes = match attempted {
+            Some(Attempted::Answers(got)) => got.into_iter().map(|a| core.outcome_of(a)).collect(),
+            Some(Attempted::Each(outcome)) => (0..calls.len())
+                .map(|_| match &outcome {
+                    Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
+                    Outcome::Failed(e) => Outcome::Failed(e.clone()),
+                    _ => Outcome::Busy,
+                })
+                .collect(),
+            None => {
+                // Not ready at once: one by one, as they were.
+                let before = tried & !(1 << pick.index);
+                let last = going.iter_mut().map(|g| g.last.take()).collect();
+                let safe: Vec<bool> = going.iter().map(|g| g.safe).collect();
+                let alone_answers = alone_safe(core, calls, last, &safe, before).await;
+                for (g, answer) in going.iter().zip(alone_answers) {
+                    answers[g.at] = Some(answer);
+                }
+                return answers;
+            }
+        };
     }
 }
 
@@ -409,19 +518,63 @@ struct Going {
 }
 
 /// The calls of `batch` as single calls, at once, each with the members
-/// already `tried` and how it last ended — as if it had been a single call
-/// all along.
-async fn one_by_one<'a, S: JsonRpcService>(
+/// already `tried` and how it last ended (`last`, by position; missing:
+/// nothing yet) — as if it had been a single call all along. They carry one
+/// [`BatchGroup`](rpc_core::batch::BatchGroup), so a batching backend still
+/// sends the ones that reach it together as one upstream batch.
+async fn alone<S: JsonRpcService>(
     core: &Core<S>,
     batch: Batch,
-    going: impl Iterator<Item = &'a mut Going>,
+    last: Vec<Option<Outcome>>,
+    tried: u64,
+) -> BatchAnswers {
+    let safe: Vec<bool> = batch
+        .calls()
+        .iter()
+        .map(|req| core.classify(req).is_safe_to_repeat())
+        .collect();
+    alone_safe(core, batch, last, &safe, tried)
+        .await
+        .into_iter()
+        .map(Some)
+        .collect()
+}
+
+/// [`alone`], with whether each call is safe to repeat known.
+async fn alone_safe<S: JsonRpcService>(
+    core: &Core<S>,
+    batch: Batch,
+    last: Vec<Option<Outcome>>,
+    safe: &[bool],
     tried: u64,
 ) -> Vec<Result<Response, RpcError>> {
-    let alone = batch.into_calls().into_iter().zip(going).map(|(req, g)| {
-        let prior = Some((tried, g.last.take()));
-        run_sequential_from(core, req, g.safe, 0, prior)
-    });
-    futures_util::future::join_all(alone).await
+    let n = batch.len();
+    let group = (n > 1).then(|| rpc_core::batch::BatchGroup::new(n));
+    let mut last = last.into_iter();
+    let sent =
+        batch
+            .into_calls()
+            .into_iter()
+            .zip(safe)
+            .enumerate()
+            .map(|(index, (mut req, safe))| {
+                let item = group.as_ref().map(|group| {
+                    let item = group.item(index);
+                    item.start();
+                    req.extensions_mut().insert(item.clone());
+                    item
+                });
+                let prior = Some((tried, last.next().flatten()));
+                let call = run_sequential_from(core, req, *safe, 0, prior);
+                async move {
+                    let answer = call.await;
+                    if let Some(item) = item {
+                        item.settle();
+                    }
+                    answer
+                }
+            });
+    futures_util::future::join_all(sent).await
 }
 
 /// Starts one attempt; a named function so every attempt has the same type.

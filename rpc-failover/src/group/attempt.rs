@@ -354,7 +354,7 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
         batch: rpc_core::batch::Batch,
         call_started: Option<Instant>,
         may_leave: bool,
-    ) -> impl std::future::Future<Output = Option<Vec<Outcome>>> + Send + 'a {
+    ) -> impl std::future::Future<Output = Option<Attempted>> + Send + 'a {
         async move {
             use rpc_core::batch::Batch;
             let pick = reservation.pick;
@@ -378,11 +378,22 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                     .collect(),
                 None => Vec::new(),
             };
-            let classes: Vec<u8> = batch
-                .calls()
-                .iter()
-                .map(|r| self.expect.class(r.method_arc()))
-                .collect();
+            // The distinct classes of the calls (a batch is mostly one
+            // method: names are interned, so the same name is the same
+            // pointer and is looked up once).
+            let mut classes: Vec<u8> = Vec::new();
+            let mut last: Option<(&std::sync::Arc<str>, u8)> = None;
+            for req in batch.calls() {
+                let method = req.method_arc();
+                let class = match last {
+                    Some((m, c)) if std::sync::Arc::ptr_eq(m, method) => c,
+                    _ => self.expect.class(method),
+                };
+                last = Some((method, class));
+                if !classes.contains(&class) {
+                    classes.push(class);
+                }
+            }
             let stall_after = classes
                 .iter()
                 .map(|c| self.expect.deadline(pick.index, *c))
@@ -435,7 +446,7 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                                 "batch attempt stalled: moving on"
                             );
                             let e = timeout(started.elapsed());
-                            return Some((0..n).map(|_| Outcome::Stalled(e.clone())).collect());
+                            return Some(Attempted::Each(Outcome::Stalled(e)));
                         }
                         match deadline {
                             Some(d) => timer.as_mut().reset(d),
@@ -471,17 +482,21 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                         .probing
                         .store(false, Ordering::Release);
                 }
-                return Some((0..n).map(|_| Outcome::Failed(e.clone())).collect());
+                return Some(Attempted::Each(Outcome::Failed(e)));
             };
 
             let now = self.ticks(finished);
             let mut refused: Option<String> = None;
             let mut failure: Option<RpcError> = None;
             let mut answered = false;
-            let mut outcomes = Vec::with_capacity(n);
-            for (i, answer) in answers.into_iter().enumerate() {
-                let outcome = match answer {
-                    Some(Ok(mut response)) => {
+            let mut served = false;
+            let mut answers = answers;
+            answers.resize_with(n, || None);
+            // Each answer read where it is: served by, heads learned, and
+            // what it says of the member.
+            for (i, answer) in answers.iter_mut().enumerate() {
+                match answer {
+                    Some(Ok(response)) => {
                         answered = true;
                         if response.extensions().get::<ServedBy>().is_none() {
                             response
@@ -489,10 +504,10 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                                 .insert(ServedBy(member.name.clone()));
                         }
                         if let (Some(heads), Some(Some(learn))) = (&self.heads, learns.get(i)) {
-                            heads.learn(pick.index, *learn, &response, now);
-                            heads.stamp(pick.index, &mut response);
+                            heads.learn(pick.index, *learn, response, now);
+                            heads.stamp(pick.index, response);
                         }
-                        if self.policy.failure_rules.is_backend_failure(&response) {
+                        if self.policy.failure_rules.is_backend_failure(response) {
                             if refused.is_none() {
                                 refused = Some(
                                     response
@@ -501,16 +516,15 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                                         .unwrap_or_default(),
                                 );
                             }
-                            Outcome::Refused(response)
                         } else {
-                            Outcome::Answer(response)
+                            served = true;
                         }
                     }
                     Some(Err(err)) => {
                         if matches!(err, RpcError::HttpStatus { .. }) {
                             answered = true;
                         }
-                        let counts = match (&err, deadline) {
+                        let counts = match (&*err, deadline) {
                             (RpcError::Timeout { .. }, Some(d)) => {
                                 let total =
                                     d.saturating_duration_since(call_started.unwrap_or(started));
@@ -521,12 +535,10 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                         if counts && failure.is_none() {
                             failure = Some(err.clone());
                         }
-                        Outcome::Failed(err)
                     }
                     // Left unanswered at the deadline by the member's batch.
-                    None => Outcome::Failed(timeout(elapsed)),
-                };
-                outcomes.push(outcome);
+                    None => *answer = Some(Err(timeout(elapsed))),
+                }
             }
             if answered {
                 self.answered_at(pick.index, now);
@@ -539,13 +551,10 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                     self.observe_latency(pick.index, elapsed);
                     self.budget.record_failure();
                     self.on_failure(pick, OutReason::of(&err), &err, None);
-                } else if outcomes.iter().any(|o| matches!(o, Outcome::Answer(_))) {
+                } else if served {
                     self.observe_latency(pick.index, elapsed);
-                    let mut seen = [false; 256];
                     for class in classes {
-                        if !std::mem::replace(&mut seen[class as usize], true) {
-                            self.expect.record(pick.index, class, elapsed);
-                        }
+                        self.expect.record(pick.index, class, elapsed);
                     }
                     self.budget.record_success();
                     self.on_success(pick);
@@ -555,7 +564,29 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                         .store(false, Ordering::Release);
                 }
             }
-            Some(outcomes)
+            Some(Attempted::Answers(answers))
         }
     }
+
+    /// How one answer of a batch attempt ended (see [`Attempted::Answers`]).
+    pub(crate) fn outcome_of(&self, answer: Option<Result<Response, RpcError>>) -> Outcome {
+        match answer {
+            Some(Ok(response)) if self.policy.failure_rules.is_backend_failure(&response) => {
+                Outcome::Refused(response)
+            }
+            Some(Ok(response)) => Outcome::Answer(response),
+            Some(Err(err)) => Outcome::Failed(err),
+            None => Outcome::Failed(RpcError::Internal("no answer".to_owned())),
+        }
+    }
+}
+
+/// How a batch attempt ended.
+pub(crate) enum Attempted {
+    /// The member's answers, one per call (each with `ServedBy`, heads
+    /// learned and stamped; a call left unanswered holds a timeout): read
+    /// each with [`Core::outcome_of`].
+    Answers(rpc_core::BatchAnswers),
+    /// No answers: every call ended this way (a stall, the deadline).
+    Each(Outcome),
 }

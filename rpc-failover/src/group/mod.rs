@@ -23,7 +23,7 @@ use crate::member::{ConcurrencyLimit, Member};
 use crate::names;
 use crate::retry::RetryBudget;
 
-pub(crate) use attempt::{Outcome, Reservation};
+pub(crate) use attempt::{Attempted, Outcome, Reservation};
 
 /// The most members one group holds. Nest groups for more.
 pub const MAX_MEMBERS: usize = 64;

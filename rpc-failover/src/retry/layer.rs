@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use std::task::{Context, Poll};
 
-use rpc_core::batch::{call_batch, Batch, BatchAnswers, BoxedBatchFuture, JsonRpcBatchService};
+use rpc_core::batch::{
+    call_batch, Batch, BatchAnswers, BatchGroup, BoxedBatchFuture, JsonRpcBatchService,
+};
 use rpc_core::{Request, Response, RpcError};
 use tower::retry::Policy;
 use tower::{Layer, Service, ServiceExt};
@@ -66,7 +68,7 @@ impl<S: JsonRpcBatchService> Service<Batch> for Retry<S> {
             .collect();
         BoxedBatchFuture::new(async move {
             let mut answers = call_batch(inner.clone(), batch).await;
-            let mut retries = Vec::new();
+            let mut retried = Vec::new();
             for (index, (answer, call)) in answers.iter_mut().zip(&mut kept).enumerate() {
                 let (Some(result), Some(call)) = (answer.as_mut(), call.as_mut()) else {
                     continue;
@@ -75,14 +77,35 @@ impl<S: JsonRpcBatchService> Service<Batch> for Retry<S> {
                 // policy (its count, its budget) goes on with the call.
                 let mut policy = policy.clone();
                 if let Some(wait) = policy.retry(call, result) {
-                    let call = call.clone();
-                    let retry = tower::retry::Retry::new(policy, inner.clone());
-                    retries.push(async move {
-                        wait.await;
-                        (index, retry.oneshot(call).await)
-                    });
+                    retried.push((index, call.clone(), policy, wait));
                 }
             }
+            if retried.is_empty() {
+                return answers;
+            }
+            // The calls retried together reach a batching backend together.
+            let group = (retried.len() > 1).then(|| BatchGroup::new(retried.len()));
+            let retries =
+                retried
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (index, mut call, policy, wait))| {
+                        let item = group.as_ref().map(|group| {
+                            let item = group.item(i);
+                            item.start();
+                            call.extensions_mut().insert(item.clone());
+                            item
+                        });
+                        let retry = tower::retry::Retry::new(policy, inner.clone());
+                        async move {
+                            wait.await;
+                            let result = retry.oneshot(call).await;
+                            if let Some(item) = item {
+                                item.settle();
+                            }
+                            (index, result)
+                        }
+                    });
             for (index, result) in futures_util::future::join_all(retries).await {
                 answers[index] = Some(result);
             }
