@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Client batches against real anvil: direct, behind nginx (a blind reverse
-# proxy: one upstream request per client batch) and behind rpc-proxy (each
-# call filtered/cached/routed on its own, then re-batched per backend).
+# proxy: one upstream request per client batch) and behind rpc-proxy (the
+# batch walks the stack once, each call counted and checked in place, and
+# goes upstream as one request).
 # One Python http.client keep-alive connection sends the requests one after
 # another (latency, not throughput); the mean time per request is reported,
 # and rpc-proxy's upstream requests per client batch from its metrics.

@@ -170,10 +170,10 @@ impl BatchItem {
 /// member in one piece goes upstream as one request, without a future per
 /// call and layer.
 ///
-/// The calls keep their [`BatchPosition`](crate::BatchPosition) and
-/// [`BatchItem`] (set by the front), so a layer that splits the batch into
-/// single calls (see [`per_call`]) still lets a batching backend gather
-/// them again.
+/// The calls keep their [`BatchPosition`](crate::BatchPosition) (set by
+/// the front). A layer that makes single calls of a batch ([`per_call`])
+/// tags them as one [`BatchGroup`], so a batching backend still gathers
+/// them into one upstream batch.
 ///
 /// ```
 /// use rpc_core::batch::Batch;
