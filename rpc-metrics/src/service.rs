@@ -124,6 +124,26 @@ impl State {
         }]
     }
 
+    /// A client call's span (and, for a batch's first call, the batch
+    /// size).
+    fn client_span(&self, request: &Request) -> Span {
+        if let Some(BatchPosition { index: 0, len }) = request.extensions().get::<BatchPosition>() {
+            self.batch
+                .get_or_init(|| metrics::histogram!(names::BATCH_SIZE))
+                .record(f64::from(*len));
+        }
+        tracing::debug_span!(
+            "rpc.call",
+            method = request.method(),
+            id = request.id().map(field::display),
+            backend = field::Empty,
+            attempts = field::Empty,
+            cache = field::Empty,
+            code = field::Empty,
+            ms = field::Empty,
+        )
+    }
+
     fn in_flight(&self) -> &Gauge {
         self.in_flight
             .get_or_init(|| metrics::gauge!(names::IN_FLIGHT))
@@ -304,27 +324,9 @@ where
         let slot = state.slot_of(request.method());
         let (span, in_flight) = match &state.scope {
             Scope::Client => {
-                if let Some(BatchPosition { index: 0, len }) =
-                    request.extensions().get::<BatchPosition>()
-                {
-                    state
-                        .batch
-                        .get_or_init(|| metrics::histogram!(names::BATCH_SIZE))
-                        .record(f64::from(*len));
-                }
                 let gauge = state.in_flight().clone();
                 gauge.increment(1.0);
-                let span = tracing::debug_span!(
-                    "rpc.call",
-                    method = request.method(),
-                    id = request.id().map(field::display),
-                    backend = field::Empty,
-                    attempts = field::Empty,
-                    cache = field::Empty,
-                    code = field::Empty,
-                    ms = field::Empty,
-                );
-                (span, Some(InFlight(gauge)))
+                (state.client_span(&request), Some(InFlight(gauge)))
             }
             Scope::Backend(_) => (Span::none(), None),
         };
@@ -365,26 +367,7 @@ where
             .map(|request| {
                 let slot = state.slot_of(request.method());
                 let span = match &state.scope {
-                    Scope::Client => {
-                        if let Some(BatchPosition { index: 0, len }) =
-                            request.extensions().get::<BatchPosition>()
-                        {
-                            state
-                                .batch
-                                .get_or_init(|| metrics::histogram!(names::BATCH_SIZE))
-                                .record(f64::from(*len));
-                        }
-                        tracing::debug_span!(
-                            "rpc.call",
-                            method = request.method(),
-                            id = request.id().map(field::display),
-                            backend = field::Empty,
-                            attempts = field::Empty,
-                            cache = field::Empty,
-                            code = field::Empty,
-                            ms = field::Empty,
-                        )
-                    }
+                    Scope::Client => state.client_span(request),
                     Scope::Backend(_) => Span::none(),
                 };
                 (slot, span)

@@ -307,46 +307,41 @@ async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> B
         // Not ready at once: the calls wait for room one by one.
         return Box::pin(alone(core, calls, Vec::new(), 0)).await;
     };
-    // The common case: every call answered, as it needed: the member's
-    // answers are the batch's, where they are.
-    if let Attempted::Answers(mut answers) = attempted {
-        let fine = answers
-            .iter()
-            .zip(calls.calls())
-            .all(|(answer, req)| match answer {
-                Some(Ok(response)) => {
-                    !core.policy.failure_rules.is_backend_failure(response)
-                        && (core.heads.is_none()
-                            || core.shortfall(pick.index, &core.need(req), tried).is_none())
+    let outcomes = match attempted {
+        // The common case: every call answered, as it needed: the member's
+        // answers are the batch's, where they are.
+        Attempted::Answers(mut answers) => {
+            let fine = answers
+                .iter()
+                .zip(calls.calls())
+                .all(|(answer, req)| match answer {
+                    Some(Ok(response)) => {
+                        !core.policy.failure_rules.is_backend_failure(response)
+                            && (core.heads.is_none()
+                                || core.shortfall(pick.index, &core.need(req), tried).is_none())
+                    }
+                    _ => false,
+                });
+            if fine {
+                for answer in answers.iter_mut() {
+                    if let Some(Ok(response)) = answer {
+                        response
+                            .extensions_mut()
+                            .insert(Attempts(tried.count_ones()));
+                    }
                 }
-                _ => false,
-            });
-        if fine {
-            for answer in answers.iter_mut() {
-                if let Some(Ok(response)) = answer {
-                    response
-                        .extensions_mut()
-                        .insert(Attempts(tried.count_ones()));
-                }
+                return answers;
             }
-            return answers;
+            answers.into_iter().map(|a| core.outcome_of(a)).collect()
         }
-        let outcomes = answers.into_iter().map(|a| core.outcome_of(a)).collect();
-        return Box::pin(settle_and_move_on(
-            core, calls, outcomes, pick, tried, started,
-        ))
-        .await;
-    }
-    let Attempted::Each(outcome) = attempted else {
-        unreachable!("handled above")
+        Attempted::Each(outcome) => (0..n)
+            .map(|_| match &outcome {
+                Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
+                Outcome::Failed(e) => Outcome::Failed(e.clone()),
+                _ => Outcome::Busy,
+            })
+            .collect(),
     };
-    let outcomes = (0..n)
-        .map(|_| match &outcome {
-            Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
-            Outcome::Failed(e) => Outcome::Failed(e.clone()),
-            _ => Outcome::Busy,
-        })
-        .collect();
     Box::pin(settle_and_move_on(
         core, calls, outcomes, pick, tried, started,
     ))
