@@ -673,22 +673,29 @@ impl Inner {
         }
         // Every call of a sent batch has its answer by now.
         for (index, client_id, answer) in waiting {
-            let delivered = match answer.await {
-                Ok(delivered) => delivered,
-                Err(_) => Err(RpcError::Internal(
-                    "an upstream batch was dropped".to_owned(),
-                )),
-            };
-            answers[index] = Some(delivered.map(|(payload, held)| {
-                let mut resp = Response::new(client_id, payload);
-                resp.extensions_mut().insert(ServedBy(self.name.clone()));
-                if let Some(held) = held {
-                    resp.extensions_mut().insert(HeldBytes(held));
-                }
-                resp
-            }));
+            answers[index] = Some(self.answer_of(client_id, answer.await));
         }
         answers
+    }
+
+    /// A queued call's answer as the caller gets it: under the client's
+    /// id, with the backend's name and the bytes it holds.
+    fn answer_of(
+        &self,
+        client_id: Id,
+        delivered: Result<Delivered, replies::Closed>,
+    ) -> Result<Response, RpcError> {
+        let (payload, held) = delivered.unwrap_or_else(|_| {
+            Err(RpcError::Internal(
+                "an upstream batch was dropped".to_owned(),
+            ))
+        })?;
+        let mut resp = Response::new(client_id, payload);
+        resp.extensions_mut().insert(ServedBy(self.name.clone()));
+        if let Some(held) = held {
+            resp.extensions_mut().insert(HeldBytes(held));
+        }
+        Ok(resp)
     }
 
     /// When this call must be answered: the backend's timeout, or the
@@ -940,19 +947,7 @@ impl Inner {
         // No timer of its own: the batch's task answers every call by its
         // deadline (`within_deadlines`), so a call of a client batch costs
         // no timer registration here.
-        let delivered = match answer.await {
-            Ok(delivered) => delivered,
-            Err(_) => Err(RpcError::Internal(
-                "an upstream batch was dropped".to_owned(),
-            )),
-        };
-        let (payload, held) = delivered?;
-        let mut resp = Response::new(client_id, payload);
-        resp.extensions_mut().insert(ServedBy(self.name.clone()));
-        if let Some(held) = held {
-            resp.extensions_mut().insert(HeldBytes(held));
-        }
-        Ok(resp)
+        self.answer_of(client_id, answer.await)
     }
 
     /// Sends the calls of client batch `key` once its calls in flight have
