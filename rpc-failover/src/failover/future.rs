@@ -279,14 +279,19 @@ async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> B
     let n = batch.len();
     // What the calls need of a member (the highest session and block),
     // and whether they may all leave a stalled attempt.
+    // Each call's needs, read once (only head tracking has any).
+    let needs: Vec<crate::head::Need> = match &core.heads {
+        Some(_) => batch.calls().iter().map(|req| core.need(req)).collect(),
+        None => Vec::new(),
+    };
     let mut need = crate::head::Need::default();
-    let mut all_safe = true;
-    for req in batch.calls() {
-        let own = core.need(req);
-        need.session = need.session.max(own.session);
-        need.block = need.block.max(own.block);
-        all_safe &= core.classify(req).is_safe_to_repeat();
+    for own in &needs {
+        need.raise_to(own);
     }
+    let all_safe = batch
+        .calls()
+        .iter()
+        .all(|req| core.classify(req).is_safe_to_repeat());
     let started = batch.deadline().map(|_| Instant::now());
     let passed = batch.deadline().is_some_and(|d| Instant::now() >= d);
     let pick = if n > 1 && !passed {
@@ -311,17 +316,15 @@ async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> B
         // The common case: every call answered, as it needed: the member's
         // answers are the batch's, where they are.
         Attempted::Answers(mut answers) => {
-            let fine = answers
-                .iter()
-                .zip(calls.calls())
-                .all(|(answer, req)| match answer {
-                    Some(Ok(response)) => {
-                        !core.policy.failure_rules.is_backend_failure(response)
-                            && (core.heads.is_none()
-                                || core.shortfall(pick.index, &core.need(req), tried).is_none())
-                    }
-                    _ => false,
-                });
+            let fine = answers.iter().enumerate().all(|(i, answer)| match answer {
+                Some(Ok(response)) => {
+                    !core.policy.failure_rules.is_backend_failure(response)
+                        && needs
+                            .get(i)
+                            .is_none_or(|need| core.shortfall(pick.index, need, tried).is_none())
+                }
+                _ => false,
+            });
             if fine {
                 for answer in answers.iter_mut() {
                     if let Some(Ok(response)) = answer {
@@ -332,15 +335,9 @@ async fn run_together<S: JsonRpcBatchService>(core: &Core<S>, batch: Batch) -> B
                 }
                 return answers;
             }
-            answers.into_iter().map(|a| core.outcome_of(a)).collect()
+            core.outcomes(Attempted::Answers(answers), n)
         }
-        Attempted::Each(outcome) => (0..n)
-            .map(|_| match &outcome {
-                Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
-                Outcome::Failed(e) => Outcome::Failed(e.clone()),
-                _ => Outcome::Busy,
-            })
-            .collect(),
+        each => core.outcomes(each, n),
     };
     Box::pin(settle_and_move_on(
         core, calls, outcomes, pick, tried, started,
@@ -408,11 +405,7 @@ async fn settle_and_move_on<S: JsonRpcBatchService>(
                 }
                 outcome => {
                     if pays.is_none() {
-                        pays = Some(match &outcome {
-                            Outcome::Failed(e) => Outcome::Failed(e.clone()),
-                            Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
-                            _ => Outcome::Busy,
-                        });
+                        pays = Some(outcome.failure_copy());
                     }
                     g.last = Some(outcome);
                     moving.push(g);
@@ -451,8 +444,7 @@ async fn settle_and_move_on<S: JsonRpcBatchService>(
         let need = going
             .iter()
             .fold(crate::head::Need::default(), |mut all, g| {
-                all.session = all.session.max(g.need.session);
-                all.block = all.block.max(g.need.block);
+                all.raise_to(&g.need);
                 all
             });
         let next = if calls.len() > 1 && !passed {
@@ -461,12 +453,7 @@ async fn settle_and_move_on<S: JsonRpcBatchService>(
             None
         };
         let Some(next) = next else {
-            let last = going.iter_mut().map(|g| g.last.take()).collect();
-            let safe: Vec<bool> = going.iter().map(|g| g.safe).collect();
-            let alone_answers = alone_safe(core, calls, last, &safe, tried).await;
-            for (g, answer) in going.iter().zip(alone_answers) {
-                answers[g.at] = Some(answer);
-            }
+            going_alone(core, calls, &mut going, tried, &mut answers).await;
             return answers;
         };
         pick = next;
@@ -478,26 +465,31 @@ async fn settle_and_move_on<S: JsonRpcBatchService>(
             .await;
         calls = sent;
         outcomes = match attempted {
-            Some(Attempted::Answers(got)) => got.into_iter().map(|a| core.outcome_of(a)).collect(),
-            Some(Attempted::Each(outcome)) => (0..calls.len())
-                .map(|_| match &outcome {
-                    Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
-                    Outcome::Failed(e) => Outcome::Failed(e.clone()),
-                    _ => Outcome::Busy,
-                })
-                .collect(),
+            Some(attempted) => core.outcomes(attempted, calls.len()),
             None => {
                 // Not ready at once: one by one, as they were.
                 let before = tried & !(1 << pick.index);
-                let last = going.iter_mut().map(|g| g.last.take()).collect();
-                let safe: Vec<bool> = going.iter().map(|g| g.safe).collect();
-                let alone_answers = alone_safe(core, calls, last, &safe, before).await;
-                for (g, answer) in going.iter().zip(alone_answers) {
-                    answers[g.at] = Some(answer);
-                }
+                going_alone(core, calls, &mut going, before, &mut answers).await;
                 return answers;
             }
         };
+    }
+}
+
+/// The calls still `going` as single calls (see [`alone`]), their answers
+/// put in their places.
+async fn going_alone<S: JsonRpcService>(
+    core: &Core<S>,
+    calls: Batch,
+    going: &mut [Going],
+    tried: u64,
+    answers: &mut BatchAnswers,
+) {
+    let last = going.iter_mut().map(|g| g.last.take()).collect();
+    let safe: Vec<bool> = going.iter().map(|g| g.safe).collect();
+    let alone_answers = alone_safe(core, calls, last, &safe, tried).await;
+    for (g, answer) in going.iter().zip(alone_answers) {
+        answers[g.at] = Some(answer);
     }
 }
 

@@ -28,6 +28,18 @@ pub(crate) enum Outcome {
     Busy,
 }
 
+impl Outcome {
+    /// The same failure for another call (a batch's calls share how its
+    /// attempt failed); not for answers, which are each call's own.
+    pub(crate) fn failure_copy(&self) -> Outcome {
+        match self {
+            Outcome::Failed(e) => Outcome::Failed(e.clone()),
+            Outcome::Stalled(e) => Outcome::Stalled(e.clone()),
+            _ => Outcome::Busy,
+        }
+    }
+}
+
 /// A member reserved for one attempt: holds its count in flight (taken
 /// when it was picked) and its half-open trial, both released on drop, and
 /// charges a stall to the member if the attempt is dropped (the client
@@ -83,6 +95,25 @@ impl<S> Core<S> {
     /// Whether member `i` answered anything since `since` (ticks).
     fn answered_since(&self, i: usize, since: u64) -> bool {
         self.health[i].answered_at.load(Ordering::Relaxed) > since
+    }
+}
+
+/// Whether an attempt's failure counts against its member: a timeout only
+/// when the attempt started with at least half of the call's time left
+/// (else earlier attempts, not this member, used the time); any other
+/// error when it is the backend's fault.
+fn counts_against(
+    err: &RpcError,
+    deadline: Option<Instant>,
+    call_started: Option<Instant>,
+    started: Instant,
+) -> bool {
+    match (err, deadline) {
+        (RpcError::Timeout { .. }, Some(d)) => {
+            let total = d.saturating_duration_since(call_started.unwrap_or(started));
+            d.saturating_duration_since(started) * 2 >= total
+        }
+        _ => err.is_backend_fault(),
     }
 }
 
@@ -258,16 +289,7 @@ impl<S: JsonRpcService> Core<S> {
                         // The member's server is up and answering.
                         self.answered_at(pick.index, self.ticks(finished));
                     }
-                    let counted = !stalled
-                        && match (&err, deadline) {
-                            (RpcError::Timeout { .. }, Some(d)) => {
-                                let total =
-                                    d.saturating_duration_since(call_started.unwrap_or(started));
-                                let budget = d.saturating_duration_since(started);
-                                budget * 2 >= total
-                            }
-                            _ => err.is_backend_fault(),
-                        };
+                    let counted = !stalled && counts_against(&err, deadline, call_started, started);
                     if counted {
                         self.observe_latency(pick.index, elapsed);
                         self.budget.record_failure();
@@ -464,15 +486,7 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
             // The batch's deadline passed with no answer: every call timed out.
             let Some(answers) = answers else {
                 let e = timeout(elapsed);
-                let counted = !stalled
-                    && match deadline {
-                        Some(d) => {
-                            let total =
-                                d.saturating_duration_since(call_started.unwrap_or(started));
-                            d.saturating_duration_since(started) * 2 >= total
-                        }
-                        None => true,
-                    };
+                let counted = !stalled && counts_against(&e, deadline, call_started, started);
                 if counted {
                     self.observe_latency(pick.index, elapsed);
                     self.budget.record_failure();
@@ -524,15 +538,8 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                         if matches!(err, RpcError::HttpStatus { .. }) {
                             answered = true;
                         }
-                        let counts = match (&*err, deadline) {
-                            (RpcError::Timeout { .. }, Some(d)) => {
-                                let total =
-                                    d.saturating_duration_since(call_started.unwrap_or(started));
-                                d.saturating_duration_since(started) * 2 >= total
-                            }
-                            _ => err.is_backend_fault(),
-                        };
-                        if counts && failure.is_none() {
+                        if failure.is_none() && counts_against(err, deadline, call_started, started)
+                        {
                             failure = Some(err.clone());
                         }
                     }
@@ -565,6 +572,16 @@ impl<S: rpc_core::batch::JsonRpcBatchService> Core<S> {
                 }
             }
             Some(Attempted::Answers(answers))
+        }
+    }
+
+    /// Each call's outcome of a batch attempt of `n` calls.
+    pub(crate) fn outcomes(&self, attempted: Attempted, n: usize) -> Vec<Outcome> {
+        match attempted {
+            Attempted::Answers(answers) => {
+                answers.into_iter().map(|a| self.outcome_of(a)).collect()
+            }
+            Attempted::Each(outcome) => (0..n).map(|_| outcome.failure_copy()).collect(),
         }
     }
 

@@ -461,6 +461,16 @@ pub(crate) struct Need {
     pub(crate) finality: Option<(ProbeKind, u64)>,
 }
 
+impl Need {
+    /// Raises the session and block heads to `other`'s where it needs
+    /// more: what a member must have for both calls (finality is not
+    /// joined: calls that need it go alone).
+    pub(crate) fn raise_to(&mut self, other: &Need) {
+        self.session = self.session.max(other.session);
+        self.block = self.block.max(other.block);
+    }
+}
+
 /// What a live answer can teach of its member's head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Learn {
