@@ -11,17 +11,23 @@ fn request(method: &str, params: &'static str) -> Request {
         .with_params(RawJson::from_static(params).expect("JSON"))
 }
 
-#[tokio::test]
-async fn the_layer_refuses_large_params_before_the_backend() {
+/// Retry over the custom layer over a one-member group of the adapter,
+/// which answers `eth_call` with `"0x"`; params over 16 bytes refused.
+fn stack() -> impl rpc_core::JsonRpcBatchService {
     let node =
         StaticBackend::new("a").answer("eth_call", RawJson::from_static("\"0x\"").expect("JSON"));
     let group = FailoverLayer::new()
         .build(vec![Member::new("a", node)])
         .expect("group");
-    let svc = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(RetryLayer::new())
         .layer(MaxParamsLayer::new(16))
-        .service(group);
+        .service(group)
+}
+
+#[tokio::test]
+async fn the_layer_refuses_large_params_before_the_backend() {
+    let svc = stack();
 
     let ok = svc
         .clone()
@@ -55,15 +61,7 @@ async fn the_adapter_answers_unknown_methods_with_its_own_error() {
 /// the backend in one go, in the client's order.
 #[tokio::test]
 async fn a_batch_goes_through_the_layer_and_the_adapter_whole() {
-    let node =
-        StaticBackend::new("a").answer("eth_call", RawJson::from_static("\"0x\"").expect("JSON"));
-    let group = FailoverLayer::new()
-        .build(vec![Member::new("a", node)])
-        .expect("group");
-    let svc = ServiceBuilder::new()
-        .layer(RetryLayer::new())
-        .layer(MaxParamsLayer::new(16))
-        .service(group);
+    let svc = stack();
     let calls = vec![
         request("eth_call", "[]").with_id(Id::from(1u64)),
         request(
