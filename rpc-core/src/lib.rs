@@ -84,6 +84,7 @@ pub mod batch;
 #[cfg(any(feature = "server", feature = "http-backend"))]
 mod body;
 mod budget;
+pub mod buffers;
 mod error;
 mod error_object;
 mod ext;

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 /// | `fault_wrong_id` | 200, answer under another id |
 /// | `fault_slow` `[ms]` | echo after the delay (in a batch: the whole answer, after the longest) |
 /// | `fault_drop` | connection closed without an answer |
-/// | `fault_huge` `[bytes]` | a string result of that size |
+/// | `fault_huge` `[bytes]` | a string result of that size (in a batch too) |
 /// | `fault_rpc_error` | 200 with error object code 3 |
 /// | `fault_400_rpc_error` | 400 with a `-32602` error object |
 /// | `echo_request` | the request's headers and raw body (in a batch: the headers) |
@@ -447,6 +447,10 @@ fn batch_item(item: &Value, chain: Option<&ScriptedChain>) -> Value {
     }
     if method == "fault_rpc_error" {
         return json!({"jsonrpc": "2.0", "id": id, "error": {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}});
+    }
+    if method == "fault_huge" {
+        let len = params[0].as_u64().unwrap_or(0) as usize;
+        return json!({"jsonrpc": "2.0", "id": id, "result": "x".repeat(len)});
     }
     json!({"jsonrpc": "2.0", "id": id, "result": {"method": method, "params": params}})
 }

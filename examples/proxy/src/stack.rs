@@ -137,6 +137,10 @@ pub fn build_on(config: &Config, running: Option<&Carry>) -> Result<Built, Strin
         Some(r) => r.memory.clone(),
         None => ByteBudget::new(config.server.memory_budget_mb.saturating_mul(1 << 20)),
     };
+    if running.is_none() {
+        // Process-wide, like the budget: set when the process starts.
+        rpc_core::buffers::set_retained_limit(config.server.buffer_pool_mb.saturating_mul(1 << 20));
+    }
     let redis = match running {
         Some(r) => r.redis.clone(),
         None => redis_link(config)?,

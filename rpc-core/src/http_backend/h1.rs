@@ -231,7 +231,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Conn<Io> {
         // Bytes after the answer's end: nothing was asked for them.
         self.reusable =
             head.keep_alive && head.framing != Framing::UntilClose && self.pos == self.buf.len();
-        Ok((Bytes::from(body), held.0))
+        Ok((crate::buffers::freeze(body), held.0))
     }
 
     async fn read_length(&mut self, n: usize, held: &mut Held) -> Result<Vec<u8>, ReadError> {
@@ -243,7 +243,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Conn<Io> {
         if exact {
             held.cover(n).await?;
         }
-        let mut body = Vec::with_capacity(if exact { n } else { EAGER });
+        let mut body = crate::buffers::take(if exact { n } else { EAGER });
         let have = (self.buf.len() - self.pos).min(n);
         body.extend_from_slice(&self.buf[self.pos..self.pos + have]);
         self.pos += have;
@@ -283,7 +283,12 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Conn<Io> {
                 return Err(ReadError::TooLarge);
             }
             let mut left = size as usize;
-            body.reserve(left.min(EAGER));
+            if body.capacity() == 0 {
+                // The first chunk: a kept buffer when it is a large one.
+                body = crate::buffers::take(left.min(EAGER));
+            } else {
+                body.reserve(left.min(EAGER));
+            }
             while left > 0 {
                 if self.pos == self.buf.len() && self.fill().await.map_err(failed)? == 0 {
                     return Err(ended_early());

@@ -483,8 +483,7 @@ impl<S: JsonRpcService> HttpFront<S> {
                         // Only a notification has no answer.
                         None => no_content(),
                         Some(Answer::Ok(resp)) => {
-                            let mut http_resp =
-                                json_response(StatusCode::OK, Bytes::from(resp.to_json()));
+                            let mut http_resp = json_response(StatusCode::OK, encode(&resp));
                             if let Some(hook) = &config.response_headers {
                                 (hook.0)(&resp, http_resp.headers_mut());
                             }
@@ -509,7 +508,7 @@ impl<S: JsonRpcService> HttpFront<S> {
                     match answer_batch(&self.inner, entry, &ctx, config.batch_concurrency, items)
                         .await
                     {
-                        Some(out) => json_response(StatusCode::OK, Bytes::from(out)),
+                        Some(out) => json_response(StatusCode::OK, crate::buffers::freeze(out)),
                         None => no_content(),
                     }
                 }
@@ -807,6 +806,14 @@ async fn answer_batch_whole<S: JsonRpcService>(
     write_batch(out.iter().flatten())
 }
 
+/// A single call's answer as a body: a large one (a block with its
+/// transactions) in a buffer that is kept for reuse (`crate::buffers`).
+fn encode(resp: &Response) -> Bytes {
+    let mut out = crate::buffers::take(resp.encoded_len_hint());
+    resp.write_json(&mut out);
+    crate::buffers::freeze(out)
+}
+
 fn write_batch<'a>(answers: impl Iterator<Item = &'a Response> + Clone) -> Option<Vec<u8>> {
     // No answer at all (only notifications): no body.
     answers.clone().next()?;
@@ -817,7 +824,7 @@ fn write_batch<'a>(answers: impl Iterator<Item = &'a Response> + Clone) -> Optio
         .map(|r| r.encoded_len_hint() + 1)
         .sum::<usize>()
         + 1;
-    let mut out = Vec::with_capacity(cap);
+    let mut out = crate::buffers::take(cap);
     out.push(b'[');
     for (i, resp) in answers.enumerate() {
         if i > 0 {

@@ -159,6 +159,10 @@ pub struct Server {
     /// together, in MiB.
     #[serde(default = "default_memory_budget_mb")]
     pub memory_budget_mb: usize,
+    /// Idle buffers of large bodies (64 KiB to 4 MiB) the process keeps for
+    /// the next answers, in MiB (`0`: none). See `rpc_core::buffers`.
+    #[serde(default = "default_buffer_pool_mb")]
+    pub buffer_pool_mb: usize,
     /// Load balancers whose `Forwarded` / `X-Forwarded-For` name the client.
     #[serde(default = "no_proxies")]
     pub trusted_proxies: Spanned<Vec<String>>,
@@ -186,6 +190,9 @@ pub(crate) fn no_proxies() -> Spanned<Vec<String>> {
 pub(crate) fn default_memory_budget_mb() -> usize {
     256
 }
+pub(crate) fn default_buffer_pool_mb() -> usize {
+    rpc_core::buffers::DEFAULT_RETAINED >> 20
+}
 
 impl Default for Server {
     fn default() -> Self {
@@ -208,6 +215,7 @@ impl Default for Server {
             idle_timeout: default_idle_timeout(),
             h2_max_concurrent_streams: default_h2_streams(),
             memory_budget_mb: default_memory_budget_mb(),
+            buffer_pool_mb: default_buffer_pool_mb(),
             trusted_proxies: Spanned::new(0..0, Vec::new()),
             proxy_protocol: false,
             trace_context: false,
