@@ -361,11 +361,21 @@ where
     fn call(&mut self, batch: Batch) -> Self::Future {
         let state = self.state.clone();
         let inner = self.inner.clone();
+        // A client batch is mostly one method: its slot found once.
+        let mut last: Option<(&str, usize)> = None;
         let calls: Vec<(usize, Span)> = batch
             .calls()
             .iter()
             .map(|request| {
-                let slot = state.slot_of(request.method());
+                let method = request.method();
+                let slot = match last {
+                    Some((m, slot)) if m == method => slot,
+                    _ => {
+                        let slot = state.slot_of(method);
+                        last = Some((method, slot));
+                        slot
+                    }
+                };
                 let span = match &state.scope {
                     Scope::Client => state.client_span(request),
                     Scope::Backend(_) => Span::none(),

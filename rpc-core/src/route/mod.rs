@@ -217,6 +217,29 @@ where
 
 impl<S> Table<S> {
     /// The service a call goes to, or why none takes it.
+    /// Each call's [`target`](Self::target), in order. A client batch is
+    /// mostly one method: a call with the method of the call before it (and
+    /// no [`RouteTo`]) takes that call's target, found once.
+    fn targets<'a>(
+        &'a self,
+        calls: &'a [Request],
+    ) -> impl Iterator<Item = Result<usize, RpcError>> + 'a {
+        let mut last: Option<(&'a str, Result<usize, RpcError>)> = None;
+        calls.iter().map(move |call| {
+            if call.extensions().get::<RouteTo>().is_some() {
+                return self.target(call);
+            }
+            match &last {
+                Some((method, target)) if *method == call.method() => target.clone(),
+                _ => {
+                    let target = self.target(call);
+                    last = Some((call.method(), target.clone()));
+                    target
+                }
+            }
+        })
+    }
+
     fn target(&self, req: &Request) -> Result<usize, RpcError> {
         let target = match req.extensions().get::<RouteTo>() {
             Some(RouteTo(name)) if !self.names.is_empty() => match self.names.get(name) {
@@ -251,19 +274,22 @@ impl<S: JsonRpcBatchService> Service<Batch> for MethodRouter<S> {
         use futures_util::FutureExt;
         // The common case first: every call to one service, which is ready
         // (ours always are): the batch goes to it as it is.
-        let mut calls = batch.calls().iter().map(|c| self.table.target(c));
-        if let Some(Ok(first)) = calls.next() {
-            if calls.all(|t| matches!(t, Ok(i) if i == first)) {
-                let mut service = self.table.services[first].clone();
-                if let Some(Ok(_)) = ServiceExt::<Batch>::ready(&mut service).now_or_never() {
-                    return futures_util::future::Either::Left(service.call(batch));
-                }
+        let one = {
+            let mut calls = self.table.targets(batch.calls());
+            match calls.next() {
+                Some(Ok(first)) if calls.all(|t| matches!(t, Ok(i) if i == first)) => Some(first),
+                _ => None,
+            }
+        };
+        if let Some(first) = one {
+            let mut service = self.table.services[first].clone();
+            if let Some(Ok(_)) = ServiceExt::<Batch>::ready(&mut service).now_or_never() {
+                return futures_util::future::Either::Left(service.call(batch));
             }
         }
         let table = self.table.clone();
         futures_util::future::Either::Right(BoxedBatchFuture::new(async move {
-            let targets: Vec<Result<usize, RpcError>> =
-                batch.calls().iter().map(|c| table.target(c)).collect();
+            let targets: Vec<Result<usize, RpcError>> = table.targets(batch.calls()).collect();
             let first = match targets.first() {
                 Some(Ok(first)) => Some(*first),
                 _ => None,
