@@ -89,6 +89,13 @@ pub fn freeze(buf: Vec<u8>) -> Bytes {
     SHELF.freeze(buf)
 }
 
+/// [`freeze`], with `then` dropped when the bytes are (a body's leftovers,
+/// dropped once it is written rather than before).
+#[cfg(feature = "server")]
+pub(crate) fn freeze_then<T: Send + 'static>(buf: Vec<u8>, then: T) -> Bytes {
+    SHELF.freeze_then(buf, then)
+}
+
 /// Kept buffers and their bound (one per process; the tests make their
 /// own).
 struct Shelf {
@@ -154,11 +161,31 @@ impl Shelf {
     }
 
     fn freeze(&'static self, buf: Vec<u8>) -> Bytes {
-        if (MIN_KEPT..=MAX_KEPT).contains(&buf.capacity()) && self.limit() > 0 {
-            Bytes::from_owner(Kept { buf, shelf: self })
+        if self.keeps(buf.capacity()) {
+            Bytes::from_owner(Kept {
+                buf,
+                shelf: Some(self),
+                _then: (),
+            })
         } else {
             Bytes::from(buf)
         }
+    }
+
+    #[cfg(any(test, feature = "server"))]
+    fn freeze_then<T: Send + 'static>(&'static self, buf: Vec<u8>, then: T) -> Bytes {
+        let shelf = self.keeps(buf.capacity()).then_some(self);
+        Bytes::from_owner(Kept {
+            buf,
+            shelf,
+            _then: then,
+        })
+    }
+
+    /// Whether a buffer of `capacity` bytes is of a size kept (and
+    /// anything is).
+    fn keeps(&self, capacity: usize) -> bool {
+        (MIN_KEPT..=MAX_KEPT).contains(&capacity) && self.limit() > 0
     }
 
     /// Keeps `buf` if there is room: within the count and the byte limit,
@@ -207,21 +234,26 @@ fn rounded(len: usize) -> usize {
         .max(len)
 }
 
-/// A buffer lent out as `Bytes`; back on its shelf when dropped.
-struct Kept {
+/// A buffer lent out as `Bytes`: back on its shelf (if it has one) when
+/// dropped, and `then` dropped with it.
+struct Kept<T> {
     buf: Vec<u8>,
-    shelf: &'static Shelf,
+    shelf: Option<&'static Shelf>,
+    /// Held only to be dropped with the buffer.
+    _then: T,
 }
 
-impl AsRef<[u8]> for Kept {
+impl<T> AsRef<[u8]> for Kept<T> {
     fn as_ref(&self) -> &[u8] {
         &self.buf
     }
 }
 
-impl Drop for Kept {
+impl<T> Drop for Kept<T> {
     fn drop(&mut self) {
-        self.shelf.give_back(std::mem::take(&mut self.buf));
+        if let Some(shelf) = self.shelf {
+            shelf.give_back(std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -255,6 +287,22 @@ mod tests {
         assert_eq!(again.as_ptr(), ptr, "the same buffer is lent again");
         assert!(again.is_empty());
         assert_eq!(kept(shelf), 0);
+    }
+
+    #[test]
+    fn what_goes_with_a_body_is_dropped_with_it() {
+        let shelf = shelf(DEFAULT_RETAINED);
+        let later = std::sync::Arc::new(());
+        for len in [100, 100_000] {
+            let mut buf = shelf.take(len);
+            buf.extend_from_slice(&vec![1; len]);
+            let body = shelf.freeze_then(buf, later.clone());
+            assert_eq!(std::sync::Arc::strong_count(&later), 2);
+            assert_eq!(body.len(), len);
+            drop(body);
+            assert_eq!(std::sync::Arc::strong_count(&later), 1);
+        }
+        assert!(kept(shelf) >= 100_000, "the large one was kept");
     }
 
     #[test]

@@ -114,6 +114,17 @@ impl Request {
         Arc::make_mut(self.extensions.get_or_insert_with(Default::default))
     }
 
+    /// Puts every fact of `ext` in: as the request's extensions when it has
+    /// none yet (one allocation, however many facts `ext` holds), else
+    /// over what it has.
+    #[cfg(feature = "server")]
+    pub(crate) fn put_extensions(&mut self, ext: Extensions) {
+        match &mut self.extensions {
+            None => self.extensions = Some(Arc::new(ext)),
+            Some(have) => Arc::make_mut(have).extend(ext),
+        }
+    }
+
     /// The call's [`Deadline`], if one was set.
     pub fn deadline(&self) -> Option<Instant> {
         self.extensions.as_deref()?.get::<Deadline>().map(|d| d.0)

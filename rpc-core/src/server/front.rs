@@ -508,7 +508,10 @@ impl<S: JsonRpcService> HttpFront<S> {
                     match answer_batch(&self.inner, entry, &ctx, config.batch_concurrency, items)
                         .await
                     {
-                        Some(out) => json_response(StatusCode::OK, crate::buffers::freeze(out)),
+                        Some(body) => json_response(
+                            StatusCode::OK,
+                            crate::buffers::freeze_then(body.json, body.written_from),
+                        ),
                         None => no_content(),
                     }
                 }
@@ -563,21 +566,26 @@ impl CallContext {
     /// What every call of the request carries: its deadline, the client's
     /// address, key, trace, session and connection.
     fn prepare(&self, req: &mut Request) {
-        req.extensions_mut().insert(self.deadline);
+        self.put(req.extensions_mut());
+    }
+
+    /// Puts the facts every call of this request carries into `ext`.
+    fn put(&self, ext: &mut crate::Extensions) {
+        ext.insert(self.deadline);
         if let Some(remote) = self.remote {
-            req.extensions_mut().insert(remote);
+            ext.insert(remote);
         }
         if let Some(key) = &self.api_key {
-            req.extensions_mut().insert(key.clone());
+            ext.insert(key.clone());
         }
         if let Some(trace) = &self.trace {
-            req.extensions_mut().insert(trace.clone());
+            ext.insert(trace.clone());
         }
         if let Some(session) = &self.session {
-            req.extensions_mut().insert(session.clone());
+            ext.insert(session.clone());
         }
         if let Some(connection) = self.connection {
-            req.extensions_mut().insert(connection);
+            ext.insert(connection);
         }
     }
 
@@ -647,7 +655,7 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
     ctx: &CallContext,
     concurrency: usize,
     items: Vec<Result<Request, crate::parse::InvalidCall>>,
-) -> Option<Vec<u8>> {
+) -> Option<BatchBody> {
     if let Some(entry) = entry {
         return answer_batch_whole(inner, entry, ctx, concurrency, items).await;
     }
@@ -721,8 +729,7 @@ pub(crate) async fn answer_batch<S: JsonRpcService>(
             (None, Err(invalid)) => Some(invalid),
         })
         .collect();
-    let answers: Vec<Response> = answers.into_iter().flatten().collect();
-    write_batch(answers.iter())
+    write_batch(answers)
 }
 
 /// [`answer_batch`] with the calls sent to `inner` as one [`Batch`].
@@ -732,7 +739,7 @@ async fn answer_batch_whole<S: JsonRpcService>(
     ctx: &CallContext,
     concurrency: usize,
     items: Vec<Result<Request, crate::parse::InvalidCall>>,
-) -> Option<Vec<u8>> {
+) -> Option<BatchBody> {
     let total = items.len();
     let len = u32::try_from(total).unwrap_or(u32::MAX);
     // The calls, each one's id (`None`: a notification), and the answers
@@ -740,13 +747,18 @@ async fn answer_batch_whole<S: JsonRpcService>(
     let mut calls = Vec::with_capacity(total);
     let mut ids: Vec<Option<Id>> = Vec::with_capacity(total);
     let mut invalid: Vec<(usize, Response)> = Vec::new();
+    // The facts the calls share, gathered once; each call gets a copy
+    // with its place in the batch.
+    let mut shared = crate::Extensions::new();
+    ctx.put(&mut shared);
     for (item, index) in items.into_iter().zip(0u32..) {
         match item {
             Err(call) => invalid.push((index as usize, call.into_response())),
             Ok(mut req) => {
                 ids.push(req.id().cloned());
-                ctx.prepare(&mut req);
-                req.extensions_mut().insert(BatchPosition { index, len });
+                let mut ext = shared.clone();
+                ext.insert(BatchPosition { index, len });
+                req.put_extensions(ext);
                 calls.push(req);
             }
         }
@@ -803,7 +815,7 @@ async fn answer_batch_whole<S: JsonRpcService>(
     for (position, response) in invalid {
         out.insert(position.min(out.len()), Some(response));
     }
-    write_batch(out.iter().flatten())
+    write_batch(out)
 }
 
 /// A single call's answer as a body: a large one (a block with its
@@ -814,26 +826,40 @@ fn encode(resp: &Response) -> Bytes {
     crate::buffers::freeze(out)
 }
 
-fn write_batch<'a>(answers: impl Iterator<Item = &'a Response> + Clone) -> Option<Vec<u8>> {
-    // No answer at all (only notifications): no body.
-    answers.clone().next()?;
+/// A client batch's answer as the client gets it, and the answers it was
+/// written from: those are dropped once the body is sent, not while the
+/// client waits for it.
+pub(crate) struct BatchBody {
+    pub(crate) json: Vec<u8>,
+    pub(crate) written_from: Vec<Option<Response>>,
+}
+
+/// `answers` (`None`: a notification's place) as a client batch's answer;
+/// `None` when there is no answer at all (only notifications: no body).
+fn write_batch(answers: Vec<Option<Response>>) -> Option<BatchBody> {
+    let mut each = answers.iter().flatten().peekable();
+    each.peek()?;
     // The answers, the commas between them and the brackets: exact when
     // every answer is a result (no second allocation as a `Bytes`).
     let cap = answers
-        .clone()
+        .iter()
+        .flatten()
         .map(|r| r.encoded_len_hint() + 1)
         .sum::<usize>()
         + 1;
     let mut out = crate::buffers::take(cap);
     out.push(b'[');
-    for (i, resp) in answers.enumerate() {
+    for (i, resp) in each.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         resp.write_json(&mut out);
     }
     out.push(b']');
-    Some(out)
+    Some(BatchBody {
+        json: out,
+        written_from: answers,
+    })
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {

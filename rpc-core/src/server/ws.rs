@@ -526,7 +526,9 @@ async fn work<S: JsonRpcService>(
             .await
             .map(|a| a.into_response().to_json()),
         Job::Answer(Incoming::Batch(items)) => {
-            super::front::answer_batch(&inner, batches, &ctx, config.batch_concurrency, items).await
+            super::front::answer_batch(&inner, batches, &ctx, config.batch_concurrency, items)
+                .await
+                .map(|body| body.json)
         }
         Job::Admit(req) => {
             let mut check = crate::Request::new(req.method_arc().clone())
