@@ -61,22 +61,28 @@ impl<S: JsonRpcBatchService> Service<Batch> for Retry<S> {
         let inner = self.inner.get_ref().clone();
         let policy = self.policy.clone();
         // The calls are kept for their retries only when there can be any.
+        // (`clone_request` does not change the policy: one copy asks for
+        // all of them.)
+        let mut asking = policy.clone();
         let mut kept: Vec<Option<Request>> = batch
             .calls()
             .iter()
-            .map(|call| policy.clone().clone_request(call))
+            .map(|call| asking.clone_request(call))
             .collect();
         BoxedBatchFuture::new(async move {
             let mut answers = call_batch(inner.clone(), batch).await;
             let mut retried = Vec::new();
+            // A policy changes only when it grants a retry: one fresh copy
+            // judges every call until one is retried, and goes on with it.
+            let mut judge = policy.clone();
             for (index, (answer, call)) in answers.iter_mut().zip(&mut kept).enumerate() {
                 let (Some(result), Some(call)) = (answer.as_mut(), call.as_mut()) else {
                     continue;
                 };
                 // The first attempt judged as a single call's is; the
                 // policy (its count, its budget) goes on with the call.
-                let mut policy = policy.clone();
-                if let Some(wait) = policy.retry(call, result) {
+                if let Some(wait) = judge.retry(call, result) {
+                    let policy = std::mem::replace(&mut judge, policy.clone());
                     retried.push((index, call.clone(), policy, wait));
                 }
             }
