@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A/B of rpc-proxy builds on the 100-call client batch of bench/batch.sh:
+# direct anvil and each build, interleaved round by round (one Python
+# http.client keep-alive connection, N sequential batches per round), the
+# median per target and its ratio to direct.
+#
+#   bash bench/batch-ab.sh before=/tmp/rpc-proxy-old after=target/release/rpc-proxy
+#   ROUNDS=9 N=200 bash bench/batch-ab.sh tuned="env GLIBC_TUNABLES=... target/release/rpc-proxy"
+#
+# Each NAME=COMMAND is started with `--listen` and `--upstream` appended.
+# Needs anvil (tests/node_modules, `npm install --prefix tests`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -gt 0 ] || { echo "usage: bash bench/batch-ab.sh NAME=COMMAND..." >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+tests/node_modules/.bin/anvil --host 127.0.0.1 --port 19121 --silent & pids+=($!)
+wait_port 19121
+port=19122
+names=()
+ports=()
+for v in "$@"; do
+  name="${v%%=*}"
+  # shellcheck disable=SC2086 # the command is words on purpose
+  ${v#*=} --listen 127.0.0.1:$port --upstream anvil=http://127.0.0.1:19121 >/dev/null 2>&1 & pids+=($!)
+  wait_port $port
+  names+=("$name")
+  ports+=("$port")
+  port=$((port + 1))
+done
+python3 - "${ROUNDS:-7}" "${N:-200}" "${names[*]}" "${ports[*]}" <<'PY'
+import http.client, json, statistics, sys, time
+rounds, n = int(sys.argv[1]), int(sys.argv[2])
+names, ports = sys.argv[3].split(), [int(p) for p in sys.argv[4].split()]
+c = http.client.HTTPConnection("127.0.0.1", 19121)
+c.request("POST", "/", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": ["0xc8"]}), {"content-type": "application/json"})
+c.getresponse().read()
+body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_getBlockByNumber", "params": [hex(i), True]} for i in range(100)])
+def mean_us(port):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    for _ in range(20):
+        c.request("POST", "/", body, {"content-type": "application/json"}); c.getresponse().read()
+    t = time.perf_counter()
+    for _ in range(n):
+        c.request("POST", "/", body, {"content-type": "application/json"}); c.getresponse().read()
+    return (time.perf_counter() - t) / n * 1e6
+runs = {name: [] for name in ["direct"] + names}
+for _ in range(rounds):
+    runs["direct"].append(mean_us(19121))
+    for name, port in zip(names, ports):
+        runs[name].append(mean_us(port))
+direct = statistics.median(runs["direct"])
+print(f"| 100-call batch ({n} sequential, median of {rounds} interleaved rounds) | µs | / direct | rounds |")
+print("|---|---|---|---|")
+for name, v in runs.items():
+    m = statistics.median(v)
+    print(f"| {name} | {m:.0f} | {m / direct:.2f}× | {' '.join(f'{x:.0f}' for x in v)} |")
+PY
