@@ -29,26 +29,18 @@ for v in "$@"; do
   port=$((port + 1))
 done
 python3 - "${ROUNDS:-7}" "${N:-200}" "${names[*]}" "${ports[*]}" <<'PY'
-import http.client, json, statistics, sys, time
+import statistics, sys
+sys.path.insert(0, "bench")
+from batch_client import batch, mean_us, mine
 rounds, n = int(sys.argv[1]), int(sys.argv[2])
 names, ports = sys.argv[3].split(), [int(p) for p in sys.argv[4].split()]
-c = http.client.HTTPConnection("127.0.0.1", 19121)
-c.request("POST", "/", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": ["0xc8"]}), {"content-type": "application/json"})
-c.getresponse().read()
-body = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_getBlockByNumber", "params": [hex(i), True]} for i in range(100)])
-def mean_us(port):
-    c = http.client.HTTPConnection("127.0.0.1", port)
-    for _ in range(20):
-        c.request("POST", "/", body, {"content-type": "application/json"}); c.getresponse().read()
-    t = time.perf_counter()
-    for _ in range(n):
-        c.request("POST", "/", body, {"content-type": "application/json"}); c.getresponse().read()
-    return (time.perf_counter() - t) / n * 1e6
+mine(19121)
+body = batch(100)
 runs = {name: [] for name in ["direct"] + names}
 for _ in range(rounds):
-    runs["direct"].append(mean_us(19121))
+    runs["direct"].append(mean_us(19121, body, n))
     for name, port in zip(names, ports):
-        runs[name].append(mean_us(port))
+        runs[name].append(mean_us(port, body, n))
 direct = statistics.median(runs["direct"])
 print(f"| 100-call batch ({n} sequential, median of {rounds} interleaved rounds) | µs | / direct | rounds |")
 print("|---|---|---|---|")

@@ -48,26 +48,16 @@ nginx -c "$TMP/nginx.conf" -p "$TMP" -g 'daemon off;' 2>/dev/null & pids+=($!)
 wait_port 19102; wait_port 19103
 
 python3 - "$N" "$ROUNDS" <<'PY'
-import http.client, json, statistics, sys, time, urllib.request
+import json, statistics, sys, urllib.request
+sys.path.insert(0, "bench")
+from batch_client import batch, mean_us as mean_n, mine
 n, rounds = int(sys.argv[1]), int(sys.argv[2])
-def post(port, body):
-    c = http.client.HTTPConnection("127.0.0.1", port)
-    c.request("POST", "/", body, {"content-type": "application/json"})
-    r = c.getresponse(); r.read(); c.close()
-post(19101, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": ["0xc8"]}))
-def batch(k):
-    return json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_getBlockByNumber", "params": [hex(i), True]} for i in range(k)])
+mine(19101)
 workloads = [("eth_blockNumber", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"})),
              ("batch of 10 eth_getBlockByNumber", batch(10)),
              ("batch of 100 eth_getBlockByNumber", batch(100))]
 def mean_us(port, body):
-    c = http.client.HTTPConnection("127.0.0.1", port)
-    for _ in range(20):
-        c.request("POST", "/", body, {"content-type": "application/json"}); c.getresponse().read()
-    t = time.perf_counter()
-    for _ in range(n):
-        c.request("POST", "/", body, {"content-type": "application/json"}); c.getresponse().read()
-    return (time.perf_counter() - t) / n * 1e6
+    return mean_n(port, body, n)
 def metric(name):
     text = urllib.request.urlopen("http://127.0.0.1:19104/metrics").read().decode()
     return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
@@ -89,7 +79,7 @@ PY
 if [ -n "${CALLGRIND:-}" ]; then
   # rpc-proxy's own work per 100-call batch: instructions do not move with
   # the machine's load, microseconds do.
-  BATCH100="$(python3 -c 'import json; print(json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_getBlockByNumber", "params": [hex(i), True]} for i in range(100)]))')"
+  BATCH100="$(python3 -c 'import sys; sys.path.insert(0, "bench"); from batch_client import batch; print(batch(100))')"
   valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" --dump-line=no \
     "$PROXY" --listen 127.0.0.1:19105 --upstream anvil=http://127.0.0.1:19101 >/dev/null 2>&1 & pids+=($!); CG=$!
   wait_port 19105 600
