@@ -7,7 +7,7 @@
 //! then returns the pages to the kernel (`madvise`) once it holds more than
 //! its trim threshold; the next answer faults them back in, zeroed, one
 //! page at a time. On a 100-call batch of 175 KB that was one `madvise` and
-//! about eighty page faults per batch, ≈ 80 µs of an 880 µs round trip
+//! about fifty page faults per batch, ≈ 100 µs of a 915 µs round trip
 //! (BENCHMARKS.md). Buffers kept here keep their pages.
 //!
 //! What is kept is bounded: only buffers of [`MIN_KEPT`] to [`MAX_KEPT`]
@@ -59,7 +59,7 @@ pub fn retained_limit() -> usize {
     SHELF.limit()
 }
 
-/// How many bytes of idle buffers are kept now (for tests and metrics).
+/// How many bytes of idle buffers are kept now (for tests and diagnostics).
 pub fn retained() -> usize {
     SHELF.stock().bytes
 }

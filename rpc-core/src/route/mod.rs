@@ -216,7 +216,6 @@ where
 }
 
 impl<S> Table<S> {
-    /// The service a call goes to, or why none takes it.
     /// Each call's [`target`](Self::target), in order. A client batch is
     /// mostly one method: a call with the method of the call before it (and
     /// no [`RouteTo`]) takes that call's target, found once.
@@ -240,6 +239,7 @@ impl<S> Table<S> {
         })
     }
 
+    /// The service a call goes to, or why none takes it.
     fn target(&self, req: &Request) -> Result<usize, RpcError> {
         let target = match req.extensions().get::<RouteTo>() {
             Some(RouteTo(name)) if !self.names.is_empty() => match self.names.get(name) {

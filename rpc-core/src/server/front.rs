@@ -840,7 +840,7 @@ fn write_batch(answers: Vec<Option<Response>>) -> Option<BatchBody> {
     let mut each = answers.iter().flatten().peekable();
     each.peek()?;
     // The answers, the commas between them and the brackets: exact when
-    // every answer is a result (no second allocation as a `Bytes`).
+    // every answer is a result (a large body in a kept buffer).
     let cap = answers
         .iter()
         .flatten()
