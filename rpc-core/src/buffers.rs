@@ -145,7 +145,7 @@ impl Shelf {
     }
 
     fn take(&self, len: usize) -> Vec<u8> {
-        if !(MIN_KEPT..=MAX_KEPT).contains(&len) || self.limit() == 0 {
+        if !self.keeps(len) {
             return Vec::with_capacity(len);
         }
         let found = {
@@ -182,10 +182,10 @@ impl Shelf {
         })
     }
 
-    /// Whether a buffer of `capacity` bytes is of a size kept (and
-    /// anything is).
-    fn keeps(&self, capacity: usize) -> bool {
-        (MIN_KEPT..=MAX_KEPT).contains(&capacity) && self.limit() > 0
+    /// Whether a buffer of `size` bytes (asked for, or held) is of a size
+    /// kept (and anything is).
+    fn keeps(&self, size: usize) -> bool {
+        (MIN_KEPT..=MAX_KEPT).contains(&size) && self.limit() > 0
     }
 
     /// Keeps `buf` if there is room: within the count and the byte limit,
