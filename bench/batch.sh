@@ -50,12 +50,13 @@ wait_port 19102; wait_port 19103
 python3 - "$N" "$ROUNDS" <<'PY'
 import json, statistics, sys, urllib.request
 sys.path.insert(0, "bench")
-from batch_client import batch, mean_us as mean_n, mine
+from batch_client import batch, mean_us as mean_n, mine, small_batch
 n, rounds = int(sys.argv[1]), int(sys.argv[2])
 mine(19101)
 workloads = [("eth_blockNumber", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"})),
              ("batch of 10 eth_getBlockByNumber", batch(10)),
-             ("batch of 100 eth_getBlockByNumber", batch(100))]
+             ("batch of 100 eth_getBlockByNumber", batch(100)),
+             ("batch of 100 eth_chainId", small_batch(100))]
 def mean_us(port, body):
     return mean_n(port, body, n)
 def metric(name):

@@ -20,8 +20,19 @@ def mine(port, blocks=200):
 
 
 def batch(k):
-    """A client batch of `k` eth_getBlockByNumber calls with transactions."""
+    """A client batch of `k` eth_getBlockByNumber calls with transactions
+    (anvil's answer to 100 of them: about 175 KB)."""
     return json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_getBlockByNumber", "params": [hex(i), True]} for i in range(k)])
+
+
+def small_batch(k):
+    """A client batch of `k` eth_chainId calls: answers of a few bytes each,
+    so the time is the calls', not the bytes'."""
+    return json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_chainId", "params": []} for i in range(k)])
+
+
+# The workloads `batch-ab.sh` can run (`BATCH=name`).
+BATCHES = {"blocks": lambda: batch(100), "chainid": lambda: small_batch(100)}
 
 
 def mean_us(port, body, n):

@@ -56,6 +56,20 @@ fn parsing(c: &mut Criterion) {
     g.bench_function("backend_batch_answer_100_blocks", |b| {
         b.iter(|| rpc_core::parse::parse_batch_response(black_box(&answer)))
     });
+    // A batch of 100 small answers (`eth_chainId`, `eth_getBalance`): the
+    // cost per answer object, not per byte.
+    let small = Bytes::from(format!(
+        "[{}]",
+        (0..100)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"result":"0x7a69"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("backend_batch_answer_100_small", |b| {
+        b.iter(|| rpc_core::parse::parse_batch_response(black_box(&small)))
+    });
+    g.throughput(Throughput::Bytes(answer.len() as u64));
     // The same answer read the way rpc-core did before `json_scan`:
     // serde_json with borrowed `&RawValue` members.
     #[derive(serde::Deserialize)]
