@@ -2,9 +2,10 @@
 # A/B of rpc-proxy builds on a 100-call client batch of bench/batch.sh:
 # direct anvil and each build, interleaved round by round (one Python
 # http.client keep-alive connection, N sequential batches per round; the
-# order of the targets reversed every other round: on this VM the one
-# measured first in a round was seen to gain up to 60 µs), the median per
-# target and its ratio to direct.
+# order of the targets reversed every other round: with a fixed order, on
+# this VM, the build measured first in a round came out 20-60 µs slower
+# than the same build measured second), the median per target and its
+# ratio to direct.
 #
 #   bash bench/batch-ab.sh before=/tmp/rpc-proxy-old after=target/release/rpc-proxy
 #   ROUNDS=9 N=200 bash bench/batch-ab.sh tuned="env GLIBC_TUNABLES=... target/release/rpc-proxy"
