@@ -213,6 +213,41 @@ pub fn start_proxy_config_env(toml: &str, env: &[(&str, &str)]) -> (Process, Soc
     start_proxy_file(&write_config("proxy.toml", toml), env)
 }
 
+/// A free loopback port below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), for a server the test starts on it,
+/// kills and starts again there (or points a proxy at before anything
+/// listens). A port found free in the ephemeral range (bind `:0`, drop)
+/// can be handed to an outgoing connection before the server binds it,
+/// and the server then fails with "Address already in use"; no outgoing
+/// connection is ever given a port below the range. Distinct within the
+/// process; its starting point differs between processes.
+pub fn stable_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32_768);
+    // From 20000 (the bench scripts use 19xxx) to just below the range.
+    const FIRST: usize = 20_000;
+    if low < FIRST + 1_000 {
+        // No room below the range on this machine: the old way.
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+    }
+    let span = low - FIRST;
+    let start = (std::process::id() as usize).wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (start + k) % span).expect("a port");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {low}");
+}
+
 /// Starts the shipped `rpc-proxy` with `--config path` (a file the test
 /// may rewrite, then send `HUP`) and extra environment variables; returns
 /// it with the address it printed.
@@ -344,4 +379,30 @@ fn all_threads_stopped(pid: u32) -> bool {
             })
             .unwrap_or(true)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stable_port;
+
+    /// Below the ephemeral range, free, and not handed out twice.
+    #[test]
+    fn stable_ports_are_free_distinct_and_below_the_ephemeral_range() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        let ports: Vec<u16> = (0..50).map(|_| stable_port()).collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        if low >= 21_000 {
+            assert!(ports.iter().all(|&p| (20_000..low).contains(&p)), "{ports:?}");
+        }
+        // Free: a server can bind each one.
+        for port in ports {
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
+        }
+    }
 }

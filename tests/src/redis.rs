@@ -1,7 +1,7 @@
 //! A real `redis-server` (Debian's package; `.ci/run` installs it), started
 //! by the test on a free loopback port, without persistence.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,10 +26,8 @@ impl RedisServer {
     /// (`--requirepass`, ...).
     pub fn start_with(args: &[&str]) -> RedisServer {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // Restarted on the same port (`restart`).
+        let port = crate::stable_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         RedisServer {
             process: Some(spawn(port, &args)),
@@ -56,10 +54,8 @@ impl RedisServer {
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
         std::fs::write(&key_path, cert.key_pair.serialize_pem()).expect("write key");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // Restarted on the same port (`restart`).
+        let port = crate::stable_port();
         let args: Vec<String> = [
             "--port",
             "0",

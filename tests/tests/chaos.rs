@@ -15,8 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tests::{
-    get, start_anvil, start_anvil_on, start_gateway, start_proxy, ElectrumX, ElectrumXOptions,
-    Process,
+    get, start_anvil_on, start_gateway, start_proxy, ElectrumX, ElectrumXOptions, Process,
 };
 
 /// A keep-alive HTTP/1.1 client (one connection, re-opened when it breaks), so
@@ -167,7 +166,10 @@ async fn every_call_is_answered_while_servers_die_freeze_and_return() {
     let gw_refs: Vec<&str> = gw_args.iter().map(String::as_str).collect();
     let (_gateway, gw) = start_gateway(&gw_refs);
 
-    let mut anvils: Vec<(Process, std::net::SocketAddr)> = (0..3).map(|_| start_anvil()).collect();
+    // Restarted where they were: on ports no outgoing connection takes.
+    let mut anvils: Vec<(Process, std::net::SocketAddr)> = (0..3)
+        .map(|_| start_anvil_on(tests::stable_port()))
+        .collect();
     let mut proxy_args: Vec<String> = vec![
         "--timeout".into(),
         "1".into(),

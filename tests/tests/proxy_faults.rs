@@ -321,9 +321,8 @@ async fn h2c_prior_knowledge_is_served() {
 async fn healthz_is_readiness_and_retry_after_is_clamped() {
     // A backend nobody listens on: it goes out of service at its first
     // failure, and /healthz says the replica cannot serve until it is due back.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead = closed.local_addr().expect("addr");
-    drop(closed);
+    // (A node is started on it later: a port no outgoing connection takes.)
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], tests::stable_port()));
     let limited = FaultUpstream::start().await;
     let (_proxy, addr) = start_proxy_config(&format!(
         r#"
