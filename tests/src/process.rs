@@ -398,7 +398,10 @@ mod tests {
         distinct.dedup();
         assert_eq!(distinct.len(), ports.len(), "{ports:?}");
         if low >= 21_000 {
-            assert!(ports.iter().all(|&p| (20_000..low).contains(&p)), "{ports:?}");
+            assert!(
+                ports.iter().all(|&p| (20_000..low).contains(&p)),
+                "{ports:?}"
+            );
         }
         // Free: a server can bind each one.
         for port in ports {
