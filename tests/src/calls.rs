@@ -195,11 +195,19 @@ pub type WsSocket =
 /// Sends one JSON-RPC message on `ws` and returns the next text message
 /// (pings and other frames skipped), within 10 s.
 pub async fn ws_ask(ws: &mut WsSocket, body: Value) -> Value {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     ws.send(Message::text(body.to_string()))
         .await
         .expect("send");
+    ws_next_json(ws).await
+}
+
+/// The next text message on `ws` as JSON (pings and other frames
+/// skipped), each frame within 10 s.
+pub async fn ws_next_json(ws: &mut WsSocket) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await

@@ -157,22 +157,15 @@ async fn new_heads_subscriptions_get_every_block_once_in_order() {
     }
 }
 
-/// The number of the next head announced on `ws` for subscription `sub`
-/// (other messages skipped; 10 s at most).
+/// The number of the next head announced on `ws` for subscription `sub`:
+/// the next text message must be that notification (pings and other
+/// frames skipped; 10 s at most).
 async fn head_number(ws: &mut Socket, sub: &str) -> u64 {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a head in time")
-            .expect("open")
-            .expect("message");
-        let Message::Text(t) = msg else { continue };
-        let v: Value = serde_json::from_str(&t).expect("JSON");
-        assert_eq!(v["method"], "eth_subscription", "{v}");
-        assert_eq!(v["params"]["subscription"], sub, "{v}");
-        let n = v["params"]["result"]["number"].as_str().expect("number");
-        return u64::from_str_radix(n.trim_start_matches("0x"), 16).expect("hex");
-    }
+    let v = tests::ws_next_json(ws).await;
+    assert_eq!(v["method"], "eth_subscription", "{v}");
+    assert_eq!(v["params"]["subscription"], sub, "{v}");
+    let n = v["params"]["result"]["number"].as_str().expect("number");
+    u64::from_str_radix(n.trim_start_matches("0x"), 16).expect("hex")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,19 +226,13 @@ async fn logs_subscriptions_get_each_log_once_and_a_reorg_marks_them_removed() {
     assert_eq!(removed, [txs[2].clone(), txs[1].clone()]);
 }
 
-/// The next `eth_subscription` notification on a socket.
+/// The next `eth_subscription` notification on a socket (other messages
+/// skipped).
 async fn next_notification(ws: &mut Socket) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a notification in time")
-            .expect("open")
-            .expect("message");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).expect("JSON");
-            if v["method"] == "eth_subscription" {
-                return v;
-            }
+        let v = tests::ws_next_json(ws).await;
+        if v["method"] == "eth_subscription" {
+            return v;
         }
     }
 }
