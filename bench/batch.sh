@@ -9,6 +9,7 @@
 #
 #   bash bench/batch.sh            # N=200 requests per workload
 #   ROUNDS=5 bash bench/batch.sh   # each cell the median of 5 interleaved rounds
+#                                  # (the order reversed every other round)
 #   PROXY=path bash bench/batch.sh # another build of rpc-proxy
 #   CALLGRIND=1 bash bench/batch.sh
 #                                  # and rpc-proxy's user-space instructions per
@@ -66,12 +67,18 @@ print(f"| request ({n} sequential{f', median of {rounds} rounds' if rounds > 1 e
 print("|---|---|---|---|---|---|")
 for name, body in workloads:
     ds, gs, ps, rs = [], [], [], []
-    for _ in range(rounds):
-        d, g = mean_us(19101, body), mean_us(19102, body)
-        before = metric("rpc_backend_batch_size_count")
-        p = mean_us(19103, body)
-        # Upstream batches (a single call is one request of its own).
-        per = (metric("rpc_backend_batch_size_count") - before) / (n + 20) if name.startswith("batch") else 1
+    for r in range(rounds):
+        # The order reversed every other round (see batch-ab.sh: the first
+        # measured in a round was seen to come out slower).
+        order = [19101, 19102, 19103] if r % 2 == 0 else [19103, 19102, 19101]
+        t = {}
+        for port in order:
+            before = metric("rpc_backend_batch_size_count")
+            t[port] = mean_us(port, body)
+            if port == 19103:
+                # Upstream batches (a single call is one request of its own).
+                per = (metric("rpc_backend_batch_size_count") - before) / (n + 20) if name.startswith("batch") else 1
+        d, g, p = t[19101], t[19102], t[19103]
         ds.append(d); gs.append(g); ps.append(p); rs.append(p / d)
     d, g, p, r = (statistics.median(v) for v in (ds, gs, ps, rs))
     print(f"| {name} | {d:.0f} µs | {g:.0f} µs | {p:.0f} µs | {r:.2f}× | {per:.2f} |")
