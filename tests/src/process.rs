@@ -223,10 +223,7 @@ pub fn start_proxy_config_env(toml: &str, env: &[(&str, &str)]) -> (Process, Soc
 /// process; its starting point differs between processes.
 pub fn stable_port() -> u16 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(32_768);
+    let low = ephemeral_low();
     // From 20000 (the bench scripts use 19xxx) to just below the range.
     const FIRST: usize = 20_000;
     if low < FIRST + 1_000 {
@@ -246,6 +243,15 @@ pub fn stable_port() -> u16 {
         }
     }
     panic!("no free port between {FIRST} and {low}");
+}
+
+/// The first port of the kernel's ephemeral range (32768 where it cannot
+/// be read).
+fn ephemeral_low() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Starts the shipped `rpc-proxy` with `--config path` (a file the test
@@ -383,15 +389,12 @@ fn all_threads_stopped(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::stable_port;
+    use super::{ephemeral_low, stable_port};
 
     /// Below the ephemeral range, free, and not handed out twice.
     #[test]
     fn stable_ports_are_free_distinct_and_below_the_ephemeral_range() {
-        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|r| r.split_whitespace().next()?.parse().ok())
-            .unwrap_or(32_768);
+        let low = ephemeral_low();
         let ports: Vec<u16> = (0..50).map(|_| stable_port()).collect();
         let mut distinct = ports.clone();
         distinct.sort_unstable();
@@ -399,7 +402,9 @@ mod tests {
         assert_eq!(distinct.len(), ports.len(), "{ports:?}");
         if low >= 21_000 {
             assert!(
-                ports.iter().all(|&p| (20_000..low).contains(&p)),
+                ports
+                    .iter()
+                    .all(|&p| (20_000..low).contains(&usize::from(p))),
                 "{ports:?}"
             );
         }
